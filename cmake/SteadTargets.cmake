@@ -1,0 +1,48 @@
+# Shared build settings: the warnings target, sanitizer flags and the test helper.
+
+# Warnings apply to our own targets only (they link stead_warnings); generated
+# protobuf code and third-party headers are compiled without them.
+add_library(stead_warnings INTERFACE)
+target_compile_options(stead_warnings INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wnon-virtual-dtor
+  -Woverloaded-virtual -Wold-style-cast -Wimplicit-fallthrough)
+if(STEAD_WERROR)
+  target_compile_options(stead_warnings INTERFACE -Werror)
+endif()
+if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  target_compile_options(stead_warnings INTERFACE -Wthread-safety)
+endif()
+
+if(STEAD_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=all
+                      -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+elseif(STEAD_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+elseif(STEAD_SANITIZE STREQUAL "fuzzer")
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+elseif(NOT STEAD_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "STEAD_SANITIZE must be empty, address, thread or fuzzer")
+endif()
+
+# stead_test(NAME name SOURCES a_test.cc ... [LIBS ...] LABELS unit|sim|cluster|fuzz-replay|soak
+#            [TIMEOUT seconds])
+# Builds one GoogleTest binary and registers each of its tests with ctest under the
+# given labels. Every test binary links gmock_main and the shared test helpers.
+function(stead_test)
+  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT ARG_LABELS)
+    message(FATAL_ERROR "stead_test(${ARG_NAME}): LABELS is required")
+  endif()
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 300)
+  endif()
+  add_executable(${ARG_NAME} ${ARG_SOURCES})
+  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_LIBS} stead::testing GTest::gmock_main
+                        stead_warnings)
+  gtest_discover_tests(${ARG_NAME}
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
+endfunction()

@@ -1,0 +1,120 @@
+#include "tests/sim/linearizability.h"
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace stead::sim {
+namespace {
+
+using Kind = KvOperation::Kind;
+
+KvOperation Put(uint64_t key, int64_t value, uint64_t call, uint64_t ret) {
+  return KvOperation{Kind::kPut, key, value, call, ret, static_cast<uint64_t>(value)};
+}
+KvOperation Get(uint64_t key, int64_t value, uint64_t call, uint64_t ret) {
+  return KvOperation{Kind::kGet, key, value, call, ret, 1000};
+}
+
+// Hand-made histories, each with the verdict the register model demands.
+TEST(KvLinearizability, HandWrittenHistories) {
+  const struct {
+    std::string name;
+    std::vector<KvOperation> history;
+    bool want;
+  } cases[] = {
+      {"empty", {}, true},
+      {"read of never written key", {Get(1, kAbsentValue, 1, 2)}, true},
+      {"read of a value nobody wrote", {Get(1, 7, 1, 2)}, false},
+      {"sequential write then read", {Put(1, 5, 1, 2), Get(1, 5, 3, 4)}, true},
+      {"stale read after acknowledged write", {Put(1, 5, 1, 2), Get(1, kAbsentValue, 3, 4)},
+       false},
+      {"read concurrent with write sees old", {Put(1, 5, 1, 4), Get(1, kAbsentValue, 2, 3)},
+       true},
+      {"read concurrent with write sees new", {Put(1, 5, 1, 4), Get(1, 5, 2, 3)}, true},
+      {"read sees new then later read sees old",
+       {Put(1, 5, 1, 10), Get(1, 5, 2, 3), Get(1, kAbsentValue, 4, 5)},
+       false},
+      {"two writes, reads disagree on order",
+       {Put(1, 1, 1, 10), Put(1, 2, 1, 10), Get(1, 1, 11, 12), Get(1, 2, 13, 14)},
+       false},
+      {"two concurrent writes, one order explains reads",
+       {Put(1, 1, 1, 10), Put(1, 2, 1, 10), Get(1, 1, 5, 6), Get(1, 2, 11, 12)},
+       true},
+      {"unknown write may take effect late",
+       {Put(1, 1, 1, kUnknownReturnTime), Get(1, kAbsentValue, 2, 3), Get(1, 1, 4, 5)},
+       true},
+      {"unknown write may never take effect",
+       {Put(1, 1, 1, kUnknownReturnTime), Get(1, kAbsentValue, 2, 3)},
+       true},
+      {"unknown write cannot take effect before its call",
+       {Get(1, 1, 1, 2), Put(1, 1, 3, kUnknownReturnTime)},
+       false},
+      {"keys are independent",
+       {Put(1, 1, 1, 2), Put(2, 2, 1, 2), Get(2, 2, 3, 4), Get(1, 1, 3, 4)},
+       true},
+      {"violation on second key only",
+       {Put(1, 1, 1, 2), Put(2, 2, 1, 2), Get(1, 1, 3, 4), Get(2, kAbsentValue, 3, 4)},
+       false},
+      {"return before call is malformed", {Get(1, kAbsentValue, 5, 4)}, false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const LinearizabilityResult result = CheckKvLinearizable(c.history);
+    EXPECT_EQ(result.linearizable, c.want) << result.explanation;
+    EXPECT_FALSE(result.search_exhausted);
+  }
+}
+
+// Builds a random linearizable history from a sequential execution: each operation
+// takes effect at a random instant inside its [call, return] window, and reads return
+// the value at their instant. The checker must accept all of these; flipping one read
+// to a value that no write at or before its window could explain must be rejected.
+TEST(KvLinearizability, RandomHistoriesFromSequentialExecutions) {
+  std::mt19937_64 random(42);
+  for (int round = 0; round < 300; ++round) {
+    SCOPED_TRACE(round);
+    const int op_count = 2 + static_cast<int>(random() % 30);
+    // Effect instants are 10 apart; windows stretch up to 35 around them, so
+    // operations overlap and the search must reorder.
+    std::vector<KvOperation> history;
+    int64_t current = kAbsentValue;
+    int64_t next_value = 0;
+    for (int i = 0; i < op_count; ++i) {
+      const uint64_t instant = 100 + 10 * static_cast<uint64_t>(i);
+      const uint64_t call = instant - random() % 36;
+      uint64_t ret = instant + 1 + random() % 36;
+      if (random() % 3 == 0) {
+        const int64_t value = next_value++;
+        if (random() % 8 == 0) ret = kUnknownReturnTime;
+        history.push_back(Put(7, value, call, ret));
+        current = value;
+      } else {
+        history.push_back(Get(7, current, call, ret));
+      }
+    }
+    const LinearizabilityResult ok = CheckKvLinearizable(history);
+    ASSERT_TRUE(ok.linearizable) << ok.explanation;
+
+    // A read of a value never written is never linearizable.
+    history.push_back(Get(7, next_value + 100, 1, 2));
+    EXPECT_FALSE(CheckKvLinearizable(history).linearizable);
+  }
+}
+
+TEST(KvLinearizability, SearchBudgetIsReported) {
+  // Many concurrent writes and a read no order explains: the search must try many
+  // orders before giving up, more than one step allows.
+  std::vector<KvOperation> history;
+  for (int64_t v = 0; v < 12; ++v) history.push_back(Put(1, v, 1, 100));
+  history.push_back(Get(1, 99, 50, 60));
+  const LinearizabilityResult result = CheckKvLinearizable(history, /*max_search_steps=*/1);
+  EXPECT_FALSE(result.linearizable);
+  EXPECT_TRUE(result.search_exhausted);
+}
+
+}  // namespace
+}  // namespace stead::sim

@@ -5,7 +5,7 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -19,16 +19,16 @@ using ::testing::ElementsAre;
 class CapturingSink final : public LogSink {
  public:
   void Write(const LogRecord& record) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     lines_.push_back(FormatLogRecord(record, /*with_time=*/false));
   }
   std::vector<std::string> lines() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return lines_;
   }
 
  private:
-  absl::Mutex mu_;
+  Mutex mu_;
   std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -29,14 +29,18 @@ elseif(NOT STEAD_SANITIZE STREQUAL "")
   message(FATAL_ERROR "STEAD_SANITIZE must be empty, address, thread or fuzzer")
 endif()
 
-# stead_test(NAME name SOURCES a_test.cc ... [LIBS ...] LABELS unit|sim|cluster|fuzz-replay|soak
-#            [TIMEOUT seconds])
-# Builds one GoogleTest binary and registers each of its tests with ctest under the
-# given labels. Every test binary links gmock_main and the shared test helpers.
+# stead_test(NAME name SOURCES a_test.cc ... [LIBS ...] LABELS label [TSAN] [TIMEOUT seconds])
+# Builds one GoogleTest binary and registers each of its tests with ctest under LABELS
+# (one of unit, sim, cluster, fuzz-replay, soak). Every test binary links gmock_main and
+# the shared test helpers. TSAN marks binaries that exercise threads: a ThreadSanitizer
+# build (the tsan preset) builds and registers only those.
 function(stead_test)
-  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "TSAN" "NAME;TIMEOUT;LABELS" "SOURCES;LIBS" ${ARGN})
   if(NOT ARG_LABELS)
     message(FATAL_ERROR "stead_test(${ARG_NAME}): LABELS is required")
+  endif()
+  if(STEAD_SANITIZE STREQUAL "thread" AND NOT ARG_TSAN)
+    return()
   endif()
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
@@ -44,7 +48,9 @@ function(stead_test)
   add_executable(${ARG_NAME} ${ARG_SOURCES})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_LIBS} stead::testing GTest::gmock_main
                         stead_warnings)
+  # PRE_TEST: tests are listed when ctest runs, not by running binaries during the build.
   gtest_discover_tests(${ARG_NAME}
+    DISCOVERY_MODE PRE_TEST
     DISCOVERY_TIMEOUT 60
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
+    PROPERTIES LABELS ${ARG_LABELS} TIMEOUT ${ARG_TIMEOUT})
 endfunction()

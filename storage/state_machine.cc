@@ -1,0 +1,336 @@
+#include "storage/state_machine.h"
+
+#include <filesystem>
+#include <set>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "base/check.h"
+#include "base/status_macros.h"
+#include "rocksdb/utilities/checkpoint.h"
+#include "storage/checkpoint.h"
+#include "storage/checkpoint_files.h"
+#include "storage/state_machine_db.h"
+#include "storage/state_machine_dir.h"
+
+namespace stead::storage {
+
+using internal::Database;
+
+namespace {
+
+absl::Status ValidateOptions(const StateMachineOptions& options) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("data dir is empty");
+  STEAD_RETURN_IF_ERROR(ValidateNodeIdentity(options.identity));
+  std::set<std::string> seen;
+  for (const std::string& name : options.keyspaces) {
+    if (name.empty() || name == kMetaColumnFamily || name == "default") {
+      return absl::InvalidArgumentError(absl::StrCat("invalid keyspace name '", name, "'"));
+    }
+    if (!seen.insert(name).second) {
+      return absl::InvalidArgumentError(absl::StrCat("keyspace '", name, "' listed twice"));
+    }
+  }
+  if (!options.clock) return absl::InvalidArgumentError("clock is not set");
+  return absl::OkStatus();
+}
+
+// First start: create a database, make the node metadata durable in it, and only then
+// publish it through ACTIVE. See "Data dir layout" in state_machine.h for why a crash
+// anywhere in here is harmless.
+absl::StatusOr<std::unique_ptr<Database>> InitialiseDataDir(const StateMachineOptions& options,
+                                                            std::string* database_dir_name) {
+  STEAD_RETURN_IF_ERROR(CheckNoForeignEntries(options.data_dir));
+  STEAD_RETURN_IF_ERROR(RemoveStrayDatabases(options.data_dir, "", options.logger));
+  STEAD_ASSIGN_OR_RETURN(*database_dir_name, NextDatabaseDirName(options.data_dir));
+  const std::string path = files::JoinPath(options.data_dir, *database_dir_name);
+  STEAD_ASSIGN_OR_RETURN(std::unique_ptr<Database> database,
+                         Database::Open(path, options, Database::Mode::kCreate));
+  STEAD_RETURN_IF_ERROR(database->EnsureKeyspaces(options.keyspaces));
+  STEAD_RETURN_IF_ERROR(
+      database->WriteNodeMetadata(MakeNodeMetadata(options.identity, options.clock())));
+  STEAD_RETURN_IF_ERROR(files::SyncPath(path));
+  STEAD_RETURN_IF_ERROR(WriteActive(options.data_dir, *database_dir_name));
+  STEAD_LOG(options.logger, Info) << "data_dir=" << options.data_dir << " initialised for "
+                                  << DescribeIdentity(options.identity.cluster_id,
+                                                      options.identity.node_name,
+                                                      options.identity.node_id);
+  return database;
+}
+
+// Reads the node metadata of `database` and checks it against the expected identity.
+absl::StatusOr<pb::NodeMetadata> CheckIdentity(const Database& database,
+                                               const StateMachineOptions& options) {
+  STEAD_ASSIGN_OR_RETURN(const std::optional<pb::NodeMetadata> stored,
+                         database.ReadNodeMetadata());
+  if (!stored.has_value()) {
+    // ACTIVE is written only after the metadata is flushed, so this is not a crash
+    // during the first start: the database lost its meta records.
+    return absl::DataLossError(absl::StrCat(
+        "data dir ", options.data_dir, ": database ", database.path(),
+        " has no node metadata: the volume is damaged; wipe it to rejoin as a new member"));
+  }
+  STEAD_RETURN_IF_ERROR(CheckNodeMetadata(*stored, options.identity, options.data_dir));
+  return *stored;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// StateSnapshot
+
+class StateSnapshot::Impl {
+ public:
+  Impl(const Database* database, const rocksdb::Snapshot* snapshot, pb::SnapshotMetadata applied)
+      : database_(database), snapshot_(snapshot), applied_(std::move(applied)) {}
+  ~Impl() { database_->db()->ReleaseSnapshot(snapshot_); }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  const Database* database_;            // borrowed; outlives the snapshot (contract)
+  const rocksdb::Snapshot* snapshot_;   // released by the destructor
+  const pb::SnapshotMetadata applied_;  // read at snapshot_
+};
+
+StateSnapshot::StateSnapshot(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StateSnapshot::~StateSnapshot() = default;
+
+const pb::SnapshotMetadata& StateSnapshot::applied() const { return impl_->applied_; }
+
+absl::StatusOr<std::optional<std::string>> StateSnapshot::Get(absl::string_view keyspace,
+                                                              absl::string_view key) const {
+  return internal::GetAt(*impl_->database_, impl_->snapshot_, keyspace, key);
+}
+
+absl::StatusOr<ScanResult> StateSnapshot::Scan(const ScanOptions& options) const {
+  return internal::ScanAt(*impl_->database_, impl_->snapshot_, options);
+}
+
+// ---------------------------------------------------------------------------------------
+// StateMachine
+
+class StateMachine::Impl {
+ public:
+  StateMachineOptions options;
+  std::unique_ptr<DataDirLock> lock;  // held for the life of the state machine
+  std::unique_ptr<Database> database;
+  pb::NodeMetadata node_metadata;  // as stored; never changes while open
+
+  // Serialises Apply, Flush and CreateCheckpoint: a checkpoint must see no apply
+  // between reading the applied state and copying the files.
+  absl::Mutex write_mu;
+  mutable absl::Mutex applied_mu;
+  // Mirrors the applied state in the meta column family; only increases; updated after
+  // the WriteBatch that carries it succeeded.
+  pb::SnapshotMetadata applied ABSL_GUARDED_BY(applied_mu);
+
+  absl::Status ValidateBatch(const ApplyBatch& batch) const;
+  absl::StatusOr<pb::SnapshotManifest> DescribeState(const pb::SnapshotMetadata& state) const;
+};
+
+absl::Status StateMachine::Impl::ValidateBatch(const ApplyBatch& batch) const {
+  size_t batch_bytes = 0;
+  for (const Mutation& mutation : batch.mutations) {
+    batch_bytes += mutation.keyspace.size() + mutation.key.size() + mutation.value.size();
+  }
+  STEAD_RETURN_IF_ERROR(Annotate(CheckBatchSize(batch.mutations.size(), batch_bytes,
+                                                options.limits),
+                                 absl::StrCat("entry ", batch.index)));
+  for (const Mutation& mutation : batch.mutations) {
+    if (database->Keyspace(mutation.keyspace) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("entry ", batch.index, ": unknown keyspace '",
+                                                     mutation.keyspace, "'"));
+    }
+    STEAD_RETURN_IF_ERROR(
+        Annotate(CheckKeySize(mutation.key, options.limits), absl::StrCat("entry ", batch.index)));
+    if (mutation.type == Mutation::Type::kPut) {
+      STEAD_RETURN_IF_ERROR(Annotate(CheckValueSize(mutation.value, options.limits),
+                                     absl::StrCat("entry ", batch.index)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(StateMachineOptions options) {
+  STEAD_RETURN_IF_ERROR(ValidateOptions(options));
+  auto impl = std::make_unique<Impl>();
+  STEAD_ASSIGN_OR_RETURN(impl->lock, DataDirLock::Acquire(options.data_dir));
+  STEAD_ASSIGN_OR_RETURN(const std::optional<std::string> active, ReadActive(options.data_dir));
+  if (!active.has_value()) {
+    std::string database_dir_name;
+    STEAD_ASSIGN_OR_RETURN(impl->database, InitialiseDataDir(options, &database_dir_name));
+  } else {
+    STEAD_RETURN_IF_ERROR(RemoveStrayDatabases(options.data_dir, *active, options.logger));
+    STEAD_ASSIGN_OR_RETURN(impl->database,
+                           Database::Open(files::JoinPath(options.data_dir, *active), options,
+                                          Database::Mode::kExisting));
+  }
+  // Checked before anything else is written into the database (new keyspaces).
+  STEAD_ASSIGN_OR_RETURN(impl->node_metadata, CheckIdentity(*impl->database, options));
+  STEAD_RETURN_IF_ERROR(impl->database->EnsureKeyspaces(options.keyspaces));
+  STEAD_ASSIGN_OR_RETURN(pb::SnapshotMetadata applied, impl->database->ReadApplied(nullptr));
+  {
+    absl::MutexLock lock(&impl->applied_mu);
+    impl->applied = std::move(applied);
+  }
+  impl->options = std::move(options);
+  return std::unique_ptr<StateMachine>(new StateMachine(std::move(impl)));
+}
+
+StateMachine::StateMachine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+// Closing the database flushes the memtables (RocksDB does so on close when the WAL is
+// off), before the lock is released.
+StateMachine::~StateMachine() { impl_->database.reset(); }
+
+absl::Status StateMachine::Apply(const ApplyBatch& batch) {
+  absl::MutexLock write_lock(&impl_->write_mu);
+  const pb::SnapshotMetadata current = applied();
+  if (batch.index == 0 || batch.term == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("apply: index ", batch.index, " term ", batch.term, " (both must be > 0)"));
+  }
+  // Replay after a crash re-delivers entries the flushed state already holds.
+  if (batch.index <= current.index()) return absl::OkStatus();
+  if (batch.index != current.index() + 1) {
+    return absl::FailedPreconditionError(absl::StrCat("apply: entry ", batch.index,
+                                                      " after applied index ", current.index(),
+                                                      ": entries in between would be skipped"));
+  }
+  if (batch.term < current.term()) {
+    return absl::FailedPreconditionError(absl::StrCat("apply: entry ", batch.index, " has term ",
+                                                      batch.term, " below applied term ",
+                                                      current.term()));
+  }
+  STEAD_RETURN_IF_ERROR(impl_->ValidateBatch(batch));
+
+  pb::SnapshotMetadata next = current;
+  next.set_index(batch.index);
+  next.set_term(batch.term);
+  if (batch.conf_state.has_value()) *next.mutable_conf_state() = *batch.conf_state;
+
+  rocksdb::WriteBatch write_batch;
+  for (const Mutation& mutation : batch.mutations) {
+    rocksdb::ColumnFamilyHandle* handle = impl_->database->Keyspace(mutation.keyspace);
+    STEAD_CHECK(handle != nullptr);  // ValidateBatch checked every keyspace.
+    const rocksdb::Status added = mutation.type == Mutation::Type::kPut
+                                      ? write_batch.Put(handle, mutation.key, mutation.value)
+                                      : write_batch.Delete(handle, mutation.key);
+    STEAD_RETURN_IF_ERROR(internal::FromRocks(added, "build write batch"));
+  }
+  // The applied state travels in the same batch as the data: they are never apart.
+  STEAD_RETURN_IF_ERROR(internal::FromRocks(
+      write_batch.Put(impl_->database->meta(), internal::kAppliedKey, next.SerializeAsString()),
+      "build write batch"));
+  rocksdb::WriteOptions write_options;
+  write_options.disableWAL = true;  // The Raft log replays; see state_machine.h.
+  STEAD_RETURN_IF_ERROR(internal::FromRocks(
+      impl_->database->db()->Write(write_options, &write_batch),
+      absl::StrCat("apply entry ", batch.index)));
+  absl::MutexLock lock(&impl_->applied_mu);
+  impl_->applied = std::move(next);
+  return absl::OkStatus();
+}
+
+pb::SnapshotMetadata StateMachine::applied() const {
+  absl::MutexLock lock(&impl_->applied_mu);
+  return impl_->applied;
+}
+
+raft::Index StateMachine::applied_index() const {
+  absl::MutexLock lock(&impl_->applied_mu);
+  return impl_->applied.index();
+}
+
+const pb::NodeMetadata& StateMachine::node_metadata() const { return impl_->node_metadata; }
+
+absl::StatusOr<std::optional<std::string>> StateMachine::Get(absl::string_view keyspace,
+                                                             absl::string_view key) const {
+  return internal::GetAt(*impl_->database, nullptr, keyspace, key);
+}
+
+absl::StatusOr<ScanResult> StateMachine::Scan(const ScanOptions& options) const {
+  return internal::ScanAt(*impl_->database, nullptr, options);
+}
+
+absl::StatusOr<std::unique_ptr<StateSnapshot>> StateMachine::NewSnapshot() const {
+  const Database* database = impl_->database.get();
+  const rocksdb::Snapshot* snapshot = database->db()->GetSnapshot();
+  // The applied record is read at the snapshot, so it matches the data the view shows
+  // even while Apply runs concurrently.
+  absl::StatusOr<pb::SnapshotMetadata> applied = database->ReadApplied(snapshot);
+  if (!applied.ok()) {
+    database->db()->ReleaseSnapshot(snapshot);
+    return applied.status();
+  }
+  return std::make_unique<StateSnapshot>(
+      std::make_unique<StateSnapshot::Impl>(database, snapshot, *std::move(applied)));
+}
+
+absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::string& dir) {
+  absl::MutexLock write_lock(&impl_->write_mu);
+  const pb::SnapshotMetadata state = applied();
+  if (state.index() == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint ", dir, ": nothing applied yet, a snapshot at index 0 is meaningless"));
+  }
+  if (files::Exists(dir)) {
+    return absl::AlreadyExistsError(absl::StrCat("checkpoint ", dir, " already exists"));
+  }
+  // RocksDB wants an absolute path and creates the directory itself.
+  std::error_code error;
+  const std::string absolute = std::filesystem::absolute(dir, error).lexically_normal().string();
+  if (error) return files::ErrnoStatus(error.value(), "absolute", dir);
+  const std::string partial = absl::StrCat(absolute, kPartialSuffix);
+  STEAD_RETURN_IF_ERROR(files::RemoveAll(partial));  // Leftover of a crash.
+  STEAD_RETURN_IF_ERROR(files::RemoveAll(absl::StrCat(partial, ".tmp")));  // RocksDB's own.
+
+  // Without the WAL the memtables exist nowhere else: flush all column families
+  // together so the files hold exactly `state`.
+  STEAD_RETURN_IF_ERROR(impl_->database->FlushAll());
+  STEAD_ASSIGN_OR_RETURN(pb::SnapshotManifest manifest, impl_->DescribeState(state));
+  rocksdb::Checkpoint* raw_checkpoint = nullptr;
+  STEAD_RETURN_IF_ERROR(internal::FromRocks(
+      rocksdb::Checkpoint::Create(impl_->database->db(), &raw_checkpoint), "create checkpoint"));
+  const std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw_checkpoint);
+  STEAD_RETURN_IF_ERROR(internal::FromRocks(checkpoint->CreateCheckpoint(partial),
+                                            absl::StrCat("checkpoint ", partial)));
+  STEAD_ASSIGN_OR_RETURN(manifest, DescribeCheckpointFiles(partial, std::move(manifest)));
+  STEAD_RETURN_IF_ERROR(WriteManifest(partial, manifest));
+  STEAD_RETURN_IF_ERROR(files::Rename(partial, absolute));
+  STEAD_RETURN_IF_ERROR(
+      files::SyncPath(std::filesystem::path(absolute).parent_path().string()));
+  STEAD_LOG(impl_->options.logger, Info)
+      << "checkpoint=" << absolute << " index=" << state.index() << " term=" << state.term()
+      << " files=" << manifest.files_size() << " bytes=" << manifest.total_bytes()
+      << " keys=" << manifest.key_count();
+  return manifest;
+}
+
+absl::StatusOr<pb::SnapshotManifest> StateMachine::Impl::DescribeState(
+    const pb::SnapshotMetadata& state) const {
+  pb::SnapshotManifest manifest;
+  manifest.set_format_version(kCheckpointFormatVersion);
+  manifest.set_cluster_id(node_metadata.cluster_id());
+  *manifest.mutable_raft() = state;
+  manifest.set_created_unix_ms(absl::ToUnixMillis(options.clock()));
+  manifest.set_created_by_node_id(node_metadata.node_id());
+  manifest.set_created_by_name(node_metadata.node_name());
+  // The caller holds write_mu, so the live state is exactly `state`.
+  STEAD_ASSIGN_OR_RETURN(const uint64_t key_count, database->CountUserKeys(nullptr));
+  manifest.set_key_count(key_count);
+  return manifest;
+}
+
+absl::Status StateMachine::Flush() {
+  absl::MutexLock write_lock(&impl_->write_mu);
+  return impl_->database->FlushAll();
+}
+
+std::vector<std::string> StateMachine::keyspaces() const {
+  return impl_->database->KeyspaceNames();
+}
+
+}  // namespace stead::storage

@@ -1,0 +1,251 @@
+// The replicated state machine: RocksDB on the data volume (`--data-dir`).
+//
+// What it holds. One RocksDB column family per keyspace (options.keyspaces, default
+// {"kv"} for user keys; the key-value service may add e.g. revision history without
+// changing this layer), plus `meta` holding the applied Raft state (index, term, conf
+// state) and the node metadata (storage/node_metadata.h). Every Apply writes its
+// mutations and the new applied state in ONE rocksdb::WriteBatch, so after any crash
+// the applied index describes exactly the data present.
+//
+// RocksDB's own WAL is DISABLED. The Raft log on the WAL volume already holds every
+// committed entry durably, so after a crash the runtime replays the log from
+// applied_index() + 1, which is cheaper than writing every byte twice (and fsyncing
+// both volumes). This needs two things, both done here:
+//   * `atomic_flush`: all column families are flushed together, so the flushed applied
+//     index never runs ahead of (or behind) the flushed data. Without it, a crash could
+//     leave `meta` saying index 100 while `kv` only holds 1..50, and entries 51..100
+//     would never be replayed.
+//   * Anything that must be durable on its own (node metadata, a checkpoint, an
+//     installed snapshot) is followed by an explicit flush of all column families.
+// Consequence for the runtime: the Raft log must keep entries above the flushed applied
+// index; Flush() makes the current state durable before the log is compacted below it
+// (a checkpoint flushes too).
+//
+// Data dir layout (all names below are stead's; "lost+found" is tolerated):
+//   <data-dir>/LOCK        flock held while a StateMachine (or an install) uses the dir
+//   <data-dir>/ACTIVE      names the live database directory, e.g. "db-000003"
+//   <data-dir>/db-000003/  the RocksDB database
+// ACTIVE is replaced atomically (write, fsync, rename, fsync dir). A "db-*" directory
+// it does not name is a leftover of an interrupted first start or install and is
+// removed at Open. No ACTIVE file means "not initialised": the first start creates a
+// database, writes and flushes the node metadata, and only then writes ACTIVE, so a
+// crash at any point of the first start leaves a dir that is initialised again cleanly.
+//
+// Thread-safety: Apply, Flush and CreateCheckpoint are serialised internally (call them
+// from the applier); Get, Scan, NewSnapshot and applied() may run concurrently with
+// them and with each other from any thread.
+#ifndef STEAD_STORAGE_STATE_MACHINE_H_
+#define STEAD_STORAGE_STATE_MACHINE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "base/log.h"
+#include "proto/raft.pb.h"
+#include "proto/snapshot.pb.h"
+#include "raft/types.h"
+#include "storage/limits.h"
+#include "storage/node_metadata.h"
+
+namespace stead::storage {
+
+// Name of the column family holding the applied state and node metadata. Not a valid
+// keyspace name.
+inline constexpr char kMetaColumnFamily[] = "meta";
+// The default user keyspace.
+inline constexpr char kDefaultKeyspace[] = "kv";
+// Most pairs one Scan may return.
+inline constexpr size_t kMaxScanLimit = 100000;
+
+struct StateMachineOptions {
+  // Root of the data volume. Created if missing. Required.
+  std::string data_dir;
+  // Who this node is; written on first start, checked at every start. Required.
+  NodeIdentity identity;
+  // User keyspaces, one column family each. Names must be non-empty, unique, and not
+  // "meta" or "default". Keyspaces found on disk but not listed stay readable.
+  // Default: {"kv"}.
+  std::vector<std::string> keyspaces = {kDefaultKeyspace};
+  // Size limits checked by Apply. Default: see storage/limits.h.
+  Limits limits;
+  // Memtable size per column family before RocksDB flushes it. Default: 64 MiB.
+  size_t write_buffer_bytes = 64 * 1024 * 1024;
+  // Wall clock, only for the human-readable creation times in metadata and manifests.
+  // Default: absl::Now.
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
+  // Flush memtables when the state machine is closed. Tests set false to simulate a
+  // crash: whatever was applied since the last flush is lost, as after a kill -9, and
+  // must come back from the Raft log. Default: true.
+  bool flush_on_close = true;
+  // Where events (first start, install, cleanup of leftovers) are logged.
+  // Default: stderr at info.
+  Logger logger;
+};
+
+// One change to one key.
+struct Mutation {
+  enum class Type { kPut, kDelete };
+  Type type = Type::kPut;
+  std::string keyspace = kDefaultKeyspace;
+  std::string key;
+  std::string value;  // kPut only
+
+  static Mutation Put(std::string keyspace, std::string key, std::string value) {
+    return Mutation{Type::kPut, std::move(keyspace), std::move(key), std::move(value)};
+  }
+  static Mutation Delete(std::string keyspace, std::string key) {
+    return Mutation{Type::kDelete, std::move(keyspace), std::move(key), {}};
+  }
+};
+
+// Everything one committed Raft entry does to the state machine.
+struct ApplyBatch {
+  raft::Index index = 0;  // the entry's index; > 0
+  raft::Term term = 0;    // the entry's term; > 0
+  std::vector<Mutation> mutations;  // applied in order; may be empty (no-op entry)
+  // Set when the entry is a membership change: the configuration after it.
+  std::optional<pb::ConfState> conf_state;
+};
+
+struct KeyValue {
+  std::string key;
+  std::string value;
+  bool operator==(const KeyValue&) const = default;
+};
+
+struct ScanOptions {
+  // Keyspace to read. Default: "kv".
+  std::string keyspace = kDefaultKeyspace;
+  // First key of the range, inclusive. Default: empty (from the first key).
+  std::string start_key;
+  // End of the range, exclusive; empty means no end. Default: empty.
+  std::string end_key;
+  // Return pairs from the end of the range backwards. Default: false.
+  bool reverse = false;
+  // Most pairs to return; 1..kMaxScanLimit. Default: 1000.
+  size_t limit = 1000;
+};
+
+struct ScanResult {
+  std::vector<KeyValue> pairs;  // in key order (descending when reverse)
+  // True if the range holds more pairs than were returned: continue after the last
+  // key (forward) or before it (reverse).
+  bool more = false;
+};
+
+// A consistent read-only view of the state at one applied index. Must be destroyed
+// before the StateMachine that created it. Thread-safe.
+class StateSnapshot {
+ public:
+  class Impl;
+  explicit StateSnapshot(std::unique_ptr<Impl> impl);
+  ~StateSnapshot();
+  StateSnapshot(const StateSnapshot&) = delete;
+  StateSnapshot& operator=(const StateSnapshot&) = delete;
+
+  // The applied state this view shows.
+  const pb::SnapshotMetadata& applied() const;
+  // As StateMachine::Get / Scan, at this view.
+  absl::StatusOr<std::optional<std::string>> Get(absl::string_view keyspace,
+                                                 absl::string_view key) const;
+  absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+class StateMachine {
+ public:
+  // Opens (or, on an uninitialised dir, creates) the state machine in
+  // options.data_dir and checks the node metadata against options.identity.
+  //   InvalidArgument: options are incomplete (identity, keyspace names).
+  //   FailedPrecondition: the volume belongs to another cluster or node (the message
+  //     says what to do), was written by a newer format, holds foreign files, or is
+  //     in use by another StateMachine (LOCK held).
+  //   DataLoss: ACTIVE names a missing database, or the meta column family is corrupt.
+  //   Other codes: I/O errors from the file system or RocksDB.
+  static absl::StatusOr<std::unique_ptr<StateMachine>> Open(StateMachineOptions options);
+
+  // Switches options.data_dir to the checkpoint in `checkpoint_dir`: verifies it in
+  // full, links/copies it into a new database directory, writes this node's metadata
+  // into it, flushes, and atomically repoints ACTIVE; the old database is then removed.
+  // A crash at any step leaves either the old state or the new one. The data dir may be
+  // uninitialised (a new member); if it is initialised its metadata must match
+  // options.identity. No StateMachine may be open on the data dir.
+  // `checkpoint_dir` is left untouched.
+  //   DataLoss: the checkpoint fails verification (nothing is switched in), or its
+  //     database does not hold the index its manifest claims.
+  //   FailedPrecondition: the checkpoint is of another cluster (unless
+  //     `allow_other_cluster`, for restoring a backup into a new cluster), the data dir
+  //     belongs to another node, or it is locked.
+  // Returns the installed checkpoint's manifest.
+  static absl::StatusOr<pb::SnapshotManifest> InstallCheckpoint(
+      const StateMachineOptions& options, const std::string& checkpoint_dir,
+      bool allow_other_cluster = false);
+
+  // InstallCheckpoint, then Open.
+  static absl::StatusOr<std::unique_ptr<StateMachine>> OpenFromCheckpoint(
+      StateMachineOptions options, const std::string& checkpoint_dir);
+
+  ~StateMachine();
+  StateMachine(const StateMachine&) = delete;
+  StateMachine& operator=(const StateMachine&) = delete;
+
+  // Applies one committed entry: its mutations and the new applied state in one atomic
+  // write. An entry at or below the applied index is skipped and returns OK (replay
+  // after a crash re-delivers entries the flushed state already holds).
+  //   InvalidArgument: index or term is 0, a keyspace is unknown, a key/value/batch is
+  //     over options.limits (message names the limit and size); nothing is written.
+  //   FailedPrecondition: index > applied + 1 (an entry would be skipped) or the term
+  //     is lower than the applied term; nothing is written.
+  //   Other codes: RocksDB write errors.
+  absl::Status Apply(const ApplyBatch& batch);
+
+  // The last applied index, its term and the conf state in force there.
+  pb::SnapshotMetadata applied() const;
+  raft::Index applied_index() const;
+  // The node metadata of this data dir.
+  const pb::NodeMetadata& node_metadata() const;
+
+  // Value of `key` in `keyspace` at the latest applied state; nullopt if absent.
+  // InvalidArgument for an unknown keyspace.
+  absl::StatusOr<std::optional<std::string>> Get(absl::string_view keyspace,
+                                                 absl::string_view key) const;
+  // Pairs of a key range in order. InvalidArgument for an unknown keyspace or a limit
+  // outside 1..kMaxScanLimit.
+  absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const;
+  // A consistent view of the current state for several reads. Errors only if the
+  // applied record cannot be read back (I/O error, DataLoss).
+  absl::StatusOr<std::unique_ptr<StateSnapshot>> NewSnapshot() const;
+
+  // Makes everything applied so far durable (flushes all column families together).
+  absl::Status Flush();
+
+  // Writes a checkpoint of the current applied state to `dir`, which must not exist
+  // and must be on the data volume for hard links (elsewhere files are copied).
+  // Flushes first, builds under "<dir>.partial", fsyncs, renames. Returns its manifest.
+  //   FailedPrecondition: nothing applied yet (a snapshot at index 0 is meaningless).
+  //   AlreadyExists: `dir` exists.
+  absl::StatusOr<pb::SnapshotManifest> CreateCheckpoint(const std::string& dir);
+
+  // Keyspaces readable in this state machine (options plus any found on disk), sorted.
+  std::vector<std::string> keyspaces() const;
+
+ private:
+  class Impl;
+  explicit StateMachine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace stead::storage
+
+#endif  // STEAD_STORAGE_STATE_MACHINE_H_

@@ -1,0 +1,263 @@
+#include "storage/state_machine_db.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/status_macros.h"
+#include "rocksdb/options.h"
+#include "storage/checkpoint_files.h"
+#include "storage/node_metadata.h"
+
+namespace stead::storage::internal {
+namespace {
+
+rocksdb::DBOptions MakeDbOptions(const StateMachineOptions& options, bool create) {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = create;
+  db_options.create_missing_column_families = create;
+  // The WAL is disabled on every write (see state_machine.h), so flushes of the column
+  // families must be atomic: the applied index in `meta` must never be durable without
+  // the data it covers, nor the other way round.
+  db_options.atomic_flush = true;
+  // RocksDB's own info LOG: keep a few, it is for debugging only.
+  db_options.keep_log_file_num = 4;
+  db_options.max_log_file_size = 8 * 1024 * 1024;
+  // RocksDB flushes unpersisted memtables on close unless told not to; crash tests turn
+  // that off so closing behaves like a crash (memtables lost, the Raft log replays).
+  db_options.avoid_flush_during_shutdown = !options.flush_on_close;
+  return db_options;
+}
+
+rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions(const StateMachineOptions& options) {
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.write_buffer_size = options.write_buffer_bytes;
+  return cf_options;
+}
+
+bool IsUserKeyspace(absl::string_view name) {
+  return name != kMetaColumnFamily && name != rocksdb::kDefaultColumnFamilyName;
+}
+
+}  // namespace
+
+absl::Status FromRocks(const rocksdb::Status& status, absl::string_view context) {
+  if (status.ok()) return absl::OkStatus();
+  const std::string message = absl::StrCat(context, ": rocksdb: ", status.ToString());
+  if (status.IsCorruption()) return absl::DataLossError(message);
+  if (status.IsNoSpace()) return absl::ResourceExhaustedError(message);
+  if (status.IsNotFound()) return absl::NotFoundError(message);
+  if (status.IsBusy() || status.IsTryAgain()) return absl::UnavailableError(message);
+  if (status.IsInvalidArgument()) return absl::InvalidArgumentError(message);
+  return absl::InternalError(message);
+}
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
+                                                        const StateMachineOptions& options,
+                                                        Mode mode) {
+  std::unique_ptr<Database> database(new Database());
+  database->path_ = path;
+  database->logger_ = options.logger;
+  database->column_family_options_ = MakeColumnFamilyOptions(options);
+  const rocksdb::DBOptions db_options = MakeDbOptions(options, mode == Mode::kCreate);
+
+  std::vector<std::string> names;
+  const rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
+  if (!listed.ok()) {
+    // A database that does not exist yet has nothing to list; anything else is real.
+    if (mode != Mode::kCreate || files::Exists(files::JoinPath(path, "CURRENT"))) {
+      return FromRocks(listed, absl::StrCat("list column families of ", path));
+    }
+    names.clear();
+  }
+  if (mode == Mode::kCreate) {
+    for (const std::string& wanted :
+         {std::string(rocksdb::kDefaultColumnFamilyName), std::string(kMetaColumnFamily)}) {
+      if (std::find(names.begin(), names.end(), wanted) == names.end()) names.push_back(wanted);
+    }
+  }
+  if (std::find(names.begin(), names.end(), kMetaColumnFamily) == names.end()) {
+    return absl::DataLossError(absl::StrCat("database ", path, " has no '", kMetaColumnFamily,
+                                            "' column family: not a stead state machine"));
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names) {
+    descriptors.emplace_back(name, database->column_family_options_);
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw_db = nullptr;
+  const rocksdb::Status opened =
+      mode == Mode::kReadOnly
+          ? rocksdb::DB::OpenForReadOnly(db_options, path, descriptors, &handles, &raw_db)
+          : rocksdb::DB::Open(db_options, path, descriptors, &handles, &raw_db);
+  if (!opened.ok()) return FromRocks(opened, absl::StrCat("open ", path));
+  database->db_.reset(raw_db);
+  STEAD_CHECK_EQ(handles.size(), names.size());
+  for (size_t i = 0; i < names.size(); ++i) database->handles_[names[i]] = handles[i];
+  database->meta_ = database->handles_.at(kMetaColumnFamily);
+  return database;
+}
+
+Database::~Database() {
+  const absl::Status closed = Close();
+  // A destructor cannot report: a close error (a failed final flush) loses nothing the
+  // Raft log cannot replay, since the WAL is disabled by design.
+  if (!closed.ok()) STEAD_LOG(logger_, Error) << "closing " << path_ << ": " << closed;
+}
+
+absl::Status Database::Close() {
+  if (db_ == nullptr) return absl::OkStatus();
+  for (auto& [name, handle] : handles_) {
+    const rocksdb::Status destroyed = db_->DestroyColumnFamilyHandle(handle);
+    STEAD_CHECK(destroyed.ok()) << destroyed.ToString();
+  }
+  handles_.clear();
+  meta_ = nullptr;
+  const rocksdb::Status closed = db_->Close();
+  db_.reset();
+  return FromRocks(closed, absl::StrCat("close ", path_));
+}
+
+absl::Status Database::EnsureKeyspaces(const std::vector<std::string>& keyspaces) {
+  for (const std::string& name : keyspaces) {
+    if (handles_.count(name) != 0) continue;
+    rocksdb::ColumnFamilyHandle* handle = nullptr;
+    STEAD_RETURN_IF_ERROR(FromRocks(db_->CreateColumnFamily(column_family_options_, name, &handle),
+                                    absl::StrCat("create keyspace ", name, " in ", path_)));
+    handles_[name] = handle;
+  }
+  return absl::OkStatus();
+}
+
+rocksdb::ColumnFamilyHandle* Database::Keyspace(absl::string_view name) const {
+  if (!IsUserKeyspace(name)) return nullptr;
+  const auto it = handles_.find(name);
+  return it == handles_.end() ? nullptr : it->second;
+}
+
+std::vector<std::string> Database::KeyspaceNames() const {
+  std::vector<std::string> names;
+  for (const auto& [name, handle] : handles_) {
+    if (IsUserKeyspace(name)) names.push_back(name);
+  }
+  return names;  // std::map keeps them sorted.
+}
+
+absl::Status Database::FlushAll() {
+  std::vector<rocksdb::ColumnFamilyHandle*> all;
+  for (const auto& [name, handle] : handles_) all.push_back(handle);
+  rocksdb::FlushOptions flush_options;
+  flush_options.wait = true;
+  return FromRocks(db_->Flush(flush_options, all), absl::StrCat("flush ", path_));
+}
+
+absl::StatusOr<pb::SnapshotMetadata> Database::ReadApplied(
+    const rocksdb::Snapshot* snapshot) const {
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  std::string bytes;
+  const rocksdb::Status got = db_->Get(read_options, meta_, kAppliedKey, &bytes);
+  pb::SnapshotMetadata applied;
+  if (got.IsNotFound()) return applied;
+  STEAD_RETURN_IF_ERROR(FromRocks(got, absl::StrCat("read applied index in ", path_)));
+  if (!applied.ParseFromString(bytes)) {
+    return absl::DataLossError(absl::StrCat(path_, ": applied state in meta does not parse"));
+  }
+  return applied;
+}
+
+absl::StatusOr<std::optional<pb::NodeMetadata>> Database::ReadNodeMetadata() const {
+  std::string bytes;
+  const rocksdb::Status got = db_->Get(rocksdb::ReadOptions(), meta_, kNodeMetadataKey, &bytes);
+  if (got.IsNotFound()) return std::optional<pb::NodeMetadata>();
+  STEAD_RETURN_IF_ERROR(FromRocks(got, absl::StrCat("read node metadata in ", path_)));
+  STEAD_ASSIGN_OR_RETURN(pb::NodeMetadata metadata,
+                         Annotate(DecodeNodeMetadata(bytes), absl::StrCat(path_, ": meta")));
+  return std::optional<pb::NodeMetadata>(std::move(metadata));
+}
+
+absl::Status Database::WriteNodeMetadata(const pb::NodeMetadata& metadata) {
+  rocksdb::WriteOptions write_options;
+  write_options.disableWAL = true;
+  STEAD_RETURN_IF_ERROR(
+      FromRocks(db_->Put(write_options, meta_, kNodeMetadataKey, EncodeNodeMetadata(metadata)),
+                absl::StrCat("write node metadata in ", path_)));
+  // With the WAL off a Put is only in the memtable: flush so the identity is durable
+  // before anything (ACTIVE, a vote) depends on it.
+  return FlushAll();
+}
+
+absl::StatusOr<uint64_t> Database::CountUserKeys(const rocksdb::Snapshot* snapshot) const {
+  uint64_t count = 0;
+  for (const auto& [name, handle] : handles_) {
+    if (!IsUserKeyspace(name)) continue;
+    rocksdb::ReadOptions read_options;
+    read_options.snapshot = snapshot;
+    read_options.fill_cache = false;  // A one-off full scan must not evict hot blocks.
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, handle));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) ++count;
+    STEAD_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("count keys of ", name)));
+  }
+  return count;
+}
+
+absl::StatusOr<std::optional<std::string>> GetAt(const Database& database,
+                                                 const rocksdb::Snapshot* snapshot,
+                                                 absl::string_view keyspace,
+                                                 absl::string_view key) {
+  rocksdb::ColumnFamilyHandle* handle = database.Keyspace(keyspace);
+  if (handle == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown keyspace '", keyspace, "'"));
+  }
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  std::string value;
+  const rocksdb::Status got =
+      database.db()->Get(read_options, handle, rocksdb::Slice(key.data(), key.size()), &value);
+  if (got.IsNotFound()) return std::optional<std::string>();
+  STEAD_RETURN_IF_ERROR(FromRocks(got, absl::StrCat("get from keyspace ", keyspace)));
+  return std::optional<std::string>(std::move(value));
+}
+
+absl::StatusOr<ScanResult> ScanAt(const Database& database, const rocksdb::Snapshot* snapshot,
+                                  const ScanOptions& options) {
+  rocksdb::ColumnFamilyHandle* handle = database.Keyspace(options.keyspace);
+  if (handle == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown keyspace '", options.keyspace, "'"));
+  }
+  if (options.limit == 0 || options.limit > kMaxScanLimit) {
+    return absl::InvalidArgumentError(absl::StrCat("scan limit ", options.limit,
+                                                   " is outside 1..", kMaxScanLimit));
+  }
+  ScanResult result;
+  if (!options.end_key.empty() && options.end_key <= options.start_key) return result;
+
+  // Both bounds go to RocksDB so it can skip whole files, and so SeekToLast lands on
+  // the last key below end_key for reverse scans.
+  const rocksdb::Slice lower(options.start_key);
+  const rocksdb::Slice upper(options.end_key);
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  if (!options.start_key.empty()) read_options.iterate_lower_bound = &lower;
+  if (!options.end_key.empty()) read_options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(database.db()->NewIterator(read_options, handle));
+  if (options.reverse) {
+    it->SeekToLast();
+  } else {
+    it->SeekToFirst();
+  }
+  while (it->Valid() && result.pairs.size() < options.limit) {
+    result.pairs.push_back(KeyValue{it->key().ToString(), it->value().ToString()});
+    if (options.reverse) {
+      it->Prev();
+    } else {
+      it->Next();
+    }
+  }
+  result.more = it->Valid();
+  STEAD_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("scan keyspace ", options.keyspace)));
+  return result;
+}
+
+}  // namespace stead::storage::internal

@@ -1,0 +1,99 @@
+// RocksDB plumbing shared by the state machine and checkpoint install: opening a
+// database with all its column families, the meta records, flushing. Private to
+// storage/ (the only header outside .cc files that includes RocksDB).
+//
+// Thread-safety: a Database may be read from any thread; writes are serialised by the
+// caller (StateMachine holds its write mutex).
+#ifndef STEAD_STORAGE_STATE_MACHINE_DB_H_
+#define STEAD_STORAGE_STATE_MACHINE_DB_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "base/log.h"
+#include "proto/raft.pb.h"
+#include "proto/snapshot.pb.h"
+#include "rocksdb/db.h"
+#include "storage/state_machine.h"
+
+namespace stead::storage::internal {
+
+// Keys in the meta column family.
+inline constexpr char kAppliedKey[] = "raft/applied";   // pb::SnapshotMetadata
+inline constexpr char kNodeMetadataKey[] = "node/metadata";  // pb::NodeMetadata
+
+// RocksDB status -> house code: Corruption -> DataLoss, NoSpace -> ResourceExhausted,
+// NotFound -> NotFound, Busy/TryAgain -> Unavailable, InvalidArgument ->
+// InvalidArgument, anything else (IOError, ...) -> Internal. `context` is prepended.
+absl::Status FromRocks(const rocksdb::Status& status, absl::string_view context);
+
+// An open RocksDB database and its column family handles, closed on destruction.
+class Database {
+ public:
+  enum class Mode {
+    kCreate,    // create the database and the standard column families if missing
+    kExisting,  // the database must exist; open exactly the column families it has
+    kReadOnly,  // as kExisting, read-only (nothing on disk changes)
+  };
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
+                                                        const StateMachineOptions& options,
+                                                        Mode mode);
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  // Creates a column family for every name in `keyspaces` that does not exist yet.
+  absl::Status EnsureKeyspaces(const std::vector<std::string>& keyspaces);
+
+  rocksdb::DB* db() const { return db_.get(); }
+  const std::string& path() const { return path_; }
+  rocksdb::ColumnFamilyHandle* meta() const { return meta_; }
+  // The handle of a user keyspace; nullptr if there is none of that name ("meta" and
+  // "default" are not user keyspaces).
+  rocksdb::ColumnFamilyHandle* Keyspace(absl::string_view name) const;
+  std::vector<std::string> KeyspaceNames() const;
+
+  // Flushes every column family in one atomic flush and waits for it.
+  absl::Status FlushAll();
+
+  // The applied state in the meta column family (index 0 if never written), read at
+  // `snapshot` (nullptr: latest). DataLoss if it does not parse.
+  absl::StatusOr<pb::SnapshotMetadata> ReadApplied(const rocksdb::Snapshot* snapshot) const;
+  // The stored node metadata; nullopt if none. DataLoss if it does not parse.
+  absl::StatusOr<std::optional<pb::NodeMetadata>> ReadNodeMetadata() const;
+  // Stores `metadata` and flushes, so it is durable on its own.
+  absl::Status WriteNodeMetadata(const pb::NodeMetadata& metadata);
+  // Counts the keys of all user keyspaces at `snapshot`.
+  absl::StatusOr<uint64_t> CountUserKeys(const rocksdb::Snapshot* snapshot) const;
+
+ private:
+  Database() = default;
+  absl::Status Close();
+
+  std::string path_;
+  Logger logger_;
+  std::unique_ptr<rocksdb::DB> db_;
+  // Every open column family by name; handles are destroyed before db_ is closed.
+  std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> handles_;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyOptions column_family_options_;
+};
+
+// Get and Scan over `database` at `snapshot` (nullptr: latest), shared by StateMachine
+// and StateSnapshot. Contracts as in state_machine.h.
+absl::StatusOr<std::optional<std::string>> GetAt(const Database& database,
+                                                 const rocksdb::Snapshot* snapshot,
+                                                 absl::string_view keyspace,
+                                                 absl::string_view key);
+absl::StatusOr<ScanResult> ScanAt(const Database& database, const rocksdb::Snapshot* snapshot,
+                                  const ScanOptions& options);
+
+}  // namespace stead::storage::internal
+
+#endif  // STEAD_STORAGE_STATE_MACHINE_DB_H_

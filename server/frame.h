@@ -1,0 +1,64 @@
+// Length-prefixed frames: the unit of every stead TCP connection (peer and client).
+//
+// A frame is a 4-byte big-endian payload length followed by that many payload bytes;
+// the payload is one serialized protobuf message. A reader refuses an empty payload or
+// one longer than its limit before buffering it, so a peer cannot make a node allocate
+// more than max_frame_bytes per connection.
+#ifndef STEAD_SERVER_FRAME_H_
+#define STEAD_SERVER_FRAME_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/message_lite.h"
+
+namespace stead::server {
+
+inline constexpr size_t kFrameHeaderBytes = 4;
+// Default limit on one frame's payload. Raft APPEND messages are bounded well below it
+// by raft::Config::max_message_bytes; snapshot chunks by their chunk size.
+inline constexpr uint32_t kDefaultMaxFrameBytes = 16u << 20;
+
+// Appends `message` as one frame to `out`. InvalidArgument, with nothing appended, when
+// its serialized size is 0 (readers refuse empty frames, so every message type on the
+// wire must have at least one field set) or exceeds `max_frame_bytes`.
+absl::Status AppendFrame(const google::protobuf::MessageLite& message, uint32_t max_frame_bytes,
+                         std::string* out);
+
+// Splits a byte stream into frame payloads. Not thread-safe; one per connection.
+class FrameReader {
+ public:
+  explicit FrameReader(uint32_t max_frame_bytes = kDefaultMaxFrameBytes)
+      : max_frame_bytes_(max_frame_bytes) {}
+
+  // Adds bytes received from the socket.
+  void Append(absl::string_view bytes) { buffer_.append(bytes.data(), bytes.size()); }
+
+  // The next complete payload, std::nullopt when more bytes are needed, or
+  // InvalidArgument for a zero or oversized length (the connection must be closed:
+  // the stream cannot be resynchronised). After an error every call returns it again.
+  absl::StatusOr<std::optional<std::string>> Next();
+
+  // Bytes received but not yet returned as a payload.
+  size_t buffered_bytes() const { return buffer_.size() - consumed_; }
+
+ private:
+  const uint32_t max_frame_bytes_;
+  std::string buffer_;
+  size_t consumed_ = 0;  // prefix of buffer_ already returned
+  absl::Status error_;
+};
+
+// Parses a payload into `message`, InvalidArgument naming `what` if it is not a valid
+// encoding. Semantic validation (ids, ranges, enum values) is the caller's job.
+absl::Status ParseFramePayload(absl::string_view payload, absl::string_view what,
+                               google::protobuf::MessageLite* message);
+
+}  // namespace stead::server
+
+#endif  // STEAD_SERVER_FRAME_H_

@@ -1,0 +1,112 @@
+#include "server/frame.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/raft.pb.h"
+#include "tests/testing/status_matchers.h"
+
+namespace stead::server {
+namespace {
+
+using ::stead::testing::StatusIs;
+
+pb::Message MakeAppend(uint64_t index, size_t data_bytes) {
+  pb::Message message;
+  message.set_type(pb::MESSAGE_TYPE_APPEND);
+  message.set_from(1);
+  message.set_to(2);
+  message.set_term(3);
+  pb::Entry* entry = message.add_entries();
+  entry->set_term(3);
+  entry->set_index(index);
+  entry->set_data(std::string(data_bytes, 'x'));
+  return message;
+}
+
+// Reads every complete frame currently buffered.
+std::vector<pb::Message> Drain(FrameReader& reader) {
+  std::vector<pb::Message> messages;
+  for (int i = 0; i < 1000; ++i) {
+    absl::StatusOr<std::optional<std::string>> payload = reader.Next();
+    EXPECT_OK(payload);
+    if (!payload.ok() || !payload->has_value()) break;
+    pb::Message message;
+    EXPECT_OK(ParseFramePayload(**payload, "raft message", &message));
+    messages.push_back(message);
+  }
+  return messages;
+}
+
+TEST(Frame, RoundTripsWhateverWayTheStreamIsSplit) {
+  std::string stream;
+  for (uint64_t i = 1; i <= 5; ++i) ASSERT_OK(AppendFrame(MakeAppend(i, 100 * i), 1 << 20, &stream));
+  // Deliver the stream in pieces of every size from 1 byte to all of it.
+  for (size_t piece = 1; piece <= stream.size(); piece += 37) {
+    SCOPED_TRACE(piece);
+    FrameReader reader;
+    std::vector<pb::Message> messages;
+    for (size_t at = 0; at < stream.size(); at += piece) {
+      reader.Append(absl::string_view(stream).substr(at, piece));
+      for (pb::Message& message : Drain(reader)) messages.push_back(message);
+    }
+    ASSERT_EQ(messages.size(), 5u);
+    for (uint64_t i = 0; i < 5; ++i) {
+      EXPECT_EQ(messages[i].entries(0).index(), i + 1);
+      EXPECT_EQ(messages[i].entries(0).data().size(), 100 * (i + 1));
+    }
+    EXPECT_EQ(reader.buffered_bytes(), 0u);
+  }
+}
+
+TEST(Frame, WriterRefusesOversizedAndEmptyMessagesAndAppendsNothing) {
+  std::string out = "keep";
+  EXPECT_THAT(AppendFrame(MakeAppend(1, 2000), 1000, &out),
+              StatusIs(absl::StatusCode::kInvalidArgument, "exceeds the frame limit of 1000"));
+  EXPECT_THAT(AppendFrame(pb::Message(), 1000, &out),
+              StatusIs(absl::StatusCode::kInvalidArgument, "empty"));
+  EXPECT_EQ(out, "keep");
+}
+
+TEST(Frame, ReaderRefusesAnOversizedLengthBeforeBufferingThePayload) {
+  FrameReader reader(/*max_frame_bytes=*/1024);
+  reader.Append(std::string("\x7f\xff\xff\xff", 4));  // claims a 2 GiB payload
+  EXPECT_THAT(reader.Next(), StatusIs(absl::StatusCode::kInvalidArgument, "exceeds the limit"));
+  // The error is sticky: the stream cannot be resynchronised.
+  reader.Append("more");
+  EXPECT_THAT(reader.Next(), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(Frame, ReaderRefusesAnEmptyFrame) {
+  FrameReader reader;
+  reader.Append(std::string(4, '\0'));
+  EXPECT_THAT(reader.Next(), StatusIs(absl::StatusCode::kInvalidArgument, "empty frame"));
+}
+
+TEST(Frame, GarbagePayloadIsAClearParseError) {
+  pb::Message message;
+  EXPECT_THAT(ParseFramePayload("\xff\xff\xff\xff\xff", "raft message", &message),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "malformed raft message: 5 bytes are not a valid stead.pb.Message"));
+}
+
+TEST(Frame, PartialHeaderAndPayloadWaitForMoreBytes) {
+  std::string stream;
+  ASSERT_OK(AppendFrame(MakeAppend(9, 10), 1 << 20, &stream));
+  FrameReader reader;
+  reader.Append(stream.substr(0, 2));
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> none, reader.Next());
+  EXPECT_FALSE(none.has_value());
+  reader.Append(stream.substr(2, 5));
+  ASSERT_OK_AND_ASSIGN(none, reader.Next());
+  EXPECT_FALSE(none.has_value());
+  reader.Append(stream.substr(7));
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> payload, reader.Next());
+  ASSERT_TRUE(payload.has_value());
+  EXPECT_EQ(payload->size(), stream.size() - kFrameHeaderBytes);
+}
+
+}  // namespace
+}  // namespace stead::server

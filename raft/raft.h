@@ -5,8 +5,9 @@
 // ProposeConfChange(), ReadIndex() and TransferLeadership(). Everything the node must do
 // in the outside world comes out as a Ready batch (TakeReady()):
 //
-//   1. persist `hard_state`, `snapshot` and `entries` (in this order, truncating the
-//      persisted suffix from entries[0].index first), in the order Readys were taken;
+//   1. persist `snapshot`, then `entries` (truncating the persisted suffix from
+//      entries[0].index first), then `hard_state` (or all atomically), in the order the
+//      Readys were taken; installing the snapshot replaces the state machine's contents;
 //   2. send `messages` at once, and `messages_after_persist` only once step 1 is durable;
 //   3. apply `committed_entries` in order, and answer `read_states` once applied
 //      reaches their index;
@@ -275,34 +276,128 @@ class Raft {
   int RandomizedElectionTimeoutForTesting() const { return randomized_election_timeout_; }
 
  private:
-  Raft(Config config, const LogStorage* storage);
+  Raft(Config config, const LogStorage* storage, RaftLog log);
 
-  // The implementation is split by concern; see raft.cc, raft_election.cc,
-  // raft_replication.cc, raft_membership.cc and raft_read.cc.
-  absl::Status Restore();
+  // --- raft.cc: construction, common Step handling, ticks, Ready ---
+  absl::Status Restore(const PersistedState& state);
+  // Term handling shared by every role (Raft §5.1, thesis §9.6 and §4.2.3). Returns
+  // false when the message must be dropped.
+  bool StepTerm(const pb::Message& message);
+  absl::Status StepLeader(const pb::Message& message);
+  absl::Status StepCandidate(const pb::Message& message);
+  absl::Status StepFollower(const pb::Message& message);
+  void TickElection();
+  void TickHeartbeat();
+  // Queues a message to send at once / only after the current Ready is durable.
+  void Send(pb::Message message);
+  void SendAfterPersist(pb::Message message);
+  pb::HardState HardState() const;
+  SoftState CurrentSoftState() const;
+  // Whether this node may campaign: a voter, with no snapshot pending installation.
+  bool Promotable() const;
+  void CheckInvariants() const;
+
+  // --- raft_election.cc ---
+  void ResetForTerm(Term term);
+  void ResetRandomizedElectionTimeout();
+  void BecomeFollower(Term term, NodeId leader);
+  void BecomePreCandidate();
+  void BecomeCandidate();
+  void BecomeLeader();
+  // Starts a (pre-)election; `transfer` marks one triggered by TIMEOUT_NOW.
+  void Hup(bool transfer);
+  void CampaignWith(bool pre_vote, bool transfer);
+  void HandleVoteRequest(const pb::Message& message);
+  void HandleVoteResponse(const pb::Message& message);
+  // A follower that heard from a leader within the election timeout (thesis §4.2.3).
+  bool InLeaderLease() const;
+
+  // --- raft_replication.cc ---
+  // Leader: assigns the current term and the next indexes to `entries`, appends them and
+  // schedules their broadcast.
+  void AppendEntries(std::vector<pb::Entry> entries);
+  // Sends an APPEND (or a SNAPSHOT when the entries were compacted) to `to` if its
+  // progress is not paused. With `send_if_empty`, also when there is nothing new (to
+  // carry the commit index). Returns whether a message was sent.
+  bool SendAppend(NodeId to, bool send_if_empty);
+  bool SendSnapshot(NodeId to);
+  void BroadcastAppend();
+  void SendHeartbeat(NodeId to, const std::string& context);
+  void BroadcastHeartbeat(const std::string& context);
+  // Raises the commit index to what a quorum replicated, if that entry is of the
+  // current term (§5.4.2). Returns whether it advanced.
+  bool MaybeCommit();
+  // Raises the commit index and applies the membership changes it passes.
+  void AdvanceCommit(Index index);
+  absl::Status HandleAppend(const pb::Message& message);
+  absl::Status HandleHeartbeat(const pb::Message& message);
+  absl::Status HandleSnapshot(const pb::Message& message);
+  void HandleAppendResponse(const pb::Message& message);
+  void HandleHeartbeatResponse(const pb::Message& message);
+
+  // --- raft_membership.cc ---
+  // Records the CONF_CHANGE entries among `entries` (just appended from their first
+  // index on, replacing what was there).
+  void TrackConfChanges(const std::vector<pb::Entry>& entries);
+  void ApplyCommittedConfChanges();
+  void ApplyConfState(const pb::ConfState& conf_state);
+  void AbortLeaderTransfer();
+  void HandleTimeoutNow(const pb::Message& message);
+
+  // --- raft_read.cc ---
+  // Serves a read now that the leader has committed an entry of its term.
+  void ServeRead(std::string context);
+  void ServePendingReads();
+  void HandleReadAck(const pb::Message& message);
+  bool CommittedInCurrentTerm() const;
 
   Config config_;
+  const LogStorage* const storage_;
   const NodeId id_;
   Logger logger_;
   std::mt19937_64 random_;
 
-  // Persistent state (thesis Figure 3.1). term_ only increases; voted_for_ is reset only
-  // when term_ increases. Both are persisted (Ready.hard_state) before any message that
-  // depends on them is sent (messages_after_persist).
+  // Persistent state (thesis Figure 3.1). term_ only increases; voted_for_ changes only
+  // from kNoNode within a term. Both are persisted (Ready.hard_state) before any message
+  // that depends on them is sent (messages_after_persist).
   Term term_ = 0;
   NodeId voted_for_ = kNoNode;
 
   Role role_ = Role::kFollower;
   NodeId leader_ = kNoNode;
+  // Membership as of the commit index: the snapshot's plus every committed CONF_CHANGE.
   pb::ConfState conf_state_;
+  // CONF_CHANGE entries in the log above the commit index, by index. A change takes
+  // effect when the commit index passes it; truncating the log drops it.
+  std::map<Index, pb::ConfChange> uncommitted_conf_changes_;
 
   int election_elapsed_ = 0;
   int heartbeat_elapsed_ = 0;
+  // Drawn in [election_timeout_ticks, 2 * election_timeout_ticks) on every term change.
   int randomized_election_timeout_ = 0;
 
   std::unique_ptr<RaftLog> log_;
   std::unique_ptr<ProgressTracker> progress_;
   std::unique_ptr<ReadOnly> read_only_;
+
+  // Leader: the member leadership is being transferred to, or kNoNode.
+  NodeId lead_transferee_ = kNoNode;
+  // Leader: bytes of proposal data appended in this term and not yet handed out as
+  // committed (max_uncommitted_bytes).
+  uint64_t uncommitted_bytes_ = 0;
+  // Leader: proposals were appended since the last broadcast. APPENDs are built when
+  // the Ready is taken, so many proposals between two Readys travel in one message.
+  bool broadcast_pending_ = false;
+  // Leader: read contexts received before it committed an entry of its term.
+  std::vector<std::string> reads_waiting_for_commit_;
+
+  // Outputs not yet handed out in a Ready.
+  std::vector<pb::Message> messages_;
+  std::vector<pb::Message> messages_after_persist_;
+  std::vector<ReadState> read_states_;
+  // What the previous Ready handed out, to detect changes.
+  SoftState previous_soft_state_;
+  pb::HardState previous_hard_state_;
 };
 
 }  // namespace stead::raft

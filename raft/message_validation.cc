@@ -1,0 +1,87 @@
+#include "raft/message_validation.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace stead::raft {
+namespace {
+
+absl::Status Invalid(const pb::Message& message, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("raft message ", pb::MessageType_Name(message.type()), " from ",
+                   message.from(), ": ", what));
+}
+
+absl::Status ValidateEntries(const pb::Message& message) {
+  Term previous_term = message.log_term();
+  for (int i = 0; i < message.entries_size(); ++i) {
+    const pb::Entry& entry = message.entries(i);
+    if (entry.index() != message.index() + static_cast<Index>(i) + 1) {
+      return Invalid(message, absl::StrCat("entries[", i, "].index ", entry.index(),
+                                           " is not consecutive after index ",
+                                           message.index()));
+    }
+    if (entry.term() == 0 || entry.term() < previous_term || entry.term() > message.term()) {
+      return Invalid(message, absl::StrCat("entries[", i, "].term ", entry.term(),
+                                           " is 0, decreasing or above the message term"));
+    }
+    if (entry.type() != pb::ENTRY_TYPE_NORMAL && entry.type() != pb::ENTRY_TYPE_CONF_CHANGE) {
+      return Invalid(message, absl::StrCat("entries[", i, "].type is unknown"));
+    }
+    previous_term = entry.term();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool IsResponse(pb::MessageType type) {
+  return type == pb::MESSAGE_TYPE_PRE_VOTE_RESPONSE || type == pb::MESSAGE_TYPE_VOTE_RESPONSE ||
+         type == pb::MESSAGE_TYPE_APPEND_RESPONSE || type == pb::MESSAGE_TYPE_HEARTBEAT_RESPONSE;
+}
+
+absl::Status ValidateMessage(const pb::Message& message, NodeId self) {
+  if (message.type() <= pb::MESSAGE_TYPE_UNSPECIFIED ||
+      message.type() > pb::MESSAGE_TYPE_TIMEOUT_NOW) {
+    return Invalid(message, "unknown type");
+  }
+  if (message.from() == kNoNode) return Invalid(message, "from is 0");
+  if (message.from() == self) return Invalid(message, "from is this node");
+  if (message.to() != self) {
+    return Invalid(message, absl::StrCat("to is ", message.to(), ", not this node ", self));
+  }
+  if (message.term() == 0) return Invalid(message, "term is 0");
+  if (message.entries_size() > 0 && message.type() != pb::MESSAGE_TYPE_APPEND) {
+    return Invalid(message, "entries in a message that carries none");
+  }
+  switch (message.type()) {
+    case pb::MESSAGE_TYPE_APPEND:
+      if ((message.index() == 0) != (message.log_term() == 0)) {
+        return Invalid(message, "log_term must be 0 exactly when index is 0");
+      }
+      if (message.log_term() > message.term()) {
+        return Invalid(message, "log_term above the message term");
+      }
+      return ValidateEntries(message);
+    case pb::MESSAGE_TYPE_VOTE:
+    case pb::MESSAGE_TYPE_PRE_VOTE:
+      if (message.log_term() > message.term()) {
+        return Invalid(message, "log_term above the message term");
+      }
+      return absl::OkStatus();
+    case pb::MESSAGE_TYPE_SNAPSHOT:
+      if (message.snapshot().index() == 0 || message.snapshot().term() == 0) {
+        return Invalid(message, "snapshot index and term must be > 0");
+      }
+      if (message.snapshot().term() > message.term()) {
+        return Invalid(message, "snapshot term above the message term");
+      }
+      if (message.snapshot().conf_state().voters_size() == 0) {
+        return Invalid(message, "snapshot has no voters");
+      }
+      return absl::OkStatus();
+    default:
+      return absl::OkStatus();
+  }
+}
+
+}  // namespace stead::raft

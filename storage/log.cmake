@@ -1,1 +1,12 @@
-# The Raft log (segmented WAL) and hard state. Sources and tests are added below.
+# The Raft log (segmented WAL) and hard state on the WAL volume.
+target_sources(stead_storage PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/file.cc
+  ${CMAKE_CURRENT_LIST_DIR}/segment.cc
+  ${CMAKE_CURRENT_LIST_DIR}/wal.cc
+  ${CMAKE_CURRENT_LIST_DIR}/wal_record.cc
+  ${CMAKE_CURRENT_LIST_DIR}/wal_recovery.cc)
+
+stead_test(NAME wal_record_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/wal_record_test.cc
+           LIBS stead::storage LABELS unit)
+stead_test(NAME wal_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/wal_test.cc
+           LIBS stead::storage LABELS unit)

@@ -1,0 +1,215 @@
+// The Raft log on the WAL volume (`--wal-dir`): a segmented, append-only,
+// group-committed write-ahead log that also holds the hard state and snapshot markers.
+//
+// Files: `LOCK` (flock, one process per directory) and segments
+// "<sequence>-<first index>.wal" (segment.h) of records (wal_record.h). Each segment
+// starts with a header, then a copy of the current hard state and snapshot marker, so
+// that deleting older segments never loses them.
+//
+// Truncation is logical: an entry whose index is <= the last index replaces that entry
+// and everything after it, on disk by appending (recovery replays the replacement) and
+// in memory at once. Written bytes are therefore never modified, which lets readers
+// read records while the writer appends. Segments are deleted when a snapshot marker
+// makes every entry in them obsolete (oldest first, then the directory is fsynced).
+//
+// Durability: a single writer thread takes every queued write, appends their records,
+// issues ONE fdatasync for the group and only then makes the new entries visible and
+// runs the callbacks in submission order. Hard state is therefore durable before the
+// callback that lets the runtime send the votes and acknowledgements it backs.
+//
+// Failure model (fsyncgate): after a failed fdatasync the kernel may have dropped the
+// dirty pages, so the WAL never retries: it completes the group with the error and
+// enters a failed state in which every later write fails until the WAL is reopened
+// (recovery then reads what actually reached the disk). A write that fails with ENOSPC
+// before any sync is different: the partial group is cut off the file, the group fails
+// with ResourceExhausted, nothing acknowledged is lost, and later writes work again once
+// space has been freed, without a reopen.
+#ifndef STEAD_STORAGE_WAL_H_
+#define STEAD_STORAGE_WAL_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "base/log.h"
+#include "proto/raft.pb.h"
+#include "raft/log_storage.h"
+#include "raft/types.h"
+#include "storage/file.h"
+
+namespace stead::storage {
+
+struct WalOptions {
+  // Directory of the log (`--wal-dir`); created (one level) when missing.
+  std::string dir;
+  // Identity written into every segment header (e.g. "cluster=<id> node=<id>"). When
+  // set and the directory holds segments with another identity, Open fails with
+  // FailedPrecondition. Empty accepts any existing log. At most 256 bytes.
+  // Default: "".
+  std::string identity;
+  // A segment is closed and a new one started once it holds this many bytes (a group is
+  // never split, so a segment may exceed it by one group). Space is preallocated.
+  // 64 KiB .. 1 GiB. Default: 64 MiB.
+  uint64_t segment_bytes = uint64_t{64} << 20;
+  // Largest serialized pb::Entry accepted; larger ones fail with InvalidArgument.
+  // Default: 4 MiB.
+  uint64_t max_entry_bytes = uint64_t{4} << 20;
+  // Largest total of serialized entries in one WalWrite; InvalidArgument above it.
+  // At most 1 GiB. Default: 64 MiB.
+  uint64_t max_write_bytes = uint64_t{64} << 20;
+  // The writer stops adding writes to a group once it holds this many bytes (a single
+  // larger write still forms a group of its own). Default: 16 MiB.
+  uint64_t max_group_bytes = uint64_t{16} << 20;
+  // Bytes submitted but not yet written; a Submit beyond it fails with
+  // ResourceExhausted (back off). Default: 256 MiB.
+  uint64_t max_pending_bytes = uint64_t{256} << 20;
+  // Recently appended entries kept in memory for Entries() (serialized bytes).
+  // Default: 8 MiB.
+  uint64_t cache_bytes = uint64_t{8} << 20;
+  // Where the WAL logs recovery and failures. Default: stderr at info.
+  Logger logger;
+  // Test seam: injects errors into writes, syncs and preallocation. Must outlive the
+  // WAL. Default: none.
+  FileFaultInjector* fault_injector = nullptr;
+};
+
+// One unit of work for the writer: what a Raft Ready asks to persist. Applied in the
+// order snapshot, entries, hard state.
+struct WalWrite {
+  // Install or compact to this snapshot: the log then starts after `snapshot->index`.
+  // If the log holds that index with the same term, later entries are kept (Raft §7);
+  // otherwise the whole log is discarded. A snapshot at or below the current one is
+  // ignored.
+  std::optional<pb::SnapshotMetadata> snapshot;
+  // Consecutive entries. The first index may be <= LastIndex() (but > the snapshot
+  // index): that entry and every later one are replaced. A first index above
+  // LastIndex() + 1 (a gap) is InvalidArgument.
+  std::vector<pb::Entry> entries;
+  // The hard state to persist; its term must not be below the persisted one.
+  std::optional<pb::HardState> hard_state;
+};
+
+struct WalStats {
+  uint64_t groups = 0;       // groups written (one fdatasync each, plus segment rolls)
+  uint64_t writes = 0;       // WalWrites completed successfully
+  uint64_t entries = 0;      // entries appended
+  uint64_t bytes = 0;        // record bytes written
+  uint64_t segments_created = 0;
+  uint64_t segments_deleted = 0;
+};
+
+// Thread-safety: all methods are thread-safe. The LogStorage reads never block on disk
+// syncs (they may read segment files). Callbacks run on the writer thread, one at a
+// time, in submission order; they must be short (post to another executor) and must not
+// call Write() or Compact() (which would wait for the writer they run on).
+class Wal final : public raft::LogStorage {
+ public:
+  using Callback = std::function<void(absl::Status)>;
+
+  // Opens the log in options.dir, recovering it: replays every segment, cuts a torn
+  // tail back to the last whole record, and starts the writer thread.
+  // Errors: InvalidArgument (bad options), FailedPrecondition (another process holds
+  // the directory, or another identity's log), DataLoss (corruption that is not a torn
+  // tail, a missing segment or index gap; the message names the file and offset),
+  // Internal/ResourceExhausted/PermissionDenied for I/O failures.
+  static absl::StatusOr<std::unique_ptr<Wal>> Open(WalOptions options);
+
+  // Writes everything already submitted, then stops the writer.
+  ~Wal() override;
+
+  Wal(const Wal&) = delete;
+  Wal& operator=(const Wal&) = delete;
+
+  // Queues `write`; `done` runs exactly once on the writer thread after the write is
+  // durable (OK) or has failed: InvalidArgument (limits, index gap, term going back),
+  // ResourceExhausted (disk full or too much pending; nothing of this write was
+  // persisted), or the I/O error that put the WAL in its failed state (the write may or
+  // may not be on disk; it was never reported durable).
+  void Submit(WalWrite write, Callback done);
+  // Submit and wait. Must not be called from a callback.
+  absl::Status Write(WalWrite write);
+  // Records a snapshot marker for `snapshot` (a checkpoint of the state machine taken
+  // through snapshot.index) and deletes the segments wholly below it. Waits.
+  absl::Status Compact(const pb::SnapshotMetadata& snapshot);
+
+  // OK while healthy; the error that put the WAL in its failed state otherwise.
+  absl::Status health() const;
+  WalStats stats() const;
+  // Names of the segment files, oldest first.
+  std::vector<std::string> SegmentNames() const;
+
+  // raft::LogStorage. Reads return what is durable: a write becomes visible when its
+  // group has been synced.
+  raft::PersistedState InitialState() const override;
+  raft::Index FirstIndex() const override;
+  raft::Index LastIndex() const override;
+  absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
+  absl::StatusOr<std::vector<pb::Entry>> Entries(raft::Index low, raft::Index high,
+                                                 uint64_t max_bytes) const override;
+  pb::SnapshotMetadata LatestSnapshot() const override;
+
+ private:
+  struct Segment;
+  struct Position;
+  struct Pending;
+  struct Plan;
+  class Recovery;
+
+  explicit Wal(WalOptions options);
+
+  absl::Status Recover();
+  absl::Status CreateSegment(uint64_t sequence, raft::Index first_index);
+  void WriterLoop();
+  void ProcessGroup(std::vector<Pending>& group);
+  absl::Status PlanWrite(const WalWrite& write, Plan& plan, std::string& buffer,
+                         uint64_t buffer_offset) const;
+  void ApplyPlan(Plan& plan);
+  void EnterFailedState(const absl::Status& status);
+  void DeleteObsoleteSegments();
+  absl::Status ReadEntry(const Segment& segment, const Position& position, raft::Index index,
+                         pb::Entry* entry) const;
+
+  const WalOptions options_;
+  std::unique_ptr<FileLock> lock_;
+
+  // Guards everything below it up to the writer-only section.
+  mutable std::mutex mu_;
+  // Oldest first; the last one is active (appended to). Non-empty after Open.
+  std::deque<std::shared_ptr<Segment>> segments_;
+  // The latest durable hard state; its term only increases.
+  pb::HardState hard_state_;
+  // The latest durable snapshot marker; the log starts at snapshot_.index() + 1.
+  pb::SnapshotMetadata snapshot_;
+  // Where each durable entry snapshot_.index()+1 .. LastIndex() lives.
+  std::deque<Position> positions_;
+  // The most recent entries (a suffix of the log), bounded by cache_bytes.
+  std::deque<pb::Entry> cache_;
+  uint64_t cache_bytes_ = 0;
+  // Not OK once a sync (or an unrecoverable write) failed: every write is refused.
+  absl::Status failed_;
+  WalStats stats_;
+  // Writes submitted and not yet taken by the writer.
+  std::deque<Pending> queue_;
+  uint64_t pending_bytes_ = 0;
+  bool stopping_ = false;
+  std::condition_variable queue_cv_;
+
+  // Writer-only state (the writer thread, or Open before it starts).
+  std::string identity_;      // the identity on disk, copied into new segments
+  uint64_t active_bytes_ = 0;  // valid bytes of the active segment
+
+  std::thread writer_;
+};
+
+}  // namespace stead::storage
+
+#endif  // STEAD_STORAGE_WAL_H_

@@ -312,7 +312,9 @@ void Raft::HandleHeartbeatResponse(const pb::Message& message) {
   if (progress->state == ProgressState::kReplicate && progress->inflights.Full()) {
     progress->inflights.FreeFirstOne();
   }
-  if (progress->match < log_->LastIndex()) SendAppend(message.from(), /*send_if_empty=*/false);
+  // Also when everything was sent optimistically: an empty APPEND then probes whether the
+  // follower really has it (it may have restarted and lost the messages in flight).
+  if (progress->match < log_->LastIndex()) SendAppend(message.from(), /*send_if_empty=*/true);
   if (!message.context().empty()) HandleReadAck(message);
 }
 

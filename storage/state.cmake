@@ -1,9 +1,13 @@
 # The RocksDB state machine, node metadata and checkpoints (the data volume).
 target_sources(stead_storage PRIVATE
   checkpoint.cc
+  checkpoint_stream.cc
   checkpoint_files.cc
   node_metadata.cc
   state_machine.cc
   state_machine_db.cc
   state_machine_dir.cc
   state_machine_install.cc)
+
+stead_test(NAME node_metadata_test SOURCES node_metadata_test.cc LIBS stead::storage LABELS unit)
+stead_test(NAME state_machine_test SOURCES state_machine_test.cc LIBS stead::storage LABELS unit)

@@ -25,6 +25,7 @@
 //   <data-dir>/LOCK        flock held while a StateMachine (or an install) uses the dir
 //   <data-dir>/ACTIVE      names the live database directory, e.g. "db-000003"
 //   <data-dir>/db-000003/  the RocksDB database
+//   <data-dir>/checkpoints/ checkpoints and incoming transfers (kept by the runtime)
 // ACTIVE is replaced atomically (write, fsync, rename, fsync dir). A "db-*" directory
 // it does not name is a leftover of an interrupted first start or install and is
 // removed at Open. No ACTIVE file means "not initialised": the first start creates a

@@ -21,6 +21,9 @@ namespace stead::storage {
 
 inline constexpr char kLockFileName[] = "LOCK";
 inline constexpr char kActiveFileName[] = "ACTIVE";
+// <data-dir>/checkpoints: where the runtime keeps checkpoints and incoming snapshot
+// transfers. On the data volume, so checkpoints hard-link the live SST files.
+inline constexpr char kCheckpointsDirName[] = "checkpoints";
 
 // An exclusive flock(2) on <data-dir>/LOCK, released on destruction. flock locks belong
 // to the open file description, so a second Acquire fails even within one process.
@@ -60,7 +63,7 @@ absl::Status RemoveStrayDatabases(const std::string& data_dir, const std::string
                                   const Logger& logger);
 
 // For an uninitialised data dir: FailedPrecondition naming the first entry that stead
-// did not create ("lost+found" of a fresh ext4 volume is allowed), so a mistyped
+// did not create ("lost+found" of a fresh ext4 volume and "checkpoints" are allowed), so a mistyped
 // --data-dir pointing at someone else's files is never taken over.
 absl::Status CheckNoForeignEntries(const std::string& data_dir);
 

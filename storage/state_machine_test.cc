@@ -1,0 +1,413 @@
+#include "storage/state_machine.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/checkpoint_files.h"
+#include "storage/state_machine_dir.h"
+#include "storage/state_machine_testing.h"
+#include "tests/testing/status_matchers.h"
+
+namespace stead::storage {
+namespace {
+
+using ::stead::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Optional;
+using testing::PutBatch;
+using testing::TempDir;
+using testing::TestOptions;
+
+std::vector<std::string> Keys(const ScanResult& result) {
+  std::vector<std::string> keys;
+  for (const KeyValue& pair : result.pairs) keys.push_back(pair.key);
+  return keys;
+}
+
+TEST(StateMachine, FirstOpenInitialisesAndStoresIdentity) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+  EXPECT_EQ(machine->applied_index(), 0u);
+  EXPECT_EQ(machine->node_metadata().cluster_id(), testing::kTestClusterId);
+  EXPECT_EQ(machine->node_metadata().node_id(), 1u);
+  EXPECT_EQ(machine->node_metadata().node_name(), "stead-0");
+  EXPECT_EQ(machine->node_metadata().format_version(), kDataFormatVersion);
+  EXPECT_THAT(machine->keyspaces(), ElementsAre("kv"));
+  ASSERT_OK_AND_ASSIGN(const auto active, ReadActive(dir.Sub("data")));
+  EXPECT_THAT(active, Optional(std::string("db-000001")));
+}
+
+TEST(StateMachine, ApplyThenGetAndScan) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+  ASSERT_OK(machine->Apply(PutBatch(1, 1, {{"b", "2"}, {"a", "1"}, {"d", "4"}, {"c", "3"}})));
+  ApplyBatch second;
+  second.index = 2;
+  second.term = 1;
+  second.mutations = {Mutation::Delete("kv", "c"), Mutation::Put("kv", "e", "5"),
+                      Mutation::Put("kv", "a", "1b")};
+  ASSERT_OK(machine->Apply(second));
+
+  EXPECT_EQ(machine->applied_index(), 2u);
+  EXPECT_THAT(machine->Get("kv", "a"), ::stead::testing::IsOk());
+  EXPECT_EQ(*machine->Get("kv", "a"), std::optional<std::string>("1b"));
+  EXPECT_EQ(*machine->Get("kv", "c"), std::nullopt);
+  EXPECT_THAT(machine->Get("nope", "a"), StatusIs(absl::StatusCode::kInvalidArgument, "nope"));
+  EXPECT_THAT(machine->Get("meta", "raft/applied"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "unknown keyspace"));
+
+  const struct {
+    const char* name;
+    ScanOptions options;
+    std::vector<std::string> want;
+    bool want_more;
+  } cases[] = {
+      {"all", {}, {"a", "b", "d", "e"}, false},
+      {"range", {"kv", "b", "e", false, 100}, {"b", "d"}, false},
+      {"from", {"kv", "c", "", false, 100}, {"d", "e"}, false},
+      {"limit", {"kv", "", "", false, 2}, {"a", "b"}, true},
+      {"reverse", {"kv", "", "", true, 100}, {"e", "d", "b", "a"}, false},
+      {"reverse range", {"kv", "b", "e", true, 100}, {"d", "b"}, false},
+      {"reverse limit", {"kv", "a", "", true, 3}, {"e", "d", "b"}, true},
+      {"exact limit", {"kv", "", "", false, 4}, {"a", "b", "d", "e"}, false},
+      {"empty range", {"kv", "e", "b", false, 100}, {}, false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_OK_AND_ASSIGN(const ScanResult result, machine->Scan(c.options));
+    EXPECT_EQ(Keys(result), c.want);
+    EXPECT_EQ(result.more, c.want_more);
+  }
+  ASSERT_OK_AND_ASSIGN(const ScanResult values, machine->Scan({"kv", "a", "c", false, 10}));
+  EXPECT_THAT(values.pairs, ElementsAre(KeyValue{"a", "1b"}, KeyValue{"b", "2"}));
+  EXPECT_THAT(machine->Scan({"kv", "", "", false, 0}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "limit"));
+}
+
+TEST(StateMachine, KeyspacesAreIndependentAndSurviveReopen) {
+  TempDir dir;
+  StateMachineOptions options = TestOptions(dir.Sub("data"));
+  options.keyspaces = {"kv", "revisions"};
+  {
+    ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(options));
+    ApplyBatch batch;
+    batch.index = 1;
+    batch.term = 1;
+    batch.mutations = {Mutation::Put("kv", "k", "latest"), Mutation::Put("revisions", "k@1", "v1")};
+    ASSERT_OK(machine->Apply(batch));
+    EXPECT_EQ(*machine->Get("kv", "k@1"), std::nullopt);
+    EXPECT_EQ(*machine->Get("revisions", "k@1"), std::optional<std::string>("v1"));
+  }
+  // Reopened without listing "revisions": it stays readable, and a new keyspace appears.
+  options.keyspaces = {"kv", "leases"};
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(options));
+  EXPECT_THAT(machine->keyspaces(), ElementsAre("kv", "leases", "revisions"));
+  EXPECT_EQ(*machine->Get("revisions", "k@1"), std::optional<std::string>("v1"));
+  EXPECT_EQ(*machine->Get("kv", "k"), std::optional<std::string>("latest"));
+}
+
+TEST(StateMachine, InvalidKeyspaceNamesAreRefused) {
+  TempDir dir;
+  for (const char* name : {"", "meta", "default"}) {
+    SCOPED_TRACE(name);
+    StateMachineOptions options = TestOptions(dir.Sub("data"));
+    options.keyspaces = {name};
+    EXPECT_THAT(StateMachine::Open(options), StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  StateMachineOptions options = TestOptions(dir.Sub("data"));
+  options.keyspaces = {"kv", "kv"};
+  EXPECT_THAT(StateMachine::Open(options), StatusIs(absl::StatusCode::kInvalidArgument, "twice"));
+}
+
+// Goal: replaying entries the state already holds (the runtime replays the Raft log
+// from an older index after a crash) changes nothing, even if the replayed entries
+// carried different data.
+TEST(StateMachine, ApplyIsIdempotentOnReplay) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+  for (raft::Index i = 1; i <= 10; ++i) {
+    ASSERT_OK(machine->Apply(PutBatch(i, 1, {{absl::StrCat("k", i), absl::StrCat("v", i)}})));
+  }
+  for (raft::Index i = 5; i <= 10; ++i) {
+    EXPECT_OK(machine->Apply(PutBatch(i, 1, {{absl::StrCat("k", i), "replayed"}})));
+  }
+  EXPECT_EQ(machine->applied_index(), 10u);
+  for (raft::Index i = 1; i <= 10; ++i) {
+    EXPECT_EQ(*machine->Get("kv", absl::StrCat("k", i)),
+              std::optional<std::string>(absl::StrCat("v", i)));
+  }
+  ASSERT_OK(machine->Apply(PutBatch(11, 2, {{"k11", "v11"}})));
+  EXPECT_EQ(machine->applied().term(), 2u);
+}
+
+TEST(StateMachine, ApplyRefusesGapsLowerTermsAndZeroes) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+  ASSERT_OK(machine->Apply(PutBatch(1, 3, {{"a", "1"}})));
+  EXPECT_THAT(machine->Apply(PutBatch(3, 3, {{"b", "2"}})),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "skipped"));
+  EXPECT_THAT(machine->Apply(PutBatch(2, 2, {{"b", "2"}})),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "below applied term"));
+  EXPECT_THAT(machine->Apply(PutBatch(0, 3, {})), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(machine->Apply(PutBatch(2, 0, {})), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(machine->applied_index(), 1u);
+  EXPECT_EQ(*machine->Get("kv", "b"), std::nullopt);
+}
+
+TEST(StateMachine, LimitsAreEnforcedAndNothingIsWritten) {
+  TempDir dir;
+  StateMachineOptions options = TestOptions(dir.Sub("data"));
+  options.limits.max_key_bytes = 16;
+  options.limits.max_value_bytes = 64;
+  options.limits.max_batch_mutations = 3;
+  options.limits.max_batch_bytes = 100;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(options));
+  const struct {
+    const char* name;
+    ApplyBatch batch;
+    const char* want;
+  } cases[] = {
+      {"key", PutBatch(1, 1, {{"ok", "v"}, {std::string(17, 'k'), "v"}}), "key is 17 bytes, over the max_key_bytes limit of 16"},
+      {"empty key", PutBatch(1, 1, {{"", "v"}}), "key is empty"},
+      {"value", PutBatch(1, 1, {{"k", std::string(65, 'v')}}), "value is 65 bytes, over the max_value_bytes limit of 64"},
+      {"mutations", PutBatch(1, 1, {{"a", ""}, {"b", ""}, {"c", ""}, {"d", ""}}), "4 mutations, over the max_batch_mutations limit of 3"},
+      {"batch bytes", PutBatch(1, 1, {{"a", std::string(60, 'v')}, {"b", std::string(60, 'v')}}), "batch is 126 bytes, over the max_batch_bytes limit of 100"},
+      {"keyspace", ApplyBatch{1, 1, {Mutation::Put("nope", "k", "v")}, {}}, "unknown keyspace 'nope'"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_THAT(machine->Apply(c.batch), StatusIs(absl::StatusCode::kInvalidArgument, c.want));
+    EXPECT_EQ(machine->applied_index(), 0u);
+    EXPECT_EQ(*machine->Get("kv", "ok"), std::nullopt);
+  }
+  // At the limits exactly, everything is accepted.
+  EXPECT_OK(machine->Apply(PutBatch(1, 1, {{std::string(16, 'k'), std::string(64, 'v')}})));
+}
+
+TEST(Limits, CheckEntrySizeNamesTheLimit) {
+  Limits limits;
+  EXPECT_OK(CheckEntrySize(limits.max_entry_bytes, limits));
+  EXPECT_THAT(CheckEntrySize(limits.max_entry_bytes + 1, limits),
+              StatusIs(absl::StatusCode::kInvalidArgument, "max_entry_bytes"));
+  // Defaults nest: one maximal key and value fit in one entry, which fits in a batch.
+  EXPECT_LT(limits.max_key_bytes + limits.max_value_bytes, limits.max_entry_bytes);
+  EXPECT_LT(limits.max_entry_bytes, limits.max_batch_bytes);
+}
+
+// Goal: the applied index is never durable apart from the data it covers. Method: flush
+// after entry 5, apply 6..10, then close without flushing (as a crash would: the WAL is
+// off, memtables are lost) and reopen; state and index must both be those of entry 5,
+// and replaying 6..10 must give the full state.
+TEST(StateMachine, AppliedIndexIsAtomicWithDataAcrossACrash) {
+  TempDir dir;
+  StateMachineOptions options = TestOptions(dir.Sub("data"));
+  options.flush_on_close = false;
+  auto entry = [](raft::Index i) {
+    ApplyBatch batch = PutBatch(i, 1, {{absl::StrCat("key", i), absl::StrCat("value", i)}});
+    batch.mutations.push_back(Mutation::Put("kv", "last", absl::StrCat(i)));
+    return batch;
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(options));
+    for (raft::Index i = 1; i <= 5; ++i) ASSERT_OK(machine->Apply(entry(i)));
+    ASSERT_OK(machine->Flush());
+    for (raft::Index i = 6; i <= 10; ++i) ASSERT_OK(machine->Apply(entry(i)));
+    EXPECT_EQ(machine->applied_index(), 10u);
+  }  // "Crash": closed without flushing.
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(options));
+  EXPECT_EQ(machine->applied_index(), 5u);
+  EXPECT_EQ(*machine->Get("kv", "last"), std::optional<std::string>("5"));
+  EXPECT_EQ(*machine->Get("kv", "key5"), std::optional<std::string>("value5"));
+  EXPECT_EQ(*machine->Get("kv", "key6"), std::nullopt);
+  // The Raft log replays from an older index; everything converges.
+  for (raft::Index i = 3; i <= 10; ++i) ASSERT_OK(machine->Apply(entry(i)));
+  EXPECT_EQ(machine->applied_index(), 10u);
+  EXPECT_EQ(*machine->Get("kv", "last"), std::optional<std::string>("10"));
+  ASSERT_OK_AND_ASSIGN(const ScanResult all, machine->Scan({}));
+  EXPECT_EQ(all.pairs.size(), 11u);
+}
+
+// Goal: with many entries and memtable-full flushes RocksDB triggers on its own, the
+// state recovered after a crash is always exactly the state after its applied index.
+// Method: a tiny write buffer forces automatic flushes; after the crash the recovered
+// state is compared with a model replayed up to the recovered index.
+TEST(StateMachine, AutomaticFlushesKeepIndexAndDataTogether) {
+  TempDir dir;
+  StateMachineOptions options = TestOptions(dir.Sub("data"));
+  options.flush_on_close = false;
+  options.write_buffer_bytes = 64 * 1024;
+  std::mt19937_64 random(7);
+  std::vector<ApplyBatch> entries;
+  for (raft::Index i = 1; i <= 400; ++i) {
+    ApplyBatch batch;
+    batch.index = i;
+    batch.term = 1;
+    for (int m = 0; m < 4; ++m) {
+      const std::string key = absl::StrCat("k", random() % 200);
+      if (random() % 5 == 0) {
+        batch.mutations.push_back(Mutation::Delete("kv", key));
+      } else {
+        batch.mutations.push_back(Mutation::Put("kv", key, std::string(100 + random() % 400, 'a' + static_cast<char>(i % 26))));
+      }
+    }
+    entries.push_back(std::move(batch));
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(options));
+    for (const ApplyBatch& batch : entries) ASSERT_OK(machine->Apply(batch));
+  }
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(options));
+  const raft::Index recovered = machine->applied_index();
+  std::map<std::string, std::string> model;
+  for (raft::Index i = 1; i <= recovered; ++i) {
+    for (const Mutation& m : entries[i - 1].mutations) {
+      if (m.type == Mutation::Type::kPut) {
+        model[m.key] = m.value;
+      } else {
+        model.erase(m.key);
+      }
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(const ScanResult state, machine->Scan({"kv", "", "", false, 1000}));
+  std::map<std::string, std::string> actual;
+  for (const KeyValue& pair : state.pairs) actual[pair.key] = pair.value;
+  EXPECT_EQ(actual, model) << "recovered index " << recovered;
+  EXPECT_GT(recovered, 0u) << "the tiny write buffer should have forced flushes";
+}
+
+TEST(StateMachine, SnapshotSeesOneConsistentState) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+  ASSERT_OK(machine->Apply(PutBatch(1, 1, {{"a", "old"}, {"b", "old"}})));
+  ASSERT_OK_AND_ASSIGN(auto snapshot, machine->NewSnapshot());
+  ApplyBatch change = PutBatch(2, 1, {{"a", "new"}, {"c", "new"}});
+  change.mutations.push_back(Mutation::Delete("kv", "b"));
+  ASSERT_OK(machine->Apply(change));
+  EXPECT_EQ(snapshot->applied().index(), 1u);
+  EXPECT_EQ(*snapshot->Get("kv", "a"), std::optional<std::string>("old"));
+  ASSERT_OK_AND_ASSIGN(const ScanResult old_state, snapshot->Scan({}));
+  EXPECT_THAT(Keys(old_state), ElementsAre("a", "b"));
+  ASSERT_OK_AND_ASSIGN(const ScanResult new_state, machine->Scan({}));
+  EXPECT_THAT(Keys(new_state), ElementsAre("a", "c"));
+}
+
+TEST(StateMachine, ConfStateIsKeptWithTheAppliedIndex) {
+  TempDir dir;
+  {
+    ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+    ApplyBatch change;
+    change.index = 1;
+    change.term = 1;
+    change.conf_state.emplace();
+    change.conf_state->add_voters(1);
+    change.conf_state->add_voters(2);
+    change.conf_state->add_learners(3);
+    ASSERT_OK(machine->Apply(change));
+    ASSERT_OK(machine->Apply(PutBatch(2, 1, {{"a", "1"}})));  // Conf state carried over.
+  }
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+  const pb::SnapshotMetadata applied = machine->applied();
+  EXPECT_EQ(applied.index(), 2u);
+  EXPECT_THAT(applied.conf_state().voters(), ElementsAre(1u, 2u));
+  EXPECT_THAT(applied.conf_state().learners(), ElementsAre(3u));
+}
+
+TEST(StateMachine, RefusesAVolumeOfAnotherClusterOrIdentity) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  { ASSERT_OK(StateMachine::Open(TestOptions(data, 7)).status()); }  // stead-6, id 7
+
+  StateMachineOptions other_cluster = TestOptions(data, 7, 0xdef);
+  EXPECT_THAT(StateMachine::Open(other_cluster),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("data dir ", data,
+                                    " belongs to cluster 0xabc node stead-6 (id 7), not cluster 0xdef")));
+  StateMachineOptions other_name = TestOptions(data, 7);
+  other_name.identity.node_name = "stead-2";
+  EXPECT_THAT(StateMachine::Open(other_name),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "not node stead-2"));
+  StateMachineOptions other_id = TestOptions(data, 7);
+  other_id.identity.node_id = 9;
+  const auto refused = StateMachine::Open(other_id);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition, "not node id 9"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("point --data-dir at the right volume, or wipe it"));
+  // The refusals changed nothing: the rightful owner still opens it.
+  EXPECT_OK(StateMachine::Open(TestOptions(data, 7)).status());
+}
+
+TEST(StateMachine, MissingIdentityIsInvalidArgument) {
+  TempDir dir;
+  StateMachineOptions options = TestOptions(dir.Sub("data"));
+  options.identity.cluster_id = 0;
+  EXPECT_THAT(StateMachine::Open(options), StatusIs(absl::StatusCode::kInvalidArgument, "cluster id"));
+}
+
+TEST(StateMachine, SecondOpenOfTheSameDirIsRefused) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+  EXPECT_THAT(StateMachine::Open(TestOptions(dir.Sub("data"))),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "in use"));
+}
+
+// Goal: a crash during the first start (database created, ACTIVE not yet written)
+// leaves a dir that the next start initialises cleanly, removing the leftover.
+TEST(StateMachine, HalfInitialisedDirIsInitialisedAgain) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  {
+    ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(data)));
+    ASSERT_OK(machine->Apply(PutBatch(1, 1, {{"a", "1"}})));
+  }
+  // Rewind to "crashed before ACTIVE": the database exists, the pointer does not.
+  std::filesystem::remove(data + "/ACTIVE");
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(data, 1)));
+  EXPECT_EQ(machine->applied_index(), 0u);
+  EXPECT_EQ(*machine->Get("kv", "a"), std::nullopt);
+  ASSERT_OK_AND_ASSIGN(const std::vector<std::string> names, files::ListDirectory(data));
+  EXPECT_THAT(names, ElementsAre("ACTIVE", "LOCK", "db-000001"));
+}
+
+TEST(StateMachine, ForeignDirectoryIsNotTakenOver) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  ASSERT_OK(files::CreateDirectories(data + "/lost+found"));
+  std::ofstream(data + "/important.txt") << "someone else's";
+  EXPECT_THAT(StateMachine::Open(TestOptions(data)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "important.txt"));
+  std::filesystem::remove(data + "/important.txt");
+  EXPECT_OK(StateMachine::Open(TestOptions(data)).status());  // lost+found is fine.
+}
+
+TEST(StateMachine, ActiveNamingAMissingDatabaseIsDataLoss) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  { ASSERT_OK(StateMachine::Open(TestOptions(data)).status()); }
+  std::filesystem::remove_all(data + "/db-000001");
+  EXPECT_THAT(StateMachine::Open(TestOptions(data)),
+              StatusIs(absl::StatusCode::kDataLoss, "db-000001, which does not exist"));
+  std::ofstream(data + "/ACTIVE", std::ios::trunc) << "../../etc";
+  EXPECT_THAT(StateMachine::Open(TestOptions(data)),
+              StatusIs(absl::StatusCode::kDataLoss, "not a database directory name"));
+}
+
+TEST(StateMachineDir, DatabaseDirNames) {
+  EXPECT_EQ(DatabaseDirName(7), "db-000007");
+  EXPECT_EQ(ParseDatabaseDirName("db-000007"), std::optional<uint64_t>(7));
+  EXPECT_EQ(ParseDatabaseDirName("db-12345678"), std::optional<uint64_t>(12345678));
+  for (const char* bad : {"db-", "db-1x", "db--1", "dbx000001", "", "ACTIVE"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(ParseDatabaseDirName(bad), std::nullopt);
+  }
+}
+
+}  // namespace
+}  // namespace stead::storage

@@ -1,0 +1,73 @@
+// Helpers for the state machine and checkpoint tests: temporary directories and
+// options for a test node.
+#ifndef STEAD_STORAGE_STATE_MACHINE_TESTING_H_
+#define STEAD_STORAGE_STATE_MACHINE_TESTING_H_
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "base/check.h"
+#include "base/log.h"
+#include "storage/state_machine.h"
+
+namespace stead::storage::testing {
+
+// A directory made with mkdtemp under /tmp and removed, with everything in it, at the
+// end of the scope.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = "/tmp/stead-storage-test-XXXXXX";
+    STEAD_CHECK(::mkdtemp(pattern.data()) != nullptr) << "mkdtemp failed";
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;  // Best effort: a leftover in /tmp is harmless.
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline constexpr uint64_t kTestClusterId = 0xabc;
+
+// Options for node `node_id` named "stead-<node_id - 1>" of the test cluster, logging
+// only warnings so test output stays readable.
+inline StateMachineOptions TestOptions(std::string data_dir, raft::NodeId node_id = 1,
+                                       uint64_t cluster_id = kTestClusterId) {
+  StateMachineOptions options;
+  options.data_dir = std::move(data_dir);
+  options.identity.cluster_id = cluster_id;
+  options.identity.node_id = node_id;
+  options.identity.node_name = "stead-" + std::to_string(node_id - 1);
+  options.logger = Logger(LogLevel::kWarning);
+  options.clock = [] { return absl::FromUnixSeconds(1800000000); };
+  return options;
+}
+
+// A batch for entry `index` in `term` putting each pair into the "kv" keyspace.
+inline ApplyBatch PutBatch(raft::Index index, raft::Term term,
+                           std::vector<std::pair<std::string, std::string>> pairs) {
+  ApplyBatch batch;
+  batch.index = index;
+  batch.term = term;
+  for (auto& [key, value] : pairs) {
+    batch.mutations.push_back(Mutation::Put(kDefaultKeyspace, std::move(key), std::move(value)));
+  }
+  return batch;
+}
+
+}  // namespace stead::storage::testing
+
+#endif  // STEAD_STORAGE_STATE_MACHINE_TESTING_H_

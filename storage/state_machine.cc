@@ -283,6 +283,8 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::s
   std::error_code error;
   const std::string absolute = std::filesystem::absolute(dir, error).lexically_normal().string();
   if (error) return files::ErrnoStatus(error.value(), "absolute", dir);
+  const std::string parent = std::filesystem::path(absolute).parent_path().string();
+  STEAD_RETURN_IF_ERROR(files::CreateDirectories(parent));
   const std::string partial = absl::StrCat(absolute, kPartialSuffix);
   STEAD_RETURN_IF_ERROR(files::RemoveAll(partial));  // Leftover of a crash.
   STEAD_RETURN_IF_ERROR(files::RemoveAll(absl::StrCat(partial, ".tmp")));  // RocksDB's own.
@@ -300,8 +302,7 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::s
   STEAD_ASSIGN_OR_RETURN(manifest, DescribeCheckpointFiles(partial, std::move(manifest)));
   STEAD_RETURN_IF_ERROR(WriteManifest(partial, manifest));
   STEAD_RETURN_IF_ERROR(files::Rename(partial, absolute));
-  STEAD_RETURN_IF_ERROR(
-      files::SyncPath(std::filesystem::path(absolute).parent_path().string()));
+  STEAD_RETURN_IF_ERROR(files::SyncPath(parent));
   STEAD_LOG(impl_->options.logger, Info)
       << "checkpoint=" << absolute << " index=" << state.index() << " term=" << state.term()
       << " files=" << manifest.files_size() << " bytes=" << manifest.total_bytes()

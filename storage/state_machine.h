@@ -232,7 +232,8 @@ class StateMachine {
   absl::Status Flush();
 
   // Writes a checkpoint of the current applied state to `dir`, which must not exist
-  // and must be on the data volume for hard links (elsewhere files are copied).
+  // and must be on the data volume for hard links (elsewhere files are copied); its
+  // parent is created if missing.
   // Flushes first, builds under "<dir>.partial", fsyncs, renames. Returns its manifest.
   //   FailedPrecondition: nothing applied yet (a snapshot at index 0 is meaningless).
   //   AlreadyExists: `dir` exists.

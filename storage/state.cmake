@@ -12,3 +12,4 @@ target_sources(stead_storage PRIVATE
 stead_test(NAME node_metadata_test SOURCES node_metadata_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME state_machine_test SOURCES state_machine_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME checkpoint_test SOURCES checkpoint_test.cc LIBS stead::storage LABELS unit)
+stead_test(NAME checkpoint_stream_test SOURCES checkpoint_stream_test.cc LIBS stead::storage LABELS unit)

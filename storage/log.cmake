@@ -10,3 +10,7 @@ stead_test(NAME wal_record_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/wal_record_tes
            LIBS stead::storage LABELS unit)
 stead_test(NAME wal_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/wal_test.cc
            LIBS stead::storage LABELS unit)
+
+# Group-commit and recovery figures on this machine's disk (not a test; run by hand).
+add_executable(wal_bench ${CMAKE_CURRENT_LIST_DIR}/wal_bench.cc)
+target_link_libraries(wal_bench PRIVATE stead::storage stead_warnings)

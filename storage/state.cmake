@@ -13,3 +13,7 @@ stead_test(NAME node_metadata_test SOURCES node_metadata_test.cc LIBS stead::sto
 stead_test(NAME state_machine_test SOURCES state_machine_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME checkpoint_test SOURCES checkpoint_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME checkpoint_stream_test SOURCES checkpoint_stream_test.cc LIBS stead::storage LABELS unit)
+
+# Throughput figures for the state machine and checkpoints; not a test (see the file).
+add_executable(checkpoint_bench checkpoint_bench.cc)
+target_link_libraries(checkpoint_bench PRIVATE stead::storage stead_warnings)

@@ -504,18 +504,17 @@ absl::StatusOr<raft::Term> Wal::TermAt(raft::Index index) const {
   return positions_[index - snapshot_.index() - 1].term;
 }
 
-absl::Status Wal::ReadEntry(const Segment& segment, const Position& position,
-                            raft::Index index, pb::Entry* entry) const {
-  std::string record;
-  absl::Status read = segment.file->ReadAt(position.offset, position.bytes, &record);
+absl::Status Wal::DecodeEntryRecord(const Segment& segment, const Position& position,
+                                    raft::Index index, absl::string_view record,
+                                    pb::Entry* entry) {
   const auto corrupt = [&](absl::string_view why) {
     return absl::DataLossError(absl::StrCat("wal segment ", segment.name,
                                             ": corrupt record at offset ", position.offset,
                                             " (entry ", index, "): ", why));
   };
-  if (!read.ok()) return corrupt(read.message());
   const ParsedRecord parsed = ParseRecord(record);
-  if (parsed.result != ParsedRecord::Result::kOk || parsed.type != RecordType::kEntry) {
+  if (parsed.result != ParsedRecord::Result::kOk || parsed.type != RecordType::kEntry ||
+      parsed.claimed_bytes != record.size()) {
     return corrupt(parsed.error.empty() ? "not a whole entry record" : parsed.error);
   }
   if (!entry->ParseFromArray(parsed.payload.data(), static_cast<int>(parsed.payload.size()))) {
@@ -566,9 +565,35 @@ absl::StatusOr<std::vector<pb::Entry>> Wal::Entries(raft::Index low, raft::Index
   // Disk entries all precede the cached ones; read them outside the lock (the records
   // are immutable once written, and the shared_ptr keeps a deleted segment readable).
   std::vector<pb::Entry> from_disk(disk.size());
-  for (size_t i = 0; i < disk.size(); ++i) {
-    STEAD_RETURN_IF_ERROR(
-        ReadEntry(*disk[i].segment, disk[i].position, disk[i].index, &from_disk[i]));
+  std::string run_bytes;
+  for (size_t begin = 0; begin < disk.size();) {
+    // One read for each run of records that lie back to back in one segment.
+    size_t end = begin + 1;
+    while (end < disk.size() && disk[end].segment == disk[begin].segment &&
+           disk[end].position.offset ==
+               disk[end - 1].position.offset + disk[end - 1].position.bytes) {
+      ++end;
+    }
+    const Segment& segment = *disk[begin].segment;
+    const uint64_t run_offset = disk[begin].position.offset;
+    const uint64_t run_size =
+        disk[end - 1].position.offset + disk[end - 1].position.bytes - run_offset;
+    if (absl::Status read = segment.file->ReadAt(run_offset, run_size, &run_bytes); !read.ok()) {
+      // A segment shorter than its durable records is data loss; other errors (EIO) keep
+      // their code.
+      return read.code() == absl::StatusCode::kOutOfRange
+                 ? absl::DataLossError(absl::StrCat("wal segment ", segment.name,
+                                                    " lost durable records: ", read.message()))
+                 : Annotate(read, absl::StrCat("wal segment ", segment.name));
+    }
+    for (size_t i = begin; i < end; ++i) {
+      const Position& position = disk[i].position;
+      const absl::string_view record =
+          absl::string_view(run_bytes).substr(position.offset - run_offset, position.bytes);
+      STEAD_RETURN_IF_ERROR(
+          DecodeEntryRecord(segment, position, disk[i].index, record, &from_disk[i]));
+    }
+    begin = end;
   }
   if (from_disk.empty()) return result;
   from_disk.insert(from_disk.end(), std::make_move_iterator(result.begin()),

@@ -175,8 +175,10 @@ class Wal final : public raft::LogStorage {
   void ApplyPlan(Plan& plan);
   void EnterFailedState(const absl::Status& status);
   void DeleteObsoleteSegments();
-  absl::Status ReadEntry(const Segment& segment, const Position& position, raft::Index index,
-                         pb::Entry* entry) const;
+  // Checks and decodes the record of entry `index` read from `segment` at `position`.
+  static absl::Status DecodeEntryRecord(const Segment& segment, const Position& position,
+                                        raft::Index index, absl::string_view record,
+                                        pb::Entry* entry);
 
   const WalOptions options_;
   std::unique_ptr<FileLock> lock_;

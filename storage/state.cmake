@@ -17,3 +17,5 @@ stead_test(NAME checkpoint_stream_test SOURCES checkpoint_stream_test.cc LIBS st
 # Throughput figures for the state machine and checkpoints; not a test (see the file).
 add_executable(checkpoint_bench checkpoint_bench.cc)
 target_link_libraries(checkpoint_bench PRIVATE stead::storage stead_warnings)
+stead_test(NAME state_machine_concurrency_test SOURCES state_machine_concurrency_test.cc
+           LIBS stead::storage LABELS unit TSAN)

@@ -6,8 +6,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "base/check.h"
+#include "base/mutex.h"
 #include "base/status_macros.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "storage/checkpoint.h"
@@ -120,8 +120,8 @@ class StateMachine::Impl {
 
   // Serialises Apply, Flush and CreateCheckpoint: a checkpoint must see no apply
   // between reading the applied state and copying the files.
-  absl::Mutex write_mu;
-  mutable absl::Mutex applied_mu;
+  Mutex write_mu;
+  mutable Mutex applied_mu;
   // Mirrors the applied state in the meta column family; only increases; updated after
   // the WriteBatch that carries it succeeded.
   pb::SnapshotMetadata applied ABSL_GUARDED_BY(applied_mu);
@@ -172,7 +172,7 @@ absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(StateMachineOpt
   STEAD_RETURN_IF_ERROR(impl->database->EnsureKeyspaces(options.keyspaces));
   STEAD_ASSIGN_OR_RETURN(pb::SnapshotMetadata applied, impl->database->ReadApplied(nullptr));
   {
-    absl::MutexLock lock(&impl->applied_mu);
+    MutexLock lock(&impl->applied_mu);
     impl->applied = std::move(applied);
   }
   impl->options = std::move(options);
@@ -186,7 +186,7 @@ StateMachine::StateMachine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 StateMachine::~StateMachine() { impl_->database.reset(); }
 
 absl::Status StateMachine::Apply(const ApplyBatch& batch) {
-  absl::MutexLock write_lock(&impl_->write_mu);
+  MutexLock write_lock(&impl_->write_mu);
   const pb::SnapshotMetadata current = applied();
   if (batch.index == 0 || batch.term == 0) {
     return absl::InvalidArgumentError(
@@ -229,18 +229,18 @@ absl::Status StateMachine::Apply(const ApplyBatch& batch) {
   STEAD_RETURN_IF_ERROR(internal::FromRocks(
       impl_->database->db()->Write(write_options, &write_batch),
       absl::StrCat("apply entry ", batch.index)));
-  absl::MutexLock lock(&impl_->applied_mu);
+  MutexLock lock(&impl_->applied_mu);
   impl_->applied = std::move(next);
   return absl::OkStatus();
 }
 
 pb::SnapshotMetadata StateMachine::applied() const {
-  absl::MutexLock lock(&impl_->applied_mu);
+  MutexLock lock(&impl_->applied_mu);
   return impl_->applied;
 }
 
 raft::Index StateMachine::applied_index() const {
-  absl::MutexLock lock(&impl_->applied_mu);
+  MutexLock lock(&impl_->applied_mu);
   return impl_->applied.index();
 }
 
@@ -270,7 +270,7 @@ absl::StatusOr<std::unique_ptr<StateSnapshot>> StateMachine::NewSnapshot() const
 }
 
 absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::string& dir) {
-  absl::MutexLock write_lock(&impl_->write_mu);
+  MutexLock write_lock(&impl_->write_mu);
   const pb::SnapshotMetadata state = applied();
   if (state.index() == 0) {
     return absl::FailedPreconditionError(
@@ -326,7 +326,7 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::Impl::DescribeState(
 }
 
 absl::Status StateMachine::Flush() {
-  absl::MutexLock write_lock(&impl_->write_mu);
+  MutexLock write_lock(&impl_->write_mu);
   return impl_->database->FlushAll();
 }
 

@@ -1,0 +1,567 @@
+#include "server/peer_transport.h"
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <vector>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/status_macros.h"
+#include "proto/peer.pb.h"
+
+namespace stead::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+constexpr uint32_t kPeerProtocolVersion = 1;
+constexpr size_t kReadBufferBytes = 64 * 1024;
+
+std::string Endpoint(const tcp::socket& socket) {
+  error_code ec;
+  const tcp::endpoint remote = socket.remote_endpoint(ec);
+  if (ec) return "unknown";
+  return absl::StrCat(remote.address().to_string(), ":", remote.port());
+}
+
+// Reads from `socket` into `reader` until one whole frame is buffered, then parses it.
+asio::awaitable<absl::Status> ReadPeerFrame(tcp::socket& socket, FrameReader& reader,
+                                            pb::PeerFrame* frame) {
+  std::string buffer(kReadBufferBytes, '\0');
+  for (;;) {
+    absl::StatusOr<std::optional<std::string>> payload = reader.Next();
+    if (!payload.ok()) co_return payload.status();
+    if (payload->has_value()) {
+      co_return ParseFramePayload(**payload, "peer frame", frame);
+    }
+    error_code ec;
+    const size_t n = co_await socket.async_read_some(
+        asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      co_return absl::UnavailableError(
+          ec == asio::error::eof ? std::string("connection closed by the peer") : ec.message());
+    }
+    reader.Append(absl::string_view(buffer.data(), n));
+  }
+}
+
+absl::Status ValidateHello(const pb::PeerHello& hello, const PeerTransportOptions& options) {
+  if (hello.protocol_version() != kPeerProtocolVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "peer protocol version ", hello.protocol_version(), ", this member speaks ",
+        kPeerProtocolVersion));
+  }
+  if (hello.cluster_id() != options.cluster_id) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "peer ", hello.from_name(), " (id ", hello.from_id(), ") belongs to cluster ",
+        absl::Hex(hello.cluster_id()), ", this member to cluster ", absl::Hex(options.cluster_id)));
+  }
+  if (hello.from_id() == raft::kNoNode) return absl::InvalidArgumentError("hello without from_id");
+  if (hello.to_id() != options.node_id) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "peer ", hello.from_name(), " meant to reach node ", hello.to_id(), ", this is node ",
+        options.node_id, " (", options.node_name, "): stale address?"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// State every coroutine of the transport shares; outlives the PeerTransport object when
+// coroutines are still unwinding.
+struct PeerTransport::Shared {
+  Shared(asio::io_context& io_in, PeerTransportOptions options_in, Logger logger_in,
+         MessageHandler on_message_in, UnreachableHandler on_unreachable_in)
+      : io(io_in),
+        options(std::move(options_in)),
+        logger(std::move(logger_in)),
+        on_message(std::move(on_message_in)),
+        on_unreachable(std::move(on_unreachable_in)),
+        acceptor(io_in) {}
+
+  asio::io_context& io;
+  const PeerTransportOptions options;
+  const Logger logger;
+  const MessageHandler on_message;
+  const UnreachableHandler on_unreachable;
+  std::atomic<bool> stopped{false};
+  std::atomic<uint16_t> port{0};
+
+  tcp::acceptor acceptor;  // used only from the acceptor coroutine and Stop (posted)
+  Mutex mu;
+  // Live inbound connections, so Stop can close them. Weak: each is owned by its own
+  // coroutine, and a strong reference here would form a cycle through `Shared`.
+  std::map<Inbound*, std::weak_ptr<Inbound>> inbound ABSL_GUARDED_BY(mu);
+};
+
+// One outgoing connection: resolve, connect, hello, then write queued frames.
+class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
+ public:
+  Outbound(std::shared_ptr<Shared> shared, raft::NodeId id, std::string host, uint16_t port)
+      : shared_(std::move(shared)),
+        id_(id),
+        strand_(asio::make_strand(shared_->io)),
+        wake_(strand_),
+        backoff_timer_(strand_),
+        host_(std::move(host)),
+        port_(port) {}
+
+  void Start() {
+    asio::co_spawn(strand_, Run(shared_from_this()),
+                   [shared = shared_, id = id_](std::exception_ptr error) {
+                     if (error) STEAD_LOG(shared->logger, Error) << "peer=" << id << " connection loop failed";
+                   });
+  }
+
+  // Called on any thread.
+  void Enqueue(std::string frame) {
+    asio::post(strand_, [self = shared_from_this(), frame = std::move(frame)]() mutable {
+      self->EnqueueOnStrand(std::move(frame));
+    });
+  }
+
+  void SetAddress(std::string host, uint16_t port) {
+    asio::post(strand_, [self = shared_from_this(), host = std::move(host), port]() mutable {
+      self->host_ = std::move(host);
+      self->port_ = port;
+    });
+  }
+
+  void Close() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->closed_ = true;
+      self->wake_.cancel();
+      self->backoff_timer_.cancel();
+      error_code ignored;
+      if (self->socket_ != nullptr) self->socket_->close(ignored);
+    });
+  }
+
+  PeerState State() const {
+    MutexLock lock(&state_mu_);
+    return state_;
+  }
+
+ private:
+  void EnqueueOnStrand(std::string frame) {
+    if (closed_) return;
+    if (queued_bytes_ + frame.size() > shared_->options.max_queued_bytes_per_peer) {
+      CountDropped(1);
+      if (!overflowing_) {
+        overflowing_ = true;
+        STEAD_LOG(shared_->logger, Warning)
+            << "peer=" << id_ << " send queue full (" << queued_bytes_
+            << " bytes): dropping messages until it drains";
+        ReportUnreachable();
+      }
+      return;
+    }
+    overflowing_ = false;
+    queued_bytes_ += frame.size();
+    queue_.push_back(std::move(frame));
+    wake_.cancel();
+  }
+
+  static asio::awaitable<void> Run(std::shared_ptr<Outbound> self) {
+    absl::Duration backoff = self->shared_->options.min_reconnect_backoff;
+    while (!self->closed_ && !self->shared_->stopped) {
+      tcp::socket socket(self->strand_);
+      self->socket_ = &socket;
+      const absl::Status connected = co_await self->Connect(socket);
+      if (connected.ok()) {
+        backoff = self->shared_->options.min_reconnect_backoff;
+        self->SetConnected(true);
+        const absl::Status written = co_await self->WriteLoop(socket);
+        self->SetConnected(false);
+        if (!self->closed_ && !self->shared_->stopped) {
+          STEAD_LOG(self->shared_->logger, Warning)
+              << "peer=" << self->id_ << " connection to " << self->host_ << ":" << self->port_
+              << " lost: " << written.message();
+        }
+      } else {
+        {
+          MutexLock lock(&self->state_mu_);
+          ++self->state_.connect_failures;
+        }
+        STEAD_LOG(self->shared_->logger, Info)
+            << "peer=" << self->id_ << " cannot connect to " << self->host_ << ":"
+            << self->port_ << ": " << connected.message() << "; retrying in " << backoff;
+      }
+      self->socket_ = nullptr;
+      error_code ignored;
+      socket.close(ignored);
+      // Messages queued for a broken connection are stale by the time it is back.
+      self->CountDropped(self->queue_.size());
+      if (!self->queue_.empty()) self->ReportUnreachable();
+      self->queue_.clear();
+      self->queued_bytes_ = 0;
+      if (self->closed_ || self->shared_->stopped) break;
+
+      self->backoff_timer_.expires_after(absl::ToChronoNanoseconds(backoff));
+      error_code ec;
+      co_await self->backoff_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      backoff = std::min(backoff * 2, self->shared_->options.max_reconnect_backoff);
+    }
+  }
+
+  // Resolves the host now (never cached), connects and exchanges hellos, all within
+  // the handshake timeout.
+  asio::awaitable<absl::Status> Connect(tcp::socket& socket) {
+    asio::steady_timer deadline(strand_,
+                                absl::ToChronoNanoseconds(shared_->options.handshake_timeout));
+    // The handler runs on strand_ like this coroutine; `pending` tells it whether the
+    // socket is still the one being connected (it may already be gone otherwise).
+    auto pending = std::make_shared<bool>(true);
+    deadline.async_wait([pending, &socket](error_code ec) {
+      error_code ignored;
+      if (!ec && *pending) socket.close(ignored);  // unblocks whichever step is pending
+    });
+    const absl::Status status = co_await ConnectAndHello(socket);
+    *pending = false;
+    deadline.cancel();
+    co_return status;
+  }
+
+  asio::awaitable<absl::Status> ConnectAndHello(tcp::socket& socket) {
+    error_code ec;
+    tcp::resolver resolver(strand_);
+    const std::string host = host_;
+    const auto endpoints = co_await resolver.async_resolve(
+        host, std::to_string(port_), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return absl::UnavailableError(absl::StrCat("resolve ", host, ": ", ec.message()));
+    co_await asio::async_connect(socket, endpoints, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
+    socket.set_option(tcp::no_delay(true), ec);
+
+    pb::PeerFrame hello_frame;
+    pb::PeerHello* hello = hello_frame.mutable_hello();
+    hello->set_protocol_version(kPeerProtocolVersion);
+    hello->set_cluster_id(shared_->options.cluster_id);
+    hello->set_from_id(shared_->options.node_id);
+    hello->set_from_name(shared_->options.node_name);
+    hello->set_to_id(id_);
+    std::string bytes;
+    STEAD_CHECK_OK(AppendFrame(hello_frame, shared_->options.max_frame_bytes, &bytes));
+    co_await asio::async_write(socket, asio::buffer(bytes),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return absl::UnavailableError(absl::StrCat("send hello: ", ec.message()));
+
+    FrameReader reader(shared_->options.max_frame_bytes);
+    pb::PeerFrame response;
+    const absl::Status read = co_await ReadPeerFrame(socket, reader, &response);
+    if (!read.ok()) co_return Annotate(read, "hello response");
+    if (!response.has_hello_response()) {
+      co_return absl::InvalidArgumentError("peer answered the hello with another frame");
+    }
+    if (!response.hello_response().accepted()) {
+      co_return absl::FailedPreconditionError(
+          absl::StrCat("refused by the peer: ", response.hello_response().reason()));
+    }
+    co_return absl::OkStatus();
+  }
+
+  // Writes queued frames until the connection breaks or the peer is closed.
+  asio::awaitable<absl::Status> WriteLoop(tcp::socket& socket) {
+    std::string batch;
+    while (!closed_ && !shared_->stopped) {
+      if (queue_.empty()) {
+        wake_.expires_at(asio::steady_timer::time_point::max());
+        error_code ignored;
+        co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+        continue;
+      }
+      batch.clear();
+      const size_t count = queue_.size();
+      for (std::string& frame : queue_) batch += frame;
+      queue_.clear();
+      queued_bytes_ = 0;
+      error_code ec;
+      co_await asio::async_write(socket, asio::buffer(batch),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        CountDropped(count);
+        co_return absl::UnavailableError(ec.message());
+      }
+      MutexLock lock(&state_mu_);
+      state_.messages_sent += count;
+    }
+    co_return absl::OkStatus();
+  }
+
+  void SetConnected(bool connected) {
+    MutexLock lock(&state_mu_);
+    state_.connected = connected;
+    if (connected) ++state_.connects;
+    state_.address = absl::StrCat(host_, ":", port_);
+  }
+
+  void CountDropped(size_t count) {
+    MutexLock lock(&state_mu_);
+    state_.messages_dropped += count;
+  }
+
+  void ReportUnreachable() {
+    if (!shared_->stopped) shared_->on_unreachable(id_);
+  }
+
+  const std::shared_ptr<Shared> shared_;
+  const raft::NodeId id_;
+  asio::strand<asio::io_context::executor_type> strand_;
+  // Everything below is touched only on strand_.
+  asio::steady_timer wake_;           // cancelled to wake the write loop
+  asio::steady_timer backoff_timer_;  // the wait between connection attempts
+  std::string host_;
+  uint16_t port_;
+  std::deque<std::string> queue_;
+  size_t queued_bytes_ = 0;
+  bool overflowing_ = false;
+  bool closed_ = false;
+  tcp::socket* socket_ = nullptr;  // the live socket while Run holds one
+
+  mutable Mutex state_mu_;
+  PeerState state_ ABSL_GUARDED_BY(state_mu_);
+};
+
+// One accepted connection: check the hello, then deliver Raft messages.
+class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
+ public:
+  Inbound(std::shared_ptr<Shared> shared, tcp::socket socket)
+      : shared_(std::move(shared)), socket_(std::move(socket)), remote_(Endpoint(socket_)) {}
+
+  void Start() {
+    asio::co_spawn(socket_.get_executor(), Run(shared_from_this()),
+                   [](std::exception_ptr) {});
+  }
+
+  void Close() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      error_code ignored;
+      self->socket_.close(ignored);
+    });
+  }
+
+ private:
+  static asio::awaitable<void> Run(std::shared_ptr<Inbound> self) {
+    const absl::Status status = co_await self->Serve();
+    if (!self->shared_->stopped) {
+      const LogLevel level = absl::IsUnavailable(status) ? LogLevel::kInfo : LogLevel::kWarning;
+      if (self->shared_->logger.Enabled(level)) {
+        self->shared_->logger.Write(level, __FILE__, __LINE__,
+                                    absl::StrCat("closing peer connection from ", self->remote_,
+                                                 " (", self->peer_name_, "): ", status.message()));
+      }
+    }
+    error_code ignored;
+    self->socket_.close(ignored);
+    MutexLock lock(&self->shared_->mu);
+    self->shared_->inbound.erase(self.get());
+  }
+
+  asio::awaitable<absl::Status> Serve() {
+    FrameReader reader(shared_->options.max_frame_bytes);
+    pb::PeerFrame frame;
+    {
+      asio::steady_timer deadline(socket_.get_executor(),
+                                  absl::ToChronoNanoseconds(shared_->options.handshake_timeout));
+      deadline.async_wait([self = shared_from_this()](error_code ec) {
+        error_code ignored;
+        if (!ec && !self->hello_done_) self->socket_.close(ignored);
+      });
+      const absl::Status read = co_await ReadPeerFrame(socket_, reader, &frame);
+      hello_done_ = true;
+      deadline.cancel();
+      if (!read.ok()) co_return Annotate(read, "waiting for hello");
+    }
+    if (!frame.has_hello()) co_return absl::InvalidArgumentError("first frame is not a hello");
+    const pb::PeerHello hello = frame.hello();
+    peer_name_ = hello.from_name();
+    const absl::Status valid = ValidateHello(hello, shared_->options);
+    if (const absl::Status sent = co_await SendHelloResponse(valid); !sent.ok()) co_return sent;
+    if (!valid.ok()) co_return Annotate(valid, "refused");
+
+    for (;;) {
+      const absl::Status read = co_await ReadPeerFrame(socket_, reader, &frame);
+      if (!read.ok()) co_return read;
+      if (!frame.has_raft()) co_return absl::InvalidArgumentError("unexpected frame after hello");
+      if (frame.raft().from() != hello.from_id() || frame.raft().to() != shared_->options.node_id) {
+        co_return absl::InvalidArgumentError(
+            absl::StrCat("message from ", frame.raft().from(), " to ", frame.raft().to(),
+                         " on the connection of node ", hello.from_id()));
+      }
+      if (shared_->stopped) co_return absl::OkStatus();
+      shared_->on_message(std::move(*frame.mutable_raft()));
+    }
+  }
+
+  asio::awaitable<absl::Status> SendHelloResponse(const absl::Status& valid) {
+    pb::PeerFrame response;
+    response.mutable_hello_response()->set_accepted(valid.ok());
+    response.mutable_hello_response()->set_reason(std::string(valid.message()));
+    response.mutable_hello_response()->set_node_id(shared_->options.node_id);
+    std::string bytes;
+    if (absl::Status framed = AppendFrame(response, shared_->options.max_frame_bytes, &bytes);
+        !framed.ok()) {
+      co_return framed;
+    }
+    error_code ec;
+    co_await asio::async_write(socket_, asio::buffer(bytes),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return absl::UnavailableError(absl::StrCat("send hello response: ", ec.message()));
+    co_return absl::OkStatus();
+  }
+
+  const std::shared_ptr<Shared> shared_;
+  tcp::socket socket_;
+  const std::string remote_;
+  std::string peer_name_ = "unknown";
+  bool hello_done_ = false;
+};
+
+PeerTransport::PeerTransport(asio::io_context& io, PeerTransportOptions options, Logger logger,
+                             MessageHandler on_message, UnreachableHandler on_unreachable)
+    : shared_(std::make_shared<Shared>(io, std::move(options), std::move(logger),
+                                       std::move(on_message), std::move(on_unreachable))) {
+  STEAD_CHECK_NE(shared_->options.cluster_id, 0u);
+  STEAD_CHECK_NE(shared_->options.node_id, raft::kNoNode);
+}
+
+PeerTransport::~PeerTransport() { Stop(); }
+
+absl::Status PeerTransport::Listen(const std::string& host, uint16_t port) {
+  error_code ec;
+  const asio::ip::address address = asio::ip::make_address(host, ec);
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("peer listen address '", host, "': ", ec.message()));
+  const tcp::endpoint endpoint(address, port);
+  tcp::acceptor& acceptor = shared_->acceptor;
+  if (acceptor.open(endpoint.protocol(), ec); !ec) {
+    acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    acceptor.bind(endpoint, ec);
+  }
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    error_code ignored;
+    acceptor.close(ignored);
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for peers on ", host, ":", port, ": ", ec.message()));
+  }
+  shared_->port = acceptor.local_endpoint().port();
+  asio::co_spawn(
+      acceptor.get_executor(),
+      [shared = shared_]() -> asio::awaitable<void> {
+        for (;;) {
+          error_code accept_error;
+          tcp::socket socket = co_await shared->acceptor.async_accept(
+              asio::make_strand(shared->io), asio::redirect_error(asio::use_awaitable, accept_error));
+          if (shared->stopped || accept_error == asio::error::operation_aborted) co_return;
+          if (accept_error) continue;
+          auto inbound = std::make_shared<Inbound>(shared, std::move(socket));
+          {
+            MutexLock lock(&shared->mu);
+            if (shared->inbound.size() >= shared->options.max_inbound_connections) {
+              STEAD_LOG(shared->logger, Warning)
+                  << "refusing a peer connection: " << shared->inbound.size()
+                  << " already open (max_inbound_connections)";
+              continue;
+            }
+            shared->inbound.emplace(inbound.get(), inbound);
+          }
+          inbound->Start();
+        }
+      },
+      [](std::exception_ptr) {});
+  return absl::OkStatus();
+}
+
+uint16_t PeerTransport::listen_port() const { return shared_->port; }
+
+void PeerTransport::SetPeer(raft::NodeId id, std::string host, uint16_t port) {
+  STEAD_CHECK_NE(id, raft::kNoNode);
+  STEAD_CHECK_NE(id, shared_->options.node_id) << "a member is not its own peer";
+  if (shared_->stopped) return;
+  std::shared_ptr<Outbound> peer;
+  {
+    MutexLock lock(&mu_);
+    auto it = peers_.find(id);
+    if (it != peers_.end()) {
+      it->second->SetAddress(std::move(host), port);
+      return;
+    }
+    peer = std::make_shared<Outbound>(shared_, id, std::move(host), port);
+    peers_.emplace(id, peer);
+  }
+  peer->Start();
+}
+
+void PeerTransport::RemovePeer(raft::NodeId id) {
+  std::shared_ptr<Outbound> peer;
+  {
+    MutexLock lock(&mu_);
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return;
+    peer = std::move(it->second);
+    peers_.erase(it);
+  }
+  peer->Close();
+}
+
+void PeerTransport::Send(pb::Message message) {
+  if (shared_->stopped) return;
+  std::shared_ptr<Outbound> peer;
+  {
+    MutexLock lock(&mu_);
+    auto it = peers_.find(message.to());
+    if (it != peers_.end()) peer = it->second;
+  }
+  if (peer == nullptr) {
+    STEAD_LOG(shared_->logger, Debug) << "dropping a message to unknown peer " << message.to();
+    shared_->on_unreachable(message.to());
+    return;
+  }
+  pb::PeerFrame frame;
+  *frame.mutable_raft() = std::move(message);
+  std::string bytes;
+  if (const absl::Status framed = AppendFrame(frame, shared_->options.max_frame_bytes, &bytes);
+      !framed.ok()) {
+    // Raft bounds its messages well below the frame limit, so this is a bug in the caller.
+    STEAD_LOG(shared_->logger, Error) << "dropping a message to peer " << frame.raft().to() << ": "
+                                      << framed.message();
+    return;
+  }
+  peer->Enqueue(std::move(bytes));
+}
+
+std::map<raft::NodeId, PeerState> PeerTransport::Peers() const {
+  std::map<raft::NodeId, PeerState> states;
+  MutexLock lock(&mu_);
+  for (const auto& [id, peer] : peers_) states[id] = peer->State();
+  return states;
+}
+
+void PeerTransport::Stop() {
+  if (shared_->stopped.exchange(true)) return;
+  std::map<raft::NodeId, std::shared_ptr<Outbound>> peers;
+  {
+    MutexLock lock(&mu_);
+    peers.swap(peers_);
+  }
+  for (auto& [id, peer] : peers) peer->Close();
+  std::vector<std::shared_ptr<Inbound>> inbound;
+  {
+    MutexLock lock(&shared_->mu);
+    for (const auto& [raw, weak] : shared_->inbound) {
+      if (auto connection = weak.lock()) inbound.push_back(std::move(connection));
+    }
+  }
+  for (const auto& connection : inbound) connection->Close();
+  asio::post(shared_->acceptor.get_executor(), [shared = shared_] {
+    error_code ignored;
+    shared->acceptor.close(ignored);
+  });
+}
+
+}  // namespace stead::server

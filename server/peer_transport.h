@@ -1,0 +1,116 @@
+// PeerTransport: Raft messages between members over persistent TCP connections.
+//
+// Each member dials every peer it sends to and keeps that connection for its outgoing
+// messages; what it receives arrives on connections the peers dialled. A connection
+// starts with a PeerHello (cluster id, sender id, intended receiver id) that the
+// receiver checks before accepting anything else, so a process of another cluster, or
+// one that reached the wrong member, is refused with a logged reason. Garbage,
+// oversized or unexpected frames close that connection only.
+//
+// A peer's address is a host name resolved again on every connection attempt (pod IPs
+// change when a StatefulSet pod is rescheduled); failed attempts back off
+// exponentially up to a cap. Messages are queued per peer up to a byte limit and
+// dropped beyond it: Raft retransmits, and the unreachable callback tells the core to
+// go back to probing that follower.
+//
+// Thread-safety: every public method may be called from any thread. The handlers run
+// on the io_context's threads, possibly concurrently for different connections; they
+// must hand work to the raft strand themselves and not block.
+#ifndef STEAD_SERVER_PEER_TRANSPORT_H_
+#define STEAD_SERVER_PEER_TRANSPORT_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "base/asio.h"
+#include "base/log.h"
+#include "base/mutex.h"
+#include "proto/raft.pb.h"
+#include "raft/types.h"
+#include "server/frame.h"
+
+namespace stead::server {
+
+struct PeerTransportOptions {
+  // This member's cluster and Raft id; both > 0. Hellos naming others are refused.
+  uint64_t cluster_id = 0;
+  raft::NodeId node_id = raft::kNoNode;
+  std::string node_name;  // for peers' logs
+  // Largest frame sent or accepted. Default: kDefaultMaxFrameBytes (16 MiB).
+  uint32_t max_frame_bytes = kDefaultMaxFrameBytes;
+  // Bytes of outgoing frames buffered per peer; beyond it messages are dropped.
+  // Default: 32 MiB.
+  size_t max_queued_bytes_per_peer = size_t{32} << 20;
+  // Reconnect backoff: doubles from min to max after each failed attempt.
+  // Default: 50 ms to 2 s.
+  absl::Duration min_reconnect_backoff = absl::Milliseconds(50);
+  absl::Duration max_reconnect_backoff = absl::Seconds(2);
+  // Time allowed for connecting plus the hello exchange, either side. Default: 5 s.
+  absl::Duration handshake_timeout = absl::Seconds(5);
+  // Inbound connections held at once; more are closed on accept. Default: 256.
+  size_t max_inbound_connections = 256;
+};
+
+// A snapshot of one outbound peer, for metrics and tests.
+struct PeerState {
+  std::string address;  // "host:port" as configured
+  bool connected = false;
+  uint64_t connects = 0;          // successful handshakes
+  uint64_t connect_failures = 0;  // failed resolve, connect or hello
+  uint64_t messages_sent = 0;     // written to the socket
+  uint64_t messages_dropped = 0;  // queue full, or lost with a broken connection
+};
+
+class PeerTransport {
+ public:
+  using MessageHandler = std::function<void(pb::Message message)>;
+  using UnreachableHandler = std::function<void(raft::NodeId peer)>;
+
+  // Does not listen or connect yet. `io` must outlive the transport's coroutines: stop
+  // the transport, then let `io` run until it has no more work.
+  PeerTransport(boost::asio::io_context& io, PeerTransportOptions options, Logger logger,
+                MessageHandler on_message, UnreachableHandler on_unreachable);
+  PeerTransport(const PeerTransport&) = delete;
+  PeerTransport& operator=(const PeerTransport&) = delete;
+  ~PeerTransport();  // Stop()
+
+  // Binds host:port (port 0 picks a free one) and accepts peers. Unavailable naming
+  // the address and the system error when it cannot bind.
+  absl::Status Listen(const std::string& host, uint16_t port);
+  // The bound port, 0 before Listen.
+  uint16_t listen_port() const;
+
+  // Adds a peer or changes its address (the next connection attempt uses it).
+  void SetPeer(raft::NodeId id, std::string host, uint16_t port);
+  // Forgets a peer: its connection closes and queued messages are dropped.
+  void RemovePeer(raft::NodeId id);
+
+  // Queues `message` for message.to(). Never blocks. A message to an unknown peer, or
+  // beyond the queue limit, is dropped (counted, and reported as unreachable).
+  void Send(pb::Message message);
+
+  std::map<raft::NodeId, PeerState> Peers() const;
+
+  // Closes the listener and every connection; idempotent. No handler starts after
+  // Stop returns; one already running on another thread may still finish, so destroy
+  // what the handlers touch only once the io_context has stopped.
+  void Stop();
+
+ private:
+  struct Shared;
+  class Outbound;
+  class Inbound;
+
+  std::shared_ptr<Shared> shared_;
+  mutable Mutex mu_;
+  std::map<raft::NodeId, std::shared_ptr<Outbound>> peers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace stead::server
+
+#endif  // STEAD_SERVER_PEER_TRANSPORT_H_

@@ -1,5 +1,6 @@
 # The RocksDB state machine, node metadata and checkpoints (the data volume).
 target_sources(stead_storage PRIVATE
+  backup_file.cc
   checkpoint.cc
   checkpoint_stream.cc
   checkpoint_files.cc
@@ -11,6 +12,7 @@ target_sources(stead_storage PRIVATE
 
 stead_test(NAME node_metadata_test SOURCES node_metadata_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME state_machine_test SOURCES state_machine_test.cc LIBS stead::storage LABELS unit)
+stead_test(NAME backup_file_test SOURCES backup_file_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME checkpoint_test SOURCES checkpoint_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME checkpoint_stream_test SOURCES checkpoint_stream_test.cc LIBS stead::storage LABELS unit)
 

@@ -51,6 +51,7 @@ void Raft::AppendEntries(std::vector<pb::Entry> entries) {
 }
 
 bool Raft::SendAppend(NodeId to, bool send_if_empty) {
+  STEAD_CHECK(role_ == Role::kLeader) << "only a leader sends APPEND";
   Progress* progress = progress_->Find(to);
   if (progress == nullptr || to == id_ || progress->IsPaused()) return false;
   const Index prev_index = progress->next - 1;
@@ -111,12 +112,15 @@ bool Raft::SendSnapshot(NodeId to) {
 }
 
 void Raft::BroadcastAppend() {
+  // Callers may have just lost leadership (a committed removal of the leader itself).
+  if (role_ != Role::kLeader) return;
   for (const auto& [peer, progress] : progress_->all()) {
     if (peer != id_) SendAppend(peer, /*send_if_empty=*/true);
   }
 }
 
 void Raft::SendHeartbeat(NodeId to, const std::string& context) {
+  STEAD_CHECK(role_ == Role::kLeader) << "only a leader sends HEARTBEAT";
   const Progress* progress = progress_->Find(to);
   STEAD_CHECK(progress != nullptr);
   pb::Message message;
@@ -287,7 +291,9 @@ void Raft::HandleAppendResponse(const pb::Message& message) {
     progress = progress_->Find(message.from());
     if (progress == nullptr) return;
   } else if (was_paused) {
-    SendAppend(message.from(), /*send_if_empty=*/false);
+    // The follower may have missed the commit index while paused (a probe answered
+    // late): an APPEND, empty if need be, carries it.
+    SendAppend(message.from(), /*send_if_empty=*/true);
   }
   // Refill the window: a lagging follower gets up to max_inflight_messages APPENDs of
   // max_message_bytes each per answer, never an unbounded burst.

@@ -14,6 +14,71 @@ constexpr int kMaxStabilizeRounds = 10000;
 
 }  // namespace
 
+std::string DescribeEntry(const pb::Entry& entry) {
+  std::string out = absl::StrCat(entry.term(), "/", entry.index());
+  if (entry.type() == pb::ENTRY_TYPE_CONF_CHANGE) {
+    pb::ConfChange change;
+    if (!change.ParseFromString(entry.data())) return absl::StrCat(out, "(bad conf change)");
+    const char* kind = "?";
+    switch (change.type()) {
+      case pb::CONF_CHANGE_TYPE_ADD_LEARNER: kind = "add-learner"; break;
+      case pb::CONF_CHANGE_TYPE_ADD_VOTER: kind = "add-voter"; break;
+      case pb::CONF_CHANGE_TYPE_REMOVE_NODE: kind = "remove"; break;
+      default: break;
+    }
+    return absl::StrCat(out, "(", kind, " ", change.node_id(), ")");
+  }
+  if (!entry.data().empty()) absl::StrAppend(&out, ":", entry.data());
+  return out;
+}
+
+std::string DescribeMessage(const pb::Message& m) {
+  std::string type = pb::MessageType_Name(m.type());
+  if (type.rfind("MESSAGE_TYPE_", 0) == 0) type = type.substr(13);
+  std::string out = absl::StrCat(m.from(), "->", m.to(), " ", type, " term=", m.term());
+  switch (m.type()) {
+    case pb::MESSAGE_TYPE_PRE_VOTE:
+    case pb::MESSAGE_TYPE_VOTE:
+      absl::StrAppend(&out, " log_term=", m.log_term(), " index=", m.index(),
+                      m.transfer() ? " transfer" : "");
+      break;
+    case pb::MESSAGE_TYPE_APPEND: {
+      absl::StrAppend(&out, " log_term=", m.log_term(), " index=", m.index(),
+                      " commit=", m.commit());
+      if (m.entries_size() > 0) {
+        absl::StrAppend(&out, " entries=[");
+        for (int i = 0; i < m.entries_size(); ++i) {
+          absl::StrAppend(&out, i == 0 ? "" : " ", DescribeEntry(m.entries(i)));
+        }
+        absl::StrAppend(&out, "]");
+      }
+      break;
+    }
+    case pb::MESSAGE_TYPE_APPEND_RESPONSE:
+      absl::StrAppend(&out, " index=", m.index());
+      if (m.reject()) {
+        absl::StrAppend(&out, " reject hint=", m.reject_hint(), "/", m.reject_hint_term());
+      }
+      break;
+    case pb::MESSAGE_TYPE_HEARTBEAT:
+      absl::StrAppend(&out, " commit=", m.commit());
+      [[fallthrough]];
+    case pb::MESSAGE_TYPE_HEARTBEAT_RESPONSE:
+      if (!m.context().empty()) absl::StrAppend(&out, " context=", m.context());
+      break;
+    case pb::MESSAGE_TYPE_PRE_VOTE_RESPONSE:
+    case pb::MESSAGE_TYPE_VOTE_RESPONSE:
+      if (m.reject()) absl::StrAppend(&out, " reject");
+      break;
+    case pb::MESSAGE_TYPE_SNAPSHOT:
+      absl::StrAppend(&out, " snapshot=", m.snapshot().term(), "/", m.snapshot().index());
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
 TestNetwork::TestNetwork(const std::vector<NodeId>& voters, std::function<void(Config&)> adjust)
     : adjust_(std::move(adjust)) {
   const std::vector<pb::Entry> bootstrap = Raft::BootstrapEntries(voters);
@@ -63,6 +128,10 @@ void TestNetwork::ProcessReady(NodeId id) {
   // it writes.
   for (pb::Message& message : ready.messages) queue_.push_back(std::move(message));
   if (ready.snapshot) {
+    if (trace_ != nullptr) {
+      trace_->push_back(absl::StrCat(id, " installed snapshot ", ready.snapshot->term(), "/",
+                                     ready.snapshot->index()));
+    }
     STEAD_CHECK_OK(node.storage->ApplySnapshot(*ready.snapshot));
     node.installed_snapshot_index = ready.snapshot->index();
     node.applied_index = ready.snapshot->index();
@@ -85,12 +154,21 @@ void TestNetwork::ProcessReady(NodeId id) {
   for (const pb::Entry& entry : ready.committed_entries) {
     STEAD_CHECK_EQ(entry.index(), node.applied_index + 1) << "node " << id;
     node.applied_index = entry.index();
+    if (trace_ != nullptr) {
+      trace_->push_back(absl::StrCat(id, " applied ", DescribeEntry(entry)));
+    }
     if (entry.type() == pb::ENTRY_TYPE_NORMAL && !entry.data().empty()) {
       node.applied.emplace_back(entry.index(), entry.data());
     }
   }
   if (!ready.committed_entries.empty()) node.raft->OnApplied(node.applied_index);
-  for (ReadState& state : ready.read_states) node.read_states.push_back(std::move(state));
+  for (ReadState& state : ready.read_states) {
+    if (trace_ != nullptr) {
+      trace_->push_back(absl::StrCat(id, " read-state index=", state.index, " context=",
+                                     state.context));
+    }
+    node.read_states.push_back(std::move(state));
+  }
 }
 
 void TestNetwork::ProcessReadys() {
@@ -117,6 +195,9 @@ size_t TestNetwork::DeliverOnce() {
                            cut_.count({message.from(), message.to()}) == 0;
     const bool snapshot = message.type() == pb::MESSAGE_TYPE_SNAPSHOT;
     auto sender = nodes_.find(message.from());
+    if (trace_ != nullptr) {
+      trace_->push_back(absl::StrCat(DescribeMessage(message), reachable ? "" : " (dropped)"));
+    }
     if (!reachable) {
       if (snapshot && sender != nodes_.end() && sender->second.raft != nullptr) {
         sender->second.raft->ReportSnapshot(message.to(), false);

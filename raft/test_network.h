@@ -90,6 +90,10 @@ class TestNetwork {
   // Compacts `id`'s log through `index` (must be applied).
   void Compact(NodeId id, Index index);
 
+  // When set, every delivered or dropped message and every applied entry is described
+  // as one line appended here (for the data-driven script tests).
+  void set_trace(std::vector<std::string>* trace) { trace_ = trace; }
+
   // Errors returned by Step (must stay empty in normal tests).
   const std::vector<std::string>& step_errors() const { return step_errors_; }
 
@@ -102,7 +106,14 @@ class TestNetwork {
   std::set<std::pair<NodeId, NodeId>> cut_;
   std::function<void(Config&)> adjust_;
   std::vector<std::string> step_errors_;
+  std::vector<std::string>* trace_ = nullptr;
 };
+
+// One line describing a message: "1->2 APPEND term=2 log_term=1 index=3 commit=3
+// entries=[2/4]".
+std::string DescribeMessage(const pb::Message& message);
+// "term/index", plus ":data" for a command or "(add-voter 4)" for a membership change.
+std::string DescribeEntry(const pb::Entry& entry);
 
 }  // namespace stead::raft::testing
 

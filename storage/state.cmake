@@ -21,3 +21,5 @@ add_executable(checkpoint_bench checkpoint_bench.cc)
 target_link_libraries(checkpoint_bench PRIVATE stead::storage stead_warnings)
 stead_test(NAME state_machine_concurrency_test SOURCES state_machine_concurrency_test.cc
            LIBS stead::storage LABELS unit TSAN)
+stead_test(NAME state_machine_crash_test SOURCES state_machine_crash_test.cc
+           LIBS stead::storage LABELS unit)

@@ -1,6 +1,5 @@
 // The WAL writer (group commit, truncation, compaction) and the LogStorage reads.
 // Open and recovery live in wal_recovery.cc.
-#include <future>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -110,10 +109,19 @@ void Wal::Submit(WalWrite write, Callback done) {
 absl::Status Wal::Write(WalWrite write) {
   STEAD_CHECK(std::this_thread::get_id() != writer_.get_id())
       << "Wal::Write called from a WAL callback would wait for itself";
-  std::promise<absl::Status> promise;
-  std::future<absl::Status> future = promise.get_future();
-  Submit(std::move(write), [&promise](absl::Status status) { promise.set_value(status); });
-  return future.get();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  absl::Status result;
+  Submit(std::move(write), [&](absl::Status status) {
+    std::lock_guard<std::mutex> lock(mu);
+    result = std::move(status);
+    done = true;
+    cv.notify_one();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done; });
+  return result;
 }
 
 absl::Status Wal::Compact(const pb::SnapshotMetadata& snapshot) {
@@ -148,7 +156,10 @@ void Wal::ProcessGroup(std::vector<Pending>& group) {
     for (size_t i = 0; i < group.size(); ++i) {
       const absl::Status& status =
           !group[i].rejected.ok() ? group[i].rejected : (all != nullptr ? *all : results[i]);
-      group[i].done(status);
+      // Each callback gets a status of its own rather than a reference-counted copy:
+      // Debian's abseil is not built for TSan, which then cannot see the count's
+      // synchronisation when callers move the status to other threads.
+      group[i].done(absl::Status(status.code(), status.message()));
     }
   };
   if (absl::Status failure = health(); !failure.ok()) {

@@ -51,10 +51,11 @@ void AppendRecord(RecordType type, absl::string_view payload, std::string* out) 
   PutFixed32(static_cast<uint32_t>(payload.size()), header + 4);
   header[8] = static_cast<char>(type);
   header[9] = header[10] = header[11] = 0;
-  out->append(payload.data(), payload.size());
   // The checksum covers the type and reserved bytes too, so a flipped type is caught.
+  // Computed before the append below, which may reallocate `out` (and move `header`).
   const uint32_t crc = Crc32cExtend(Crc32c(absl::string_view(header + 8, 4)), payload);
-  PutFixed32(crc, out->data() + start);
+  PutFixed32(crc, header);
+  out->append(payload.data(), payload.size());
 }
 
 ParsedRecord ParseRecord(absl::string_view buffer) {

@@ -21,5 +21,9 @@ add_executable(checkpoint_bench checkpoint_bench.cc)
 target_link_libraries(checkpoint_bench PRIVATE stead::storage stead_warnings)
 stead_test(NAME state_machine_concurrency_test SOURCES state_machine_concurrency_test.cc
            LIBS stead::storage LABELS unit TSAN)
+# The power-loss case uses ../shared/faultio.c and faultio-powerloss.py beside the source
+# tree and is skipped when they are absent.
 stead_test(NAME state_machine_crash_test SOURCES state_machine_crash_test.cc
-           LIBS stead::storage LABELS unit)
+           LIBS stead::storage LABELS unit TIMEOUT 180)
+target_compile_definitions(state_machine_crash_test PRIVATE
+  STEAD_SHARED_DIR="${PROJECT_SOURCE_DIR}/../shared")

@@ -1,19 +1,35 @@
-// Real crashes: a child process applies entries and is killed with SIGKILL at a random
-// moment; the parent reopens the data dir and checks that the applied index and the
-// data still describe the same state. With RocksDB's WAL off this rests on atomic
-// flushes of all column families (state_machine.h), which only a real kill exercises
-// together with RocksDB's background flush threads.
+// Real crashes of the state machine.
+//
+// A child process (this test binary run again with --gtest_filter on ApplierChild)
+// applies entries and reports "A <index>" after each Apply and "D <index>" after each
+// Flush() returned. The parent kills it and reopens the data dir:
+//   * SigkillNeverSeparatesIndexFromData: SIGKILL at random moments while RocksDB
+//     flushes on its own; the applied index and the data must describe one state.
+//     With RocksDB's WAL off this rests on atomic flushes of all column families
+//     (state_machine.h), which only a real kill exercises together with RocksDB's
+//     background flush threads.
+//   * FlushedStateSurvivesPowerLoss: the child runs under ../shared/faultio.c, is
+//     killed by SIGKILL, at an fsync or mid-write, and then the page cache is dropped
+//     (faultio-powerloss.py); every state a Flush() reported durable must survive.
+//
+// The child is a fresh process image, not just a fork: a forked copy of a process
+// whose RocksDB thread pool already ran has no background threads, so its flushes
+// would never happen.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
+#include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -26,6 +42,10 @@ namespace {
 
 using testing::TempDir;
 using testing::TestOptions;
+
+constexpr char kApplierDirEnv[] = "STEAD_CRASH_APPLIER_DIR";
+constexpr char kApplierFdEnv[] = "STEAD_CRASH_APPLIER_FD";
+constexpr char kApplierFlushEveryEnv[] = "STEAD_CRASH_APPLIER_FLUSH_EVERY";
 
 StateMachineOptions CrashOptions(const std::string& data_dir) {
   StateMachineOptions options = TestOptions(data_dir);
@@ -40,68 +60,137 @@ ApplyBatch Entry(raft::Index index) {
   return batch;
 }
 
-// The child: applies entries forever, reporting each applied index on `report_fd`.
-// Never returns; exits with 1 on any error.
-[[noreturn]] void RunApplier(const std::string& data_dir, int report_fd) {
+void Report(int fd, char kind, raft::Index index) {
+  const std::string line = absl::StrCat(std::string(1, kind), " ", index, "\n");
+  if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) _exit(1);
+}
+
+// The child: applies entries until killed, flushing every `flush_every` entries (never
+// when 0). Never returns; exits with 1 on any error.
+[[noreturn]] void RunApplier(const std::string& data_dir, int report_fd, uint64_t flush_every) {
   absl::StatusOr<std::unique_ptr<StateMachine>> machine = StateMachine::Open(CrashOptions(data_dir));
   if (!machine.ok()) _exit(1);
   // Bounded: the parent kills us long before this runs out.
   for (int n = 0; n < 1000000; ++n) {
     const raft::Index index = (*machine)->applied_index() + 1;
     if (!(*machine)->Apply(Entry(index)).ok()) _exit(1);
-    const std::string line = absl::StrCat(index, "\n");
-    if (::write(report_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) _exit(1);
+    Report(report_fd, 'A', index);
+    if (flush_every != 0 && index % flush_every == 0) {
+      if (!(*machine)->Flush().ok()) _exit(1);
+      Report(report_fd, 'D', index);
+    }
   }
   _exit(0);
 }
 
-// The child's side, run in a fresh process image (exec of this test binary): a forked
-// copy of a process whose RocksDB thread pool already ran would have no background
-// threads, so its flushes would never happen.
-constexpr char kApplierDirEnv[] = "STEAD_CRASH_APPLIER_DIR";
-constexpr char kApplierFdEnv[] = "STEAD_CRASH_APPLIER_FD";
-
 TEST(StateMachineCrash, ApplierChild) {
   const char* data_dir = std::getenv(kApplierDirEnv);
   const char* fd_text = std::getenv(kApplierFdEnv);
-  if (data_dir == nullptr || fd_text == nullptr) GTEST_SKIP() << "runs only as a crash-test child";
-  int fd = -1;
-  if (!absl::SimpleAtoi(fd_text, &fd)) _exit(1);
-  RunApplier(data_dir, fd);
-}
-
-// Starts the applier child on `data_dir`, reporting on `report_fd`; returns its pid.
-pid_t StartApplier(const std::string& data_dir, int report_fd, int other_fd) {
-  const pid_t child = ::fork();
-  if (child != 0) return child;
-  ::close(other_fd);
-  // The child's own gtest chatter would interleave with the parent's report.
-  const int null_fd = ::open("/dev/null", O_WRONLY);
-  if (null_fd >= 0) ::dup2(null_fd, STDOUT_FILENO);
-  ::setenv(kApplierDirEnv, data_dir.c_str(), 1);
-  ::setenv(kApplierFdEnv, std::to_string(report_fd).c_str(), 1);
-  ::execl("/proc/self/exe", "/proc/self/exe", "--gtest_filter=StateMachineCrash.ApplierChild",
-          static_cast<char*>(nullptr));
-  _exit(127);  // exec failed.
-}
-
-// Reads "index\n" lines from `fd` until one is >= `target`; returns the last index read
-// (lower than `target` if the child died first).
-raft::Index WaitForIndex(int fd, raft::Index target) {
-  std::FILE* in = ::fdopen(::dup(fd), "r");
-  raft::Index last = 0;
-  char line[64];
-  while (last < target && std::fgets(line, sizeof(line), in) != nullptr) {
-    raft::Index index = 0;
-    if (absl::SimpleAtoi(absl::StripTrailingAsciiWhitespace(line), &index)) last = index;
+  const char* flush_text = std::getenv(kApplierFlushEveryEnv);
+  if (data_dir == nullptr || fd_text == nullptr || flush_text == nullptr) {
+    GTEST_SKIP() << "runs only as a crash-test child";
   }
-  std::fclose(in);
-  return last;
+  int fd = -1;
+  uint64_t flush_every = 0;
+  if (!absl::SimpleAtoi(fd_text, &fd) || !absl::SimpleAtoi(flush_text, &flush_every)) _exit(1);
+  RunApplier(data_dir, fd, flush_every);
+}
+
+// The applier child and what it reported.
+class Applier {
+ public:
+  // Starts the child on `data_dir` with `env` added to its environment.
+  Applier(const std::string& data_dir, uint64_t flush_every, const std::vector<std::string>& env) {
+    int pipe_fds[2];
+    if (::pipe(pipe_fds) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(pipe_fds[0]);
+      // The child's own gtest chatter would interleave with the parent's report.
+      const int null_fd = ::open("/dev/null", O_WRONLY);
+      if (null_fd >= 0) ::dup2(null_fd, STDOUT_FILENO);
+      ::setenv(kApplierDirEnv, data_dir.c_str(), 1);
+      ::setenv(kApplierFdEnv, std::to_string(pipe_fds[1]).c_str(), 1);
+      ::setenv(kApplierFlushEveryEnv, std::to_string(flush_every).c_str(), 1);
+      for (const std::string& variable : env) ::putenv(const_cast<char*>(variable.c_str()));
+      ::execl("/proc/self/exe", "/proc/self/exe", "--gtest_filter=StateMachineCrash.ApplierChild",
+              static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ::close(pipe_fds[1]);
+    fd_ = pipe_fds[0];
+  }
+  ~Applier() {
+    Kill();
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool started() const { return pid_ > 0 && fd_ >= 0; }
+
+  // Reads reports until `done()` holds, the child's output ends, or `timeout` passes.
+  // Returns true if `done()` held.
+  template <typename Done>
+  bool ReadUntil(Done done, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd poll_fd{fd_, POLLIN, 0};
+      if (::poll(&poll_fd, 1, static_cast<int>(left.count())) <= 0) continue;
+      char chunk[4096];
+      const ssize_t got = ::read(fd_, chunk, sizeof chunk);
+      if (got <= 0) return done();
+      buffer_.append(chunk, static_cast<size_t>(got));
+      for (size_t newline; (newline = buffer_.find('\n')) != std::string::npos;) {
+        raft::Index index = 0;
+        if (absl::SimpleAtoi(buffer_.substr(2, newline - 2), &index)) {
+          (buffer_[0] == 'D' ? durable_ : applied_) = index;
+        }
+        buffer_.erase(0, newline + 1);
+      }
+    }
+    return true;
+  }
+
+  // SIGKILLs the child (if still running) and reaps it. Returns its wait status.
+  int Kill() {
+    if (pid_ <= 0) return wait_status_;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &wait_status_, 0);
+    pid_ = -1;
+    return wait_status_;
+  }
+
+  raft::Index applied() const { return applied_; }
+  raft::Index durable() const { return durable_; }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  int wait_status_ = 0;
+  std::string buffer_;  // a partial last line is never parsed
+  raft::Index applied_ = 0;
+  raft::Index durable_ = 0;
+};
+
+// Opens the data dir and checks that the recovered state is exactly the state after its
+// applied index; returns that index.
+raft::Index CheckRecovered(const std::string& data_dir) {
+  absl::StatusOr<std::unique_ptr<StateMachine>> machine = StateMachine::Open(CrashOptions(data_dir));
+  EXPECT_OK(machine);
+  if (!machine.ok()) return 0;
+  const raft::Index recovered = (*machine)->applied_index();
+  if (recovered > 0) {
+    EXPECT_EQ(*(*machine)->Get("kv", "last"), std::optional<std::string>(absl::StrCat(recovered)));
+    EXPECT_TRUE((*machine)->Get("kv", absl::StrCat("key", recovered))->has_value());
+  }
+  EXPECT_FALSE((*machine)->Get("kv", absl::StrCat("key", recovered + 1))->has_value());
+  return recovered;
 }
 
 // Goal: whatever moment a crash hits, the recovered applied index matches the data.
-// Method: 8 rounds of fork, apply, SIGKILL after a random number of entries; after each,
-// reopen and check "last" equals the applied index, key<index> exists and
+// Method: 8 rounds of start, apply, SIGKILL after a random number of entries; after
+// each, reopen and check "last" equals the applied index, key<index> exists and
 // key<index + 1> does not. The next round continues from the recovered index, like a
 // node replaying its Raft log.
 TEST(StateMachineCrash, SigkillNeverSeparatesIndexFromData) {
@@ -111,35 +200,98 @@ TEST(StateMachineCrash, SigkillNeverSeparatesIndexFromData) {
   raft::Index previous = 0;
   for (int round = 0; round < 8; ++round) {
     SCOPED_TRACE(absl::StrCat("round ", round));
-    int pipe_fds[2];
-    ASSERT_EQ(::pipe(pipe_fds), 0);
-    const pid_t child = StartApplier(data, pipe_fds[1], pipe_fds[0]);
-    ASSERT_GT(child, 0);
-    ::close(pipe_fds[1]);
+    Applier applier(data, /*flush_every=*/0, {});
+    ASSERT_TRUE(applier.started());
     const raft::Index target = previous + 200 + random() % 800;
-    const raft::Index reached = WaitForIndex(pipe_fds[0], target);
-    ::kill(child, SIGKILL);
-    int wait_status = 0;
-    ASSERT_EQ(::waitpid(child, &wait_status, 0), child);
-    ::close(pipe_fds[0]);
-    ASSERT_GE(reached, target) << "the applier died before it was killed";
+    const bool reached =
+        applier.ReadUntil([&] { return applier.applied() >= target; }, std::chrono::seconds(60));
+    const int wait_status = applier.Kill();
+    ASSERT_TRUE(reached) << "the applier died or stalled before it was killed";
     ASSERT_TRUE(WIFSIGNALED(wait_status));
 
-    ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(CrashOptions(data)));
-    const raft::Index recovered = machine->applied_index();
-    EXPECT_LE(recovered, reached);
+    const raft::Index recovered = CheckRecovered(data);
+    EXPECT_LE(recovered, applier.applied());
     EXPECT_GE(recovered, previous) << "a flushed state went back";
-    if (recovered > 0) {
-      EXPECT_EQ(*machine->Get("kv", "last"), std::optional<std::string>(absl::StrCat(recovered)));
-      EXPECT_TRUE(machine->Get("kv", absl::StrCat("key", recovered))->has_value());
-    }
-    EXPECT_FALSE(machine->Get("kv", absl::StrCat("key", recovered + 1))->has_value());
     std::printf("round %d: applied through %llu, killed, recovered %llu\n", round,
-                static_cast<unsigned long long>(reached),
+                static_cast<unsigned long long>(applier.applied()),
                 static_cast<unsigned long long>(recovered));
     previous = recovered;
   }
   EXPECT_GT(previous, 0u) << "automatic flushes should have made some state durable";
+}
+
+// Starts a fresh sync log that declares every file now in `data_dir` synced at its
+// current size: the state at the start of a round (written by this process, outside
+// faultio) is the durable base the round's power loss falls back to.
+void MarkEverythingSynced(const std::string& data_dir, const std::string& sync_log) {
+  std::ofstream log(sync_log, std::ios::trunc);
+  std::error_code error;
+  for (auto it = std::filesystem::recursive_directory_iterator(data_dir, error);
+       !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
+    if (it->is_regular_file()) log << "S " << it->file_size() << " " << it->path().string() << "\n";
+  }
+}
+
+// Goal: a state Flush() reported durable survives a crash and the loss of every write
+// not fsynced since (power loss); RocksDB's WAL being off must not weaken that.
+// Method: the child runs under faultio with a sync log; each round it is killed by
+// SIGKILL, at its next fsync (crash-before-fsync) or in the middle of a write
+// (torn-write); faultio-powerloss.py then cuts every file back to its last synced
+// size; the reopened state must be consistent and at or past the last durable report.
+TEST(StateMachineCrash, FlushedStateSurvivesPowerLoss) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "LD_PRELOAD interposition does not mix with sanitizer runtimes";
+#endif
+  const std::string shared = STEAD_SHARED_DIR;
+  if (!std::filesystem::exists(shared + "/faultio.c") ||
+      !std::filesystem::exists(shared + "/faultio-powerloss.py")) {
+    GTEST_SKIP() << "no " << shared << "/faultio.c or faultio-powerloss.py";
+  }
+  TempDir dir;
+  const std::string library = dir.Sub("libfaultio.so");
+  const std::string compile =
+      absl::StrCat("gcc -shared -fPIC -O2 -o ", library, " ", shared, "/faultio.c -ldl");
+  ASSERT_EQ(std::system(compile.c_str()), 0) << compile;
+  const std::string data = dir.Sub("data");
+  const std::string ctl = dir.Sub("fault.ctl");
+  const std::string sync_log = dir.Sub("sync.log");
+  const std::vector<std::string> env = {"LD_PRELOAD=" + library, "FAULTIO_PATH=" + data,
+                                        "FAULTIO_CTL=" + ctl, "FAULTIO_SYNC_LOG=" + sync_log};
+  std::mt19937_64 random(20261122);
+  raft::Index durable = 0;
+  for (int round = 0; round < 9; ++round) {
+    const int mode = round % 3;  // 0: SIGKILL, 1: crash at fsync, 2: torn write
+    SCOPED_TRACE(absl::StrCat("round ", round, " mode ", mode));
+    std::filesystem::remove(ctl);
+    MarkEverythingSynced(data, sync_log);
+    Applier applier(data, /*flush_every=*/50, env);
+    ASSERT_TRUE(applier.started());
+    const raft::Index target = durable + 100 + random() % 400;
+    const bool reached =
+        applier.ReadUntil([&] { return applier.applied() >= target; }, std::chrono::seconds(60));
+    ASSERT_TRUE(reached) << "the applier died or stalled before the fault";
+    if (mode != 0) {
+      std::ofstream(ctl) << (mode == 1 ? "crash-before-fsync" : "torn-write");
+      // faultio kills the child at its next sync or write; bound the wait anyway.
+      applier.ReadUntil([] { return false; }, std::chrono::seconds(20));
+    }
+    applier.Kill();
+    std::filesystem::remove(ctl);
+    durable = std::max(durable, applier.durable());
+    const std::string powerloss =
+        absl::StrCat("python3 ", shared, "/faultio-powerloss.py ", sync_log, " ", data, " > /dev/null");
+    ASSERT_EQ(std::system(powerloss.c_str()), 0) << powerloss;
+
+    const raft::Index recovered = CheckRecovered(data);
+    EXPECT_GE(recovered, durable) << "a state reported durable was lost";
+    EXPECT_LE(recovered, applier.applied());
+    std::printf("round %d mode %d: applied through %llu, durable %llu, recovered %llu\n", round,
+                mode, static_cast<unsigned long long>(applier.applied()),
+                static_cast<unsigned long long>(durable),
+                static_cast<unsigned long long>(recovered));
+    durable = recovered;  // The reopen flushed it again (close flushes).
+  }
+  EXPECT_GT(durable, 0u);
 }
 
 }  // namespace

@@ -27,10 +27,13 @@ absl::StatusOr<RaftLog> RaftLog::Open(const LogStorage* storage, const pb::HardS
                                             " is beyond the last log index ", last));
   }
   log.committed_ = std::max<Index>(hard_state.commit(), snapshot_index);
-  if (applied > log.committed_) {
+  if (applied > last) {
     return absl::DataLossError(absl::StrCat("applied index ", applied,
-                                            " is beyond the commit index ", log.committed_));
+                                            " is beyond the last log index ", last));
   }
+  // Only committed entries are ever applied, so an applied index above the persisted
+  // commit (the state machine got ahead of the hard state before a crash) is committed.
+  log.committed_ = std::max(log.committed_, applied);
   log.applied_ = std::max(applied, snapshot_index);
   log.applying_ = log.applied_;
   log.CheckInvariants();

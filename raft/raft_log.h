@@ -39,9 +39,9 @@ class RaftLog {
   // entry is handed out).
   static constexpr uint64_t kMaxCommittedBytesPerReady = 16 << 20;
 
-  // Starts from the persisted log: committed = hard_state.commit, applied = `applied`
-  // (raised to the snapshot index). Errors: DataLoss when commit is beyond the log or
-  // applied beyond commit.
+  // Starts from the persisted log: committed = hard_state.commit (raised to `applied`,
+  // which only ever covers committed entries), applied = `applied` (raised to the
+  // snapshot index). Errors: DataLoss when commit or applied is beyond the log.
   static absl::StatusOr<RaftLog> Open(const LogStorage* storage, const pb::HardState& hard_state,
                                       Index applied);
 

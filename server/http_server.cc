@@ -1,0 +1,228 @@
+#include "server/http_server.h"
+
+#include <atomic>
+#include <utility>
+#include <vector>
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/mutex.h"
+
+namespace stead::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using asio::ip::tcp;
+using boost::system::error_code;
+
+struct HttpServer::Shared {
+  Shared(asio::io_context& io_in, HttpServerOptions options_in, Logger logger_in)
+      : io(io_in), options(options_in), logger(std::move(logger_in)), acceptor(io_in) {}
+
+  asio::io_context& io;
+  const HttpServerOptions options;
+  const Logger logger;
+  std::map<std::string, HttpHandler> handlers;  // fixed once Listen is called
+  std::atomic<bool> stopped{false};
+  std::atomic<uint16_t> port{0};
+  tcp::acceptor acceptor;
+
+  Mutex mu;
+  // Open connections, so Stop can close them; weak because each is owned by its own
+  // coroutine (a strong reference would form a cycle through Shared).
+  std::map<Connection*, std::weak_ptr<Connection>> connections ABSL_GUARDED_BY(mu);
+};
+
+class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(std::shared_ptr<Shared> shared, tcp::socket socket)
+      : shared_(std::move(shared)), stream_(std::move(socket)) {}
+
+  void Start() {
+    asio::co_spawn(stream_.get_executor(), Run(shared_from_this()), [](std::exception_ptr) {});
+  }
+
+  void Close() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      error_code ignored;
+      self->stream_.socket().close(ignored);
+    });
+  }
+
+ private:
+  static asio::awaitable<void> Run(std::shared_ptr<Connection> self) {
+    co_await self->Serve();
+    error_code ignored;
+    self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    self->stream_.socket().close(ignored);
+    MutexLock lock(&self->shared_->mu);
+    self->shared_->connections.erase(self.get());
+  }
+
+  asio::awaitable<void> Serve() {
+    beast::flat_buffer buffer;
+    while (!shared_->stopped) {
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(shared_->options.max_header_bytes);
+      parser.body_limit(64 * 1024);
+      stream_.expires_after(absl::ToChronoNanoseconds(shared_->options.idle_timeout));
+      error_code ec;
+      co_await http::async_read(stream_, buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+          ec == asio::error::operation_aborted || ec == asio::error::eof) {
+        co_return;
+      }
+      if (ec) {
+        // Malformed or oversized request: answer once, then close (the stream cannot be
+        // trusted to resynchronise).
+        const int status = ec == http::error::header_limit ? 431 : 400;
+        STEAD_LOG(shared_->logger, Info) << "http: bad request from " << Remote() << ": "
+                                         << ec.message();
+        co_await Write(MakeResponse(status, "text/plain; charset=utf-8",
+                                    absl::StrCat(ec.message(), "\n"), 11, false, false));
+        co_return;
+      }
+      const http::request<http::string_body>& request = parser.get();
+      const bool keep_alive = request.keep_alive();
+      http::response<http::string_body> response = Route(request);
+      response.keep_alive(keep_alive);
+      if (!co_await Write(std::move(response)) || !keep_alive) co_return;
+    }
+  }
+
+  http::response<http::string_body> Route(const http::request<http::string_body>& request) {
+    const std::string target(request.target());
+    const size_t question = target.find('?');
+    HttpRequest parsed{std::string(request.method_string()), target.substr(0, question),
+                       question == std::string::npos ? "" : target.substr(question + 1)};
+    const bool head = request.method() == http::verb::head;
+    if (request.method() != http::verb::get && !head) {
+      auto response = MakeResponse(405, "text/plain; charset=utf-8", "only GET and HEAD\n",
+                                   request.version(), true, false);
+      response.set(http::field::allow, "GET, HEAD");
+      return response;
+    }
+    auto it = shared_->handlers.find(parsed.path);
+    if (it == shared_->handlers.end()) {
+      return MakeResponse(404, "text/plain; charset=utf-8",
+                          absl::StrCat("no such path: ", parsed.path, "\n"), request.version(),
+                          true, head);
+    }
+    HttpResponse answer = it->second(parsed);
+    return MakeResponse(answer.status, answer.content_type, std::move(answer.body),
+                        request.version(), true, head);
+  }
+
+  static http::response<http::string_body> MakeResponse(int status, const std::string& type,
+                                                        std::string body, unsigned version,
+                                                        bool keep_alive, bool head) {
+    http::response<http::string_body> response(static_cast<http::status>(status), version);
+    response.set(http::field::server, "stead");
+    response.set(http::field::content_type, type);
+    response.set(http::field::cache_control, "no-store");
+    response.keep_alive(keep_alive);
+    const size_t length = body.size();
+    if (!head) response.body() = std::move(body);
+    response.content_length(length);
+    return response;
+  }
+
+  asio::awaitable<bool> Write(http::response<http::string_body> response) {
+    error_code ec;
+    stream_.expires_after(absl::ToChronoNanoseconds(shared_->options.idle_timeout));
+    co_await http::async_write(stream_, response, asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  std::string Remote() {
+    error_code ec;
+    const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
+    return ec ? "unknown" : absl::StrCat(remote.address().to_string(), ":", remote.port());
+  }
+
+  const std::shared_ptr<Shared> shared_;
+  beast::tcp_stream stream_;
+};
+
+HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, Logger logger)
+    : shared_(std::make_shared<Shared>(io, options, std::move(logger))) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Handle(std::string path, HttpHandler handler) {
+  STEAD_CHECK_EQ(shared_->port.load(), 0) << "Handle() after Listen()";
+  shared_->handlers[std::move(path)] = std::move(handler);
+}
+
+absl::Status HttpServer::Listen(const std::string& host, uint16_t port) {
+  error_code ec;
+  const asio::ip::address address = asio::ip::make_address(host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("HTTP listen address '", host, "': ", ec.message()));
+  }
+  tcp::acceptor& acceptor = shared_->acceptor;
+  const tcp::endpoint endpoint(address, port);
+  if (acceptor.open(endpoint.protocol(), ec); !ec) {
+    acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    acceptor.bind(endpoint, ec);
+  }
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    error_code ignored;
+    acceptor.close(ignored);
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for HTTP on ", host, ":", port, ": ", ec.message()));
+  }
+  shared_->port = acceptor.local_endpoint().port();
+  asio::co_spawn(
+      acceptor.get_executor(),
+      [shared = shared_]() -> asio::awaitable<void> {
+        for (;;) {
+          error_code accept_error;
+          tcp::socket socket = co_await shared->acceptor.async_accept(
+              asio::make_strand(shared->io),
+              asio::redirect_error(asio::use_awaitable, accept_error));
+          if (shared->stopped || accept_error == asio::error::operation_aborted) co_return;
+          if (accept_error) continue;
+          auto connection = std::make_shared<Connection>(shared, std::move(socket));
+          {
+            MutexLock lock(&shared->mu);
+            if (shared->connections.size() >= shared->options.max_connections) {
+              STEAD_LOG(shared->logger, Warning) << "http: refusing a connection, "
+                                                 << shared->connections.size() << " open";
+              continue;
+            }
+            shared->connections.emplace(connection.get(), connection);
+          }
+          connection->Start();
+        }
+      },
+      [](std::exception_ptr) {});
+  return absl::OkStatus();
+}
+
+uint16_t HttpServer::port() const { return shared_->port; }
+
+void HttpServer::Stop() {
+  if (shared_->stopped.exchange(true)) return;
+  std::vector<std::shared_ptr<Connection>> open;
+  {
+    MutexLock lock(&shared_->mu);
+    for (const auto& [raw, weak] : shared_->connections) {
+      if (auto connection = weak.lock()) open.push_back(std::move(connection));
+    }
+  }
+  for (const auto& connection : open) connection->Close();
+  asio::post(shared_->acceptor.get_executor(), [shared = shared_] {
+    error_code ignored;
+    shared->acceptor.close(ignored);
+  });
+}
+
+}  // namespace stead::server

@@ -1,0 +1,75 @@
+// HttpServer: the small HTTP/1.1 server on the HTTP port (2481) for /healthz, /readyz
+// and /metrics. Handlers are registered by exact path and answer GET and HEAD; other
+// methods get 405, unknown paths 404, malformed or oversized requests 400 or 431 and
+// the connection is closed. Keep-alive connections close after an idle timeout.
+//
+// Thread-safety: Handle() before Listen(); everything else from any thread. Handlers
+// run on the io_context's threads and must be quick and thread-safe (they read state
+// published by the node, never wait on the raft strand).
+#ifndef STEAD_SERVER_HTTP_SERVER_H_
+#define STEAD_SERVER_HTTP_SERVER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "base/asio.h"
+#include "base/log.h"
+
+namespace stead::server {
+
+struct HttpRequest {
+  std::string method;  // "GET" or "HEAD"
+  std::string path;    // "/readyz"
+  std::string query;   // what followed '?', without it
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest& request)>;
+
+struct HttpServerOptions {
+  // Connections served at once; more are closed on accept. Default: 64.
+  size_t max_connections = 64;
+  // A connection with no complete request for this long is closed. Default: 30 s.
+  absl::Duration idle_timeout = absl::Seconds(30);
+  // Largest request header accepted (431 beyond). Default: 8 KiB.
+  uint32_t max_header_bytes = 8 * 1024;
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, HttpServerOptions options, Logger logger);
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+  ~HttpServer();  // Stop()
+
+  // Serves `path` (exact match, e.g. "/metrics") with `handler`. Call before Listen.
+  void Handle(std::string path, HttpHandler handler);
+
+  // Binds host:port (port 0 picks a free one). Unavailable naming the address and the
+  // system error when it cannot bind; InvalidArgument for a malformed host.
+  absl::Status Listen(const std::string& host, uint16_t port);
+  uint16_t port() const;
+
+  // Closes the listener and open connections; idempotent. Let the io_context run out
+  // of work afterwards so every connection unwinds.
+  void Stop();
+
+ private:
+  struct Shared;
+  class Connection;
+  std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace stead::server
+
+#endif  // STEAD_SERVER_HTTP_SERVER_H_

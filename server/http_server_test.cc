@@ -1,0 +1,141 @@
+// HttpServer over real loopback sockets, driven by raw HTTP/1.1 text so the tests also
+// cover malformed requests.
+#include "server/http_server.h"
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace stead::server {
+namespace {
+
+namespace asio = boost::asio;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  HttpServerTest() : work_(asio::make_work_guard(io_)), server_(io_, Options(), Logger()) {
+    server_.Handle("/healthz", [](const HttpRequest&) { return HttpResponse{200, "text/plain", "ok\n"}; });
+    server_.Handle("/echo", [](const HttpRequest& request) {
+      return HttpResponse{200, "text/plain", request.method + " " + request.path + " ? " + request.query};
+    });
+    server_.Handle("/readyz", [](const HttpRequest&) {
+      return HttpResponse{503, "text/plain", "not ready: no leader\n"};
+    });
+    EXPECT_OK(server_.Listen("127.0.0.1", 0));
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~HttpServerTest() override {
+    server_.Stop();
+    work_.reset();
+    thread_.join();
+  }
+
+  static HttpServerOptions Options() {
+    HttpServerOptions options;
+    options.max_header_bytes = 1024;
+    return options;
+  }
+
+  // Sends `raw` on a new connection and returns everything read until the server closes
+  // it or `timeout` passes.
+  std::string Exchange(const std::string& raw, absl::Duration timeout = absl::Seconds(5)) {
+    asio::io_context client;
+    asio::ip::tcp::socket socket(client);
+    boost::system::error_code ec;
+    socket.connect({asio::ip::make_address("127.0.0.1"), server_.port()}, ec);
+    EXPECT_FALSE(ec) << ec.message();
+    asio::write(socket, asio::buffer(raw), ec);
+    const timeval tv{static_cast<time_t>(absl::ToInt64Seconds(timeout)), 0};
+    setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::string received;
+    char buffer[4096];
+    for (int i = 0; i < 1000; ++i) {
+      const size_t n = socket.read_some(asio::buffer(buffer), ec);
+      if (ec) break;
+      received.append(buffer, n);
+    }
+    return received;
+  }
+
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  HttpServer server_;
+  std::thread thread_;
+};
+
+TEST_F(HttpServerTest, GetServesTheHandlerAndCloseEndsTheConnection) {
+  const std::string response =
+      Exchange("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(response, StartsWith("HTTP/1.1 200 OK\r\n"));
+  EXPECT_THAT(response, HasSubstr("Content-Length: 3\r\n"));
+  EXPECT_THAT(response, HasSubstr("\r\n\r\nok\n"));
+}
+
+TEST_F(HttpServerTest, HandlerStatusAndQueryArePassedThrough) {
+  EXPECT_THAT(Exchange("GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n"),
+              StartsWith("HTTP/1.1 503 Service Unavailable"));
+  EXPECT_THAT(Exchange("GET /echo?noleader=1 HTTP/1.1\r\nConnection: close\r\n\r\n"),
+              HasSubstr("GET /echo ? noleader=1"));
+}
+
+TEST_F(HttpServerTest, HeadHasTheLengthButNoBody) {
+  const std::string response = Exchange("HEAD /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(response, StartsWith("HTTP/1.1 200 OK"));
+  EXPECT_THAT(response, HasSubstr("Content-Length: 3\r\n"));
+  EXPECT_THAT(response, Not(HasSubstr("ok\n")));
+}
+
+TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  const std::string response = Exchange(
+      "GET /healthz HTTP/1.1\r\n\r\nGET /echo HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n"
+      "Connection: close\r\n\r\n");
+  size_t count = 0;
+  for (size_t at = response.find("HTTP/1.1 200"); at != std::string::npos;
+       at = response.find("HTTP/1.1 200", at + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 3u);
+}
+
+TEST_F(HttpServerTest, UnknownPathAndMethodAreRefused) {
+  EXPECT_THAT(Exchange("GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n"),
+              StartsWith("HTTP/1.1 404 Not Found"));
+  const std::string post =
+      Exchange("POST /healthz HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(post, StartsWith("HTTP/1.1 405 Method Not Allowed"));
+  EXPECT_THAT(post, HasSubstr("Allow: GET, HEAD"));
+}
+
+TEST_F(HttpServerTest, GarbageAndOversizedHeadersAreAnsweredAndClosed) {
+  EXPECT_THAT(Exchange("\x16\x03\x01\x02\x00 not http at all\r\n\r\n"),
+              StartsWith("HTTP/1.1 400 Bad Request"));
+  EXPECT_THAT(Exchange("GET /healthz HTTP/1.1\r\nX-Big: " + std::string(4096, 'a') + "\r\n\r\n"),
+              StartsWith("HTTP/1.1 431"));
+  // The server is unharmed.
+  EXPECT_THAT(Exchange("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"),
+              StartsWith("HTTP/1.1 200 OK"));
+}
+
+TEST(HttpServer, ListenReportsABadAddressAndABusyPort) {
+  asio::io_context io;
+  HttpServer first(io, HttpServerOptions(), Logger());
+  EXPECT_THAT(first.Listen("not-an-ip", 0),
+              stead::testing::StatusIs(absl::StatusCode::kInvalidArgument, "not-an-ip"));
+  ASSERT_OK(first.Listen("127.0.0.1", 0));
+  HttpServer second(io, HttpServerOptions(), Logger());
+  EXPECT_THAT(second.Listen("127.0.0.1", first.port()),
+              stead::testing::StatusIs(absl::StatusCode::kUnavailable, "cannot listen for HTTP"));
+  first.Stop();
+  second.Stop();
+  io.run();
+}
+
+}  // namespace
+}  // namespace stead::server

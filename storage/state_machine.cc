@@ -162,12 +162,18 @@ absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(StateMachineOpt
     std::string database_dir_name;
     STEAD_ASSIGN_OR_RETURN(impl->database, InitialiseDataDir(options, &database_dir_name));
   } else {
+    const std::string path = files::JoinPath(options.data_dir, *active);
+    {
+      // Identity first, read-only: a volume that is not ours is refused before
+      // anything on it changes (a read-write open writes a new RocksDB MANIFEST).
+      STEAD_ASSIGN_OR_RETURN(const std::unique_ptr<Database> read_only,
+                             Database::Open(path, options, Database::Mode::kReadOnly));
+      STEAD_RETURN_IF_ERROR(CheckIdentity(*read_only, options).status());
+    }
     STEAD_RETURN_IF_ERROR(RemoveStrayDatabases(options.data_dir, *active, options.logger));
-    STEAD_ASSIGN_OR_RETURN(impl->database,
-                           Database::Open(files::JoinPath(options.data_dir, *active), options,
-                                          Database::Mode::kExisting));
+    STEAD_ASSIGN_OR_RETURN(impl->database, Database::Open(path, options, Database::Mode::kExisting));
   }
-  // Checked before anything else is written into the database (new keyspaces).
+  // Checked again on the database actually opened, before new keyspaces are created.
   STEAD_ASSIGN_OR_RETURN(impl->node_metadata, CheckIdentity(*impl->database, options));
   STEAD_RETURN_IF_ERROR(impl->database->EnsureKeyspaces(options.keyspaces));
   STEAD_ASSIGN_OR_RETURN(pb::SnapshotMetadata applied, impl->database->ReadApplied(nullptr));
@@ -325,9 +331,12 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::Impl::DescribeState(
   return manifest;
 }
 
-absl::Status StateMachine::Flush() {
+absl::StatusOr<raft::Index> StateMachine::Flush() {
   MutexLock write_lock(&impl_->write_mu);
-  return impl_->database->FlushAll();
+  // Under write_mu no Apply runs, so everything up to this index is in the flush.
+  const raft::Index index = applied_index();
+  STEAD_RETURN_IF_ERROR(impl_->database->FlushAll());
+  return index;
 }
 
 std::vector<std::string> StateMachine::keyspaces() const {

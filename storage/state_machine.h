@@ -228,8 +228,12 @@ class StateMachine {
   // applied record cannot be read back (I/O error, DataLoss).
   absl::StatusOr<std::unique_ptr<StateSnapshot>> NewSnapshot() const;
 
-  // Makes everything applied so far durable (flushes all column families together).
-  absl::Status Flush();
+  // Makes everything applied so far durable (flushes all column families together,
+  // fsyncing the files) and returns the applied index that is now durable: the Raft
+  // log may drop entries up to it. Errors are RocksDB's (ResourceExhausted when the
+  // disk is full, Internal on I/O errors); after one, RocksDB refuses further writes
+  // until the state machine is reopened.
+  absl::StatusOr<raft::Index> Flush();
 
   // Writes a checkpoint of the current applied state to `dir`, which must not exist
   // and must be on the data volume for hard links (elsewhere files are copied); its

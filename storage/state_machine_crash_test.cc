@@ -76,8 +76,9 @@ void Report(int fd, char kind, raft::Index index) {
     if (!(*machine)->Apply(Entry(index)).ok()) _exit(1);
     Report(report_fd, 'A', index);
     if (flush_every != 0 && index % flush_every == 0) {
-      if (!(*machine)->Flush().ok()) _exit(1);
-      Report(report_fd, 'D', index);
+      const absl::StatusOr<raft::Index> durable = (*machine)->Flush();
+      if (!durable.ok() || *durable != index) _exit(1);
+      Report(report_fd, 'D', *durable);
     }
   }
   _exit(0);

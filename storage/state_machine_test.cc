@@ -219,7 +219,8 @@ TEST(StateMachine, AppliedIndexIsAtomicWithDataAcrossACrash) {
   {
     ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(options));
     for (raft::Index i = 1; i <= 5; ++i) ASSERT_OK(machine->Apply(entry(i)));
-    ASSERT_OK(machine->Flush());
+    ASSERT_OK_AND_ASSIGN(const raft::Index durable, machine->Flush());
+    EXPECT_EQ(durable, 5u);
     for (raft::Index i = 6; i <= 10; ++i) ASSERT_OK(machine->Apply(entry(i)));
     EXPECT_EQ(machine->applied_index(), 10u);
   }  // "Crash": closed without flushing.

@@ -9,8 +9,9 @@
 //      entries[0].index first), then `hard_state` (or all atomically), in the order the
 //      Readys were taken; installing the snapshot replaces the state machine's contents;
 //   2. send `messages` at once, and `messages_after_persist` only once step 1 is durable;
-//   3. apply `committed_entries` in order, and answer `read_states` once applied
-//      reaches their index;
+//   3. apply `committed_entries` in order (at once if convenient: they were all reported
+//      durable already), and answer `read_states` once applied reaches their index; an
+//      installed snapshot counts as applied through its index;
 //   4. acknowledge: OnPersisted(last entry index, its term) (or the snapshot's index and
 //      term when the Ready held a snapshot and no entries) once step 1 is durable, and
 //      OnApplied(index) as the state machine progresses.
@@ -43,6 +44,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"

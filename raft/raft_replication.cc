@@ -269,7 +269,11 @@ void Raft::HandleAppendResponse(const pb::Message& message) {
     return;
   }
   const bool was_paused = progress->IsPaused();
-  if (!progress->MaybeUpdate(message.index())) return;
+  // A probe answered at the current match (the follower was already up to date, e.g.
+  // after ReportUnreachable) also proves where the logs agree: resume replicating.
+  const bool probe_confirmed =
+      progress->state == ProgressState::kProbe && progress->match == message.index();
+  if (!progress->MaybeUpdate(message.index()) && !probe_confirmed) return;
   switch (progress->state) {
     case ProgressState::kProbe:
       progress->BecomeReplicate();
@@ -320,7 +324,10 @@ void Raft::HandleHeartbeatResponse(const pb::Message& message) {
   }
   // Also when everything was sent optimistically: an empty APPEND then probes whether the
   // follower really has it (it may have restarted and lost the messages in flight).
-  if (progress->match < log_->LastIndex()) SendAppend(message.from(), /*send_if_empty=*/true);
+  // A member in probe state is probed even when up to date, so it returns to replicating.
+  if (progress->match < log_->LastIndex() || progress->state == ProgressState::kProbe) {
+    SendAppend(message.from(), /*send_if_empty=*/true);
+  }
   if (!message.context().empty()) HandleReadAck(message);
 }
 

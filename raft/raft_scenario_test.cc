@@ -492,5 +492,113 @@ TEST(RaftScenario, UncommittedBytesAreLimited) {
               StatusIs(absl::StatusCode::kResourceExhausted));
 }
 
+TEST(RaftScenario, FlowControlRespectsWindowAndByteLimit) {
+  // Goal: catching up a lagging follower is paced: never more than
+  // max_inflight_messages APPENDs in flight to it, each within max_message_bytes (but at
+  // least one entry).
+  TestNetwork net({1, 2, 3}, [](Config& config) {
+    config.max_inflight_messages = 3;
+    config.max_message_bytes = 250;
+  });
+  net.Elect(1);
+  net.Isolate(2);
+  for (int i = 0; i < 40; ++i) ASSERT_OK(net.raft(1).Propose(std::string(100, 'x')));
+  net.Stabilize();
+  net.Heal();
+  net.Tick(1);
+  int rounds = 0;
+  for (; rounds < 200 && !net.queue().empty(); ++rounds) {
+    int appends_to_2 = 0;
+    for (const pb::Message& m : net.queue()) {
+      if (m.type() != pb::MESSAGE_TYPE_APPEND || m.to() != 2) continue;
+      ++appends_to_2;
+      EXPECT_LE(m.entries_size(), 2) << "250 bytes hold two 100-byte entries";
+    }
+    EXPECT_LE(appends_to_2, 3);
+    net.DeliverOnce();
+  }
+  EXPECT_GT(rounds, 5) << "40 entries in batches of two take several round trips";
+  EXPECT_EQ(net.raft(2).commit_index(), net.raft(1).commit_index());
+  EXPECT_EQ(net.node(2).applied.size(), 40u);
+}
+
+TEST(RaftScenario, ReplicateWindowCapsMessagesInFlight) {
+  // Goal: in the replicate state the leader has at most max_inflight_messages APPENDs
+  // outstanding per follower, however many proposals arrive.
+  TestNetwork net({1, 2, 3}, [](Config& config) {
+    config.max_inflight_messages = 2;
+    config.max_message_bytes = 1;  // one entry per message
+  });
+  net.Elect(1);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_OK(net.raft(1).Propose("p"));
+    net.ProcessReadys();  // one Ready per proposal: no batching
+  }
+  int appends_to_2 = 0;
+  for (const pb::Message& m : net.queue()) {
+    if (m.type() == pb::MESSAGE_TYPE_APPEND && m.to() == 2) ++appends_to_2;
+  }
+  EXPECT_EQ(appends_to_2, 2);
+  net.Stabilize();
+  EXPECT_EQ(net.raft(2).commit_index(), net.raft(1).last_index());
+}
+
+TEST(RaftScenario, ReportUnreachableGoesBackToProbing) {
+  // Goal: a failed send makes the leader probe the follower again; the next answer,
+  // even at the same match index, resumes optimistic replication.
+  TestNetwork net({1, 2, 3});
+  net.Elect(1);
+  auto state_of = [&](NodeId id) {
+    for (const PeerStatus& peer : net.raft(1).Status().peers) {
+      if (peer.id == id) return peer.state;
+    }
+    return ProgressState::kProbe;
+  };
+  ASSERT_EQ(state_of(2), ProgressState::kReplicate);
+  net.raft(1).ReportUnreachable(2);
+  EXPECT_EQ(state_of(2), ProgressState::kProbe);
+  net.TickAll(2);
+  EXPECT_EQ(state_of(2), ProgressState::kReplicate);
+}
+
+TEST(RaftScenario, PipelinedReadysPersistInOrder) {
+  // Goal: the runtime may take several Readys before persisting any. Entries commit only
+  // once the leader's own copy is durable and a quorum acknowledged them.
+  TestNetwork net({1, 2, 3});
+  net.Elect(1);
+  Raft& leader = net.raft(1);
+  const Index commit = leader.commit_index();
+  ASSERT_OK(leader.Propose("a"));
+  Ready first = leader.TakeReady();
+  ASSERT_OK(leader.Propose("b"));
+  Ready second = leader.TakeReady();
+  ASSERT_EQ(first.entries.size(), 1u);
+  ASSERT_EQ(second.entries.size(), 1u);
+  // Follower 2 acknowledges both before the leader persisted anything.
+  for (const Ready* ready : {&first, &second}) {
+    for (const pb::Message& m : ready->messages) {
+      if (m.to() == 2) {
+        ASSERT_OK(net.raft(2).Step(m));
+      }
+    }
+  }
+  Ready follower = net.raft(2).TakeReady();
+  ASSERT_EQ(follower.entries.size(), 2u);
+  ASSERT_OK(net.node(2).storage->Append(follower.entries));
+  net.raft(2).OnPersisted(follower.entries.back().index(), follower.entries.back().term());
+  for (const pb::Message& m : follower.messages_after_persist) ASSERT_OK(leader.Step(m));
+  EXPECT_EQ(leader.commit_index(), commit) << "the leader's own copy is not durable yet";
+  // The leader's Readys become durable in order.
+  ASSERT_OK(net.node(1).storage->Append(first.entries));
+  leader.OnPersisted(first.entries.back().index(), first.entries.back().term());
+  EXPECT_EQ(leader.commit_index(), commit + 1);
+  ASSERT_OK(net.node(1).storage->Append(second.entries));
+  leader.OnPersisted(second.entries.back().index(), second.entries.back().term());
+  EXPECT_EQ(leader.commit_index(), commit + 2);
+  Ready third = leader.TakeReady();
+  ASSERT_EQ(third.committed_entries.size(), 2u);
+  EXPECT_EQ(third.committed_entries[1].data(), "b");
+}
+
 }  // namespace
 }  // namespace stead::raft

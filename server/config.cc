@@ -1,0 +1,371 @@
+#include "server/config.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "base/status_macros.h"
+
+namespace stead::server {
+namespace {
+
+std::string EnvName(const std::string& flag) {
+  std::string env = "STEAD_" + absl::AsciiStrToUpper(flag);
+  for (char& c : env) {
+    if (c == '-') c = '_';
+  }
+  return env;
+}
+
+absl::StatusOr<int> ParsePositiveInt(const std::string& text, const std::string& what) {
+  int value = 0;
+  if (!absl::SimpleAtoi(text, &value) || value <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": '", text, "' is not a positive whole number"));
+  }
+  return value;
+}
+
+absl::StatusOr<absl::Duration> ParsePositiveDuration(const std::string& text,
+                                                     const std::string& what) {
+  absl::Duration value;
+  if (!absl::ParseDuration(text, &value) || value <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": '", text, "' is not a positive duration such as 100ms or 30s"));
+  }
+  return value;
+}
+
+// One flag of the table below: how it is shown in --help and how a value is applied.
+struct FlagSpec {
+  const char* name;
+  const char* value_name;
+  const char* default_text;
+  const char* help;
+  absl::Status (*apply)(const std::string& value, const std::string& what, ServerConfig& config);
+};
+
+absl::Status ApplyHostPort(const std::string& value, const std::string& what, HostPort& out) {
+  STEAD_ASSIGN_OR_RETURN(out, ParseHostPort(value, what));
+  return absl::OkStatus();
+}
+
+const FlagSpec kFlags[] = {
+    {"name", "NAME", "$POD_NAME", "member name, <statefulset>-<ordinal> (e.g. stead-0)",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.name = v;
+       return absl::OkStatus();
+     }},
+    {"data-dir", "DIR", "(required)", "RocksDB state machine (the data volume)",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.data_dir = v;
+       return absl::OkStatus();
+     }},
+    {"wal-dir", "DIR", "(required)", "Raft log (the WAL volume); must differ from --data-dir",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.wal_dir = v;
+       return absl::OkStatus();
+     }},
+    {"client-addr", "HOST:PORT", "0.0.0.0:2479", "listen address for clients",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       return ApplyHostPort(v, w, c.client_addr);
+     }},
+    {"peer-addr", "HOST:PORT", "0.0.0.0:2480", "listen address for Raft peers",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       return ApplyHostPort(v, w, c.peer_addr);
+     }},
+    {"http-addr", "HOST:PORT", "0.0.0.0:2481", "listen address for /healthz, /readyz, /metrics",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       return ApplyHostPort(v, w, c.http_addr);
+     }},
+    {"advertise-host", "HOST", "own peer address", "name peers and clients use for this member",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.advertise_host = v;
+       return absl::OkStatus();
+     }},
+    {"peers", "NAME=HOST:PORT,...", "", "every initial member's peer address (outside Kubernetes)",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.peers, Annotate(ParsePeerList(v), w));
+       return absl::OkStatus();
+     }},
+    {"peer-service", "NAME", "", "headless Service of the StatefulSet (in Kubernetes)",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.peer_service = v;
+       return absl::OkStatus();
+     }},
+    {"namespace", "NAME", "$POD_NAMESPACE or default", "Kubernetes namespace of the pods",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.namespace_name = v;
+       return absl::OkStatus();
+     }},
+    {"cluster-domain", "DOMAIN", "cluster.local", "Kubernetes cluster DNS domain",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.cluster_domain = v;
+       return absl::OkStatus();
+     }},
+    {"initial-cluster-size", "N", "3",
+     "ordinals below N bootstrap the cluster; higher ones join as learners",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.initial_cluster_size, ParsePositiveInt(v, w));
+       return absl::OkStatus();
+     }},
+    {"restore-from", "FILE", "", "on first start, seed this member from a backup file",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.restore_from = v;
+       return absl::OkStatus();
+     }},
+    {"log-level", "LEVEL", "info", "debug, info, warning or error",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.log_level, Annotate(ParseLogLevel(v), w));
+       return absl::OkStatus();
+     }},
+    {"tick-interval", "DURATION", "100ms", "length of one Raft tick",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.tick_interval, ParsePositiveDuration(v, w));
+       return absl::OkStatus();
+     }},
+    {"election-ticks", "N", "10", "election timeout in ticks (randomized up to twice that)",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.election_ticks, ParsePositiveInt(v, w));
+       return absl::OkStatus();
+     }},
+    {"heartbeat-ticks", "N", "1", "leader heartbeat interval in ticks",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.heartbeat_ticks, ParsePositiveInt(v, w));
+       return absl::OkStatus();
+     }},
+    {"shutdown-timeout", "DURATION", "30s",
+     "on SIGTERM: bound on leadership transfer, draining and closing storage",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.shutdown_timeout, ParsePositiveDuration(v, w));
+       return absl::OkStatus();
+     }},
+};
+
+const FlagSpec* FindFlag(absl::string_view name) {
+  for (const FlagSpec& flag : kFlags) {
+    if (name == flag.name) return &flag;
+  }
+  return nullptr;
+}
+
+absl::Status Validate(ServerConfig& config) {
+  if (config.name.empty()) {
+    return absl::InvalidArgumentError(
+        "--name (STEAD_NAME, or POD_NAME in Kubernetes) is required: the member name, "
+        "e.g. stead-0");
+  }
+  STEAD_ASSIGN_OR_RETURN(const MemberName member, Annotate(ParseMemberName(config.name), "--name"));
+  if (config.data_dir.empty()) {
+    return absl::InvalidArgumentError("--data-dir (STEAD_DATA_DIR) is required");
+  }
+  if (config.wal_dir.empty()) {
+    return absl::InvalidArgumentError("--wal-dir (STEAD_WAL_DIR) is required");
+  }
+  if (config.data_dir == config.wal_dir) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--data-dir and --wal-dir are both ", config.data_dir,
+        ": the Raft log and the state machine need separate directories (volumes)"));
+  }
+  if (config.peers.empty() == config.peer_service.empty()) {
+    return absl::InvalidArgumentError(
+        config.peers.empty()
+            ? "give --peers name=host:port,... (outside Kubernetes) or --peer-service NAME "
+              "(in a StatefulSet)"
+            : "--peers and --peer-service exclude each other: use one");
+  }
+  if (!config.peers.empty()) {
+    if (config.initial_cluster_size > static_cast<int>(config.peers.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--initial-cluster-size ", config.initial_cluster_size, " but --peers lists only ",
+          config.peers.size(), " members"));
+    }
+    const bool listed = std::any_of(config.peers.begin(), config.peers.end(),
+                                    [&](const PeerSpec& peer) { return peer.name == config.name; });
+    if (!listed && member.ordinal < config.initial_cluster_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--name ", config.name, " is an initial member (ordinal below --initial-cluster-size ",
+          config.initial_cluster_size, ") but is missing from --peers"));
+    }
+  }
+  if (config.heartbeat_ticks >= config.election_ticks) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--heartbeat-ticks (", config.heartbeat_ticks, ") must be below --election-ticks (",
+        config.election_ticks, "); the usual ratio is 1:10"));
+  }
+  if (config.advertise_host.empty()) config.advertise_host = config.PeerAddressOf(member).host;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string HostPort::ToString() const {
+  const bool v6 = host.find(':') != std::string::npos;
+  return absl::StrCat(v6 ? "[" : "", host, v6 ? "]" : "", ":", port);
+}
+
+absl::StatusOr<HostPort> ParseHostPort(const std::string& text, const std::string& what,
+                                       const std::string& default_host) {
+  const size_t colon = text.rfind(':');
+  auto invalid = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": '", text, "' is not host:port (", why, ")"));
+  };
+  if (colon == std::string::npos) return invalid("no port");
+  absl::string_view host_text = absl::string_view(text).substr(0, colon);
+  if (absl::ConsumePrefix(&host_text, "[") && !absl::ConsumeSuffix(&host_text, "]")) {
+    return invalid("unbalanced brackets");
+  }
+  std::string host = host_text.empty() ? default_host : std::string(host_text);
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(text.substr(colon + 1), &port) || port == 0 || port > 65535) {
+    return invalid("port must be 1-65535");
+  }
+  return HostPort{host, static_cast<uint16_t>(port)};
+}
+
+absl::StatusOr<MemberName> ParseMemberName(const std::string& name) {
+  const size_t dash = name.rfind('-');
+  int ordinal = -1;
+  if (dash == std::string::npos || dash == 0 ||
+      !absl::SimpleAtoi(name.substr(dash + 1), &ordinal) || ordinal < 0 ||
+      name.substr(dash + 1) != std::to_string(ordinal)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "member name '", name, "' is not <statefulset>-<ordinal> (e.g. stead-0)"));
+  }
+  // The StatefulSet name is a DNS label: lowercase letters, digits and '-', starting and
+  // ending with a letter or digit.
+  const std::string set = name.substr(0, dash);
+  const bool valid_label =
+      set.size() <= 63 && absl::ascii_isalnum(static_cast<unsigned char>(set.front())) &&
+      absl::ascii_isalnum(static_cast<unsigned char>(set.back())) &&
+      std::all_of(set.begin(), set.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+      });
+  if (!valid_label) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "member name '", name, "' is not <statefulset>-<ordinal> with a DNS-label set name"));
+  }
+  return MemberName{set, ordinal};
+}
+
+absl::StatusOr<std::vector<PeerSpec>> ParsePeerList(const std::string& text) {
+  std::vector<PeerSpec> peers;
+  std::set<std::string> names;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    const std::vector<std::string> parts = absl::StrSplit(absl::StripAsciiWhitespace(item), '=');
+    if (parts.size() != 2 || parts[0].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("peer '", item, "' is not name=host:port"));
+    }
+    STEAD_ASSIGN_OR_RETURN(HostPort address,
+                           ParseHostPort(parts[1], absl::StrCat("peer ", parts[0]), ""));
+    if (address.host.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("peer ", parts[0], " has no host"));
+    }
+    if (!names.insert(parts[0]).second) {
+      return absl::InvalidArgumentError(absl::StrCat("peer ", parts[0], " is listed twice"));
+    }
+    peers.push_back(PeerSpec{parts[0], std::move(address)});
+  }
+  if (peers.empty()) return absl::InvalidArgumentError("the peer list is empty");
+  return peers;
+}
+
+HostPort ServerConfig::PeerAddressOf(const MemberName& member) const {
+  const std::string member_name = absl::StrCat(member.set, "-", member.ordinal);
+  for (const PeerSpec& peer : peers) {
+    if (peer.name == member_name) return peer.address;
+  }
+  return HostPort{absl::StrCat(member_name, ".", peer_service, ".", namespace_name, ".svc.",
+                               cluster_domain),
+                  peer_addr.port};
+}
+
+EnvLookup ProcessEnvironment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
+}
+
+absl::StatusOr<ParsedCommandLine> ParseServerCommandLine(const std::vector<std::string>& args,
+                                                         const EnvLookup& env) {
+  ParsedCommandLine parsed;
+  // --help and --version anywhere win over everything else, mistakes included.
+  for (const std::string& arg : args) {
+    parsed.help = parsed.help || arg == "--help" || arg == "-h";
+    parsed.version = parsed.version || arg == "--version";
+  }
+  if (parsed.help || parsed.version) return parsed;
+
+  std::map<std::string, std::string> given;  // flag name -> value from the command line
+  for (size_t i = 0; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (!absl::ConsumePrefix(&arg, "--")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument '", arg, "' (see stead --help)"));
+    }
+    const size_t equals = arg.find('=');
+    const std::string name(arg.substr(0, equals));
+    if (FindFlag(name) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " (see stead --help)"));
+    }
+    std::string value;
+    if (equals != absl::string_view::npos) {
+      value = std::string(arg.substr(equals + 1));
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
+    }
+    if (!given.emplace(name, value).second) {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", name, " given twice"));
+    }
+  }
+
+  ServerConfig& config = parsed.config;
+  if (auto pod_name = env("POD_NAME")) config.name = *pod_name;
+  if (auto pod_namespace = env("POD_NAMESPACE")) config.namespace_name = *pod_namespace;
+  for (const FlagSpec& flag : kFlags) {
+    std::string what = absl::StrCat("--", flag.name);
+    std::optional<std::string> value;
+    if (auto it = given.find(flag.name); it != given.end()) {
+      value = it->second;
+    } else if ((value = env(EnvName(flag.name)))) {
+      what = EnvName(flag.name);
+    }
+    if (value) STEAD_RETURN_IF_ERROR(flag.apply(*value, what, config));
+  }
+  STEAD_RETURN_IF_ERROR(Validate(config));
+  return parsed;
+}
+
+std::string ServerUsage() {
+  std::string usage =
+      "stead: a member of a stead cluster (replicated key-value store).\n\n"
+      "usage: stead --name NAME --data-dir DIR --wal-dir DIR (--peers LIST | --peer-service SVC) "
+      "[flags]\n\n"
+      "Each flag may also be set with the environment variable shown.\n\n";
+  for (const FlagSpec& flag : kFlags) {
+    absl::StrAppend(&usage, "  --", flag.name, "=", flag.value_name, "\n      ", flag.help,
+                    "\n      default: ", *flag.default_text ? flag.default_text : "(none)",
+                    "; env: ", EnvName(flag.name), "\n");
+  }
+  absl::StrAppend(&usage,
+                  "  --help       print this text\n"
+                  "  --version    print the version\n\n"
+                  "Exit status: 0 after a clean shutdown, 2 for a configuration error, 1 for a "
+                  "runtime failure (the log says what to do).\n");
+  return usage;
+}
+
+}  // namespace stead::server

@@ -1,0 +1,101 @@
+// The `stead` server's configuration: command-line flags, each also readable from the
+// environment as STEAD_<NAME> (upper case, '-' as '_'), validated at start with one
+// clear message per mistake. The contract of flag names is in DESIGN.md; extend it,
+// never rename.
+//
+// Precedence: a flag on the command line, then STEAD_<NAME>, then the default. The
+// member name also falls back to $POD_NAME and the namespace to $POD_NAMESPACE, as the
+// StatefulSet's downward API provides them.
+#ifndef STEAD_SERVER_CONFIG_H_
+#define STEAD_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "base/log.h"
+
+namespace stead::server {
+
+// A "host:port" listen or peer address.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  std::string ToString() const;
+  bool operator==(const HostPort&) const = default;
+};
+
+// Parses "host:port" or "[v6]:port"; ":port" means `default_host`. InvalidArgument
+// naming `what` otherwise.
+absl::StatusOr<HostPort> ParseHostPort(const std::string& text, const std::string& what,
+                                       const std::string& default_host = "0.0.0.0");
+
+// A member name of the form <statefulset>-<ordinal>.
+struct MemberName {
+  std::string set;   // "stead"
+  int ordinal = 0;   // 2
+};
+absl::StatusOr<MemberName> ParseMemberName(const std::string& name);
+
+// One entry of --peers.
+struct PeerSpec {
+  std::string name;
+  HostPort address;
+  bool operator==(const PeerSpec&) const = default;
+};
+// Parses "name=host:port,name=host:port". InvalidArgument for a malformed entry or a
+// duplicate name.
+absl::StatusOr<std::vector<PeerSpec>> ParsePeerList(const std::string& text);
+
+struct ServerConfig {
+  std::string name;                 // --name / $POD_NAME, e.g. "stead-0"
+  std::string data_dir;             // --data-dir: RocksDB state machine volume
+  std::string wal_dir;              // --wal-dir: Raft log volume
+  HostPort client_addr{"0.0.0.0", 2479};
+  HostPort peer_addr{"0.0.0.0", 2480};
+  HostPort http_addr{"0.0.0.0", 2481};
+  std::string advertise_host;       // name peers and clients use for this member
+  std::vector<PeerSpec> peers;      // --peers, outside Kubernetes
+  std::string peer_service;         // --peer-service, in Kubernetes (headless Service)
+  std::string namespace_name = "default";  // --namespace / $POD_NAMESPACE
+  std::string cluster_domain = "cluster.local";
+  int initial_cluster_size = 3;     // ordinals below it bootstrap the cluster
+  std::string restore_from;         // --restore-from FILE: seed from a backup on first start
+  LogLevel log_level = LogLevel::kInfo;
+  absl::Duration tick_interval = absl::Milliseconds(100);  // one Raft tick
+  int election_ticks = 10;          // election timeout in ticks (randomized up to 2x)
+  int heartbeat_ticks = 1;          // leader heartbeat interval in ticks
+  absl::Duration shutdown_timeout = absl::Seconds(30);  // SIGTERM: transfer, drain, close
+
+  // The address peers reach ordinal `ordinal` at: from --peers, or in Kubernetes
+  // <set>-<ordinal>.<peer-service>.<namespace>.svc.<cluster-domain>:<peer port>.
+  HostPort PeerAddressOf(const MemberName& member) const;
+};
+
+// Reads the environment; tests pass a map instead of the process's environment.
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+EnvLookup ProcessEnvironment();
+
+// What the command line asked for.
+struct ParsedCommandLine {
+  bool help = false;     // --help: print Usage() and exit 0
+  bool version = false;  // --version
+  ServerConfig config;   // valid only when neither help nor version
+};
+
+// Parses args (without argv[0]) and the environment and validates the result.
+// InvalidArgument with a message naming the flag (and its STEAD_ variable) for an
+// unknown flag, a missing or malformed value, or an inconsistent combination.
+absl::StatusOr<ParsedCommandLine> ParseServerCommandLine(const std::vector<std::string>& args,
+                                                         const EnvLookup& env);
+
+// `stead --help`: every flag with its default and environment variable.
+std::string ServerUsage();
+
+}  // namespace stead::server
+
+#endif  // STEAD_SERVER_CONFIG_H_

@@ -1,0 +1,183 @@
+#include "server/config.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace stead::server {
+namespace {
+
+using ::stead::testing::StatusIs;
+using ::testing::HasSubstr;
+
+EnvLookup Env(std::map<std::string, std::string> values) {
+  return [values = std::move(values)](const std::string& name) -> std::optional<std::string> {
+    auto it = values.find(name);
+    if (it == values.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+const std::vector<std::string> kLocalFlags = {
+    "--name=stead-1", "--data-dir=/d", "--wal-dir=/w",
+    "--peers=stead-0=127.0.0.1:2480,stead-1=127.0.0.1:2490,stead-2=127.0.0.1:2500"};
+
+TEST(ParseHostPort, AcceptsHostsAndRejectsBadPorts) {
+  const struct {
+    const char* name;
+    const char* input;
+    bool ok;
+    HostPort want;
+  } cases[] = {
+      {"ipv4", "127.0.0.1:2479", true, {"127.0.0.1", 2479}},
+      {"name", "stead-0.stead-peers:2480", true, {"stead-0.stead-peers", 2480}},
+      {"default host", ":2481", true, {"0.0.0.0", 2481}},
+      {"ipv6", "[::1]:2479", true, {"::1", 2479}},
+      {"no port", "localhost", false, {}},
+      {"port zero", "localhost:0", false, {}},
+      {"port too big", "localhost:70000", false, {}},
+      {"port not a number", "localhost:http", false, {}},
+      {"unbalanced bracket", "[::1:2479", false, {}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<HostPort> parsed = ParseHostPort(c.input, "--client-addr");
+    if (!c.ok) {
+      EXPECT_THAT(parsed, StatusIs(absl::StatusCode::kInvalidArgument, "--client-addr"));
+      continue;
+    }
+    ASSERT_OK(parsed);
+    EXPECT_EQ(*parsed, c.want);
+  }
+}
+
+TEST(ParseMemberName, SplitsSetAndOrdinal) {
+  ASSERT_OK_AND_ASSIGN(MemberName member, ParseMemberName("my-db-12"));
+  EXPECT_EQ(member.set, "my-db");
+  EXPECT_EQ(member.ordinal, 12);
+  for (const char* bad : {"stead", "stead-", "-3", "stead-x", "stead--1", "stead-01", "Stead-0"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_THAT(ParseMemberName(bad), StatusIs(absl::StatusCode::kInvalidArgument, "<statefulset>-<ordinal>"));
+  }
+}
+
+TEST(ParsePeerList, ParsesEntriesAndRejectsDuplicatesAndGarbage) {
+  ASSERT_OK_AND_ASSIGN(std::vector<PeerSpec> peers,
+                       ParsePeerList("stead-0=127.0.0.1:2480, stead-1=localhost:2490"));
+  ASSERT_EQ(peers.size(), 2u);
+  EXPECT_EQ(peers[1], (PeerSpec{"stead-1", {"localhost", 2490}}));
+  EXPECT_THAT(ParsePeerList("stead-0=a:1,stead-0=b:2"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "listed twice"));
+  EXPECT_THAT(ParsePeerList("stead-0"), StatusIs(absl::StatusCode::kInvalidArgument, "name=host:port"));
+  EXPECT_THAT(ParsePeerList("stead-0=:2480"), StatusIs(absl::StatusCode::kInvalidArgument, "no host"));
+  EXPECT_THAT(ParsePeerList(""), StatusIs(absl::StatusCode::kInvalidArgument, "empty"));
+}
+
+TEST(ParseServerCommandLine, LocalClusterWithExplicitPeers) {
+  ASSERT_OK_AND_ASSIGN(ParsedCommandLine parsed, ParseServerCommandLine(kLocalFlags, Env({})));
+  const ServerConfig& config = parsed.config;
+  EXPECT_EQ(config.name, "stead-1");
+  EXPECT_EQ(config.client_addr, (HostPort{"0.0.0.0", 2479}));
+  EXPECT_EQ(config.peers.size(), 3u);
+  EXPECT_EQ(config.advertise_host, "127.0.0.1") << "defaults to the member's own peer host";
+  EXPECT_EQ(config.PeerAddressOf({"stead", 2}), (HostPort{"127.0.0.1", 2500}));
+}
+
+TEST(ParseServerCommandLine, StatefulSetIdentityFromTheDownwardApi) {
+  ASSERT_OK_AND_ASSIGN(
+      ParsedCommandLine parsed,
+      ParseServerCommandLine({"--peer-service=stead-peers", "--data-dir", "/var/lib/stead/data",
+                              "--wal-dir", "/var/lib/stead/wal"},
+                             Env({{"POD_NAME", "stead-2"}, {"POD_NAMESPACE", "prod"}})));
+  const ServerConfig& config = parsed.config;
+  EXPECT_EQ(config.name, "stead-2");
+  EXPECT_EQ(config.namespace_name, "prod");
+  EXPECT_EQ(config.advertise_host, "stead-2.stead-peers.prod.svc.cluster.local");
+  EXPECT_EQ(config.PeerAddressOf({"stead", 0}).ToString(),
+            "stead-0.stead-peers.prod.svc.cluster.local:2480");
+}
+
+TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
+  std::vector<std::string> args = kLocalFlags;
+  args.push_back("--log-level=debug");
+  ASSERT_OK_AND_ASSIGN(
+      ParsedCommandLine parsed,
+      ParseServerCommandLine(args, Env({{"STEAD_LOG_LEVEL", "error"},
+                                        {"STEAD_TICK_INTERVAL", "50ms"},
+                                        {"POD_NAME", "stead-0"}})));
+  EXPECT_EQ(parsed.config.log_level, LogLevel::kDebug);
+  EXPECT_EQ(parsed.config.tick_interval, absl::Milliseconds(50));
+  EXPECT_EQ(parsed.config.name, "stead-1") << "--name beats POD_NAME";
+}
+
+TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
+  auto with = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = kLocalFlags;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  const struct {
+    const char* name;
+    std::vector<std::string> args;
+    std::map<std::string, std::string> env;
+    const char* message;
+  } cases[] = {
+      {"unknown flag", with({"--data-dri=/x"}), {}, "unknown flag --data-dri"},
+      {"positional", with({"extra"}), {}, "unexpected argument 'extra'"},
+      {"missing value", with({"--log-level"}), {}, "--log-level needs a value"},
+      {"given twice", with({"--name=stead-2"}), {}, "--name given twice"},
+      {"bad number", with({"--initial-cluster-size=three"}), {}, "--initial-cluster-size"},
+      {"bad env value", kLocalFlags, {{"STEAD_ELECTION_TICKS", "-4"}}, "STEAD_ELECTION_TICKS"},
+      {"bad duration", with({"--shutdown-timeout=soon"}), {}, "such as 100ms or 30s"},
+      {"bad level", with({"--log-level=loud"}), {}, "use debug, info, warning or error"},
+      {"no name", {"--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {}, "--name"},
+      {"bad name", {"--name=db", "--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {},
+       "<statefulset>-<ordinal>"},
+      {"no data dir", {"--name=stead-0", "--wal-dir=/w", "--peer-service=s"}, {}, "--data-dir"},
+      {"same dirs", {"--name=stead-0", "--data-dir=/x", "--wal-dir=/x", "--peer-service=s"}, {},
+       "separate directories"},
+      {"no peers", {"--name=stead-0", "--data-dir=/d", "--wal-dir=/w"}, {}, "give --peers"},
+      {"both peer modes", with({"--peer-service=s"}), {}, "exclude each other"},
+      {"not in peers",
+       {"--name=stead-5", "--data-dir=/d", "--wal-dir=/w", "--peers=stead-0=h:1",
+        "--initial-cluster-size=6"},
+       {},
+       "--initial-cluster-size 6 but --peers lists only 1"},
+      {"initial member missing", {"--name=stead-1", "--data-dir=/d", "--wal-dir=/w",
+                                  "--peers=stead-0=h:1,stead-2=h:3", "--initial-cluster-size=2"},
+       {}, "missing from --peers"},
+      {"heartbeat too slow", with({"--heartbeat-ticks=10"}), {}, "must be below --election-ticks"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_THAT(ParseServerCommandLine(c.args, Env(c.env)),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.message));
+  }
+}
+
+TEST(ParseServerCommandLine, HelpWinsOverEverythingElse) {
+  ASSERT_OK_AND_ASSIGN(ParsedCommandLine parsed,
+                       ParseServerCommandLine({"--bogus", "--help"}, Env({})));
+  EXPECT_TRUE(parsed.help);
+  ASSERT_OK_AND_ASSIGN(parsed, ParseServerCommandLine({"--version"}, Env({})));
+  EXPECT_TRUE(parsed.version);
+}
+
+TEST(ServerUsage, DocumentsEveryFlagWithItsDefaultAndVariable) {
+  const std::string usage = ServerUsage();
+  for (const char* flag : {"--name", "--data-dir", "--wal-dir", "--client-addr", "--peer-addr",
+                           "--http-addr", "--advertise-host", "--peers", "--peer-service",
+                           "--namespace", "--cluster-domain", "--initial-cluster-size",
+                           "--restore-from", "--log-level", "--shutdown-timeout"}) {
+    EXPECT_THAT(usage, HasSubstr(flag));
+  }
+  EXPECT_THAT(usage, HasSubstr("default: 0.0.0.0:2479; env: STEAD_CLIENT_ADDR"));
+  EXPECT_THAT(usage, HasSubstr("env: STEAD_INITIAL_CLUSTER_SIZE"));
+}
+
+}  // namespace
+}  // namespace stead::server

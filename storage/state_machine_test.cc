@@ -1,5 +1,6 @@
 #include "storage/state_machine.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -31,6 +32,18 @@ std::vector<std::string> Keys(const ScanResult& result) {
   std::vector<std::string> keys;
   for (const KeyValue& pair : result.pairs) keys.push_back(pair.key);
   return keys;
+}
+
+// "path size" of every file under `dir`, sorted; LOCK is left out (taking the lock is
+// not a change of contents).
+std::vector<std::string> DescribeFiles(const std::string& dir) {
+  std::vector<std::string> described;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file() || entry.path().filename() == "LOCK") continue;
+    described.push_back(absl::StrCat(entry.path().string(), " ", entry.file_size()));
+  }
+  std::sort(described.begin(), described.end());
+  return described;
 }
 
 TEST(StateMachine, FirstOpenInitialisesAndStoresIdentity) {
@@ -327,6 +340,7 @@ TEST(StateMachine, RefusesAVolumeOfAnotherClusterOrIdentity) {
   const std::string data = dir.Sub("data");
   { ASSERT_OK(StateMachine::Open(TestOptions(data, 7)).status()); }  // stead-6, id 7
 
+  const std::vector<std::string> before = DescribeFiles(data);
   StateMachineOptions other_cluster = TestOptions(data, 7, 0xdef);
   EXPECT_THAT(StateMachine::Open(other_cluster),
               StatusIs(absl::StatusCode::kFailedPrecondition,
@@ -341,7 +355,8 @@ TEST(StateMachine, RefusesAVolumeOfAnotherClusterOrIdentity) {
   const auto refused = StateMachine::Open(other_id);
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition, "not node id 9"));
   EXPECT_THAT(refused.status().message(), HasSubstr("point --data-dir at the right volume, or wipe it"));
-  // The refusals changed nothing: the rightful owner still opens it.
+  // The refusals changed nothing on the volume, and the rightful owner still opens it.
+  EXPECT_EQ(DescribeFiles(data), before);
   EXPECT_OK(StateMachine::Open(TestOptions(data, 7)).status());
 }
 

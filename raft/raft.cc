@@ -43,6 +43,10 @@ std::optional<std::pair<Index, Term>> Ready::PersistedPosition() const {
 
 namespace {
 
+// Bounds that keep tick arithmetic far from overflow.
+constexpr int kMaxElectionTimeoutTicks = 1 << 20;
+constexpr int kMaxElapsedTicks = 1 << 28;
+
 bool SameHardState(const pb::HardState& a, const pb::HardState& b) {
   return a.term() == b.term() && a.vote() == b.vote() && a.commit() == b.commit();
 }
@@ -55,6 +59,10 @@ absl::Status ValidateConfig(const Config& config) {
   if (config.election_timeout_ticks <= config.heartbeat_interval_ticks) {
     return absl::InvalidArgumentError(
         "raft config: election_timeout_ticks must be greater than heartbeat_interval_ticks");
+  }
+  if (config.election_timeout_ticks > kMaxElectionTimeoutTicks) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raft config: election_timeout_ticks must be at most ", kMaxElectionTimeoutTicks));
   }
   if (config.max_inflight_messages == 0) {
     return absl::InvalidArgumentError("raft config: max_inflight_messages must be > 0");
@@ -313,7 +321,8 @@ void Raft::Tick() {
 }
 
 void Raft::TickElection() {
-  ++election_elapsed_;
+  // Saturate: a learner never campaigns and may tick for years.
+  if (election_elapsed_ < kMaxElapsedTicks) ++election_elapsed_;
   if (Promotable() && election_elapsed_ >= randomized_election_timeout_) {
     election_elapsed_ = 0;
     Hup(/*transfer=*/false);

@@ -82,11 +82,11 @@ enum class ReadOnlyMode {
 };
 
 struct Config {
-  // This node's id; must not be kNoNode.
+  // This node's id. Default: kNoNode, which Create() refuses: always set it.
   NodeId id = kNoNode;
   // A follower that hears nothing from a leader for the randomized timeout, drawn from
   // [election_timeout_ticks, 2 * election_timeout_ticks), campaigns. Must be greater than
-  // heartbeat_interval_ticks. Default: 10.
+  // heartbeat_interval_ticks and at most 2^20. Default: 10.
   int election_timeout_ticks = 10;
   // A leader sends heartbeats this often. Default: 1.
   int heartbeat_interval_ticks = 1;

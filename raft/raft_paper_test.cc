@@ -62,6 +62,12 @@ std::unique_ptr<TestNode> MakeNode(NodeId id, const std::vector<NodeId>& voters,
 
 void NoPreVote(Config& config) { config.pre_vote = false; }
 
+pb::ConfState MakeConfStateForTest(const std::vector<NodeId>& voters) {
+  pb::ConfState conf_state;
+  for (NodeId id : voters) conf_state.add_voters(id);
+  return conf_state;
+}
+
 // Persists a Ready into the node's storage and acknowledges it, as a runtime would;
 // returns it for inspection.
 Ready PersistReady(TestNode& node) {
@@ -425,6 +431,75 @@ TEST(RaftPaper, MalformedMessagesAreRefusedNotFatal) {
   EXPECT_THAT(node->raft->Step(bad), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(node->raft->term(), 1u);
   EXPECT_FALSE(node->raft->HasReady());
+}
+
+TEST(RaftCreate, RejectsBadConfig) {
+  const struct {
+    std::string name;
+    void (*mutate)(Config&);
+    std::string want_error;
+  } cases[] = {
+      {"id 0", [](Config& c) { c.id = kNoNode; }, "id"},
+      {"heartbeat 0", [](Config& c) { c.heartbeat_interval_ticks = 0; }, "heartbeat"},
+      {"election not above heartbeat", [](Config& c) { c.election_timeout_ticks = 1; },
+       "greater than"},
+      {"election huge", [](Config& c) { c.election_timeout_ticks = 1 << 30; }, "at most"},
+      {"no inflight", [](Config& c) { c.max_inflight_messages = 0; }, "inflight"},
+      {"no message bytes", [](Config& c) { c.max_message_bytes = 0; }, "message_bytes"},
+      {"lease without check quorum", [](Config& c) {
+         c.read_only_mode = ReadOnlyMode::kLeaseBased;
+         c.check_quorum = false;
+       }, "check_quorum"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    MemoryLogStorage storage;
+    Config config;
+    config.id = 1;
+    config.logger = Logger(LogLevel::kWarning);
+    c.mutate(config);
+    EXPECT_THAT(Raft::Create(config, &storage),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.want_error));
+  }
+}
+
+TEST(RaftCreate, RebuildsMembershipFromSnapshotAndCommittedChanges) {
+  // Goal: at restart, membership is the snapshot's conf_state plus the committed
+  // CONF_CHANGE entries after it; an uncommitted change is not in effect yet and takes
+  // effect when its commit becomes known.
+  MemoryLogStorage storage;
+  std::vector<pb::Entry> entries = Raft::BootstrapEntries({1, 2, 3});
+  auto add_change = [&](pb::ConfChangeType type, NodeId id) {
+    pb::ConfChange change;
+    change.set_type(type);
+    change.set_node_id(id);
+    pb::Entry entry;
+    entry.set_index(entries.size() + 1);
+    entry.set_term(2);
+    entry.set_type(pb::ENTRY_TYPE_CONF_CHANGE);
+    entry.set_data(change.SerializeAsString());
+    entries.push_back(entry);
+  };
+  add_change(pb::CONF_CHANGE_TYPE_ADD_LEARNER, 4);  // index 4, committed
+  add_change(pb::CONF_CHANGE_TYPE_ADD_VOTER, 4);    // index 5, not committed
+  ASSERT_OK(storage.Append(entries));
+  ASSERT_OK(storage.Compact(2, MakeConfStateForTest({1, 2})));
+  pb::HardState hard_state;
+  hard_state.set_term(2);
+  hard_state.set_commit(4);
+  storage.SetHardState(hard_state);
+  Config config;
+  config.id = 1;
+  config.logger = Logger(LogLevel::kWarning);
+  config.applied = 2;
+  ASSERT_OK_AND_ASSIGN(auto raft, Raft::Create(config, &storage));
+  EXPECT_THAT(raft->conf_state().voters(), ::testing::ElementsAre(1, 2, 3));
+  EXPECT_THAT(raft->conf_state().learners(), ::testing::ElementsAre(4));
+  pb::Message heartbeat = Msg(pb::MESSAGE_TYPE_HEARTBEAT, 2, 1, 2);
+  heartbeat.set_commit(5);
+  ASSERT_OK(raft->Step(heartbeat));
+  EXPECT_THAT(raft->conf_state().voters(), ::testing::ElementsAre(1, 2, 3, 4));
+  EXPECT_TRUE(raft->conf_state().learners().empty());
 }
 
 }  // namespace

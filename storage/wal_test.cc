@@ -608,6 +608,44 @@ TEST_F(WalTest, GroupCommitSharesOneSyncAmongQueuedWrites) {
   EXPECT_EQ(wal->LastIndex(), 51u);
 }
 
+TEST_F(WalTest, RefusesSubmissionsBeyondThePendingLimit) {
+  BlockingSyncInjector blocker;
+  blocker.released_ = true;
+  WalOptions options = Options();
+  options.fault_injector = &blocker;
+  options.max_pending_bytes = 4096;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Wal> wal, Wal::Open(options));
+  blocker.released_ = false;
+  std::vector<std::promise<absl::Status>> done(40);
+  for (int i = 0; i < 40; ++i) {
+    wal->Submit(EntriesWrite(static_cast<raft::Index>(i + 1), static_cast<raft::Index>(i + 1), 1, 200),
+                [&done, i](absl::Status status) {
+                  done[static_cast<size_t>(i)].set_value(absl::Status(status.code(), status.message()));
+                });
+    if (i == 0) {
+      ASSERT_EQ(blocker.entered_.get_future().wait_for(std::chrono::seconds(30)),
+                std::future_status::ready);
+    }
+  }
+  blocker.release_.set_value();
+  // The first write was taken by the writer; then about 4096 / 230 more fit in the queue.
+  int accepted = 0;
+  int refused = 0;
+  for (int i = 0; i < 40; ++i) {
+    const absl::Status status = done[static_cast<size_t>(i)].get_future().get();
+    if (status.ok()) {
+      EXPECT_EQ(refused, 0) << "a write was accepted after an earlier one was refused";
+      ++accepted;
+    } else {
+      EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted, "max_pending_bytes"));
+      ++refused;
+    }
+  }
+  EXPECT_GT(accepted, 10);
+  EXPECT_GT(refused, 10);
+  EXPECT_EQ(wal->LastIndex(), static_cast<raft::Index>(accepted));
+}
+
 // Readers on another thread see a consistent, durable log while the writer appends,
 // truncates and compacts (run under TSan in CI).
 TEST_F(WalTest, ConcurrentReadsSeeConsistentEntries) {

@@ -118,8 +118,8 @@ class StateMachine::Impl {
   std::unique_ptr<Database> database;
   pb::NodeMetadata node_metadata;  // as stored; never changes while open
 
-  // Serialises Apply, Flush and CreateCheckpoint: a checkpoint must see no apply
-  // between reading the applied state and copying the files.
+  // Serialises Apply, Flush and the flush-and-link step of CreateCheckpoint: a
+  // checkpoint must see no apply between reading the applied state and linking files.
   Mutex write_mu;
   mutable Mutex applied_mu;
   // Mirrors the applied state in the meta column family; only increases; updated after
@@ -127,7 +127,8 @@ class StateMachine::Impl {
   pb::SnapshotMetadata applied ABSL_GUARDED_BY(applied_mu);
 
   absl::Status ValidateBatch(const ApplyBatch& batch) const;
-  absl::StatusOr<pb::SnapshotManifest> DescribeState(const pb::SnapshotMetadata& state) const;
+  absl::StatusOr<pb::SnapshotManifest> DescribeState(const pb::SnapshotMetadata& state,
+                                                     const rocksdb::Snapshot* snapshot) const;
 };
 
 absl::Status StateMachine::Impl::ValidateBatch(const ApplyBatch& batch) const {
@@ -276,12 +277,6 @@ absl::StatusOr<std::unique_ptr<StateSnapshot>> StateMachine::NewSnapshot() const
 }
 
 absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::string& dir) {
-  MutexLock write_lock(&impl_->write_mu);
-  const pb::SnapshotMetadata state = applied();
-  if (state.index() == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("checkpoint ", dir, ": nothing applied yet, a snapshot at index 0 is meaningless"));
-  }
   if (files::Exists(dir)) {
     return absl::AlreadyExistsError(absl::StrCat("checkpoint ", dir, " already exists"));
   }
@@ -295,16 +290,31 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::s
   STEAD_RETURN_IF_ERROR(files::RemoveAll(partial));  // Leftover of a crash.
   STEAD_RETURN_IF_ERROR(files::RemoveAll(absl::StrCat(partial, ".tmp")));  // RocksDB's own.
 
-  // Without the WAL the memtables exist nowhere else: flush all column families
-  // together so the files hold exactly `state`.
-  STEAD_RETURN_IF_ERROR(impl_->database->FlushAll());
-  STEAD_ASSIGN_OR_RETURN(pb::SnapshotManifest manifest, impl_->DescribeState(state));
-  rocksdb::Checkpoint* raw_checkpoint = nullptr;
-  STEAD_RETURN_IF_ERROR(internal::FromRocks(
-      rocksdb::Checkpoint::Create(impl_->database->db(), &raw_checkpoint), "create checkpoint"));
-  const std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw_checkpoint);
-  STEAD_RETURN_IF_ERROR(internal::FromRocks(checkpoint->CreateCheckpoint(partial),
-                                            absl::StrCat("checkpoint ", partial)));
+  pb::SnapshotMetadata state;
+  const rocksdb::Snapshot* snapshot = nullptr;
+  {
+    // Apply waits only for the flush and the hard links; checksums and the key count
+    // run afterwards on files and a snapshot that no longer change.
+    MutexLock write_lock(&impl_->write_mu);
+    state = applied();
+    if (state.index() == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint ", dir, ": nothing applied yet, a snapshot at index 0 is meaningless"));
+    }
+    // Without the WAL the memtables exist nowhere else: flush all column families
+    // together so the files hold exactly `state`.
+    STEAD_RETURN_IF_ERROR(impl_->database->FlushAll());
+    rocksdb::Checkpoint* raw_checkpoint = nullptr;
+    STEAD_RETURN_IF_ERROR(internal::FromRocks(
+        rocksdb::Checkpoint::Create(impl_->database->db(), &raw_checkpoint), "create checkpoint"));
+    const std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw_checkpoint);
+    STEAD_RETURN_IF_ERROR(internal::FromRocks(checkpoint->CreateCheckpoint(partial),
+                                              absl::StrCat("checkpoint ", partial)));
+    snapshot = impl_->database->db()->GetSnapshot();
+  }
+  absl::StatusOr<pb::SnapshotManifest> described = impl_->DescribeState(state, snapshot);
+  impl_->database->db()->ReleaseSnapshot(snapshot);
+  STEAD_ASSIGN_OR_RETURN(pb::SnapshotManifest manifest, std::move(described));
   STEAD_ASSIGN_OR_RETURN(manifest, DescribeCheckpointFiles(partial, std::move(manifest)));
   STEAD_RETURN_IF_ERROR(WriteManifest(partial, manifest));
   STEAD_RETURN_IF_ERROR(files::Rename(partial, absolute));
@@ -317,7 +327,7 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::s
 }
 
 absl::StatusOr<pb::SnapshotManifest> StateMachine::Impl::DescribeState(
-    const pb::SnapshotMetadata& state) const {
+    const pb::SnapshotMetadata& state, const rocksdb::Snapshot* snapshot) const {
   pb::SnapshotManifest manifest;
   manifest.set_format_version(kCheckpointFormatVersion);
   manifest.set_cluster_id(node_metadata.cluster_id());
@@ -325,8 +335,8 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::Impl::DescribeState(
   manifest.set_created_unix_ms(absl::ToUnixMillis(options.clock()));
   manifest.set_created_by_node_id(node_metadata.node_id());
   manifest.set_created_by_name(node_metadata.node_name());
-  // The caller holds write_mu, so the live state is exactly `state`.
-  STEAD_ASSIGN_OR_RETURN(const uint64_t key_count, database->CountUserKeys(nullptr));
+  // `snapshot` was taken with `state` applied and nothing after it.
+  STEAD_ASSIGN_OR_RETURN(const uint64_t key_count, database->CountUserKeys(snapshot));
   manifest.set_key_count(key_count);
   return manifest;
 }

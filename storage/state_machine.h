@@ -34,7 +34,8 @@
 //
 // Thread-safety: Apply, Flush and CreateCheckpoint are serialised internally (call them
 // from the applier); Get, Scan, NewSnapshot and applied() may run concurrently with
-// them and with each other from any thread.
+// them and with each other from any thread. CreateCheckpoint holds up Apply only while
+// it flushes and links files, not while it checksums them.
 #ifndef STEAD_STORAGE_STATE_MACHINE_H_
 #define STEAD_STORAGE_STATE_MACHINE_H_
 
@@ -241,6 +242,7 @@ class StateMachine {
   // Flushes first, builds under "<dir>.partial", fsyncs, renames. Returns its manifest.
   //   FailedPrecondition: nothing applied yet (a snapshot at index 0 is meaningless).
   //   AlreadyExists: `dir` exists.
+  // Two calls must not use the same `dir` concurrently.
   absl::StatusOr<pb::SnapshotManifest> CreateCheckpoint(const std::string& dir);
 
   // Keyspaces readable in this state machine (options plus any found on disk), sorted.

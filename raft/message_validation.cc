@@ -1,5 +1,7 @@
 #include "raft/message_validation.h"
 
+#include <set>
+
 #include "absl/strings/str_cat.h"
 
 namespace stead::raft {
@@ -28,6 +30,21 @@ absl::Status ValidateEntries(const pb::Message& message) {
       return Invalid(message, absl::StrCat("entries[", i, "].type is unknown"));
     }
     previous_term = entry.term();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateConfState(const pb::Message& message) {
+  const pb::ConfState& conf_state = message.snapshot().conf_state();
+  if (conf_state.voters_size() == 0) return Invalid(message, "snapshot has no voters");
+  std::set<NodeId> seen;
+  for (const auto* ids : {&conf_state.voters(), &conf_state.learners()}) {
+    for (NodeId id : *ids) {
+      if (id == kNoNode) return Invalid(message, "snapshot conf_state holds node id 0");
+      if (!seen.insert(id).second) {
+        return Invalid(message, absl::StrCat("snapshot conf_state lists node ", id, " twice"));
+      }
+    }
   }
   return absl::OkStatus();
 }
@@ -75,10 +92,7 @@ absl::Status ValidateMessage(const pb::Message& message, NodeId self) {
       if (message.snapshot().term() > message.term()) {
         return Invalid(message, "snapshot term above the message term");
       }
-      if (message.snapshot().conf_state().voters_size() == 0) {
-        return Invalid(message, "snapshot has no voters");
-      }
-      return absl::OkStatus();
+      return ValidateConfState(message);
     default:
       return absl::OkStatus();
   }

@@ -61,6 +61,21 @@ TEST(MessageValidation, Table) {
        }, "log_term must be 0"},
       {"entries on a heartbeat", [](pb::Message& m) { m.set_type(pb::MESSAGE_TYPE_HEARTBEAT); },
        "entries in a message"},
+      {"snapshot with node 0", [](pb::Message& m) {
+         m.clear_entries();
+         m.set_type(pb::MESSAGE_TYPE_SNAPSHOT);
+         m.mutable_snapshot()->set_index(3);
+         m.mutable_snapshot()->set_term(2);
+         m.mutable_snapshot()->mutable_conf_state()->add_voters(0);
+       }, "node id 0"},
+      {"snapshot with duplicate member", [](pb::Message& m) {
+         m.clear_entries();
+         m.set_type(pb::MESSAGE_TYPE_SNAPSHOT);
+         m.mutable_snapshot()->set_index(3);
+         m.mutable_snapshot()->set_term(2);
+         m.mutable_snapshot()->mutable_conf_state()->add_voters(1);
+         m.mutable_snapshot()->mutable_conf_state()->add_learners(1);
+       }, "twice"},
       {"snapshot without index", [](pb::Message& m) {
          m.clear_entries();
          m.set_type(pb::MESSAGE_TYPE_SNAPSHOT);

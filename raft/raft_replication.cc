@@ -268,6 +268,14 @@ void Raft::HandleAppendResponse(const pb::Message& message) {
     }
     return;
   }
+  if (message.index() > log_->LastIndex()) {
+    // Nobody can hold entries this leader never wrote in its term: a forged or corrupted
+    // acknowledgement. Counting it would break the commit rule's input.
+    STEAD_LOG(logger_, Warning) << "term=" << term_ << " " << message.from()
+                                << " acknowledged index " << message.index()
+                                << " beyond last index " << log_->LastIndex() << "; ignored";
+    return;
+  }
   const bool was_paused = progress->IsPaused();
   // A probe answered at the current match (the follower was already up to date, e.g.
   // after ReportUnreachable) also proves where the logs agree: resume replicating.

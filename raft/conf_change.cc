@@ -44,15 +44,14 @@ absl::Status ValidateConfChange(const pb::ConfState& conf_state, const pb::ConfC
   switch (change.type()) {
     case pb::CONF_CHANGE_TYPE_ADD_LEARNER:
       if (voter || learner) {
-        return absl::AlreadyExistsError(absl::StrCat("conf change: node ", id,
-                                                     " is already a ",
-                                                     voter ? "voter" : "learner"));
+        return absl::AlreadyExistsError(
+            absl::StrCat("conf change: node ", id, " is already a ", voter ? "voter" : "learner"));
       }
       return absl::OkStatus();
     case pb::CONF_CHANGE_TYPE_ADD_VOTER:
       if (voter) {
-        return absl::AlreadyExistsError(absl::StrCat("conf change: node ", id,
-                                                     " is already a voter"));
+        return absl::AlreadyExistsError(
+            absl::StrCat("conf change: node ", id, " is already a voter"));
       }
       return absl::OkStatus();
     case pb::CONF_CHANGE_TYPE_REMOVE_NODE:

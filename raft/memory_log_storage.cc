@@ -43,8 +43,8 @@ absl::StatusOr<std::vector<pb::Entry>> MemoryLogStorage::Entries(Index low, Inde
   absl::MutexLock lock(&mu_);
   if (low <= snapshot_.index() || high > LastIndexLocked() + 1 || low > high) {
     return absl::OutOfRangeError(absl::StrCat("entries [", low, ", ", high, ") outside [",
-                                              snapshot_.index() + 1, ", ",
-                                              LastIndexLocked() + 1, ")"));
+                                              snapshot_.index() + 1, ", ", LastIndexLocked() + 1,
+                                              ")"));
   }
   std::vector<pb::Entry> out;
   uint64_t total_bytes = 0;
@@ -77,15 +77,15 @@ absl::Status MemoryLogStorage::Append(const std::vector<pb::Entry>& entries) {
   if (entries.empty()) return absl::OkStatus();
   for (size_t i = 1; i < entries.size(); ++i) {
     if (entries[i].index() != entries[i - 1].index() + 1) {
-      return absl::InvalidArgumentError(absl::StrCat("entries not consecutive at index ",
-                                                     entries[i - 1].index()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("entries not consecutive at index ", entries[i - 1].index()));
     }
   }
   absl::MutexLock lock(&mu_);
   const Index first = entries.front().index();
   if (first > LastIndexLocked() + 1) {
-    return absl::InvalidArgumentError(absl::StrCat("append at index ", first,
-                                                   " leaves a gap after ", LastIndexLocked()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("append at index ", first, " leaves a gap after ", LastIndexLocked()));
   }
   // Entries already covered by the snapshot are skipped: they are committed, so they
   // equal what the snapshot holds.
@@ -115,8 +115,8 @@ absl::Status MemoryLogStorage::Compact(Index index, const pb::ConfState& conf_st
   absl::MutexLock lock(&mu_);
   if (index <= snapshot_.index()) return absl::OkStatus();
   if (index > LastIndexLocked()) {
-    return absl::OutOfRangeError(absl::StrCat("compact at index ", index, " beyond last index ",
-                                              LastIndexLocked()));
+    return absl::OutOfRangeError(
+        absl::StrCat("compact at index ", index, " beyond last index ", LastIndexLocked()));
   }
   const size_t drop_count = static_cast<size_t>(index - snapshot_.index());
   const Term term = entries_[drop_count - 1].term();

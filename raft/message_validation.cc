@@ -8,9 +8,8 @@ namespace stead::raft {
 namespace {
 
 absl::Status Invalid(const pb::Message& message, absl::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("raft message ", pb::MessageType_Name(message.type()), " from ",
-                   message.from(), ": ", what));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "raft message ", pb::MessageType_Name(message.type()), " from ", message.from(), ": ", what));
 }
 
 absl::Status ValidateEntries(const pb::Message& message) {
@@ -19,8 +18,7 @@ absl::Status ValidateEntries(const pb::Message& message) {
     const pb::Entry& entry = message.entries(i);
     if (entry.index() != message.index() + static_cast<Index>(i) + 1) {
       return Invalid(message, absl::StrCat("entries[", i, "].index ", entry.index(),
-                                           " is not consecutive after index ",
-                                           message.index()));
+                                           " is not consecutive after index ", message.index()));
     }
     if (entry.term() == 0 || entry.term() < previous_term || entry.term() > message.term()) {
       return Invalid(message, absl::StrCat("entries[", i, "].term ", entry.term(),

@@ -48,38 +48,48 @@ TEST(MessageValidation, Table) {
       {"entry term 0", [](pb::Message& m) { m.mutable_entries(0)->set_term(0); }, "term 0"},
       {"entry term above message", [](pb::Message& m) { m.mutable_entries(1)->set_term(9); },
        "above the message term"},
-      {"entry term decreasing", [](pb::Message& m) {
+      {"entry term decreasing",
+       [](pb::Message& m) {
          m.mutable_entries(0)->set_term(3);
          m.mutable_entries(1)->set_term(2);
-       }, "decreasing"},
-      {"entry type unknown", [](pb::Message& m) {
-         m.mutable_entries(0)->set_type(pb::ENTRY_TYPE_UNSPECIFIED);
-       }, "type is unknown"},
-      {"log term without index", [](pb::Message& m) {
+       },
+       "decreasing"},
+      {"entry type unknown",
+       [](pb::Message& m) { m.mutable_entries(0)->set_type(pb::ENTRY_TYPE_UNSPECIFIED); },
+       "type is unknown"},
+      {"log term without index",
+       [](pb::Message& m) {
          m.set_index(0);
          m.clear_entries();
-       }, "log_term must be 0"},
+       },
+       "log_term must be 0"},
       {"entries on a heartbeat", [](pb::Message& m) { m.set_type(pb::MESSAGE_TYPE_HEARTBEAT); },
        "entries in a message"},
-      {"snapshot with node 0", [](pb::Message& m) {
+      {"snapshot with node 0",
+       [](pb::Message& m) {
          m.clear_entries();
          m.set_type(pb::MESSAGE_TYPE_SNAPSHOT);
          m.mutable_snapshot()->set_index(3);
          m.mutable_snapshot()->set_term(2);
          m.mutable_snapshot()->mutable_conf_state()->add_voters(0);
-       }, "node id 0"},
-      {"snapshot with duplicate member", [](pb::Message& m) {
+       },
+       "node id 0"},
+      {"snapshot with duplicate member",
+       [](pb::Message& m) {
          m.clear_entries();
          m.set_type(pb::MESSAGE_TYPE_SNAPSHOT);
          m.mutable_snapshot()->set_index(3);
          m.mutable_snapshot()->set_term(2);
          m.mutable_snapshot()->mutable_conf_state()->add_voters(1);
          m.mutable_snapshot()->mutable_conf_state()->add_learners(1);
-       }, "twice"},
-      {"snapshot without index", [](pb::Message& m) {
+       },
+       "twice"},
+      {"snapshot without index",
+       [](pb::Message& m) {
          m.clear_entries();
          m.set_type(pb::MESSAGE_TYPE_SNAPSHOT);
-       }, "snapshot index"},
+       },
+       "snapshot index"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

@@ -87,20 +87,21 @@ bool Progress::MaybeDecreaseTo(Index rejected, Index hint_index) {
 
 bool Progress::IsPaused() const {
   switch (state) {
-    case ProgressState::kProbe: return probe_sent;
-    case ProgressState::kReplicate: return inflights.Full();
-    case ProgressState::kSnapshot: return true;
+    case ProgressState::kProbe:
+      return probe_sent;
+    case ProgressState::kReplicate:
+      return inflights.Full();
+    case ProgressState::kSnapshot:
+      return true;
   }
   return true;
 }
 
 std::string Progress::DebugString() const {
-  return absl::StrCat(ProgressStateName(state), " match=", match, " next=", next,
-                      is_learner ? " learner" : "",
-                      state == ProgressState::kSnapshot
-                          ? absl::StrCat(" pending_snapshot=", pending_snapshot)
-                          : "",
-                      " inflight=", inflights.count());
+  return absl::StrCat(
+      ProgressStateName(state), " match=", match, " next=", next, is_learner ? " learner" : "",
+      state == ProgressState::kSnapshot ? absl::StrCat(" pending_snapshot=", pending_snapshot) : "",
+      " inflight=", inflights.count());
 }
 
 ProgressTracker::ProgressTracker(size_t max_inflight_messages)

@@ -64,8 +64,7 @@ TEST(Quorum, TallyVotesTable) {
       {"non-voter ignored", {1, 2, 3}, {{1, true}, {9, true}}, VoteResult::kPending},
       {"four two grants", {1, 2, 3, 4}, {{1, true}, {2, true}}, VoteResult::kPending},
       {"four two rejects", {1, 2, 3, 4}, {{3, false}, {4, false}}, VoteResult::kLost},
-      {"five three grants", {1, 2, 3, 4, 5}, {{1, true}, {4, true}, {5, true}},
-       VoteResult::kWon},
+      {"five three grants", {1, 2, 3, 4, 5}, {{1, true}, {4, true}, {5, true}}, VoteResult::kWon},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

@@ -19,18 +19,21 @@ namespace stead::raft {
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kFollower: return "follower";
-    case Role::kPreCandidate: return "pre-candidate";
-    case Role::kCandidate: return "candidate";
-    case Role::kLeader: return "leader";
+    case Role::kFollower:
+      return "follower";
+    case Role::kPreCandidate:
+      return "pre-candidate";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
   }
   return "unknown";
 }
 
 bool Ready::empty() const {
-  return !soft_state && !hard_state && !snapshot && entries.empty() &&
-         committed_entries.empty() && messages.empty() && messages_after_persist.empty() &&
-         read_states.empty();
+  return !soft_state && !hard_state && !snapshot && entries.empty() && committed_entries.empty() &&
+         messages.empty() && messages_after_persist.empty() && read_states.empty();
 }
 
 bool Ready::MustPersist() const { return hard_state || snapshot || !entries.empty(); }
@@ -126,9 +129,10 @@ absl::Status Raft::Restore(const PersistedState& state) {
   // later ones wait for their commit.
   const Index last = log_->LastIndex();
   for (Index low = log_->FirstIndex(); low <= last;) {
-    STEAD_ASSIGN_OR_RETURN(std::vector<pb::Entry> entries,
-                           Annotate(log_->Entries(low, last + 1, RaftLog::kMaxCommittedBytesPerReady),
-                                    absl::StrCat("raft node ", id_, ": reading the log")));
+    STEAD_ASSIGN_OR_RETURN(
+        std::vector<pb::Entry> entries,
+        Annotate(log_->Entries(low, last + 1, RaftLog::kMaxCommittedBytesPerReady),
+                 absl::StrCat("raft node ", id_, ": reading the log")));
     if (entries.empty()) break;
     TrackConfChanges(entries);
     low = entries.back().index() + 1;
@@ -187,10 +191,16 @@ absl::Status Raft::Step(const pb::Message& message) {
         break;
       default:
         switch (role_) {
-          case Role::kLeader: status = StepLeader(message); break;
+          case Role::kLeader:
+            status = StepLeader(message);
+            break;
           case Role::kPreCandidate:
-          case Role::kCandidate: status = StepCandidate(message); break;
-          case Role::kFollower: status = StepFollower(message); break;
+          case Role::kCandidate:
+            status = StepCandidate(message);
+            break;
+          case Role::kFollower:
+            status = StepFollower(message);
+            break;
         }
     }
   }
@@ -219,8 +229,8 @@ bool Raft::StepTerm(const pb::Message& message) {
                              type == pb::MESSAGE_TYPE_HEARTBEAT ||
                              type == pb::MESSAGE_TYPE_SNAPSHOT;
     STEAD_LOG(logger_, Info) << "term=" << term_ << " received " << pb::MessageType_Name(type)
-                             << " from " << message.from() << " with higher term="
-                             << message.term();
+                             << " from " << message.from()
+                             << " with higher term=" << message.term();
     BecomeFollower(message.term(), from_leader ? message.from() : kNoNode);
     return true;
   }
@@ -261,9 +271,8 @@ absl::Status Raft::StepLeader(const pb::Message& message) {
       STEAD_LOG(logger_, Error) << "term=" << term_ << " leader received "
                                 << pb::MessageType_Name(message.type()) << " from "
                                 << message.from() << " in its own term; ignored";
-      return absl::FailedPreconditionError(
-          absl::StrCat("raft node ", id_, ": a second leader ", message.from(), " in term ",
-                       term_));
+      return absl::FailedPreconditionError(absl::StrCat("raft node ", id_, ": a second leader ",
+                                                        message.from(), " in term ", term_));
     default:
       return absl::OkStatus();  // stale vote responses, TIMEOUT_NOW to a leader
   }
@@ -374,10 +383,9 @@ void Raft::SendAfterPersist(pb::Message message) {
 
 bool Raft::HasReady() const {
   return CurrentSoftState() != previous_soft_state_ ||
-         !SameHardState(HardState(), previous_hard_state_) ||
-         broadcast_pending_ || log_->HasUnsentSnapshot() || log_->HasUnsentEntries() ||
-         log_->HasNextCommittedEntries() || !messages_.empty() ||
-         !messages_after_persist_.empty() || !read_states_.empty();
+         !SameHardState(HardState(), previous_hard_state_) || broadcast_pending_ ||
+         log_->HasUnsentSnapshot() || log_->HasUnsentEntries() || log_->HasNextCommittedEntries() ||
+         !messages_.empty() || !messages_after_persist_.empty() || !read_states_.empty();
 }
 
 Ready Raft::TakeReady() {
@@ -398,8 +406,8 @@ Ready Raft::TakeReady() {
     ready.committed_entries = *std::move(committed);
   } else {
     // Retried on the next Ready; the runtime sees the storage error in its own logs too.
-    STEAD_LOG(logger_, Error) << "term=" << term_ << " cannot read committed entries: "
-                              << committed.status();
+    STEAD_LOG(logger_, Error) << "term=" << term_
+                              << " cannot read committed entries: " << committed.status();
   }
   for (const pb::Entry& entry : ready.committed_entries) {
     uncommitted_bytes_ -= std::min<uint64_t>(uncommitted_bytes_, entry.data().size());
@@ -465,9 +473,9 @@ RaftStatus Raft::Status() const {
   status.conf_state = conf_state_;
   if (role_ == Role::kLeader) {
     for (const auto& [peer, progress] : progress_->all()) {
-      status.peers.push_back(PeerStatus{peer, progress.is_learner, progress.state,
-                                        progress.match, progress.next,
-                                        progress.inflights.count(), progress.recent_active});
+      status.peers.push_back(PeerStatus{peer, progress.is_learner, progress.state, progress.match,
+                                        progress.next, progress.inflights.count(),
+                                        progress.recent_active});
     }
   }
   return status;

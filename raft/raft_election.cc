@@ -75,8 +75,8 @@ void Raft::BecomeLeader() {
   self->BecomeReplicate();
   self->MaybeUpdate(log_->PersistedIndex());
   self->recent_active = true;
-  STEAD_LOG(logger_, Info) << "term=" << term_ << " became leader last_index="
-                           << log_->LastIndex() << " commit=" << log_->committed();
+  STEAD_LOG(logger_, Info) << "term=" << term_ << " became leader last_index=" << log_->LastIndex()
+                           << " commit=" << log_->committed();
   // Thesis §3.6.2 / Figure 3.7: a leader only commits entries of its own term by counting
   // replicas, so it appends an empty entry now to commit everything before it promptly.
   pb::Entry noop;
@@ -156,8 +156,7 @@ void Raft::HandleVoteRequest(const pb::Message& message) {
   // Raft §5.4.1: only a candidate whose log is at least as up-to-date as ours.
   const bool granted = can_vote && log_->IsUpToDate(message.index(), message.log_term());
   pb::Message response;
-  response.set_type(pre_vote ? pb::MESSAGE_TYPE_PRE_VOTE_RESPONSE
-                             : pb::MESSAGE_TYPE_VOTE_RESPONSE);
+  response.set_type(pre_vote ? pb::MESSAGE_TYPE_PRE_VOTE_RESPONSE : pb::MESSAGE_TYPE_VOTE_RESPONSE);
   response.set_to(message.from());
   response.set_reject(!granted);
   if (granted) {
@@ -169,8 +168,8 @@ void Raft::HandleVoteRequest(const pb::Message& message) {
     }
   }
   STEAD_LOG(logger_, Debug) << "term=" << term_ << (granted ? " granted " : " rejected ")
-                            << pb::MessageType_Name(message.type()) << " from "
-                            << message.from() << " term=" << message.term();
+                            << pb::MessageType_Name(message.type()) << " from " << message.from()
+                            << " term=" << message.term();
   SendAfterPersist(std::move(response));
 }
 

@@ -28,8 +28,8 @@ absl::StatusOr<RaftLog> RaftLog::Open(const LogStorage* storage, const pb::HardS
   }
   log.committed_ = std::max<Index>(hard_state.commit(), snapshot_index);
   if (applied > last) {
-    return absl::DataLossError(absl::StrCat("applied index ", applied,
-                                            " is beyond the last log index ", last));
+    return absl::DataLossError(
+        absl::StrCat("applied index ", applied, " is beyond the last log index ", last));
   }
   // Only committed entries are ever applied, so an applied index above the persisted
   // commit (the state machine got ahead of the hard state before a crash) is committed.
@@ -70,13 +70,12 @@ const pb::Entry* RaftLog::UnstableAt(Index index) const {
 absl::StatusOr<Term> RaftLog::TermAt(Index index) const {
   if (const pb::Entry* entry = UnstableAt(index)) return entry->term();
   if (index > LastIndex()) {
-    return absl::OutOfRangeError(absl::StrCat("index ", index, " beyond last index ",
-                                              LastIndex()));
+    return absl::OutOfRangeError(absl::StrCat("index ", index, " beyond last index ", LastIndex()));
   }
   if (unstable_snapshot_) {
     if (index == unstable_snapshot_->index()) return unstable_snapshot_->term();
-    return absl::OutOfRangeError(absl::StrCat("index ", index, " is below the snapshot at ",
-                                              unstable_snapshot_->index()));
+    return absl::OutOfRangeError(
+        absl::StrCat("index ", index, " is below the snapshot at ", unstable_snapshot_->index()));
   }
   return storage_->TermAt(index);
 }
@@ -94,9 +93,8 @@ bool RaftLog::IsUpToDate(Index last_index, Term last_term) const {
 absl::StatusOr<std::vector<pb::Entry>> RaftLog::Entries(Index low, Index high,
                                                         uint64_t max_bytes) const {
   if (low < FirstIndex() || high > LastIndex() + 1 || low > high) {
-    return absl::OutOfRangeError(absl::StrCat("entries [", low, ", ", high,
-                                              ") outside the log [", FirstIndex(), ", ",
-                                              LastIndex() + 1, ")"));
+    return absl::OutOfRangeError(absl::StrCat("entries [", low, ", ", high, ") outside the log [",
+                                              FirstIndex(), ", ", LastIndex() + 1, ")"));
   }
   std::vector<pb::Entry> out;
   if (low == high) return out;

@@ -52,8 +52,7 @@ TEST(RaftLog, OpenReadsStorage) {
   EXPECT_TRUE(log.HasNextCommittedEntries());
   hard_state.set_commit(9);
   EXPECT_THAT(RaftLog::Open(&storage, hard_state, 0), StatusIs(absl::StatusCode::kDataLoss));
-  EXPECT_THAT(RaftLog::Open(&storage, pb::HardState(), 4),
-              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(RaftLog::Open(&storage, pb::HardState(), 4), StatusIs(absl::StatusCode::kDataLoss));
   // Applied ahead of the persisted commit: those entries were committed.
   hard_state.set_commit(1);
   ASSERT_OK_AND_ASSIGN(RaftLog ahead, RaftLog::Open(&storage, hard_state, 3));

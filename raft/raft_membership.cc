@@ -23,9 +23,9 @@ absl::Status Raft::ProposeConfChange(const pb::ConfChange& change) {
   // One change at a time: the next one may only be based on a committed configuration,
   // so any two configurations in use differ by one server and their majorities overlap.
   if (!uncommitted_conf_changes_.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("membership change at index ", uncommitted_conf_changes_.begin()->first,
-                     " is not committed yet"));
+    return absl::FailedPreconditionError(absl::StrCat("membership change at index ",
+                                                      uncommitted_conf_changes_.begin()->first,
+                                                      " is not committed yet"));
   }
   // The single-server change bug (Ongaro, raft-dev 2015): two changes proposed in
   // different terms from the same committed parent can both commit with disjoint
@@ -43,8 +43,8 @@ absl::Status Raft::ProposeConfChange(const pb::ConfChange& change) {
   entries.push_back(std::move(entry));
   AppendEntries(std::move(entries));
   STEAD_LOG(logger_, Info) << "term=" << term_ << " proposed membership change "
-                           << pb::ConfChangeType_Name(change.type())
-                           << " node=" << change.node_id() << " at index " << log_->LastIndex();
+                           << pb::ConfChangeType_Name(change.type()) << " node=" << change.node_id()
+                           << " at index " << log_->LastIndex();
   return absl::OkStatus();
 }
 
@@ -141,8 +141,8 @@ void Raft::AbortLeaderTransfer() {
 
 void Raft::HandleTimeoutNow(const pb::Message& message) {
   if (!Promotable()) {
-    STEAD_LOG(logger_, Info) << "term=" << term_ << " ignoring TIMEOUT_NOW from "
-                             << message.from() << ": not a voter";
+    STEAD_LOG(logger_, Info) << "term=" << term_ << " ignoring TIMEOUT_NOW from " << message.from()
+                             << ": not a voter";
     return;
   }
   STEAD_LOG(logger_, Info) << "term=" << term_ << " TIMEOUT_NOW from " << message.from()

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "gmock/gmock.h"
 #include "base/check.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "raft/memory_log_storage.h"
 #include "raft/raft.h"
@@ -222,10 +222,8 @@ TEST(RaftPaper, VoterRejectsLessUpToDateCandidate) {
     Index last_index;
     bool want_granted;
   } cases[] = {
-      {"higher last term, shorter", 3, 2, true},
-      {"same term, longer", 2, 6, true},
-      {"same term, same length", 2, 5, true},
-      {"same term, shorter", 2, 4, false},
+      {"higher last term, shorter", 3, 2, true}, {"same term, longer", 2, 6, true},
+      {"same term, same length", 2, 5, true},    {"same term, shorter", 2, 4, false},
       {"lower last term, longer", 1, 9, false},
   };
   for (const auto& c : cases) {
@@ -446,10 +444,12 @@ TEST(RaftCreate, RejectsBadConfig) {
       {"election huge", [](Config& c) { c.election_timeout_ticks = 1 << 30; }, "at most"},
       {"no inflight", [](Config& c) { c.max_inflight_messages = 0; }, "inflight"},
       {"no message bytes", [](Config& c) { c.max_message_bytes = 0; }, "message_bytes"},
-      {"lease without check quorum", [](Config& c) {
+      {"lease without check quorum",
+       [](Config& c) {
          c.read_only_mode = ReadOnlyMode::kLeaseBased;
          c.check_quorum = false;
-       }, "check_quorum"},
+       },
+       "check_quorum"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

@@ -23,8 +23,8 @@ absl::Status Raft::Propose(std::string data) {
   // A single oversized proposal is still accepted when nothing is pending, so a large
   // entry cannot be refused forever.
   if (uncommitted_bytes_ > 0 && uncommitted_bytes_ + data.size() > config_.max_uncommitted_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "too many uncommitted proposal bytes (", uncommitted_bytes_, "); retry later"));
+    return absl::ResourceExhaustedError(absl::StrCat("too many uncommitted proposal bytes (",
+                                                     uncommitted_bytes_, "); retry later"));
   }
   uncommitted_bytes_ += data.size();
   pb::Entry entry;
@@ -191,9 +191,9 @@ absl::Status Raft::HandleAppend(const pb::Message& message) {
   // the last entry of ours that can match, skipping whole terms that cannot.
   const Index probe_index = std::min(message.index(), log_->LastIndex());
   const auto [hint_index, hint_term] = log_->FindConflictByTerm(probe_index, message.log_term());
-  STEAD_LOG(logger_, Debug) << "term=" << term_ << " rejected APPEND at index="
-                            << message.index() << " log_term=" << message.log_term()
-                            << " hint=" << hint_index << "/" << hint_term;
+  STEAD_LOG(logger_, Debug) << "term=" << term_ << " rejected APPEND at index=" << message.index()
+                            << " log_term=" << message.log_term() << " hint=" << hint_index << "/"
+                            << hint_term;
   response.set_index(message.index());
   response.set_reject(true);
   response.set_reject_hint(hint_index);
@@ -228,8 +228,9 @@ absl::Status Raft::HandleSnapshot(const pb::Message& message) {
   if (snapshot.index() <= log_->committed()) {
     // A stale snapshot (duplicated, or overtaken by appends): installing it would roll
     // the state machine back (openraft PR #560). Tell the leader where we are.
-    STEAD_LOG(logger_, Info) << "term=" << term_ << " ignoring stale snapshot index="
-                             << snapshot.index() << " commit=" << log_->committed();
+    STEAD_LOG(logger_, Info) << "term=" << term_
+                             << " ignoring stale snapshot index=" << snapshot.index()
+                             << " commit=" << log_->committed();
     response.set_index(log_->committed());
     SendAfterPersist(std::move(response));
     return absl::OkStatus();
@@ -239,8 +240,9 @@ absl::Status Raft::HandleSnapshot(const pb::Message& message) {
     // it: fast-forward the commit index instead of discarding the log.
     AdvanceCommit(snapshot.index());
   } else {
-    STEAD_LOG(logger_, Info) << "term=" << term_ << " installing snapshot index="
-                             << snapshot.index() << " term=" << snapshot.term();
+    STEAD_LOG(logger_, Info) << "term=" << term_
+                             << " installing snapshot index=" << snapshot.index()
+                             << " term=" << snapshot.term();
     log_->RestoreSnapshot(snapshot);
     uncommitted_conf_changes_.clear();
     ApplyConfState(snapshot.conf_state());
@@ -257,12 +259,12 @@ void Raft::HandleAppendResponse(const pb::Message& message) {
   if (message.reject()) {
     Index next_probe = message.reject_hint();
     if (message.reject_hint_term() > 0) {
-      next_probe = log_->FindConflictByTerm(message.reject_hint(), message.reject_hint_term()).first;
+      next_probe =
+          log_->FindConflictByTerm(message.reject_hint(), message.reject_hint_term()).first;
     }
     if (progress->MaybeDecreaseTo(message.index(), next_probe)) {
-      STEAD_LOG(logger_, Debug) << "term=" << term_ << " " << message.from()
-                                << " rejected index " << message.index() << "; now "
-                                << progress->DebugString();
+      STEAD_LOG(logger_, Debug) << "term=" << term_ << " " << message.from() << " rejected index "
+                                << message.index() << "; now " << progress->DebugString();
       if (progress->state == ProgressState::kReplicate) progress->BecomeProbe();
       SendAppend(message.from(), /*send_if_empty=*/false);
     }

@@ -415,9 +415,8 @@ TEST(RaftScenario, DeposedLeaderNeverAnswersReadIndex) {
 
 TEST(RaftScenario, LeaseReadAnswersAtOnce) {
   // Goal: thesis §6.4.1 (opt-in). With leases the leader answers without a round trip.
-  TestNetwork net({1, 2, 3}, [](Config& config) {
-    config.read_only_mode = ReadOnlyMode::kLeaseBased;
-  });
+  TestNetwork net({1, 2, 3},
+                  [](Config& config) { config.read_only_mode = ReadOnlyMode::kLeaseBased; });
   net.Elect(1);
   ASSERT_OK(net.raft(1).ReadIndex("lease"));
   net.ProcessReadys();

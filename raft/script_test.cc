@@ -194,12 +194,12 @@ class ScriptRunner {
         continue;
       }
       const RaftStatus status = net_->raft(id).Status();
-      out_.push_back(absl::StrCat(
-          id, ": ", RoleName(status.role), " term=", status.term, " leader=", status.leader,
-          " commit=", status.commit, " last=", status.last_index,
-          " applied=", net_->node(id).applied_index, " voters=(",
-          absl::StrJoin(status.conf_state.voters(), " "), ") learners=(",
-          absl::StrJoin(status.conf_state.learners(), " "), ")"));
+      out_.push_back(absl::StrCat(id, ": ", RoleName(status.role), " term=", status.term,
+                                  " leader=", status.leader, " commit=", status.commit,
+                                  " last=", status.last_index,
+                                  " applied=", net_->node(id).applied_index, " voters=(",
+                                  absl::StrJoin(status.conf_state.voters(), " "), ") learners=(",
+                                  absl::StrJoin(status.conf_state.learners(), " "), ")"));
     }
   }
 
@@ -259,7 +259,8 @@ std::vector<std::string> Scripts() {
 
 INSTANTIATE_TEST_SUITE_P(Raft, ScriptTest, ::testing::ValuesIn(Scripts()),
                          [](const ::testing::TestParamInfo<std::string>& param_info) {
-                           std::string name = param_info.param.substr(0, param_info.param.size() - 4);
+                           std::string name =
+                               param_info.param.substr(0, param_info.param.size() - 4);
                            for (char& c : name) {
                              if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
                            }

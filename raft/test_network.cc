@@ -21,10 +21,17 @@ std::string DescribeEntry(const pb::Entry& entry) {
     if (!change.ParseFromString(entry.data())) return absl::StrCat(out, "(bad conf change)");
     const char* kind = "?";
     switch (change.type()) {
-      case pb::CONF_CHANGE_TYPE_ADD_LEARNER: kind = "add-learner"; break;
-      case pb::CONF_CHANGE_TYPE_ADD_VOTER: kind = "add-voter"; break;
-      case pb::CONF_CHANGE_TYPE_REMOVE_NODE: kind = "remove"; break;
-      default: break;
+      case pb::CONF_CHANGE_TYPE_ADD_LEARNER:
+        kind = "add-learner";
+        break;
+      case pb::CONF_CHANGE_TYPE_ADD_VOTER:
+        kind = "add-voter";
+        break;
+      case pb::CONF_CHANGE_TYPE_REMOVE_NODE:
+        kind = "remove";
+        break;
+      default:
+        break;
     }
     return absl::StrCat(out, "(", kind, " ", change.node_id(), ")");
   }
@@ -164,8 +171,8 @@ void TestNetwork::ProcessReady(NodeId id) {
   if (!ready.committed_entries.empty()) node.raft->OnApplied(node.applied_index);
   for (ReadState& state : ready.read_states) {
     if (trace_ != nullptr) {
-      trace_->push_back(absl::StrCat(id, " read-state index=", state.index, " context=",
-                                     state.context));
+      trace_->push_back(
+          absl::StrCat(id, " read-state index=", state.index, " context=", state.context));
     }
     node.read_states.push_back(std::move(state));
   }

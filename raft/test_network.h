@@ -71,7 +71,10 @@ class TestNetwork {
   NodeId Leader() const;
 
   // Links: a message from a to b is dropped while (a, b) is cut.
-  void Cut(NodeId a, NodeId b) { cut_.insert({a, b}); cut_.insert({b, a}); }
+  void Cut(NodeId a, NodeId b) {
+    cut_.insert({a, b});
+    cut_.insert({b, a});
+  }
   void CutOneWay(NodeId from, NodeId to) { cut_.insert({from, to}); }
   void Isolate(NodeId id);
   void Heal() { cut_.clear(); }

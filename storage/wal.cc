@@ -235,44 +235,52 @@ void Wal::ProcessGroup(std::vector<Pending>& group) {
   complete(nullptr);
 }
 
-absl::Status Wal::PlanWrite(const WalWrite& write, Plan& plan, std::string& buffer,
-                            uint64_t buffer_offset) const {
-  // Term of `index` in the planned log, for index in [plan.base, plan.last()].
-  const auto term_at = [this, &plan](raft::Index index) -> raft::Term {
-    if (index == plan.base) return plan.base_term;
-    if (index <= plan.kept_last) return positions_[index - plan.durable_base - 1].term;
-    return plan.appended[index - plan.kept_last - 1].entry.term();
-  };
-  // Validate everything before changing the plan, so a refused write leaves no trace.
+raft::Term Wal::PlannedTermAt(const Plan& plan, raft::Index index) const {
+  STEAD_CHECK_GE(index, plan.base);
+  STEAD_CHECK_LE(index, plan.last());
+  if (index == plan.base) return plan.base_term;
+  if (index <= plan.kept_last) return positions_[index - plan.durable_base - 1].term;
+  return plan.appended[index - plan.kept_last - 1].entry.term();
+}
+
+absl::Status Wal::ValidateWrite(const WalWrite& write, const Plan& plan,
+                                bool new_snapshot, bool snapshot_matches) const {
   if (write.hard_state.has_value() && write.hard_state->term() < plan.hard_state.term()) {
     return absl::InvalidArgumentError(absl::StrCat("hard state term ", write.hard_state->term(),
                                                    " is below the persisted term ",
                                                    plan.hard_state.term()));
   }
+  if (write.entries.empty()) return absl::OkStatus();
+  // The log the entries go into: after the snapshot of this write, if any.
+  const raft::Index base = new_snapshot ? write.snapshot->index() : plan.base;
+  const raft::Index last = new_snapshot && !snapshot_matches ? base : std::max(plan.last(), base);
+  const pb::Entry& first = write.entries.front();
+  if (first.index() <= base || first.index() > last + 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("entries start at index ", first.index(), " but the log holds (", base,
+                     ", ", last, "]: must start in [", base + 1, ", ", last + 1, "]"));
+  }
+  const raft::Index previous = first.index() - 1;
+  const raft::Term previous_term = new_snapshot && previous == base
+                                       ? write.snapshot->term()
+                                       : PlannedTermAt(plan, previous);
+  if (first.term() < previous_term) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("entry index ", first.index(), " has term ", first.term(),
+                     ", below the term ", previous_term, " of the entry before it"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Wal::PlanWrite(const WalWrite& write, Plan& plan, std::string& buffer,
+                            uint64_t buffer_offset) const {
   const bool new_snapshot =
       write.snapshot.has_value() && write.snapshot->index() > plan.base;
-  const bool snapshot_matches = new_snapshot && write.snapshot->index() <= plan.last() &&
-                                term_at(write.snapshot->index()) == write.snapshot->term();
-  if (!write.entries.empty()) {
-    const raft::Index base = new_snapshot ? write.snapshot->index() : plan.base;
-    const raft::Index last =
-        new_snapshot && !snapshot_matches ? base : std::max(plan.last(), base);
-    const pb::Entry& first = write.entries.front();
-    if (first.index() <= base || first.index() > last + 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("entries start at index ", first.index(), " but the log holds (",
-                       base, ", ", last, "]: must start in [", base + 1, ", ", last + 1, "]"));
-    }
-    const raft::Index previous = first.index() - 1;
-    const raft::Term previous_term = new_snapshot && previous == base
-                                         ? write.snapshot->term()
-                                         : term_at(previous);
-    if (first.term() < previous_term) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("entry index ", first.index(), " has term ", first.term(),
-                       ", below the term ", previous_term, " of the entry before it"));
-    }
-  }
+  const bool snapshot_matches =
+      new_snapshot && write.snapshot->index() <= plan.last() &&
+      PlannedTermAt(plan, write.snapshot->index()) == write.snapshot->term();
+  // Validate everything before changing the plan, so a refused write leaves no trace.
+  STEAD_RETURN_IF_ERROR(ValidateWrite(write, plan, new_snapshot, snapshot_matches));
 
   if (new_snapshot) {
     const raft::Index index = write.snapshot->index();

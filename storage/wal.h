@@ -45,6 +45,7 @@
 #include "raft/log_storage.h"
 #include "raft/types.h"
 #include "storage/file.h"
+#include "storage/segment.h"
 
 namespace stead::storage {
 
@@ -167,11 +168,21 @@ class Wal final : public raft::LogStorage {
   explicit Wal(WalOptions options);
 
   absl::Status Recover();
+  // Cuts the torn tail `scan` found in found.back(), deleting the segment when not even
+  // its header is whole.
+  absl::Status CutTornTail(std::vector<std::shared_ptr<Segment>>& found,
+                           const SegmentScanResult& scan);
   absl::Status CreateSegment(uint64_t sequence, raft::Index first_index);
   void WriterLoop();
   void ProcessGroup(std::vector<Pending>& group);
+  // Adds `write` to `plan`, encoding its records into `buffer` (which starts at
+  // `buffer_offset` of the active segment); InvalidArgument leaves the plan unchanged.
   absl::Status PlanWrite(const WalWrite& write, Plan& plan, std::string& buffer,
                          uint64_t buffer_offset) const;
+  absl::Status ValidateWrite(const WalWrite& write, const Plan& plan, bool new_snapshot,
+                             bool snapshot_matches) const;
+  // Term of `index` in the planned log, for index in [plan.base, plan.last()].
+  raft::Term PlannedTermAt(const Plan& plan, raft::Index index) const;
   void ApplyPlan(Plan& plan);
   void EnterFailedState(const absl::Status& status);
   void DeleteObsoleteSegments();

@@ -186,6 +186,35 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(WalOptions options) {
   return wal;
 }
 
+absl::Status Wal::CutTornTail(std::vector<std::shared_ptr<Segment>>& found,
+                              const SegmentScanResult& scan) {
+  Segment& segment = *found.back();
+  STEAD_LOG(options_.logger, Warning)
+      << "wal dir=" << options_.dir << " segment=" << segment.name << " cutting a torn tail of "
+      << scan.torn_bytes << " bytes at offset " << scan.valid_bytes
+      << " (a crash interrupted an append that was never acknowledged)";
+  if (scan.valid_bytes > 0) {
+    // Cut (not just skip) the tail: records appended later must not be followed by
+    // leftovers that a later recovery could mistake for data.
+    STEAD_RETURN_IF_ERROR(segment.file->Truncate(scan.valid_bytes));
+    return segment.file->DataSync();
+  }
+  // Not even the header survived: the segment was being created when the crash came,
+  // and the previous segment (if any) is whole.
+  if (found.size() == 1 && segment.sequence != 1) {
+    return absl::DataLossError(
+        absl::StrCat("wal segment ", segment.name, " is the only segment and has no header"));
+  }
+  segment.file.reset();
+  STEAD_RETURN_IF_ERROR(RemoveFile(JoinPath(options_.dir, segment.name)));
+  STEAD_RETURN_IF_ERROR(SyncDir(options_.dir));
+  found.pop_back();
+  if (!found.empty()) {
+    STEAD_ASSIGN_OR_RETURN(active_bytes_, found.back()->file->Size());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Wal::Recover() {
   const std::string& dir = options_.dir;
   STEAD_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir));
@@ -225,31 +254,19 @@ absl::Status Wal::Recover() {
         SegmentScanResult scan,
         ScanSegment(contents, segment.name, last_segment,
                     [&](const ScannedRecord& record) { return recovery.Visit(segment, record); }));
-    if (scan.torn_bytes == 0) {
-      active_bytes_ = scan.valid_bytes;
-      continue;
+    active_bytes_ = scan.valid_bytes;
+    if (scan.valid_bytes == 0 && !last_segment) {
+      return absl::DataLossError(absl::StrCat("wal segment ", segment.name,
+                                              " is empty (not the last segment)"));
     }
-    STEAD_LOG(options_.logger, Warning)
-        << "wal dir=" << dir << " segment=" << segment.name << " cutting a torn tail of "
-        << scan.torn_bytes << " bytes at offset " << scan.valid_bytes
-        << " (a crash interrupted an append that was never acknowledged)";
-    if (scan.valid_bytes == 0) {
-      // Not even the header survived: the segment was being created.
-      if (found.size() == 1 && segment.sequence != 1) {
-        return absl::DataLossError(absl::StrCat("wal segment ", segment.name,
-                                                " is the only segment and has no header"));
-      }
-      segment.file.reset();
-      STEAD_RETURN_IF_ERROR(RemoveFile(JoinPath(dir, segment.name)));
-      STEAD_RETURN_IF_ERROR(SyncDir(dir));
-      found.pop_back();
+    // An empty last file is a segment whose creation a crash interrupted, like a torn
+    // header.
+    if (scan.torn_bytes > 0 || scan.valid_bytes == 0) {
+      STEAD_CHECK(last_segment);
+      STEAD_RETURN_IF_ERROR(CutTornTail(found, scan));
       if (found.empty()) return CreateSegment(1, 1);
-      STEAD_ASSIGN_OR_RETURN(active_bytes_, found.back()->file->Size());
       break;
     }
-    STEAD_RETURN_IF_ERROR(segment.file->Truncate(scan.valid_bytes));
-    STEAD_RETURN_IF_ERROR(segment.file->DataSync());
-    active_bytes_ = scan.valid_bytes;
   }
   if (recovery.base() != snapshot_.index()) {
     return absl::DataLossError(absl::StrCat(

@@ -366,6 +366,40 @@ TEST_F(WalTest, TornTailWithGarbageIsCutButBitFlipInTheMiddleIsDataLoss) {
   ExpectLog(*wal, 1, 9, Term1, 60);
 }
 
+// A crash while a new segment was being created leaves it without a whole header; the
+// segment is removed and the log continues in the previous one.
+TEST_F(WalTest, RemovesALastSegmentWhoseHeaderIsTorn) {
+  const WalOptions options = SmallSegmentOptions();
+  std::string last_path;
+  size_t segment_count = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Wal> wal, Wal::Open(options));
+    for (raft::Index index = 1; index <= 200; index += 20) {
+      ASSERT_OK(wal->Write(EntriesWrite(index, index + 19, 1, 1000)));
+    }
+    segment_count = wal->SegmentNames().size();
+    ASSERT_GE(segment_count, 2u);
+  }
+  // Make a new, empty-but-for-a-torn-header segment after the last one.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Wal> wal, Wal::Open(options));
+  const std::string header_only = ReadFile(SegmentPath(*wal, segment_count - 1)).substr(0, 7);
+  wal.reset();
+  uint64_t sequence = 0;
+  raft::Index first_index = 0;
+  ASSERT_OK_AND_ASSIGN(wal, Wal::Open(options));
+  ASSERT_TRUE(ParseSegmentFileName(wal->SegmentNames().back(), &sequence, &first_index));
+  wal.reset();
+  for (const std::string& torn : {std::string(), header_only, std::string(100, '\0')}) {
+    const std::string path = options.dir + "/" + SegmentFileName(sequence + 1, 201);
+    WriteFile(path, torn);
+    ASSERT_OK_AND_ASSIGN(wal, Wal::Open(options));
+    EXPECT_FALSE(std::filesystem::exists(path));
+    EXPECT_EQ(wal->SegmentNames().size(), segment_count);
+    ExpectLog(*wal, 1, 200, Term1, 1000);
+    wal.reset();
+  }
+}
+
 TEST_F(WalTest, CorruptionInAnOlderSegmentOrAMissingSegmentIsDataLoss) {
   const WalOptions options = SmallSegmentOptions();
   std::vector<std::string> paths;

@@ -7,7 +7,11 @@
 //
 //   checkpoint_bench --fill_mib=256 --value_bytes=1024 --batch_mutations=16
 //                    --chunk_kib=1024 --dir=/tmp   (works in a fresh mkdtemp dir there)
+//                    --cold=true   (evict the checkpoint from the page cache before
+//                                   verify and stream, to read it from the disk)
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -34,6 +38,7 @@ struct BenchFlags {
   uint64_t batch_mutations = 16;
   uint64_t chunk_kib = 1024;
   std::string dir = "/tmp";
+  bool cold = false;  // evict the checkpoint's files from the page cache before reading
 };
 
 bool ParseFlags(int argc, char** argv, BenchFlags* flags) {
@@ -52,6 +57,9 @@ bool ParseFlags(int argc, char** argv, BenchFlags* flags) {
       ok = absl::SimpleAtoi(value, &flags->batch_mutations);
     } else if (name == "chunk_kib") {
       ok = absl::SimpleAtoi(value, &flags->chunk_kib);
+    } else if (name == "cold") {
+      ok = value == "true" || value == "false";
+      flags->cold = value == "true";
     } else if (name == "dir") {
       flags->dir = std::string(value);
     } else {
@@ -61,6 +69,20 @@ bool ParseFlags(int argc, char** argv, BenchFlags* flags) {
   }
   return flags->fill_mib > 0 && flags->value_bytes > 0 && flags->batch_mutations > 0 &&
          flags->chunk_kib > 0;
+}
+
+// Drops the (clean, already fsynced) pages of every file in `dir` from the page cache,
+// so the next read comes from the disk. Affects only these files.
+void EvictFromPageCache(const std::string& dir) {
+  std::error_code error;
+  for (auto it = std::filesystem::directory_iterator(dir, error);
+       !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ::fdatasync(fd);
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
 }
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
@@ -162,11 +184,14 @@ absl::Status Run(const BenchFlags& flags, const std::string& root) {
               static_cast<unsigned long long>(manifest.key_count()),
               static_cast<unsigned long long>(manifest.raft().index()));
 
+  if (flags.cold) EvictFromPageCache(checkpoint);
   start = std::chrono::steady_clock::now();
   STEAD_RETURN_IF_ERROR(VerifyCheckpoint(checkpoint).status());
-  PrintRate("checkpoint verify", manifest.total_bytes(), SecondsSince(start));
+  PrintRate(flags.cold ? "checkpoint verify cold" : "checkpoint verify", manifest.total_bytes(),
+            SecondsSince(start));
 
   const std::string staging = root + "/node2/checkpoints/incoming";
+  if (flags.cold) EvictFromPageCache(checkpoint);
   STEAD_RETURN_IF_ERROR(Stream(checkpoint, staging, flags, manifest.total_bytes()));
 
   start = std::chrono::steady_clock::now();
@@ -184,7 +209,7 @@ int main(int argc, char** argv) {
   if (!stead::storage::ParseFlags(argc, argv, &flags)) {
     std::fprintf(stderr,
                  "usage: checkpoint_bench [--fill_mib=256] [--value_bytes=1024] "
-                 "[--batch_mutations=16] [--chunk_kib=1024] [--dir=/tmp]\n");
+                 "[--batch_mutations=16] [--chunk_kib=1024] [--dir=/tmp] [--cold=false]\n");
     return 2;
   }
   std::string root = flags.dir + "/stead-checkpoint-bench-XXXXXX";

@@ -46,6 +46,7 @@ void DrawCommon(KnobDice& dice, Profile& p) {
   p.read_probability = dice.Pick({0.1, 0.4});
   p.keys = static_cast<int>(dice.Range(2, 8));
   p.clients = static_cast<int>(dice.Range(1, 6));
+  p.tick_skew_percent = dice.PickCount({0, 2, 10, 30});
   p.election_timeout_ticks = static_cast<int>(dice.Range(8, 16));
   p.heartbeat_interval_ticks = static_cast<int>(dice.Range(1, 3));
   // Safety must not depend on the liveness helpers: some worlds run without them.
@@ -65,14 +66,15 @@ std::string Profile::Describe() const {
       " delay=", min_delay, "..", max_delay, " long_delay=", long_delay_probability,
       " partition=", partition_probability, " crash=", crash_probability, " leader_crash=", new_leader_crash_probability,
       " persist_delay<=", max_persist_delay, " compaction=", compaction_threshold,
-      " election_timeout=", election_timeout_ticks, " heartbeat=", heartbeat_interval_ticks,
+      " tick_skew%=", tick_skew_percent, " election_timeout=", election_timeout_ticks, " heartbeat=", heartbeat_interval_ticks,
       " pre_vote=", pre_vote, " check_quorum=", check_quorum,
       " max_message_bytes=", max_message_bytes, " inflight=", max_inflight_messages,
       " unsafe_commit=", unsafe_commit_previous_term_entries);
 }
 
 std::vector<std::string> ProfileNames() {
-  return {"voters3", "voters5", "learners", "membership", "snapshots", "chaos", "figure8"};
+  return {"voters3", "voters5",    "learners", "membership",
+          "snapshots", "durability", "chaos",    "figure8"};
 }
 
 absl::StatusOr<Profile> MakeProfile(absl::string_view name, uint64_t seed) {
@@ -118,6 +120,16 @@ absl::StatusOr<Profile> MakeProfile(absl::string_view name, uint64_t seed) {
     p.compaction_threshold = dice.Coin(60) ? dice.Range(10, 60) : 0;
     p.partition_probability = dice.Pick({0.01, 0.03, 0.05});
     p.crash_probability = dice.Pick({0.005, 0.02, 0.04});
+  } else if (name == "durability") {
+    // Slow disks and crashes of up to all but one node at once (a whole-cluster power
+    // loss when the last one goes too): whatever was not durable is lost, so votes and
+    // acknowledgements sent before their Ready was durable would break safety.
+    p.voters = dice.Coin(60) ? 3 : 5;
+    p.max_crashed = p.voters - static_cast<int>(dice.Range(0, 1));
+    p.crash_probability = dice.Pick({0.03, 0.06});
+    p.down_ticks = dice.Range(2, 30);
+    p.max_persist_delay = dice.PickCount({100, 400, 1000});
+    p.partition_probability = dice.Pick({0.0, 0.01});
   } else if (name == "figure8") {
     // Raft §5.4.2 / Figure 8, scripted with seeded timings: a leader's entry reaches
     // nobody, the next leader appends a different entry at that index, both die, and
@@ -139,7 +151,8 @@ absl::StatusOr<Profile> MakeProfile(absl::string_view name, uint64_t seed) {
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown profile '", name,
-        "': use voters3, voters5, learners, membership, snapshots, chaos or figure8"));
+        "': use voters3, voters5, learners, membership, snapshots, durability, chaos or "
+        "figure8"));
   }
   return p;
 }

@@ -37,7 +37,7 @@ struct Profile {
 
   // Run length: simulation steps (processed events) of the faulty phase, then at most
   // settle_ticks of healing before the final checks.
-  uint64_t steps = 6000;
+  uint64_t steps = 5000;
   uint64_t settle_ticks = 400;
 
   // Network, per message. Delays are uniform in [min_delay, max_delay] microticks;
@@ -87,6 +87,10 @@ struct Profile {
   double read_probability = 0.3;
   int keys = 5;
 
+  // Each node's tick period is drawn within +/- this percentage of a tick (clock-rate
+  // skew; ReadIndex reads must stay linearizable whatever the clocks do).
+  uint64_t tick_skew_percent = 0;
+
   // Raft config knobs.
   int election_timeout_ticks = 10;
   int heartbeat_interval_ticks = 1;
@@ -95,6 +99,9 @@ struct Profile {
   uint64_t max_message_bytes = 1 << 20;
   uint64_t max_inflight_messages = 256;
   bool unsafe_commit_previous_term_entries = false;
+  // Simulator self-test: the simulated runtime sends messages_after_persist (votes,
+  // append acknowledgements) before the Ready is durable, the "ack before fsync" bug.
+  bool unsafe_send_before_persist = false;
 
   // One line, for the failure report.
   std::string Describe() const;

@@ -6,7 +6,8 @@
 //
 // Prints one "SIM ..." summary line per profile; on a violation prints the report (seed,
 // step, trace tail) and exits 1. --steps=N overrides the profile's step count; --unsafe
-// turns on Config::unsafe_commit_previous_term_entries_for_testing; --keep-going runs
+// turns on Config::unsafe_commit_previous_term_entries_for_testing; --unsafe-runtime
+// makes the simulated runtime acknowledge before persisting; --keep-going runs
 // the remaining seeds after a violation; --trace prints every simulator event.
 #include <cstdint>
 #include <cstdio>
@@ -31,7 +32,7 @@ bool ParseFlag(absl::string_view arg, absl::string_view name, std::string* value
 int Usage(const char* message) {
   std::fprintf(stderr,
                "raft_sim: %s\nusage: raft_sim [--profile=NAME|all] [--seeds=N] "
-               "[--first-seed=S] [--seed=S] [--steps=N] [--unsafe] [--keep-going] [--trace]\n",
+               "[--first-seed=S] [--seed=S] [--steps=N] [--unsafe] [--unsafe-runtime] [--keep-going] [--trace]\n",
                message);
   return 2;
 }
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   bool unsafe = false;
   bool keep_going = false;
   bool trace = false;
+  bool unsafe_runtime = false;
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     std::string value;
@@ -62,6 +64,8 @@ int main(int argc, char** argv) {
       if (!absl::SimpleAtoi(value, &steps)) return Usage("--steps needs a number");
     } else if (arg == "--unsafe") {
       unsafe = true;
+    } else if (arg == "--unsafe-runtime") {
+      unsafe_runtime = true;
     } else if (arg == "--trace") {
       trace = true;
     } else if (arg == "--keep-going") {
@@ -87,6 +91,7 @@ int main(int argc, char** argv) {
       if (!profile.ok()) return Usage(std::string(profile.status().message()).c_str());
       if (steps > 0) profile->steps = steps;
       profile->unsafe_commit_previous_term_entries = unsafe;
+      profile->unsafe_send_before_persist = unsafe_runtime;
       const stead::sim::SimResult result = stead::sim::RunSimulation(*profile, seed, trace);
       stead::sim::Accumulate(result.stats, total);
       ++ran;

@@ -114,6 +114,9 @@ struct Node {
   Index reported_commit = 0;
   Index commit_at_election = 0;
 
+  // Microticks between this node's ticks: clocks run at slightly different rates.
+  uint64_t tick_period = kMicroticksPerTick;
+
   bool up() const { return raft != nullptr; }
 };
 
@@ -307,7 +310,7 @@ void Simulator::Dispatch(Event& event) {
       if (node == nullptr) return;
       node->raft->Tick();
       Drain(*node);
-      event.time = now_ + kMicroticksPerTick;
+      event.time = now_ + node->tick_period;
       Schedule(std::move(event));
       return;
     }
@@ -367,6 +370,8 @@ Node& Simulator::AddNode(NodeId id) {
   Node& node = nodes_[id];
   node.id = id;
   node.storage = std::make_unique<raft::MemoryLogStorage>();
+  const uint64_t skew = profile_.tick_skew_percent * kMicroticksPerTick / 100;
+  node.tick_period = Range(kMicroticksPerTick - skew, kMicroticksPerTick + skew);
   next_node_id_ = std::max(next_node_id_, id + 1);
   return node;
 }
@@ -483,6 +488,11 @@ void Simulator::HandleReady(Node& node, raft::Ready ready) {
   if (!ready.entries.empty()) node.taken_last_index = ready.entries.back().index();
 
   for (const pb::Message& message : ready.messages) Send(node, message);
+  if (profile_.unsafe_send_before_persist) {
+    // The runtime bug of etcd#14370: acknowledging what is not yet durable.
+    for (const pb::Message& message : ready.messages_after_persist) Send(node, message);
+    ready.messages_after_persist.clear();
+  }
   for (const raft::ReadState& read : ready.read_states) {
     uint64_t op_id = 0;
     if (!absl::SimpleAtoi(read.context, &op_id) || ops_.count(op_id) == 0) {

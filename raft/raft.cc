@@ -321,6 +321,7 @@ absl::Status Raft::StepFollower(const pb::Message& message) {
 }
 
 void Raft::Tick() {
+  if (startup_ticks_ < config_.election_timeout_ticks) ++startup_ticks_;
   if (role_ == Role::kLeader) {
     TickHeartbeat();
   } else {
@@ -339,13 +340,15 @@ void Raft::TickElection() {
 }
 
 void Raft::TickHeartbeat() {
+  ++leader_ticks_;
   ++heartbeat_elapsed_;
   ++election_elapsed_;
   if (election_elapsed_ >= config_.election_timeout_ticks) {
     election_elapsed_ = 0;
     if (config_.check_quorum) {
       // Thesis §6.2: a leader that did not hear from a quorum for an election timeout
-      // steps down, so a partitioned leader stops serving (and lease reads stay safe).
+      // steps down, so a partitioned leader stops accepting proposals. (Lease reads do
+      // not rely on this check, which may notice the loss up to two timeouts late.)
       if (!progress_->QuorumActive(id_)) {
         STEAD_LOG(logger_, Warning) << "term=" << term_
                                     << " stepping down: no quorum heard from within the "
@@ -361,7 +364,7 @@ void Raft::TickHeartbeat() {
   }
   if (heartbeat_elapsed_ >= config_.heartbeat_interval_ticks) {
     heartbeat_elapsed_ = 0;
-    BroadcastHeartbeat("");
+    BroadcastHeartbeat(config_.read_only_mode == ReadOnlyMode::kLeaseBased ? LeaseContext() : "");
   }
 }
 

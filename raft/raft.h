@@ -71,13 +71,18 @@ enum class ReadOnlyMode {
   // Thesis §6.4: the leader records its commit index, confirms it is still leader with a
   // heartbeat round acknowledged by a quorum, then answers. Safe whatever the clocks do.
   kReadIndex,
-  // Thesis §6.4.1: the leader answers at once, relying on CheckQuorum: followers refuse
-  // to elect another leader for an election timeout after they last heard from this one,
-  // and this leader steps down within an election timeout of losing its quorum. This is
-  // only safe if ticks on different nodes advance at nearly the same rate: a leader whose
-  // clock runs slow (a paused process, a VM migration, a drifting oscillator) can keep
-  // answering after a new leader committed newer writes, returning stale data. Use it
-  // only when bounded clock drift is guaranteed; requires check_quorum.
+  // Thesis §6.4.1: the leader answers at once while it holds a lease, and falls back to a
+  // ReadIndex round otherwise. Every heartbeat carries the leader's tick count; a
+  // follower that answers it ignores vote requests for an election timeout after
+  // receiving it (leader stickiness, which requires check_quorum on every node), and a
+  // node that restarts ignores them for its first election timeout. So no other leader
+  // can be elected until an election timeout after the heartbeat a quorum last
+  // acknowledged; the lease ends a safety margin (a tenth of the election timeout, at
+  // least one tick) before that. This counts ticks on different nodes as equal time: it
+  // is only safe if tick rates differ by less than that margin. A paused process, a VM
+  // migration or a drifting clock on the leader can break that assumption and return
+  // stale data. Leases are also suspended during a leadership transfer (TIMEOUT_NOW
+  // elections bypass stickiness).
   kLeaseBased,
 };
 
@@ -311,7 +316,9 @@ class Raft {
   void CampaignWith(bool pre_vote, bool transfer);
   void HandleVoteRequest(const pb::Message& message);
   void HandleVoteResponse(const pb::Message& message);
-  // A follower that heard from a leader within the election timeout (thesis §4.2.3).
+  // A follower that heard from a leader within the election timeout (thesis §4.2.3), or
+  // a node in its first election timeout after a restart in lease mode: it ignores
+  // (non-transfer) vote requests.
   bool InLeaderLease() const;
 
   // --- raft_replication.cc ---
@@ -352,6 +359,12 @@ class Raft {
   void ServePendingReads();
   void HandleReadAck(const pb::Message& message);
   bool CommittedInCurrentTerm() const;
+  // Lease mode: the heartbeat context carrying the current leader tick, and recording
+  // an acknowledgement of one.
+  std::string LeaseContext() const;
+  void HandleLeaseAck(const pb::Message& message);
+  // Lease mode: whether no other leader can have been elected yet (see ReadOnlyMode).
+  bool HoldsLease() const;
 
   Config config_;
   const LogStorage* const storage_;
@@ -375,6 +388,13 @@ class Raft {
 
   int election_elapsed_ = 0;
   int heartbeat_elapsed_ = 0;
+  // Ticks since this object was created, saturating at the election timeout: in lease
+  // mode the node ignores vote requests until it reaches it (see ReadOnlyMode).
+  int startup_ticks_ = 0;
+  // Leader: ticks since it became leader (the clock of its lease).
+  uint64_t leader_ticks_ = 0;
+  // Leader, lease mode: per member, the highest leader tick of a heartbeat it answered.
+  std::map<NodeId, uint64_t> lease_acks_;
   // Drawn in [election_timeout_ticks, 2 * election_timeout_ticks) on every term change.
   int randomized_election_timeout_ = 0;
 

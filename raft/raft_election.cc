@@ -30,6 +30,8 @@ void Raft::ResetForTerm(Term term) {
   heartbeat_elapsed_ = 0;
   ResetRandomizedElectionTimeout();
   lead_transferee_ = kNoNode;
+  leader_ticks_ = 0;
+  lease_acks_.clear();
   progress_->ResetVotes();
   progress_->ResetAll(log_->LastIndex());
   // Reads in progress are never answered by a node that lost (or never had) leadership
@@ -87,8 +89,12 @@ void Raft::BecomeLeader() {
 }
 
 bool Raft::InLeaderLease() const {
-  return config_.check_quorum && leader_ != kNoNode &&
-         election_elapsed_ < config_.election_timeout_ticks;
+  if (!config_.check_quorum) return false;
+  // Lease reads rely on every node that acknowledged the leader refusing votes for an
+  // election timeout; a restart must not cut that short.
+  const bool starting = config_.read_only_mode == ReadOnlyMode::kLeaseBased &&
+                        startup_ticks_ < config_.election_timeout_ticks;
+  return (leader_ != kNoNode && election_elapsed_ < config_.election_timeout_ticks) || starting;
 }
 
 absl::Status Raft::Campaign() {

@@ -1,9 +1,13 @@
 // Linearizable reads without writing to the log: ReadIndex (thesis §6.4) and, opt-in,
 // lease reads (thesis §6.4.1).
 #include <algorithm>
+#include <functional>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "base/check.h"
 #include "raft/progress.h"
 #include "raft/quorum.h"
@@ -12,12 +16,21 @@
 #include "raft/read_only.h"
 
 namespace stead::raft {
+namespace {
+
+// Heartbeat contexts of lease mode start with this; client read contexts may not.
+constexpr absl::string_view kLeaseContextPrefix("\x01lease:");
+
+}  // namespace
 
 absl::Status Raft::ReadIndex(std::string context) {
   if (role_ != Role::kLeader) {
     return absl::UnavailableError(absl::StrCat("not leader; leader is ", leader_));
   }
   if (context.empty()) return absl::InvalidArgumentError("read context must not be empty");
+  if (absl::StartsWith(context, kLeaseContextPrefix)) {
+    return absl::InvalidArgumentError("read context uses the reserved lease prefix");
+  }
   if (read_only_->Contains(context) ||
       std::find(reads_waiting_for_commit_.begin(), reads_waiting_for_commit_.end(), context) !=
           reads_waiting_for_commit_.end()) {
@@ -44,9 +57,9 @@ bool Raft::CommittedInCurrentTerm() const {
 void Raft::ServeRead(std::string context) {
   const Index read_index = log_->committed();
   const bool sole_voter = progress_->voters().size() == 1 && progress_->IsVoter(id_);
-  if (sole_voter || config_.read_only_mode == ReadOnlyMode::kLeaseBased) {
-    // A single voter is its own quorum. With leases, CheckQuorum guarantees no other
-    // leader was elected while ours holds -- if the clocks agree (see ReadOnlyMode).
+  if (sole_voter || HoldsLease()) {
+    // A single voter is its own quorum. A lease guarantees no other leader was elected
+    // yet -- if the tick rates agree (see ReadOnlyMode).
     read_states_.push_back(ReadState{read_index, std::move(context)});
     return;
   }
@@ -60,6 +73,41 @@ void Raft::ServePendingReads() {
   std::vector<std::string> contexts = std::move(reads_waiting_for_commit_);
   reads_waiting_for_commit_.clear();
   for (std::string& context : contexts) ServeRead(std::move(context));
+}
+
+std::string Raft::LeaseContext() const { return absl::StrCat(kLeaseContextPrefix, leader_ticks_); }
+
+void Raft::HandleLeaseAck(const pb::Message& message) {
+  if (config_.read_only_mode != ReadOnlyMode::kLeaseBased) return;
+  absl::string_view context = message.context();
+  if (!absl::ConsumePrefix(&context, kLeaseContextPrefix)) return;
+  uint64_t tick = 0;
+  // An unparsable or future tick is not from this leader: ignore it.
+  if (!absl::SimpleAtoi(context, &tick) || tick > leader_ticks_) return;
+  uint64_t& acked = lease_acks_[message.from()];
+  acked = std::max(acked, tick);
+}
+
+bool Raft::HoldsLease() const {
+  if (config_.read_only_mode != ReadOnlyMode::kLeaseBased || lead_transferee_ != kNoNode) {
+    return false;
+  }
+  // The quorum-th most recent acknowledged heartbeat (the leader counts as now): no
+  // majority can elect another leader before it plus an election timeout.
+  std::vector<uint64_t> ticks;
+  for (NodeId voter : progress_->voters()) {
+    if (voter == id_) {
+      ticks.push_back(leader_ticks_);
+    } else if (auto it = lease_acks_.find(voter); it != lease_acks_.end()) {
+      ticks.push_back(it->second);
+    }
+  }
+  const size_t majority = MajoritySize(progress_->voters().size());
+  if (ticks.size() < majority) return false;
+  std::sort(ticks.begin(), ticks.end(), std::greater<uint64_t>());
+  const uint64_t timeout = static_cast<uint64_t>(config_.election_timeout_ticks);
+  const uint64_t margin = std::max<uint64_t>(1, timeout / 10);
+  return leader_ticks_ + margin < ticks[majority - 1] + timeout;
 }
 
 void Raft::HandleReadAck(const pb::Message& message) {

@@ -338,7 +338,10 @@ void Raft::HandleHeartbeatResponse(const pb::Message& message) {
   if (progress->match < log_->LastIndex() || progress->state == ProgressState::kProbe) {
     SendAppend(message.from(), /*send_if_empty=*/true);
   }
-  if (!message.context().empty()) HandleReadAck(message);
+  if (!message.context().empty()) {
+    HandleLeaseAck(message);
+    HandleReadAck(message);
+  }
 }
 
 }  // namespace stead::raft

@@ -413,15 +413,38 @@ TEST(RaftScenario, DeposedLeaderNeverAnswersReadIndex) {
   EXPECT_TRUE(net.node(1).read_states.empty());
 }
 
-TEST(RaftScenario, LeaseReadAnswersAtOnce) {
-  // Goal: thesis §6.4.1 (opt-in). With leases the leader answers without a round trip.
+TEST(RaftScenario, LeaseReadsHoldOnlyWhileTheLeaseDoes) {
+  // Goal: thesis §6.4.1 (opt-in). A leader answers reads at once while a quorum
+  // acknowledged a heartbeat recently enough that no other leader can have been elected,
+  // and stops (falling back to a ReadIndex round) a margin before that; a restarted node
+  // refuses votes for an election timeout so a restart cannot shorten the lease.
   TestNetwork net({1, 2, 3},
                   [](Config& config) { config.read_only_mode = ReadOnlyMode::kLeaseBased; });
-  net.Elect(1);
-  ASSERT_OK(net.raft(1).ReadIndex("lease"));
+  ASSERT_OK(net.raft(1).Campaign());
+  net.Stabilize();
+  EXPECT_NE(net.raft(1).role(), Role::kLeader) << "freshly started nodes refuse votes";
+  net.TickAll(40);
+  const NodeId leader = net.Leader();
+  ASSERT_NE(leader, kNoNode);
+  net.TickAll(1);  // a heartbeat round
+  ASSERT_OK(net.raft(leader).ReadIndex("fresh"));
+  net.ProcessReadys();  // no message delivered
+  ASSERT_EQ(net.node(leader).read_states.size(), 1u);
+  EXPECT_EQ(net.node(leader).read_states[0].index, net.raft(leader).commit_index());
+
+  // Cut off, the leader keeps its lease for election timeout - margin - 1 ticks after
+  // the last acknowledged heartbeat (10 - 1 - 1 = 8), then stops answering at once.
+  net.Isolate(leader);
+  net.Tick(leader, 8);
+  ASSERT_OK(net.raft(leader).ReadIndex("within"));
   net.ProcessReadys();
-  ASSERT_EQ(net.node(1).read_states.size(), 1u);
-  EXPECT_EQ(net.node(1).read_states[0].index, net.raft(1).commit_index());
+  ASSERT_EQ(net.node(leader).read_states.size(), 2u);
+  net.Tick(leader, 1);
+  ASSERT_OK(net.raft(leader).ReadIndex("expired"));
+  net.Stabilize();
+  EXPECT_EQ(net.node(leader).read_states.size(), 2u);
+  EXPECT_THAT(net.raft(leader).ReadIndex(std::string("\x01lease:3")),
+              StatusIs(absl::StatusCode::kInvalidArgument, "reserved"));
 }
 
 TEST(RaftScenario, LeaderRemovesItself) {

@@ -341,6 +341,10 @@ absl::Status CheckpointWriter::Impl::WriteManifestChunk(const pb::SnapshotChunk&
     return absl::InvalidArgumentError(absl::StrCat(
         DescribeChunk(chunk), " after the manifest was complete (duplicate or out of order)"));
   }
+  if (chunk.file_index() != 0 || !chunk.file_name().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(DescribeChunk(chunk), " names a file (index ", chunk.file_index(), ")"));
+  }
   if (chunk.part_bytes() == 0 || chunk.part_bytes() > kMaxManifestFileBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat(DescribeChunk(chunk), ": manifest size ", chunk.part_bytes(),

@@ -7,10 +7,21 @@
 // that deleting older segments never loses them.
 //
 // Truncation is logical: an entry whose index is <= the last index replaces that entry
-// and everything after it, on disk by appending (recovery replays the replacement) and
-// in memory at once. Written bytes are therefore never modified, which lets readers
-// read records while the writer appends. Segments are deleted when a snapshot marker
-// makes every entry in them obsolete (oldest first, then the directory is fsynced).
+// and everything after it, on disk by appending it (recovery replays the replacement
+// the same way) and in memory once durable. Written bytes are therefore never modified,
+// which lets readers read records while the writer appends. Segments are deleted when
+// a snapshot marker makes every entry in them obsolete (oldest first, then the
+// directory is fsynced); recovery then starts from the first remaining segment and
+// requires a replayed snapshot marker to cover everything before it.
+//
+// Segments are preallocated with FALLOC_FL_KEEP_SIZE: blocks are reserved, but the file
+// size still ends at the last record, so the end of the data is the end of the file and
+// a power loss can only cut it back (zero-filled space is handled as well).
+//
+// Recovery (Open): a damaged record in the last segment followed only by zero or absent
+// bytes is a torn tail from a crash mid-append, which was never acknowledged: it is cut
+// off. Any other damage, a missing segment or an index gap is DataLoss naming the file
+// and offset; nothing is skipped.
 //
 // Durability: a single writer thread takes every queued write, appends their records,
 // issues ONE fdatasync for the group and only then makes the new entries visible and

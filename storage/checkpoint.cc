@@ -192,7 +192,7 @@ absl::StatusOr<std::vector<CheckpointInfo>> ListCheckpoints(const std::string& p
   std::vector<CheckpointInfo> found;
   for (const std::string& name : names) {
     const std::string path = files::JoinPath(parent, name);
-    if (absl::EndsWith(name, kPartialSuffix) || !files::IsDirectory(path)) continue;
+    if (absl::StrContains(name, kPartialSuffix) || !files::IsDirectory(path)) continue;
     absl::StatusOr<pb::SnapshotManifest> manifest = ReadManifest(path);
     if (!manifest.ok()) continue;  // Not a checkpoint, or a damaged one: not ours to list.
     found.push_back(CheckpointInfo{path, *std::move(manifest)});
@@ -209,7 +209,9 @@ absl::StatusOr<std::vector<CheckpointInfo>> ListCheckpoints(const std::string& p
 absl::StatusOr<size_t> RemoveOldCheckpoints(const std::string& parent, size_t keep_count) {
   STEAD_ASSIGN_OR_RETURN(const std::vector<std::string> names, files::ListDirectory(parent));
   for (const std::string& name : names) {
-    if (absl::EndsWith(name, kPartialSuffix)) {
+    // "<dir>.partial" is ours; "<dir>.partial.tmp" is where RocksDB stages it.
+    if (absl::EndsWith(name, kPartialSuffix) ||
+        absl::EndsWith(name, absl::StrCat(kPartialSuffix, ".tmp"))) {
       STEAD_RETURN_IF_ERROR(files::RemoveAll(files::JoinPath(parent, name)));
     }
   }

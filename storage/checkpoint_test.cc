@@ -304,6 +304,7 @@ TEST_F(CheckpointTest, ListAndRemoveOldCheckpoints) {
     Checkpoint(CheckpointDirName(index, 2));
   }
   ASSERT_OK(files::CreateDirectories(parent + "/leftover.partial"));
+  ASSERT_OK(files::CreateDirectories(parent + "/other.partial.tmp"));
   ASSERT_OK(files::CreateDirectories(parent + "/not-a-checkpoint"));
   ASSERT_OK_AND_ASSIGN(std::vector<CheckpointInfo> listed, ListCheckpoints(parent));
   ASSERT_EQ(listed.size(), 4u);

@@ -180,8 +180,14 @@ absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(StateMachineOpt
   STEAD_ASSIGN_OR_RETURN(pb::SnapshotMetadata applied, impl->database->ReadApplied(nullptr));
   {
     MutexLock lock(&impl->applied_mu);
-    impl->applied = std::move(applied);
+    impl->applied = applied;
   }
+  STEAD_LOG(options.logger, Info) << "data_dir=" << options.data_dir << " opened "
+                                  << DescribeIdentity(options.identity.cluster_id,
+                                                      options.identity.node_name,
+                                                      options.identity.node_id)
+                                  << " applied_index=" << applied.index()
+                                  << " applied_term=" << applied.term();
   impl->options = std::move(options);
   return std::unique_ptr<StateMachine>(new StateMachine(std::move(impl)));
 }

@@ -81,8 +81,8 @@ enum class ReadOnlyMode {
   // least one tick) before that. This counts ticks on different nodes as equal time: it
   // is only safe if tick rates differ by less than that margin. A paused process, a VM
   // migration or a drifting clock on the leader can break that assumption and return
-  // stale data. Leases are also suspended during a leadership transfer (TIMEOUT_NOW
-  // elections bypass stickiness).
+  // stale data. A leader that sent TIMEOUT_NOW gives up its lease for the rest of its
+  // term (that election bypasses stickiness, and the message may arrive late).
   kLeaseBased,
 };
 
@@ -351,6 +351,7 @@ class Raft {
   void ApplyCommittedConfChanges();
   void ApplyConfState(const pb::ConfState& conf_state);
   void AbortLeaderTransfer();
+  void SendTimeoutNow(NodeId to);
   void HandleTimeoutNow(const pb::Message& message);
 
   // --- raft_read.cc ---
@@ -395,6 +396,9 @@ class Raft {
   uint64_t leader_ticks_ = 0;
   // Leader, lease mode: per member, the highest leader tick of a heartbeat it answered.
   std::map<NodeId, uint64_t> lease_acks_;
+  // Leader: a TIMEOUT_NOW was sent in this term. It may arrive arbitrarily late and start
+  // an election that ignores stickiness, so the lease is given up for the term.
+  bool sent_timeout_now_ = false;
   // Drawn in [election_timeout_ticks, 2 * election_timeout_ticks) on every term change.
   int randomized_election_timeout_ = 0;
 

@@ -32,6 +32,7 @@ void Raft::ResetForTerm(Term term) {
   lead_transferee_ = kNoNode;
   leader_ticks_ = 0;
   lease_acks_.clear();
+  sent_timeout_now_ = false;
   progress_->ResetVotes();
   progress_->ResetAll(log_->LastIndex());
   // Reads in progress are never answered by a node that lost (or never had) leadership

@@ -122,14 +122,19 @@ absl::Status Raft::TransferLeadership(NodeId target) {
   Progress* progress = progress_->Find(target);
   STEAD_CHECK(progress != nullptr);
   if (progress->match == log_->LastIndex()) {
-    pb::Message timeout_now;
-    timeout_now.set_type(pb::MESSAGE_TYPE_TIMEOUT_NOW);
-    timeout_now.set_to(target);
-    Send(std::move(timeout_now));
+    SendTimeoutNow(target);
   } else {
     SendAppend(target, /*send_if_empty=*/true);
   }
   return absl::OkStatus();
+}
+
+void Raft::SendTimeoutNow(NodeId to) {
+  sent_timeout_now_ = true;
+  pb::Message timeout_now;
+  timeout_now.set_type(pb::MESSAGE_TYPE_TIMEOUT_NOW);
+  timeout_now.set_to(to);
+  Send(std::move(timeout_now));
 }
 
 void Raft::AbortLeaderTransfer() {

@@ -89,7 +89,8 @@ void Raft::HandleLeaseAck(const pb::Message& message) {
 }
 
 bool Raft::HoldsLease() const {
-  if (config_.read_only_mode != ReadOnlyMode::kLeaseBased || lead_transferee_ != kNoNode) {
+  if (config_.read_only_mode != ReadOnlyMode::kLeaseBased || lead_transferee_ != kNoNode ||
+      sent_timeout_now_) {
     return false;
   }
   // The quorum-th most recent acknowledged heartbeat (the leader counts as now): no

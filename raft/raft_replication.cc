@@ -315,10 +315,7 @@ void Raft::HandleAppendResponse(const pb::Message& message) {
     if (!SendAppend(message.from(), /*send_if_empty=*/false)) break;
   }
   if (message.from() == lead_transferee_ && progress->match == log_->LastIndex()) {
-    pb::Message timeout_now;
-    timeout_now.set_type(pb::MESSAGE_TYPE_TIMEOUT_NOW);
-    timeout_now.set_to(message.from());
-    Send(std::move(timeout_now));
+    SendTimeoutNow(message.from());
   }
 }
 

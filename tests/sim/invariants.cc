@@ -46,8 +46,8 @@ std::string SafetyChecker::OnPersistedEntries(raft::NodeId node, raft::Term prev
   raft::Term previous = previous_term;
   for (const pb::Entry& entry : entries) {
     const uint64_t content = EntryContentHash(entry);
-    const auto [it, inserted] = logged_.try_emplace({entry.index(), entry.term()},
-                                                    LoggedEntry{content, previous, node});
+    const auto [it, inserted] =
+        logged_.try_emplace({entry.index(), entry.term()}, LoggedEntry{content, previous, node});
     if (!inserted) {
       // By induction over the index, equal content and equal previous term at every
       // (index, term) pair is exactly Log Matching.
@@ -91,8 +91,8 @@ std::string SafetyChecker::OnApplied(raft::NodeId node, raft::Index index, raft:
   return "";
 }
 
-std::string SafetyChecker::RecordCommitted(raft::NodeId node, raft::Index index,
-                                           raft::Term term, uint64_t content_hash) {
+std::string SafetyChecker::RecordCommitted(raft::NodeId node, raft::Index index, raft::Term term,
+                                           uint64_t content_hash) {
   const auto [it, inserted] = committed_.try_emplace(index, CommittedEntry{term, content_hash});
   if (inserted) return "";
   if (it->second.term != term || it->second.content_hash != content_hash) {
@@ -123,8 +123,8 @@ std::string SafetyChecker::CheckLeaderEntry(raft::NodeId leader, raft::Term lead
   if (it == committed_.end() || it->second.term >= leader_term) return "";
   if (it->second.term != entry.term() || it->second.content_hash != EntryContentHash(entry)) {
     return absl::StrCat("leader completeness: leader ", leader, " of term ", leader_term,
-                        " holds term ", entry.term(), " at index ", entry.index(),
-                        " where term ", it->second.term, " was committed");
+                        " holds term ", entry.term(), " at index ", entry.index(), " where term ",
+                        it->second.term, " was committed");
   }
   return "";
 }

@@ -73,9 +73,7 @@ class SafetyChecker {
   // Highest index applied anywhere (0 when none).
   raft::Index max_applied() const { return applied_.empty() ? 0 : applied_.rbegin()->first; }
   // Highest index known committed (0 when none).
-  raft::Index max_committed() const {
-    return committed_.empty() ? 0 : committed_.rbegin()->first;
-  }
+  raft::Index max_committed() const { return committed_.empty() ? 0 : committed_.rbegin()->first; }
   const AppliedEntry* Applied(raft::Index index) const;
 
  private:

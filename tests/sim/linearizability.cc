@@ -16,8 +16,8 @@ namespace {
 // backtracking links them back in place.
 struct Event {
   bool is_call = false;
-  size_t op = 0;        // index into the key's operations
-  size_t match = 0;     // the other event of the same operation
+  size_t op = 0;     // index into the key's operations
+  size_t match = 0;  // the other event of the same operation
   size_t prev = 0;
   size_t next = 0;
 };
@@ -41,8 +41,8 @@ std::string Describe(const std::vector<KvOperation>& ops) {
   constexpr size_t kMaxShown = 40;
   for (size_t i = 0; i < ops.size() && i < kMaxShown; ++i) {
     const KvOperation& op = ops[i];
-    absl::StrAppend(&out, "\n  ", op.kind == KvOperation::Kind::kPut ? "put" : "get",
-                    " id=", op.id, " value=", op.value, " call=", op.call_time, " return=",
+    absl::StrAppend(&out, "\n  ", op.kind == KvOperation::Kind::kPut ? "put" : "get", " id=", op.id,
+                    " value=", op.value, " call=", op.call_time, " return=",
                     op.return_time == kUnknownReturnTime ? std::string("unknown")
                                                          : absl::StrCat(op.return_time));
   }
@@ -185,9 +185,8 @@ LinearizabilityResult CheckKvLinearizable(const std::vector<KvOperation>& histor
     result.linearizable = false;
     result.search_exhausted = exhausted;
     result.key = key;
-    result.explanation =
-        absl::StrCat(exhausted ? "search exhausted" : "not linearizable", " on key ", key, ":",
-                     Describe(ops));
+    result.explanation = absl::StrCat(exhausted ? "search exhausted" : "not linearizable",
+                                      " on key ", key, ":", Describe(ops));
     return result;
   }
   return LinearizabilityResult{};

@@ -61,19 +61,20 @@ void DrawCommon(KnobDice& dice, Profile& p) {
 std::string Profile::Describe() const {
   return absl::StrCat(
       "profile=", name, " voters=", voters, " learners=", learners,
-      " membership=", membership_changes, " transfers=", leadership_transfers,
-       " steps=", steps, " clients=", clients, " drop=", drop_probability, " dup=", duplicate_probability,
+      " membership=", membership_changes, " transfers=", leadership_transfers, " steps=", steps,
+      " clients=", clients, " drop=", drop_probability, " dup=", duplicate_probability,
       " delay=", min_delay, "..", max_delay, " long_delay=", long_delay_probability,
-      " partition=", partition_probability, " crash=", crash_probability, " leader_crash=", new_leader_crash_probability,
-      " persist_delay<=", max_persist_delay, " compaction=", compaction_threshold,
-      " tick_skew%=", tick_skew_percent, " election_timeout=", election_timeout_ticks, " heartbeat=", heartbeat_interval_ticks,
+      " partition=", partition_probability, " crash=", crash_probability,
+      " leader_crash=", new_leader_crash_probability, " persist_delay<=", max_persist_delay,
+      " compaction=", compaction_threshold, " tick_skew%=", tick_skew_percent,
+      " election_timeout=", election_timeout_ticks, " heartbeat=", heartbeat_interval_ticks,
       " pre_vote=", pre_vote, " check_quorum=", check_quorum,
       " max_message_bytes=", max_message_bytes, " inflight=", max_inflight_messages,
       " unsafe_commit=", unsafe_commit_previous_term_entries);
 }
 
 std::vector<std::string> ProfileNames() {
-  return {"voters3", "voters5",    "learners", "membership",
+  return {"voters3",   "voters5",    "learners", "membership",
           "snapshots", "durability", "chaos",    "figure8"};
 }
 

@@ -32,7 +32,8 @@ bool ParseFlag(absl::string_view arg, absl::string_view name, std::string* value
 int Usage(const char* message) {
   std::fprintf(stderr,
                "raft_sim: %s\nusage: raft_sim [--profile=NAME|all] [--seeds=N] "
-               "[--first-seed=S] [--seed=S] [--steps=N] [--unsafe] [--unsafe-runtime] [--keep-going] [--trace]\n",
+               "[--first-seed=S] [--seed=S] [--steps=N] [--unsafe] [--unsafe-runtime] "
+               "[--keep-going] [--trace]\n",
                message);
   return 2;
 }

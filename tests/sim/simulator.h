@@ -23,15 +23,15 @@ namespace stead::sim {
 // What one run counted. `violations` is 0 for a correct run.
 struct SimStats {
   uint64_t steps = 0;
-  uint64_t elections = 0;        // distinct (term, leader) pairs observed
-  uint64_t commits = 0;          // distinct log indexes applied somewhere
-  uint64_t snapshots = 0;        // snapshots installed by followers
+  uint64_t elections = 0;  // distinct (term, leader) pairs observed
+  uint64_t commits = 0;    // distinct log indexes applied somewhere
+  uint64_t snapshots = 0;  // snapshots installed by followers
   uint64_t compactions = 0;
-  uint64_t conf_changes = 0;     // membership changes applied (distinct indexes)
-  uint64_t transfers = 0;        // leadership transfers started
+  uint64_t conf_changes = 0;  // membership changes applied (distinct indexes)
+  uint64_t transfers = 0;     // leadership transfers started
   uint64_t crashes = 0;
   uint64_t partitions = 0;
-  uint64_t messages = 0;         // messages delivered
+  uint64_t messages = 0;  // messages delivered
   uint64_t writes_acked = 0;
   uint64_t reads_done = 0;
   uint64_t violations = 0;

@@ -265,7 +265,8 @@ class Raft {
   // A send to `peer` failed: the leader goes back to probing it.
   void ReportUnreachable(NodeId peer);
   // The runtime finished (ok) or gave up (!ok) streaming the checkpoint for a SNAPSHOT
-  // message to `peer`.
+  // message to `peer`. Must be called once for every SNAPSHOT message sent: until then
+  // the leader sends `peer` nothing but heartbeats.
   void ReportSnapshot(NodeId peer, bool ok);
 
   NodeId id() const { return id_; }

@@ -5,7 +5,9 @@
 // Method: each round starts wal_crash_writer (which appends, truncates and compacts with
 // pipelined, group-committed writes and prints each acknowledgement) under
 // LD_PRELOAD=libfaultio.so with a sync log; kills it with SIGKILL at a random moment, or
-// lets faultio kill it mid-write (torn-write) or at an fsync (crash-before-fsync); then
+// lets faultio kill it mid-write (torn-write) or at an fsync (crash-before-fsync), or
+// makes its fsyncs fail with EIO (fsync-eio: the WAL must fail and acknowledge nothing
+// more, and what it acknowledged before must survive); then
 // emulates power loss with faultio-powerloss.py (every file cut back to its last
 // synced size, never-synced files deleted); then reopens the WAL in this process and
 // checks it against the acknowledgements. The seed fixes the kill moments and modes.
@@ -48,6 +50,7 @@ struct Expectations {
   Index max_compacting = 0;     // highest compaction ever submitted
   int ack_lines = 0;
   std::vector<std::string> failures;
+  int acks_after_failure = 0;  // must stay 0: a failed WAL acknowledges nothing more
 
   void Apply(absl::string_view line) {
     std::vector<std::string> words = absl::StrSplit(line, ' ');
@@ -57,6 +60,7 @@ struct Expectations {
       if (absl::SimpleAtoi(words[i], &value)) numbers.push_back(value);
     }
     if (words[0] == "ACK" && numbers.size() == 3) {
+      if (!failures.empty()) ++acks_after_failure;
       // An acknowledged write replaces everything from its first index on.
       acked.erase(acked.lower_bound(numbers[0]), acked.end());
       for (Index index = numbers[0]; index <= numbers[1]; ++index) acked[index] = numbers[2];
@@ -211,7 +215,10 @@ TEST_F(WalCrashTest, AcknowledgedEntriesSurviveKillAndPowerLoss) {
   Expectations expect;
   const char* path_env = std::getenv("PATH");
   for (int round = 1; round <= kRounds; ++round) {
-    const int mode = round % 3;  // 0: SIGKILL, 1: torn write, 2: crash at fsync
+    // 0: SIGKILL, 1: torn write, 2: crash at fsync, 3: fsync EIO then SIGKILL.
+    const int mode = round % 4;
+    const char* const kFaults[] = {"", "torn-write", "crash-before-fsync", "fsync-eio"};
+    expect.failures.clear();
     SCOPED_TRACE(absl::StrCat("seed=", kSeed, " round=", round, " mode=", mode));
     std::filesystem::remove(ctl);
     {
@@ -226,15 +233,25 @@ TEST_F(WalCrashTest, AcknowledgedEntriesSurviveKillAndPowerLoss) {
         if (mode == 0) {
           writer.Kill();
         } else {
-          std::ofstream(ctl) << (mode == 1 ? "torn-write" : "crash-before-fsync");
+          std::ofstream(ctl) << kFaults[mode];
         }
-        // faultio kills the writer at its next write or sync; bound the wait anyway.
+        // faultio kills the writer at its next write or sync, or (fsync-eio) the writer
+        // stops at its first failed write; bound the wait anyway.
         writer.ReadUntil(std::chrono::steady_clock::now() + std::chrono::seconds(20), expect);
       }
       writer.Kill();
     }
     std::filesystem::remove(ctl);
-    ASSERT_TRUE(expect.failures.empty()) << expect.failures.front();
+    if (mode == 3) {
+      // The failed fdatasync's error, which the WAL reports and then refuses writes.
+      EXPECT_FALSE(expect.failures.empty()) << "fsync-eio was never reported";
+      for (const std::string& failure : expect.failures) {
+        EXPECT_NE(failure.find("INTERNAL"), std::string::npos) << failure;
+      }
+    } else {
+      ASSERT_TRUE(expect.failures.empty()) << expect.failures.front();
+    }
+    ASSERT_EQ(expect.acks_after_failure, 0);
     const std::string powerloss =
         absl::StrCat("python3 ", powerloss_, " ", sync_log, " ", dir, " > /dev/null");
     ASSERT_EQ(std::system(powerloss.c_str()), 0) << powerloss;

@@ -8,7 +8,8 @@
 //   COMPACTING <index>                     before submitting a compaction to <index>
 //   ACK <first> <last> <term>              entries [first, last] of <term> are durable
 //   HS <term> <commit>                     this hard state is durable
-//   FAIL <status>                          a write failed (injected faults)
+//   FAIL <status>                          a write failed (injected faults); the
+//                                          writer then stops submitting and exits
 //
 // Writes are pipelined (up to 16 in flight) so that groups hold several writes.
 // Exits after 60 s or 10^6 writes if nobody kills it.
@@ -61,6 +62,7 @@ int Run(const std::string& dir, Term term, uint64_t seed) {
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0;
+  bool failed = false;
   Index planned_last = wal.LastIndex();
   Index compacted = wal.FirstIndex() - 1;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -68,6 +70,7 @@ int Run(const std::string& dir, Term term, uint64_t seed) {
     {
       std::unique_lock<std::mutex> lock(mu);
       cv.wait(lock, [&] { return in_flight < 16; });
+      if (failed) break;
       ++in_flight;
     }
     stead::storage::WalWrite write;
@@ -113,6 +116,7 @@ int Run(const std::string& dir, Term term, uint64_t seed) {
         Print(absl::StrCat("FAIL ", status.ToString()));
       }
       std::lock_guard<std::mutex> lock(mu);
+      failed = failed || !status.ok();
       --in_flight;
       cv.notify_all();
     });

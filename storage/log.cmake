@@ -6,6 +6,8 @@ target_sources(stead_storage PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/wal_record.cc
   ${CMAKE_CURRENT_LIST_DIR}/wal_recovery.cc)
 
+stead_test(NAME file_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/file_test.cc
+           LIBS stead::storage LABELS unit)
 stead_test(NAME wal_record_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/wal_record_test.cc
            LIBS stead::storage LABELS unit)
 stead_test(NAME wal_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/wal_test.cc

@@ -54,7 +54,9 @@ struct CheckpointReaderOptions {
   StreamPosition start;
 };
 
-// Produces the chunks of the checkpoint in a directory.
+// Produces the chunks of the checkpoint in a directory. The checkpoint must stay in
+// place while it is read: whoever removes old checkpoints (RemoveOldCheckpoints) must
+// keep the ones being streamed.
 class CheckpointReader {
  public:
   // Reads and validates the checkpoint's manifest. NotFound/DataLoss as ReadManifest;

@@ -192,6 +192,24 @@ absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(StateMachineOpt
   return std::unique_ptr<StateMachine>(new StateMachine(std::move(impl)));
 }
 
+absl::StatusOr<std::optional<pb::NodeMetadata>> StateMachine::ReadNodeMetadata(
+    const std::string& data_dir) {
+  if (!files::IsDirectory(data_dir)) return std::optional<pb::NodeMetadata>();
+  STEAD_ASSIGN_OR_RETURN(const std::optional<std::string> active, ReadActive(data_dir));
+  if (!active.has_value()) return std::optional<pb::NodeMetadata>();
+  StateMachineOptions options;
+  options.data_dir = data_dir;
+  STEAD_ASSIGN_OR_RETURN(const std::unique_ptr<Database> database,
+                         Database::Open(files::JoinPath(data_dir, *active), options,
+                                        Database::Mode::kReadOnly));
+  STEAD_ASSIGN_OR_RETURN(std::optional<pb::NodeMetadata> stored, database->ReadNodeMetadata());
+  if (!stored.has_value()) {
+    return absl::DataLossError(absl::StrCat("data dir ", data_dir, ": database ", *active,
+                                            " has no node metadata; wipe the volume"));
+  }
+  return stored;
+}
+
 StateMachine::StateMachine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 // Closing the database flushes the memtables (RocksDB does so on close when the WAL is

@@ -194,6 +194,13 @@ class StateMachine {
       const StateMachineOptions& options, const std::string& checkpoint_dir,
       bool allow_other_cluster = false);
 
+  // The node metadata stored in `data_dir`, read without changing anything (a running
+  // node may hold the dir). For a runtime that learns its node id from its volume at a
+  // restart, and for inspection tools. nullopt if the dir is not initialised; DataLoss
+  // as Open.
+  static absl::StatusOr<std::optional<pb::NodeMetadata>> ReadNodeMetadata(
+      const std::string& data_dir);
+
   // InstallCheckpoint, then Open.
   static absl::StatusOr<std::unique_ptr<StateMachine>> OpenFromCheckpoint(
       StateMachineOptions options, const std::string& checkpoint_dir);

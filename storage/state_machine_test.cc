@@ -360,6 +360,20 @@ TEST(StateMachine, RefusesAVolumeOfAnotherClusterOrIdentity) {
   EXPECT_OK(StateMachine::Open(TestOptions(data, 7)).status());
 }
 
+TEST(StateMachine, ReadNodeMetadataWithoutOpening) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  ASSERT_OK_AND_ASSIGN(std::optional<pb::NodeMetadata> none, StateMachine::ReadNodeMetadata(data));
+  EXPECT_FALSE(none.has_value());
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(data, 4)));
+  // Readable while the node holds the dir.
+  ASSERT_OK_AND_ASSIGN(std::optional<pb::NodeMetadata> stored, StateMachine::ReadNodeMetadata(data));
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->node_id(), 4u);
+  EXPECT_EQ(stored->node_name(), "stead-3");
+  EXPECT_EQ(stored->cluster_id(), testing::kTestClusterId);
+}
+
 TEST(StateMachine, MissingIdentityIsInvalidArgument) {
   TempDir dir;
   StateMachineOptions options = TestOptions(dir.Sub("data"));

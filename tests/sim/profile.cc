@@ -68,14 +68,14 @@ std::string Profile::Describe() const {
       " leader_crash=", new_leader_crash_probability, " persist_delay<=", max_persist_delay,
       " compaction=", compaction_threshold, " tick_skew%=", tick_skew_percent,
       " election_timeout=", election_timeout_ticks, " heartbeat=", heartbeat_interval_ticks,
-      " pre_vote=", pre_vote, " check_quorum=", check_quorum,
+      " pre_vote=", pre_vote, " check_quorum=", check_quorum, " lease_reads=", lease_reads,
       " max_message_bytes=", max_message_bytes, " inflight=", max_inflight_messages,
       " unsafe_commit=", unsafe_commit_previous_term_entries);
 }
 
 std::vector<std::string> ProfileNames() {
-  return {"voters3",   "voters5",    "learners", "membership",
-          "snapshots", "durability", "chaos",    "figure8"};
+  return {"voters3",    "voters5", "learners", "membership", "snapshots",
+          "durability", "lease",   "chaos",    "figure8"};
 }
 
 absl::StatusOr<Profile> MakeProfile(absl::string_view name, uint64_t seed) {
@@ -131,6 +131,17 @@ absl::StatusOr<Profile> MakeProfile(absl::string_view name, uint64_t seed) {
     p.down_ticks = dice.Range(2, 30);
     p.max_persist_delay = dice.PickCount({100, 400, 1000});
     p.partition_probability = dice.Pick({0.0, 0.01});
+  } else if (name == "lease") {
+    // Lease-based reads: safe only with CheckQuorum and clocks that run at the same
+    // rate, which this world grants (message delays and crashes stay arbitrary).
+    p.voters = dice.Coin(60) ? 3 : 5;
+    p.max_crashed = (p.voters - 1) / 2;
+    p.lease_reads = true;
+    p.check_quorum = true;
+    p.tick_skew_percent = 0;
+    p.read_probability = dice.Pick({0.4, 0.7});
+    p.leadership_transfers = true;
+    p.transfer_probability = dice.Pick({0.0, 0.02});
   } else if (name == "figure8") {
     // Raft §5.4.2 / Figure 8, scripted with seeded timings: a leader's entry reaches
     // nobody, the next leader appends a different entry at that index, both die, and
@@ -150,10 +161,10 @@ absl::StatusOr<Profile> MakeProfile(absl::string_view name, uint64_t seed) {
     p.write_probability = 0.8;
     p.drop_probability = dice.Pick({0.0, 0.02});
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown profile '", name,
-        "': use voters3, voters5, learners, membership, snapshots, durability, chaos or "
-        "figure8"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown profile '", name,
+                     "': use voters3, voters5, learners, membership, snapshots, durability, lease, "
+                     "chaos or figure8"));
   }
   return p;
 }

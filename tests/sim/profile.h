@@ -96,6 +96,9 @@ struct Profile {
   int heartbeat_interval_ticks = 1;
   bool pre_vote = true;
   bool check_quorum = true;
+  // Serve reads with ReadOnlyMode::kLeaseBased (requires check_quorum and equal clock
+  // rates, tick_skew_percent = 0) instead of ReadIndex.
+  bool lease_reads = false;
   uint64_t max_message_bytes = 1 << 20;
   uint64_t max_inflight_messages = 256;
   bool unsafe_commit_previous_term_entries = false;

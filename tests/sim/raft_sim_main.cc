@@ -5,7 +5,8 @@
 //   raft_sim --profile=all --seeds=100                       # every profile
 //
 // Prints one "SIM ..." summary line per profile; on a violation prints the report (seed,
-// step, trace tail) and exits 1. --steps=N overrides the profile's step count; --unsafe
+// step, trace tail) and exits 1. --steps=N and --tick-skew=PERCENT override the
+// profile's step count and clock-rate skew; --unsafe
 // turns on Config::unsafe_commit_previous_term_entries_for_testing; --unsafe-runtime
 // makes the simulated runtime acknowledge before persisting; --keep-going runs
 // the remaining seeds after a violation; --trace prints every simulator event.
@@ -30,11 +31,12 @@ bool ParseFlag(absl::string_view arg, absl::string_view name, std::string* value
 }
 
 int Usage(const char* message) {
-  std::fprintf(stderr,
-               "raft_sim: %s\nusage: raft_sim [--profile=NAME|all] [--seeds=N] "
-               "[--first-seed=S] [--seed=S] [--steps=N] [--unsafe] [--unsafe-runtime] "
-               "[--keep-going] [--trace]\n",
-               message);
+  std::fprintf(
+      stderr,
+      "raft_sim: %s\nusage: raft_sim [--profile=NAME|all] [--seeds=N] "
+      "[--first-seed=S] [--seed=S] [--steps=N] [--tick-skew=PERCENT] [--unsafe] [--unsafe-runtime] "
+      "[--keep-going] [--trace]\n",
+      message);
   return 2;
 }
 
@@ -45,6 +47,7 @@ int main(int argc, char** argv) {
   uint64_t seeds = 100;
   uint64_t first_seed = 1;
   uint64_t steps = 0;
+  int64_t tick_skew = -1;
   bool unsafe = false;
   bool keep_going = false;
   bool trace = false;
@@ -61,6 +64,8 @@ int main(int argc, char** argv) {
     } else if (ParseFlag(arg, "seed", &value)) {
       if (!absl::SimpleAtoi(value, &first_seed)) return Usage("--seed needs a number");
       seeds = 1;
+    } else if (ParseFlag(arg, "tick-skew", &value)) {
+      if (!absl::SimpleAtoi(value, &tick_skew)) return Usage("--tick-skew needs a number");
     } else if (ParseFlag(arg, "steps", &value)) {
       if (!absl::SimpleAtoi(value, &steps)) return Usage("--steps needs a number");
     } else if (arg == "--unsafe") {
@@ -91,6 +96,7 @@ int main(int argc, char** argv) {
       absl::StatusOr<stead::sim::Profile> profile = stead::sim::MakeProfile(name, seed);
       if (!profile.ok()) return Usage(std::string(profile.status().message()).c_str());
       if (steps > 0) profile->steps = steps;
+      if (tick_skew >= 0) profile->tick_skew_percent = static_cast<uint64_t>(tick_skew);
       profile->unsafe_commit_previous_term_entries = unsafe;
       profile->unsafe_send_before_persist = unsafe_runtime;
       const stead::sim::SimResult result = stead::sim::RunSimulation(*profile, seed, trace);

@@ -229,7 +229,8 @@ class Simulator {
   void StartPartition();
   void ChangeMembership(Node& leader);
   void ClientLoad();
-  Node* ClientTarget();
+  struct Client;
+  Node* ClientTarget(Client& client);
   Node* Leader();
 
   // --- Checks.
@@ -270,6 +271,7 @@ class Simulator {
   struct Client {
     uint64_t op = 0;  // outstanding request, 0 when idle
     uint64_t deadline = 0;
+    NodeId node = raft::kNoNode;  // the node it believes leads
   };
   std::vector<Client> clients_;
   std::map<uint64_t, ClientOp> ops_;

@@ -202,10 +202,18 @@ void Simulator::Nemesis() {
   ClientLoad();
 }
 
-Node* Simulator::ClientTarget() {
-  // Clients mostly find the leader (by redirects), sometimes talk to a stale or random
-  // node: deposed leaders must refuse or never answer.
+Node* Simulator::ClientTarget(Client& client) {
+  // A client sticks to the node it believes leads for as long as that node still
+  // thinks so (a deposed leader cut off from the others does, until CheckQuorum), as a
+  // real client keeps its connection; otherwise it finds the leader (by redirects) or,
+  // sometimes, any node. Deposed leaders must refuse, never answer, or answer right.
+  Node* sticky = Find(client.node);
+  if (sticky != nullptr && sticky->up() && sticky->raft->role() == raft::Role::kLeader &&
+      !Chance(0.05)) {
+    return sticky;
+  }
   Node* leader = Leader();
+  client.node = leader == nullptr ? raft::kNoNode : leader->id;
   if (leader != nullptr && !Chance(0.2)) return leader;
   std::vector<NodeId> up;
   for (const auto& [id, node] : nodes_) {
@@ -230,7 +238,7 @@ void Simulator::ClientLoad() {
     }
     const bool write = Chance(profile_.write_probability);
     if (!write && !Chance(profile_.read_probability)) continue;
-    Node* target = ClientTarget();
+    Node* target = ClientTarget(client);
     if (target == nullptr) continue;
     ClientOp op;
     op.id = next_op_id_++;

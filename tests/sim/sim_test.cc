@@ -3,7 +3,7 @@
 // a deliberately broken commit rule).
 //
 // Each TEST covers one profile and one seed range so ctest runs them in parallel; the
-// ranges add up to 1,100 seeds (plus the coverage, determinism and self-test runs).
+// ranges add up to 1,175 seeds (plus the coverage, determinism and self-test runs).
 // Failing seeds print the full report (replay with `raft_sim --profile=P --seed=N`).
 #include <cstdint>
 #include <iostream>
@@ -49,6 +49,7 @@ TEST(SimMembership, Seeds126To250) { RunSeeds("membership", 126, 125); }
 TEST(SimSnapshots, Seeds1To125) { RunSeeds("snapshots", 1, 125); }
 TEST(SimSnapshots, Seeds126To250) { RunSeeds("snapshots", 126, 125); }
 TEST(SimDurability, Seeds1To100) { RunSeeds("durability", 1, 100); }
+TEST(SimLease, Seeds1To75) { RunSeeds("lease", 1, 75); }
 TEST(SimChaos, Seeds1To100) { RunSeeds("chaos", 1, 100); }
 
 TEST(SimSnapshotsCoverage, SnapshotsAreActuallyInstalled) {

@@ -139,6 +139,8 @@ void Simulator::Start(Node& node) {
   config.random_seed = random_();
   config.pre_vote = profile_.pre_vote;
   config.check_quorum = profile_.check_quorum;
+  config.read_only_mode =
+      profile_.lease_reads ? raft::ReadOnlyMode::kLeaseBased : raft::ReadOnlyMode::kReadIndex;
   config.max_message_bytes = profile_.max_message_bytes;
   config.max_inflight_messages = profile_.max_inflight_messages;
   config.applied = node.state.applied;

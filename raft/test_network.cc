@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 
@@ -71,7 +72,7 @@ std::string DescribeMessage(const pb::Message& m) {
       absl::StrAppend(&out, " commit=", m.commit());
       [[fallthrough]];
     case pb::MESSAGE_TYPE_HEARTBEAT_RESPONSE:
-      if (!m.context().empty()) absl::StrAppend(&out, " context=", m.context());
+      if (!m.context().empty()) absl::StrAppend(&out, " context=", absl::CHexEscape(m.context()));
       break;
     case pb::MESSAGE_TYPE_PRE_VOTE_RESPONSE:
     case pb::MESSAGE_TYPE_VOTE_RESPONSE:

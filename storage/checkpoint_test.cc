@@ -299,7 +299,7 @@ TEST_F(CheckpointTest, InterruptedInstallLeavesTheOldStateLive) {
 
 TEST_F(CheckpointTest, ListAndRemoveOldCheckpoints) {
   const std::string parent = dir_.Sub("checkpoints");
-  for (raft::Index index : {60, 70, 80, 90}) {
+  for (const raft::Index index : std::vector<raft::Index>{60, 70, 80, 90}) {
     Fill(*source_, source_->applied_index() + 1, index);
     Checkpoint(CheckpointDirName(index, 2));
   }

@@ -104,7 +104,7 @@ TEST(StateMachineConcurrency, CheckpointsTakenDuringApplyAreConsistent) {
   }
   applier.join();
   ASSERT_FALSE(apply_failed.load());
-  for (int c = 0; c < static_cast<int>(manifests.size()); ++c) {
+  for (size_t c = 0; c < manifests.size(); ++c) {
     SCOPED_TRACE(absl::StrCat("checkpoint ", c));
     ASSERT_OK_AND_ASSIGN(auto member,
                          StateMachine::OpenFromCheckpoint(TestOptions(dir.Sub(absl::StrCat("member", c)), 2),

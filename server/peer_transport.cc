@@ -84,12 +84,24 @@ struct PeerTransport::Shared {
         on_unreachable(std::move(on_unreachable_in)),
         acceptor(io_in) {}
 
+  // Handlers run through these, never directly: they hold handler_mu while calling,
+  // which is what lets Stop() wait out a handler in progress.
+  void DeliverMessage(pb::Message message) {
+    MutexLock lock(&handler_mu);
+    if (!stopped) on_message(std::move(message));
+  }
+  void ReportUnreachable(raft::NodeId peer) {
+    MutexLock lock(&handler_mu);
+    if (!stopped) on_unreachable(peer);
+  }
+
   asio::io_context& io;
   const PeerTransportOptions options;
   const Logger logger;
   const MessageHandler on_message;
   const UnreachableHandler on_unreachable;
   std::atomic<bool> stopped{false};
+  Mutex handler_mu;
   std::atomic<uint16_t> port{0};
 
   tcp::acceptor acceptor;  // used only from the acceptor coroutine and Stop (posted)
@@ -306,7 +318,7 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
   }
 
   void ReportUnreachable() {
-    if (!shared_->stopped) shared_->on_unreachable(id_);
+    shared_->ReportUnreachable(id_);
   }
 
   const std::shared_ptr<Shared> shared_;
@@ -394,7 +406,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
                          " on the connection of node ", hello.from_id()));
       }
       if (shared_->stopped) co_return absl::OkStatus();
-      shared_->on_message(std::move(*frame.mutable_raft()));
+      shared_->DeliverMessage(std::move(*frame.mutable_raft()));
     }
   }
 
@@ -519,7 +531,7 @@ void PeerTransport::Send(pb::Message message) {
   }
   if (peer == nullptr) {
     STEAD_LOG(shared_->logger, Debug) << "dropping a message to unknown peer " << message.to();
-    shared_->on_unreachable(message.to());
+    shared_->ReportUnreachable(message.to());
     return;
   }
   pb::PeerFrame frame;
@@ -544,6 +556,10 @@ std::map<raft::NodeId, PeerState> PeerTransport::Peers() const {
 
 void PeerTransport::Stop() {
   if (shared_->stopped.exchange(true)) return;
+  {
+    // Wait for a handler in progress on another thread; later ones see `stopped`.
+    MutexLock lock(&shared_->handler_mu);
+  }
   std::map<raft::NodeId, std::shared_ptr<Outbound>> peers;
   {
     MutexLock lock(&mu_);

@@ -14,8 +14,8 @@
 // go back to probing that follower.
 //
 // Thread-safety: every public method may be called from any thread. The handlers run
-// on the io_context's threads, possibly concurrently for different connections; they
-// must hand work to the raft strand themselves and not block.
+// on the io_context's threads, one at a time; they must hand work to the raft strand
+// themselves and not block.
 #ifndef STEAD_SERVER_PEER_TRANSPORT_H_
 #define STEAD_SERVER_PEER_TRANSPORT_H_
 
@@ -96,9 +96,9 @@ class PeerTransport {
 
   std::map<raft::NodeId, PeerState> Peers() const;
 
-  // Closes the listener and every connection; idempotent. No handler starts after
-  // Stop returns; one already running on another thread may still finish, so destroy
-  // what the handlers touch only once the io_context has stopped.
+  // Closes the listener and every connection; idempotent. When it returns no handler
+  // is running or will run (so what the handlers touch may be destroyed); it must not
+  // be called from a handler.
   void Stop();
 
  private:

@@ -1,0 +1,433 @@
+#include "server/raft_node.h"
+
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/status_macros.h"
+#include "proto/peer.pb.h"
+#include "raft/conf_change.h"
+
+namespace stead::server {
+
+namespace asio = boost::asio;
+
+template <typename Fn>
+void RaftNode::PostGuarded(const Strand& strand, const std::shared_ptr<Guard>& guard, Fn fn) {
+  asio::post(strand, [guard, fn = std::move(fn)]() mutable {
+    MutexLock lock(&guard->mu);
+    if (guard->node != nullptr) fn();
+  });
+}
+
+RaftNode::RaftNode(asio::io_context& io, RaftNodeOptions options, storage::Wal* wal,
+                   storage::StateMachine* state_machine, PeerTransport* transport,
+                   ApplyFunction apply)
+    : options_(std::move(options)),
+      io_(io),
+      wal_(wal),
+      state_machine_(state_machine),
+      transport_(transport),
+      apply_(std::move(apply)),
+      logger_(options_.raft.logger),
+      strand_(asio::make_strand(io)),
+      tick_timer_(strand_) {
+  std::random_device random;
+  MutexLock lock(&waiters_mu_);
+  next_proposal_id_ = (uint64_t{random()} << 32) ^ random();
+}
+
+RaftNode::~RaftNode() { Stop(); }
+
+absl::Status RaftNode::Start() {
+  raft::Config config = options_.raft;
+  config.applied = state_machine_->applied_index();
+  absl::StatusOr<std::unique_ptr<raft::Raft>> raft = raft::Raft::Create(config, wal_);
+  if (!raft.ok()) return raft.status();
+  raft_ = std::move(raft).value();
+  applier_conf_state_ = state_machine_->applied().conf_state();
+  applier_work_ = std::make_unique<
+      asio::executor_work_guard<asio::io_context::executor_type>>(applier_io_.get_executor());
+  applier_thread_ = std::thread([this] { applier_io_.run(); });
+  {
+    MutexLock lock(&guard_->mu);
+    guard_->node = this;
+  }
+  STEAD_LOG(logger_, Info) << "raft node started term=" << raft_->term()
+                           << " last_index=" << raft_->last_index()
+                           << " applied=" << config.applied;
+  PostToStrand([this] {
+    ProcessReadys();
+    ScheduleTick();
+  });
+  return absl::OkStatus();
+}
+
+void RaftNode::Stop() {
+  if (stopped_.exchange(true)) return;
+  if (raft_ == nullptr) return;  // never started
+  {
+    // From here on no strand handler runs: the strand-only state is ours.
+    MutexLock lock(&guard_->mu);
+    guard_->node = nullptr;
+  }
+  for (auto& [context, read] : reads_) read.done(absl::UnavailableError("node stopping"));
+  reads_.clear();
+  // Let the applier finish what it was handed (its strand posts are now no-ops).
+  applier_work_.reset();
+  applier_thread_.join();
+  std::map<uint64_t, Waiter> waiters;
+  {
+    MutexLock lock(&waiters_mu_);
+    waiters.swap(waiters_);
+  }
+  for (auto& [id, waiter] : waiters) {
+    waiter.done(absl::UnavailableError("node stopping; the command may still be committed"));
+  }
+  STEAD_LOG(logger_, Info) << "raft node stopped";
+}
+
+void RaftNode::Propose(std::string command, absl::Time deadline, ProposeCallback done) {
+  if (stopped_) {
+    done(absl::UnavailableError("node stopped"));
+    return;
+  }
+  uint64_t id = 0;
+  {
+    MutexLock lock(&waiters_mu_);
+    if (waiters_.size() >= options_.max_pending_requests) {
+      done(absl::ResourceExhaustedError(absl::StrCat(
+          waiters_.size(), " proposals pending (max_pending_requests): back off")));
+      return;
+    }
+    id = next_proposal_id_++;
+    waiters_.emplace(id, Waiter{deadline, std::move(done)});
+  }
+  PostToStrand([this, id, command = std::move(command)]() mutable {
+    absl::Status status;
+    if (failed_) {
+      status = absl::UnavailableError("this member stopped after an error");
+    } else if (raft_->role() != raft::Role::kLeader) {
+      status = absl::UnavailableError(absl::StrCat("not leader; leader is node ", raft_->leader()));
+    } else {
+      pb::Proposal proposal;
+      proposal.set_proposer_id(raft_->id());
+      proposal.set_proposal_id(id);
+      proposal.set_command(std::move(command));
+      status = raft_->Propose(proposal.SerializeAsString());
+    }
+    if (!status.ok()) {
+      ProposeCallback failed;
+      {
+        MutexLock lock(&waiters_mu_);
+        auto it = waiters_.find(id);
+        if (it != waiters_.end()) {
+          failed = std::move(it->second.done);
+          waiters_.erase(it);
+        }
+      }
+      if (failed) failed(status);
+    }
+    ProcessReadys();
+  });
+}
+
+void RaftNode::ReadBarrier(absl::Time deadline, ReadCallback done) {
+  if (stopped_) {
+    done(absl::UnavailableError("node stopped"));
+    return;
+  }
+  PostToStrand([this, deadline, done = std::move(done)]() mutable {
+    if (failed_) {
+      done(absl::UnavailableError("this member stopped after an error"));
+      return;
+    }
+    if (raft_->role() != raft::Role::kLeader) {
+      done(absl::UnavailableError(absl::StrCat("not leader; leader is node ", raft_->leader())));
+      return;
+    }
+    if (reads_.size() >= options_.max_pending_requests) {
+      done(absl::ResourceExhaustedError(
+          absl::StrCat(reads_.size(), " reads pending (max_pending_requests): back off")));
+      return;
+    }
+    std::string context = absl::StrCat("read-", next_read_id_++);
+    if (absl::Status status = raft_->ReadIndex(context); !status.ok()) {
+      done(status);
+      return;
+    }
+    reads_.emplace(std::move(context), PendingRead{deadline, std::move(done), 0});
+    ProcessReadys();
+  });
+}
+
+void RaftNode::TransferLeadership(raft::NodeId target) {
+  PostToStrand([this, target] {
+    if (failed_) return;
+    if (absl::Status status = raft_->TransferLeadership(target); !status.ok()) {
+      STEAD_LOG(logger_, Info) << "leadership transfer to node " << target
+                               << " not started: " << status.message();
+    }
+    ProcessReadys();
+  });
+}
+
+void RaftNode::Step(pb::Message message) {
+  PostToStrand([this, message = std::move(message)] {
+    if (failed_) return;
+    const absl::Status status = raft_->Step(message);
+    if (absl::IsInvalidArgument(status)) {
+      // A malformed message from a peer: dropped, the core is unchanged.
+      STEAD_LOG(logger_, Warning) << "dropping a message from node " << message.from() << ": "
+                                  << status.message();
+    } else if (!status.ok()) {
+      Fail(Annotate(status, "raft step"));
+      return;
+    }
+    ProcessReadys();
+  });
+}
+
+void RaftNode::ReportUnreachable(raft::NodeId peer) {
+  PostToStrand([this, peer] {
+    if (!failed_) raft_->ReportUnreachable(peer);
+  });
+}
+
+RaftNodeStatus RaftNode::Status() const {
+  MutexLock lock(&status_mu_);
+  return status_;
+}
+
+void RaftNode::ScheduleTick() {
+  tick_timer_.expires_after(absl::ToChronoNanoseconds(options_.tick_interval));
+  tick_timer_.async_wait([guard = guard_, this](boost::system::error_code error) {
+    if (error) return;  // cancelled
+    MutexLock lock(&guard->mu);
+    if (guard->node == nullptr) return;
+    OnTick();
+  });
+}
+
+void RaftNode::OnTick() {
+  if (failed_) return;
+  raft_->Tick();
+  ExpireWaiters(absl::Now());
+  ProcessReadys();
+  ScheduleTick();
+}
+
+void RaftNode::ProcessReadys() {
+  if (failed_) return;
+  // Bounded: each Ready drains what the core accumulated; a core that keeps producing
+  // work is served again on the next input or tick.
+  for (int round = 0; round < 64 && raft_->HasReady(); ++round) HandleReady(raft_->TakeReady());
+  PublishStatus();
+}
+
+void RaftNode::HandleReady(raft::Ready ready) {
+  if (ready.soft_state && ready.soft_state->leader != last_leader_) {
+    last_leader_ = ready.soft_state->leader;
+    ++leader_changes_;
+    STEAD_LOG(logger_, Info) << "leader is now node " << last_leader_ << " term=" << raft_->term()
+                             << " role=" << raft::RoleName(ready.soft_state->role);
+  }
+  if (failed_) return;
+  if (ready.snapshot) {
+    // Snapshot transfer (checkpoint streaming) is not wired into the runtime yet, and
+    // leaders here never compact their logs, so no leader of this version sends one.
+    Fail(absl::UnimplementedError(absl::StrCat(
+        "received a snapshot at index ", ready.snapshot->index(),
+        ": installing snapshots is not supported by this version")));
+    return;
+  }
+  SendAll(ready.messages);
+  if (ready.MustPersist()) {
+    const uint64_t sequence = next_write_sequence_++;
+    in_flight_writes_.push_back(InFlightWrite{sequence, ready.PersistedPosition(),
+                                              std::move(ready.messages_after_persist)});
+    storage::WalWrite write;
+    write.entries = std::move(ready.entries);
+    write.hard_state = std::move(ready.hard_state);
+    // The WAL runs this on its writer thread; the work belongs on the raft strand.
+    wal_->Submit(std::move(write), [strand = strand_, guard = guard_, this,
+                                    sequence](absl::Status status) {
+      PostGuarded(strand, guard, [this, sequence, status] { OnWalWritten(sequence, status); });
+    });
+  } else if (in_flight_writes_.empty()) {
+    SendAll(ready.messages_after_persist);
+  } else {
+    // They may vouch for state an earlier, still in-flight write persists.
+    auto& after = in_flight_writes_.back().messages_after_persist;
+    for (pb::Message& message : ready.messages_after_persist) after.push_back(std::move(message));
+  }
+  if (!ready.committed_entries.empty()) {
+    asio::post(applier_io_, [this, entries = std::move(ready.committed_entries)]() mutable {
+      ApplyEntries(std::move(entries));
+    });
+  }
+  for (raft::ReadState& read_state : ready.read_states) {
+    auto it = reads_.find(read_state.context);
+    if (it != reads_.end()) it->second.index = read_state.index;
+  }
+  if (!ready.read_states.empty()) CompleteReads();
+}
+
+void RaftNode::OnWalWritten(uint64_t sequence, absl::Status status) {
+  if (failed_) return;
+  STEAD_CHECK(!in_flight_writes_.empty());
+  STEAD_CHECK_EQ(in_flight_writes_.front().sequence, sequence) << "WAL completed out of order";
+  if (!status.ok()) {
+    // The WAL refuses every later write (a failed sync may have lost data) or nothing of
+    // this Ready reached the disk (full): either way the core's view of what is durable
+    // is now wrong, so this member stops and recovers from the WAL on restart.
+    Fail(Annotate(status, "WAL write"));
+    return;
+  }
+  InFlightWrite done = std::move(in_flight_writes_.front());
+  in_flight_writes_.pop_front();
+  SendAll(done.messages_after_persist);
+  if (done.position) raft_->OnPersisted(done.position->first, done.position->second);
+  ProcessReadys();
+}
+
+void RaftNode::SendAll(std::vector<pb::Message>& messages) {
+  for (pb::Message& message : messages) transport_->Send(std::move(message));
+  messages.clear();
+}
+
+void RaftNode::OnAppliedOnStrand(raft::Index index) {
+  if (failed_) return;
+  raft_->OnApplied(index);
+  CompleteReads();
+  ProcessReadys();
+}
+
+void RaftNode::CompleteReads() {
+  const raft::Index applied = raft_->applied_index();
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.index != 0 && it->second.index <= applied) {
+      it->second.done(absl::OkStatus());
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void RaftNode::ExpireWaiters(absl::Time now) {
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.deadline <= now) {
+      it->second.done(absl::DeadlineExceededError(
+          "read not confirmed in time (leadership could not be confirmed, or applying lags)"));
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::vector<ProposeCallback> expired;
+  {
+    MutexLock lock(&waiters_mu_);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->second.deadline <= now) {
+        expired.push_back(std::move(it->second.done));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (ProposeCallback& done : expired) {
+    done(absl::DeadlineExceededError(
+        "deadline passed before the command was applied; its outcome is unknown"));
+  }
+}
+
+void RaftNode::PublishStatus() {
+  const raft::RaftStatus status = raft_->Status();
+  MutexLock lock(&status_mu_);
+  status_.id = status.id;
+  status_.term = status.term;
+  status_.role = status.role;
+  status_.leader = status.leader;
+  status_.commit = status.commit;
+  status_.applied = status.applied;
+  status_.last_index = status.last_index;
+  status_.is_voter = raft::IsVoter(status.conf_state, status.id);
+  status_.leader_changes = leader_changes_;
+}
+
+void RaftNode::Fail(absl::Status status) {
+  STEAD_LOG(logger_, Error) << "stopping this member: " << status.ToString()
+                            << "; restart it to recover from its WAL, and check the disk "
+                               "and the log above if it fails again";
+  {
+    MutexLock lock(&status_mu_);
+    if (status_.fatal.ok()) status_.fatal = status;
+  }
+  failed_ = true;
+  tick_timer_.cancel();
+}
+
+void RaftNode::ApplyEntries(std::vector<pb::Entry> entries) {
+  raft::Index last = 0;
+  for (const pb::Entry& entry : entries) {
+    if (absl::Status status = ApplyEntry(entry); !status.ok()) {
+      PostToStrand([this, status] { Fail(Annotate(status, "apply")); });
+      return;
+    }
+    last = entry.index();
+  }
+  if (last != 0) PostToStrand([this, last] { OnAppliedOnStrand(last); });
+}
+
+absl::Status RaftNode::ApplyEntry(const pb::Entry& entry) {
+  storage::ApplyBatch batch;
+  batch.index = entry.index();
+  batch.term = entry.term();
+  absl::StatusOr<std::string> result = std::string();
+  pb::Proposal proposal;
+  bool has_proposal = false;
+  if (entry.type() == pb::ENTRY_TYPE_CONF_CHANGE) {
+    pb::ConfChange change;
+    if (change.ParseFromString(entry.data()) &&
+        raft::ValidateConfChange(applier_conf_state_, change).ok()) {
+      applier_conf_state_ = raft::ApplyConfChange(applier_conf_state_, change);
+      batch.conf_state = applier_conf_state_;
+    }
+  } else if (!entry.data().empty()) {
+    has_proposal = proposal.ParseFromString(entry.data());
+    if (!has_proposal) {
+      // Deterministic on every member: an undecodable entry changes nothing.
+      STEAD_LOG(logger_, Error) << "entry " << entry.index() << " is not a proposal; skipped";
+    } else {
+      result = apply_(proposal.command(), entry, &batch.mutations);
+      if (!result.ok()) batch.mutations.clear();
+    }
+  }
+  absl::Status applied = state_machine_->Apply(batch);
+  if (absl::IsInvalidArgument(applied)) {
+    // Over a storage limit: the command fails for its proposer, identically on every
+    // member, and the entry still counts as applied.
+    result = applied;
+    batch.mutations.clear();
+    applied = state_machine_->Apply(batch);
+  }
+  if (!applied.ok()) return applied;
+  if (has_proposal && proposal.proposer_id() == options_.raft.id) {
+    ProposeCallback done;
+    {
+      MutexLock lock(&waiters_mu_);
+      auto it = waiters_.find(proposal.proposal_id());
+      if (it != waiters_.end()) {
+        done = std::move(it->second.done);
+        waiters_.erase(it);
+      }
+    }
+    if (done) done(std::move(result));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace stead::server

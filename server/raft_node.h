@@ -1,0 +1,208 @@
+// RaftNode: drives one raft::Raft with real storage and a real network.
+//
+// It owns the raft strand (the only place the core is touched), turns a steady timer
+// into Tick(), persists each Ready through the WAL (group commit; the callback posts
+// back to the strand), sends messages through the PeerTransport, and applies committed
+// entries on its own applier thread to the StateMachine. See server/README.md for the
+// ordering rules this implements.
+//
+// Proposals carry a (proposer, id) pair so the member that proposed a command can hand
+// the apply result to its waiter. A waiter's outcome is exactly one of: the result;
+// Unavailable (not leader: nothing was proposed, the message names the leader if
+// known); ResourceExhausted (too many pending); DeadlineExceeded (the command may or
+// may not be committed later: retry with the same client id and sequence).
+//
+// Thread-safety: every public method may be called from any thread. Callbacks run on
+// the raft strand or the applier thread and must not block.
+#ifndef STEAD_SERVER_RAFT_NODE_H_
+#define STEAD_SERVER_RAFT_NODE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "base/asio.h"
+#include "base/log.h"
+#include "base/mutex.h"
+#include "raft/raft.h"
+#include "server/peer_transport.h"
+#include "storage/state_machine.h"
+#include "storage/wal.h"
+
+namespace stead::server {
+
+struct RaftNodeOptions {
+  // The core's configuration: id, timeouts, PreVote, ... `applied` is set by Start()
+  // from the state machine.
+  raft::Config raft;
+  // Wall time of one Tick(). Default: 100 ms.
+  absl::Duration tick_interval = absl::Milliseconds(100);
+  // Proposals and reads waiting at once; beyond it new ones fail with
+  // ResourceExhausted. Default: 10000.
+  size_t max_pending_requests = 10000;
+};
+
+// What one committed command does. Runs on the applier thread, in log order, once per
+// entry on every member (so it must be deterministic). It appends the mutations to
+// make and returns the result for the proposer, or an error that is also the
+// proposer's result (the entry then changes nothing).
+using ApplyFunction = std::function<absl::StatusOr<std::string>(
+    absl::string_view command, const pb::Entry& entry, std::vector<storage::Mutation>* mutations)>;
+
+// A point-in-time summary published by the raft strand for metrics and health checks.
+struct RaftNodeStatus {
+  raft::NodeId id = raft::kNoNode;
+  raft::Term term = 0;
+  raft::Role role = raft::Role::kFollower;
+  raft::NodeId leader = raft::kNoNode;
+  raft::Index commit = 0;
+  raft::Index applied = 0;
+  raft::Index last_index = 0;
+  bool is_voter = false;
+  uint64_t leader_changes = 0;
+  // Set when the node stopped itself after an error it cannot continue from (a failed
+  // WAL sync, a state machine that refuses an entry): the operator must act.
+  absl::Status fatal;
+};
+
+class RaftNode {
+ public:
+  using ProposeCallback = std::function<void(absl::StatusOr<std::string> result)>;
+  using ReadCallback = std::function<void(absl::Status status)>;
+
+  // Borrows `io`, `wal`, `state_machine` and `transport`; all must outlive the node.
+  // The transport's message and unreachable handlers must forward to Step() and
+  // ReportUnreachable().
+  RaftNode(boost::asio::io_context& io, RaftNodeOptions options, storage::Wal* wal,
+           storage::StateMachine* state_machine, PeerTransport* transport, ApplyFunction apply);
+  RaftNode(const RaftNode&) = delete;
+  RaftNode& operator=(const RaftNode&) = delete;
+  ~RaftNode();  // Stop()
+
+  // Creates the core from the WAL and the state machine's applied index and starts
+  // ticking. Errors from raft::Raft::Create (bad config, inconsistent persisted state).
+  absl::Status Start();
+  // Stops ticking, fails every waiter with Unavailable, and waits for the applier to
+  // finish the entries handed to it. Idempotent. Call it before destroying the WAL or
+  // the state machine; the io_context may keep running.
+  void Stop();
+
+  // Proposes `command` (see the class comment for the outcomes).
+  void Propose(std::string command, absl::Time deadline, ProposeCallback done);
+  // Linearizable read barrier (ReadIndex): `done(OK)` once the local state machine has
+  // applied every write committed before the call; then read it locally. Unavailable
+  // when this member is not the leader; DeadlineExceeded when the leader could not
+  // confirm its leadership in time (e.g. it was deposed).
+  void ReadBarrier(absl::Time deadline, ReadCallback done);
+  // Asks the core to hand leadership to `target`; the outcome is observed in Status().
+  void TransferLeadership(raft::NodeId target);
+
+  // Inputs from the transport.
+  void Step(pb::Message message);
+  void ReportUnreachable(raft::NodeId peer);
+
+  RaftNodeStatus Status() const;
+
+ private:
+  struct Waiter {
+    absl::Time deadline;
+    ProposeCallback done;
+  };
+  struct PendingRead {
+    absl::Time deadline;
+    ReadCallback done;
+    raft::Index index = 0;  // set when the core answered
+  };
+  // One WAL write in flight and what waits for it.
+  struct InFlightWrite {
+    uint64_t sequence = 0;
+    std::optional<std::pair<raft::Index, raft::Term>> position;
+    std::vector<pb::Message> messages_after_persist;
+  };
+
+  // Keeps handlers posted to the strand (by timers, the WAL writer and the applier)
+  // from touching a stopped node: each runs with `mu` held and only while `node` is set.
+  struct Guard {
+    Mutex mu;
+    RaftNode* node ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+  // Runs `fn` on `strand` unless the node has stopped by then. Static so that threads
+  // which may outlive the node (the WAL writer's callbacks) need not touch it.
+  template <typename Fn>
+  static void PostGuarded(const Strand& strand, const std::shared_ptr<Guard>& guard, Fn fn);
+  template <typename Fn>
+  void PostToStrand(Fn fn) {
+    PostGuarded(strand_, guard_, std::move(fn));
+  }
+
+  // --- raft strand ---
+  void ScheduleTick();
+  void OnTick();
+  void ProcessReadys();
+  void HandleReady(raft::Ready ready);
+  void OnWalWritten(uint64_t sequence, absl::Status status);
+  void SendAll(std::vector<pb::Message>& messages);
+  void OnAppliedOnStrand(raft::Index index);
+  void ExpireWaiters(absl::Time now);
+  void CompleteReads();
+  void PublishStatus();
+  void Fail(absl::Status status);
+
+  // --- applier thread ---
+  void ApplyEntries(std::vector<pb::Entry> entries);
+  absl::Status ApplyEntry(const pb::Entry& entry);
+
+  RaftNodeOptions options_;
+  boost::asio::io_context& io_;
+  storage::Wal* const wal_;
+  storage::StateMachine* const state_machine_;
+  PeerTransport* const transport_;
+  const ApplyFunction apply_;
+  const Logger logger_;
+
+  Strand strand_;
+  boost::asio::steady_timer tick_timer_;
+  std::atomic<bool> stopped_{false};
+  const std::shared_ptr<Guard> guard_ = std::make_shared<Guard>();
+
+  // Raft strand only.
+  std::unique_ptr<raft::Raft> raft_;
+  bool failed_ = false;  // set by Fail(): the core is no longer driven
+  uint64_t next_write_sequence_ = 1;
+  std::deque<InFlightWrite> in_flight_writes_;
+  raft::NodeId last_leader_ = raft::kNoNode;
+  uint64_t leader_changes_ = 0;
+  uint64_t next_read_id_ = 1;
+  std::map<std::string, PendingRead> reads_;  // by ReadIndex context
+
+  // Waiters for proposals: completed by the applier, expired by the strand.
+  mutable Mutex waiters_mu_;
+  // Starts at a random value so that entries proposed before a restart can never match
+  // a waiter registered after it.
+  uint64_t next_proposal_id_ ABSL_GUARDED_BY(waiters_mu_) = 0;
+  std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(waiters_mu_);
+
+  // The applier: a single thread with its own io_context, so entries apply in order.
+  boost::asio::io_context applier_io_;
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
+      applier_work_;
+  std::thread applier_thread_;
+  pb::ConfState applier_conf_state_;  // applier thread only
+
+  mutable Mutex status_mu_;
+  RaftNodeStatus status_ ABSL_GUARDED_BY(status_mu_);
+};
+
+}  // namespace stead::server
+
+#endif  // STEAD_SERVER_RAFT_NODE_H_

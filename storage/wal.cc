@@ -1,5 +1,7 @@
 // The WAL writer (group commit, truncation, compaction) and the LogStorage reads.
 // Open and recovery live in wal_recovery.cc.
+#include <condition_variable>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -55,10 +57,10 @@ Wal::Wal(WalOptions options) : options_(std::move(options)) {}
 
 Wal::~Wal() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  queue_cv_.notify_all();
+  queue_cv_.SignalAll();
   if (writer_.joinable()) writer_.join();
 }
 
@@ -92,7 +94,7 @@ void Wal::Submit(WalWrite write, Callback done) {
                      " bytes, over the limit max_write_bytes=", options_.max_write_bytes));
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     STEAD_CHECK(!stopping_) << "Submit on a WAL being destroyed";
     if (pending.rejected.ok() && pending_bytes_ + pending.bytes > options_.max_pending_bytes) {
       pending.rejected = absl::ResourceExhaustedError(absl::StrCat(
@@ -103,7 +105,7 @@ void Wal::Submit(WalWrite write, Callback done) {
     pending_bytes_ += pending.bytes;
     queue_.push_back(std::move(pending));
   }
-  queue_cv_.notify_one();
+  queue_cv_.Signal();
 }
 
 absl::Status Wal::Write(WalWrite write) {
@@ -134,8 +136,8 @@ void Wal::WriterLoop() {
   while (true) {
     std::vector<Pending> group;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stopping_ && queue_.empty()) queue_cv_.Wait(&mu_);
       if (queue_.empty()) return;  // stopping, and everything submitted is done
       uint64_t group_bytes = 0;
       while (!queue_.empty() &&
@@ -169,7 +171,7 @@ void Wal::ProcessGroup(std::vector<Pending>& group) {
   }
   std::shared_ptr<Segment> active;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     active = segments_.back();
   }
   if (active_bytes_ >= options_.segment_bytes) {
@@ -178,17 +180,11 @@ void Wal::ProcessGroup(std::vector<Pending>& group) {
       complete(&rolled);
       return;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     active = segments_.back();
   }
 
-  Plan plan;
-  plan.durable_base = snapshot_.index();
-  plan.base = snapshot_.index();
-  plan.base_term = snapshot_.term();
-  plan.kept_last = snapshot_.index() + positions_.size();
-  plan.snapshot = snapshot_;
-  plan.hard_state = hard_state_;
+  Plan plan = StartPlan();
   std::string buffer;
   for (size_t i = 0; i < group.size(); ++i) {
     if (group[i].rejected.ok()) results[i] = PlanWrite(group[i].write, plan, buffer, active_bytes_);
@@ -223,7 +219,7 @@ void Wal::ProcessGroup(std::vector<Pending>& group) {
   ApplyPlan(plan);
   active_bytes_ += buffer.size();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stats_.groups += buffer.empty() ? 0 : 1;
     stats_.bytes += buffer.size();
     stats_.entries += plan.entry_count;
@@ -241,6 +237,18 @@ raft::Term Wal::PlannedTermAt(const Plan& plan, raft::Index index) const {
   if (index == plan.base) return plan.base_term;
   if (index <= plan.kept_last) return positions_[index - plan.durable_base - 1].term;
   return plan.appended[index - plan.kept_last - 1].entry.term();
+}
+
+Wal::Plan Wal::StartPlan() const {
+  MutexLock lock(&mu_);
+  Plan plan;
+  plan.durable_base = snapshot_.index();
+  plan.base = snapshot_.index();
+  plan.base_term = snapshot_.term();
+  plan.kept_last = snapshot_.index() + positions_.size();
+  plan.snapshot = snapshot_;
+  plan.hard_state = hard_state_;
+  return plan;
 }
 
 absl::Status Wal::ValidateWrite(const WalWrite& write, const Plan& plan,
@@ -324,7 +332,7 @@ absl::Status Wal::PlanWrite(const WalWrite& write, Plan& plan, std::string& buff
 }
 
 void Wal::ApplyPlan(Plan& plan) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const uint64_t active_sequence = segments_.back()->sequence;
   const raft::Index durable_last = snapshot_.index() + positions_.size();
   // Drop replaced entries, then compacted ones, then add the new ones.
@@ -374,7 +382,7 @@ void Wal::EnterFailedState(const absl::Status& status) {
   STEAD_LOG(options_.logger, Error)
       << "wal dir=" << options_.dir << " entered the failed state and refuses writes until "
       << "reopened (no sync is ever retried): " << status.ToString();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (failed_.ok()) failed_ = status;
 }
 
@@ -404,7 +412,7 @@ absl::Status Wal::CreateSegment(uint64_t sequence, raft::Index first_index) {
   pb::HardState hard_state;
   pb::SnapshotMetadata snapshot;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     hard_state = hard_state_;
     snapshot = snapshot_;
   }
@@ -435,7 +443,7 @@ absl::Status Wal::CreateSegment(uint64_t sequence, raft::Index first_index) {
   segment->first_index = first_index;
   segment->name = name;
   segment->file = std::move(file);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STEAD_CHECK(segments_.empty() || segments_.back()->sequence + 1 == sequence);
   segments_.push_back(std::move(segment));
   active_bytes_ = buffer.size();
@@ -446,7 +454,7 @@ absl::Status Wal::CreateSegment(uint64_t sequence, raft::Index first_index) {
 void Wal::DeleteObsoleteSegments() {
   std::vector<std::shared_ptr<Segment>> obsolete;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     // Every entry still in the log is in this segment or a later one; older segments
     // hold only compacted or replaced entries, and their hard state and snapshot marker
     // were copied into every later segment when it was created.
@@ -470,49 +478,49 @@ void Wal::DeleteObsoleteSegments() {
     EnterFailedState(status);
     return;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   stats_.segments_deleted += obsolete.size();
 }
 
 absl::Status Wal::health() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return failed_;
 }
 
 WalStats Wal::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return stats_;
 }
 
 std::vector<std::string> Wal::SegmentNames() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<std::string> names;
   for (const std::shared_ptr<Segment>& segment : segments_) names.push_back(segment->name);
   return names;
 }
 
 raft::PersistedState Wal::InitialState() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return raft::PersistedState{hard_state_, snapshot_};
 }
 
 raft::Index Wal::FirstIndex() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return snapshot_.index() + 1;
 }
 
 raft::Index Wal::LastIndex() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return snapshot_.index() + positions_.size();
 }
 
 pb::SnapshotMetadata Wal::LatestSnapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return snapshot_;
 }
 
 absl::StatusOr<raft::Term> Wal::TermAt(raft::Index index) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const raft::Index last = snapshot_.index() + positions_.size();
   if (index < snapshot_.index() || index > last) {
     return absl::OutOfRangeError(absl::StrCat("term of index ", index,
@@ -556,7 +564,7 @@ absl::StatusOr<std::vector<pb::Entry>> Wal::Entries(raft::Index low, raft::Index
   std::vector<DiskRead> disk;
   std::vector<pb::Entry> result;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     const raft::Index first = snapshot_.index() + 1;
     const raft::Index last = snapshot_.index() + positions_.size();
     if (low < first || high > last + 1 || low > high) {

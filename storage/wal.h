@@ -38,7 +38,6 @@
 #ifndef STEAD_STORAGE_WAL_H_
 #define STEAD_STORAGE_WAL_H_
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -51,7 +50,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/base/thread_annotations.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "proto/raft.pb.h"
 #include "raft/log_storage.h"
 #include "raft/types.h"
@@ -178,11 +179,13 @@ class Wal final : public raft::LogStorage {
 
   explicit Wal(WalOptions options);
 
-  absl::Status Recover();
+  // Recover, CutTornTail and the Recovery class run inside Open, before the writer
+  // thread exists or the Wal is returned: no other thread can touch the state yet.
+  absl::Status Recover() ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // Cuts the torn tail `scan` found in found.back(), deleting the segment when not even
   // its header is whole.
   absl::Status CutTornTail(std::vector<std::shared_ptr<Segment>>& found,
-                           const SegmentScanResult& scan);
+                           const SegmentScanResult& scan) ABSL_NO_THREAD_SAFETY_ANALYSIS;
   absl::Status CreateSegment(uint64_t sequence, raft::Index first_index);
   void WriterLoop();
   void ProcessGroup(std::vector<Pending>& group);
@@ -193,7 +196,11 @@ class Wal final : public raft::LogStorage {
   absl::Status ValidateWrite(const WalWrite& write, const Plan& plan, bool new_snapshot,
                              bool snapshot_matches) const;
   // Term of `index` in the planned log, for index in [plan.base, plan.last()].
-  raft::Term PlannedTermAt(const Plan& plan, raft::Index index) const;
+  // Writer thread only: reads positions_ without the lock (see mu_).
+  raft::Term PlannedTermAt(const Plan& plan, raft::Index index) const
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // A plan for the next group, starting from the durable log.
+  Plan StartPlan() const;
   void ApplyPlan(Plan& plan);
   void EnterFailedState(const absl::Status& status);
   void DeleteObsoleteSegments();
@@ -205,27 +212,31 @@ class Wal final : public raft::LogStorage {
   const WalOptions options_;
   std::unique_ptr<FileLock> lock_;
 
-  // Guards everything below it up to the writer-only section.
-  mutable std::mutex mu_;
+  // Guards everything below it up to the writer-only section. Never held across I/O.
+  // The writer thread is the only one that changes the log state (segments_ through
+  // stats_), so it may read that state without the lock (PlannedTermAt).
+  mutable Mutex mu_;
   // Oldest first; the last one is active (appended to). Non-empty after Open.
-  std::deque<std::shared_ptr<Segment>> segments_;
+  std::deque<std::shared_ptr<Segment>> segments_ ABSL_GUARDED_BY(mu_);
   // The latest durable hard state; its term only increases.
-  pb::HardState hard_state_;
+  pb::HardState hard_state_ ABSL_GUARDED_BY(mu_);
   // The latest durable snapshot marker; the log starts at snapshot_.index() + 1.
-  pb::SnapshotMetadata snapshot_;
-  // Where each durable entry snapshot_.index()+1 .. LastIndex() lives.
-  std::deque<Position> positions_;
+  pb::SnapshotMetadata snapshot_ ABSL_GUARDED_BY(mu_);
+  // Where each durable entry snapshot_.index()+1 .. LastIndex() lives; sequences are
+  // non-decreasing with the index.
+  std::deque<Position> positions_ ABSL_GUARDED_BY(mu_);
   // The most recent entries (a suffix of the log), bounded by cache_bytes.
-  std::deque<pb::Entry> cache_;
-  uint64_t cache_bytes_ = 0;
+  std::deque<pb::Entry> cache_ ABSL_GUARDED_BY(mu_);
+  uint64_t cache_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Not OK once a sync (or an unrecoverable write) failed: every write is refused.
-  absl::Status failed_;
-  WalStats stats_;
+  absl::Status failed_ ABSL_GUARDED_BY(mu_);
+  WalStats stats_ ABSL_GUARDED_BY(mu_);
   // Writes submitted and not yet taken by the writer.
-  std::deque<Pending> queue_;
-  uint64_t pending_bytes_ = 0;
-  bool stopping_ = false;
-  std::condition_variable queue_cv_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Signalled when queue_ or stopping_ change.
+  CondVar queue_cv_;
 
   // Writer-only state (the writer thread, or Open before it starts).
   std::string identity_;      // the identity on disk, copied into new segments

@@ -183,7 +183,8 @@ class StateMachine {
   // A crash at any step leaves either the old state or the new one. The data dir may be
   // uninitialised (a new member); if it is initialised its metadata must match
   // options.identity. No StateMachine may be open on the data dir.
-  // `checkpoint_dir` is left untouched.
+  // `checkpoint_dir` is left untouched; on the data volume (e.g. under
+  // <data-dir>/checkpoints) its SST files are hard-linked, elsewhere copied.
   //   DataLoss: the checkpoint fails verification (nothing is switched in), or its
   //     database does not hold the index its manifest claims.
   //   FailedPrecondition: the checkpoint is of another cluster (unless

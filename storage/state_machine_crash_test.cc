@@ -237,8 +237,9 @@ void MarkEverythingSynced(const std::string& data_dir, const std::string& sync_l
 // not fsynced since (power loss); RocksDB's WAL being off must not weaken that.
 // Method: the child runs under faultio with a sync log; each round it is killed by
 // SIGKILL, at its next fsync (crash-before-fsync) or in the middle of a write
-// (torn-write); faultio-powerloss.py then cuts every file back to its last synced
-// size; the reopened state must be consistent and at or past the last durable report.
+// (torn-write), or hits a full disk or a failing fsync; faultio-powerloss.py then cuts
+// every file back to its last synced size; the reopened state must be consistent and at
+// or past the last durable report (a Flush that failed reported nothing).
 TEST(StateMachineCrash, FlushedStateSurvivesPowerLoss) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "LD_PRELOAD interposition does not mix with sanitizer runtimes";
@@ -260,8 +261,12 @@ TEST(StateMachineCrash, FlushedStateSurvivesPowerLoss) {
                                         "FAULTIO_CTL=" + ctl, "FAULTIO_SYNC_LOG=" + sync_log};
   std::mt19937_64 random(20261122);
   raft::Index durable = 0;
-  for (int round = 0; round < 9; ++round) {
-    const int mode = round % 3;  // 0: SIGKILL, 1: crash at fsync, 2: torn write
+  // 0: SIGKILL; faultio: 1 crash at fsync, 2 torn write, 3 disk full, 4 fsync EIO. On
+  // the last two the child sees an error and exits, or RocksDB aborts (TESTING.md B5).
+  const char* const kFaults[] = {"", "crash-before-fsync", "torn-write", "write-enospc",
+                                 "fsync-eio"};
+  for (int round = 0; round < 10; ++round) {
+    const int mode = round % 5;
     SCOPED_TRACE(absl::StrCat("round ", round, " mode ", mode));
     std::filesystem::remove(ctl);
     MarkEverythingSynced(data, sync_log);
@@ -272,8 +277,8 @@ TEST(StateMachineCrash, FlushedStateSurvivesPowerLoss) {
         applier.ReadUntil([&] { return applier.applied() >= target; }, std::chrono::seconds(60));
     ASSERT_TRUE(reached) << "the applier died or stalled before the fault";
     if (mode != 0) {
-      std::ofstream(ctl) << (mode == 1 ? "crash-before-fsync" : "torn-write");
-      // faultio kills the child at its next sync or write; bound the wait anyway.
+      std::ofstream(ctl) << kFaults[mode];
+      // The child dies at its next sync or write, or exits on the error; bound the wait.
       applier.ReadUntil([] { return false; }, std::chrono::seconds(20));
     }
     applier.Kill();

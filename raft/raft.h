@@ -240,7 +240,9 @@ class Raft {
   // Starts a linearizable read; the answer arrives as a ReadState carrying `context`,
   // which must be non-empty and unique among the reads in progress. A deposed leader
   // never answers, so the caller needs a deadline. Errors: Unavailable "not leader";
-  // InvalidArgument for an empty context; AlreadyExists for a context in progress.
+  // InvalidArgument for an empty context or one starting with "\x01lease:" (reserved
+  // for lease heartbeats); AlreadyExists for a context in progress; ResourceExhausted
+  // beyond 4096 reads in progress.
   absl::Status ReadIndex(std::string context);
 
   // Hands leadership to `target`: catches it up, then sends TIMEOUT_NOW. Proposals are

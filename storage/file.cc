@@ -47,8 +47,8 @@ absl::StatusOr<std::unique_ptr<File>> OpenWithFlags(std::string path, int flags,
 }  // namespace
 
 absl::Status ErrnoToStatus(int error_number, absl::string_view op, absl::string_view path) {
-  std::string message = absl::StrCat(op, " ", path, ": ", std::strerror(error_number),
-                                     " (errno ", error_number, ")");
+  std::string message =
+      absl::StrCat(op, " ", path, ": ", std::strerror(error_number), " (errno ", error_number, ")");
   if (error_number == ENOSPC || error_number == EDQUOT) {
     absl::StrAppend(&message, "; the volume is full: free space, then retry");
   }
@@ -79,8 +79,7 @@ absl::StatusOr<std::unique_ptr<File>> File::OpenExisting(std::string path,
   return OpenWithFlags(std::move(path), O_RDWR, faults);
 }
 
-absl::StatusOr<std::unique_ptr<File>> File::CreateNew(std::string path,
-                                                      FileFaultInjector* faults) {
+absl::StatusOr<std::unique_ptr<File>> File::CreateNew(std::string path, FileFaultInjector* faults) {
   return OpenWithFlags(std::move(path), O_RDWR | O_CREAT | O_EXCL, faults);
 }
 
@@ -91,8 +90,7 @@ absl::Status File::WriteAt(uint64_t offset, absl::string_view data) {
     return ErrnoToStatus(injected, "pwrite", path_);
   }
   while (!data.empty()) {
-    const ssize_t written =
-        ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
+    const ssize_t written = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
     if (written < 0) {
       if (errno == EINTR) continue;
       return ErrnoToStatus(errno, absl::StrCat("pwrite at offset ", offset, " of"), path_);
@@ -108,18 +106,17 @@ absl::Status File::ReadAt(uint64_t offset, uint64_t size, std::string* out) cons
   out->resize(size);
   uint64_t done = 0;
   while (done < size) {
-    const ssize_t got = ::pread(fd_, out->data() + done, size - done,
-                                static_cast<off_t>(offset + done));
+    const ssize_t got =
+        ::pread(fd_, out->data() + done, size - done, static_cast<off_t>(offset + done));
     if (got < 0) {
       if (errno == EINTR) continue;
-      return ErrnoToStatus(errno, absl::StrCat("pread at offset ", offset + done, " of"),
-                           path_);
+      return ErrnoToStatus(errno, absl::StrCat("pread at offset ", offset + done, " of"), path_);
     }
     if (got == 0) {
       out->resize(done);
       return absl::OutOfRangeError(absl::StrCat("read ", path_, ": end of file at offset ",
-                                                offset + done, " (wanted ", size,
-                                                " bytes at ", offset, ")"));
+                                                offset + done, " (wanted ", size, " bytes at ",
+                                                offset, ")"));
     }
     done += static_cast<uint64_t>(got);
   }
@@ -147,8 +144,7 @@ absl::Status File::DataSync() {
 }
 
 absl::Status File::Preallocate(uint64_t size) {
-  if (int injected = Injected(faults_, FileFaultInjector::Op::kAllocate, path_);
-      injected != 0) {
+  if (int injected = Injected(faults_, FileFaultInjector::Op::kAllocate, path_); injected != 0) {
     return ErrnoToStatus(injected, "fallocate", path_);
   }
   int result;

@@ -43,8 +43,8 @@ class FileFaultInjector {
 class File {
  public:
   // Opens an existing file for reading and writing. NotFound when it does not exist.
-  static absl::StatusOr<std::unique_ptr<File>> OpenExisting(
-      std::string path, FileFaultInjector* faults = nullptr);
+  static absl::StatusOr<std::unique_ptr<File>> OpenExisting(std::string path,
+                                                            FileFaultInjector* faults = nullptr);
   // Creates a new file (mode 0644); AlreadyExists when one is there. The caller must
   // SyncDir() the parent to make the name durable.
   static absl::StatusOr<std::unique_ptr<File>> CreateNew(std::string path,

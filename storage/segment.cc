@@ -35,18 +35,15 @@ bool AllZero(absl::string_view bytes) {
 
 std::string SegmentFileName(uint64_t sequence, raft::Index first_index) {
   char name[64];
-  std::snprintf(name, sizeof name, "%016llx-%016llx.wal",
-                static_cast<unsigned long long>(sequence),
+  std::snprintf(name, sizeof name, "%016llx-%016llx.wal", static_cast<unsigned long long>(sequence),
                 static_cast<unsigned long long>(first_index));
   return name;
 }
 
-bool ParseSegmentFileName(absl::string_view name, uint64_t* sequence,
-                          raft::Index* first_index) {
+bool ParseSegmentFileName(absl::string_view name, uint64_t* sequence, raft::Index* first_index) {
   // 16 hex + '-' + 16 hex + ".wal"
   if (name.size() != 37 || name[16] != '-' || name.substr(33) != ".wal") return false;
-  return ParseHex16(name.substr(0, 16), sequence) &&
-         ParseHex16(name.substr(17, 16), first_index);
+  return ParseHex16(name.substr(0, 16), sequence) && ParseHex16(name.substr(17, 16), first_index);
 }
 
 absl::StatusOr<SegmentScanResult> ScanSegment(

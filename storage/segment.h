@@ -18,8 +18,7 @@ namespace stead::storage {
 
 std::string SegmentFileName(uint64_t sequence, raft::Index first_index);
 // True when `name` is a segment file name; fills the two numbers.
-bool ParseSegmentFileName(absl::string_view name, uint64_t* sequence,
-                          raft::Index* first_index);
+bool ParseSegmentFileName(absl::string_view name, uint64_t* sequence, raft::Index* first_index);
 
 // One whole record found by ScanSegment.
 struct ScannedRecord {

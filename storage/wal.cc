@@ -1,5 +1,8 @@
 // The WAL writer (group commit, truncation, compaction) and the LogStorage reads.
 // Open and recovery live in wal_recovery.cc.
+#include "storage/wal.h"
+
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <utility>
@@ -8,7 +11,6 @@
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "storage/segment.h"
-#include "storage/wal.h"
 #include "storage/wal_internal.h"
 #include "storage/wal_record.h"
 
@@ -77,15 +79,13 @@ void Wal::Submit(WalWrite write, Callback done) {
           absl::StrCat("entry index ", entry.index(), " is ", entry_bytes,
                        " bytes, over the limit max_entry_bytes=", options_.max_entry_bytes));
     } else if (entry.index() == 0 || entry.term() == 0) {
-      pending.rejected = absl::InvalidArgumentError(
-          absl::StrCat("entry with index ", entry.index(), " and term ", entry.term(),
-                       ": both must be > 0"));
+      pending.rejected = absl::InvalidArgumentError(absl::StrCat(
+          "entry with index ", entry.index(), " and term ", entry.term(), ": both must be > 0"));
     } else if (i > 0 && (entry.index() != entries[i - 1].index() + 1 ||
                          entry.term() < entries[i - 1].term())) {
       pending.rejected = absl::InvalidArgumentError(absl::StrCat(
-          "entries are not consecutive with non-decreasing terms: index ", entry.index(),
-          " term ", entry.term(), " after index ", entries[i - 1].index(), " term ",
-          entries[i - 1].term()));
+          "entries are not consecutive with non-decreasing terms: index ", entry.index(), " term ",
+          entry.term(), " after index ", entries[i - 1].index(), " term ", entries[i - 1].term()));
     }
   }
   if (pending.rejected.ok() && pending.bytes > options_.max_write_bytes) {
@@ -98,8 +98,8 @@ void Wal::Submit(WalWrite write, Callback done) {
     STEAD_CHECK(!stopping_) << "Submit on a WAL being destroyed";
     if (pending.rejected.ok() && pending_bytes_ + pending.bytes > options_.max_pending_bytes) {
       pending.rejected = absl::ResourceExhaustedError(absl::StrCat(
-          "wal has ", pending_bytes_, " bytes queued, limit max_pending_bytes=",
-          options_.max_pending_bytes, "; back off"));
+          "wal has ", pending_bytes_,
+          " bytes queued, limit max_pending_bytes=", options_.max_pending_bytes, "; back off"));
     }
     if (!pending.rejected.ok()) pending.bytes = 0;
     pending_bytes_ += pending.bytes;
@@ -251,8 +251,8 @@ Wal::Plan Wal::StartPlan() const {
   return plan;
 }
 
-absl::Status Wal::ValidateWrite(const WalWrite& write, const Plan& plan,
-                                bool new_snapshot, bool snapshot_matches) const {
+absl::Status Wal::ValidateWrite(const WalWrite& write, const Plan& plan, bool new_snapshot,
+                                bool snapshot_matches) const {
   if (write.hard_state.has_value() && write.hard_state->term() < plan.hard_state.term()) {
     return absl::InvalidArgumentError(absl::StrCat("hard state term ", write.hard_state->term(),
                                                    " is below the persisted term ",
@@ -265,25 +265,23 @@ absl::Status Wal::ValidateWrite(const WalWrite& write, const Plan& plan,
   const pb::Entry& first = write.entries.front();
   if (first.index() <= base || first.index() > last + 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("entries start at index ", first.index(), " but the log holds (", base,
-                     ", ", last, "]: must start in [", base + 1, ", ", last + 1, "]"));
+        absl::StrCat("entries start at index ", first.index(), " but the log holds (", base, ", ",
+                     last, "]: must start in [", base + 1, ", ", last + 1, "]"));
   }
   const raft::Index previous = first.index() - 1;
-  const raft::Term previous_term = new_snapshot && previous == base
-                                       ? write.snapshot->term()
-                                       : PlannedTermAt(plan, previous);
+  const raft::Term previous_term =
+      new_snapshot && previous == base ? write.snapshot->term() : PlannedTermAt(plan, previous);
   if (first.term() < previous_term) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("entry index ", first.index(), " has term ", first.term(),
-                     ", below the term ", previous_term, " of the entry before it"));
+    return absl::InvalidArgumentError(absl::StrCat("entry index ", first.index(), " has term ",
+                                                   first.term(), ", below the term ", previous_term,
+                                                   " of the entry before it"));
   }
   return absl::OkStatus();
 }
 
 absl::Status Wal::PlanWrite(const WalWrite& write, Plan& plan, std::string& buffer,
                             uint64_t buffer_offset) const {
-  const bool new_snapshot =
-      write.snapshot.has_value() && write.snapshot->index() > plan.base;
+  const bool new_snapshot = write.snapshot.has_value() && write.snapshot->index() > plan.base;
   const bool snapshot_matches =
       new_snapshot && write.snapshot->index() <= plan.last() &&
       PlannedTermAt(plan, write.snapshot->index()) == write.snapshot->term();
@@ -305,8 +303,8 @@ absl::Status Wal::PlanWrite(const WalWrite& write, Plan& plan, std::string& buff
     }
     plan.snapshot = *write.snapshot;
     plan.snapshot_changed = true;
-    AppendRecord(RecordType::kSnapshot,
-                 EncodeSnapshotMarker({*write.snapshot, !snapshot_matches}), &buffer);
+    AppendRecord(RecordType::kSnapshot, EncodeSnapshotMarker({*write.snapshot, !snapshot_matches}),
+                 &buffer);
   }
   if (!write.entries.empty()) {
     const raft::Index first_index = write.entries.front().index();
@@ -337,7 +335,7 @@ void Wal::ApplyPlan(Plan& plan) {
   const raft::Index durable_last = snapshot_.index() + positions_.size();
   // Drop replaced entries, then compacted ones, then add the new ones.
   if (plan.kept_last < durable_last) {
-    const raft::Index keep = plan.kept_last > snapshot_.index() ? plan.kept_last : snapshot_.index();
+    const raft::Index keep = std::max(plan.kept_last, snapshot_.index());
     positions_.resize(keep - snapshot_.index());
     while (!cache_.empty() && cache_.back().index() > keep) {
       cache_bytes_ -= cache_.back().ByteSizeLong();
@@ -354,11 +352,9 @@ void Wal::ApplyPlan(Plan& plan) {
       cache_bytes_ -= cache_.front().ByteSizeLong();
       cache_.pop_front();
     }
+    // When everything durable was discarded or compacted, the log now restarts after
+    // the snapshot (possibly beyond durable_last when a newer snapshot was installed).
     snapshot_ = plan.snapshot;
-    if (positions_.empty() && cache_.empty()) {
-      // Everything durable was discarded or compacted: the log restarts after the
-      // snapshot (possibly beyond durable_last when a newer snapshot was installed).
-    }
   }
   for (Plan::NewEntry& added : plan.appended) {
     added.position.sequence = active_sequence;
@@ -396,7 +392,7 @@ absl::Status Wal::CreateSegment(uint64_t sequence, raft::Index first_index) {
   // file that recovery recognises as a torn last segment.
   const auto discard = [&] {
     file.reset();
-    RemoveFile(path).IgnoreError();  // best effort, see above
+    RemoveFile(path).IgnoreError();       // best effort, see above
     SyncDir(options_.dir).IgnoreError();  // best effort, see above
   };
   if (absl::Status status = file->Preallocate(options_.segment_bytes); !status.ok()) {
@@ -524,16 +520,15 @@ absl::StatusOr<raft::Term> Wal::TermAt(raft::Index index) const {
   const raft::Index last = snapshot_.index() + positions_.size();
   if (index < snapshot_.index() || index > last) {
     return absl::OutOfRangeError(absl::StrCat("term of index ", index,
-                                              " requested; the log holds [",
-                                              snapshot_.index(), ", ", last, "]"));
+                                              " requested; the log holds [", snapshot_.index(),
+                                              ", ", last, "]"));
   }
   if (index == snapshot_.index()) return snapshot_.term();
   return positions_[index - snapshot_.index() - 1].term;
 }
 
 absl::Status Wal::DecodeEntryRecord(const Segment& segment, const Position& position,
-                                    raft::Index index, absl::string_view record,
-                                    pb::Entry* entry) {
+                                    raft::Index index, absl::string_view record, pb::Entry* entry) {
   const auto corrupt = [&](absl::string_view why) {
     return absl::DataLossError(absl::StrCat("wal segment ", segment.name,
                                             ": corrupt record at offset ", position.offset,
@@ -568,12 +563,10 @@ absl::StatusOr<std::vector<pb::Entry>> Wal::Entries(raft::Index low, raft::Index
     const raft::Index first = snapshot_.index() + 1;
     const raft::Index last = snapshot_.index() + positions_.size();
     if (low < first || high > last + 1 || low > high) {
-      return absl::OutOfRangeError(absl::StrCat("entries [", low, ", ", high,
-                                                ") requested; the log holds [", first, ", ",
-                                                last, "]"));
+      return absl::OutOfRangeError(absl::StrCat(
+          "entries [", low, ", ", high, ") requested; the log holds [", first, ", ", last, "]"));
     }
-    const raft::Index cache_first =
-        cache_.empty() ? last + 1 : cache_.front().index();
+    const raft::Index cache_first = cache_.empty() ? last + 1 : cache_.front().index();
     const uint64_t first_sequence = segments_.front()->sequence;
     uint64_t total_bytes = 0;
     for (raft::Index index = low; index < high; ++index) {

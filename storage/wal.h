@@ -48,9 +48,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/base/thread_annotations.h"
 #include "base/log.h"
 #include "base/mutex.h"
 #include "proto/raft.pb.h"
@@ -112,10 +112,10 @@ struct WalWrite {
 };
 
 struct WalStats {
-  uint64_t groups = 0;       // groups written (one fdatasync each, plus segment rolls)
-  uint64_t writes = 0;       // WalWrites completed successfully
-  uint64_t entries = 0;      // entries appended
-  uint64_t bytes = 0;        // record bytes written
+  uint64_t groups = 0;   // groups written (one fdatasync each, plus segment rolls)
+  uint64_t writes = 0;   // WalWrites completed successfully
+  uint64_t entries = 0;  // entries appended
+  uint64_t bytes = 0;    // record bytes written
   uint64_t segments_created = 0;
   uint64_t segments_deleted = 0;
 };
@@ -197,8 +197,8 @@ class Wal final : public raft::LogStorage {
                              bool snapshot_matches) const;
   // Term of `index` in the planned log, for index in [plan.base, plan.last()].
   // Writer thread only: reads positions_ without the lock (see mu_).
-  raft::Term PlannedTermAt(const Plan& plan, raft::Index index) const
-      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  raft::Term PlannedTermAt(const Plan& plan,
+                           raft::Index index) const ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // A plan for the next group, starting from the durable log.
   Plan StartPlan() const;
   void ApplyPlan(Plan& plan);
@@ -239,7 +239,7 @@ class Wal final : public raft::LogStorage {
   CondVar queue_cv_;
 
   // Writer-only state (the writer thread, or Open before it starts).
-  std::string identity_;      // the identity on disk, copied into new segments
+  std::string identity_;       // the identity on disk, copied into new segments
   uint64_t active_bytes_ = 0;  // valid bytes of the active segment
 
   std::thread writer_;

@@ -82,8 +82,8 @@ ParsedRecord ParseRecord(absl::string_view buffer) {
   const uint8_t type = static_cast<uint8_t>(header[8]);
   parsed.claimed_bytes = kRecordHeaderBytes + length;
   if (length > kMaxRecordPayloadBytes) {
-    parsed.error = absl::StrCat("record length ", length, " exceeds the maximum ",
-                                kMaxRecordPayloadBytes);
+    parsed.error =
+        absl::StrCat("record length ", length, " exceeds the maximum ", kMaxRecordPayloadBytes);
     return parsed;
   }
   if (buffer.size() < parsed.claimed_bytes) {
@@ -100,8 +100,8 @@ ParsedRecord ParseRecord(absl::string_view buffer) {
   // Checked after the CRC: a record with a valid checksum and an unknown type was
   // written by a newer format, which deserves its own message.
   if (!IsKnownType(type) || header[9] != 0 || header[10] != 0 || header[11] != 0) {
-    parsed.error = absl::StrCat("unknown record type ", static_cast<int>(type),
-                                " or non-zero reserved bytes");
+    parsed.error =
+        absl::StrCat("unknown record type ", static_cast<int>(type), " or non-zero reserved bytes");
     return parsed;
   }
   parsed.result = ParsedRecord::Result::kOk;
@@ -133,19 +133,17 @@ absl::StatusOr<SegmentHeader> DecodeSegmentHeader(absl::string_view payload) {
   SegmentHeader header;
   header.format_version = GetFixed32(payload.data() + 8);
   if (header.format_version != SegmentHeader::kFormatVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("segment format version ", header.format_version,
-                     " is not supported by this build (reads version ",
-                     SegmentHeader::kFormatVersion, ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "segment format version ", header.format_version,
+        " is not supported by this build (reads version ", SegmentHeader::kFormatVersion, ")"));
   }
   header.sequence = GetFixed64(payload.data() + 12);
   header.first_index = GetFixed64(payload.data() + 20);
   const uint64_t identity_bytes = GetFixed32(payload.data() + 28);
   if (identity_bytes > SegmentHeader::kMaxIdentityBytes ||
       payload.size() != kSegmentHeaderFixedBytes + identity_bytes) {
-    return absl::DataLossError(absl::StrCat("segment header identity length ",
-                                            identity_bytes, " does not match its size ",
-                                            payload.size()));
+    return absl::DataLossError(absl::StrCat("segment header identity length ", identity_bytes,
+                                            " does not match its size ", payload.size()));
   }
   if (header.sequence == 0 || header.first_index == 0) {
     return absl::DataLossError("segment header has sequence or first index 0");

@@ -13,8 +13,8 @@ namespace {
 using ::stead::testing::StatusIs;
 
 TEST(WalRecord, RoundTripsEveryType) {
-  for (RecordType type : {RecordType::kSegmentHeader, RecordType::kEntry,
-                          RecordType::kHardState, RecordType::kSnapshot}) {
+  for (RecordType type : {RecordType::kSegmentHeader, RecordType::kEntry, RecordType::kHardState,
+                          RecordType::kSnapshot}) {
     std::string buffer;
     AppendRecord(type, "payload bytes", &buffer);
     ASSERT_EQ(buffer.size(), kRecordHeaderBytes + 13);
@@ -111,8 +111,8 @@ TEST(Segment, FileNamesSortInSequenceOrderAndParse) {
   EXPECT_EQ(sequence, 0xabu);
   EXPECT_EQ(first_index, 0x1234u);
   EXPECT_FALSE(ParseSegmentFileName("LOCK", &sequence, &first_index));
-  EXPECT_FALSE(ParseSegmentFileName("000000000000000G-0000000000000001.wal", &sequence,
-                                    &first_index));
+  EXPECT_FALSE(
+      ParseSegmentFileName("000000000000000G-0000000000000001.wal", &sequence, &first_index));
 }
 
 TEST(Segment, ScanCutsOnlyATornTailOfTheLastSegment) {

@@ -45,8 +45,8 @@ class Wal::Recovery {
   explicit Recovery(Wal& wal) : wal_(wal) {}
 
   // Visits one record of the segment `sequence`.
-  absl::Status Visit(const Segment& segment, const ScannedRecord& record)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  absl::Status Visit(const Segment& segment,
+                     const ScannedRecord& record) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (record.offset == 0) return VisitHeader(segment, record);
     switch (record.type) {
       case RecordType::kEntry:
@@ -74,26 +74,23 @@ class Wal::Recovery {
   }
 
   raft::Index base() const { return base_; }
-  raft::Index last() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return base_ + wal_.positions_.size();
-  }
+  raft::Index last() const ABSL_NO_THREAD_SAFETY_ANALYSIS { return base_ + wal_.positions_.size(); }
 
  private:
-  absl::Status VisitHeader(const Segment& segment, const ScannedRecord& record)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  absl::Status VisitHeader(const Segment& segment,
+                           const ScannedRecord& record) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (record.type != RecordType::kSegmentHeader) {
       return absl::DataLossError("the first record is not a segment header");
     }
     STEAD_ASSIGN_OR_RETURN(SegmentHeader header, DecodeSegmentHeader(record.payload));
     if (header.sequence != segment.sequence || header.first_index != segment.first_index) {
-      return absl::DataLossError(absl::StrCat(
-          "header says sequence ", header.sequence, " first index ", header.first_index,
-          ", which does not match the file name"));
+      return absl::DataLossError(absl::StrCat("header says sequence ", header.sequence,
+                                              " first index ", header.first_index,
+                                              ", which does not match the file name"));
     }
     if (!wal_.options_.identity.empty() && header.identity != wal_.options_.identity) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "this WAL belongs to '", header.identity, "' but this node is '",
-          wal_.options_.identity,
+          "this WAL belongs to '", header.identity, "' but this node is '", wal_.options_.identity,
           "': point --wal-dir at this node's own volume, or empty the directory if it is "
           "a stale copy"));
     }
@@ -107,8 +104,8 @@ class Wal::Recovery {
     }
     if (header.identity != wal_.identity_) {
       return absl::DataLossError(absl::StrCat("segment identity '", header.identity,
-                                              "' differs from earlier segments' '",
-                                              wal_.identity_, "'"));
+                                              "' differs from earlier segments' '", wal_.identity_,
+                                              "'"));
     }
     if (header.first_index != last() + 1) {
       return absl::DataLossError(absl::StrCat("segment starts at index ", header.first_index,
@@ -117,28 +114,26 @@ class Wal::Recovery {
     return absl::OkStatus();
   }
 
-  absl::Status VisitEntry(const Segment& segment, const ScannedRecord& record)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  absl::Status VisitEntry(const Segment& segment,
+                          const ScannedRecord& record) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     pb::Entry entry;
     if (!entry.ParseFromArray(record.payload.data(), static_cast<int>(record.payload.size()))) {
       return absl::DataLossError("entry record does not parse");
     }
     const raft::Index index = entry.index();
     if (index == 0 || entry.term() == 0) {
-      return absl::DataLossError(absl::StrCat("entry with index ", index, " term ",
-                                              entry.term()));
+      return absl::DataLossError(absl::StrCat("entry with index ", index, " term ", entry.term()));
     }
     if (index > last() + 1) {
-      return absl::DataLossError(absl::StrCat("entry index ", index,
-                                              " leaves a gap after the last index ", last()));
+      return absl::DataLossError(
+          absl::StrCat("entry index ", index, " leaves a gap after the last index ", last()));
     }
     if (index <= base_) {
       // Only entries replacing ones in the unknown prefix are possible here; below a
       // replayed snapshot nothing may be written.
       if (base_ <= wal_.snapshot_.index()) {
-        return absl::DataLossError(absl::StrCat("entry index ", index,
-                                                " is at or below the snapshot index ",
-                                                wal_.snapshot_.index()));
+        return absl::DataLossError(absl::StrCat(
+            "entry index ", index, " is at or below the snapshot index ", wal_.snapshot_.index()));
       }
       wal_.positions_.clear();
       base_ = index - 1;
@@ -150,18 +145,17 @@ class Wal::Recovery {
                                               " is below the previous entry's term ",
                                               wal_.positions_.back().term));
     }
-    wal_.positions_.push_back(Position{entry.term(), segment.sequence, record.offset, record.bytes});
+    wal_.positions_.push_back(
+        Position{entry.term(), segment.sequence, record.offset, record.bytes});
     return absl::OkStatus();
   }
 
-  absl::Status VisitSnapshot(const ScannedRecord& record)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  absl::Status VisitSnapshot(const ScannedRecord& record) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     STEAD_ASSIGN_OR_RETURN(SnapshotMarker marker, DecodeSnapshotMarker(record.payload));
     const raft::Index index = marker.metadata.index();
     if (index < wal_.snapshot_.index()) {
-      return absl::DataLossError(absl::StrCat("snapshot marker index ", index,
-                                              " is below an earlier one, ",
-                                              wal_.snapshot_.index()));
+      return absl::DataLossError(absl::StrCat(
+          "snapshot marker index ", index, " is below an earlier one, ", wal_.snapshot_.index()));
     }
     wal_.snapshot_ = marker.metadata;
     if (index < base_) return absl::OkStatus();  // a copy made when a segment was created
@@ -231,7 +225,8 @@ absl::Status Wal::Recover() {
     auto segment = std::make_shared<Segment>();
     if (!ParseSegmentFileName(name, &segment->sequence, &segment->first_index)) {
       if (name != kLockFileName) {
-        STEAD_LOG(options_.logger, Warning) << "wal dir=" << dir << " ignores unknown file " << name;
+        STEAD_LOG(options_.logger, Warning)
+            << "wal dir=" << dir << " ignores unknown file " << name;
       }
       continue;
     }
@@ -241,10 +236,9 @@ absl::Status Wal::Recover() {
   // Names sort by sequence (fixed-width hex); the sequence must have no holes.
   for (size_t i = 1; i < found.size(); ++i) {
     if (found[i]->sequence != found[i - 1]->sequence + 1) {
-      return absl::DataLossError(absl::StrCat("wal segment with sequence ",
-                                              found[i - 1]->sequence + 1, " is missing (",
-                                              found[i - 1]->name, " is followed by ",
-                                              found[i]->name, ")"));
+      return absl::DataLossError(
+          absl::StrCat("wal segment with sequence ", found[i - 1]->sequence + 1, " is missing (",
+                       found[i - 1]->name, " is followed by ", found[i]->name, ")"));
     }
   }
   identity_ = options_.identity;
@@ -254,8 +248,9 @@ absl::Status Wal::Recover() {
   for (size_t i = 0; i < found.size(); ++i) {
     Segment& segment = *found[i];
     const bool last_segment = i + 1 == found.size();
-    STEAD_ASSIGN_OR_RETURN(std::unique_ptr<File> file,
-                           File::OpenExisting(JoinPath(dir, segment.name), options_.fault_injector));
+    STEAD_ASSIGN_OR_RETURN(
+        std::unique_ptr<File> file,
+        File::OpenExisting(JoinPath(dir, segment.name), options_.fault_injector));
     segment.file = std::move(file);
     STEAD_ASSIGN_OR_RETURN(std::string contents, segment.file->ReadAll());
     STEAD_ASSIGN_OR_RETURN(
@@ -264,8 +259,8 @@ absl::Status Wal::Recover() {
                     [&](const ScannedRecord& record) { return recovery.Visit(segment, record); }));
     active_bytes_ = scan.valid_bytes;
     if (scan.valid_bytes == 0 && !last_segment) {
-      return absl::DataLossError(absl::StrCat("wal segment ", segment.name,
-                                              " is empty (not the last segment)"));
+      return absl::DataLossError(
+          absl::StrCat("wal segment ", segment.name, " is empty (not the last segment)"));
     }
     // An empty last file is a segment whose creation a crash interrupted, like a torn
     // header.
@@ -277,21 +272,22 @@ absl::Status Wal::Recover() {
     }
   }
   if (recovery.base() != snapshot_.index()) {
-    return absl::DataLossError(absl::StrCat(
-        "wal entries (", snapshot_.index(), ", ", recovery.base(), "] are missing: segments "
-        "before ", found.front()->name, " were deleted but no snapshot covers them"));
+    return absl::DataLossError(
+        absl::StrCat("wal entries (", snapshot_.index(), ", ", recovery.base(),
+                     "] are missing: segments "
+                     "before ",
+                     found.front()->name, " were deleted but no snapshot covers them"));
   }
   // Preallocation of the active segment is only an optimisation here.
-  if (absl::Status status = found.back()->file->Preallocate(options_.segment_bytes);
-      !status.ok()) {
+  if (absl::Status status = found.back()->file->Preallocate(options_.segment_bytes); !status.ok()) {
     STEAD_LOG(options_.logger, Warning) << "wal dir=" << dir << " " << status.ToString();
   }
   segments_.assign(found.begin(), found.end());
   STEAD_LOG(options_.logger, Info)
       << "wal dir=" << dir << " recovered segments=" << segments_.size()
       << " first_index=" << snapshot_.index() + 1
-      << " last_index=" << snapshot_.index() + positions_.size()
-      << " term=" << hard_state_.term() << " commit=" << hard_state_.commit();
+      << " last_index=" << snapshot_.index() + positions_.size() << " term=" << hard_state_.term()
+      << " commit=" << hard_state_.commit();
   return absl::OkStatus();
 }
 

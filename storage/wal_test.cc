@@ -66,8 +66,7 @@ class WalTest : public ::testing::Test {
     ASSERT_EQ(wal.FirstIndex(), first);
     ASSERT_EQ(wal.LastIndex(), last);
     if (last < first) return;
-    ASSERT_OK_AND_ASSIGN(std::vector<pb::Entry> entries,
-                         wal.Entries(first, last + 1, UINT64_MAX));
+    ASSERT_OK_AND_ASSIGN(std::vector<pb::Entry> entries, wal.Entries(first, last + 1, UINT64_MAX));
     ASSERT_EQ(entries.size(), last - first + 1);
     for (raft::Index index = first; index <= last; ++index) {
       const pb::Entry want = MakeEntry(index, term_of(index), data_bytes);
@@ -414,8 +413,7 @@ TEST_F(WalTest, CorruptionInAnOlderSegmentOrAMissingSegmentIsDataLoss) {
   // Cutting the end of a segment that is not the last is not a torn tail.
   const std::string second = ReadFile(paths[1]);
   WriteFile(paths[1], second.substr(0, second.size() - 5));
-  EXPECT_THAT(Wal::Open(options),
-              StatusIs(absl::StatusCode::kDataLoss, "not in the last segment"));
+  EXPECT_THAT(Wal::Open(options), StatusIs(absl::StatusCode::kDataLoss, "not in the last segment"));
   WriteFile(paths[1], second);
   ASSERT_OK(Wal::Open(options).status());
   // A segment deleted from the middle.
@@ -424,8 +422,7 @@ TEST_F(WalTest, CorruptionInAnOlderSegmentOrAMissingSegmentIsDataLoss) {
   std::filesystem::rename(dir_.path() + "/moved", paths[1]);
   // The first segment deleted without a snapshot covering it.
   std::filesystem::remove(paths[0]);
-  EXPECT_THAT(Wal::Open(options),
-              StatusIs(absl::StatusCode::kDataLoss, "no snapshot covers them"));
+  EXPECT_THAT(Wal::Open(options), StatusIs(absl::StatusCode::kDataLoss, "no snapshot covers them"));
 }
 
 // Goal: whatever damage the files suffer, Open either refuses with DataLoss or serves
@@ -493,8 +490,7 @@ TEST_F(WalTest, FsyncErrorFailsTheWalUntilReopened) {
                 StatusIs(absl::StatusCode::kInternal, "Input/output error"));
     EXPECT_EQ(wal->LastIndex(), 5u);  // not visible: never reported durable
     faults.Disarm();
-    EXPECT_THAT(wal->Write(EntriesWrite(6, 8, 1)),
-                StatusIs(absl::StatusCode::kInternal, "reopen"));
+    EXPECT_THAT(wal->Write(EntriesWrite(6, 8, 1)), StatusIs(absl::StatusCode::kInternal, "reopen"));
     EXPECT_THAT(wal->health(), StatusIs(absl::StatusCode::kInternal, "fdatasync"));
     EXPECT_EQ(wal->LastIndex(), 5u);
     ExpectLog(*wal, 1, 5, Term1);
@@ -652,10 +648,11 @@ TEST_F(WalTest, RefusesSubmissionsBeyondThePendingLimit) {
   blocker.released_ = false;
   std::vector<std::promise<absl::Status>> done(40);
   for (int i = 0; i < 40; ++i) {
-    wal->Submit(EntriesWrite(static_cast<raft::Index>(i + 1), static_cast<raft::Index>(i + 1), 1, 200),
-                [&done, i](absl::Status status) {
-                  done[static_cast<size_t>(i)].set_value(absl::Status(status.code(), status.message()));
-                });
+    wal->Submit(
+        EntriesWrite(static_cast<raft::Index>(i + 1), static_cast<raft::Index>(i + 1), 1, 200),
+        [&done, i](absl::Status status) {
+          done[static_cast<size_t>(i)].set_value(absl::Status(status.code(), status.message()));
+        });
     if (i == 0) {
       ASSERT_EQ(blocker.entered_.get_future().wait_for(std::chrono::seconds(30)),
                 std::future_status::ready);
@@ -706,10 +703,12 @@ TEST_F(WalTest, ConcurrentReadsSeeConsistentEntries) {
   });
   raft::Index last = 0;
   for (int round = 0; round < 60; ++round) {
-    ASSERT_OK(wal->Write(EntriesWrite(last + 1, last + 10, 1 + static_cast<raft::Term>(round / 10), 500)));
+    ASSERT_OK(wal->Write(
+        EntriesWrite(last + 1, last + 10, 1 + static_cast<raft::Term>(round / 10), 500)));
     last += 10;
     if (round % 7 == 6) {
-      ASSERT_OK(wal->Write(EntriesWrite(last - 3, last - 3, 1 + static_cast<raft::Term>(round / 10), 500)));
+      ASSERT_OK(wal->Write(
+          EntriesWrite(last - 3, last - 3, 1 + static_cast<raft::Term>(round / 10), 500)));
       last -= 3;
     }
     if (round % 20 == 19) {

@@ -155,8 +155,8 @@ class WalCrashTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     root_ = pattern;
     library_ = root_ + "/libfaultio.so";
-    const std::string compile = absl::StrCat("gcc -shared -fPIC -O2 -o ", library_, " ", shared,
-                                             "/faultio.c -ldl");
+    const std::string compile =
+        absl::StrCat("gcc -shared -fPIC -O2 -o ", library_, " ", shared, "/faultio.c -ldl");
     ASSERT_EQ(std::system(compile.c_str()), 0) << compile;
     powerloss_ = shared + "/faultio-powerloss.py";
   }

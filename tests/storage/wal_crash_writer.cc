@@ -49,8 +49,7 @@ int Run(const std::string& dir, Term term, uint64_t seed) {
   options.identity = "wal-crash-test";
   options.segment_bytes = 128 << 10;
   options.logger = stead::Logger(stead::LogLevel::kWarning);
-  absl::StatusOr<std::unique_ptr<stead::storage::Wal>> opened =
-      stead::storage::Wal::Open(options);
+  absl::StatusOr<std::unique_ptr<stead::storage::Wal>> opened = stead::storage::Wal::Open(options);
   if (!opened.ok()) {
     Print(absl::StrCat("OPENFAIL ", opened.status().ToString()));
     return 2;

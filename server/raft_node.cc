@@ -402,7 +402,7 @@ absl::Status RaftNode::ApplyEntry(const pb::Entry& entry) {
       // Deterministic on every member: an undecodable entry changes nothing.
       STEAD_LOG(logger_, Error) << "entry " << entry.index() << " is not a proposal; skipped";
     } else {
-      result = apply_(proposal.command(), entry, &batch.mutations);
+      result = apply_(proposal.command(), entry, *state_machine_, &batch.mutations);
       if (!result.ok()) batch.mutations.clear();
     }
   }

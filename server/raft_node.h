@@ -52,11 +52,13 @@ struct RaftNodeOptions {
 };
 
 // What one committed command does. Runs on the applier thread, in log order, once per
-// entry on every member (so it must be deterministic). It appends the mutations to
-// make and returns the result for the proposer, or an error that is also the
-// proposer's result (the entry then changes nothing).
+// entry on every member (so it must be deterministic). It may read `state` (which holds
+// every earlier entry), appends the mutations to make and returns the result for the
+// proposer, or an error that is also the proposer's result (the entry then changes
+// nothing).
 using ApplyFunction = std::function<absl::StatusOr<std::string>(
-    absl::string_view command, const pb::Entry& entry, std::vector<storage::Mutation>* mutations)>;
+    absl::string_view command, const pb::Entry& entry, const storage::StateMachine& state,
+    std::vector<storage::Mutation>* mutations)>;
 
 // A point-in-time summary published by the raft strand for metrics and health checks.
 struct RaftNodeStatus {

@@ -1,0 +1,238 @@
+// The client port end to end on a single-member cluster: real RaftNode, WAL, RocksDB
+// and sockets; requests as raw frames, so malformed input is covered too.
+#include "server/client_service.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "server/kv_apply.h"
+#include "tests/testing/status_matchers.h"
+
+namespace stead::server {
+namespace {
+
+namespace asio = boost::asio;
+constexpr uint64_t kCluster = 0xabcu;
+
+class ClientServiceTest : public ::testing::Test {
+ protected:
+  ClientServiceTest() : work_(asio::make_work_guard(io_)) {
+    char pattern[] = "/tmp/stead-client-service-XXXXXX";
+    root_ = mkdtemp(pattern);
+    thread_ = std::thread([this] { io_.run(); });
+    const Logger logger(LogLevel::kWarning);
+    storage::WalOptions wal_options;
+    wal_options.dir = root_ + "/wal";
+    wal_options.logger = logger;
+    wal_ = storage::Wal::Open(wal_options).value();
+    storage::WalWrite bootstrap;
+    bootstrap.entries = raft::Raft::BootstrapEntries({1});
+    bootstrap.hard_state.emplace();
+    bootstrap.hard_state->set_term(1);
+    bootstrap.hard_state->set_commit(1);
+    EXPECT_OK(wal_->Write(std::move(bootstrap)));
+    storage::StateMachineOptions sm_options;
+    sm_options.data_dir = root_ + "/data";
+    sm_options.identity = {kCluster, 1, "stead-0"};
+    sm_options.logger = logger;
+    state_ = storage::StateMachine::Open(sm_options).value();
+
+    PeerTransportOptions transport_options;
+    transport_options.cluster_id = kCluster;
+    transport_options.node_id = 1;
+    transport_ = std::make_unique<PeerTransport>(io_, transport_options, logger,
+                                                 [](pb::Message) {}, [](raft::NodeId) {});
+    RaftNodeOptions options;
+    options.raft.id = 1;
+    options.raft.logger = logger;
+    options.tick_interval = absl::Milliseconds(5);
+    node_ = std::make_unique<RaftNode>(io_, options, wal_.get(), state_.get(), transport_.get(),
+                                       ApplyKvCommand);
+    EXPECT_OK(node_->Start());
+    ClientServiceOptions service_options;
+    service_options.cluster_id = kCluster;
+    service_options.limits.max_key_bytes = 64;
+    service_ = std::make_unique<ClientService>(
+        io_, service_options, logger, node_.get(), state_.get(),
+        [](raft::NodeId) { return std::optional<MemberAddress>(); });
+    EXPECT_OK(service_->Listen("127.0.0.1", 0));
+    // A single voter elects itself within a few election timeouts.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (node_->Status().role != raft::Role::kLeader && absl::Now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  ~ClientServiceTest() override {
+    service_->Stop();
+    transport_->Stop();
+    node_->Stop();
+    work_.reset();
+    thread_.join();
+    service_.reset();
+    node_.reset();
+    state_.reset();
+    wal_.reset();
+    std::filesystem::remove_all(root_);
+  }
+
+  // A blocking client connection speaking raw frames.
+  class Client {
+   public:
+    explicit Client(uint16_t port) : socket_(io_) {
+      socket_.connect({asio::ip::make_address("127.0.0.1"), port});
+      const timeval tv{10, 0};
+      setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    }
+    void SendRaw(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+    void Send(const pb::ClientRequest& request) {
+      std::string bytes;
+      EXPECT_OK(AppendFrame(request, 1 << 24, &bytes));
+      SendRaw(bytes);
+    }
+    // The next response, or nullopt when the server closed the connection.
+    std::optional<pb::ClientResponse> Receive() {
+      for (int i = 0; i < 10000; ++i) {
+        absl::StatusOr<std::optional<std::string>> payload = reader_.Next();
+        if (payload.ok() && payload->has_value()) {
+          pb::ClientResponse response;
+          EXPECT_TRUE(response.ParseFromString(**payload));
+          return response;
+        }
+        char buffer[4096];
+        boost::system::error_code ec;
+        const size_t n = socket_.read_some(asio::buffer(buffer), ec);
+        if (ec) return std::nullopt;
+        reader_.Append(absl::string_view(buffer, n));
+      }
+      return std::nullopt;
+    }
+    pb::ClientResponse Call(const pb::ClientRequest& request) {
+      Send(request);
+      std::optional<pb::ClientResponse> response = Receive();
+      EXPECT_TRUE(response.has_value());
+      return response.value_or(pb::ClientResponse());
+    }
+
+   private:
+    asio::io_context io_;
+    asio::ip::tcp::socket socket_;
+    FrameReader reader_;
+  };
+
+  static pb::ClientRequest Put(uint64_t id, const std::string& key, const std::string& value) {
+    pb::ClientRequest request;
+    request.set_request_id(id);
+    request.mutable_put()->set_key(key);
+    request.mutable_put()->set_value(value);
+    return request;
+  }
+  static pb::ClientRequest Get(uint64_t id, const std::string& key, bool serializable = false) {
+    pb::ClientRequest request;
+    request.set_request_id(id);
+    request.mutable_range()->set_key(key);
+    if (serializable) request.mutable_range()->set_consistency(pb::READ_CONSISTENCY_SERIALIZABLE);
+    return request;
+  }
+  static pb::ClientRequest Delete(uint64_t id, const std::string& key) {
+    pb::ClientRequest request;
+    request.set_request_id(id);
+    request.mutable_delete_range()->set_key(key);
+    request.mutable_delete_range()->set_prev_kv(true);
+    return request;
+  }
+
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+  std::string root_;
+  std::unique_ptr<storage::Wal> wal_;
+  std::unique_ptr<storage::StateMachine> state_;
+  std::unique_ptr<PeerTransport> transport_;
+  std::unique_ptr<RaftNode> node_;
+  std::unique_ptr<ClientService> service_;
+};
+
+TEST_F(ClientServiceTest, PutGetDeleteRoundTrip) {
+  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  Client client(service_->port());
+  pb::ClientResponse put = client.Call(Put(1, "colour", "blue"));
+  EXPECT_FALSE(put.has_error()) << put.error().message();
+  EXPECT_EQ(put.request_id(), 1u);
+  EXPECT_EQ(put.header().cluster_id(), kCluster);
+
+  pb::ClientResponse get = client.Call(Get(2, "colour"));
+  ASSERT_EQ(get.range().kvs_size(), 1);
+  EXPECT_EQ(get.range().kvs(0).value(), "blue");
+  EXPECT_EQ(client.Call(Get(3, "colour", /*serializable=*/true)).range().kvs(0).value(), "blue");
+
+  pb::ClientResponse del = client.Call(Delete(4, "colour"));
+  EXPECT_EQ(del.delete_range().deleted(), 1);
+  ASSERT_EQ(del.delete_range().prev_kvs_size(), 1);
+  EXPECT_EQ(del.delete_range().prev_kvs(0).value(), "blue");
+  EXPECT_EQ(client.Call(Get(5, "colour")).range().kvs_size(), 0);
+  EXPECT_EQ(client.Call(Delete(6, "colour")).delete_range().deleted(), 0);
+}
+
+TEST_F(ClientServiceTest, ManyPipelinedRequestsOnOneConnectionAllGetTheirAnswer) {
+  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  Client client(service_->port());
+  for (uint64_t i = 1; i <= 200; ++i) client.Send(Put(i, absl::StrCat("k", i), absl::StrCat("v", i)));
+  std::vector<bool> answered(201, false);
+  for (int i = 0; i < 200; ++i) {
+    std::optional<pb::ClientResponse> response = client.Receive();
+    ASSERT_TRUE(response.has_value());
+    ASSERT_FALSE(response->has_error()) << response->error().message();
+    ASSERT_LE(response->request_id(), 200u);
+    EXPECT_FALSE(answered[response->request_id()]) << "answered twice";
+    answered[response->request_id()] = true;
+  }
+  pb::ClientRequest scan;
+  scan.set_request_id(999);
+  scan.mutable_range()->set_key("k");
+  scan.mutable_range()->set_range_end("l");
+  scan.mutable_range()->set_limit(150);
+  pb::ClientResponse page = client.Call(scan);
+  EXPECT_EQ(page.range().kvs_size(), 150);
+  EXPECT_TRUE(page.range().more());
+  EXPECT_FALSE(page.range().next_key().empty());
+}
+
+TEST_F(ClientServiceTest, InvalidRequestsGetClearErrorsAndChangeNothing) {
+  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  Client client(service_->port());
+  pb::ClientResponse big = client.Call(Put(1, std::string(65, 'k'), "v"));
+  ASSERT_TRUE(big.has_error());
+  EXPECT_EQ(big.error().code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_NE(big.error().message().find("max_key_bytes"), std::string::npos) << big.error().message();
+  EXPECT_EQ(client.Call(Get(2, std::string(65, 'k'), true)).range().kvs_size(), 0);
+
+  pb::ClientRequest empty;
+  empty.set_request_id(3);
+  EXPECT_EQ(client.Call(empty).error().code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  pb::ClientRequest txn;
+  txn.set_request_id(4);
+  txn.mutable_txn();
+  EXPECT_EQ(client.Call(txn).error().code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(ClientServiceTest, GarbageClosesOnlyThatConnection) {
+  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  Client bad(service_->port());
+  bad.SendRaw(std::string("\x00\x00\x00\x05\xff\xff\xff\xff\xff", 9));
+  EXPECT_FALSE(bad.Receive().has_value()) << "the connection must be closed";
+  Client oversized(service_->port());
+  oversized.SendRaw(std::string("\x7f\x00\x00\x00", 4));
+  EXPECT_FALSE(oversized.Receive().has_value());
+
+  Client good(service_->port());
+  EXPECT_FALSE(good.Call(Put(1, "still", "serving")).has_error());
+}
+
+}  // namespace
+}  // namespace stead::server

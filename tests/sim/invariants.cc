@@ -1,5 +1,6 @@
 #include "tests/sim/invariants.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -69,9 +70,12 @@ std::string SafetyChecker::OnPersistedEntries(raft::NodeId node, raft::Term prev
 }
 
 std::string SafetyChecker::OnApplied(raft::NodeId node, raft::Index index, raft::Term term,
-                                     uint64_t content_hash, uint64_t chain_hash, bool* is_new) {
+                                     uint64_t content_hash, uint64_t chain_hash,
+                                     raft::Term node_term, bool* is_new) {
   *is_new = false;
-  if (std::string v = RecordCommitted(node, index, term, content_hash); !v.empty()) return v;
+  if (std::string v = RecordCommitted(node, index, term, content_hash, node_term); !v.empty()) {
+    return v;
+  }
   const auto [it, inserted] =
       applied_.try_emplace(index, AppliedEntry{term, content_hash, chain_hash});
   if (inserted) {
@@ -92,9 +96,11 @@ std::string SafetyChecker::OnApplied(raft::NodeId node, raft::Index index, raft:
 }
 
 std::string SafetyChecker::RecordCommitted(raft::NodeId node, raft::Index index, raft::Term term,
-                                           uint64_t content_hash) {
-  const auto [it, inserted] = committed_.try_emplace(index, CommittedEntry{term, content_hash});
+                                           uint64_t content_hash, raft::Term observer_term) {
+  const auto [it, inserted] =
+      committed_.try_emplace(index, CommittedEntry{term, content_hash, observer_term});
   if (inserted) return "";
+  it->second.commit_term_bound = std::min(it->second.commit_term_bound, observer_term);
   if (it->second.term != term || it->second.content_hash != content_hash) {
     return absl::StrCat("state machine safety: index ", index, " was committed with term ",
                         it->second.term, " and, seen at node ", node, ", with term ", term,
@@ -103,8 +109,16 @@ std::string SafetyChecker::RecordCommitted(raft::NodeId node, raft::Index index,
   return "";
 }
 
-std::string SafetyChecker::OnCommitted(raft::NodeId leader, const pb::Entry& entry) {
-  return RecordCommitted(leader, entry.index(), entry.term(), EntryContentHash(entry));
+std::string SafetyChecker::OnCommitted(raft::NodeId leader, raft::Term leader_term,
+                                       const pb::Entry& entry) {
+  return RecordCommitted(leader, entry.index(), entry.term(), EntryContentHash(entry), leader_term);
+}
+
+raft::Index SafetyChecker::MaxCommittedBefore(raft::Term term) const {
+  for (auto it = committed_.rbegin(); it != committed_.rend(); ++it) {
+    if (it->second.commit_term_bound < term) return it->first;
+  }
+  return 0;
 }
 
 std::string SafetyChecker::OnSnapshotState(raft::NodeId node, raft::Index index,
@@ -120,11 +134,12 @@ std::string SafetyChecker::OnSnapshotState(raft::NodeId node, raft::Index index,
 std::string SafetyChecker::CheckLeaderEntry(raft::NodeId leader, raft::Term leader_term,
                                             const pb::Entry& entry) const {
   const auto it = committed_.find(entry.index());
-  if (it == committed_.end() || it->second.term >= leader_term) return "";
+  if (it == committed_.end() || it->second.commit_term_bound >= leader_term) return "";
   if (it->second.term != entry.term() || it->second.content_hash != EntryContentHash(entry)) {
     return absl::StrCat("leader completeness: leader ", leader, " of term ", leader_term,
                         " holds term ", entry.term(), " at index ", entry.index(), " where term ",
-                        it->second.term, " was committed");
+                        it->second.term, " was committed (in term ", it->second.commit_term_bound,
+                        " at the latest)");
   }
   return "";
 }

@@ -10,6 +10,13 @@
 //                        every leader of a later term;
 //   State Machine Safety no two nodes apply different entries at one index.
 //
+// Commit terms: Leader Completeness constrains leaders of terms after the term in which
+// an entry was committed, which the simulator cannot observe directly. Each observation
+// gives an upper bound (the term of the leader whose commit index passed the entry, or
+// the applying node's term: it learned of the commit from a leader no newer than that);
+// the checker keeps the smallest and constrains only leaders of later terms, so a
+// deposed leader that never learned of a newer term is not a false alarm.
+//
 // Each method returns an empty string when the invariant holds and a description of
 // the violation otherwise. Thread-safety: not thread-safe (one simulator thread).
 #ifndef STEAD_TESTS_SIM_INVARIANTS_H_
@@ -52,21 +59,23 @@ class SafetyChecker {
   std::string OnPersistedEntries(raft::NodeId node, raft::Term previous_term,
                                  const std::vector<pb::Entry>& entries);
 
-  // State Machine Safety. `is_new` is set the first time any node applies `index`.
+  // State Machine Safety. `node_term` is the applying node's current term. `is_new` is
+  // set the first time any node applies `index`.
   std::string OnApplied(raft::NodeId node, raft::Index index, raft::Term term,
-                        uint64_t content_hash, uint64_t chain_hash, bool* is_new);
+                        uint64_t content_hash, uint64_t chain_hash, raft::Term node_term,
+                        bool* is_new);
 
   // A leader's commit index passed `entry` (read from its own durable log). Two
   // different entries committed at one index violate State Machine Safety before any
   // node even applies them.
-  std::string OnCommitted(raft::NodeId leader, const pb::Entry& entry);
+  std::string OnCommitted(raft::NodeId leader, raft::Term leader_term, const pb::Entry& entry);
 
   // A state machine copy (snapshot) at `index` must equal the applied prefix there.
   std::string OnSnapshotState(raft::NodeId node, raft::Index index, uint64_t chain_hash) const;
 
   // Leader Completeness: `entry` is in the log of a leader of `leader_term`; if its
   // index is known committed (a leader's commit index passed it, or a node applied it)
-  // with an older term's entry, they must be the same.
+  // in a term before `leader_term`, they must be the same entry.
   std::string CheckLeaderEntry(raft::NodeId leader, raft::Term leader_term,
                                const pb::Entry& entry) const;
 
@@ -74,6 +83,9 @@ class SafetyChecker {
   raft::Index max_applied() const { return applied_.empty() ? 0 : applied_.rbegin()->first; }
   // Highest index known committed (0 when none).
   raft::Index max_committed() const { return committed_.empty() ? 0 : committed_.rbegin()->first; }
+  // Highest index known committed in a term before `term` (0 when none): a leader of
+  // `term` must hold at least that many entries.
+  raft::Index MaxCommittedBefore(raft::Term term) const;
   const AppliedEntry* Applied(raft::Index index) const;
 
  private:
@@ -88,10 +100,11 @@ class SafetyChecker {
   struct CommittedEntry {
     raft::Term term = 0;
     uint64_t content_hash = 0;
+    raft::Term commit_term_bound = 0;  // the entry was committed in this term or before
   };
   std::map<raft::Index, CommittedEntry> committed_;
   std::string RecordCommitted(raft::NodeId node, raft::Index index, raft::Term term,
-                              uint64_t content_hash);
+                              uint64_t content_hash, raft::Term observer_term);
 };
 
 }  // namespace stead::sim

@@ -31,9 +31,8 @@ void Simulator::CheckNewLeader(Node& node) {
       }
     }
   }
-  const Index committed = checker_.max_applied();
-  const SafetyChecker::AppliedEntry* last = checker_.Applied(committed);
-  if (last != nullptr && last->term < term && node.raft->last_index() < committed) {
+  const Index committed = checker_.MaxCommittedBefore(term);
+  if (node.raft->last_index() < committed) {
     Fail(absl::StrCat("leader completeness: leader ", node.id, " of term ", term,
                       " has last index ", node.raft->last_index(), " but index ", committed,
                       " was committed"));
@@ -54,7 +53,9 @@ void Simulator::ReportLeaderCommits(Node& node) {
     return Fail(absl::StrCat("leader ", node.id, " storage: ", entries.status().ToString()));
   }
   for (const pb::Entry& entry : *entries) {
-    if (std::string v = checker_.OnCommitted(node.id, entry); !v.empty()) return Fail(v);
+    if (std::string v = checker_.OnCommitted(node.id, node.raft->term(), entry); !v.empty()) {
+      return Fail(v);
+    }
   }
   if (entries->back().term() != node.raft->term() && high > node.commit_at_election) {
     // Only the unsafe rule moves a leader's commit index onto an older term's entry.

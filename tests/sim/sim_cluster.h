@@ -188,6 +188,9 @@ class Simulator {
 
   // --- Events.
   void Schedule(Event event);
+  // Draws a persistence / network delay in microticks (smaller once healed).
+  uint64_t PersistDelay();
+  uint64_t NetworkDelay();
   void Dispatch(Event& event);
   Node* Find(NodeId id);
   Node* FindUp(NodeId id, uint64_t incarnation);

@@ -31,7 +31,7 @@ void Simulator::Send(Node& from, const pb::Message& message) {
     deliver.kind = EventKind::kDeliver;
     deliver.node = message.to();
     deliver.message = message;
-    deliver.time = now_ + Range(profile_.min_delay, profile_.max_delay);
+    deliver.time = now_ + NetworkDelay();
     if (!settling_ && Chance(profile_.long_delay_probability)) {
       deliver.time = now_ + Range(1, profile_.long_delay_ticks) * kMicroticksPerTick;
     }

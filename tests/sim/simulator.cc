@@ -42,6 +42,23 @@ void Simulator::Fail(const std::string& what) {
 // ---------------------------------------------------------------------------------------
 // Events.
 
+// Raft is only live when a broadcast (message plus fsync) is much shorter than the
+// election timeout (Raft §5.6); some worlds break that on purpose during the faulty
+// phase. Healing restores a sane environment, or "no leader" would be the expected
+// outcome rather than a finding.
+uint64_t Simulator::PersistDelay() {
+  constexpr uint64_t kHealedMaxPersistDelay = 20;
+  return Range(1, settling_ ? std::min(profile_.max_persist_delay, kHealedMaxPersistDelay)
+                            : profile_.max_persist_delay);
+}
+
+uint64_t Simulator::NetworkDelay() {
+  constexpr uint64_t kHealedMaxJitter = 30;
+  return Range(profile_.min_delay,
+               settling_ ? std::min(profile_.max_delay, profile_.min_delay + kHealedMaxJitter)
+                         : profile_.max_delay);
+}
+
 void Simulator::Schedule(Event event) {
   event.sequence = next_sequence_++;
   events_.push(std::move(event));
@@ -262,8 +279,7 @@ void Simulator::HandleReady(Node& node, raft::Ready ready) {
   if (ready.hard_state.has_value() || ready.snapshot.has_value() || !ready.entries.empty() ||
       !ready.committed_entries.empty() || !ready.messages_after_persist.empty()) {
     // Durable some time later, strictly in the order Readys were taken.
-    node.persist_done_time =
-        std::max(now_ + Range(1, profile_.max_persist_delay), node.persist_done_time);
+    node.persist_done_time = std::max(now_ + PersistDelay(), node.persist_done_time);
     Event persist;
     persist.kind = EventKind::kPersist;
     persist.node = node.id;
@@ -512,7 +528,7 @@ void Simulator::ApplyEntry(Node& node, const pb::Entry& entry) {
   }
   bool is_new = false;
   if (std::string v = checker_.OnApplied(node.id, entry.index(), entry.term(), content,
-                                         state.chain_hash, &is_new);
+                                         state.chain_hash, node.raft->term(), &is_new);
       !v.empty()) {
     return Fail(v);
   }

@@ -9,7 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
-#include "base/mutex.h"
+#include "base/status_macros.h"
+#include "server/listener.h"
 
 namespace stead::server {
 
@@ -21,20 +22,19 @@ using boost::system::error_code;
 
 struct HttpServer::Shared {
   Shared(asio::io_context& io_in, HttpServerOptions options_in, Logger logger_in)
-      : io(io_in), options(options_in), logger(std::move(logger_in)), acceptor(io_in) {}
+      : io(io_in),
+        options(options_in),
+        logger(std::move(logger_in)),
+        listener(std::make_shared<Listener>(io_in)),
+        connections(options.max_connections) {}
 
   asio::io_context& io;
   const HttpServerOptions options;
   const Logger logger;
   std::map<std::string, HttpHandler> handlers;  // fixed once Listen is called
   std::atomic<bool> stopped{false};
-  std::atomic<uint16_t> port{0};
-  tcp::acceptor acceptor;
-
-  Mutex mu;
-  // Open connections, so Stop can close them; weak because each is owned by its own
-  // coroutine (a strong reference would form a cycle through Shared).
-  std::map<Connection*, std::weak_ptr<Connection>> connections ABSL_GUARDED_BY(mu);
+  const std::shared_ptr<Listener> listener;
+  ConnectionSet<Connection> connections;  // so Stop can close them
 };
 
 class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
@@ -59,8 +59,7 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
     error_code ignored;
     self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     self->stream_.socket().close(ignored);
-    MutexLock lock(&self->shared_->mu);
-    self->shared_->connections.erase(self.get());
+    self->shared_->connections.Remove(self.get());
   }
 
   asio::awaitable<void> Serve() {
@@ -155,74 +154,33 @@ HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, Logger l
 HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Handle(std::string path, HttpHandler handler) {
-  STEAD_CHECK_EQ(shared_->port.load(), 0) << "Handle() after Listen()";
+  STEAD_CHECK_EQ(shared_->listener->port(), 0) << "Handle() after Listen()";
   shared_->handlers[std::move(path)] = std::move(handler);
 }
 
 absl::Status HttpServer::Listen(const std::string& host, uint16_t port) {
-  error_code ec;
-  const asio::ip::address address = asio::ip::make_address(host, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("HTTP listen address '", host, "': ", ec.message()));
-  }
-  tcp::acceptor& acceptor = shared_->acceptor;
-  const tcp::endpoint endpoint(address, port);
-  if (acceptor.open(endpoint.protocol(), ec); !ec) {
-    acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-    acceptor.bind(endpoint, ec);
-  }
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    error_code ignored;
-    acceptor.close(ignored);
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen for HTTP on ", host, ":", port, ": ", ec.message()));
-  }
-  shared_->port = acceptor.local_endpoint().port();
-  asio::co_spawn(
-      acceptor.get_executor(),
-      [shared = shared_]() -> asio::awaitable<void> {
-        for (;;) {
-          error_code accept_error;
-          tcp::socket socket = co_await shared->acceptor.async_accept(
-              asio::make_strand(shared->io),
-              asio::redirect_error(asio::use_awaitable, accept_error));
-          if (shared->stopped || accept_error == asio::error::operation_aborted) co_return;
-          if (accept_error) continue;
-          auto connection = std::make_shared<Connection>(shared, std::move(socket));
-          {
-            MutexLock lock(&shared->mu);
-            if (shared->connections.size() >= shared->options.max_connections) {
-              STEAD_LOG(shared->logger, Warning) << "http: refusing a connection, "
-                                                 << shared->connections.size() << " open";
-              continue;
-            }
-            shared->connections.emplace(connection.get(), connection);
-          }
-          connection->Start();
-        }
-      },
-      [](std::exception_ptr) {});
+  STEAD_RETURN_IF_ERROR(shared_->listener->Listen(host, port, "HTTP"));
+  // Weak: the listener keeps its handler, and Shared keeps the listener.
+  shared_->listener->Start([weak = std::weak_ptr<Shared>(shared_)](tcp::socket socket) {
+    std::shared_ptr<Shared> shared = weak.lock();
+    if (shared == nullptr || shared->stopped) return;
+    auto connection = std::make_shared<Connection>(shared, std::move(socket));
+    if (!shared->connections.Add(connection)) {
+      STEAD_LOG(shared->logger, Warning)
+          << "http: refusing a connection, " << shared->connections.size() << " open";
+      return;
+    }
+    connection->Start();
+  });
   return absl::OkStatus();
 }
 
-uint16_t HttpServer::port() const { return shared_->port; }
+uint16_t HttpServer::port() const { return shared_->listener->port(); }
 
 void HttpServer::Stop() {
   if (shared_->stopped.exchange(true)) return;
-  std::vector<std::shared_ptr<Connection>> open;
-  {
-    MutexLock lock(&shared_->mu);
-    for (const auto& [raw, weak] : shared_->connections) {
-      if (auto connection = weak.lock()) open.push_back(std::move(connection));
-    }
-  }
-  for (const auto& connection : open) connection->Close();
-  asio::post(shared_->acceptor.get_executor(), [shared = shared_] {
-    error_code ignored;
-    shared->acceptor.close(ignored);
-  });
+  for (const auto& connection : shared_->connections.Live()) connection->Close();
+  shared_->listener->Close();
 }
 
 }  // namespace stead::server

@@ -10,6 +10,7 @@
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "proto/peer.pb.h"
+#include "server/listener.h"
 
 namespace stead::server {
 
@@ -82,7 +83,8 @@ struct PeerTransport::Shared {
         logger(std::move(logger_in)),
         on_message(std::move(on_message_in)),
         on_unreachable(std::move(on_unreachable_in)),
-        acceptor(io_in) {}
+        listener(std::make_shared<Listener>(io_in)),
+        inbound(options.max_inbound_connections) {}
 
   // Handlers run through these, never directly: they hold handler_mu while calling,
   // which is what lets Stop() wait out a handler in progress.
@@ -102,13 +104,9 @@ struct PeerTransport::Shared {
   const UnreachableHandler on_unreachable;
   std::atomic<bool> stopped{false};
   Mutex handler_mu;
-  std::atomic<uint16_t> port{0};
 
-  tcp::acceptor acceptor;  // used only from the acceptor coroutine and Stop (posted)
-  Mutex mu;
-  // Live inbound connections, so Stop can close them. Weak: each is owned by its own
-  // coroutine, and a strong reference here would form a cycle through `Shared`.
-  std::map<Inbound*, std::weak_ptr<Inbound>> inbound ABSL_GUARDED_BY(mu);
+  const std::shared_ptr<Listener> listener;
+  ConnectionSet<Inbound> inbound;  // so Stop can close them
 };
 
 // One outgoing connection: resolve, connect, hello, then write queued frames.
@@ -370,8 +368,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     }
     error_code ignored;
     self->socket_.close(ignored);
-    MutexLock lock(&self->shared_->mu);
-    self->shared_->inbound.erase(self.get());
+    self->shared_->inbound.Remove(self.get());
   }
 
   asio::awaitable<absl::Status> Serve() {
@@ -445,51 +442,23 @@ PeerTransport::PeerTransport(asio::io_context& io, PeerTransportOptions options,
 PeerTransport::~PeerTransport() { Stop(); }
 
 absl::Status PeerTransport::Listen(const std::string& host, uint16_t port) {
-  error_code ec;
-  const asio::ip::address address = asio::ip::make_address(host, ec);
-  if (ec) return absl::InvalidArgumentError(absl::StrCat("peer listen address '", host, "': ", ec.message()));
-  const tcp::endpoint endpoint(address, port);
-  tcp::acceptor& acceptor = shared_->acceptor;
-  if (acceptor.open(endpoint.protocol(), ec); !ec) {
-    acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-    acceptor.bind(endpoint, ec);
-  }
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    error_code ignored;
-    acceptor.close(ignored);
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen for peers on ", host, ":", port, ": ", ec.message()));
-  }
-  shared_->port = acceptor.local_endpoint().port();
-  asio::co_spawn(
-      acceptor.get_executor(),
-      [shared = shared_]() -> asio::awaitable<void> {
-        for (;;) {
-          error_code accept_error;
-          tcp::socket socket = co_await shared->acceptor.async_accept(
-              asio::make_strand(shared->io), asio::redirect_error(asio::use_awaitable, accept_error));
-          if (shared->stopped || accept_error == asio::error::operation_aborted) co_return;
-          if (accept_error) continue;
-          auto inbound = std::make_shared<Inbound>(shared, std::move(socket));
-          {
-            MutexLock lock(&shared->mu);
-            if (shared->inbound.size() >= shared->options.max_inbound_connections) {
-              STEAD_LOG(shared->logger, Warning)
-                  << "refusing a peer connection: " << shared->inbound.size()
-                  << " already open (max_inbound_connections)";
-              continue;
-            }
-            shared->inbound.emplace(inbound.get(), inbound);
-          }
-          inbound->Start();
-        }
-      },
-      [](std::exception_ptr) {});
+  STEAD_RETURN_IF_ERROR(shared_->listener->Listen(host, port, "peers"));
+  // Weak: the listener keeps its handler, and Shared keeps the listener.
+  shared_->listener->Start([weak = std::weak_ptr<Shared>(shared_)](tcp::socket socket) {
+    std::shared_ptr<Shared> shared = weak.lock();
+    if (shared == nullptr || shared->stopped) return;
+    auto inbound = std::make_shared<Inbound>(shared, std::move(socket));
+    if (!shared->inbound.Add(inbound)) {
+      STEAD_LOG(shared->logger, Warning) << "refusing a peer connection: " << shared->inbound.size()
+                                         << " already open (max_inbound_connections)";
+      return;
+    }
+    inbound->Start();
+  });
   return absl::OkStatus();
 }
 
-uint16_t PeerTransport::listen_port() const { return shared_->port; }
+uint16_t PeerTransport::listen_port() const { return shared_->listener->port(); }
 
 void PeerTransport::SetPeer(raft::NodeId id, std::string host, uint16_t port) {
   STEAD_CHECK_NE(id, raft::kNoNode);
@@ -566,18 +535,8 @@ void PeerTransport::Stop() {
     peers.swap(peers_);
   }
   for (auto& [id, peer] : peers) peer->Close();
-  std::vector<std::shared_ptr<Inbound>> inbound;
-  {
-    MutexLock lock(&shared_->mu);
-    for (const auto& [raw, weak] : shared_->inbound) {
-      if (auto connection = weak.lock()) inbound.push_back(std::move(connection));
-    }
-  }
-  for (const auto& connection : inbound) connection->Close();
-  asio::post(shared_->acceptor.get_executor(), [shared = shared_] {
-    error_code ignored;
-    shared->acceptor.close(ignored);
-  });
+  for (const auto& connection : shared_->inbound.Live()) connection->Close();
+  shared_->listener->Close();
 }
 
 }  // namespace stead::server

@@ -56,3 +56,23 @@ function(stead_test)
     DISCOVERY_TIMEOUT 60
     PROPERTIES LABELS ${ARG_LABELS} TIMEOUT ${ARG_TIMEOUT})
 endfunction()
+
+# stead_fuzz_target(NAME name SOURCES ... LIBS ...)
+# One libFuzzer target per decoder, fed from tests/fuzz/corpus/<name>/. The `fuzz`
+# preset (clang) builds <name>_fuzz, a fuzzer; every other preset builds
+# <name>_fuzz_replay, a test (label fuzz-replay) that replays the checked-in corpus and
+# seeded mutations of it through the same LLVMFuzzerTestOneInput.
+function(stead_fuzz_target)
+  cmake_parse_arguments(ARG "" "NAME" "SOURCES;LIBS" ${ARGN})
+  set(corpus ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus/${ARG_NAME})
+  if(STEAD_SANITIZE STREQUAL "fuzzer")
+    add_executable(${ARG_NAME}_fuzz ${ARG_SOURCES})
+    target_link_libraries(${ARG_NAME}_fuzz PRIVATE ${ARG_LIBS} stead_warnings)
+    target_link_options(${ARG_NAME}_fuzz PRIVATE -fsanitize=fuzzer)
+  else()
+    stead_test(NAME ${ARG_NAME}_fuzz_replay
+      SOURCES ${ARG_SOURCES} ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.cc
+      LIBS ${ARG_LIBS} LABELS fuzz-replay)
+    target_compile_definitions(${ARG_NAME}_fuzz_replay PRIVATE STEAD_FUZZ_CORPUS_DIR="${corpus}")
+  endif()
+endfunction()

@@ -29,19 +29,3 @@ stead_test(NAME state_machine_crash_test SOURCES state_machine_crash_test.cc
            LIBS stead::storage LABELS unit TIMEOUT 180)
 target_compile_definitions(state_machine_crash_test PRIVATE
   STEAD_SHARED_DIR="${PROJECT_SOURCE_DIR}/../shared")
-
-# Fuzz target for the manifest and node metadata decoders, in the style of
-# tests/fuzz/: a libFuzzer binary under the `fuzz` preset, otherwise a replay test of the
-# corpus in testdata/ (label fuzz-replay) using tests/fuzz/replay_main.cc.
-set(STEAD_MANIFEST_CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/testdata/checkpoint_manifest_corpus)
-if(STEAD_SANITIZE STREQUAL "fuzzer")
-  add_executable(checkpoint_manifest_fuzz checkpoint_manifest_fuzz.cc)
-  target_link_libraries(checkpoint_manifest_fuzz PRIVATE stead::storage stead_warnings)
-  target_link_options(checkpoint_manifest_fuzz PRIVATE -fsanitize=fuzzer)
-else()
-  stead_test(NAME checkpoint_manifest_fuzz_replay
-             SOURCES checkpoint_manifest_fuzz.cc ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.cc
-             LIBS stead::storage LABELS fuzz-replay)
-  target_compile_definitions(checkpoint_manifest_fuzz_replay PRIVATE
-                             STEAD_FUZZ_CORPUS_DIR="${STEAD_MANIFEST_CORPUS}")
-endif()

@@ -7,11 +7,18 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "google/protobuf/stubs/logging.h"
 #include "base/check.h"
 #include "storage/checkpoint.h"
 #include "storage/node_metadata.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // Protobuf logs every string field with invalid UTF-8; the decoders report it anyway.
+  static const bool quiet = [] {
+    google::protobuf::SetLogHandler(nullptr);
+    return true;
+  }();
+  (void)quiet;
   const absl::string_view bytes(reinterpret_cast<const char*>(data), size);
   const absl::StatusOr<stead::pb::SnapshotManifest> manifest =
       stead::storage::DecodeManifestFile(bytes);

@@ -15,7 +15,7 @@ stead_test(NAME state_machine_test SOURCES state_machine_test.cc LIBS stead::sto
 stead_test(NAME backup_file_test SOURCES backup_file_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME checkpoint_test SOURCES checkpoint_test.cc LIBS stead::storage LABELS unit)
 target_compile_definitions(checkpoint_test PRIVATE
-  STEAD_MANIFEST_CORPUS_DIR="${CMAKE_CURRENT_SOURCE_DIR}/testdata/checkpoint_manifest_corpus")
+  STEAD_MANIFEST_CORPUS_DIR="${PROJECT_SOURCE_DIR}/tests/fuzz/corpus/checkpoint_manifest")
 stead_test(NAME checkpoint_stream_test SOURCES checkpoint_stream_test.cc LIBS stead::storage LABELS unit)
 
 # Throughput figures for the state machine and checkpoints; not a test (see the file).

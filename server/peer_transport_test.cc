@@ -113,6 +113,13 @@ class PeerTransportTest : public ::testing::Test {
     return message;
   }
 
+  // An inbox that outlives every transport (the handlers write into it until Stop).
+  Inbox& NewInbox() {
+    inboxes_.push_back(std::make_unique<Inbox>());
+    return *inboxes_.back();
+  }
+
+  std::vector<std::unique_ptr<Inbox>> inboxes_;  // destroyed after the transports stop
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::thread> threads_;
@@ -121,7 +128,8 @@ class PeerTransportTest : public ::testing::Test {
 };
 
 TEST_F(PeerTransportTest, DeliversMessagesInOrderToAPeerNamedByHost) {
-  Inbox inbox1, inbox2;
+  Inbox& inbox1 = NewInbox();
+  Inbox& inbox2 = NewInbox();
   PeerTransport* one = Start(1, &inbox1);
   PeerTransport* two = Start(2, &inbox2);
   one->SetPeer(2, "localhost", two->listen_port());  // a name, resolved per attempt
@@ -136,7 +144,9 @@ TEST_F(PeerTransportTest, DeliversMessagesInOrderToAPeerNamedByHost) {
 }
 
 TEST_F(PeerTransportTest, RefusesAPeerOfAnotherClusterAndKeepsServingOthers) {
-  Inbox inbox1, inbox2, stranger_inbox;
+  Inbox& inbox1 = NewInbox();
+  Inbox& inbox2 = NewInbox();
+  Inbox& stranger_inbox = NewInbox();
   PeerTransport* one = Start(1, &inbox1);
   PeerTransport* two = Start(2, &inbox2);
   PeerTransport* stranger = Start(1, &stranger_inbox, /*cluster=*/0xbad);
@@ -155,7 +165,8 @@ TEST_F(PeerTransportTest, RefusesAPeerOfAnotherClusterAndKeepsServingOthers) {
 }
 
 TEST_F(PeerTransportTest, RefusesAHelloMeantForAnotherNode) {
-  Inbox inbox1, inbox2;
+  Inbox& inbox1 = NewInbox();
+  Inbox& inbox2 = NewInbox();
   PeerTransport* one = Start(1, &inbox1);
   PeerTransport* two = Start(2, &inbox2);
   one->SetPeer(3, "127.0.0.1", two->listen_port());  // stale address: node 2 answers
@@ -165,7 +176,8 @@ TEST_F(PeerTransportTest, RefusesAHelloMeantForAnotherNode) {
 }
 
 TEST_F(PeerTransportTest, GarbageFromARawSocketClosesOnlyThatConnection) {
-  Inbox inbox1, inbox2;
+  Inbox& inbox1 = NewInbox();
+  Inbox& inbox2 = NewInbox();
   PeerTransport* one = Start(1, &inbox1);
   PeerTransport* two = Start(2, &inbox2);
   {
@@ -184,7 +196,9 @@ TEST_F(PeerTransportTest, GarbageFromARawSocketClosesOnlyThatConnection) {
 }
 
 TEST_F(PeerTransportTest, ReconnectsWhenThePeerComesBack) {
-  Inbox inbox1, inbox2, inbox2_again;
+  Inbox& inbox1 = NewInbox();
+  Inbox& inbox2 = NewInbox();
+  Inbox& inbox2_again = NewInbox();
   PeerTransport* one = Start(1, &inbox1);
   PeerTransport* two = Start(2, &inbox2);
   const uint16_t port = two->listen_port();
@@ -211,7 +225,7 @@ TEST_F(PeerTransportTest, ReconnectsWhenThePeerComesBack) {
 }
 
 TEST_F(PeerTransportTest, DropsBeyondTheQueueLimitAndReportsUnreachable) {
-  Inbox inbox1;
+  Inbox& inbox1 = NewInbox();
   PeerTransport* one = Start(1, &inbox1, kCluster, /*max_queued_bytes=*/4096);
   one->SetPeer(2, "127.0.0.1", 1);  // nothing listens on port 1
   pb::Message big = Heartbeat(1, 2, 1);

@@ -25,7 +25,6 @@ RaftNode::RaftNode(asio::io_context& io, RaftNodeOptions options, storage::Wal* 
                    storage::StateMachine* state_machine, PeerTransport* transport,
                    ApplyFunction apply)
     : options_(std::move(options)),
-      io_(io),
       wal_(wal),
       state_machine_(state_machine),
       transport_(transport),

@@ -165,7 +165,6 @@ class RaftNode {
   absl::Status ApplyEntry(const pb::Entry& entry);
 
   RaftNodeOptions options_;
-  boost::asio::io_context& io_;
   storage::Wal* const wal_;
   storage::StateMachine* const state_machine_;
   PeerTransport* const transport_;

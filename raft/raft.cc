@@ -93,12 +93,15 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(Config config, const LogStora
   return raft;
 }
 
-std::vector<pb::Entry> Raft::BootstrapEntries(const std::vector<NodeId>& voters) {
+std::vector<pb::Entry> Raft::BootstrapEntries(const std::vector<NodeId>& voters,
+                                              const std::vector<std::string>& contexts) {
+  STEAD_CHECK(contexts.empty() || contexts.size() == voters.size());
   std::vector<pb::Entry> entries;
   for (size_t i = 0; i < voters.size(); ++i) {
     pb::ConfChange change;
     change.set_type(pb::CONF_CHANGE_TYPE_ADD_VOTER);
     change.set_node_id(voters[i]);
+    if (!contexts.empty()) change.set_context(contexts[i]);
     pb::Entry entry;
     entry.set_term(1);
     entry.set_index(i + 1);

@@ -209,8 +209,10 @@ class Raft {
   // inconsistent (commit beyond the log); storage errors are passed up.
   static absl::StatusOr<std::unique_ptr<Raft>> Create(Config config, const LogStorage* storage);
 
-  // One CONF_CHANGE ADD_VOTER entry per initial voter, at term 1, indexes 1..n.
-  static std::vector<pb::Entry> BootstrapEntries(const std::vector<NodeId>& voters);
+  // One CONF_CHANGE ADD_VOTER entry per initial voter, at term 1, indexes 1..n, each
+  // with the runtime's context for that voter (none when `contexts` is empty).
+  static std::vector<pb::Entry> BootstrapEntries(const std::vector<NodeId>& voters,
+                                                 const std::vector<std::string>& contexts = {});
 
   ~Raft();
   Raft(const Raft&) = delete;

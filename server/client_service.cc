@@ -10,7 +10,6 @@
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "server/listener.h"
-#include "server/kv_apply.h"
 
 namespace stead::server {
 
@@ -22,35 +21,20 @@ namespace {
 constexpr size_t kReadBufferBytes = 64 * 1024;
 }  // namespace
 
-pb::Error ErrorFromStatus(const absl::Status& status, const std::optional<MemberAddress>& leader) {
-  pb::Error error;
-  error.set_code(static_cast<int32_t>(status.code()));
-  error.set_message(std::string(status.message()));
-  if (absl::IsUnavailable(status) && leader) {
-    error.set_leader_name(leader->name);
-    error.set_leader_address(leader->client_address);
-  }
-  return error;
-}
-
 struct ClientService::Shared {
   Shared(asio::io_context& io_in, ClientServiceOptions options_in, Logger logger_in,
-         RaftNode* node_in, const storage::StateMachine* state_in, MemberDirectory members_in)
+         RequestHandler handler_in)
       : io(io_in),
         options(std::move(options_in)),
         logger(std::move(logger_in)),
-        node(node_in),
-        state(state_in),
-        members(std::move(members_in)),
+        handler(std::move(handler_in)),
         listener(std::make_shared<Listener>(io_in)),
         connections(options.max_connections) {}
 
   asio::io_context& io;
   const ClientServiceOptions options;
   const Logger logger;
-  RaftNode* const node;
-  const storage::StateMachine* const state;
-  const MemberDirectory members;
+  const RequestHandler handler;
   std::atomic<bool> stopped{false};
   const std::shared_ptr<Listener> listener;
   ConnectionSet<Connection> connections;  // so Stop can close them
@@ -112,110 +96,30 @@ class ClientService::Connection : public std::enable_shared_from_this<Connection
     }
   }
 
-  absl::Time Deadline(const pb::ClientRequest& request) const {
-    absl::Duration timeout = request.timeout_ms() == 0 ? shared_->options.default_timeout
-                                                       : absl::Milliseconds(request.timeout_ms());
-    return absl::Now() + std::min(timeout, shared_->options.max_timeout);
-  }
-
   // Runs on the connection's strand. Every request gets exactly one response.
   void Dispatch(pb::ClientRequest request) {
-    const uint64_t id = request.request_id();
     if (inflight_ >= shared_->options.max_inflight_per_connection) {
-      Respond(id, absl::ResourceExhaustedError(absl::StrCat(
-                      inflight_, " requests in flight on this connection: back off")));
+      pb::ClientResponse refused;
+      refused.set_request_id(request.request_id());
+      refused.mutable_error()->set_code(static_cast<int32_t>(absl::StatusCode::kResourceExhausted));
+      refused.mutable_error()->set_message(
+          absl::StrCat(inflight_, " requests in flight on this connection: back off"));
+      ++inflight_;
+      Send(std::move(refused));
       return;
     }
     ++inflight_;
-    auto self = shared_from_this();
-    switch (request.request_case()) {
-      case pb::ClientRequest::kRange: {
-        if (request.range().consistency() == pb::READ_CONSISTENCY_SERIALIZABLE) {
-          ServeRead(id, request.range());
-          return;
-        }
-        pb::RangeRequest range = request.range();
-        shared_->node->ReadBarrier(Deadline(request), [self, id, range](absl::Status status) {
-          asio::post(self->socket_.get_executor(), [self, id, range, status] {
-            if (self->shared_->stopped) return;
-            if (!status.ok()) {
-              self->Respond(id, status);
-            } else {
-              self->ServeRead(id, range);
-            }
-          });
-        });
-        return;
-      }
-      case pb::ClientRequest::kPut:
-      case pb::ClientRequest::kDeleteRange: {
-        if (absl::Status valid = ValidateWriteRequest(request, shared_->options.limits); !valid.ok()) {
-          Respond(id, valid);
-          return;
-        }
-        const absl::Time deadline = Deadline(request);
-        shared_->node->Propose(
-            request.SerializeAsString(), deadline, [self, id](absl::StatusOr<std::string> result) {
-              asio::post(self->socket_.get_executor(), [self, id, result = std::move(result)] {
-                if (self->shared_->stopped) return;
-                if (!result.ok()) {
-                  self->Respond(id, result.status());
-                  return;
-                }
-                pb::ClientResponse response;
-                if (!response.ParseFromString(*result)) {
-                  self->Respond(id, absl::InternalError("undecodable apply result"));
-                  return;
-                }
-                response.set_request_id(id);
-                self->Send(std::move(response));
-              });
-            });
-        return;
-      }
-      case pb::ClientRequest::kTxn:
-        Respond(id, absl::InvalidArgumentError(
-                        "transactions are not supported by this server version"));
-        return;
-      case pb::ClientRequest::REQUEST_NOT_SET:
-        Respond(id, absl::InvalidArgumentError("request has no operation"));
-        return;
-    }
-  }
-
-  void ServeRead(uint64_t id, const pb::RangeRequest& range) {
-    absl::StatusOr<pb::RangeResponse> result = ReadRange(range, *shared_->state);
-    if (!result.ok()) {
-      Respond(id, result.status());
-      return;
-    }
-    pb::ClientResponse response;
-    response.set_request_id(id);
-    *response.mutable_range() = std::move(*result);
-    Send(std::move(response));
-  }
-
-  void Respond(uint64_t id, const absl::Status& status) {
-    pb::ClientResponse response;
-    response.set_request_id(id);
-    std::optional<MemberAddress> leader;
-    if (absl::IsUnavailable(status)) {
-      const raft::NodeId leader_id = shared_->node->Status().leader;
-      if (leader_id != raft::kNoNode) leader = shared_->members(leader_id);
-    }
-    *response.mutable_error() = ErrorFromStatus(status, leader);
-    Send(std::move(response));
+    shared_->handler(std::move(request), [self = shared_from_this()](pb::ClientResponse response) {
+      asio::post(self->socket_.get_executor(), [self, response = std::move(response)]() mutable {
+        if (!self->shared_->stopped) self->Send(std::move(response));
+      });
+    });
   }
 
   // On the strand: frames the response and starts writing if idle.
   void Send(pb::ClientResponse response) {
     STEAD_CHECK_GT(inflight_, 0u);
     --inflight_;
-    const RaftNodeStatus status = shared_->node->Status();
-    pb::ResponseHeader* header = response.mutable_header();
-    header->set_cluster_id(shared_->options.cluster_id);
-    header->set_member_id(status.id);
-    header->set_raft_term(status.term);
     if (absl::Status framed = AppendFrame(response, UINT32_MAX, &pending_); !framed.ok()) {
       STEAD_LOG(shared_->logger, Error) << "cannot frame a response: " << framed.message();
       return;
@@ -254,10 +158,9 @@ class ClientService::Connection : public std::enable_shared_from_this<Connection
 };
 
 ClientService::ClientService(asio::io_context& io, ClientServiceOptions options, Logger logger,
-                             RaftNode* node, const storage::StateMachine* state,
-                             MemberDirectory members)
-    : shared_(std::make_shared<Shared>(io, std::move(options), std::move(logger), node, state,
-                                       std::move(members))) {}
+                             RequestHandler handler)
+    : shared_(std::make_shared<Shared>(io, std::move(options), std::move(logger),
+                                       std::move(handler))) {}
 
 ClientService::~ClientService() { Stop(); }
 

@@ -54,12 +54,16 @@ class ClientServiceTest : public ::testing::Test {
     node_ = std::make_unique<RaftNode>(io_, options, wal_.get(), state_.get(), transport_.get(),
                                        ApplyKvCommand);
     EXPECT_OK(node_->Start());
-    ClientServiceOptions service_options;
-    service_options.cluster_id = kCluster;
-    service_options.limits.max_key_bytes = 64;
+    KvServiceOptions kv_options;
+    kv_options.cluster_id = kCluster;
+    kv_options.limits.max_key_bytes = 64;
+    kv_ = std::make_unique<KvService>(kv_options, logger, node_.get(), state_.get(),
+                                      [](raft::NodeId) { return std::optional<MemberAddress>(); });
     service_ = std::make_unique<ClientService>(
-        io_, service_options, logger, node_.get(), state_.get(),
-        [](raft::NodeId) { return std::optional<MemberAddress>(); });
+        io_, ClientServiceOptions(), logger,
+        [this](pb::ClientRequest request, ResponseCallback done) {
+          kv_->Handle(std::move(request), std::move(done));
+        });
     EXPECT_OK(service_->Listen("127.0.0.1", 0));
     // A single voter elects itself within a few election timeouts.
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
@@ -76,6 +80,7 @@ class ClientServiceTest : public ::testing::Test {
     thread_.join();
     service_.reset();
     node_.reset();
+    kv_.reset();
     state_.reset();
     wal_.reset();
     std::filesystem::remove_all(root_);
@@ -155,6 +160,7 @@ class ClientServiceTest : public ::testing::Test {
   std::unique_ptr<storage::StateMachine> state_;
   std::unique_ptr<PeerTransport> transport_;
   std::unique_ptr<RaftNode> node_;
+  std::unique_ptr<KvService> kv_;
   std::unique_ptr<ClientService> service_;
 };
 

@@ -51,22 +51,26 @@ asio::awaitable<absl::Status> ReadPeerFrame(tcp::socket& socket, FrameReader& re
   }
 }
 
-absl::Status ValidateHello(const pb::PeerHello& hello, const PeerTransportOptions& options) {
+absl::Status ValidateHello(const pb::PeerHello& hello, uint64_t cluster_id, raft::NodeId node_id,
+                           const std::string& node_name) {
   if (hello.protocol_version() != kPeerProtocolVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
         "peer protocol version ", hello.protocol_version(), ", this member speaks ",
         kPeerProtocolVersion));
   }
-  if (hello.cluster_id() != options.cluster_id) {
+  if (cluster_id == 0) {
+    return absl::UnavailableError("this member has not joined a cluster yet");
+  }
+  if (hello.cluster_id() != cluster_id) {
     return absl::FailedPreconditionError(absl::StrCat(
         "peer ", hello.from_name(), " (id ", hello.from_id(), ") belongs to cluster ",
-        absl::Hex(hello.cluster_id()), ", this member to cluster ", absl::Hex(options.cluster_id)));
+        absl::Hex(hello.cluster_id()), ", this member to cluster ", absl::Hex(cluster_id)));
   }
   if (hello.from_id() == raft::kNoNode) return absl::InvalidArgumentError("hello without from_id");
-  if (hello.to_id() != options.node_id) {
+  if (hello.to_id() != node_id) {
     return absl::FailedPreconditionError(absl::StrCat(
         "peer ", hello.from_name(), " meant to reach node ", hello.to_id(), ", this is node ",
-        options.node_id, " (", options.node_name, "): stale address?"));
+        node_id, " (", node_name, "): stale address?"));
   }
   return absl::OkStatus();
 }
@@ -83,6 +87,8 @@ struct PeerTransport::Shared {
         logger(std::move(logger_in)),
         on_message(std::move(on_message_in)),
         on_unreachable(std::move(on_unreachable_in)),
+        cluster_id(options.cluster_id),
+        node_id(options.node_id),
         listener(std::make_shared<Listener>(io_in)),
         inbound(options.max_inbound_connections) {}
 
@@ -96,12 +102,21 @@ struct PeerTransport::Shared {
     MutexLock lock(&handler_mu);
     if (!stopped) on_unreachable(peer);
   }
+  std::optional<pb::DiscoveryResponse> AnswerDiscovery(const pb::DiscoveryRequest& request) {
+    MutexLock lock(&handler_mu);
+    if (stopped || !on_discovery) return std::nullopt;
+    return on_discovery(request);
+  }
 
   asio::io_context& io;
   const PeerTransportOptions options;
   const Logger logger;
   const MessageHandler on_message;
   const UnreachableHandler on_unreachable;
+  DiscoveryHandler on_discovery;  // set before Listen
+  // Zero until the member has a cluster identity (SetIdentity).
+  std::atomic<uint64_t> cluster_id;
+  std::atomic<raft::NodeId> node_id;
   std::atomic<bool> stopped{false};
   Mutex handler_mu;
 
@@ -251,8 +266,8 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
     pb::PeerFrame hello_frame;
     pb::PeerHello* hello = hello_frame.mutable_hello();
     hello->set_protocol_version(kPeerProtocolVersion);
-    hello->set_cluster_id(shared_->options.cluster_id);
-    hello->set_from_id(shared_->options.node_id);
+    hello->set_cluster_id(shared_->cluster_id);
+    hello->set_from_id(shared_->node_id);
     hello->set_from_name(shared_->options.node_name);
     hello->set_to_id(id_);
     std::string bytes;
@@ -358,7 +373,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
  private:
   static asio::awaitable<void> Run(std::shared_ptr<Inbound> self) {
     const absl::Status status = co_await self->Serve();
-    if (!self->shared_->stopped) {
+    if (!status.ok() && !self->shared_->stopped) {
       const LogLevel level = absl::IsUnavailable(status) ? LogLevel::kInfo : LogLevel::kWarning;
       if (self->shared_->logger.Enabled(level)) {
         self->shared_->logger.Write(level, __FILE__, __LINE__,
@@ -386,10 +401,13 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
       deadline.cancel();
       if (!read.ok()) co_return Annotate(read, "waiting for hello");
     }
+    if (frame.has_discovery_request()) co_return co_await AnswerDiscovery(frame);
     if (!frame.has_hello()) co_return absl::InvalidArgumentError("first frame is not a hello");
     const pb::PeerHello hello = frame.hello();
     peer_name_ = hello.from_name();
-    const absl::Status valid = ValidateHello(hello, shared_->options);
+    const raft::NodeId node_id = shared_->node_id;
+    const absl::Status valid =
+        ValidateHello(hello, shared_->cluster_id, node_id, shared_->options.node_name);
     if (const absl::Status sent = co_await SendHelloResponse(valid); !sent.ok()) co_return sent;
     if (!valid.ok()) co_return Annotate(valid, "refused");
 
@@ -397,7 +415,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
       const absl::Status read = co_await ReadPeerFrame(socket_, reader, &frame);
       if (!read.ok()) co_return read;
       if (!frame.has_raft()) co_return absl::InvalidArgumentError("unexpected frame after hello");
-      if (frame.raft().from() != hello.from_id() || frame.raft().to() != shared_->options.node_id) {
+      if (frame.raft().from() != hello.from_id() || frame.raft().to() != node_id) {
         co_return absl::InvalidArgumentError(
             absl::StrCat("message from ", frame.raft().from(), " to ", frame.raft().to(),
                          " on the connection of node ", hello.from_id()));
@@ -407,11 +425,27 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     }
   }
 
+  // Answers one discovery question; the connection then closes.
+  asio::awaitable<absl::Status> AnswerDiscovery(const pb::PeerFrame& request) {
+    peer_name_ = request.discovery_request().from().name();
+    std::optional<pb::DiscoveryResponse> answer =
+        shared_->AnswerDiscovery(request.discovery_request());
+    if (!answer) co_return absl::UnavailableError("not answering discovery (stopping)");
+    pb::PeerFrame response;
+    *response.mutable_discovery_response() = std::move(*answer);
+    co_return co_await SendFrame(response);
+  }
+
   asio::awaitable<absl::Status> SendHelloResponse(const absl::Status& valid) {
     pb::PeerFrame response;
     response.mutable_hello_response()->set_accepted(valid.ok());
     response.mutable_hello_response()->set_reason(std::string(valid.message()));
-    response.mutable_hello_response()->set_node_id(shared_->options.node_id);
+    response.mutable_hello_response()->set_node_id(shared_->node_id);
+    const absl::Status sent = co_await SendFrame(response);
+    co_return Annotate(sent, "send hello response");
+  }
+
+  asio::awaitable<absl::Status> SendFrame(const pb::PeerFrame& response) {
     std::string bytes;
     if (absl::Status framed = AppendFrame(response, shared_->options.max_frame_bytes, &bytes);
         !framed.ok()) {
@@ -420,7 +454,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     error_code ec;
     co_await asio::async_write(socket_, asio::buffer(bytes),
                                asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return absl::UnavailableError(absl::StrCat("send hello response: ", ec.message()));
+    if (ec) co_return absl::UnavailableError(ec.message());
     co_return absl::OkStatus();
   }
 
@@ -435,8 +469,21 @@ PeerTransport::PeerTransport(asio::io_context& io, PeerTransportOptions options,
                              MessageHandler on_message, UnreachableHandler on_unreachable)
     : shared_(std::make_shared<Shared>(io, std::move(options), std::move(logger),
                                        std::move(on_message), std::move(on_unreachable))) {
-  STEAD_CHECK_NE(shared_->options.cluster_id, 0u);
-  STEAD_CHECK_NE(shared_->options.node_id, raft::kNoNode);
+  STEAD_CHECK_EQ(shared_->options.cluster_id == 0, shared_->options.node_id == raft::kNoNode)
+      << "cluster id and node id are set together";
+}
+
+void PeerTransport::SetIdentity(uint64_t cluster_id, raft::NodeId node_id) {
+  STEAD_CHECK_NE(cluster_id, 0u);
+  STEAD_CHECK_NE(node_id, raft::kNoNode);
+  STEAD_CHECK(shared_->cluster_id == 0 || shared_->cluster_id == cluster_id)
+      << "a member's cluster id never changes";
+  shared_->node_id = node_id;
+  shared_->cluster_id = cluster_id;
+}
+
+void PeerTransport::SetDiscoveryHandler(DiscoveryHandler handler) {
+  shared_->on_discovery = std::move(handler);
 }
 
 PeerTransport::~PeerTransport() { Stop(); }
@@ -462,7 +509,7 @@ uint16_t PeerTransport::listen_port() const { return shared_->listener->port(); 
 
 void PeerTransport::SetPeer(raft::NodeId id, std::string host, uint16_t port) {
   STEAD_CHECK_NE(id, raft::kNoNode);
-  STEAD_CHECK_NE(id, shared_->options.node_id) << "a member is not its own peer";
+  STEAD_CHECK_NE(id, shared_->node_id.load()) << "a member is not its own peer";
   if (shared_->stopped) return;
   std::shared_ptr<Outbound> peer;
   {

@@ -30,6 +30,7 @@
 #include "base/asio.h"
 #include "base/log.h"
 #include "base/mutex.h"
+#include "proto/peer.pb.h"
 #include "proto/raft.pb.h"
 #include "raft/types.h"
 #include "server/frame.h"
@@ -37,7 +38,8 @@
 namespace stead::server {
 
 struct PeerTransportOptions {
-  // This member's cluster and Raft id; both > 0. Hellos naming others are refused.
+  // This member's cluster and Raft id; both > 0, or both 0 for a member that has no
+  // cluster identity yet (SetIdentity later). Hellos naming others are refused.
   uint64_t cluster_id = 0;
   raft::NodeId node_id = raft::kNoNode;
   std::string node_name;  // for peers' logs
@@ -70,6 +72,9 @@ class PeerTransport {
  public:
   using MessageHandler = std::function<void(pb::Message message)>;
   using UnreachableHandler = std::function<void(raft::NodeId peer)>;
+  // Answers a discovery question (bootstrap, join) from a member without a cluster
+  // identity. Runs like the other handlers: quick, thread-safe, never blocking.
+  using DiscoveryHandler = std::function<pb::DiscoveryResponse(const pb::DiscoveryRequest&)>;
 
   // Does not listen or connect yet. `io` must outlive the transport's coroutines: stop
   // the transport, then let `io` run until it has no more work.
@@ -78,6 +83,12 @@ class PeerTransport {
   PeerTransport(const PeerTransport&) = delete;
   PeerTransport& operator=(const PeerTransport&) = delete;
   ~PeerTransport();  // Stop()
+
+  // Sets the cluster and node id of a transport created without them. Once; the
+  // identity never changes afterwards. Hellos are refused until then.
+  void SetIdentity(uint64_t cluster_id, raft::NodeId node_id);
+  // Discovery questions are refused until a handler is set. Call before Listen.
+  void SetDiscoveryHandler(DiscoveryHandler handler);
 
   // Binds host:port (port 0 picks a free one) and accepts peers. Unavailable naming
   // the address and the system error when it cannot bind.

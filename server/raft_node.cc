@@ -23,12 +23,13 @@ void RaftNode::PostGuarded(const Strand& strand, const std::shared_ptr<Guard>& g
 
 RaftNode::RaftNode(asio::io_context& io, RaftNodeOptions options, storage::Wal* wal,
                    storage::StateMachine* state_machine, PeerTransport* transport,
-                   ApplyFunction apply)
+                   ApplyFunction apply, ConfChangeFunction on_conf_change)
     : options_(std::move(options)),
       wal_(wal),
       state_machine_(state_machine),
       transport_(transport),
       apply_(std::move(apply)),
+      on_conf_change_(std::move(on_conf_change)),
       logger_(options_.raft.logger),
       strand_(asio::make_strand(io)),
       tick_timer_(strand_) {
@@ -49,6 +50,7 @@ absl::Status RaftNode::Start() {
   applier_work_ = std::make_unique<
       asio::executor_work_guard<asio::io_context::executor_type>>(applier_io_.get_executor());
   applier_thread_ = std::thread([this] { applier_io_.run(); });
+  PublishStatus();  // before any strand handler runs, so Status() is never blank
   {
     MutexLock lock(&guard_->mu);
     guard_->node = this;
@@ -87,23 +89,61 @@ void RaftNode::Stop() {
   STEAD_LOG(logger_, Info) << "raft node stopped";
 }
 
-void RaftNode::Propose(std::string command, absl::Time deadline, ProposeCallback done) {
+std::optional<uint64_t> RaftNode::AddWaiter(absl::Time deadline, ProposeCallback& done) {
   if (stopped_) {
     done(absl::UnavailableError("node stopped"));
-    return;
+    return std::nullopt;
   }
-  uint64_t id = 0;
+  MutexLock lock(&waiters_mu_);
+  if (waiters_.size() >= options_.max_pending_requests) {
+    done(absl::ResourceExhaustedError(
+        absl::StrCat(waiters_.size(), " proposals pending (max_pending_requests): back off")));
+    return std::nullopt;
+  }
+  const uint64_t id = next_proposal_id_++;
+  waiters_.emplace(id, Waiter{deadline, std::move(done)});
+  if (options_.metrics.proposals) options_.metrics.proposals->Increment();
+  return id;
+}
+
+void RaftNode::FailWaiter(uint64_t id, const absl::Status& status) {
+  if (options_.metrics.proposals_failed) options_.metrics.proposals_failed->Increment();
+  CompleteWaiter(id, status);
+}
+
+void RaftNode::CompleteWaiter(uint64_t id, absl::StatusOr<std::string> result) {
+  ProposeCallback done;
   {
     MutexLock lock(&waiters_mu_);
-    if (waiters_.size() >= options_.max_pending_requests) {
-      done(absl::ResourceExhaustedError(absl::StrCat(
-          waiters_.size(), " proposals pending (max_pending_requests): back off")));
-      return;
-    }
-    id = next_proposal_id_++;
-    waiters_.emplace(id, Waiter{deadline, std::move(done)});
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) return;
+    done = std::move(it->second.done);
+    waiters_.erase(it);
   }
-  PostToStrand([this, id, command = std::move(command)]() mutable {
+  done(std::move(result));
+}
+
+void RaftNode::ProposeConfChange(pb::ConfChange change, absl::Time deadline,
+                                 ProposeCallback done) {
+  const std::optional<uint64_t> id = AddWaiter(deadline, done);
+  if (!id) return;
+  change.set_id(*id);
+  PostToStrand([this, change = std::move(change)] {
+    absl::Status status;
+    if (failed_) {
+      status = absl::UnavailableError("this member stopped after an error");
+    } else {
+      status = raft_->ProposeConfChange(change);
+    }
+    if (!status.ok()) FailWaiter(change.id(), status);
+    ProcessReadys();
+  });
+}
+
+void RaftNode::Propose(std::string command, absl::Time deadline, ProposeCallback done) {
+  const std::optional<uint64_t> waiter = AddWaiter(deadline, done);
+  if (!waiter) return;
+  PostToStrand([this, id = *waiter, command = std::move(command)]() mutable {
     absl::Status status;
     if (failed_) {
       status = absl::UnavailableError("this member stopped after an error");
@@ -116,18 +156,7 @@ void RaftNode::Propose(std::string command, absl::Time deadline, ProposeCallback
       proposal.set_command(std::move(command));
       status = raft_->Propose(proposal.SerializeAsString());
     }
-    if (!status.ok()) {
-      ProposeCallback failed;
-      {
-        MutexLock lock(&waiters_mu_);
-        auto it = waiters_.find(id);
-        if (it != waiters_.end()) {
-          failed = std::move(it->second.done);
-          waiters_.erase(it);
-        }
-      }
-      if (failed) failed(status);
-    }
+    if (!status.ok()) FailWaiter(id, status);
     ProcessReadys();
   });
 }
@@ -245,7 +274,8 @@ void RaftNode::HandleReady(raft::Ready ready) {
   if (ready.MustPersist()) {
     const uint64_t sequence = next_write_sequence_++;
     in_flight_writes_.push_back(InFlightWrite{sequence, ready.PersistedPosition(),
-                                              std::move(ready.messages_after_persist)});
+                                              std::move(ready.messages_after_persist),
+                                              absl::Now()});
     storage::WalWrite write;
     write.entries = std::move(ready.entries);
     write.hard_state = std::move(ready.hard_state);
@@ -286,6 +316,9 @@ void RaftNode::OnWalWritten(uint64_t sequence, absl::Status status) {
   }
   InFlightWrite done = std::move(in_flight_writes_.front());
   in_flight_writes_.pop_front();
+  if (options_.metrics.wal_write_seconds) {
+    options_.metrics.wal_write_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - done.submitted));
+  }
   SendAll(done.messages_after_persist);
   if (done.position) raft_->OnPersisted(done.position->first, done.position->second);
   ProcessReadys();
@@ -337,6 +370,7 @@ void RaftNode::ExpireWaiters(absl::Time now) {
       }
     }
   }
+  if (options_.metrics.proposals_failed) options_.metrics.proposals_failed->Increment(expired.size());
   for (ProposeCallback& done : expired) {
     done(absl::DeadlineExceededError(
         "deadline passed before the command was applied; its outcome is unknown"));
@@ -355,6 +389,8 @@ void RaftNode::PublishStatus() {
   status_.last_index = status.last_index;
   status_.is_voter = raft::IsVoter(status.conf_state, status.id);
   status_.leader_changes = leader_changes_;
+  status_.conf_state = status.conf_state;
+  status_.peers = status.peers;
 }
 
 void RaftNode::Fail(absl::Status status) {
@@ -370,6 +406,7 @@ void RaftNode::Fail(absl::Status status) {
 }
 
 void RaftNode::ApplyEntries(std::vector<pb::Entry> entries) {
+  const absl::Time start = absl::Now();
   raft::Index last = 0;
   for (const pb::Entry& entry : entries) {
     if (absl::Status status = ApplyEntry(entry); !status.ok()) {
@@ -377,6 +414,9 @@ void RaftNode::ApplyEntries(std::vector<pb::Entry> entries) {
       return;
     }
     last = entry.index();
+  }
+  if (options_.metrics.apply_seconds) {
+    options_.metrics.apply_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
   }
   if (last != 0) PostToStrand([this, last] { OnAppliedOnStrand(last); });
 }
@@ -388,13 +428,22 @@ absl::Status RaftNode::ApplyEntry(const pb::Entry& entry) {
   absl::StatusOr<std::string> result = std::string();
   pb::Proposal proposal;
   bool has_proposal = false;
+  uint64_t conf_change_id = 0;  // the waiter of a conf change, if it is ours
   if (entry.type() == pb::ENTRY_TYPE_CONF_CHANGE) {
+    // The core applies the same validity rule: a change that is no longer valid when
+    // committed (its member was meanwhile added or removed) changes nothing.
     pb::ConfChange change;
-    if (change.ParseFromString(entry.data()) &&
-        raft::ValidateConfChange(applier_conf_state_, change).ok()) {
+    if (!change.ParseFromString(entry.data())) {
+      result = absl::DataLossError("undecodable membership change");
+    } else if (absl::Status valid = raft::ValidateConfChange(applier_conf_state_, change);
+               !valid.ok()) {
+      result = absl::FailedPreconditionError(valid.message());
+    } else {
       applier_conf_state_ = raft::ApplyConfChange(applier_conf_state_, change);
       batch.conf_state = applier_conf_state_;
+      if (on_conf_change_) on_conf_change_(change, applier_conf_state_, &batch.mutations);
     }
+    conf_change_id = change.id();
   } else if (!entry.data().empty()) {
     has_proposal = proposal.ParseFromString(entry.data());
     if (!has_proposal) {
@@ -415,16 +464,11 @@ absl::Status RaftNode::ApplyEntry(const pb::Entry& entry) {
   }
   if (!applied.ok()) return applied;
   if (has_proposal && proposal.proposer_id() == options_.raft.id) {
-    ProposeCallback done;
-    {
-      MutexLock lock(&waiters_mu_);
-      auto it = waiters_.find(proposal.proposal_id());
-      if (it != waiters_.end()) {
-        done = std::move(it->second.done);
-        waiters_.erase(it);
-      }
-    }
-    if (done) done(std::move(result));
+    CompleteWaiter(proposal.proposal_id(), std::move(result));
+  } else if (conf_change_id != 0) {
+    // Waiter ids start at a random 64-bit value, so another member's id matches one of
+    // ours only by a negligible chance.
+    CompleteWaiter(conf_change_id, std::move(result));
   }
   return absl::OkStatus();
 }

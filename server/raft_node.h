@@ -34,11 +34,20 @@
 #include "base/log.h"
 #include "base/mutex.h"
 #include "raft/raft.h"
+#include "server/metrics.h"
 #include "server/peer_transport.h"
 #include "storage/state_machine.h"
 #include "storage/wal.h"
 
 namespace stead::server {
+
+// Instruments the node updates; any may be null.
+struct RaftNodeMetrics {
+  Counter* proposals = nullptr;         // commands and membership changes proposed
+  Counter* proposals_failed = nullptr;  // refused, failed or timed out
+  Histogram* wal_write_seconds = nullptr;  // a Ready handed to the WAL until durable
+  Histogram* apply_seconds = nullptr;      // one batch of committed entries applied
+};
 
 struct RaftNodeOptions {
   // The core's configuration: id, timeouts, PreVote, ... `applied` is set by Start()
@@ -49,6 +58,7 @@ struct RaftNodeOptions {
   // Proposals and reads waiting at once; beyond it new ones fail with
   // ResourceExhausted. Default: 10000.
   size_t max_pending_requests = 10000;
+  RaftNodeMetrics metrics;
 };
 
 // What one committed command does. Runs on the applier thread, in log order, once per
@@ -59,6 +69,14 @@ struct RaftNodeOptions {
 using ApplyFunction = std::function<absl::StatusOr<std::string>(
     absl::string_view command, const pb::Entry& entry, const storage::StateMachine& state,
     std::vector<storage::Mutation>* mutations)>;
+
+// What a committed membership change does besides changing the configuration. Runs on
+// the applier thread, in log order, on every member, before the change is stored:
+// `after` is the configuration it leads to; mutations appended are written in the same
+// batch (the runtime records the member's name and addresses).
+using ConfChangeFunction = std::function<void(const pb::ConfChange& change,
+                                              const pb::ConfState& after,
+                                              std::vector<storage::Mutation>* mutations)>;
 
 // A point-in-time summary published by the raft strand for metrics and health checks.
 struct RaftNodeStatus {
@@ -71,6 +89,9 @@ struct RaftNodeStatus {
   raft::Index last_index = 0;
   bool is_voter = false;
   uint64_t leader_changes = 0;
+  pb::ConfState conf_state;
+  // Leader only: replication progress of every member, itself included.
+  std::vector<raft::PeerStatus> peers;
   // Set when the node stopped itself after an error it cannot continue from (a failed
   // WAL sync, a state machine that refuses an entry): the operator must act.
   absl::Status fatal;
@@ -85,7 +106,8 @@ class RaftNode {
   // The transport's message and unreachable handlers must forward to Step() and
   // ReportUnreachable().
   RaftNode(boost::asio::io_context& io, RaftNodeOptions options, storage::Wal* wal,
-           storage::StateMachine* state_machine, PeerTransport* transport, ApplyFunction apply);
+           storage::StateMachine* state_machine, PeerTransport* transport, ApplyFunction apply,
+           ConfChangeFunction on_conf_change = nullptr);
   RaftNode(const RaftNode&) = delete;
   RaftNode& operator=(const RaftNode&) = delete;
   ~RaftNode();  // Stop()
@@ -100,6 +122,10 @@ class RaftNode {
 
   // Proposes `command` (see the class comment for the outcomes).
   void Propose(std::string command, absl::Time deadline, ProposeCallback done);
+  // Proposes a one-server membership change; `done` gets "" once it is applied here,
+  // FailedPrecondition if the log refused it at apply time (it was no longer valid), or
+  // the outcomes of Propose. `change.id` is set by the node.
+  void ProposeConfChange(pb::ConfChange change, absl::Time deadline, ProposeCallback done);
   // Linearizable read barrier (ReadIndex): `done(OK)` once the local state machine has
   // applied every write committed before the call; then read it locally. Unavailable
   // when this member is not the leader; DeadlineExceeded when the leader could not
@@ -129,6 +155,7 @@ class RaftNode {
     uint64_t sequence = 0;
     std::optional<std::pair<raft::Index, raft::Term>> position;
     std::vector<pb::Message> messages_after_persist;
+    absl::Time submitted;
   };
 
   // Keeps handlers posted to the strand (by timers, the WAL writer and the applier)
@@ -146,6 +173,13 @@ class RaftNode {
   void PostToStrand(Fn fn) {
     PostGuarded(strand_, guard_, std::move(fn));
   }
+
+  // Registers a waiter and returns its id; nullopt (and `done` failed) when too many wait.
+  std::optional<uint64_t> AddWaiter(absl::Time deadline, ProposeCallback& done);
+  // Fails and forgets waiter `id` if it is still registered.
+  void FailWaiter(uint64_t id, const absl::Status& status);
+  // Hands `result` to waiter `id`, if this member still has it.
+  void CompleteWaiter(uint64_t id, absl::StatusOr<std::string> result);
 
   // --- raft strand ---
   void ScheduleTick();
@@ -169,6 +203,7 @@ class RaftNode {
   storage::StateMachine* const state_machine_;
   PeerTransport* const transport_;
   const ApplyFunction apply_;
+  const ConfChangeFunction on_conf_change_;
   const Logger logger_;
 
   Strand strand_;

@@ -116,6 +116,7 @@ absl::Status CheckNoForeignEntries(const std::string& data_dir) {
   STEAD_ASSIGN_OR_RETURN(const std::vector<std::string> names, files::ListDirectory(data_dir));
   for (const std::string& name : names) {
     if (name == kLockFileName || name == "lost+found" || name == kCheckpointsDirName ||
+        name == kMemberFileName || name == absl::StrCat(kMemberFileName, ".tmp") ||
         name == absl::StrCat(kActiveFileName, ".tmp") || ParseDatabaseDirName(name).has_value()) {
       continue;
     }

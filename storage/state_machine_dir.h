@@ -24,6 +24,9 @@ inline constexpr char kActiveFileName[] = "ACTIVE";
 // <data-dir>/checkpoints: where the runtime keeps checkpoints and incoming snapshot
 // transfers. On the data volume, so checkpoints hard-link the live SST files.
 inline constexpr char kCheckpointsDirName[] = "checkpoints";
+// <data-dir>/MEMBER: the runtime's record of its pending identity before the state
+// machine holds it (server/member_file.h); its temporary is MEMBER.tmp.
+inline constexpr char kMemberFileName[] = "MEMBER";
 
 // An exclusive flock(2) on <data-dir>/LOCK, released on destruction. flock locks belong
 // to the open file description, so a second Acquire fails even within one process.

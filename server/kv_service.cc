@@ -1,0 +1,128 @@
+#include "server/kv_service.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "server/kv_apply.h"
+
+namespace stead::server {
+
+pb::Error ErrorFromStatus(const absl::Status& status, const std::optional<MemberAddress>& leader) {
+  pb::Error error;
+  error.set_code(static_cast<int32_t>(status.code()));
+  error.set_message(std::string(status.message()));
+  if (absl::IsUnavailable(status) && leader) {
+    error.set_leader_name(leader->name);
+    error.set_leader_address(leader->client_address);
+  }
+  return error;
+}
+
+KvService::KvService(KvServiceOptions options, Logger logger, RaftNode* node,
+                     const storage::StateMachine* state, MemberDirectory members,
+                     AdminHandler admin)
+    : options_(std::move(options)),
+      logger_(std::move(logger)),
+      node_(node),
+      state_(state),
+      members_(std::move(members)),
+      admin_(std::move(admin)) {}
+
+absl::Time KvService::Deadline(const pb::ClientRequest& request) const {
+  const absl::Duration timeout = request.timeout_ms() == 0
+                                     ? options_.default_timeout
+                                     : absl::Milliseconds(request.timeout_ms());
+  return absl::Now() + std::min(timeout, options_.max_timeout);
+}
+
+void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
+  const uint64_t id = request.request_id();
+  switch (request.request_case()) {
+    case pb::ClientRequest::kRange: {
+      if (request.range().consistency() == pb::READ_CONSISTENCY_SERIALIZABLE) {
+        ServeRead(id, request.range(), done);
+        return;
+      }
+      node_->ReadBarrier(Deadline(request), [this, id, range = request.range(),
+                                             done = std::move(done)](absl::Status status) {
+        if (!status.ok()) return Finish(ErrorResponse(id, status), done);
+        ServeRead(id, range, done);
+      });
+      return;
+    }
+    case pb::ClientRequest::kPut:
+    case pb::ClientRequest::kDeleteRange: {
+      if (absl::Status valid = ValidateWriteRequest(request, options_.limits); !valid.ok()) {
+        return Finish(ErrorResponse(id, valid), done);
+      }
+      const absl::Time deadline = Deadline(request);
+      node_->Propose(request.SerializeAsString(), deadline,
+                     [this, id, done = std::move(done)](absl::StatusOr<std::string> result) {
+                       if (!result.ok()) return Finish(ErrorResponse(id, result.status()), done);
+                       pb::ClientResponse response;
+                       if (!response.ParseFromString(*result)) {
+                         return Finish(
+                             ErrorResponse(id, absl::InternalError("undecodable apply result")),
+                             done);
+                       }
+                       response.set_request_id(id);
+                       Finish(std::move(response), done);
+                     });
+      return;
+    }
+    case pb::ClientRequest::kMemberList:
+    case pb::ClientRequest::kMemberRemove:
+      if (!admin_) {
+        return Finish(ErrorResponse(id, absl::UnimplementedError("membership calls are not "
+                                                                 "served here")),
+                      done);
+      }
+      admin_(request, Deadline(request),
+             [this, id, done = std::move(done)](absl::StatusOr<pb::ClientResponse> result) {
+               if (!result.ok()) return Finish(ErrorResponse(id, result.status()), done);
+               result->set_request_id(id);
+               Finish(std::move(*result), done);
+             });
+      return;
+    case pb::ClientRequest::kTxn:
+      return Finish(ErrorResponse(id, absl::InvalidArgumentError(
+                                          "transactions are not supported by this server version")),
+                    done);
+    case pb::ClientRequest::REQUEST_NOT_SET:
+      return Finish(ErrorResponse(id, absl::InvalidArgumentError("request has no operation")),
+                    done);
+  }
+}
+
+void KvService::ServeRead(uint64_t request_id, const pb::RangeRequest& range,
+                          const ResponseCallback& done) {
+  absl::StatusOr<pb::RangeResponse> result = ReadRange(range, *state_);
+  if (!result.ok()) return Finish(ErrorResponse(request_id, result.status()), done);
+  pb::ClientResponse response;
+  response.set_request_id(request_id);
+  *response.mutable_range() = std::move(*result);
+  Finish(std::move(response), done);
+}
+
+pb::ClientResponse KvService::ErrorResponse(uint64_t request_id, const absl::Status& status) const {
+  pb::ClientResponse response;
+  response.set_request_id(request_id);
+  std::optional<MemberAddress> leader;
+  if (absl::IsUnavailable(status)) {
+    const raft::NodeId leader_id = node_->Status().leader;
+    if (leader_id != raft::kNoNode && members_) leader = members_(leader_id);
+  }
+  *response.mutable_error() = ErrorFromStatus(status, leader);
+  return response;
+}
+
+void KvService::Finish(pb::ClientResponse response, const ResponseCallback& done) const {
+  const RaftNodeStatus status = node_->Status();
+  pb::ResponseHeader* header = response.mutable_header();
+  header->set_cluster_id(options_.cluster_id);
+  header->set_member_id(status.id);
+  header->set_raft_term(status.term);
+  done(std::move(response));
+}
+
+}  // namespace stead::server

@@ -1,0 +1,89 @@
+// KvService: executes client requests against this member — writes through Raft,
+// reads linearizably (ReadIndex) or serializably — and answers each with exactly one
+// pb::ClientResponse. The client port (ClientService) and the embedded stead::Node
+// both go through it, so a request means the same thing whichever way it arrives.
+//
+// On a member that is not the leader, writes and linearizable reads fail with
+// UNAVAILABLE and a leader hint. Membership requests go to the AdminHandler.
+//
+// Thread-safety: Handle may be called from any thread; `done` runs on the raft strand,
+// the applier thread or the caller's thread and must not block.
+#ifndef STEAD_SERVER_KV_SERVICE_H_
+#define STEAD_SERVER_KV_SERVICE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "base/log.h"
+#include "proto/kv.pb.h"
+#include "server/raft_node.h"
+#include "storage/limits.h"
+#include "storage/state_machine.h"
+
+namespace stead::server {
+
+struct KvServiceOptions {
+  uint64_t cluster_id = 0;
+  // Deadline of a request that sets no timeout_ms; also the cap on timeout_ms.
+  // Default: 5 s (cap 60 s).
+  absl::Duration default_timeout = absl::Seconds(5);
+  absl::Duration max_timeout = absl::Seconds(60);
+  // Key and value limits checked before proposing.
+  storage::Limits limits;
+};
+
+// Who a node id is, for leader hints: member name and client address ("host:port").
+struct MemberAddress {
+  std::string name;
+  std::string client_address;
+};
+using MemberDirectory = std::function<std::optional<MemberAddress>(raft::NodeId id)>;
+
+using ResponseCallback = std::function<void(pb::ClientResponse response)>;
+// Serves membership requests (member_list, member_remove): `done` gets the response
+// body or the error, exactly once.
+using AdminHandler = std::function<void(const pb::ClientRequest& request, absl::Time deadline,
+                                        std::function<void(absl::StatusOr<pb::ClientResponse>)> done)>;
+
+class KvService {
+ public:
+  // Borrows `node` and `state`; both must outlive the service.
+  KvService(KvServiceOptions options, Logger logger, RaftNode* node,
+            const storage::StateMachine* state, MemberDirectory members,
+            AdminHandler admin = nullptr);
+  KvService(const KvService&) = delete;
+  KvService& operator=(const KvService&) = delete;
+
+  // Executes `request`; `done` receives its response (same request_id, a header, and a
+  // result or an error) exactly once.
+  void Handle(pb::ClientRequest request, ResponseCallback done);
+
+  // The response carrying `status` for request `request_id`, with a leader hint when
+  // UNAVAILABLE.
+  pb::ClientResponse ErrorResponse(uint64_t request_id, const absl::Status& status) const;
+
+ private:
+  absl::Time Deadline(const pb::ClientRequest& request) const;
+  void ServeRead(uint64_t request_id, const pb::RangeRequest& range, const ResponseCallback& done);
+  void Finish(pb::ClientResponse response, const ResponseCallback& done) const;
+
+  const KvServiceOptions options_;
+  const Logger logger_;
+  RaftNode* const node_;
+  const storage::StateMachine* const state_;
+  const MemberDirectory members_;
+  const AdminHandler admin_;
+};
+
+// The wire form of a failed request: the status code and message, and the leader hint
+// for UNAVAILABLE.
+pb::Error ErrorFromStatus(const absl::Status& status, const std::optional<MemberAddress>& leader);
+
+}  // namespace stead::server
+
+#endif  // STEAD_SERVER_KV_SERVICE_H_

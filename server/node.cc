@@ -1,0 +1,1172 @@
+// stead::Node: wires the runtime's parts together and runs a member's life: bootstrap
+// or join, serving, membership upkeep on the leader, graceful shutdown. The identity
+// and bootstrap protocol is described in server/README.md.
+#include "stead/node.h"
+
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <map>
+#include <random>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/asio.h"
+#include "base/check.h"
+#include "base/log.h"
+#include "base/mutex.h"
+#include "base/status_macros.h"
+#include "proto/peer.pb.h"
+#include "raft/conf_change.h"
+#include "server/client_service.h"
+#include "server/config.h"
+#include "server/discovery.h"
+#include "server/http_server.h"
+#include "server/kv_apply.h"
+#include "server/kv_service.h"
+#include "server/member_file.h"
+#include "server/metrics.h"
+#include "server/peer_transport.h"
+#include "server/raft_node.h"
+#include "storage/state_machine.h"
+#include "storage/wal.h"
+
+namespace stead {
+
+namespace asio = boost::asio;
+using server::HostPort;
+using server::MemberName;
+using server::ServerConfig;
+
+namespace {
+
+// Where member records live in the state machine: one key per node id.
+constexpr char kMembersKeyspace[] = "members";
+// How far applied may trail commit for /readyz.
+constexpr uint64_t kReadyApplyLag = 1000;
+// A learner this close to the leader's last index is promoted.
+constexpr uint64_t kPromotionLag = 100;
+// Pace of the supervisor (join retries, membership upkeep, removal checks).
+constexpr absl::Duration kSupervisorPeriod = absl::Milliseconds(200);
+constexpr absl::Duration kDiscoveryTimeout = absl::Seconds(2);
+constexpr absl::Duration kJoinRetryPeriod = absl::Seconds(1);
+// The waiting member says what it waits for this often.
+constexpr absl::Duration kWaitLogPeriod = absl::Seconds(10);
+
+std::string MemberKey(raft::NodeId id) { return absl::StrCat(absl::Hex(id, absl::kZeroPad16)); }
+
+uint64_t RandomNonZero() {
+  std::random_device random;
+  uint64_t value = 0;
+  while (value == 0) value = (uint64_t{random()} << 32) ^ random();
+  return value;
+}
+
+std::string WalIdentity(uint64_t cluster_id, raft::NodeId node_id, const std::string& name) {
+  return absl::StrCat("cluster=", absl::Hex(cluster_id), " node=", node_id, " name=", name);
+}
+
+absl::StatusOr<HostPort> ParseAddress(const std::string& text) {
+  return server::ParseHostPort(text, "member address", "");
+}
+
+}  // namespace
+
+struct Node::Impl {
+  enum class Phase { kDiscovering, kRunning, kRemoved, kFailed, kStopped };
+
+  explicit Impl(const ServerConfig& config_in)
+      : config(config_in),
+        member(server::ParseMemberName(config.name).value()),
+        logger(Logger(config.log_level).WithContext("member", config.name)),
+        work(asio::make_work_guard(io)) {}
+
+  ~Impl() { Stop(); }
+
+  // --- start ---------------------------------------------------------------------
+
+  absl::Status Start() {
+    STEAD_ASSIGN_OR_RETURN(std::optional<pb::NodeMetadata> metadata,
+                           storage::StateMachine::ReadNodeMetadata(config.data_dir));
+    pb::MemberBootstrap bootstrap;
+    if (metadata) {
+      bootstrap.set_cluster_id(metadata->cluster_id());
+      bootstrap.set_node_id(metadata->node_id());
+    } else {
+      STEAD_ASSIGN_OR_RETURN(bootstrap, server::LoadOrCreateMemberFile(config.data_dir,
+                                                                      RandomNonZero()));
+    }
+    {
+      MutexLock lock(&mu);
+      node_id = bootstrap.node_id();
+    }
+
+    RegisterMetrics();
+    server::PeerTransportOptions transport_options;
+    transport_options.node_name = config.name;
+    transport = std::make_unique<server::PeerTransport>(
+        io, transport_options, logger.WithContext("part", "peers"),
+        [this](pb::Message message) {
+          if (server::RaftNode* node = raft_ptr.load()) node->Step(std::move(message));
+        },
+        [this](raft::NodeId peer) {
+          if (server::RaftNode* node = raft_ptr.load()) node->ReportUnreachable(peer);
+        });
+    transport->SetDiscoveryHandler(
+        [this](const pb::DiscoveryRequest& request) { return AnswerDiscovery(request); });
+
+    http = std::make_unique<server::HttpServer>(io, server::HttpServerOptions(),
+                                                logger.WithContext("part", "http"));
+    http->Handle("/healthz", [this](const server::HttpRequest&) { return Healthz(); });
+    http->Handle("/readyz", [this](const server::HttpRequest&) { return Readyz(); });
+    http->Handle("/metrics", [this](const server::HttpRequest&) {
+      server::HttpResponse response;
+      response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      response.body = metrics.Render();
+      return response;
+    });
+    STEAD_RETURN_IF_ERROR(http->Listen(config.http_addr.host, config.http_addr.port));
+
+    client = std::make_unique<server::ClientService>(
+        io, server::ClientServiceOptions(), logger.WithContext("part", "clients"),
+        [this](pb::ClientRequest request, server::ResponseCallback done) {
+          HandleRequest(std::move(request), std::move(done));
+        });
+    STEAD_RETURN_IF_ERROR(client->Listen(config.client_addr.host, config.client_addr.port));
+    // Last: discovery answers carry the client and HTTP ports, which are bound now.
+    STEAD_RETURN_IF_ERROR(transport->Listen(config.peer_addr.host, config.peer_addr.port));
+
+    for (int i = 0; i < 2; ++i) io_threads.emplace_back([this] { io.run(); });
+
+    if (bootstrap.cluster_id() != 0) {
+      // The cluster is known: open the volumes now, so a wrong volume fails the start.
+      STEAD_RETURN_IF_ERROR(Activate(bootstrap));
+    } else {
+      STEAD_LOG(logger, Info) << "volumes are empty: looking for the cluster as pending node "
+                              << bootstrap.node_id();
+    }
+    supervisor = std::thread([this, bootstrap] { Supervise(bootstrap); });
+    STEAD_LOG(logger, Info) << "listening: clients " << config.client_addr.host << ":"
+                            << client->port() << ", peers " << config.peer_addr.host << ":"
+                            << transport->listen_port() << ", http " << config.http_addr.host
+                            << ":" << http->port();
+    return absl::OkStatus();
+  }
+
+  pb::MemberInfo SelfInfo() const {
+    pb::MemberInfo info;
+    {
+      MutexLock lock(&mu);
+      info.set_id(node_id);
+    }
+    info.set_name(config.name);
+    info.set_peer_address(HostPort{config.advertise_host, transport->listen_port()}.ToString());
+    info.set_client_address(HostPort{config.advertise_host, client->port()}.ToString());
+    return info;
+  }
+
+  // The peers of the initial configuration (and any other listed in --peers), except
+  // this member: whom to ask while looking for the cluster.
+  std::vector<std::pair<std::string, HostPort>> SeedPeers() const {
+    std::vector<std::pair<std::string, HostPort>> seeds;
+    if (!config.peers.empty()) {
+      for (const server::PeerSpec& peer : config.peers) {
+        if (peer.name != config.name) seeds.emplace_back(peer.name, peer.address);
+      }
+      return seeds;
+    }
+    for (int ordinal = 0; ordinal < config.initial_cluster_size; ++ordinal) {
+      if (ordinal == member.ordinal) continue;
+      const MemberName other{member.set, ordinal};
+      seeds.emplace_back(absl::StrCat(member.set, "-", ordinal), config.PeerAddressOf(other));
+    }
+    return seeds;
+  }
+
+  bool IsInitialMember() const { return member.ordinal < config.initial_cluster_size; }
+
+  // --- bootstrap (supervisor thread) -----------------------------------------------
+
+  // Asks the seeds until this member knows its cluster: an existing one it adopts or
+  // joins, or (ordinal 0, every initial member present and empty) a new one.
+  std::optional<pb::MemberBootstrap> Discover(pb::MemberBootstrap bootstrap) {
+    absl::Time next_report = absl::Now() + kWaitLogPeriod;
+    while (!stopping) {
+      pb::DiscoveryRequest request;
+      request.set_protocol_version(server::kDiscoveryProtocolVersion);
+      *request.mutable_from() = SelfInfo();
+      std::vector<pb::MemberInfo> empty_peers;
+      std::vector<std::string> waiting_for;
+      for (const auto& [name, address] : SeedPeers()) {
+        absl::StatusOr<pb::DiscoveryResponse> answer =
+            server::AskPeer(address, request, kDiscoveryTimeout);
+        if (!answer.ok()) {
+          waiting_for.push_back(absl::StrCat(name, " (", answer.status().message(), ")"));
+          continue;
+        }
+        if (answer->cluster_id() != 0) {
+          STEAD_LOG(logger, Info) << name << " belongs to cluster " << absl::StrCat(absl::Hex(answer->cluster_id()))
+                                  << ": joining it";
+          LearnMembers(*answer);
+          bootstrap.set_cluster_id(answer->cluster_id());
+          return bootstrap;
+        }
+        empty_peers.push_back(answer->responder());
+      }
+      const bool all_initial_present =
+          static_cast<int>(empty_peers.size()) + 1 >= config.initial_cluster_size &&
+          waiting_for.empty();
+      if (member.ordinal == 0 && IsInitialMember() && all_initial_present) {
+        return FormCluster(std::move(bootstrap), std::move(empty_peers));
+      }
+      if (absl::Now() >= next_report) {
+        next_report = absl::Now() + kWaitLogPeriod;
+        STEAD_LOG(logger, Info)
+            << "waiting for the cluster: "
+            << (waiting_for.empty() ? std::string("no member has formed it yet")
+                                    : absl::StrCat("cannot reach ", absl::StrJoin(waiting_for, ", ")));
+      }
+      SleepFor(absl::Milliseconds(500));
+    }
+    return std::nullopt;
+  }
+
+  pb::MemberBootstrap FormCluster(pb::MemberBootstrap bootstrap,
+                                  std::vector<pb::MemberInfo> others) {
+    bootstrap.set_cluster_id(RandomNonZero());
+    *bootstrap.add_initial_voters() = SelfInfo();
+    std::sort(others.begin(), others.end(),
+              [](const pb::MemberInfo& a, const pb::MemberInfo& b) { return a.name() < b.name(); });
+    for (pb::MemberInfo& other : others) *bootstrap.add_initial_voters() = std::move(other);
+    std::vector<std::string> names;
+    for (const pb::MemberInfo& voter : bootstrap.initial_voters()) names.push_back(voter.name());
+    STEAD_LOG(logger, Info) << "forming cluster " << absl::StrCat(absl::Hex(bootstrap.cluster_id()))
+                            << " with voters " << absl::StrJoin(names, ", ");
+    return bootstrap;
+  }
+
+  void LearnMembers(const pb::DiscoveryResponse& answer) {
+    MutexLock lock(&mu);
+    for (const auto* list : {&answer.voters(), &answer.learners()}) {
+      for (const pb::MemberInfo& info : *list) {
+        if (info.id() != node_id && !members.count(info.id())) members[info.id()] = info;
+      }
+    }
+    if (transport_identity_set) {
+      for (const auto& [id, info] : members) AddTransportPeer(info);
+    }
+  }
+
+  // Opens the volumes as member `bootstrap.node_id` of `bootstrap.cluster_id` and
+  // starts Raft. The member that formed the cluster writes the initial entries first.
+  absl::Status Activate(const pb::MemberBootstrap& bootstrap) {
+    const uint64_t cluster = bootstrap.cluster_id();
+    const raft::NodeId id = bootstrap.node_id();
+    if (!bootstrap.initial_voters().empty() || IsMemberFilePresent()) {
+      // Remember the decision before acting on it, so a restart repeats it exactly.
+      STEAD_RETURN_IF_ERROR(server::WriteMemberFile(config.data_dir, bootstrap));
+    }
+    storage::WalOptions wal_options;
+    wal_options.dir = config.wal_dir;
+    wal_options.identity = WalIdentity(cluster, id, config.name);
+    wal_options.logger = logger.WithContext("part", "wal");
+    STEAD_ASSIGN_OR_RETURN(wal, Annotate(storage::Wal::Open(wal_options), "open the WAL"));
+    if (!bootstrap.initial_voters().empty() && wal->LastIndex() == 0) {
+      std::vector<raft::NodeId> voters;
+      std::vector<std::string> contexts;
+      for (const pb::MemberInfo& voter : bootstrap.initial_voters()) {
+        voters.push_back(voter.id());
+        contexts.push_back(voter.SerializeAsString());
+      }
+      storage::WalWrite write;
+      write.entries = raft::Raft::BootstrapEntries(voters, contexts);
+      pb::HardState hard_state;
+      hard_state.set_term(1);
+      hard_state.set_commit(voters.size());
+      write.hard_state = hard_state;
+      STEAD_RETURN_IF_ERROR(Annotate(wal->Write(std::move(write)), "write the initial entries"));
+    }
+
+    storage::StateMachineOptions state_options;
+    state_options.data_dir = config.data_dir;
+    state_options.identity = {cluster, id, config.name};
+    state_options.keyspaces = {storage::kDefaultKeyspace, kMembersKeyspace};
+    state_options.logger = logger.WithContext("part", "state");
+    STEAD_ASSIGN_OR_RETURN(state,
+                           Annotate(storage::StateMachine::Open(state_options), "open the state machine"));
+    STEAD_RETURN_IF_ERROR(LoadMembers(bootstrap));
+
+    transport->SetIdentity(cluster, id);
+    {
+      MutexLock lock(&mu);
+      cluster_id = cluster;
+      transport_identity_set = true;
+      for (const auto& [peer, info] : members) AddTransportPeer(info);
+    }
+
+    const pb::ConfState conf = state->applied().conf_state();
+    const bool in_conf = raft::IsVoter(conf, id) || raft::IsLearner(conf, id);
+    if (!in_conf && (conf.voters_size() > 0 || conf.learners_size() > 0)) {
+      MarkRemoved("its volumes say it was removed from the cluster");
+      return absl::OkStatus();
+    }
+    ever_member = in_conf;
+
+    server::RaftNodeOptions raft_options;
+    raft_options.raft.id = id;
+    raft_options.raft.election_timeout_ticks = config.election_ticks;
+    raft_options.raft.heartbeat_interval_ticks = config.heartbeat_ticks;
+    raft_options.raft.random_seed = RandomNonZero();
+    raft_options.raft.logger = logger.WithContext("part", "raft");
+    raft_options.tick_interval = config.tick_interval;
+    raft_options.metrics = raft_metrics;
+    raft = std::make_unique<server::RaftNode>(
+        io, raft_options, wal.get(), state.get(), transport.get(), server::ApplyKvCommand,
+        [this](const pb::ConfChange& change, const pb::ConfState& after,
+               std::vector<storage::Mutation>* mutations) {
+          OnConfChangeApplied(change, after, mutations);
+        });
+    STEAD_RETURN_IF_ERROR(Annotate(raft->Start(), "start raft"));
+    server::KvServiceOptions kv_options;
+    kv_options.cluster_id = cluster;
+    kv = std::make_unique<server::KvService>(
+        kv_options, logger.WithContext("part", "kv"), raft.get(), state.get(),
+        [this](raft::NodeId member_id) { return MemberAddressOf(member_id); },
+        [this](const pb::ClientRequest& request, absl::Time deadline,
+               std::function<void(absl::StatusOr<pb::ClientResponse>)> done) {
+          HandleAdmin(request, deadline, std::move(done));
+        });
+    raft_ptr = raft.get();
+    kv_ptr = kv.get();
+    {
+      MutexLock lock(&mu);
+      phase = Phase::kRunning;
+    }
+    STEAD_LOG(logger, Info) << "member " << id << " of cluster " << absl::StrCat(absl::Hex(cluster))
+                            << (in_conf ? " is serving" : " waits to be added by the leader");
+    return absl::OkStatus();
+  }
+
+  bool IsMemberFilePresent() const { return server::MemberFileExists(config.data_dir); }
+
+  // Members recorded in the state machine, plus the initial voters of a new cluster.
+  absl::Status LoadMembers(const pb::MemberBootstrap& bootstrap) {
+    storage::ScanOptions scan;
+    scan.keyspace = kMembersKeyspace;
+    scan.limit = storage::kMaxScanLimit;
+    STEAD_ASSIGN_OR_RETURN(storage::ScanResult stored, state->Scan(scan));
+    MutexLock lock(&mu);
+    for (const storage::KeyValue& pair : stored.pairs) {
+      pb::MemberInfo info;
+      if (!info.ParseFromString(pair.value)) {
+        return absl::DataLossError(absl::StrCat("member record ", pair.key, " is corrupt"));
+      }
+      members[info.id()] = info;
+    }
+    for (const pb::MemberInfo& voter : bootstrap.initial_voters()) members[voter.id()] = voter;
+    members.erase(node_id);
+    return absl::OkStatus();
+  }
+
+  void AddTransportPeer(const pb::MemberInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (info.id() == node_id || info.id() == raft::kNoNode) return;
+    absl::StatusOr<HostPort> address = ParseAddress(info.peer_address());
+    if (!address.ok()) {
+      STEAD_LOG(logger, Warning) << "member " << info.name() << " has a bad peer address: "
+                                 << address.status().message();
+      return;
+    }
+    transport->SetPeer(info.id(), address->host, address->port);
+  }
+
+  // Applier thread: records who the member is, in the same batch as the change.
+  void OnConfChangeApplied(const pb::ConfChange& change, const pb::ConfState& after,
+                           std::vector<storage::Mutation>* mutations) {
+    pb::MemberInfo info;
+    const bool has_info = !change.context().empty() && info.ParseFromString(change.context()) &&
+                          info.id() == change.node_id();
+    MutexLock lock(&mu);
+    switch (change.type()) {
+      case pb::CONF_CHANGE_TYPE_ADD_LEARNER:
+      case pb::CONF_CHANGE_TYPE_ADD_VOTER:
+        if (has_info) {
+          mutations->push_back(
+              storage::Mutation::Put(kMembersKeyspace, MemberKey(info.id()), info.SerializeAsString()));
+          if (info.id() != node_id) {
+            members[info.id()] = info;
+            if (transport_identity_set) AddTransportPeer(info);
+          }
+        }
+        STEAD_LOG(logger, Info) << "member " << change.node_id() << " ("
+                                << (has_info ? info.name() : std::string("?")) << ") is now a "
+                                << (raft::IsVoter(after, change.node_id()) ? "voter" : "learner");
+        break;
+      case pb::CONF_CHANGE_TYPE_REMOVE_NODE: {
+        mutations->push_back(storage::Mutation::Delete(kMembersKeyspace, MemberKey(change.node_id())));
+        auto it = members.find(change.node_id());
+        STEAD_LOG(logger, Info) << "member " << change.node_id() << " ("
+                                << (it != members.end() ? it->second.name() : config.name)
+                                << ") was removed";
+        if (change.node_id() != node_id) {
+          if (it != members.end()) members.erase(it);
+          transport->RemovePeer(change.node_id());
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  std::optional<server::MemberAddress> MemberAddressOf(raft::NodeId id) const {
+    MutexLock lock(&mu);
+    if (id == node_id) {
+      return server::MemberAddress{config.name,
+                                   HostPort{config.advertise_host, client->port()}.ToString()};
+    }
+    auto it = members.find(id);
+    if (it == members.end()) return std::nullopt;
+    return server::MemberAddress{it->second.name(), it->second.client_address()};
+  }
+
+  // --- supervisor ------------------------------------------------------------------
+
+  void Supervise(pb::MemberBootstrap bootstrap) {
+    if (bootstrap.cluster_id() == 0) {
+      std::optional<pb::MemberBootstrap> found = Discover(std::move(bootstrap));
+      if (!found) return;  // stopping
+      if (absl::Status activated = Activate(*found); !activated.ok()) {
+        Fail(activated);
+        return;
+      }
+    }
+    absl::Time next_join = absl::InfinitePast();
+    while (!stopping) {
+      Phase current;
+      {
+        MutexLock lock(&mu);
+        current = phase;
+      }
+      if (current != Phase::kRunning) {
+        SleepFor(kSupervisorPeriod);
+        continue;
+      }
+      const server::RaftNodeStatus status = raft->Status();
+      if (!status.fatal.ok()) {
+        Fail(status.fatal);
+        continue;
+      }
+      const bool in_conf = raft::IsVoter(status.conf_state, status.id) ||
+                           raft::IsLearner(status.conf_state, status.id);
+      const bool conf_known = status.conf_state.voters_size() > 0;
+      if (in_conf) {
+        ever_member = true;
+      } else if (ever_member && conf_known) {
+        MarkRemoved("the cluster removed it");
+        continue;
+      } else if (absl::Now() >= next_join) {
+        next_join = absl::Now() + kJoinRetryPeriod;
+        AskToJoin();
+      }
+      if (status.role == raft::Role::kLeader) MaintainMembership(status);
+      SleepFor(kSupervisorPeriod);
+    }
+  }
+
+  // Until the leader's log reaches this member: asks to be added (a member already in
+  // the configuration is told so, and simply waits for the log).
+  void AskToJoin() {
+    pb::DiscoveryRequest request;
+    request.set_protocol_version(server::kDiscoveryProtocolVersion);
+    *request.mutable_from() = SelfInfo();
+    request.set_join(true);
+    std::vector<HostPort> targets;
+    {
+      MutexLock lock(&mu);
+      if (!join_hint.empty()) {
+        if (absl::StatusOr<HostPort> hint = ParseAddress(join_hint); hint.ok()) targets.push_back(*hint);
+      }
+      for (const auto& [id, info] : members) {
+        if (absl::StatusOr<HostPort> address = ParseAddress(info.peer_address()); address.ok()) {
+          targets.push_back(*address);
+        }
+      }
+    }
+    for (const auto& [name, address] : SeedPeers()) targets.push_back(address);
+    for (const HostPort& target : targets) {
+      if (stopping) return;
+      absl::StatusOr<pb::DiscoveryResponse> answer =
+          server::AskPeer(target, request, kDiscoveryTimeout);
+      if (!answer.ok()) continue;
+      uint64_t expected_cluster;
+      {
+        MutexLock lock(&mu);
+        expected_cluster = cluster_id;
+      }
+      if (answer->cluster_id() != expected_cluster) continue;
+      LearnMembers(*answer);
+      if (answer->join_code() == 0) {
+        STEAD_LOG(logger, Info) << "the leader " << answer->responder().name()
+                                << " accepted this member: " << answer->join_message();
+        MutexLock lock(&mu);
+        join_hint = answer->responder().peer_address();
+        return;
+      }
+      if (answer->leader().id() != raft::kNoNode) {
+        MutexLock lock(&mu);
+        join_hint = answer->leader().peer_address();
+      }
+      STEAD_LOG(logger, Debug) << "join not accepted by " << answer->responder().name() << ": "
+                               << answer->join_message();
+    }
+  }
+
+  // Leader: promotes caught-up learners, one change at a time.
+  void MaintainMembership(const server::RaftNodeStatus& status) {
+    if (change_in_flight) return;
+    for (const raft::PeerStatus& peer : status.peers) {
+      if (!peer.is_learner || peer.match + kPromotionLag < status.last_index || !peer.recent_active) {
+        continue;
+      }
+      pb::ConfChange change;
+      change.set_type(pb::CONF_CHANGE_TYPE_ADD_VOTER);
+      change.set_node_id(peer.id);
+      {
+        MutexLock lock(&mu);
+        auto it = members.find(peer.id);
+        if (it != members.end()) change.set_context(it->second.SerializeAsString());
+      }
+      STEAD_LOG(logger, Info) << "promoting learner " << peer.id << " (match " << peer.match
+                              << " of " << status.last_index << ")";
+      ProposeChange(change, "promote");
+      return;
+    }
+  }
+
+  void ProposeChange(const pb::ConfChange& change, const std::string& what,
+                     std::function<void(absl::Status)> then = nullptr) {
+    change_in_flight = true;
+    raft->ProposeConfChange(
+        change, absl::Now() + absl::Seconds(10),
+        [this, what, node = change.node_id(), then = std::move(then)](absl::StatusOr<std::string> result) {
+          change_in_flight = false;
+          if (!result.ok()) {
+            STEAD_LOG(logger, Info) << what << " of member " << node
+                                    << " did not go through: " << result.status().message();
+          }
+          if (then) then(result.status());
+        });
+  }
+
+  // --- discovery answers (io threads; quick, never blocking) ------------------------
+
+  pb::DiscoveryResponse AnswerDiscovery(const pb::DiscoveryRequest& request) {
+    pb::DiscoveryResponse answer;
+    answer.set_join_code(static_cast<int32_t>(absl::StatusCode::kUnavailable));
+    *answer.mutable_responder() = SelfInfo();
+    server::RaftNode* node = raft_ptr.load();
+    {
+      MutexLock lock(&mu);
+      answer.set_cluster_id(cluster_id);
+    }
+    if (node == nullptr) {
+      answer.set_join_message("this member is not serving yet");
+      return answer;
+    }
+    const server::RaftNodeStatus status = node->Status();
+    {
+      MutexLock lock(&mu);
+      auto info_of = [&](raft::NodeId id) {
+        if (id == node_id) return SelfInfoLocked();
+        auto it = members.find(id);
+        if (it != members.end()) return it->second;
+        pb::MemberInfo unknown;
+        unknown.set_id(id);
+        return unknown;
+      };
+      for (uint64_t id : status.conf_state.voters()) *answer.add_voters() = info_of(id);
+      for (uint64_t id : status.conf_state.learners()) *answer.add_learners() = info_of(id);
+      if (status.leader != raft::kNoNode) *answer.mutable_leader() = info_of(status.leader);
+    }
+    if (!request.join()) {
+      answer.set_join_code(0);
+      return answer;
+    }
+    const pb::MemberInfo& asker = request.from();
+    if (raft::IsVoter(status.conf_state, asker.id()) || raft::IsLearner(status.conf_state, asker.id())) {
+      answer.set_join_code(0);
+      answer.set_join_message("already a member; the log will reach it");
+      return answer;
+    }
+    if (status.role != raft::Role::kLeader) {
+      answer.set_join_message("not the leader");
+      return answer;
+    }
+    if (asker.id() == raft::kNoNode || asker.name().empty() || !ParseAddress(asker.peer_address()).ok()) {
+      answer.set_join_code(static_cast<int32_t>(absl::StatusCode::kInvalidArgument));
+      answer.set_join_message("join request without id, name or peer address");
+      return answer;
+    }
+    if (change_in_flight) {
+      answer.set_join_message("another membership change is in progress; retry");
+      return answer;
+    }
+    // The same name under another id is an earlier life of the asker (its volumes
+    // were lost): that id must never vote again, so it goes first.
+    raft::NodeId previous = raft::kNoNode;
+    {
+      MutexLock lock(&mu);
+      for (const auto& [id, info] : members) {
+        if (info.name() == asker.name() && id != asker.id() &&
+            (raft::IsVoter(status.conf_state, id) || raft::IsLearner(status.conf_state, id))) {
+          previous = id;
+        }
+      }
+    }
+    pb::ConfChange change;
+    if (previous != raft::kNoNode) {
+      change.set_type(pb::CONF_CHANGE_TYPE_REMOVE_NODE);
+      change.set_node_id(previous);
+      STEAD_LOG(logger, Info) << asker.name() << " came back as node " << asker.id()
+                              << ": removing its earlier id " << previous << " first";
+      ProposeChange(change, "removal of the earlier id");
+      answer.set_join_message("removing this member's earlier id first; retry");
+      return answer;
+    }
+    change.set_type(pb::CONF_CHANGE_TYPE_ADD_LEARNER);
+    change.set_node_id(asker.id());
+    change.set_context(asker.SerializeAsString());
+    STEAD_LOG(logger, Info) << "adding " << asker.name() << " (node " << asker.id()
+                            << ") as a learner";
+    ProposeChange(change, "addition");
+    answer.set_join_code(0);
+    answer.set_join_message("adding it as a learner");
+    return answer;
+  }
+
+  pb::MemberInfo SelfInfoLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    pb::MemberInfo info;
+    info.set_id(node_id);
+    info.set_name(config.name);
+    info.set_peer_address(HostPort{config.advertise_host, transport->listen_port()}.ToString());
+    info.set_client_address(HostPort{config.advertise_host, client->port()}.ToString());
+    return info;
+  }
+
+  // --- requests --------------------------------------------------------------------
+
+  void HandleRequest(pb::ClientRequest request, server::ResponseCallback done) {
+    server::KvService* service = kv_ptr.load();
+    if (service == nullptr || draining) {
+      pb::ClientResponse response;
+      response.set_request_id(request.request_id());
+      response.mutable_error()->set_code(static_cast<int32_t>(absl::StatusCode::kUnavailable));
+      response.mutable_error()->set_message(draining ? "this member is shutting down"
+                                                     : "this member is not serving yet");
+      done(std::move(response));
+      return;
+    }
+    requests_total->Increment();
+    in_flight.fetch_add(1);
+    service->Handle(std::move(request), [this, done = std::move(done)](pb::ClientResponse response) {
+      done(std::move(response));
+      in_flight.fetch_sub(1);
+    });
+  }
+
+  // Waits for the response of a request made without a socket.
+  absl::StatusOr<pb::ClientResponse> Call(pb::ClientRequest request, absl::Duration timeout) {
+    request.set_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(timeout)));
+    auto promise = std::make_shared<std::promise<pb::ClientResponse>>();
+    std::future<pb::ClientResponse> future = promise->get_future();
+    HandleRequest(std::move(request),
+                  [promise](pb::ClientResponse response) { promise->set_value(std::move(response)); });
+    // The service answers every request by its deadline; the margin covers scheduling.
+    if (future.wait_for(absl::ToChronoNanoseconds(timeout + absl::Seconds(1))) !=
+        std::future_status::ready) {
+      return absl::DeadlineExceededError("no answer in time");
+    }
+    pb::ClientResponse response = future.get();
+    if (response.has_error()) {
+      std::string message = response.error().message();
+      if (!response.error().leader_name().empty()) {
+        absl::StrAppend(&message, " (leader: ", response.error().leader_name(), ")");
+      }
+      return absl::Status(static_cast<absl::StatusCode>(response.error().code()), message);
+    }
+    return response;
+  }
+
+  // Membership calls from the client port.
+  void HandleAdmin(const pb::ClientRequest& request, absl::Time deadline,
+                   std::function<void(absl::StatusOr<pb::ClientResponse>)> done) {
+    if (request.has_member_list()) {
+      pb::ClientResponse response;
+      *response.mutable_member_list()->mutable_members() = MemberList();
+      done(std::move(response));
+      return;
+    }
+    const pb::MemberRemoveRequest& remove = request.member_remove();
+    raft::NodeId target = remove.id();
+    if (target == raft::kNoNode) {
+      if (remove.name() == config.name) target = raft->Status().id;
+      MutexLock lock(&mu);
+      for (const auto& [id, info] : members) {
+        if (info.name() == remove.name()) target = id;
+      }
+    }
+    const server::RaftNodeStatus status = raft->Status();
+    if (target == raft::kNoNode || (!raft::IsVoter(status.conf_state, target) &&
+                                    !raft::IsLearner(status.conf_state, target))) {
+      done(absl::NotFoundError(absl::StrCat("no member ", remove.name().empty()
+                                                              ? absl::StrCat(remove.id())
+                                                              : remove.name())));
+      return;
+    }
+    if (status.role != raft::Role::kLeader) {
+      done(absl::UnavailableError("not the leader"));
+      return;
+    }
+    pb::ConfChange change;
+    change.set_type(pb::CONF_CHANGE_TYPE_REMOVE_NODE);
+    change.set_node_id(target);
+    change_in_flight = true;
+    raft->ProposeConfChange(change, deadline,
+                            [this, done = std::move(done)](absl::StatusOr<std::string> result) {
+                              change_in_flight = false;
+                              if (!result.ok()) return done(result.status());
+                              pb::ClientResponse response;
+                              *response.mutable_member_remove()->mutable_members() = MemberList();
+                              done(std::move(response));
+                            });
+  }
+
+  google::protobuf::RepeatedPtrField<pb::Member> MemberList() const {
+    google::protobuf::RepeatedPtrField<pb::Member> list;
+    server::RaftNode* node = raft_ptr.load();
+    if (node == nullptr) return list;
+    const server::RaftNodeStatus status = node->Status();
+    MutexLock lock(&mu);
+    auto add = [&](raft::NodeId id, bool learner) {
+      pb::Member* entry = list.Add();
+      const pb::MemberInfo info = id == node_id ? SelfInfoLocked()
+                                  : members.count(id) ? members.at(id)
+                                                      : pb::MemberInfo();
+      entry->set_id(id);
+      entry->set_name(info.name());
+      entry->set_peer_address(info.peer_address());
+      entry->set_client_address(info.client_address());
+      entry->set_is_learner(learner);
+      entry->set_is_leader(id == status.leader);
+      for (const raft::PeerStatus& peer : status.peers) {
+        if (peer.id == id) entry->set_match_index(peer.match);
+      }
+    };
+    for (uint64_t id : status.conf_state.voters()) add(id, false);
+    for (uint64_t id : status.conf_state.learners()) add(id, true);
+    return list;
+  }
+
+  // --- health ----------------------------------------------------------------------
+
+  NodeStatus GetStatus() const {
+    NodeStatus out;
+    out.name = config.name;
+    out.client_port = client ? client->port() : 0;
+    out.peer_port = transport ? transport->listen_port() : 0;
+    out.http_port = http ? http->port() : 0;
+    Phase current;
+    {
+      MutexLock lock(&mu);
+      out.cluster_id = cluster_id;
+      out.node_id = node_id;
+      current = phase;
+      if (phase == Phase::kFailed) {
+        out.healthy = false;
+        out.unhealthy_reason = failure;
+      }
+    }
+    server::RaftNode* node = raft_ptr.load();
+    server::RaftNodeStatus status;
+    if (node != nullptr) {
+      status = node->Status();
+      out.term = status.term;
+      out.commit_index = status.commit;
+      out.applied_index = status.applied;
+      out.leader_id = status.leader;
+      out.voter = status.is_voter;
+      if (std::optional<server::MemberAddress> leader = MemberAddressOf(status.leader)) {
+        out.leader_name = leader->name;
+      }
+      if (!status.fatal.ok()) {
+        out.healthy = false;
+        out.unhealthy_reason = std::string(status.fatal.message());
+      }
+    }
+    switch (current) {
+      case Phase::kDiscovering:
+        out.state = "discovering";
+        out.not_ready_reason = "looking for the cluster";
+        return out;
+      case Phase::kRemoved:
+        out.state = "removed";
+        out.not_ready_reason = "removed from the cluster";
+        return out;
+      case Phase::kFailed:
+        out.state = "failed";
+        out.not_ready_reason = out.unhealthy_reason;
+        return out;
+      case Phase::kStopped:
+        out.state = "stopped";
+        out.not_ready_reason = "stopped";
+        return out;
+      case Phase::kRunning:
+        break;
+    }
+    const bool in_conf = raft::IsVoter(status.conf_state, status.id) ||
+                         raft::IsLearner(status.conf_state, status.id);
+    if (!in_conf) {
+      out.state = "joining";
+    } else if (!status.is_voter) {
+      out.state = "learner";
+    } else {
+      out.state = std::string(raft::RoleName(status.role));
+    }
+    if (!out.healthy) {
+      out.not_ready_reason = out.unhealthy_reason;
+    } else if (draining) {
+      out.not_ready_reason = "shutting down";
+    } else if (!status.is_voter) {
+      out.not_ready_reason = in_conf ? "a learner, catching up" : "waiting to be added";
+    } else if (status.leader == raft::kNoNode) {
+      out.not_ready_reason = "no leader known";
+    } else if (status.applied + kReadyApplyLag < status.commit) {
+      out.not_ready_reason = absl::StrCat("applied ", status.applied, " trails commit ", status.commit);
+    } else {
+      out.ready = true;
+    }
+    return out;
+  }
+
+  server::HttpResponse Healthz() const {
+    const NodeStatus status = GetStatus();
+    server::HttpResponse response;
+    response.status = status.healthy ? 200 : 503;
+    response.body = status.healthy ? "ok\n" : absl::StrCat(status.unhealthy_reason, "\n");
+    return response;
+  }
+
+  server::HttpResponse Readyz() const {
+    const NodeStatus status = GetStatus();
+    server::HttpResponse response;
+    response.status = status.ready ? 200 : 503;
+    response.body = status.ready ? "ready\n" : absl::StrCat("not ready: ", status.not_ready_reason, "\n");
+    return response;
+  }
+
+  void RegisterMetrics() {
+    auto gauge = [this](const char* name, const char* help, auto read) {
+      metrics.AddGaugeFunction(name, help, [this, read]() -> double {
+        server::RaftNode* node = raft_ptr.load();
+        return node == nullptr ? 0.0 : static_cast<double>(read(node->Status()));
+      });
+    };
+    using S = server::RaftNodeStatus;
+    gauge("stead_raft_term", "Current Raft term.", [](const S& s) { return s.term; });
+    gauge("stead_raft_is_leader", "1 if this member is the leader.",
+          [](const S& s) { return s.role == raft::Role::kLeader ? 1 : 0; });
+    gauge("stead_raft_is_voter", "1 if this member is a voter.", [](const S& s) { return s.is_voter; });
+    gauge("stead_raft_commit_index", "Highest log index known committed.", [](const S& s) { return s.commit; });
+    gauge("stead_raft_applied_index", "Highest log index applied to the state machine.",
+          [](const S& s) { return s.applied; });
+    gauge("stead_raft_last_index", "Last index of this member's log.", [](const S& s) { return s.last_index; });
+    gauge("stead_raft_leader_changes", "Leader changes seen since start.",
+          [](const S& s) { return s.leader_changes; });
+    metrics.AddGaugeFunction("stead_ready", "1 if /readyz answers 200.",
+                             [this] { return GetStatus().ready ? 1.0 : 0.0; });
+    metrics.AddGaugeFunction("stead_peers_connected", "Peers with an open outgoing connection.", [this] {
+      if (!transport) return 0.0;
+      double connected = 0;
+      for (const auto& [id, peer] : transport->Peers()) connected += peer.connected ? 1 : 0;
+      return connected;
+    });
+    metrics.AddGaugeFunction("stead_peer_messages_dropped", "Raft messages dropped (queue full or "
+                             "connection lost) since start.", [this] {
+      if (!transport) return 0.0;
+      double dropped = 0;
+      for (const auto& [id, peer] : transport->Peers()) dropped += static_cast<double>(peer.messages_dropped);
+      return dropped;
+    });
+    requests_total = metrics.AddCounter("stead_client_requests_total", "Client requests received.");
+    raft_metrics.proposals = metrics.AddCounter("stead_proposals_total", "Commands proposed.");
+    raft_metrics.proposals_failed =
+        metrics.AddCounter("stead_proposals_failed_total", "Proposals that failed or timed out.");
+    raft_metrics.wal_write_seconds = metrics.AddHistogram(
+        "stead_wal_write_seconds", "Time from handing a Ready to the WAL to its fsync.",
+        server::Histogram::LatencyBuckets());
+    raft_metrics.apply_seconds = metrics.AddHistogram(
+        "stead_apply_seconds", "Time to apply one batch of committed entries.",
+        server::Histogram::LatencyBuckets());
+    // Raft snapshots are not sent by this version; the series exist so dashboards do
+    // not change when they are.
+    metrics.AddCounter("stead_snapshots_sent_total", "Raft snapshots sent to followers.");
+    metrics.AddCounter("stead_snapshots_received_total", "Raft snapshots installed.");
+    metrics.AddCounter("stead_snapshot_bytes_sent_total", "Bytes of Raft snapshots sent.");
+  }
+
+  // --- stopping --------------------------------------------------------------------
+
+  void MarkRemoved(const std::string& why) {
+    STEAD_LOG(logger, Warning) << "this member is no longer part of the cluster (" << why
+                               << "); it stays idle. To make it a member again, wipe its data and "
+                                  "WAL volumes and restart it: it joins under a new id";
+    server::RaftNode* node = raft_ptr.exchange(nullptr);
+    kv_ptr = nullptr;
+    if (node != nullptr) node->Stop();
+    MutexLock lock(&mu);
+    phase = Phase::kRemoved;
+  }
+
+  void Fail(const absl::Status& status) {
+    STEAD_LOG(logger, Error) << "this member cannot continue: " << status.ToString();
+    MutexLock lock(&mu);
+    phase = Phase::kFailed;
+    failure = std::string(status.message());
+  }
+
+  void SleepFor(absl::Duration duration) {
+    MutexLock lock(&mu);
+    const absl::Time until = absl::Now() + duration;
+    while (!stopping && absl::Now() < until) wake.WaitWithTimeout(&mu, until - absl::Now());
+  }
+
+  absl::Status Shutdown() {
+    if (shutdown_started.exchange(true)) return absl::OkStatus();
+    const absl::Time deadline = absl::Now() + config.shutdown_timeout;
+    STEAD_LOG(logger, Info) << "shutting down within " << absl::FormatDuration(config.shutdown_timeout);
+    draining = true;
+    absl::Status result;
+    if (server::RaftNode* node = raft_ptr.load()) {
+      // Requests in flight finish (or reach their deadline) first.
+      const absl::Time drain_until = std::min(deadline, absl::Now() + absl::Seconds(5));
+      while (in_flight.load() > 0 && absl::Now() < drain_until) SleepFor(absl::Milliseconds(10));
+      result = TransferLeadershipAway(node, deadline);
+    }
+    Stop();
+    STEAD_LOG(logger, Info) << "stopped";
+    return result;
+  }
+
+  // Hands leadership to the most caught-up voter and waits until it took over.
+  absl::Status TransferLeadershipAway(server::RaftNode* node, absl::Time deadline) {
+    server::RaftNodeStatus status = node->Status();
+    if (status.role != raft::Role::kLeader) return absl::OkStatus();
+    raft::NodeId target = raft::kNoNode;
+    raft::Index best = 0;
+    for (const raft::PeerStatus& peer : status.peers) {
+      if (peer.id == status.id || peer.is_learner || !peer.recent_active) continue;
+      if (target == raft::kNoNode || peer.match > best) {
+        target = peer.id;
+        best = peer.match;
+      }
+    }
+    if (target == raft::kNoNode) {
+      STEAD_LOG(logger, Info) << "no caught-up voter to hand leadership to";
+      return absl::OkStatus();
+    }
+    STEAD_LOG(logger, Info) << "handing leadership to member " << target << " (match " << best
+                            << " of " << status.last_index << ")";
+    // A transfer is abandoned by the core after an election timeout; try a few times.
+    while (absl::Now() < deadline) {
+      node->TransferLeadership(target);
+      const absl::Time attempt_end =
+          std::min(deadline, absl::Now() + config.tick_interval * (config.election_ticks * 2));
+      while (absl::Now() < attempt_end) {
+        status = node->Status();
+        if (status.role != raft::Role::kLeader) {
+          STEAD_LOG(logger, Info) << "leadership handed over in term " << status.term;
+          return absl::OkStatus();
+        }
+        SleepFor(absl::Milliseconds(10));
+      }
+    }
+    return absl::DeadlineExceededError("leadership was not handed over within the shutdown timeout");
+  }
+
+  void Stop() {
+    {
+      MutexLock lock(&mu);
+      if (stopping) return;
+      stopping = true;
+      wake.SignalAll();
+    }
+    if (supervisor.joinable()) supervisor.join();
+    if (client) client->Stop();
+    if (http) http->Stop();
+    // After this no transport handler runs, so nothing reaches the raft node.
+    if (transport) transport->Stop();
+    raft_ptr = nullptr;
+    kv_ptr = nullptr;
+    if (raft) raft->Stop();
+    work.reset();
+    // Let the io threads finish what the stopped parts left; timers could keep them.
+    const absl::Time until = absl::Now() + absl::Seconds(2);
+    while (!io.stopped() && absl::Now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    io.stop();
+    for (std::thread& thread : io_threads) thread.join();
+    io_threads.clear();
+    kv.reset();
+    raft.reset();
+    state.reset();  // flushes memtables: a clean close
+    wal.reset();
+    MutexLock lock(&mu);
+    if (phase != Phase::kFailed) phase = Phase::kStopped;
+  }
+
+  const ServerConfig config;
+  const MemberName member;
+  const Logger logger;
+
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  std::vector<std::thread> io_threads;
+  server::MetricsRegistry metrics;
+  server::RaftNodeMetrics raft_metrics;
+  server::Counter* requests_total = nullptr;
+
+  std::unique_ptr<server::PeerTransport> transport;
+  std::unique_ptr<server::HttpServer> http;
+  std::unique_ptr<server::ClientService> client;
+  // Set once by Activate; the atomics are what handlers on other threads read.
+  std::unique_ptr<storage::Wal> wal;
+  std::unique_ptr<storage::StateMachine> state;
+  std::unique_ptr<server::RaftNode> raft;
+  std::unique_ptr<server::KvService> kv;
+  std::atomic<server::RaftNode*> raft_ptr{nullptr};
+  std::atomic<server::KvService*> kv_ptr{nullptr};
+
+  std::thread supervisor;
+  std::atomic<bool> draining{false};
+  std::atomic<bool> shutdown_started{false};
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<bool> change_in_flight{false};
+  bool ever_member = false;  // supervisor thread (and Activate before it)
+
+  mutable Mutex mu;
+  CondVar wake;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  Phase phase ABSL_GUARDED_BY(mu) = Phase::kDiscovering;
+  std::string failure ABSL_GUARDED_BY(mu);
+  uint64_t cluster_id ABSL_GUARDED_BY(mu) = 0;
+  raft::NodeId node_id ABSL_GUARDED_BY(mu) = raft::kNoNode;
+  bool transport_identity_set ABSL_GUARDED_BY(mu) = false;
+  std::map<raft::NodeId, pb::MemberInfo> members ABSL_GUARDED_BY(mu);  // others only
+  std::string join_hint ABSL_GUARDED_BY(mu);  // peer address of the leader, when known
+};
+
+// --- Node ----------------------------------------------------------------------------
+
+Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Node::~Node() = default;
+
+namespace server {
+
+absl::StatusOr<std::unique_ptr<Node>> StartNode(const ServerConfig& config) {
+  auto impl = std::make_unique<Node::Impl>(config);
+  if (absl::Status started = impl->Start(); !started.ok()) {
+    impl->Stop();
+    return started;
+  }
+  return std::unique_ptr<Node>(new Node(std::move(impl)));
+}
+
+}  // namespace server
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
+  std::vector<std::string> args;
+  auto flag = [&](const char* name, const std::string& value) {
+    if (!value.empty()) args.push_back(absl::StrCat("--", name, "=", value));
+  };
+  auto number = [&](const char* name, int value) {
+    if (value != 0) args.push_back(absl::StrCat("--", name, "=", value));
+  };
+  flag("name", options.name);
+  flag("data-dir", options.data_dir);
+  flag("wal-dir", options.wal_dir);
+  flag("client-addr", options.client_addr);
+  flag("peer-addr", options.peer_addr);
+  flag("http-addr", options.http_addr);
+  flag("advertise-host", options.advertise_host);
+  flag("peers", options.peers);
+  flag("peer-service", options.peer_service);
+  flag("namespace", options.namespace_name);
+  flag("cluster-domain", options.cluster_domain);
+  number("initial-cluster-size", options.initial_cluster_size);
+  flag("log-level", options.log_level);
+  if (options.tick_interval_ms != 0) flag("tick-interval", absl::StrCat(options.tick_interval_ms, "ms"));
+  number("election-ticks", options.election_ticks);
+  number("heartbeat-ticks", options.heartbeat_ticks);
+  if (options.shutdown_timeout_ms != 0) {
+    flag("shutdown-timeout", absl::StrCat(options.shutdown_timeout_ms, "ms"));
+  }
+  // Options are the whole configuration: the process environment is not consulted.
+  STEAD_ASSIGN_OR_RETURN(
+      server::ParsedCommandLine parsed,
+      server::ParseServerCommandLine(args, [](const std::string&) { return std::nullopt; }));
+  return server::StartNode(parsed.config);
+}
+
+absl::Status Node::Shutdown() { return impl_->Shutdown(); }
+
+NodeStatus Node::Status() const { return impl_->GetStatus(); }
+
+absl::Status Node::WaitUntilReady(absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    const NodeStatus status = impl_->GetStatus();
+    if (status.ready) return absl::OkStatus();
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(status.name, " not ready: ", status.not_ready_reason));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+absl::Status Node::Put(std::string_view key, std::string_view value, absl::Duration timeout) {
+  pb::ClientRequest request;
+  request.mutable_put()->set_key(std::string(key));
+  request.mutable_put()->set_value(std::string(value));
+  return impl_->Call(std::move(request), timeout).status();
+}
+
+absl::StatusOr<std::optional<std::string>> Node::Get(std::string_view key,
+                                                     ReadConsistency consistency,
+                                                     absl::Duration timeout) {
+  pb::ClientRequest request;
+  request.mutable_range()->set_key(std::string(key));
+  request.mutable_range()->set_consistency(consistency == ReadConsistency::kSerializable
+                                               ? pb::READ_CONSISTENCY_SERIALIZABLE
+                                               : pb::READ_CONSISTENCY_LINEARIZABLE);
+  STEAD_ASSIGN_OR_RETURN(pb::ClientResponse response, impl_->Call(std::move(request), timeout));
+  if (response.range().kvs().empty()) return std::nullopt;
+  return response.range().kvs(0).value();
+}
+
+absl::Status Node::Delete(std::string_view key, absl::Duration timeout) {
+  pb::ClientRequest request;
+  request.mutable_delete_range()->set_key(std::string(key));
+  return impl_->Call(std::move(request), timeout).status();
+}
+
+absl::Status Node::RemoveMember(std::string_view name, absl::Duration timeout) {
+  pb::ClientRequest request;
+  request.mutable_member_remove()->set_name(std::string(name));
+  return impl_->Call(std::move(request), timeout).status();
+}
+
+}  // namespace stead

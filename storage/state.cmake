@@ -26,6 +26,6 @@ stead_test(NAME state_machine_concurrency_test SOURCES state_machine_concurrency
 # The power-loss case uses ../shared/faultio.c and faultio-powerloss.py beside the source
 # tree and is skipped when they are absent.
 stead_test(NAME state_machine_crash_test SOURCES state_machine_crash_test.cc
-           LIBS stead::storage LABELS unit TIMEOUT 180)
+           LIBS stead::storage stead::subprocess LABELS unit TIMEOUT 180)
 target_compile_definitions(state_machine_crash_test PRIVATE
   STEAD_SHARED_DIR="${PROJECT_SOURCE_DIR}/../shared")

@@ -1,8 +1,8 @@
 // Real crashes of the state machine.
 //
 // A child process (this test binary run again with --gtest_filter on ApplierChild)
-// applies entries and reports "A <index>" after each Apply and "D <index>" after each
-// Flush() returned. The parent kills it and reopens the data dir:
+// applies entries and reports on its stdout "A <index>" after each Apply and
+// "D <index>" after each Flush() returned. The parent kills it and reopens the data dir:
 //   * SigkillNeverSeparatesIndexFromData: SIGKILL at random moments while RocksDB
 //     flushes on its own; the applied index and the data must describe one state.
 //     With RocksDB's WAL off this rests on atomic flushes of all column families
@@ -16,9 +16,7 @@
 // whose RocksDB thread pool already ran has no background threads, so its flushes
 // would never happen.
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -36,15 +34,18 @@
 #include "storage/state_machine.h"
 #include "storage/state_machine_testing.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
 
 namespace stead::storage {
 namespace {
 
+using stead::testing::ExitStatus;
+using stead::testing::Subprocess;
+using stead::testing::SubprocessOptions;
 using testing::TempDir;
 using testing::TestOptions;
 
 constexpr char kApplierDirEnv[] = "STEAD_CRASH_APPLIER_DIR";
-constexpr char kApplierFdEnv[] = "STEAD_CRASH_APPLIER_FD";
 constexpr char kApplierFlushEveryEnv[] = "STEAD_CRASH_APPLIER_FLUSH_EVERY";
 
 StateMachineOptions CrashOptions(const std::string& data_dir) {
@@ -86,15 +87,20 @@ void Report(int fd, char kind, raft::Index index) {
 
 TEST(StateMachineCrash, ApplierChild) {
   const char* data_dir = std::getenv(kApplierDirEnv);
-  const char* fd_text = std::getenv(kApplierFdEnv);
   const char* flush_text = std::getenv(kApplierFlushEveryEnv);
-  if (data_dir == nullptr || fd_text == nullptr || flush_text == nullptr) {
+  if (data_dir == nullptr || flush_text == nullptr) {
     GTEST_SKIP() << "runs only as a crash-test child";
   }
-  int fd = -1;
   uint64_t flush_every = 0;
-  if (!absl::SimpleAtoi(fd_text, &fd) || !absl::SimpleAtoi(flush_text, &flush_every)) _exit(1);
-  RunApplier(data_dir, fd, flush_every);
+  if (!absl::SimpleAtoi(flush_text, &flush_every)) _exit(1);
+  // Reports go to the stdout the parent reads; gtest's own chatter from now on to
+  // /dev/null (what it printed before is skipped by the parent, which reads only
+  // report lines).
+  std::fflush(stdout);
+  const int report_fd = ::dup(STDOUT_FILENO);
+  const int null_fd = ::open("/dev/null", O_WRONLY);
+  if (report_fd < 0 || null_fd < 0 || ::dup2(null_fd, STDOUT_FILENO) < 0) _exit(1);
+  RunApplier(data_dir, report_fd, flush_every);
 }
 
 // The applier child and what it reported.
@@ -102,74 +108,46 @@ class Applier {
  public:
   // Starts the child on `data_dir` with `env` added to its environment.
   Applier(const std::string& data_dir, uint64_t flush_every, const std::vector<std::string>& env) {
-    int pipe_fds[2];
-    if (::pipe(pipe_fds) != 0) return;
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::close(pipe_fds[0]);
-      // The child's own gtest chatter would interleave with the parent's report.
-      const int null_fd = ::open("/dev/null", O_WRONLY);
-      if (null_fd >= 0) ::dup2(null_fd, STDOUT_FILENO);
-      ::setenv(kApplierDirEnv, data_dir.c_str(), 1);
-      ::setenv(kApplierFdEnv, std::to_string(pipe_fds[1]).c_str(), 1);
-      ::setenv(kApplierFlushEveryEnv, std::to_string(flush_every).c_str(), 1);
-      for (const std::string& variable : env) ::putenv(const_cast<char*>(variable.c_str()));
-      ::execl("/proc/self/exe", "/proc/self/exe", "--gtest_filter=StateMachineCrash.ApplierChild",
-              static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    ::close(pipe_fds[1]);
-    fd_ = pipe_fds[0];
+    SubprocessOptions options;
+    options.argv = {"/proc/self/exe", "--gtest_filter=StateMachineCrash.ApplierChild"};
+    options.env = env;
+    options.env.push_back(absl::StrCat(kApplierDirEnv, "=", data_dir));
+    options.env.push_back(absl::StrCat(kApplierFlushEveryEnv, "=", flush_every));
+    options.capture_stdout = true;  // stderr stays this process's
+    absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(std::move(options));
+    EXPECT_OK(process);
+    if (process.ok()) process_ = std::move(process).value();
   }
-  ~Applier() {
-    Kill();
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool started() const { return pid_ > 0 && fd_ >= 0; }
+  bool started() const { return process_ != nullptr; }
 
   // Reads reports until `done()` holds, the child's output ends, or `timeout` passes.
   // Returns true if `done()` held.
   template <typename Done>
   bool ReadUntil(Done done, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const absl::Time deadline = absl::Now() + absl::FromChrono(timeout);
     while (!done()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;
-      pollfd poll_fd{fd_, POLLIN, 0};
-      if (::poll(&poll_fd, 1, static_cast<int>(left.count())) <= 0) continue;
-      char chunk[4096];
-      const ssize_t got = ::read(fd_, chunk, sizeof chunk);
-      if (got <= 0) return done();
-      buffer_.append(chunk, static_cast<size_t>(got));
-      for (size_t newline; (newline = buffer_.find('\n')) != std::string::npos;) {
-        raft::Index index = 0;
-        if (absl::SimpleAtoi(buffer_.substr(2, newline - 2), &index)) {
-          (buffer_[0] == 'D' ? durable_ : applied_) = index;
-        }
-        buffer_.erase(0, newline + 1);
+      // A half-written last line (the child killed mid-write) is never returned.
+      absl::StatusOr<std::string> line = process_->ReadLine(deadline - absl::Now());
+      if (absl::IsOutOfRange(line.status())) return done();
+      if (!line.ok()) return false;
+      // Only report lines; the child's gtest banner comes first on the same stdout.
+      raft::Index index = 0;
+      if (line->size() > 2 && ((*line)[0] == 'A' || (*line)[0] == 'D') && (*line)[1] == ' ' &&
+          absl::SimpleAtoi(absl::string_view(*line).substr(2), &index)) {
+        ((*line)[0] == 'D' ? durable_ : applied_) = index;
       }
     }
     return true;
   }
 
-  // SIGKILLs the child (if still running) and reaps it. Returns its wait status.
-  int Kill() {
-    if (pid_ <= 0) return wait_status_;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, &wait_status_, 0);
-    pid_ = -1;
-    return wait_status_;
-  }
+  // SIGKILLs the child (if still running) and reaps it. Returns how it ended.
+  ExitStatus Kill() { return process_->Kill(); }
 
   raft::Index applied() const { return applied_; }
   raft::Index durable() const { return durable_; }
 
  private:
-  pid_t pid_ = -1;
-  int fd_ = -1;
-  int wait_status_ = 0;
-  std::string buffer_;  // a partial last line is never parsed
+  std::unique_ptr<Subprocess> process_;  // its destructor kills and reaps the child
   raft::Index applied_ = 0;
   raft::Index durable_ = 0;
 };
@@ -206,9 +184,9 @@ TEST(StateMachineCrash, SigkillNeverSeparatesIndexFromData) {
     const raft::Index target = previous + 200 + random() % 800;
     const bool reached =
         applier.ReadUntil([&] { return applier.applied() >= target; }, std::chrono::seconds(60));
-    const int wait_status = applier.Kill();
+    const ExitStatus exit_status = applier.Kill();
     ASSERT_TRUE(reached) << "the applier died or stalled before it was killed";
-    ASSERT_TRUE(WIFSIGNALED(wait_status));
+    ASSERT_TRUE(exit_status.signaled()) << exit_status.ToString();
 
     const raft::Index recovered = CheckRecovered(data);
     EXPECT_LE(recovered, applier.applied());

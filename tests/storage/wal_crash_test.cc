@@ -11,12 +11,6 @@
 // emulates power loss with faultio-powerloss.py (every file cut back to its last
 // synced size, never-synced files deleted); then reopens the WAL in this process and
 // checks it against the acknowledgements. The seed fixes the kill moments and modes.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -33,6 +27,7 @@
 #include "storage/wal.h"
 #include "tests/storage/crash_entries.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
 
 namespace stead::storage {
 namespace {
@@ -81,63 +76,38 @@ struct Expectations {
 // The writer process and its stdout.
 class Writer {
  public:
+  // Starts `argv` with `env` added to this process's environment; its stderr stays
+  // this process's.
   Writer(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
-    int pipe_fds[2];
-    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return;
-    std::vector<char*> c_argv;
-    for (const std::string& arg : argv) c_argv.push_back(const_cast<char*>(arg.c_str()));
-    c_argv.push_back(nullptr);
-    std::vector<char*> c_env;
-    for (const std::string& var : env) c_env.push_back(const_cast<char*>(var.c_str()));
-    c_env.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(pipe_fds[1], STDOUT_FILENO);
-      ::execve(c_argv[0], c_argv.data(), c_env.data());
-      ::_exit(127);
-    }
-    ::close(pipe_fds[1]);
-    out_fd_ = pipe_fds[0];
+    stead::testing::SubprocessOptions options;
+    options.argv = argv;
+    options.env = env;
+    options.capture_stdout = true;
+    absl::StatusOr<std::unique_ptr<stead::testing::Subprocess>> process =
+        stead::testing::Subprocess::Start(std::move(options));
+    EXPECT_OK(process);
+    if (process.ok()) process_ = std::move(process).value();
   }
-  ~Writer() {
-    Kill();
-    if (out_fd_ >= 0) ::close(out_fd_);
-  }
-  bool started() const { return pid_ > 0 && out_fd_ >= 0; }
+  bool started() const { return process_ != nullptr; }
 
   // Reads whole lines until `deadline` or end of output; false at end of output.
   bool ReadUntil(std::chrono::steady_clock::time_point deadline, Expectations& expect) {
+    const absl::Time until =
+        absl::Now() + absl::FromChrono(deadline - std::chrono::steady_clock::now());
     while (true) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return true;
-      pollfd fd{out_fd_, POLLIN, 0};
-      const int ready = ::poll(&fd, 1, static_cast<int>(left.count()));
-      if (ready <= 0) continue;
-      char chunk[4096];
-      const ssize_t got = ::read(out_fd_, chunk, sizeof chunk);
-      if (got <= 0) return false;
-      buffer_.append(chunk, static_cast<size_t>(got));
-      size_t newline;
-      while ((newline = buffer_.find('\n')) != std::string::npos) {
-        expect.Apply(absl::string_view(buffer_).substr(0, newline));
-        buffer_.erase(0, newline + 1);
-      }
+      // A partial last line (the writer killed mid-write) is never returned.
+      absl::StatusOr<std::string> line = process_->ReadLine(until - absl::Now());
+      if (absl::IsOutOfRange(line.status())) return false;
+      if (!line.ok()) return true;  // the deadline
+      expect.Apply(*line);
     }
   }
 
-  void Kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
+  // SIGKILLs the writer unless it already ended, and reaps it.
+  void Kill() { process_->Kill(); }
 
  private:
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-  std::string buffer_;  // a partial last line is never applied
+  std::unique_ptr<stead::testing::Subprocess> process_;  // its destructor kills and reaps
 };
 
 class WalCrashTest : public ::testing::Test {
@@ -213,7 +183,6 @@ TEST_F(WalCrashTest, AcknowledgedEntriesSurviveKillAndPowerLoss) {
   const std::string sync_log = root_ + "/sync.log";
   std::mt19937_64 rng(kSeed);
   Expectations expect;
-  const char* path_env = std::getenv("PATH");
   for (int round = 1; round <= kRounds; ++round) {
     // 0: SIGKILL, 1: torn write, 2: crash at fsync, 3: fsync EIO then SIGKILL.
     const int mode = round % 4;
@@ -224,8 +193,7 @@ TEST_F(WalCrashTest, AcknowledgedEntriesSurviveKillAndPowerLoss) {
     {
       Writer writer({STEAD_WAL_CRASH_WRITER, dir, std::to_string(round), std::to_string(rng())},
                     {"LD_PRELOAD=" + library_, "FAULTIO_PATH=" + dir, "FAULTIO_CTL=" + ctl,
-                     "FAULTIO_SYNC_LOG=" + sync_log,
-                     absl::StrCat("PATH=", path_env == nullptr ? "/usr/bin:/bin" : path_env)});
+                     "FAULTIO_SYNC_LOG=" + sync_log});
       ASSERT_TRUE(writer.started());
       const auto start = std::chrono::steady_clock::now();
       const auto fault_at = start + std::chrono::milliseconds(150 + rng() % 700);

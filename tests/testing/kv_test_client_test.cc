@@ -20,6 +20,7 @@
 #include "server/frame.h"
 #include "server/http_server.h"
 #include "server/kv_apply.h"
+#include "server/kv_service.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 
@@ -29,7 +30,8 @@ namespace {
 namespace asio = boost::asio;
 constexpr uint64_t kCluster = 0xabcu;
 
-// A one-member cluster, built the way server/client_service_test.cc builds it.
+// A one-member cluster, built the way server/client_service_test.cc builds it, with
+// an HttpServer beside it.
 class KvTestClientTest : public ::testing::Test {
  protected:
   KvTestClientTest() : work_(asio::make_work_guard(io_)) {
@@ -65,12 +67,17 @@ class KvTestClientTest : public ::testing::Test {
     node_ = std::make_unique<server::RaftNode>(io_, options, wal_.get(), state_.get(),
                                                transport_.get(), server::ApplyKvCommand);
     EXPECT_OK(node_->Start());
-    server::ClientServiceOptions service_options;
-    service_options.cluster_id = kCluster;
-    service_options.limits.max_key_bytes = 64;
-    service_ = std::make_unique<server::ClientService>(
-        io_, service_options, logger, node_.get(), state_.get(),
+    server::KvServiceOptions kv_options;
+    kv_options.cluster_id = kCluster;
+    kv_options.limits.max_key_bytes = 64;
+    kv_ = std::make_unique<server::KvService>(
+        kv_options, logger, node_.get(), state_.get(),
         [](raft::NodeId) { return std::optional<server::MemberAddress>(); });
+    service_ = std::make_unique<server::ClientService>(
+        io_, server::ClientServiceOptions(), logger,
+        [this](pb::ClientRequest request, server::ResponseCallback done) {
+          kv_->Handle(std::move(request), std::move(done));
+        });
     EXPECT_OK(service_->Listen("127.0.0.1", 0));
     http_ = std::make_unique<server::HttpServer>(io_, server::HttpServerOptions(), logger);
     http_->Handle("/healthz", [](const server::HttpRequest&) {
@@ -102,6 +109,7 @@ class KvTestClientTest : public ::testing::Test {
     http_.reset();
     service_.reset();
     node_.reset();
+    kv_.reset();
     state_.reset();
     wal_.reset();
     std::filesystem::remove_all(root_);
@@ -117,6 +125,7 @@ class KvTestClientTest : public ::testing::Test {
   std::unique_ptr<storage::StateMachine> state_;
   std::unique_ptr<server::PeerTransport> transport_;
   std::unique_ptr<server::RaftNode> node_;
+  std::unique_ptr<server::KvService> kv_;
   std::unique_ptr<server::ClientService> service_;
   std::unique_ptr<server::HttpServer> http_;
 };

@@ -55,6 +55,8 @@ constexpr absl::Duration kDiscoveryTimeout = absl::Seconds(2);
 constexpr absl::Duration kJoinRetryPeriod = absl::Seconds(1);
 // The waiting member says what it waits for this often.
 constexpr absl::Duration kWaitLogPeriod = absl::Seconds(10);
+// A member without a leader for this long checks whether it was removed.
+constexpr absl::Duration kLeaderlessCheckAfter = absl::Seconds(3);
 
 std::string MemberKey(raft::NodeId id) { return absl::StrCat(absl::Hex(id, absl::kZeroPad16)); }
 
@@ -198,13 +200,17 @@ struct Node::Impl {
       pb::DiscoveryRequest request;
       request.set_protocol_version(server::kDiscoveryProtocolVersion);
       *request.mutable_from() = SelfInfo();
+      // Only the initial members decide whether a new cluster forms; anyone may
+      // already belong to one.
       std::vector<pb::MemberInfo> empty_peers;
       std::vector<std::string> waiting_for;
       for (const auto& [name, address] : SeedPeers()) {
+        absl::StatusOr<MemberName> seed = server::ParseMemberName(name);
+        const bool initial = seed.ok() && seed->ordinal < config.initial_cluster_size;
         absl::StatusOr<pb::DiscoveryResponse> answer =
             server::AskPeer(address, request, kDiscoveryTimeout);
         if (!answer.ok()) {
-          waiting_for.push_back(absl::StrCat(name, " (", answer.status().message(), ")"));
+          if (initial) waiting_for.push_back(absl::StrCat(name, " (", answer.status().message(), ")"));
           continue;
         }
         if (answer->cluster_id() != 0) {
@@ -214,7 +220,7 @@ struct Node::Impl {
           bootstrap.set_cluster_id(answer->cluster_id());
           return bootstrap;
         }
-        empty_peers.push_back(answer->responder());
+        if (initial) empty_peers.push_back(answer->responder());
       }
       const bool all_initial_present =
           static_cast<int>(empty_peers.size()) + 1 >= config.initial_cluster_size &&
@@ -444,6 +450,7 @@ struct Node::Impl {
       }
     }
     absl::Time next_join = absl::InfinitePast();
+    absl::Time leaderless_since = absl::InfiniteFuture();
     while (!stopping) {
       Phase current;
       {
@@ -462,8 +469,20 @@ struct Node::Impl {
       const bool in_conf = raft::IsVoter(status.conf_state, status.id) ||
                            raft::IsLearner(status.conf_state, status.id);
       const bool conf_known = status.conf_state.voters_size() > 0;
+      if (status.leader != raft::kNoNode) leaderless_since = absl::InfiniteFuture();
       if (in_conf) {
         ever_member = true;
+        // A member removed while it was cut off never receives its removal: the
+        // others stop replicating to it. Without a leader for a while, it asks.
+        leaderless_since = std::min(leaderless_since, absl::Now());
+        if (status.leader == raft::kNoNode && absl::Now() - leaderless_since > kLeaderlessCheckAfter &&
+            absl::Now() >= next_join) {
+          next_join = absl::Now() + kJoinRetryPeriod;
+          if (LeaderSaysRemoved()) {
+            MarkRemoved("the leader's configuration no longer lists it");
+            continue;
+          }
+        }
       } else if (ever_member && conf_known) {
         MarkRemoved("the cluster removed it");
         continue;
@@ -522,6 +541,44 @@ struct Node::Impl {
       STEAD_LOG(logger, Debug) << "join not accepted by " << answer->responder().name() << ": "
                                << answer->join_message();
     }
+  }
+
+  // Asks the known members who leads; true if the leader itself answers and its
+  // configuration does not list this member.
+  bool LeaderSaysRemoved() {
+    pb::DiscoveryRequest request;
+    request.set_protocol_version(server::kDiscoveryProtocolVersion);
+    *request.mutable_from() = SelfInfo();
+    std::vector<HostPort> targets;
+    uint64_t expected_cluster;
+    raft::NodeId self;
+    {
+      MutexLock lock(&mu);
+      expected_cluster = cluster_id;
+      self = node_id;
+      for (const auto& [id, info] : members) {
+        if (absl::StatusOr<HostPort> address = ParseAddress(info.peer_address()); address.ok()) {
+          targets.push_back(*address);
+        }
+      }
+    }
+    for (const HostPort& target : targets) {
+      if (stopping) return false;
+      absl::StatusOr<pb::DiscoveryResponse> answer =
+          server::AskPeer(target, request, kDiscoveryTimeout);
+      if (!answer.ok() || answer->cluster_id() != expected_cluster ||
+          answer->leader().id() == raft::kNoNode ||
+          answer->leader().id() != answer->responder().id()) {
+        continue;
+      }
+      for (const auto* list : {&answer->voters(), &answer->learners()}) {
+        for (const pb::MemberInfo& info : *list) {
+          if (info.id() == self) return false;
+        }
+      }
+      return true;
+    }
+    return false;
   }
 
   // Leader: promotes caught-up learners, one change at a time.

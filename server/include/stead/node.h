@@ -39,7 +39,7 @@ struct NodeOptions {
   std::string name;      // "<set>-<ordinal>", e.g. "stead-0"; required
   std::string data_dir;  // required
   std::string wal_dir;   // required; another directory (volume) than data_dir
-  std::string client_addr;  // listen "host:port"; port 0 picks a free port
+  std::string client_addr;  // listen "host:port"
   std::string peer_addr;
   std::string http_addr;
   std::string advertise_host;

@@ -63,6 +63,15 @@ inline StatusIsMatcher StatusIs(absl::StatusCode code, std::string substring = "
 // Matches an OK absl::Status or absl::StatusOr.
 inline StatusIsMatcher IsOk() { return StatusIsMatcher(absl::StatusCode::kOk, ""); }
 
+// Matches an OK absl::StatusOr<T> whose value matches `inner` (a matcher or a value).
+MATCHER_P(IsOkAndHolds, inner, "is OK and holds a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "whose status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(inner, arg.value(), result_listener);
+}
+
 }  // namespace stead::testing
 
 #define EXPECT_OK(expr) EXPECT_THAT((expr), ::stead::testing::IsOk())

@@ -1,5 +1,6 @@
 #include "tests/testing/subprocess.h"
 
+#include <atomic>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -314,21 +315,26 @@ absl::StatusOr<std::string> Subprocess::ReadLine(absl::Duration timeout) {
 }
 
 absl::StatusOr<uint16_t> FreeLoopbackPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ErrnoStatus(errno, "socket");
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof address;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    const absl::Status status = ErrnoStatus(errno, "bind 127.0.0.1:0");
+  // Ports below the kernel's ephemeral range (32768 and up by default), so that the
+  // outgoing connections of the servers under test never take a port a test reserved
+  // for a server it starts later. Each process starts at its own offset and walks on,
+  // so concurrent test processes rarely probe the same ports.
+  constexpr uint16_t kFirst = 20000;
+  constexpr uint16_t kCount = 12000;
+  static std::atomic<uint32_t> cursor{static_cast<uint32_t>(::getpid()) * 7919u % kCount};
+  for (int attempt = 0; attempt < kCount; ++attempt) {
+    const uint16_t port = static_cast<uint16_t>(kFirst + cursor.fetch_add(1) % kCount);
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return ErrnoStatus(errno, "socket");
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(port);
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
     ::close(fd);
-    return status;
+    if (free) return port;
   }
-  ::close(fd);
-  return ntohs(address.sin_port);
+  return absl::ResourceExhaustedError("no free loopback port between 20000 and 32000");
 }
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {

@@ -111,10 +111,10 @@ class Subprocess {
   std::optional<ExitStatus> exit_status_;  // set once reaped; then pid_ is never signalled
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago: binds port 0, reads the port the
-// kernel picked and closes the socket. Another process may take it before the caller
-// binds it, so a test that must not flake retries with a new port on "address in
-// use". Internal if no socket can be bound.
+// A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral
+// range (so no outgoing connection takes it meanwhile) and not handed out before by
+// this process. Another process may still take it before the caller binds it.
+// ResourceExhausted if none is free.
 absl::StatusOr<uint16_t> FreeLoopbackPort();
 
 // The whole contents of the file at `path`. NotFound if it does not exist, Internal on

@@ -1,0 +1,318 @@
+// stead::Node embedded: several Nodes in one process form a cluster, serve reads and
+// writes without sockets, restart on their volumes, grow by a learner that is promoted,
+// shrink by a removal, and refuse bad options, foreign volumes and foreign peers.
+#include "stead/node.h"
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/asio.h"
+#include "base/check.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/peer_transport.h"
+#include "tests/testing/kv_test_client.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
+
+namespace stead {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::IsOkAndHolds;
+using testing::StatusIs;
+
+constexpr absl::Duration kClusterTimeout = absl::Seconds(30);
+
+// Polls `condition` every 10 ms until it holds or `timeout` passes.
+bool Eventually(const std::function<bool()>& condition, absl::Duration timeout = kClusterTimeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return condition();
+}
+
+class EmbeddedClusterTest : public ::testing::Test {
+ protected:
+  static constexpr int kMaxMembers = 5;
+
+  EmbeddedClusterTest() {
+    root_ = absl::StrCat(::testing::TempDir(), "/node_test_", ::getpid(), "_",
+                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+    for (int i = 0; i < kMaxMembers; ++i) {
+      for (uint16_t* port : {&client_ports_[i], &peer_ports_[i], &http_ports_[i]}) {
+        *port = testing::FreeLoopbackPort().value();
+      }
+    }
+  }
+  ~EmbeddedClusterTest() override {
+    nodes_.clear();
+    std::filesystem::remove_all(root_);
+  }
+
+  NodeOptions OptionsFor(int ordinal, int initial_size = 3) const {
+    std::vector<std::string> peers;
+    for (int i = 0; i < kMaxMembers; ++i) {
+      peers.push_back(absl::StrCat("stead-", i, "=127.0.0.1:", peer_ports_[i]));
+    }
+    NodeOptions options;
+    options.name = absl::StrCat("stead-", ordinal);
+    options.data_dir = absl::StrCat(root_, "/", options.name, "/data");
+    options.wal_dir = absl::StrCat(root_, "/", options.name, "/wal");
+    options.client_addr = absl::StrCat("127.0.0.1:", client_ports_[ordinal]);
+    options.peer_addr = absl::StrCat("127.0.0.1:", peer_ports_[ordinal]);
+    options.http_addr = absl::StrCat("127.0.0.1:", http_ports_[ordinal]);
+    options.advertise_host = "127.0.0.1";
+    options.peers = absl::StrJoin(peers, ",");
+    options.initial_cluster_size = initial_size;
+    options.tick_interval_ms = 20;
+    options.log_level = "warning";
+    options.shutdown_timeout_ms = 5000;
+    return options;
+  }
+
+  Node& StartMember(int ordinal) {
+    absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(OptionsFor(ordinal));
+    STEAD_CHECK_OK(node.status());
+    nodes_[ordinal] = std::move(node).value();
+    return *nodes_[ordinal];
+  }
+
+  void StartCluster(int size) {
+    // Highest ordinal first: bootstrap must not depend on the start order.
+    for (int i = size - 1; i >= 0; --i) StartMember(i);
+    for (int i = 0; i < size; ++i) ASSERT_OK(nodes_[i]->WaitUntilReady(kClusterTimeout));
+  }
+
+  // The ordinal of the member all others agree is the leader; -1 if none yet.
+  int Leader() const {
+    for (const auto& [ordinal, node] : nodes_) {
+      if (node->Status().state == "leader") return ordinal;
+    }
+    return -1;
+  }
+
+  int WaitForLeader() {
+    int leader = -1;
+    Eventually([&] { return (leader = Leader()) >= 0; });
+    return leader;
+  }
+
+  std::string root_;
+  uint16_t client_ports_[kMaxMembers] = {};
+  uint16_t peer_ports_[kMaxMembers] = {};
+  uint16_t http_ports_[kMaxMembers] = {};
+  std::map<int, std::unique_ptr<Node>> nodes_;
+};
+
+// Goal: three Nodes in one process bootstrap a cluster (started in reverse order),
+// elect one leader, and serve writes and reads through the embedded API; a write on a
+// follower is refused with the leader's name, never applied there.
+TEST_F(EmbeddedClusterTest, ThreeNodesFormAClusterAndServe) {
+  StartCluster(3);
+  const int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  const NodeStatus status = nodes_[leader]->Status();
+  EXPECT_NE(status.cluster_id, 0u);
+  for (const auto& [ordinal, node] : nodes_) {
+    EXPECT_EQ(node->Status().cluster_id, status.cluster_id) << "stead-" << ordinal;
+    EXPECT_EQ(node->Status().leader_id, status.node_id) << "stead-" << ordinal;
+  }
+
+  ASSERT_OK(nodes_[leader]->Put("greeting", "hello"));
+  EXPECT_THAT(nodes_[leader]->Get("greeting"), IsOkAndHolds(std::optional<std::string>("hello")));
+  for (const auto& [ordinal, node] : nodes_) {
+    EXPECT_TRUE(Eventually([&] {
+      absl::StatusOr<std::optional<std::string>> value =
+          node->Get("greeting", ReadConsistency::kSerializable);
+      return value.ok() && *value == std::optional<std::string>("hello");
+    })) << "stead-" << ordinal << " never applied the write";
+  }
+
+  const int follower = (leader + 1) % 3;
+  const absl::Status refused = nodes_[follower]->Put("greeting", "from a follower");
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(refused.message(), HasSubstr(absl::StrCat("stead-", leader)));
+  EXPECT_THAT(nodes_[follower]->Get("greeting"), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(nodes_[leader]->Get("greeting"), IsOkAndHolds(std::optional<std::string>("hello")));
+
+  ASSERT_OK(nodes_[leader]->Delete("greeting"));
+  EXPECT_THAT(nodes_[leader]->Get("greeting"), IsOkAndHolds(std::optional<std::string>()));
+}
+
+// Goal: the client port serves the same cluster (a write through the leader's port is
+// readable linearizably there), and a client sending random bytes is dropped without
+// disturbing anyone.
+TEST_F(EmbeddedClusterTest, ClientPortServesAndRandomBytesAreRefused) {
+  StartCluster(3);
+  const int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  std::vector<std::string> endpoints;
+  for (int i = 0; i < 3; ++i) endpoints.push_back(absl::StrCat("127.0.0.1:", client_ports_[i]));
+  testing::KvTestClient client(endpoints);
+  ASSERT_OK(client.PutWithRetry("k", "v1", absl::Seconds(10)));
+
+  {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket garbage(io);
+    garbage.connect({boost::asio::ip::make_address("127.0.0.1"), client_ports_[leader]});
+    const std::string noise = "\xff\xff\xff\xff this is not a frame";
+    boost::asio::write(garbage, boost::asio::buffer(noise));
+    char byte;
+    boost::system::error_code ec;
+    garbage.read_some(boost::asio::buffer(&byte, 1), ec);
+    EXPECT_TRUE(ec) << "the connection sending garbage stayed open";
+  }
+
+  ASSERT_OK(client.PutWithRetry("k", "v2", absl::Seconds(10)));
+  EXPECT_THAT(client.GetWithRetry("k", {}, absl::Seconds(10)),
+              IsOkAndHolds(std::optional<std::string>("v2")));
+}
+
+// Goal: a member stopped (gracefully or not) and started again on its volumes keeps
+// its identity and its data, and catches up on what it missed.
+TEST_F(EmbeddedClusterTest, RestartedMemberKeepsIdentityAndCatchesUp) {
+  StartCluster(3);
+  int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  ASSERT_OK(nodes_[leader]->Put("before", "1"));
+  const int restarted = (leader + 1) % 3;
+  const uint64_t id = nodes_[restarted]->Status().node_id;
+  nodes_.erase(restarted);  // a hard stop
+
+  leader = WaitForLeader();
+  ASSERT_OK(nodes_[leader]->Put("while-down", "2"));
+
+  Node& node = StartMember(restarted);
+  ASSERT_OK(node.WaitUntilReady(kClusterTimeout));
+  EXPECT_EQ(node.Status().node_id, id);
+  for (const char* key : {"before", "while-down"}) {
+    EXPECT_TRUE(Eventually([&] {
+      absl::StatusOr<std::optional<std::string>> value = node.Get(key, ReadConsistency::kSerializable);
+      return value.ok() && value->has_value();
+    })) << key;
+  }
+
+  // Graceful shutdown of the leader hands leadership over; the rest keeps serving.
+  leader = WaitForLeader();
+  ASSERT_OK(nodes_[leader]->Shutdown());
+  nodes_.erase(leader);
+  const int next = WaitForLeader();
+  ASSERT_GE(next, 0);
+  EXPECT_NE(next, leader);
+  ASSERT_OK(nodes_[next]->Put("after", "3"));
+}
+
+// Goal: members started later join as learners, are promoted to voters once caught
+// up, and a removed member leaves the configuration and stays idle.
+TEST_F(EmbeddedClusterTest, LaterMembersJoinAsLearnersAndArePromoted) {
+  StartCluster(3);
+  int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  for (int i = 0; i < 50; ++i) ASSERT_OK(nodes_[leader]->Put(absl::StrCat("key", i), "value"));
+
+  StartMember(3);
+  StartMember(4);
+  for (int ordinal : {3, 4}) {
+    ASSERT_OK(nodes_[ordinal]->WaitUntilReady(kClusterTimeout)) << "stead-" << ordinal;
+    EXPECT_TRUE(nodes_[ordinal]->Status().voter);
+    EXPECT_THAT(nodes_[ordinal]->Get("key49", ReadConsistency::kSerializable),
+                IsOkAndHolds(std::optional<std::string>("value")));
+  }
+
+  leader = WaitForLeader();
+  const int removed = leader == 4 ? 3 : 4;
+  ASSERT_OK(nodes_[leader]->RemoveMember(absl::StrCat("stead-", removed)));
+  EXPECT_TRUE(Eventually([&] { return nodes_[removed]->Status().state == "removed"; }));
+  EXPECT_FALSE(nodes_[removed]->Status().ready);
+  leader = WaitForLeader();
+  ASSERT_OK(nodes_[leader]->Put("after-removal", "yes"));
+  EXPECT_THAT(nodes_[leader]->RemoveMember(absl::StrCat("stead-", removed)),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+// Goal: a process of another cluster that dials a member is refused at the hello and
+// changes nothing; the cluster keeps serving.
+TEST_F(EmbeddedClusterTest, PeerOfAnotherClusterIsRefused) {
+  StartCluster(3);
+  const int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+
+  boost::asio::io_context io;
+  server::PeerTransportOptions options;
+  options.cluster_id = 0xbad;
+  options.node_id = 77;
+  options.node_name = "intruder";
+  server::PeerTransport intruder(io, options, Logger(LogLevel::kError), [](pb::Message) {},
+                                 [](raft::NodeId) {});
+  const uint64_t target = nodes_[leader]->Status().node_id;
+  intruder.SetPeer(target, "127.0.0.1", peer_ports_[leader]);
+  pb::Message vote;
+  vote.set_type(pb::MESSAGE_TYPE_VOTE);
+  vote.set_from(77);
+  vote.set_to(target);
+  vote.set_term(1000);
+  intruder.Send(vote);
+  io.run_for(std::chrono::seconds(1));
+  const auto peers = intruder.Peers();
+  EXPECT_FALSE(peers.at(target).connected);
+  EXPECT_GT(peers.at(target).connect_failures, 0u);
+  intruder.Stop();
+
+  EXPECT_EQ(Leader(), leader);
+  EXPECT_LT(nodes_[leader]->Status().term, 1000u);
+  ASSERT_OK(nodes_[leader]->Put("still", "serving"));
+}
+
+// Goal: bad options and volumes of another member are refused at start with a message
+// naming the problem, and nothing is written.
+TEST(NodeStartTest, BadOptionsAndForeignVolumesAreRefused) {
+  const std::string root = absl::StrCat(::testing::TempDir(), "/node_start_", ::getpid());
+  std::filesystem::remove_all(root);
+  NodeOptions options;
+  options.name = "stead-0";
+  options.data_dir = root + "/data";
+  options.wal_dir = root + "/data";
+  options.peers = absl::StrCat("stead-0=127.0.0.1:", testing::FreeLoopbackPort().value());
+  options.initial_cluster_size = 1;
+  options.client_addr = absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort().value());
+  options.http_addr = absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort().value());
+  options.peer_addr = options.peers.substr(options.peers.find('=') + 1);
+  EXPECT_THAT(Node::Start(options), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_FALSE(std::filesystem::exists(root + "/data"));
+
+  options.wal_dir = root + "/wal";
+  options.name = "not a member name";
+  EXPECT_THAT(Node::Start(options), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  // A one-member cluster forms by itself and writes its identity.
+  options.name = "stead-0";
+  options.tick_interval_ms = 20;
+  {
+    absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(options);
+    ASSERT_OK(node.status());
+    ASSERT_OK((*node)->WaitUntilReady(kClusterTimeout));
+    ASSERT_OK((*node)->Put("k", "v"));
+  }
+  // The same volumes under another member's name are refused.
+  options.name = "stead-1";
+  options.peers += absl::StrCat(",stead-1=127.0.0.1:", testing::FreeLoopbackPort().value());
+  absl::StatusOr<std::unique_ptr<Node>> wrong = Node::Start(options);
+  EXPECT_THAT(wrong, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(wrong.status().message(), HasSubstr("stead-0"));
+  std::filesystem::remove_all(root);
+}
+
+}  // namespace
+}  // namespace stead

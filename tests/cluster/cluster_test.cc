@@ -1,0 +1,499 @@
+// Real `stead` processes on loopback under real faults: start orders, SIGKILL and
+// SIGSTOP of the leader, a full restart, members joining and leaving, a rolling
+// restart with SIGTERM under load, and bad input. Every acknowledged write must
+// survive; every loop is bounded in time; only processes started here are signalled.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "base/asio.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/peer.pb.h"
+#include "server/frame.h"
+#include "tests/testing/kv_test_client.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
+
+namespace stead {
+namespace {
+
+using testing::HttpGet;
+using testing::IsOkAndHolds;
+using testing::KvGetOptions;
+using testing::KvTestClient;
+using testing::Subprocess;
+
+constexpr absl::Duration kTimeout = absl::Seconds(30);
+// Raft timing of the processes: 50 ms ticks, elections after 0.5-1 s.
+constexpr int kTickMs = 50;
+
+template <typename Condition>
+bool Eventually(Condition condition, absl::Duration timeout = kTimeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return condition();
+}
+
+// Up to kMaxMembers `stead` processes named stead-0.. with their own volumes and ports.
+class ProcessCluster {
+ public:
+  static constexpr int kMaxMembers = 5;
+
+  ProcessCluster(int initial_size, std::string root)
+      : initial_size_(initial_size), root_(std::move(root)) {
+    std::filesystem::remove_all(root_);
+    std::filesystem::create_directories(root_);
+    for (int i = 0; i < kMaxMembers; ++i) {
+      for (uint16_t* port : {&client_[i], &peer_[i], &http_[i]}) {
+        *port = testing::FreeLoopbackPort().value();
+      }
+    }
+  }
+  ~ProcessCluster() {
+    processes_.clear();  // SIGKILL and reap whatever still runs
+    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(root_);
+  }
+
+  std::string Name(int ordinal) const { return absl::StrCat("stead-", ordinal); }
+  std::string LogPath(int ordinal) const { return absl::StrCat(root_, "/", Name(ordinal), ".log"); }
+  std::string ClientAddress(int ordinal) const { return absl::StrCat("127.0.0.1:", client_[ordinal]); }
+  uint16_t peer_port(int ordinal) const { return peer_[ordinal]; }
+  uint16_t client_port(int ordinal) const { return client_[ordinal]; }
+
+  std::vector<std::string> ClientEndpoints(int count) const {
+    std::vector<std::string> endpoints;
+    for (int i = 0; i < count; ++i) endpoints.push_back(ClientAddress(i));
+    return endpoints;
+  }
+
+  void Start(int ordinal) {
+    std::vector<std::string> peers;
+    for (int i = 0; i < kMaxMembers; ++i) {
+      peers.push_back(absl::StrCat(Name(i), "=127.0.0.1:", peer_[i]));
+    }
+    const std::string dir = absl::StrCat(root_, "/", Name(ordinal));
+    std::vector<std::string> argv = {
+        STEAD_BINARY,
+        "--name=" + Name(ordinal),
+        "--data-dir=" + dir + "/data",
+        "--wal-dir=" + dir + "/wal",
+        absl::StrCat("--client-addr=127.0.0.1:", client_[ordinal]),
+        absl::StrCat("--peer-addr=127.0.0.1:", peer_[ordinal]),
+        absl::StrCat("--http-addr=127.0.0.1:", http_[ordinal]),
+        "--advertise-host=127.0.0.1",
+        "--peers=" + absl::StrJoin(peers, ","),
+        absl::StrCat("--initial-cluster-size=", initial_size_),
+        absl::StrCat("--tick-interval=", kTickMs, "ms"),
+        "--shutdown-timeout=10s",
+    };
+    absl::StatusOr<std::unique_ptr<Subprocess>> process =
+        Subprocess::Start(std::move(argv), {}, LogPath(ordinal));
+    ASSERT_TRUE(process.ok()) << process.status();
+    processes_[ordinal] = std::move(process).value();
+  }
+
+  void Signal(int ordinal, int signal) { ASSERT_TRUE(processes_.at(ordinal)->Signal(signal).ok()); }
+  void Kill(int ordinal) {
+    processes_.at(ordinal)->Kill();
+    processes_.erase(ordinal);
+  }
+  // SIGTERM, then the exit status within `timeout` (nullopt if it did not exit).
+  std::optional<testing::ExitStatus> Terminate(int ordinal, absl::Duration timeout = kTimeout) {
+    processes_.at(ordinal)->Signal(SIGTERM).IgnoreError();  // reaped below either way
+    std::optional<testing::ExitStatus> status = processes_.at(ordinal)->WaitFor(timeout);
+    processes_.erase(ordinal);
+    return status;
+  }
+  bool Running(int ordinal) { return processes_.count(ordinal) && processes_.at(ordinal)->running(); }
+
+  int HttpStatus(int ordinal, const std::string& path) const {
+    absl::StatusOr<testing::HttpResponse> response =
+        HttpGet("127.0.0.1", http_[ordinal], path, absl::Seconds(1));
+    return response.ok() ? response->status_code : 0;
+  }
+  bool Ready(int ordinal) const { return HttpStatus(ordinal, "/readyz") == 200; }
+
+  // A metric of member `ordinal` (first series of that name); nullopt if unreachable.
+  std::optional<double> Metric(int ordinal, const std::string& name) const {
+    absl::StatusOr<testing::HttpResponse> response =
+        HttpGet("127.0.0.1", http_[ordinal], "/metrics", absl::Seconds(1));
+    if (!response.ok() || response->status_code != 200) return std::nullopt;
+    for (absl::string_view line : absl::StrSplit(response->body, '\n')) {
+      if (!absl::StartsWith(line, name + " ")) continue;
+      double value = 0;
+      if (absl::SimpleAtod(line.substr(name.size() + 1), &value)) return value;
+    }
+    return std::nullopt;
+  }
+
+  // The ordinal among `members` that reports itself leader; -1 if none does.
+  int Leader(const std::vector<int>& members) const {
+    for (int ordinal : members) {
+      if (Metric(ordinal, "stead_raft_is_leader") == 1.0) return ordinal;
+    }
+    return -1;
+  }
+  int WaitForLeader(const std::vector<int>& members, absl::Duration timeout = kTimeout) const {
+    int leader = -1;
+    Eventually([&] { return (leader = Leader(members)) >= 0; }, timeout);
+    return leader;
+  }
+
+  bool WaitReady(const std::vector<int>& members, absl::Duration timeout = kTimeout) const {
+    return Eventually(
+        [&] { return std::all_of(members.begin(), members.end(), [&](int i) { return Ready(i); }); },
+        timeout);
+  }
+
+  std::string Log(int ordinal) const {
+    return testing::ReadFileToString(LogPath(ordinal)).value_or("");
+  }
+
+ private:
+  const int initial_size_;
+  const std::string root_;
+  uint16_t client_[kMaxMembers] = {};
+  uint16_t peer_[kMaxMembers] = {};
+  uint16_t http_[kMaxMembers] = {};
+  std::map<int, std::unique_ptr<Subprocess>> processes_;
+};
+
+std::string TestRoot() {
+  return absl::StrCat(::testing::TempDir(), "/cluster_test_", ::getpid(), "_",
+                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
+}
+
+std::vector<int> Ordinals(int count) {
+  std::vector<int> ordinals;
+  for (int i = 0; i < count; ++i) ordinals.push_back(i);
+  return ordinals;
+}
+
+// Writes key-<n> = <n> from one thread until stopped, keeping what was acknowledged.
+class Writer {
+ public:
+  explicit Writer(std::vector<std::string> endpoints, std::string prefix = "w")
+      : client_(std::move(endpoints)), prefix_(std::move(prefix)) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Writer() { Stop(); }
+
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  const std::vector<std::string>& acknowledged() const { return acknowledged_; }
+  int failures() const { return failures_; }
+
+ private:
+  void Run() {
+    for (int n = 0; !stop_ && n < 100000; ++n) {
+      const std::string key = absl::StrCat(prefix_, "-", n);
+      if (client_.PutWithRetry(key, key, absl::Seconds(5), absl::Milliseconds(500)).ok()) {
+        acknowledged_.push_back(key);
+      } else {
+        ++failures_;
+      }
+    }
+  }
+
+  KvTestClient client_;
+  const std::string prefix_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::vector<std::string> acknowledged_;  // read after Stop()
+  int failures_ = 0;
+};
+
+// Every key in `keys` reads back (linearizably, through the leader) with itself as value.
+void ExpectAllPresent(KvTestClient& client, const std::vector<std::string>& keys) {
+  int missing = 0;
+  for (const std::string& key : keys) {
+    absl::StatusOr<std::optional<std::string>> value =
+        client.GetWithRetry(key, KvGetOptions(), absl::Seconds(10));
+    if (!value.ok() || *value != std::optional<std::string>(key)) {
+      if (++missing <= 5) ADD_FAILURE() << "acknowledged write " << key << " reads as "
+                                        << (value.ok() ? value->value_or("<absent>")
+                                                       : value.status().ToString());
+    }
+  }
+  EXPECT_EQ(missing, 0) << "of " << keys.size() << " acknowledged writes";
+}
+
+// Goal: 3 and 5 members bootstrap whatever the start order; one leader; a write
+// through any member is readable linearizably through every member's endpoint.
+TEST(ClusterTest, BootstrapInAnyOrderAndServeThroughEveryMember) {
+  for (const std::vector<int>& order : {std::vector<int>{2, 0, 1}, std::vector<int>{4, 3, 1, 0, 2}}) {
+    const int size = static_cast<int>(order.size());
+    ProcessCluster cluster(size, absl::StrCat(TestRoot(), "_", size));
+    for (int ordinal : order) {
+      cluster.Start(ordinal);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_TRUE(cluster.WaitReady(Ordinals(size))) << size << " members never became ready";
+    ASSERT_GE(cluster.WaitForLeader(Ordinals(size)), 0);
+    int leaders = 0;
+    for (int i = 0; i < size; ++i) leaders += cluster.Metric(i, "stead_raft_is_leader") == 1.0;
+    EXPECT_EQ(leaders, 1);
+
+    for (int writer = 0; writer < size; ++writer) {
+      // Starts at member `writer`; a follower answers with the leader's address,
+      // which the client follows.
+      KvTestClient all(cluster.ClientEndpoints(size));
+      all.set_current_endpoint(static_cast<size_t>(writer));
+      const std::string key = absl::StrCat("written-through-", writer);
+      ASSERT_OK(all.PutWithRetry(key, "yes", absl::Seconds(10)));
+      for (int reader = 0; reader < size; ++reader) {
+        KvTestClient read(cluster.ClientEndpoints(size));
+        read.set_current_endpoint(static_cast<size_t>(reader));
+        EXPECT_THAT(read.GetWithRetry(key, KvGetOptions(), absl::Seconds(10)),
+                    IsOkAndHolds(std::optional<std::string>("yes")))
+            << "through stead-" << reader;
+      }
+    }
+  }
+}
+
+// Goal: SIGKILL of the leader under continuous writes: a new leader soon, and every
+// acknowledged write is present after the old leader restarts and catches up.
+TEST(ClusterTest, LeaderKilledUnderWritesLosesNoAcknowledgedWrite) {
+  ProcessCluster cluster(3, TestRoot());
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  const int leader = cluster.WaitForLeader({0, 1, 2});
+  ASSERT_GE(leader, 0);
+
+  Writer writer(cluster.ClientEndpoints(3));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  cluster.Kill(leader);
+  const absl::Time killed = absl::Now();
+  std::vector<int> survivors;
+  for (int i : {0, 1, 2}) {
+    if (i != leader) survivors.push_back(i);
+  }
+  const int next = cluster.WaitForLeader(survivors);
+  ASSERT_GE(next, 0);
+  const absl::Duration failover = absl::Now() - killed;
+  std::cout << "failover after SIGKILL of the leader: " << absl::FormatDuration(failover) << "\n";
+  EXPECT_LT(failover, absl::Seconds(10));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  cluster.Start(leader);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  writer.Stop();
+  ASSERT_GT(writer.acknowledged().size(), 10u);
+
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  KvTestClient client(cluster.ClientEndpoints(3));
+  ExpectAllPresent(client, writer.acknowledged());
+  // The restarted member holds them too (its own, possibly stale, view catches up).
+  const std::string& last = writer.acknowledged().back();
+  KvTestClient old_leader({cluster.ClientAddress(leader)});
+  EXPECT_TRUE(Eventually([&] {
+    absl::StatusOr<std::optional<std::string>> value =
+        old_leader.Get(last, KvGetOptions{.serializable = true}, absl::Seconds(1));
+    return value.ok() && *value == std::optional<std::string>(last);
+  }));
+}
+
+// Goal: a leader paused (SIGSTOP) past the election timeout serves no stale
+// linearizable read when it resumes, then steps down and catches up.
+TEST(ClusterTest, PausedLeaderServesNoStaleRead) {
+  ProcessCluster cluster(3, TestRoot());
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  const int leader = cluster.WaitForLeader({0, 1, 2});
+  ASSERT_GE(leader, 0);
+  KvTestClient client(cluster.ClientEndpoints(3));
+  ASSERT_OK(client.PutWithRetry("k", "old", absl::Seconds(10)));
+
+  cluster.Signal(leader, SIGSTOP);
+  std::vector<int> others;
+  for (int i : {0, 1, 2}) {
+    if (i != leader) others.push_back(i);
+  }
+  ASSERT_GE(cluster.WaitForLeader(others), 0);
+  KvTestClient others_client({cluster.ClientAddress(others[0]), cluster.ClientAddress(others[1])});
+  ASSERT_OK(others_client.PutWithRetry("k", "new", absl::Seconds(10)));
+
+  // The read is sent while the old leader is paused, so it is the first thing it sees.
+  std::optional<absl::StatusOr<std::optional<std::string>>> stale_read;
+  std::thread reader([&] {
+    KvTestClient paused({cluster.ClientAddress(leader)});
+    stale_read = paused.Get("k", KvGetOptions(), absl::Seconds(5));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  cluster.Signal(leader, SIGCONT);
+  reader.join();
+  ASSERT_TRUE(stale_read.has_value());
+  if (stale_read->ok()) {
+    EXPECT_EQ(**stale_read, std::optional<std::string>("new")) << "the deposed leader served a stale read";
+  }
+  EXPECT_TRUE(Eventually([&] { return cluster.Metric(leader, "stead_raft_is_leader") == 0.0; }));
+  KvTestClient resumed({cluster.ClientAddress(leader)});
+  EXPECT_TRUE(Eventually([&] {
+    absl::StatusOr<std::optional<std::string>> value =
+        resumed.Get("k", KvGetOptions{.serializable = true}, absl::Seconds(1));
+    return value.ok() && *value == std::optional<std::string>("new");
+  }));
+}
+
+// Goal: every member killed and restarted: the state is intact and the cluster serves.
+TEST(ClusterTest, FullRestartKeepsState) {
+  ProcessCluster cluster(3, TestRoot());
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  std::vector<std::string> keys;
+  {
+    KvTestClient client(cluster.ClientEndpoints(3));
+    for (int i = 0; i < 100; ++i) {
+      keys.push_back(absl::StrCat("key-", i));
+      ASSERT_OK(client.PutWithRetry(keys.back(), keys.back(), absl::Seconds(10)));
+    }
+  }
+  for (int i : {0, 1, 2}) cluster.Kill(i);
+  for (int i : {1, 2, 0}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  KvTestClient client(cluster.ClientEndpoints(3));
+  ExpectAllPresent(client, keys);
+  ASSERT_OK(client.PutWithRetry("after-restart", "ok", absl::Seconds(10)));
+}
+
+// Goal: a 4th and 5th member started later join as learners and become voters by
+// themselves; `member remove` shrinks the cluster and the removed process, still
+// running, does not disrupt it.
+TEST(ClusterTest, LaterMembersJoinAndRemovedMemberCannotDisrupt) {
+  ProcessCluster cluster(3, TestRoot());
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  KvTestClient client(cluster.ClientEndpoints(5));
+  for (int i = 0; i < 50; ++i) ASSERT_OK(client.PutWithRetry(absl::StrCat("k", i), "v", absl::Seconds(10)));
+
+  cluster.Start(3);
+  cluster.Start(4);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2, 3, 4})) << "the new members never became ready voters";
+  for (int i : {3, 4}) {
+    EXPECT_EQ(cluster.Metric(i, "stead_raft_is_voter"), 1.0) << "stead-" << i;
+    EXPECT_NE(cluster.Log(i).find("waits to be added by the leader"), std::string::npos);
+  }
+
+  // Remove stead-4 through the client port of the leader.
+  pb::ClientRequest remove;
+  remove.mutable_member_remove()->set_name("stead-4");
+  bool removed = false;
+  Eventually([&] {
+    const int leader = cluster.Leader({0, 1, 2, 3, 4});
+    if (leader < 0) return false;
+    absl::StatusOr<pb::ClientResponse> response =
+        client.Call(remove, absl::Seconds(5), static_cast<size_t>(leader));
+    removed = response.ok() && !response->has_error();
+    return removed;
+  });
+  ASSERT_TRUE(removed);
+  EXPECT_TRUE(Eventually([&] { return cluster.HttpStatus(4, "/readyz") == 503 && !cluster.Ready(4); }));
+  EXPECT_TRUE(cluster.Running(4)) << "the removed member should stay up, idle";
+
+  const int leader = cluster.WaitForLeader({0, 1, 2, 3});
+  ASSERT_GE(leader, 0);
+  const std::optional<double> term = cluster.Metric(leader, "stead_raft_term");
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // several election timeouts
+  ASSERT_OK(client.PutWithRetry("after-removal", "ok", absl::Seconds(10)));
+  EXPECT_EQ(cluster.Leader({0, 1, 2, 3}), leader) << "the removed member disrupted the leader";
+  EXPECT_EQ(cluster.Metric(leader, "stead_raft_term"), term);
+}
+
+// Goal: a rolling restart with SIGTERM, one member at a time, under writes: leadership
+// moves by transfer, every SIGTERM ends in exit 0, and writes keep succeeding.
+TEST(ClusterTest, RollingRestartWithSigtermUnderLoad) {
+  ProcessCluster cluster(3, TestRoot());
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  Writer writer(cluster.ClientEndpoints(3));
+  for (int i : {2, 1, 0}) {
+    const bool was_leader = cluster.Leader({0, 1, 2}) == i;
+    const std::optional<testing::ExitStatus> exit = cluster.Terminate(i, absl::Seconds(15));
+    ASSERT_TRUE(exit.has_value()) << "stead-" << i << " did not exit after SIGTERM";
+    EXPECT_TRUE(exit->exited() && exit->exit_code == 0) << exit->ToString();
+    if (was_leader) {
+      EXPECT_NE(cluster.Log(i).find("leadership handed over"), std::string::npos)
+          << "stead-" << i << " was leader and did not transfer leadership";
+    }
+    cluster.Start(i);
+    ASSERT_TRUE(cluster.WaitReady({0, 1, 2})) << "after restarting stead-" << i;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  writer.Stop();
+  EXPECT_EQ(writer.failures(), 0) << "writes failed even with retries";
+  ASSERT_GT(writer.acknowledged().size(), 10u);
+  KvTestClient client(cluster.ClientEndpoints(3));
+  ExpectAllPresent(client, writer.acknowledged());
+}
+
+// Goal: a client sending random bytes and a peer of another cluster are refused and
+// logged; the cluster keeps serving.
+TEST(ClusterTest, RandomBytesAndForeignPeersAreRefused) {
+  ProcessCluster cluster(3, TestRoot());
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  boost::asio::io_context io;
+  {
+    boost::asio::ip::tcp::socket socket(io);
+    socket.connect({boost::asio::ip::make_address("127.0.0.1"), cluster.client_port(0)});
+    std::string noise(4096, '\0');
+    for (size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<char>((i * 2654435761u) >> 13);
+    boost::system::error_code ec;
+    boost::asio::write(socket, boost::asio::buffer(noise), ec);
+    char byte;
+    socket.read_some(boost::asio::buffer(&byte, 1), ec);
+    EXPECT_TRUE(ec) << "the garbage connection stayed open";
+  }
+  {
+    boost::asio::ip::tcp::socket socket(io);
+    socket.connect({boost::asio::ip::make_address("127.0.0.1"), cluster.peer_port(1)});
+    pb::PeerFrame hello;
+    hello.mutable_hello()->set_protocol_version(1);
+    hello.mutable_hello()->set_cluster_id(0xbadc0ffee);
+    hello.mutable_hello()->set_from_id(42);
+    hello.mutable_hello()->set_from_name("intruder-0");
+    hello.mutable_hello()->set_to_id(1);
+    std::string bytes;
+    ASSERT_OK(server::AppendFrame(hello, 1 << 20, &bytes));
+    boost::asio::write(socket, boost::asio::buffer(bytes));
+    std::string answer(256, '\0');
+    boost::system::error_code ec;
+    const size_t n = socket.read_some(boost::asio::buffer(answer), ec);
+    server::FrameReader reader(1 << 20);
+    reader.Append(absl::string_view(answer.data(), n));
+    absl::StatusOr<std::optional<std::string>> payload = reader.Next();
+    ASSERT_TRUE(payload.ok() && payload->has_value());
+    pb::PeerFrame response;
+    ASSERT_TRUE(response.ParseFromString(**payload));
+    EXPECT_FALSE(response.hello_response().accepted());
+    EXPECT_THAT(response.hello_response().reason(), ::testing::HasSubstr("cluster"));
+  }
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(cluster.Log(0), "closing client connection") &&
+           absl::StrContains(cluster.Log(1), "intruder-0");
+  }, absl::Seconds(5))) << "the refusals were not logged";
+  KvTestClient client(cluster.ClientEndpoints(3));
+  ASSERT_OK(client.PutWithRetry("still", "serving", absl::Seconds(10)));
+  for (int i : {0, 1, 2}) EXPECT_TRUE(cluster.Running(i));
+}
+
+}  // namespace
+}  // namespace stead

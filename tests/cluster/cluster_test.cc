@@ -495,5 +495,39 @@ TEST(ClusterTest, RandomBytesAndForeignPeersAreRefused) {
   for (int i : {0, 1, 2}) EXPECT_TRUE(cluster.Running(i));
 }
 
+// Goal: the binary documents its flags, and a configuration mistake exits 2 with a
+// message naming the flag, before anything is created on disk.
+TEST(StandaloneBinaryTest, HelpAndConfigurationErrors) {
+  const std::string root = TestRoot();
+  std::filesystem::create_directories(root);
+  auto run = [&](std::vector<std::string> args, const std::string& log) {
+    args.insert(args.begin(), STEAD_BINARY);
+    absl::StatusOr<std::unique_ptr<Subprocess>> process =
+        Subprocess::Start(std::move(args), {}, root + "/" + log);
+    EXPECT_TRUE(process.ok()) << process.status();
+    std::optional<testing::ExitStatus> status = (*process)->WaitFor(absl::Seconds(10));
+    EXPECT_TRUE(status.has_value());
+    return std::make_pair(status.value_or(testing::ExitStatus()),
+                          testing::ReadFileToString(root + "/" + log).value_or(""));
+  };
+  auto [help, usage] = run({"--help"}, "help.log");
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* flag : {"--name", "--data-dir", "--wal-dir", "--peers", "--peer-service",
+                           "--initial-cluster-size", "--shutdown-timeout", "STEAD_DATA_DIR"}) {
+    EXPECT_THAT(usage, ::testing::HasSubstr(flag));
+  }
+  auto [unknown, unknown_log] = run({"--name=stead-0", "--no-such-flag=1"}, "unknown.log");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown_log, ::testing::HasSubstr("no-such-flag"));
+  auto [same_dirs, same_log] =
+      run({"--name=stead-0", "--data-dir=" + root + "/d", "--wal-dir=" + root + "/d",
+           "--peers=stead-0=127.0.0.1:1"},
+          "same.log");
+  EXPECT_EQ(same_dirs.exit_code, 2);
+  EXPECT_THAT(same_log, ::testing::HasSubstr("--wal-dir"));
+  EXPECT_FALSE(std::filesystem::exists(root + "/d"));
+  std::filesystem::remove_all(root);
+}
+
 }  // namespace
 }  // namespace stead

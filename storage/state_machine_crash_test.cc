@@ -140,8 +140,16 @@ class Applier {
     return true;
   }
 
-  // SIGKILLs the child (if still running) and reaps it. Returns how it ended.
-  ExitStatus Kill() { return process_->Kill(); }
+  // SIGKILLs the child (if still running) and reaps it, then reads what it reported
+  // before it died: the pipe may hold thousands of reports this process has not read,
+  // and entries past them may already be flushed, so applied() and durable() must
+  // describe the child's last moment, not this process's last read. Returns how the
+  // child ended.
+  ExitStatus Kill() {
+    const ExitStatus status = process_->Kill();
+    ReadUntil([] { return false; }, std::chrono::seconds(10));  // ends at end of output
+    return status;
+  }
 
   raft::Index applied() const { return applied_; }
   raft::Index durable() const { return durable_; }

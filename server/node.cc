@@ -24,6 +24,7 @@
 #include "server/client_service.h"
 #include "server/config.h"
 #include "server/discovery.h"
+#include "server/forwarder.h"
 #include "server/http_server.h"
 #include "server/kv_apply.h"
 #include "server/kv_service.h"
@@ -39,6 +40,7 @@ namespace stead {
 namespace asio = boost::asio;
 using server::HostPort;
 using server::MemberName;
+using server::ResponseCallback;
 using server::ServerConfig;
 
 namespace {
@@ -132,6 +134,7 @@ struct Node::Impl {
     });
     STEAD_RETURN_IF_ERROR(http->Listen(config.http_addr.host, config.http_addr.port));
 
+    forwarder = std::make_unique<server::Forwarder>(io, logger.WithContext("part", "forward"));
     client = std::make_unique<server::ClientService>(
         io, server::ClientServiceOptions(), logger.WithContext("part", "clients"),
         [this](pb::ClientRequest request, server::ResponseCallback done) {
@@ -728,10 +731,37 @@ struct Node::Impl {
     }
     requests_total->Increment();
     in_flight.fetch_add(1);
-    service->Handle(std::move(request), [this, done = std::move(done)](pb::ClientResponse response) {
+    ResponseCallback finish = [this, done = std::move(done)](pb::ClientResponse response) {
       done(std::move(response));
       in_flight.fetch_sub(1);
-    });
+    };
+    if (std::optional<std::string> leader = LeaderToForwardTo(request)) {
+      forwarded_total->Increment();
+      const absl::Duration timeout =
+          request.timeout_ms() == 0 ? absl::Seconds(5) : absl::Milliseconds(request.timeout_ms());
+      forwarder->Forward(*leader, std::move(request), absl::Now() + std::min(timeout, absl::Seconds(60)),
+                         std::move(finish));
+      return;
+    }
+    service->Handle(std::move(request), std::move(finish));
+  }
+
+  // The leader's client address when `request` must be served by the leader, this
+  // member is not it, and it knows who is; nullopt to serve it here.
+  std::optional<std::string> LeaderToForwardTo(const pb::ClientRequest& request) const {
+    if (request.forwarded()) return std::nullopt;  // one hop at most
+    const bool needs_leader =
+        request.has_put() || request.has_delete_range() || request.has_txn() ||
+        request.has_member_remove() ||
+        (request.has_range() && request.range().consistency() != pb::READ_CONSISTENCY_SERIALIZABLE);
+    if (!needs_leader) return std::nullopt;
+    server::RaftNode* node = raft_ptr.load();
+    if (node == nullptr) return std::nullopt;
+    const server::RaftNodeStatus status = node->Status();
+    if (status.role == raft::Role::kLeader || status.leader == raft::kNoNode) return std::nullopt;
+    std::optional<server::MemberAddress> leader = MemberAddressOf(status.leader);
+    if (!leader || leader->client_address.empty()) return std::nullopt;
+    return leader->client_address;
   }
 
   // Waits for the response of a request made without a socket.
@@ -958,6 +988,8 @@ struct Node::Impl {
       return dropped;
     });
     requests_total = metrics.AddCounter("stead_client_requests_total", "Client requests received.");
+    forwarded_total = metrics.AddCounter("stead_client_requests_forwarded_total",
+                                         "Client requests passed on to the leader.");
     raft_metrics.proposals = metrics.AddCounter("stead_proposals_total", "Commands proposed.");
     raft_metrics.proposals_failed =
         metrics.AddCounter("stead_proposals_failed_total", "Proposals that failed or timed out.");
@@ -1062,6 +1094,7 @@ struct Node::Impl {
     }
     if (supervisor.joinable()) supervisor.join();
     if (client) client->Stop();
+    if (forwarder) forwarder->Stop();
     if (http) http->Stop();
     // After this no transport handler runs, so nothing reaches the raft node.
     if (transport) transport->Stop();
@@ -1093,10 +1126,12 @@ struct Node::Impl {
   server::MetricsRegistry metrics;
   server::RaftNodeMetrics raft_metrics;
   server::Counter* requests_total = nullptr;
+  server::Counter* forwarded_total = nullptr;
 
   std::unique_ptr<server::PeerTransport> transport;
   std::unique_ptr<server::HttpServer> http;
   std::unique_ptr<server::ClientService> client;
+  std::unique_ptr<server::Forwarder> forwarder;
   // Set once by Activate; the atomics are what handlers on other threads read.
   std::unique_ptr<storage::Wal> wal;
   std::unique_ptr<storage::StateMachine> state;

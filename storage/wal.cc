@@ -3,6 +3,7 @@
 #include "storage/wal.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <utility>
@@ -55,7 +56,15 @@ struct Wal::Plan {
   raft::Index last() const { return appended.empty() ? kept_last : appended.back().entry.index(); }
 };
 
-Wal::Wal(WalOptions options) : options_(std::move(options)) {}
+// The callbacks of one group, each with the status it completes with.
+struct Wal::Completion {
+  std::vector<Callback> callbacks;
+  std::vector<absl::Status> statuses;
+};
+
+Wal::Wal(WalOptions options) : options_(std::move(options)) {
+  completer_ = std::thread([this] { CompletionLoop(); });
+}
 
 Wal::~Wal() {
   {
@@ -64,6 +73,13 @@ Wal::~Wal() {
   }
   queue_cv_.SignalAll();
   if (writer_.joinable()) writer_.join();
+  // The writer has queued its last group: stop the completion thread once it has run it.
+  {
+    MutexLock lock(&completion_mu_);
+    completion_stopping_ = true;
+  }
+  completion_cv_.SignalAll();
+  completer_.join();
 }
 
 void Wal::Submit(WalWrite write, Callback done) {
@@ -109,7 +125,8 @@ void Wal::Submit(WalWrite write, Callback done) {
 }
 
 absl::Status Wal::Write(WalWrite write) {
-  STEAD_CHECK(std::this_thread::get_id() != writer_.get_id())
+  STEAD_CHECK(std::this_thread::get_id() != writer_.get_id() &&
+              std::this_thread::get_id() != completer_.get_id())
       << "Wal::Write called from a WAL callback would wait for itself";
   std::mutex mu;
   std::condition_variable cv;
@@ -152,17 +169,73 @@ void Wal::WriterLoop() {
   }
 }
 
+void Wal::Complete(std::vector<Pending>& group, const std::vector<absl::Status>& results,
+                   const absl::Status* all) {
+  Completion completion;
+  completion.callbacks.reserve(group.size());
+  completion.statuses.reserve(group.size());
+  for (size_t i = 0; i < group.size(); ++i) {
+    const absl::Status& status =
+        !group[i].rejected.ok() ? group[i].rejected : (all != nullptr ? *all : results[i]);
+    completion.callbacks.push_back(std::move(group[i].done));
+    // Each callback gets a status of its own rather than a reference-counted copy:
+    // Debian's abseil is not built for TSan, which then cannot see the count's
+    // synchronisation when callers move the status to other threads.
+    completion.statuses.emplace_back(status.code(), status.message());
+  }
+  bool run_here;
+  {
+    MutexLock lock(&completion_mu_);
+    // Running the callbacks here delays the next group by their time. That pays off
+    // while it is shorter than a sync: the writes they prompt (a closed loop of
+    // submitters) join that group instead of waiting for a whole further sync. When it
+    // is longer (many submitters to wake on a fast disk), the completion thread runs
+    // them while the writer syncs the writes already queued.
+    run_here = completions_.empty() && !completer_running_ &&
+               callback_estimate_ * static_cast<int64_t>(group.size()) <= sync_estimate_;
+    if (!run_here) completions_.push_back(std::move(completion));
+  }
+  if (run_here) {
+    RunCallbacks(completion);
+  } else {
+    completion_cv_.Signal();
+  }
+}
+
+void Wal::RunCallbacks(Completion& completion) {
+  if (completion.callbacks.empty()) return;
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < completion.callbacks.size(); ++i) {
+    completion.callbacks[i](std::move(completion.statuses[i]));
+  }
+  const std::chrono::nanoseconds each =
+      (std::chrono::steady_clock::now() - start) /
+      static_cast<int64_t>(completion.callbacks.size());
+  MutexLock lock(&completion_mu_);
+  callback_estimate_ = (3 * callback_estimate_ + each) / 4;
+}
+
+void Wal::CompletionLoop() {
+  while (true) {
+    std::deque<Completion> ready;
+    {
+      MutexLock lock(&completion_mu_);
+      completer_running_ = false;
+      while (!completion_stopping_ && completions_.empty()) completion_cv_.Wait(&completion_mu_);
+      if (completions_.empty()) return;  // stopping, and every callback has run
+      ready.swap(completions_);
+      completer_running_ = true;
+    }
+    // Groups were queued in submission order and run here one at a time, so callbacks
+    // keep that order.
+    for (Completion& completion : ready) RunCallbacks(completion);
+  }
+}
+
 void Wal::ProcessGroup(std::vector<Pending>& group) {
   std::vector<absl::Status> results(group.size());
-  const auto complete = [&group, &results](const absl::Status* all) {
-    for (size_t i = 0; i < group.size(); ++i) {
-      const absl::Status& status =
-          !group[i].rejected.ok() ? group[i].rejected : (all != nullptr ? *all : results[i]);
-      // Each callback gets a status of its own rather than a reference-counted copy:
-      // Debian's abseil is not built for TSan, which then cannot see the count's
-      // synchronisation when callers move the status to other threads.
-      group[i].done(absl::Status(status.code(), status.message()));
-    }
+  const auto complete = [this, &group, &results](const absl::Status* all) {
+    Complete(group, results, all);
   };
   if (absl::Status failure = health(); !failure.ok()) {
     const absl::Status refused = RefusedStatus(failure);
@@ -209,7 +282,10 @@ void Wal::ProcessGroup(std::vector<Pending>& group) {
       complete(&written);
       return;
     }
+    const auto sync_start = std::chrono::steady_clock::now();
     absl::Status synced = active->file->DataSync();
+    const std::chrono::nanoseconds sync_time = std::chrono::steady_clock::now() - sync_start;
+    sync_estimate_ = (3 * sync_estimate_ + sync_time) / 4;
     if (!synced.ok()) {
       EnterFailedState(synced);
       complete(&synced);
@@ -279,7 +355,7 @@ absl::Status Wal::ValidateWrite(const WalWrite& write, const Plan& plan, bool ne
   return absl::OkStatus();
 }
 
-absl::Status Wal::PlanWrite(const WalWrite& write, Plan& plan, std::string& buffer,
+absl::Status Wal::PlanWrite(WalWrite& write, Plan& plan, std::string& buffer,
                             uint64_t buffer_offset) const {
   const bool new_snapshot = write.snapshot.has_value() && write.snapshot->index() > plan.base;
   const bool snapshot_matches =
@@ -314,11 +390,15 @@ absl::Status Wal::PlanWrite(const WalWrite& write, Plan& plan, std::string& buff
     } else {
       plan.appended.resize(first_index - plan.kept_last - 1);
     }
-    for (const pb::Entry& entry : write.entries) {
+    std::string payload;
+    for (pb::Entry& entry : write.entries) {
       const uint64_t offset = buffer_offset + buffer.size();
-      AppendRecord(RecordType::kEntry, Serialize(entry), &buffer);
+      payload.clear();
+      STEAD_CHECK(entry.AppendToString(&payload));
+      AppendRecord(RecordType::kEntry, payload, &buffer);
       const uint64_t bytes = buffer_offset + buffer.size() - offset;
-      plan.appended.push_back({entry, Position{entry.term(), 0, offset, bytes}});
+      const raft::Term term = entry.term();
+      plan.appended.push_back({std::move(entry), Position{term, 0, offset, bytes}});
       ++plan.entry_count;
     }
   }

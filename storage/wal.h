@@ -28,6 +28,12 @@
 // runs the callbacks in submission order. Hard state is therefore durable before the
 // callback that lets the runtime send the votes and acknowledgements it backs.
 //
+// Who runs the callbacks: the writer itself when that is expected to take no longer
+// than a sync (so that writes submitted from the callbacks join the next group), else a
+// completion thread, while the writer already writes and syncs the next group. With
+// many concurrent submitters on a fast disk, waking them one by one takes longer than
+// the sync, and overlapping the two is what lets group commit keep up with the disk.
+//
 // Failure model (fsyncgate): after a failed fdatasync the kernel may have dropped the
 // dirty pages, so the WAL never retries: it completes the group with the error and
 // enters a failed state in which every later write fails until the WAL is reopened
@@ -38,6 +44,7 @@
 #ifndef STEAD_STORAGE_WAL_H_
 #define STEAD_STORAGE_WAL_H_
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -121,9 +128,11 @@ struct WalStats {
 };
 
 // Thread-safety: all methods are thread-safe. The LogStorage reads never block on disk
-// syncs (they may read segment files). Callbacks run on the writer thread, one at a
-// time, in submission order; they must be short (post to another executor) and must not
-// call Write() or Compact() (which would wait for the writer they run on).
+// syncs (they may read segment files). Callbacks run on the writer or the completion
+// thread, one at a time, in submission order; they must be short (post to another
+// executor: the next sync or callbacks wait for them) and must not call Write() or
+// Compact() (which would wait for a callback queued behind the running one). They may
+// call Submit().
 class Wal final : public raft::LogStorage {
  public:
   using Callback = std::function<void(absl::Status)>;
@@ -136,13 +145,14 @@ class Wal final : public raft::LogStorage {
   // Internal/ResourceExhausted/PermissionDenied for I/O failures.
   static absl::StatusOr<std::unique_ptr<Wal>> Open(WalOptions options);
 
-  // Writes everything already submitted, then stops the writer.
+  // Writes everything already submitted and runs its callbacks, then stops the writer
+  // and completion threads.
   ~Wal() override;
 
   Wal(const Wal&) = delete;
   Wal& operator=(const Wal&) = delete;
 
-  // Queues `write`; `done` runs exactly once on the writer thread after the write is
+  // Queues `write`; `done` runs exactly once (see "Callbacks" above) after the write is
   // durable (OK) or has failed: InvalidArgument (limits, index gap, term going back),
   // ResourceExhausted (disk full or too much pending; nothing of this write was
   // persisted), or the I/O error that put the WAL in its failed state (the write may or
@@ -175,6 +185,7 @@ class Wal final : public raft::LogStorage {
   struct Position;
   struct Pending;
   struct Plan;
+  struct Completion;
   class Recovery;
 
   explicit Wal(WalOptions options);
@@ -189,9 +200,18 @@ class Wal final : public raft::LogStorage {
   absl::Status CreateSegment(uint64_t sequence, raft::Index first_index);
   void WriterLoop();
   void ProcessGroup(std::vector<Pending>& group);
+  // Runs the callbacks of `group` or queues them for the completion thread: write i
+  // completes with its Submit-time rejection, or `*all` when `all` is set, or
+  // `results[i]`. Writer thread only.
+  void Complete(std::vector<Pending>& group, const std::vector<absl::Status>& results,
+                const absl::Status* all);
+  // Runs the callbacks of `completion` and updates callback_estimate_.
+  void RunCallbacks(Completion& completion);
+  void CompletionLoop();
   // Adds `write` to `plan`, encoding its records into `buffer` (which starts at
-  // `buffer_offset` of the active segment); InvalidArgument leaves the plan unchanged.
-  absl::Status PlanWrite(const WalWrite& write, Plan& plan, std::string& buffer,
+  // `buffer_offset` of the active segment) and moving its entries into the plan;
+  // InvalidArgument leaves the plan and `write` unchanged.
+  absl::Status PlanWrite(WalWrite& write, Plan& plan, std::string& buffer,
                          uint64_t buffer_offset) const;
   absl::Status ValidateWrite(const WalWrite& write, const Plan& plan, bool new_snapshot,
                              bool snapshot_matches) const;
@@ -238,11 +258,34 @@ class Wal final : public raft::LogStorage {
   // Signalled when queue_ or stopping_ change.
   CondVar queue_cv_;
 
+  // Guards the completion state below. Never held together with mu_.
+  Mutex completion_mu_;
+  // Groups whose callbacks are still to run, oldest first. A group is queued only once
+  // every write in it is durable or has failed, so the completion thread may run the
+  // callbacks as soon as it takes them; the writer meanwhile syncs the next group.
+  std::deque<Completion> completions_ ABSL_GUARDED_BY(completion_mu_);
+  // True while the completion thread runs callbacks it took from completions_. The
+  // writer runs a group's callbacks itself only when this is false and completions_ is
+  // empty: every earlier callback has then returned, which keeps them in order and one
+  // at a time.
+  bool completer_running_ ABSL_GUARDED_BY(completion_mu_) = false;
+  // Moving average of the time one callback takes, the waking of whoever waits for it
+  // included.
+  std::chrono::nanoseconds callback_estimate_ ABSL_GUARDED_BY(completion_mu_){0};
+  // Set by the destructor once the writer has stopped (and queued its last group).
+  bool completion_stopping_ ABSL_GUARDED_BY(completion_mu_) = false;
+  // Signalled when completions_ or completion_stopping_ change.
+  CondVar completion_cv_;
+
   // Writer-only state (the writer thread, or Open before it starts).
   std::string identity_;       // the identity on disk, copied into new segments
   uint64_t active_bytes_ = 0;  // valid bytes of the active segment
+  // Moving average of the time a group's fdatasync takes.
+  std::chrono::nanoseconds sync_estimate_{0};
 
   std::thread writer_;
+  // Runs the callbacks; started by the constructor, stopped after the writer.
+  std::thread completer_;
 };
 
 }  // namespace stead::storage

@@ -8,7 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -675,6 +678,57 @@ TEST_F(WalTest, RefusesSubmissionsBeyondThePendingLimit) {
   EXPECT_GT(accepted, 10);
   EXPECT_GT(refused, 10);
   EXPECT_EQ(wal->LastIndex(), static_cast<raft::Index>(accepted));
+}
+
+// Callbacks slower than a sync are handed to the completion thread while the writer
+// goes on syncing; they still run one at a time, in submission order, each after its
+// write is durable and visible.
+TEST_F(WalTest, SlowCallbacksMoveToTheCompletionThreadAndKeepTheirOrder) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Wal> wal, Wal::Open(Options()));
+  constexpr int kSubmitters = 8;
+  constexpr int kWritesEach = 10;
+  std::mutex submit_mu;  // takes the index and submits at once, as the raft strand does
+  raft::Index next_index = 1;
+  std::mutex seen_mu;
+  std::vector<raft::Index> seen;
+  std::set<std::thread::id> callback_threads;
+  std::atomic<int> running{0};
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < kSubmitters; ++t) {
+    submitters.emplace_back([&] {
+      for (int i = 0; i < kWritesEach; ++i) {
+        // Shared: the callback may still be inside set_value() when the wait returns.
+        auto done = std::make_shared<std::promise<void>>();
+        std::future<void> durable = done->get_future();
+        {
+          std::lock_guard<std::mutex> lock(submit_mu);
+          const raft::Index index = next_index++;
+          wal->Submit(EntriesWrite(index, index, 1), [&, index, done](absl::Status status) {
+            EXPECT_EQ(running.fetch_add(1), 0) << "callbacks overlap";
+            EXPECT_OK(status);
+            EXPECT_GE(wal->LastIndex(), index) << "callback ran before its entry was durable";
+            {
+              std::lock_guard<std::mutex> seen_lock(seen_mu);
+              seen.push_back(index);
+              callback_threads.insert(std::this_thread::get_id());
+            }
+            // Far longer than a sync: the writer hands later groups to the completion
+            // thread rather than wait for these.
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            running.fetch_sub(1);
+            done->set_value();
+          });
+        }
+        durable.wait();
+      }
+    });
+  }
+  for (std::thread& submitter : submitters) submitter.join();
+  std::vector<raft::Index> want(kSubmitters * kWritesEach);
+  for (size_t i = 0; i < want.size(); ++i) want[i] = i + 1;
+  EXPECT_EQ(seen, want);
+  EXPECT_EQ(callback_threads.size(), 2u) << "expected the writer and the completion thread";
+  EXPECT_EQ(wal->LastIndex(), want.size());
 }
 
 // Readers on another thread see a consistent, durable log while the writer appends,

@@ -279,7 +279,7 @@ void RaftNode::HandleReady(raft::Ready ready) {
     storage::WalWrite write;
     write.entries = std::move(ready.entries);
     write.hard_state = std::move(ready.hard_state);
-    // The WAL runs this on its writer thread; the work belongs on the raft strand.
+    // The WAL runs this on one of its own threads; the work belongs on the raft strand.
     wal_->Submit(std::move(write), [strand = strand_, guard = guard_, this,
                                     sequence](absl::Status status) {
       PostGuarded(strand, guard, [this, sequence, status] { OnWalWritten(sequence, status); });

@@ -39,6 +39,7 @@ class ClientServiceTest : public ::testing::Test {
     storage::StateMachineOptions sm_options;
     sm_options.data_dir = root_ + "/data";
     sm_options.identity = {kCluster, 1, "stead-0"};
+    sm_options.keyspaces = KvKeyspaces();
     sm_options.logger = logger;
     state_ = storage::StateMachine::Open(sm_options).value();
 

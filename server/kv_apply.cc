@@ -1,118 +1,173 @@
 #include "server/kv_apply.h"
 
 #include <algorithm>
+#include <memory>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "server/kv_ops.h"
+#include "server/kv_session.h"
+#include "server/kv_store.h"
 
 namespace stead::server {
 namespace {
 
-// Most keys one range read returns; a larger range is paged with next_key.
-constexpr int64_t kMaxRangeLimit = 10000;
+// Whether a failed request is the request's own outcome (deterministic, answered and
+// remembered like a success) rather than a failure to read the state.
+bool IsRequestError(const absl::Status& status) {
+  return absl::IsInvalidArgument(status) || absl::IsFailedPrecondition(status);
+}
 
-pb::KeyValue MakeKeyValue(std::string key, std::string value, bool keys_only) {
-  pb::KeyValue kv;
-  kv.set_key(std::move(key));
-  if (!keys_only) kv.set_value(std::move(value));
-  return kv;
+void SetError(const absl::Status& status, pb::ClientResponse* response) {
+  response->clear_response();
+  response->mutable_error()->set_code(static_cast<int32_t>(status.code()));
+  response->mutable_error()->set_message(std::string(status.message()));
+}
+
+// Runs the write in `request` on `view` at `write_revision`, into `response`.
+absl::Status ExecuteWrite(const pb::ClientRequest& request, int64_t write_revision, KvView& view,
+                          pb::ClientResponse* response) {
+  switch (request.request_case()) {
+    case pb::ClientRequest::kPut: {
+      STEAD_ASSIGN_OR_RETURN(*response->mutable_put(),
+                             ExecutePut(request.put(), write_revision, view));
+      return absl::OkStatus();
+    }
+    case pb::ClientRequest::kDeleteRange: {
+      STEAD_ASSIGN_OR_RETURN(*response->mutable_delete_range(),
+                             ExecuteDeleteRange(request.delete_range(), view));
+      return absl::OkStatus();
+    }
+    case pb::ClientRequest::kTxn: {
+      STEAD_ASSIGN_OR_RETURN(*response->mutable_txn(),
+                             ExecuteTxn(request.txn(), write_revision, view));
+      return absl::OkStatus();
+    }
+    default:
+      return absl::InvalidArgumentError("not a write request");
+  }
+}
+
+// The response of a request applied for the first time: its own result, or its error.
+// Appends the key changes and advances meta's revision when keys changed.
+absl::StatusOr<pb::ClientResponse> ApplyNewRequest(const pb::ClientRequest& request,
+                                                   const KvLimits& limits,
+                                                   const storage::StateSnapshot& snapshot,
+                                                   pb::KvMeta* meta,
+                                                   std::vector<storage::Mutation>* mutations) {
+  pb::ClientResponse response;
+  response.set_request_id(request.request_id());
+  KvView view(&snapshot);
+  const int64_t write_revision = meta->revision() + 1;
+  absl::Status status = ValidateWriteRequest(request, limits);
+  if (status.ok()) status = ExecuteWrite(request, write_revision, view, &response);
+  if (!status.ok()) {
+    if (!IsRequestError(status)) return status;
+    SetError(status, &response);
+  } else if (view.changed()) {
+    view.AppendMutations(mutations);
+    meta->set_revision(write_revision);
+  }
+  response.mutable_header()->set_revision(meta->revision());
+  return response;
+}
+
+absl::StatusOr<std::string> ApplyKvCommandWith(const KvApplyOptions& options,
+                                               absl::string_view command,
+                                               const storage::StateMachine& state,
+                                               std::vector<storage::Mutation>* mutations) {
+  pb::ClientRequest request;
+  if (!request.ParseFromArray(command.data(), static_cast<int>(command.size()))) {
+    return absl::InvalidArgumentError("malformed command in the log");
+  }
+  // One snapshot for every read of this command. The applier is the only writer, so it
+  // equals `state`; the snapshot just gives the reads one type with ReadRange's.
+  STEAD_ASSIGN_OR_RETURN(std::unique_ptr<storage::StateSnapshot> snapshot, state.NewSnapshot());
+  STEAD_ASSIGN_OR_RETURN(pb::KvMeta meta, ReadKvMeta(*snapshot));
+  meta.set_log_time_unix_ms(std::max(meta.log_time_unix_ms(), request.proposed_at_unix_ms()));
+  STEAD_ASSIGN_OR_RETURN(std::vector<uint64_t> expired,
+                         ExpireIdleSessions(*snapshot, meta.log_time_unix_ms(), options.session_ttl,
+                                            options.max_expired_sessions_per_command, mutations));
+
+  const uint64_t client_id = request.client_id();
+  std::optional<pb::ClientSession> session;
+  if (client_id != 0 && std::find(expired.begin(), expired.end(), client_id) == expired.end()) {
+    STEAD_ASSIGN_OR_RETURN(session, ReadSession(*snapshot, client_id));
+  }
+  pb::ClientResponse response;
+  if (session && request.sequence() == session->sequence()) {
+    // A retry of a write already applied: its first response, nothing applied again.
+    if (!response.ParseFromString(session->response())) {
+      return absl::DataLossError(
+          absl::StrCat("stored response of client ", client_id, " does not decode"));
+    }
+    response.set_request_id(request.request_id());
+  } else if (session && request.sequence() < session->sequence()) {
+    response.set_request_id(request.request_id());
+    SetError(absl::FailedPreconditionError(
+                 absl::StrCat("sequence ", request.sequence(), " of client ", client_id,
+                              " is older than its latest applied sequence ", session->sequence())),
+             &response);
+    response.mutable_header()->set_revision(meta.revision());
+  } else {
+    STEAD_ASSIGN_OR_RETURN(response,
+                           ApplyNewRequest(request, options.limits, *snapshot, &meta, mutations));
+    if (client_id != 0) {
+      pb::ClientSession record;
+      record.set_sequence(request.sequence());
+      record.set_response(response.SerializeAsString());
+      record.set_last_seen_unix_ms(meta.log_time_unix_ms());
+      WriteSession(client_id, session, record, mutations);
+    }
+  }
+  mutations->push_back(WriteKvMeta(meta));
+  return response.SerializeAsString();
 }
 
 }  // namespace
 
-absl::Status ValidateWriteRequest(const pb::ClientRequest& request, const storage::Limits& limits) {
+absl::Status ValidateWriteRequest(const pb::ClientRequest& request, const KvLimits& limits) {
+  STEAD_RETURN_IF_ERROR(CheckRequestSize(request.ByteSizeLong(), limits));
+  if (request.client_id() != 0 && request.sequence() == 0) {
+    return absl::InvalidArgumentError("a write with a client_id needs a sequence above 0");
+  }
   switch (request.request_case()) {
     case pb::ClientRequest::kPut:
-      STEAD_RETURN_IF_ERROR(storage::CheckKeySize(request.put().key(), limits));
-      return storage::CheckValueSize(request.put().value(), limits);
+      return ValidatePut(request.put(), limits);
     case pb::ClientRequest::kDeleteRange:
-      if (!request.delete_range().range_end().empty()) {
-        return absl::InvalidArgumentError(
-            "delete with range_end is not supported by this server version: delete keys one "
-            "at a time");
-      }
-      return storage::CheckKeySize(request.delete_range().key(), limits);
+      return ValidateDeleteRange(request.delete_range(), limits);
+    case pb::ClientRequest::kTxn:
+      return ValidateTxn(request.txn(), limits);
     default:
-      return absl::InvalidArgumentError("not a write request (put or delete)");
+      return absl::InvalidArgumentError("not a write request (put, delete_range or txn)");
   }
+}
+
+ApplyFunction MakeKvApplyFunction(KvApplyOptions options) {
+  return [options = std::move(options)](absl::string_view command, const pb::Entry&,
+                                        const storage::StateMachine& state,
+                                        std::vector<storage::Mutation>* mutations) {
+    return ApplyKvCommandWith(options, command, state, mutations);
+  };
 }
 
 absl::StatusOr<std::string> ApplyKvCommand(absl::string_view command, const pb::Entry&,
                                            const storage::StateMachine& state,
                                            std::vector<storage::Mutation>* mutations) {
-  pb::ClientRequest request;
-  if (!request.ParseFromArray(command.data(), static_cast<int>(command.size()))) {
-    return absl::InvalidArgumentError("malformed command in the log");
-  }
-  pb::ClientResponse response;
-  response.set_request_id(request.request_id());
-  if (request.has_put()) {
-    const pb::PutRequest& put = request.put();
-    if (put.prev_kv()) {
-      STEAD_ASSIGN_OR_RETURN(std::optional<std::string> previous,
-                             state.Get(storage::kDefaultKeyspace, put.key()));
-      if (previous) {
-        *response.mutable_put()->mutable_prev_kv() =
-            MakeKeyValue(put.key(), std::move(*previous), /*keys_only=*/false);
-      }
-    }
-    response.mutable_put();
-    mutations->push_back(storage::Mutation::Put(storage::kDefaultKeyspace, put.key(), put.value()));
-  } else if (request.has_delete_range()) {
-    const pb::DeleteRangeRequest& del = request.delete_range();
-    STEAD_ASSIGN_OR_RETURN(std::optional<std::string> previous,
-                           state.Get(storage::kDefaultKeyspace, del.key()));
-    pb::DeleteRangeResponse* result = response.mutable_delete_range();
-    if (previous) {
-      result->set_deleted(1);
-      if (del.prev_kv()) *result->add_prev_kvs() = MakeKeyValue(del.key(), std::move(*previous), false);
-      mutations->push_back(storage::Mutation::Delete(storage::kDefaultKeyspace, del.key()));
-    }
-  } else {
-    return absl::InvalidArgumentError("command is not a put or delete");
-  }
-  return response.SerializeAsString();
+  return ApplyKvCommandWith(KvApplyOptions(), command, state, mutations);
 }
 
-absl::StatusOr<pb::RangeResponse> ReadRange(const pb::RangeRequest& request,
-                                            const storage::StateMachine& state) {
-  if (request.key().empty()) return absl::InvalidArgumentError("range: key is empty");
-  if (request.limit() < 0) return absl::InvalidArgumentError("range: limit is negative");
-  pb::RangeResponse response;
-  if (request.range_end().empty()) {
-    STEAD_ASSIGN_OR_RETURN(std::optional<std::string> value,
-                           state.Get(storage::kDefaultKeyspace, request.key()));
-    if (value) {
-      response.set_count(1);
-      if (!request.count_only()) {
-        *response.add_kvs() = MakeKeyValue(request.key(), std::move(*value), request.keys_only());
-      }
-    }
-    return response;
-  }
-  storage::ScanOptions scan;
-  scan.start_key = request.key();
-  // etcd's convention: range_end "\0" means "to the end of the keyspace".
-  scan.end_key = request.range_end() == std::string(1, '\0') ? "" : request.range_end();
-  if (!scan.end_key.empty() && scan.end_key <= scan.start_key) {
-    return absl::InvalidArgumentError("range: range_end must be above key");
-  }
-  scan.reverse = request.reverse();
-  const int64_t limit = request.limit() == 0 ? kMaxRangeLimit : std::min(request.limit(), kMaxRangeLimit);
-  scan.limit = static_cast<size_t>(limit);
-  STEAD_ASSIGN_OR_RETURN(storage::ScanResult result, state.Scan(scan));
-  response.set_count(static_cast<int64_t>(result.pairs.size()));
-  response.set_more(result.more);
-  if (result.more && !result.pairs.empty() && !request.reverse()) {
-    // The next page starts just after the last key returned.
-    response.set_next_key(result.pairs.back().key + std::string(1, '\0'));
-  }
-  if (!request.count_only()) {
-    for (storage::KeyValue& pair : result.pairs) {
-      *response.add_kvs() = MakeKeyValue(std::move(pair.key), std::move(pair.value), request.keys_only());
-    }
-  }
-  return response;
+absl::StatusOr<KvRead> ReadRange(const pb::RangeRequest& request,
+                                 const storage::StateMachine& state) {
+  STEAD_RETURN_IF_ERROR(ValidateRange(request));
+  STEAD_ASSIGN_OR_RETURN(std::unique_ptr<storage::StateSnapshot> snapshot, state.NewSnapshot());
+  STEAD_ASSIGN_OR_RETURN(pb::KvMeta meta, ReadKvMeta(*snapshot));
+  KvRead read;
+  read.revision = meta.revision();
+  STEAD_ASSIGN_OR_RETURN(read.range, ExecuteRange(request, read.revision, KvView(snapshot.get())));
+  return read;
 }
 
 }  // namespace stead::server

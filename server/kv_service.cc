@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "server/kv_apply.h"
+#include "server/kv_store.h"
 
 namespace stead::server {
 
@@ -51,25 +52,9 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
       return;
     }
     case pb::ClientRequest::kPut:
-    case pb::ClientRequest::kDeleteRange: {
-      if (absl::Status valid = ValidateWriteRequest(request, options_.limits); !valid.ok()) {
-        return Finish(ErrorResponse(id, valid), done);
-      }
-      const absl::Time deadline = Deadline(request);
-      node_->Propose(request.SerializeAsString(), deadline,
-                     [this, id, done = std::move(done)](absl::StatusOr<std::string> result) {
-                       if (!result.ok()) return Finish(ErrorResponse(id, result.status()), done);
-                       pb::ClientResponse response;
-                       if (!response.ParseFromString(*result)) {
-                         return Finish(
-                             ErrorResponse(id, absl::InternalError("undecodable apply result")),
-                             done);
-                       }
-                       response.set_request_id(id);
-                       Finish(std::move(response), done);
-                     });
-      return;
-    }
+    case pb::ClientRequest::kDeleteRange:
+    case pb::ClientRequest::kTxn:
+      return ProposeWrite(std::move(request), std::move(done));
     case pb::ClientRequest::kMemberList:
     case pb::ClientRequest::kMemberRemove:
       if (!admin_) {
@@ -84,23 +69,40 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
                Finish(std::move(*result), done);
              });
       return;
-    case pb::ClientRequest::kTxn:
-      return Finish(ErrorResponse(id, absl::InvalidArgumentError(
-                                          "transactions are not supported by this server version")),
-                    done);
     case pb::ClientRequest::REQUEST_NOT_SET:
       return Finish(ErrorResponse(id, absl::InvalidArgumentError("request has no operation")),
                     done);
   }
 }
 
+void KvService::ProposeWrite(pb::ClientRequest request, ResponseCallback done) {
+  const uint64_t id = request.request_id();
+  request.set_proposed_at_unix_ms(absl::ToUnixMillis(options_.clock()));
+  if (absl::Status valid = ValidateWriteRequest(request, options_.limits); !valid.ok()) {
+    return Finish(ErrorResponse(id, valid), done);
+  }
+  const absl::Time deadline = Deadline(request);
+  node_->Propose(request.SerializeAsString(), deadline,
+                 [this, id, done = std::move(done)](absl::StatusOr<std::string> result) {
+                   if (!result.ok()) return Finish(ErrorResponse(id, result.status()), done);
+                   pb::ClientResponse response;
+                   if (!response.ParseFromString(*result)) {
+                     return Finish(
+                         ErrorResponse(id, absl::InternalError("undecodable apply result")), done);
+                   }
+                   response.set_request_id(id);
+                   Finish(std::move(response), done);
+                 });
+}
+
 void KvService::ServeRead(uint64_t request_id, const pb::RangeRequest& range,
                           const ResponseCallback& done) {
-  absl::StatusOr<pb::RangeResponse> result = ReadRange(range, *state_);
-  if (!result.ok()) return Finish(ErrorResponse(request_id, result.status()), done);
+  absl::StatusOr<KvRead> read = ReadRange(range, *state_);
+  if (!read.ok()) return Finish(ErrorResponse(request_id, read.status()), done);
   pb::ClientResponse response;
   response.set_request_id(request_id);
-  *response.mutable_range() = std::move(*result);
+  response.mutable_header()->set_revision(read->revision);
+  *response.mutable_range() = std::move(read->range);
   Finish(std::move(response), done);
 }
 
@@ -122,6 +124,12 @@ void KvService::Finish(pb::ClientResponse response, const ResponseCallback& done
   header->set_cluster_id(options_.cluster_id);
   header->set_member_id(status.id);
   header->set_raft_term(status.term);
+  if (header->revision() == 0) {
+    // An answer that carries no revision of its own (an error, a membership call)
+    // reports the local state's. Best effort: a read error leaves 0.
+    absl::StatusOr<pb::KvMeta> meta = ReadKvMeta(*state_);
+    if (meta.ok()) header->set_revision(meta->revision());
+  }
   done(std::move(response));
 }
 

@@ -6,6 +6,12 @@
 // On a member that is not the leader, writes and linearizable reads fail with
 // UNAVAILABLE and a leader hint. Membership requests go to the AdminHandler.
 //
+// Writes (put, delete_range, txn) are checked (ValidateWriteRequest), stamped with this
+// member's clock (ClientRequest.proposed_at_unix_ms, the log time of session expiry)
+// and proposed; the answer is the response the state machine produced (kv_apply.h).
+// Every response header carries the store revision: the one the write produced, the
+// one the read saw, or for other answers the local state's current revision.
+//
 // Thread-safety: Handle may be called from any thread; `done` runs on the raft strand,
 // the applier thread or the caller's thread and must not block.
 #ifndef STEAD_SERVER_KV_SERVICE_H_
@@ -18,11 +24,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/log.h"
 #include "proto/kv.pb.h"
+#include "server/kv_limits.h"
 #include "server/raft_node.h"
-#include "storage/limits.h"
 #include "storage/state_machine.h"
 
 namespace stead::server {
@@ -33,8 +40,11 @@ struct KvServiceOptions {
   // Default: 5 s (cap 60 s).
   absl::Duration default_timeout = absl::Seconds(5);
   absl::Duration max_timeout = absl::Seconds(60);
-  // Key and value limits checked before proposing.
-  storage::Limits limits;
+  // Limits checked before proposing; at most those the state machine applies with.
+  // Default: KvLimits().
+  KvLimits limits;
+  // Wall clock for the proposer's stamp on writes. Default: absl::Now.
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
 
 // Who a node id is, for leader hints: member name and client address ("host:port").
@@ -47,8 +57,9 @@ using MemberDirectory = std::function<std::optional<MemberAddress>(raft::NodeId 
 using ResponseCallback = std::function<void(pb::ClientResponse response)>;
 // Serves membership requests (member_list, member_remove): `done` gets the response
 // body or the error, exactly once.
-using AdminHandler = std::function<void(const pb::ClientRequest& request, absl::Time deadline,
-                                        std::function<void(absl::StatusOr<pb::ClientResponse>)> done)>;
+using AdminHandler =
+    std::function<void(const pb::ClientRequest& request, absl::Time deadline,
+                       std::function<void(absl::StatusOr<pb::ClientResponse>)> done)>;
 
 class KvService {
  public:
@@ -70,6 +81,7 @@ class KvService {
  private:
   absl::Time Deadline(const pb::ClientRequest& request) const;
   void ServeRead(uint64_t request_id, const pb::RangeRequest& range, const ResponseCallback& done);
+  void ProposeWrite(pb::ClientRequest request, ResponseCallback done);
   void Finish(pb::ClientResponse response, const ResponseCallback& done) const;
 
   const KvServiceOptions options_;

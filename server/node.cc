@@ -302,7 +302,8 @@ struct Node::Impl {
     storage::StateMachineOptions state_options;
     state_options.data_dir = config.data_dir;
     state_options.identity = {cluster, id, config.name};
-    state_options.keyspaces = {storage::kDefaultKeyspace, kMembersKeyspace};
+    state_options.keyspaces = {storage::kDefaultKeyspace, server::kKvMetaKeyspace,
+                               server::kSessionsKeyspace, kMembersKeyspace};
     state_options.logger = logger.WithContext("part", "state");
     STEAD_ASSIGN_OR_RETURN(state,
                            Annotate(storage::StateMachine::Open(state_options), "open the state machine"));

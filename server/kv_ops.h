@@ -1,0 +1,43 @@
+// The operations of the key-value model on a KvView: validation and execution of
+// range, put, delete_range, compare and txn. Shared by the apply path (kv_apply.cc) and
+// local reads. See kv_apply.h for the model they implement.
+//
+// Thread-safety: pure functions of their arguments (a KvView is single-threaded).
+#ifndef STEAD_SERVER_KV_OPS_H_
+#define STEAD_SERVER_KV_OPS_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/kv.pb.h"
+#include "server/kv_limits.h"
+#include "server/kv_store.h"
+
+namespace stead::server {
+
+// Structural checks (no state read). InvalidArgument naming the field or limit.
+absl::Status ValidateRange(const pb::RangeRequest& range);
+absl::Status ValidatePut(const pb::PutRequest& put, const KvLimits& limits);
+absl::Status ValidateDeleteRange(const pb::DeleteRangeRequest& del, const KvLimits& limits);
+absl::Status ValidateCompare(const pb::Compare& compare, const KvLimits& limits);
+absl::Status ValidateTxn(const pb::TxnRequest& txn, const KvLimits& limits);
+
+// Reads `range` at store revision `revision` (the revision of the state `view` shows).
+// FailedPrecondition when it asks for a later revision; InvalidArgument for an earlier.
+absl::StatusOr<pb::RangeResponse> ExecuteRange(const pb::RangeRequest& range, int64_t revision,
+                                               const KvView& view);
+
+// The writes: `write_revision` is the revision the command writes at (current + 1).
+absl::StatusOr<pb::PutResponse> ExecutePut(const pb::PutRequest& put, int64_t write_revision,
+                                           KvView& view);
+absl::StatusOr<pb::DeleteRangeResponse> ExecuteDeleteRange(const pb::DeleteRangeRequest& del,
+                                                           KvView& view);
+// Whether `compare` holds in `view`.
+absl::StatusOr<bool> EvaluateCompare(const pb::Compare& compare, const KvView& view);
+absl::StatusOr<pb::TxnResponse> ExecuteTxn(const pb::TxnRequest& txn, int64_t write_revision,
+                                           KvView& view);
+
+}  // namespace stead::server
+
+#endif  // STEAD_SERVER_KV_OPS_H_

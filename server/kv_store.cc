@@ -1,0 +1,138 @@
+#include "server/kv_store.h"
+
+#include <iterator>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/status_macros.h"
+
+namespace stead::server {
+namespace {
+
+constexpr char kKvMetaKey[] = "state";
+
+absl::StatusOr<pb::KeyValue> DecodeStoredPair(absl::string_view key, absl::string_view stored) {
+  pb::KeyValue kv;
+  if (!kv.ParseFromArray(stored.data(), static_cast<int>(stored.size())) || kv.version() <= 0) {
+    return absl::DataLossError(absl::StrCat("stored pair of key \"", absl::CEscape(key),
+                                            "\" does not decode: written by another format?"));
+  }
+  kv.set_key(std::string(key));
+  return kv;
+}
+
+// Works on a StateMachine and on a StateSnapshot alike.
+template <typename State>
+absl::StatusOr<pb::KvMeta> ReadKvMetaFrom(const State& state) {
+  STEAD_ASSIGN_OR_RETURN(std::optional<std::string> stored, state.Get(kKvMetaKeyspace, kKvMetaKey));
+  pb::KvMeta meta;
+  if (stored && !meta.ParseFromString(*stored)) {
+    return absl::DataLossError("kvmeta record does not decode");
+  }
+  return meta;
+}
+
+}  // namespace
+
+std::vector<std::string> KvKeyspaces() {
+  return {storage::kDefaultKeyspace, kKvMetaKeyspace, kSessionsKeyspace};
+}
+
+absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateSnapshot& snapshot) {
+  return ReadKvMetaFrom(snapshot);
+}
+
+absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateMachine& state) {
+  return ReadKvMetaFrom(state);
+}
+
+storage::Mutation WriteKvMeta(const pb::KvMeta& meta) {
+  return storage::Mutation::Put(kKvMetaKeyspace, kKvMetaKey, meta.SerializeAsString());
+}
+
+absl::StatusOr<std::optional<pb::KeyValue>> KvView::Get(absl::string_view key) const {
+  if (auto it = pending_.find(key); it != pending_.end()) return it->second;
+  STEAD_ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                         snapshot_->Get(storage::kDefaultKeyspace, key));
+  if (!stored) return std::nullopt;
+  return DecodeStoredPair(key, *stored);
+}
+
+absl::StatusOr<KvPage> KvView::Scan(absl::string_view start, absl::string_view end, bool reverse,
+                                    size_t limit) const {
+  STEAD_CHECK_GE(limit, 1u);
+  const auto pending_begin = pending_.lower_bound(start);
+  const auto pending_end = end.empty() ? pending_.end() : pending_.lower_bound(end);
+  const auto pending_count = static_cast<size_t>(std::distance(pending_begin, pending_end));
+  // Each pending write can hide or replace at most one stored pair, so fetching
+  // limit + 1 + pending_count stored pairs leaves at least limit + 1 after the merge
+  // whenever the range holds that many: `more` is then exact.
+  storage::ScanOptions scan;
+  scan.start_key = std::string(start);
+  scan.end_key = std::string(end);
+  scan.reverse = reverse;
+  scan.limit = limit + 1 + pending_count;
+  if (scan.limit > storage::kMaxScanLimit) {
+    return absl::InvalidArgumentError(absl::StrCat("a read in this transaction follows writes to ",
+                                                   pending_count,
+                                                   " keys of its range; split the transaction"));
+  }
+  STEAD_ASSIGN_OR_RETURN(storage::ScanResult stored, snapshot_->Scan(scan));
+  std::map<std::string, pb::KeyValue, std::less<>> merged;
+  for (const storage::KeyValue& pair : stored.pairs) {
+    STEAD_ASSIGN_OR_RETURN(pb::KeyValue kv, DecodeStoredPair(pair.key, pair.value));
+    merged.emplace(pair.key, std::move(kv));
+  }
+  for (auto it = pending_begin; it != pending_end; ++it) {
+    // Past the last stored pair fetched, the stored keys are unknown: a pending key
+    // there could not be ordered against them.
+    if (stored.more && !stored.pairs.empty()) {
+      const std::string& last = stored.pairs.back().key;
+      if (reverse ? it->first < last : it->first > last) continue;
+    }
+    if (it->second) {
+      merged.insert_or_assign(it->first, *it->second);
+    } else {
+      merged.erase(it->first);
+    }
+  }
+  KvPage page;
+  page.more = merged.size() > limit;
+  auto take = [&](auto begin, auto finish) {
+    for (auto it = begin; it != finish && page.kvs.size() < limit; ++it) {
+      page.kvs.push_back(std::move(it->second));
+    }
+  };
+  if (reverse) {
+    take(merged.rbegin(), merged.rend());
+  } else {
+    take(merged.begin(), merged.end());
+  }
+  return page;
+}
+
+void KvView::Put(pb::KeyValue kv) {
+  STEAD_CHECK(!kv.key().empty());
+  STEAD_CHECK_GT(kv.version(), 0);
+  std::string key = kv.key();
+  pending_.insert_or_assign(std::move(key), std::move(kv));
+}
+
+void KvView::Delete(std::string key) { pending_.insert_or_assign(std::move(key), std::nullopt); }
+
+void KvView::AppendMutations(std::vector<storage::Mutation>* mutations) const {
+  for (const auto& [key, kv] : pending_) {
+    if (!kv) {
+      mutations->push_back(storage::Mutation::Delete(storage::kDefaultKeyspace, key));
+      continue;
+    }
+    pb::KeyValue stored = *kv;
+    stored.clear_key();
+    mutations->push_back(
+        storage::Mutation::Put(storage::kDefaultKeyspace, key, stored.SerializeAsString()));
+  }
+}
+
+}  // namespace stead::server

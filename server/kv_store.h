@@ -1,0 +1,81 @@
+// The stored form of the key-value data model, and KvView: the keys as one command
+// (or one read) sees them.
+//
+// Layout in the state machine (one RocksDB column family per keyspace):
+//   `kv`       user key -> pb::KeyValue without its key: value, create_revision,
+//              mod_revision, version.
+//   `kvmeta`   "state"  -> pb::KvMeta: the store revision and the log time.
+//   `sessions` exactly-once client records (server/kv_session.h).
+// The runtime must open the state machine with every keyspace of KvKeyspaces().
+//
+// Thread-safety: a KvView is used by one thread at a time; it borrows a StateSnapshot,
+// which must outlive it.
+#ifndef STEAD_SERVER_KV_STORE_H_
+#define STEAD_SERVER_KV_STORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/kv.pb.h"
+#include "storage/state_machine.h"
+
+namespace stead::server {
+
+inline constexpr char kKvMetaKeyspace[] = "kvmeta";
+inline constexpr char kSessionsKeyspace[] = "sessions";
+
+// The keyspaces the key-value service needs: kv, kvmeta and sessions.
+std::vector<std::string> KvKeyspaces();
+
+// The service's meta record; a default KvMeta (revision 0) before the first write.
+// DataLoss if it does not decode.
+absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateSnapshot& snapshot);
+absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateMachine& state);
+// The mutation that stores `meta`.
+storage::Mutation WriteKvMeta(const pb::KvMeta& meta);
+
+// A page of a range scan.
+struct KvPage {
+  std::vector<pb::KeyValue> kvs;  // in key order (descending when reverse), keys set
+  bool more = false;              // the range holds keys after the last one returned
+};
+
+// The `kv` keyspace of a snapshot with the writes of the current command laid over it,
+// so that later operations of a transaction see the earlier ones.
+class KvView {
+ public:
+  explicit KvView(const storage::StateSnapshot* snapshot) : snapshot_(snapshot) {}
+
+  // The pair of `key`, nullopt if absent. DataLoss if the stored value does not decode.
+  absl::StatusOr<std::optional<pb::KeyValue>> Get(absl::string_view key) const;
+  // Pairs of [start, end) in order (an empty `end` means no end), at most `limit` (>= 1).
+  // InvalidArgument when this command has changed too many keys to merge with a scan;
+  // DataLoss as Get.
+  absl::StatusOr<KvPage> Scan(absl::string_view start, absl::string_view end, bool reverse,
+                              size_t limit) const;
+
+  // Records a write of `kv` (its key set) / a delete of `key`, visible to later reads.
+  void Put(pb::KeyValue kv);
+  void Delete(std::string key);
+
+  // Whether any key was written or deleted.
+  bool changed() const { return !pending_.empty(); }
+  // Appends the recorded writes as mutations of the `kv` keyspace, in key order.
+  void AppendMutations(std::vector<storage::Mutation>* mutations) const;
+
+ private:
+  const storage::StateSnapshot* const snapshot_;
+  // Writes of this command by key: the new pair, or nullopt for a delete.
+  std::map<std::string, std::optional<pb::KeyValue>, std::less<>> pending_;
+};
+
+}  // namespace stead::server
+
+#endif  // STEAD_SERVER_KV_STORE_H_

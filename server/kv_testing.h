@@ -1,0 +1,115 @@
+// Test helper: the key-value state machine without Raft. KvHarness keeps a log of
+// write commands and applies each to a real StateMachine exactly as RaftNode does
+// (ApplyFunction, then StateMachine::Apply, an over-limit batch applied empty), and
+// can close and reopen the state machine — flushed, or as after a crash, replaying
+// the log from the applied index.
+//
+// Not thread-safe.
+#ifndef STEAD_SERVER_KV_TESTING_H_
+#define STEAD_SERVER_KV_TESTING_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/check.h"
+#include "server/kv_apply.h"
+#include "server/kv_store.h"
+#include "storage/state_machine.h"
+
+namespace stead::server {
+
+class KvHarness {
+ public:
+  // Opens a state machine in `dir` (created; removed by the destructor).
+  KvHarness(std::string dir, KvApplyOptions options)
+      : dir_(std::move(dir)), apply_(MakeKvApplyFunction(std::move(options))) {
+    Open();
+  }
+  ~KvHarness() {
+    state_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  KvHarness(const KvHarness&) = delete;
+  KvHarness& operator=(const KvHarness&) = delete;
+
+  // Appends `request` to the log, applies it and returns its response.
+  pb::ClientResponse Write(const pb::ClientRequest& request) {
+    log_.push_back(request.SerializeAsString());
+    const std::string result = ApplyLogEntry(log_.size());
+    pb::ClientResponse response;
+    STEAD_CHECK(response.ParseFromString(result));
+    return response;
+  }
+
+  absl::StatusOr<KvRead> Read(const pb::RangeRequest& request) const {
+    return ReadRange(request, *state_);
+  }
+
+  // Closes and reopens the state machine. With `crash`, what was applied since the last
+  // flush is lost and re-applied from the log.
+  void Restart(bool crash) {
+    // The state machine never flushes on close (see Open): a clean restart flushes first.
+    if (!crash) STEAD_CHECK_OK(state_->Flush().status());
+    state_.reset();
+    Open();
+    for (size_t index = state_->applied_index() + 1; index <= log_.size(); ++index) {
+      ApplyLogEntry(index);
+    }
+    STEAD_CHECK_EQ(state_->applied_index(), log_.size());
+  }
+
+  const storage::StateMachine& state() const { return *state_; }
+
+ private:
+  void Open() {
+    storage::StateMachineOptions options;
+    options.data_dir = dir_;
+    options.identity = {0xfeed, 1, "kv-0"};
+    options.keyspaces = KvKeyspaces();
+    options.logger = Logger(LogLevel::kWarning);
+    options.flush_on_close = false;
+    options.write_buffer_bytes = 1 << 20;
+    absl::StatusOr<std::unique_ptr<storage::StateMachine>> state =
+        storage::StateMachine::Open(std::move(options));
+    STEAD_CHECK_OK(state.status());
+    state_ = std::move(*state);
+  }
+
+  // Applies log entry `index` (1-based) as RaftNode::ApplyEntry does.
+  std::string ApplyLogEntry(size_t index) {
+    pb::Entry entry;
+    entry.set_index(index);
+    entry.set_term(1);
+    storage::ApplyBatch batch;
+    batch.index = index;
+    batch.term = 1;
+    absl::StatusOr<std::string> result = apply_(log_[index - 1], entry, *state_, &batch.mutations);
+    STEAD_CHECK_OK(result.status());
+    absl::Status applied = state_->Apply(batch);
+    if (absl::IsInvalidArgument(applied)) {
+      result = applied;  // as RaftNode: the storage limit is the proposer's result
+      batch.mutations.clear();
+      applied = state_->Apply(batch);
+    }
+    STEAD_CHECK_OK(applied);
+    if (!result.ok()) {
+      pb::ClientResponse response;
+      response.mutable_error()->set_code(static_cast<int32_t>(result.status().code()));
+      response.mutable_error()->set_message(std::string(result.status().message()));
+      return response.SerializeAsString();
+    }
+    return *result;
+  }
+
+  const std::string dir_;
+  const ApplyFunction apply_;
+  std::vector<std::string> log_;  // entry i + 1 is log_[i]
+  std::unique_ptr<storage::StateMachine> state_;
+};
+
+}  // namespace stead::server
+
+#endif  // STEAD_SERVER_KV_TESTING_H_

@@ -182,6 +182,63 @@ TEST_F(EmbeddedClusterTest, ClientPortServesAndRandomBytesAreRefused) {
               IsOkAndHolds(std::optional<std::string>("v2")));
 }
 
+// Goal: the key-value model through a real three-member cluster: a transaction's
+// compare-and-swap succeeds once and then fails on the stale value, a retried put with
+// the same client id and sequence returns its first response and changes nothing, and
+// every header carries the revision. Requests go to a follower's client port (it
+// forwards to the leader).
+TEST_F(EmbeddedClusterTest, TxnCompareAndSwapAndRetriedPutThroughTheCluster) {
+  StartCluster(3);
+  const int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  const int follower = (leader + 1) % 3;
+  testing::KvTestClient client({absl::StrCat("127.0.0.1:", client_ports_[follower])});
+  auto cas = [](const std::string& from, const std::string& to) {
+    pb::ClientRequest request;
+    pb::Compare* compare = request.mutable_txn()->add_compare();
+    compare->set_key("counter");
+    compare->set_target(pb::Compare::TARGET_VALUE);
+    compare->set_result(pb::Compare::RESULT_EQUAL);
+    compare->set_value(from);
+    pb::PutRequest* put = request.mutable_txn()->add_success()->mutable_put();
+    put->set_key("counter");
+    put->set_value(to);
+    return request;
+  };
+  pb::ClientRequest first = cas("", "1");
+  first.mutable_txn()->mutable_compare(0)->set_target(pb::Compare::TARGET_VERSION);
+  first.mutable_txn()->mutable_compare(0)->set_version(0);  // created only if absent
+  absl::StatusOr<pb::ClientResponse> created = client.Call(first, absl::Seconds(10));
+  ASSERT_OK(created.status());
+  ASSERT_FALSE(created->has_error()) << created->error().message();
+  EXPECT_TRUE(created->txn().succeeded());
+  const int64_t revision = created->header().revision();
+  EXPECT_GT(revision, 0);
+  absl::StatusOr<pb::ClientResponse> swapped = client.Call(cas("1", "2"), absl::Seconds(10));
+  ASSERT_OK(swapped.status());
+  EXPECT_TRUE(swapped->txn().succeeded());
+  EXPECT_EQ(swapped->header().revision(), revision + 1);
+  absl::StatusOr<pb::ClientResponse> stale = client.Call(cas("1", "3"), absl::Seconds(10));
+  ASSERT_OK(stale.status());
+  EXPECT_FALSE(stale->txn().succeeded());
+  EXPECT_EQ(stale->header().revision(), revision + 1);
+
+  pb::ClientRequest put;
+  put.set_client_id(0x5eed);
+  put.set_sequence(1);
+  put.mutable_put()->set_key("once");
+  put.mutable_put()->set_value("first");
+  absl::StatusOr<pb::ClientResponse> applied = client.Call(put, absl::Seconds(10));
+  ASSERT_OK(applied.status());
+  ASSERT_FALSE(applied->has_error()) << applied->error().message();
+  put.mutable_put()->set_value("retry");  // a retry is answered from the table, not applied
+  absl::StatusOr<pb::ClientResponse> retried = client.Call(put, absl::Seconds(10));
+  ASSERT_OK(retried.status());
+  EXPECT_EQ(retried->header().revision(), applied->header().revision());
+  EXPECT_THAT(nodes_[leader]->Get("once"), IsOkAndHolds(std::optional<std::string>("first")));
+  EXPECT_THAT(nodes_[leader]->Get("counter"), IsOkAndHolds(std::optional<std::string>("2")));
+}
+
 // Goal: a member stopped (gracefully or not) and started again on its volumes keeps
 // its identity and its data, and catches up on what it missed.
 TEST_F(EmbeddedClusterTest, RestartedMemberKeepsIdentityAndCatchesUp) {

@@ -262,39 +262,38 @@ TEST_F(KvApplyTest, EachCompareKind) {
   Write(PutRequest("k", "v1"));  // revision 1
   Write(PutRequest("x", "x"));   // revision 2
   Write(PutRequest("k", "v2"));  // revision 3: k has version 2, create 1, mod 3
-  auto compare = [](pb::Compare::Target target, pb::Compare::Result result) {
-    pb::Compare c;
+  using C = pb::Compare;
+  // A compare on key "k"; `wanted` fills the field of `target`.
+  auto compare = [](C::Target target, C::Result result, int64_t wanted,
+                    const std::string& value = "") {
+    C c;
     c.set_key("k");
     c.set_target(target);
     c.set_result(result);
+    switch (target) {
+      case C::TARGET_VALUE:
+        c.set_value(value);
+        break;
+      case C::TARGET_VERSION:
+        c.set_version(wanted);
+        break;
+      case C::TARGET_CREATE_REVISION:
+        c.set_create_revision(wanted);
+        break;
+      case C::TARGET_MOD_REVISION:
+        c.set_mod_revision(wanted);
+        break;
+      default:
+        c.set_exists(wanted != 0);
+        break;
+    }
     return c;
   };
-  using C = pb::Compare;
-  auto value = [&](C::Result r, const std::string& v) {
-    C c = compare(C::TARGET_VALUE, r);
-    c.set_value(v);
-    return c;
-  };
-  auto version = [&](C::Result r, int64_t v) {
-    C c = compare(C::TARGET_VERSION, r);
-    c.set_version(v);
-    return c;
-  };
-  auto created = [&](C::Result r, int64_t v) {
-    C c = compare(C::TARGET_CREATE_REVISION, r);
-    c.set_create_revision(v);
-    return c;
-  };
-  auto modified = [&](C::Result r, int64_t v) {
-    C c = compare(C::TARGET_MOD_REVISION, r);
-    c.set_mod_revision(v);
-    return c;
-  };
-  auto exists = [&](C::Result r, bool v) {
-    C c = compare(C::TARGET_EXISTS, r);
-    c.set_exists(v);
-    return c;
-  };
+  auto value = [&](C::Result r, const std::string& v) { return compare(C::TARGET_VALUE, r, 0, v); };
+  auto version = [&](C::Result r, int64_t v) { return compare(C::TARGET_VERSION, r, v); };
+  auto created = [&](C::Result r, int64_t v) { return compare(C::TARGET_CREATE_REVISION, r, v); };
+  auto modified = [&](C::Result r, int64_t v) { return compare(C::TARGET_MOD_REVISION, r, v); };
+  auto exists = [&](C::Result r, bool v) { return compare(C::TARGET_EXISTS, r, v ? 1 : 0); };
   auto absent = [](C c) {
     c.set_key("nope");
     return c;
@@ -344,7 +343,7 @@ TEST_F(KvApplyTest, EachCompareKind) {
   EXPECT_EQ(Range("k").revision, 3);  // read-only transactions changed nothing
   // A compare whose value field does not match its target is refused.
   pb::ClientRequest bad;
-  pb::Compare mismatched = compare(C::TARGET_VERSION, C::RESULT_EQUAL);
+  pb::Compare mismatched = version(C::RESULT_EQUAL, 2);
   mismatched.set_value("2");
   *bad.mutable_txn()->add_compare() = mismatched;
   EXPECT_THAT(
@@ -356,13 +355,7 @@ TEST_F(KvApplyTest, TxnIsAtomicAndSeesItsOwnWrites) {
   Write(PutRequest("counter", "1"));
   // Compare-and-swap: the first succeeds, a second with the stale value fails.
   auto cas = [](const std::string& from, const std::string& to) {
-    pb::ClientRequest request;
-    pb::Compare* compare = request.mutable_txn()->add_compare();
-    compare->set_key("counter");
-    compare->set_target(pb::Compare::TARGET_VALUE);
-    compare->set_result(pb::Compare::RESULT_EQUAL);
-    compare->set_value(from);
-    *request.mutable_txn()->add_success() = PutOp("counter", to);
+    pb::ClientRequest request = CompareAndSwapRequest("counter", from, to);
     *request.mutable_txn()->add_success() = RangeOp("counter");
     *request.mutable_txn()->add_failure() = RangeOp("counter");
     return request;

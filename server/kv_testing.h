@@ -21,6 +21,21 @@
 
 namespace stead::server {
 
+// A transaction that puts `to` at `key` if the key's value is `from`.
+inline pb::ClientRequest CompareAndSwapRequest(const std::string& key, const std::string& from,
+                                               const std::string& to) {
+  pb::ClientRequest request;
+  pb::Compare* compare = request.mutable_txn()->add_compare();
+  compare->set_key(key);
+  compare->set_target(pb::Compare::TARGET_VALUE);
+  compare->set_result(pb::Compare::RESULT_EQUAL);
+  compare->set_value(from);
+  pb::PutRequest* put = request.mutable_txn()->add_success()->mutable_put();
+  put->set_key(key);
+  put->set_value(to);
+  return request;
+}
+
 class KvHarness {
  public:
   // Opens a state machine in `dir` (created; removed by the destructor).

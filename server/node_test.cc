@@ -18,6 +18,7 @@
 #include "base/check.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/kv_testing.h"
 #include "server/peer_transport.h"
 #include "tests/testing/kv_test_client.h"
 #include "tests/testing/status_matchers.h"
@@ -194,16 +195,7 @@ TEST_F(EmbeddedClusterTest, TxnCompareAndSwapAndRetriedPutThroughTheCluster) {
   const int follower = (leader + 1) % 3;
   testing::KvTestClient client({absl::StrCat("127.0.0.1:", client_ports_[follower])});
   auto cas = [](const std::string& from, const std::string& to) {
-    pb::ClientRequest request;
-    pb::Compare* compare = request.mutable_txn()->add_compare();
-    compare->set_key("counter");
-    compare->set_target(pb::Compare::TARGET_VALUE);
-    compare->set_result(pb::Compare::RESULT_EQUAL);
-    compare->set_value(from);
-    pb::PutRequest* put = request.mutable_txn()->add_success()->mutable_put();
-    put->set_key("counter");
-    put->set_value(to);
-    return request;
+    return server::CompareAndSwapRequest("counter", from, to);
   };
   pb::ClientRequest first = cas("", "1");
   first.mutable_txn()->mutable_compare(0)->set_target(pb::Compare::TARGET_VERSION);

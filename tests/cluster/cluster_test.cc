@@ -24,6 +24,7 @@
 #include "proto/peer.pb.h"
 #include "server/frame.h"
 #include "tests/testing/kv_test_client.h"
+#include "tests/testing/process_cluster.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 
@@ -36,142 +37,14 @@ using testing::KvGetOptions;
 using testing::KvTestClient;
 using testing::Subprocess;
 
-constexpr absl::Duration kTimeout = absl::Seconds(30);
-// Raft timing of the processes: 50 ms ticks, elections after 0.5-1 s.
-constexpr int kTickMs = 50;
+constexpr absl::Duration kTimeout = testing::kClusterTimeout;
+using testing::Eventually;
 
-template <typename Condition>
-bool Eventually(Condition condition, absl::Duration timeout = kTimeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return condition();
-}
-
-// Up to kMaxMembers `stead` processes named stead-0.. with their own volumes and ports.
-class ProcessCluster {
+// The shared helper (tests/testing/process_cluster.h) running this build's `stead`.
+class ProcessCluster : public testing::ProcessCluster {
  public:
-  static constexpr int kMaxMembers = 5;
-
   ProcessCluster(int initial_size, std::string root)
-      : initial_size_(initial_size), root_(std::move(root)) {
-    std::filesystem::remove_all(root_);
-    std::filesystem::create_directories(root_);
-    for (int i = 0; i < kMaxMembers; ++i) {
-      for (uint16_t* port : {&client_[i], &peer_[i], &http_[i]}) {
-        *port = testing::FreeLoopbackPort().value();
-      }
-    }
-  }
-  ~ProcessCluster() {
-    processes_.clear();  // SIGKILL and reap whatever still runs
-    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(root_);
-  }
-
-  std::string Name(int ordinal) const { return absl::StrCat("stead-", ordinal); }
-  std::string LogPath(int ordinal) const { return absl::StrCat(root_, "/", Name(ordinal), ".log"); }
-  std::string ClientAddress(int ordinal) const { return absl::StrCat("127.0.0.1:", client_[ordinal]); }
-  uint16_t peer_port(int ordinal) const { return peer_[ordinal]; }
-  uint16_t client_port(int ordinal) const { return client_[ordinal]; }
-
-  std::vector<std::string> ClientEndpoints(int count) const {
-    std::vector<std::string> endpoints;
-    for (int i = 0; i < count; ++i) endpoints.push_back(ClientAddress(i));
-    return endpoints;
-  }
-
-  void Start(int ordinal) {
-    std::vector<std::string> peers;
-    for (int i = 0; i < kMaxMembers; ++i) {
-      peers.push_back(absl::StrCat(Name(i), "=127.0.0.1:", peer_[i]));
-    }
-    const std::string dir = absl::StrCat(root_, "/", Name(ordinal));
-    std::vector<std::string> argv = {
-        STEAD_BINARY,
-        "--name=" + Name(ordinal),
-        "--data-dir=" + dir + "/data",
-        "--wal-dir=" + dir + "/wal",
-        absl::StrCat("--client-addr=127.0.0.1:", client_[ordinal]),
-        absl::StrCat("--peer-addr=127.0.0.1:", peer_[ordinal]),
-        absl::StrCat("--http-addr=127.0.0.1:", http_[ordinal]),
-        "--advertise-host=127.0.0.1",
-        "--peers=" + absl::StrJoin(peers, ","),
-        absl::StrCat("--initial-cluster-size=", initial_size_),
-        absl::StrCat("--tick-interval=", kTickMs, "ms"),
-        "--shutdown-timeout=10s",
-    };
-    absl::StatusOr<std::unique_ptr<Subprocess>> process =
-        Subprocess::Start(std::move(argv), {}, LogPath(ordinal));
-    ASSERT_TRUE(process.ok()) << process.status();
-    processes_[ordinal] = std::move(process).value();
-  }
-
-  void Signal(int ordinal, int signal) { ASSERT_TRUE(processes_.at(ordinal)->Signal(signal).ok()); }
-  void Kill(int ordinal) {
-    processes_.at(ordinal)->Kill();
-    processes_.erase(ordinal);
-  }
-  // SIGTERM, then the exit status within `timeout` (nullopt if it did not exit).
-  std::optional<testing::ExitStatus> Terminate(int ordinal, absl::Duration timeout = kTimeout) {
-    processes_.at(ordinal)->Signal(SIGTERM).IgnoreError();  // reaped below either way
-    std::optional<testing::ExitStatus> status = processes_.at(ordinal)->WaitFor(timeout);
-    processes_.erase(ordinal);
-    return status;
-  }
-  bool Running(int ordinal) { return processes_.count(ordinal) && processes_.at(ordinal)->running(); }
-
-  int HttpStatus(int ordinal, const std::string& path) const {
-    absl::StatusOr<testing::HttpResponse> response =
-        HttpGet("127.0.0.1", http_[ordinal], path, absl::Seconds(1));
-    return response.ok() ? response->status_code : 0;
-  }
-  bool Ready(int ordinal) const { return HttpStatus(ordinal, "/readyz") == 200; }
-
-  // A metric of member `ordinal` (first series of that name); nullopt if unreachable.
-  std::optional<double> Metric(int ordinal, const std::string& name) const {
-    absl::StatusOr<testing::HttpResponse> response =
-        HttpGet("127.0.0.1", http_[ordinal], "/metrics", absl::Seconds(1));
-    if (!response.ok() || response->status_code != 200) return std::nullopt;
-    for (absl::string_view line : absl::StrSplit(response->body, '\n')) {
-      if (!absl::StartsWith(line, name + " ")) continue;
-      double value = 0;
-      if (absl::SimpleAtod(line.substr(name.size() + 1), &value)) return value;
-    }
-    return std::nullopt;
-  }
-
-  // The ordinal among `members` that reports itself leader; -1 if none does.
-  int Leader(const std::vector<int>& members) const {
-    for (int ordinal : members) {
-      if (Metric(ordinal, "stead_raft_is_leader") == 1.0) return ordinal;
-    }
-    return -1;
-  }
-  int WaitForLeader(const std::vector<int>& members, absl::Duration timeout = kTimeout) const {
-    int leader = -1;
-    Eventually([&] { return (leader = Leader(members)) >= 0; }, timeout);
-    return leader;
-  }
-
-  bool WaitReady(const std::vector<int>& members, absl::Duration timeout = kTimeout) const {
-    return Eventually(
-        [&] { return std::all_of(members.begin(), members.end(), [&](int i) { return Ready(i); }); },
-        timeout);
-  }
-
-  std::string Log(int ordinal) const {
-    return testing::ReadFileToString(LogPath(ordinal)).value_or("");
-  }
-
- private:
-  const int initial_size_;
-  const std::string root_;
-  uint16_t client_[kMaxMembers] = {};
-  uint16_t peer_[kMaxMembers] = {};
-  uint16_t http_[kMaxMembers] = {};
-  std::map<int, std::unique_ptr<Subprocess>> processes_;
+      : testing::ProcessCluster(initial_size, std::move(root), STEAD_BINARY) {}
 };
 
 std::string TestRoot() {

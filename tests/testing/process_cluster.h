@@ -1,0 +1,103 @@
+// ProcessCluster: up to kMaxMembers real `stead` processes on loopback, named
+// stead-0.., each with its own data and WAL directories, client, peer and HTTP ports,
+// and a log file under `root`. Only the processes it started are ever signalled.
+//
+//   testing::ProcessCluster cluster(3, root, STEAD_BINARY);
+//   for (int i : {0, 1, 2}) cluster.Start(i);
+//   ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+//   const int leader = cluster.WaitForLeader({0, 1, 2});
+//   cluster.Kill(leader);
+//
+// Raft timing of the processes: 50 ms ticks, elections after 0.5-1 s.
+//
+// Not thread-safe: use from the test's main thread.
+#ifndef STEAD_TESTS_TESTING_PROCESS_CLUSTER_H_
+#define STEAD_TESTS_TESTING_PROCESS_CLUSTER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "tests/testing/subprocess.h"
+
+namespace stead::testing {
+
+// How long the helpers below wait by default for readiness or a leader.
+inline constexpr absl::Duration kClusterTimeout = absl::Seconds(30);
+// The --tick-interval the processes run with.
+inline constexpr int kClusterTickMs = 50;
+
+// Polls `condition` every 20 ms until it holds or `timeout` passes; its last value.
+template <typename Condition>
+bool Eventually(Condition condition, absl::Duration timeout = kClusterTimeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return condition();
+}
+
+class ProcessCluster {
+ public:
+  static constexpr int kMaxMembers = 5;
+
+  // Empties `root` and picks free loopback ports for every possible member; members
+  // with an ordinal below `initial_size` form the first voter set. `binary` is the
+  // path of the `stead` executable.
+  ProcessCluster(int initial_size, std::string root, std::string binary);
+  ProcessCluster(const ProcessCluster&) = delete;
+  ProcessCluster& operator=(const ProcessCluster&) = delete;
+  // SIGKILLs and reaps what still runs; removes `root` unless the test failed.
+  ~ProcessCluster();
+
+  std::string Name(int ordinal) const;
+  std::string LogPath(int ordinal) const;
+  std::string ClientAddress(int ordinal) const;
+  uint16_t peer_port(int ordinal) const { return peer_[ordinal]; }
+  uint16_t client_port(int ordinal) const { return client_[ordinal]; }
+  uint16_t http_port(int ordinal) const { return http_[ordinal]; }
+  // Client addresses of members 0..count-1.
+  std::vector<std::string> ClientEndpoints(int count) const;
+
+  // Starts member `ordinal` (a gtest assertion fails if it cannot be started).
+  void Start(int ordinal);
+  void Signal(int ordinal, int signal);
+  // SIGKILL and reap.
+  void Kill(int ordinal);
+  // SIGTERM, then the exit status within `timeout` (nullopt if it did not exit).
+  std::optional<ExitStatus> Terminate(int ordinal, absl::Duration timeout = kClusterTimeout);
+  bool Running(int ordinal);
+
+  // HTTP status of GET `path` on the member's HTTP port; 0 if unreachable.
+  int HttpStatus(int ordinal, const std::string& path) const;
+  bool Ready(int ordinal) const { return HttpStatus(ordinal, "/readyz") == 200; }
+  // A metric of member `ordinal` (first series of that name); nullopt if unreachable.
+  std::optional<double> Metric(int ordinal, const std::string& name) const;
+  // The ordinal among `members` that reports itself leader; -1 if none does.
+  int Leader(const std::vector<int>& members) const;
+  int WaitForLeader(const std::vector<int>& members, absl::Duration timeout = kClusterTimeout) const;
+  bool WaitReady(const std::vector<int>& members, absl::Duration timeout = kClusterTimeout) const;
+  // The member's log so far.
+  std::string Log(int ordinal) const;
+
+ private:
+  const int initial_size_;
+  const std::string root_;
+  const std::string binary_;
+  uint16_t client_[kMaxMembers] = {};
+  uint16_t peer_[kMaxMembers] = {};
+  uint16_t http_[kMaxMembers] = {};
+  std::map<int, std::unique_ptr<Subprocess>> processes_;
+};
+
+}  // namespace stead::testing
+
+#endif  // STEAD_TESTS_TESTING_PROCESS_CLUSTER_H_

@@ -1,0 +1,645 @@
+// stead::Client: calls, retries and routing over client_internal::Connection.
+//
+// A call is a Call object: the request, its deadline and, for a write, the session
+// (client id and sequence) every attempt carries. An attempt goes to one connection
+// and is bounded by ClientOptions::attempt_timeout; when it fails in a way that may
+// succeed elsewhere or later (Unavailable, DeadlineExceeded, ResourceExhausted, no
+// answer) the call tries again — at once on the member a leader hint names, otherwise
+// on the next endpoint after a backoff — until its own deadline.
+#include "stead/client.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "base/asio.h"
+#include "client/connection.h"
+#include "proto/kv.pb.h"
+#include "server/frame.h"
+
+namespace stead {
+namespace {
+
+namespace asio = boost::asio;
+using client_internal::Connection;
+
+// Where an attempt may go.
+enum class Route {
+  kLeader,  // writes and linearizable reads: the leader when known
+  kAny,     // serializable reads and admin listings: any member
+};
+
+// One write slot of the exactly-once protocol: the cluster applies sequence n of a
+// client id only after n-1, so each write in flight has its own id.
+struct Session {
+  uint64_t client_id = 0;
+  uint64_t sequence = 0;  // of the last write that used this session
+};
+
+absl::Status StatusFromError(const pb::Error& error) {
+  absl::StatusCode code = absl::StatusCode::kUnknown;
+  if (error.code() > 0 && error.code() <= static_cast<int>(absl::StatusCode::kUnauthenticated)) {
+    code = static_cast<absl::StatusCode>(error.code());
+  }
+  return absl::Status(code, error.message());
+}
+
+bool Retriable(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
+         code == absl::StatusCode::kResourceExhausted;
+}
+
+KeyValue FromProto(const pb::KeyValue& kv) {
+  return KeyValue{.key = kv.key(),
+                  .value = kv.value(),
+                  .create_revision = kv.create_revision(),
+                  .mod_revision = kv.mod_revision(),
+                  .version = kv.version()};
+}
+
+std::vector<Member> MembersFromProto(
+    const google::protobuf::RepeatedPtrField<pb::Member>& members) {
+  std::vector<Member> out;
+  out.reserve(static_cast<size_t>(members.size()));
+  for (const pb::Member& m : members) {
+    out.push_back(Member{.id = m.id(),
+                         .name = m.name(),
+                         .peer_address = m.peer_address(),
+                         .client_address = m.client_address(),
+                         .is_learner = m.is_learner(),
+                         .is_leader = m.is_leader(),
+                         .match_index = m.match_index()});
+  }
+  return out;
+}
+
+bool IsHostPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  return colon != std::string::npos && colon > 0 && colon + 1 < address.size();
+}
+
+}  // namespace
+
+std::string PrefixEnd(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    if (static_cast<unsigned char>(end.back()) != 0xff) {
+      end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');
+}
+
+class Client::Impl {
+ public:
+  using Done = std::function<void(absl::StatusOr<pb::ClientResponse>)>;
+
+  explicit Impl(ClientOptions options)
+      : options_(std::move(options)), work_(asio::make_work_guard(io_)), rng_(std::random_device{}()) {
+    {
+      absl::MutexLock lock(&mu_);
+      for (const std::string& address : options_.endpoints) AddEndpointLocked(address);
+    }
+    for (int i = 0; i < options_.io_threads; ++i) threads_.emplace_back([this] { io_.run(); });
+  }
+
+  ~Impl() {
+    shutting_down_ = true;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& endpoint : endpoints_) {
+        for (auto& connection : endpoint->connections) connection->Close();
+      }
+    }
+    {
+      // Calls fail their pending attempts (Close) and then finish with Cancelled; one
+      // in a backoff pause finishes when the pause ends (at most max_backoff).
+      std::unique_lock<std::mutex> lock(idle_mu_);
+      idle_cv_.wait_for(lock, std::chrono::seconds(1) + absl::ToChronoMilliseconds(options_.max_backoff),
+                        [this] { return inflight_.load() == 0; });
+    }
+    work_.reset();
+    io_.stop();
+    for (std::thread& thread : threads_) thread.join();
+  }
+
+  // Starts one call; `done` runs exactly once on an I/O thread.
+  void Start(pb::ClientRequest request, Route route, absl::Duration timeout, Done done);
+
+  std::string leader_address() const {
+    absl::MutexLock lock(&mu_);
+    return leader_address_;
+  }
+
+ private:
+  struct Endpoint {
+    std::string address;
+    std::vector<std::shared_ptr<Connection>> connections;
+    std::atomic<uint64_t> next_connection{0};
+  };
+
+  struct Call {
+    Call(asio::io_context& io) : strand(asio::make_strand(io)), timer(strand) {}
+    pb::ClientRequest request;
+    Route route = Route::kAny;
+    bool is_write = false;
+    absl::Time deadline;
+    Done done;
+    Session session;
+    asio::strand<asio::io_context::executor_type> strand;
+    asio::steady_timer timer;  // the attempt's timeout, or the backoff pause
+    // Touched on `strand` only.
+    int attempt = 0;  // +1 per attempt; completions of older attempts are ignored
+    bool finished = false;
+    std::shared_ptr<Connection> connection;  // of the current attempt
+    std::string hinted_address;              // leader hint for the next attempt
+    absl::Status last_error;
+  };
+
+  Endpoint* AddEndpointLocked(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (auto& endpoint : endpoints_) {
+      if (endpoint->address == address) return endpoint.get();
+    }
+    auto endpoint = std::make_unique<Endpoint>();
+    endpoint->address = address;
+    for (int i = 0; i < options_.connections_per_endpoint; ++i) {
+      endpoint->connections.push_back(std::make_shared<Connection>(
+          io_, address, options_.connect_timeout, options_.max_frame_bytes));
+    }
+    endpoints_.push_back(std::move(endpoint));
+    return endpoints_.back().get();
+  }
+
+  std::shared_ptr<Connection> PickConnection(Call& call);
+  void MaybeRefreshLeader();
+  void Attempt(const std::shared_ptr<Call>& call);
+  void OnAnswer(const std::shared_ptr<Call>& call, absl::StatusOr<pb::ClientResponse> answer);
+  void RetryAfter(const std::shared_ptr<Call>& call, absl::Status error, absl::Duration pause);
+  void Finish(const std::shared_ptr<Call>& call, absl::StatusOr<pb::ClientResponse> result);
+  // After `address` failed an attempt: the leader is no longer assumed to be there, and
+  // calls without a hint move on to the next endpoint.
+  void MarkFailed(const std::string& address);
+  void SetLeader(const std::string& address);
+  Session AcquireSession();
+  void ReleaseSession(Session session);
+
+  const ClientOptions options_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<uint64_t> next_request_id_{1};
+  std::atomic<size_t> inflight_{0};
+  std::atomic<uint64_t> round_robin_{0};
+  std::mutex idle_mu_;
+  std::condition_variable idle_cv_;
+
+  mutable absl::Mutex mu_;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_ ABSL_GUARDED_BY(mu_);
+  size_t current_ ABSL_GUARDED_BY(mu_) = 0;  // endpoint for kLeader calls without a leader
+  std::string leader_address_ ABSL_GUARDED_BY(mu_);
+  bool refreshing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::vector<Session> free_sessions_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+};
+
+void Client::Impl::Start(pb::ClientRequest request, Route route, absl::Duration timeout, Done done) {
+  if (shutting_down_) {
+    done(absl::CancelledError("stead client is shutting down"));
+    return;
+  }
+  if (inflight_.fetch_add(1) >= options_.max_inflight_calls) {
+    inflight_.fetch_sub(1);
+    done(absl::ResourceExhaustedError(
+        absl::StrCat("more than ", options_.max_inflight_calls, " calls in flight")));
+    return;
+  }
+  auto call = std::make_shared<Call>(io_);
+  call->route = route;
+  call->is_write = request.has_put() || request.has_delete_range() || request.has_txn();
+  call->deadline = absl::Now() + (timeout > absl::ZeroDuration() ? timeout : options_.default_timeout);
+  call->done = std::move(done);
+  if (call->is_write) {
+    // The pair is fixed here, once per call: every attempt of this write repeats it.
+    call->session = AcquireSession();
+    call->session.sequence += 1;
+    request.set_client_id(call->session.client_id);
+    request.set_sequence(call->session.sequence);
+  }
+  call->request = std::move(request);
+  asio::post(call->strand, [this, call] { Attempt(call); });
+}
+
+Session Client::Impl::AcquireSession() {
+  absl::MutexLock lock(&mu_);
+  if (!free_sessions_.empty()) {
+    Session session = free_sessions_.back();
+    free_sessions_.pop_back();
+    return session;
+  }
+  uint64_t id = 0;
+  while (id == 0) id = rng_();  // 0 means "no session" on the wire
+  return Session{.client_id = id, .sequence = 0};
+}
+
+void Client::Impl::ReleaseSession(Session session) {
+  absl::MutexLock lock(&mu_);
+  free_sessions_.push_back(session);
+}
+
+std::shared_ptr<Connection> Client::Impl::PickConnection(Call& call) {
+  absl::MutexLock lock(&mu_);
+  Endpoint* endpoint = nullptr;
+  if (!call.hinted_address.empty()) {
+    endpoint = AddEndpointLocked(call.hinted_address);
+  } else if (call.route == Route::kLeader && options_.route_to_leader) {
+    endpoint = leader_address_.empty() ? endpoints_[current_ % endpoints_.size()].get()
+                                       : AddEndpointLocked(leader_address_);
+  } else {
+    endpoint = endpoints_[round_robin_.fetch_add(1) % endpoints_.size()].get();
+  }
+  const uint64_t slot = endpoint->next_connection.fetch_add(1);
+  return endpoint->connections[slot % endpoint->connections.size()];
+}
+
+void Client::Impl::MarkFailed(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  if (leader_address_ == address) leader_address_.clear();
+  if (endpoints_[current_ % endpoints_.size()]->address == address) {
+    current_ = (current_ + 1) % endpoints_.size();
+  }
+}
+
+void Client::Impl::SetLeader(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  leader_address_ = address;
+}
+
+// Learns the leader's address from a member list, at most one refresh at a time and
+// one per 200 ms, so that writes stop paying the forwarding hop.
+void Client::Impl::MaybeRefreshLeader() {
+  if (!options_.route_to_leader || shutting_down_) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!leader_address_.empty() || refreshing_) return;
+    if (absl::Now() - last_refresh_ < absl::Milliseconds(200)) return;
+    refreshing_ = true;
+    last_refresh_ = absl::Now();
+  }
+  pb::ClientRequest request;
+  request.mutable_member_list();
+  Start(std::move(request), Route::kAny, absl::Seconds(2),
+        [this](absl::StatusOr<pb::ClientResponse> response) {
+          absl::MutexLock lock(&mu_);
+          refreshing_ = false;
+          if (!response.ok()) return;
+          for (const pb::Member& member : response->member_list().members()) {
+            if (member.is_leader() && IsHostPort(member.client_address())) {
+              leader_address_ = member.client_address();
+            }
+          }
+        });
+}
+
+void Client::Impl::Attempt(const std::shared_ptr<Call>& call) {
+  const absl::Duration remaining = call->deadline - absl::Now();
+  if (shutting_down_) {
+    Finish(call, absl::CancelledError("stead client destroyed with the call in flight"));
+    return;
+  }
+  if (remaining <= absl::ZeroDuration()) {
+    // Unavailable when members answered that they cannot serve (or could not be
+    // reached) right to the end; DeadlineExceeded when an answer did not come in time.
+    absl::Status last = call->last_error;
+    if (last.ok() || !absl::IsUnavailable(last)) {
+      last = absl::DeadlineExceededError(absl::StrCat(
+          "deadline passed after ", call->attempt, " attempts",
+          call->is_write ? " (the write's outcome is unknown)" : "",
+          last.ok() ? "" : absl::StrCat("; last error: ", last.message())));
+    } else {
+      last = absl::UnavailableError(absl::StrCat("after ", call->attempt, " attempts: ",
+                                                 last.message()));
+    }
+    Finish(call, std::move(last));
+    return;
+  }
+  if (call->route == Route::kLeader) MaybeRefreshLeader();
+  call->connection = PickConnection(*call);
+  call->hinted_address.clear();
+  const int attempt = ++call->attempt;
+  const uint64_t request_id = next_request_id_.fetch_add(1);
+  const absl::Duration attempt_timeout = std::min(remaining, options_.attempt_timeout);
+  call->request.set_request_id(request_id);
+  call->request.set_timeout_ms(
+      static_cast<uint32_t>(std::max<int64_t>(1, absl::ToInt64Milliseconds(attempt_timeout))));
+  std::string frame;
+  if (absl::Status status = server::AppendFrame(call->request, options_.max_frame_bytes, &frame);
+      !status.ok()) {
+    Finish(call, status);
+    return;
+  }
+  call->timer.expires_after(absl::ToChronoNanoseconds(attempt_timeout));
+  call->timer.async_wait([this, call, attempt, request_id](boost::system::error_code ec) {
+    if (ec || call->finished || call->attempt != attempt) return;
+    call->connection->Forget(request_id);
+    const std::string address = call->connection->address();
+    MarkFailed(address);
+    RetryAfter(call, absl::DeadlineExceededError(absl::StrCat("no answer from ", address)),
+               absl::ZeroDuration());
+  });
+  call->connection->Send(
+      request_id, std::move(frame),
+      [this, call, attempt](absl::StatusOr<pb::ClientResponse> answer) {
+        asio::post(call->strand, [this, call, attempt, answer = std::move(answer)]() mutable {
+          if (call->finished || call->attempt != attempt) return;
+          call->timer.cancel();
+          OnAnswer(call, std::move(answer));
+        });
+      });
+}
+
+void Client::Impl::OnAnswer(const std::shared_ptr<Call>& call,
+                            absl::StatusOr<pb::ClientResponse> answer) {
+  const std::string& address = call->connection->address();
+  if (!answer.ok()) {  // the connection failed
+    MarkFailed(address);
+    RetryAfter(call, answer.status(), options_.initial_backoff);
+    return;
+  }
+  if (!answer->has_error()) {
+    Finish(call, std::move(answer));
+    return;
+  }
+  const pb::Error& error = answer->error();
+  absl::Status status = StatusFromError(error);
+  if (!Retriable(status.code())) {
+    Finish(call, std::move(status));
+    return;
+  }
+  if (absl::IsUnavailable(status) && IsHostPort(error.leader_address()) &&
+      error.leader_address() != address) {
+    // Raft leader hint: go straight there.
+    SetLeader(error.leader_address());
+    call->hinted_address = error.leader_address();
+    RetryAfter(call, std::move(status), absl::ZeroDuration());
+    return;
+  }
+  if (absl::IsUnavailable(status)) MarkFailed(address);
+  RetryAfter(call, std::move(status), options_.initial_backoff);
+}
+
+void Client::Impl::RetryAfter(const std::shared_ptr<Call>& call, absl::Status error,
+                              absl::Duration pause) {
+  call->last_error = std::move(error);
+  if (pause > absl::ZeroDuration()) {
+    // Exponential in the attempts so far, capped; never past the deadline.
+    const int doublings = std::min(call->attempt - 1, 10);
+    pause = std::min(pause * (1 << std::max(doublings, 0)), options_.max_backoff);
+    pause = std::min(pause, std::max(absl::ZeroDuration(), call->deadline - absl::Now()));
+  }
+  if (pause <= absl::ZeroDuration()) {
+    Attempt(call);
+    return;
+  }
+  const int attempt = call->attempt;
+  call->timer.expires_after(absl::ToChronoNanoseconds(pause));
+  call->timer.async_wait([this, call, attempt](boost::system::error_code ec) {
+    if (ec || call->finished || call->attempt != attempt) return;
+    Attempt(call);
+  });
+}
+
+void Client::Impl::Finish(const std::shared_ptr<Call>& call,
+                          absl::StatusOr<pb::ClientResponse> result) {
+  call->finished = true;
+  call->timer.cancel();
+  // The session is free again whatever the outcome: the next write on it uses the next
+  // sequence, and the cluster refuses a late attempt of this one as older.
+  if (call->is_write) ReleaseSession(call->session);
+  Done done = std::move(call->done);
+  done(std::move(result));
+  if (inflight_.fetch_sub(1) == 1 && shutting_down_) {
+    std::lock_guard<std::mutex> lock(idle_mu_);
+    idle_cv_.notify_all();
+  }
+}
+
+// ---- Client ----
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  if (options.endpoints.empty()) return absl::InvalidArgumentError("no endpoints");
+  for (const std::string& endpoint : options.endpoints) {
+    if (!IsHostPort(endpoint)) {
+      return absl::InvalidArgumentError(absl::StrCat("endpoint '", endpoint, "' is not host:port"));
+    }
+  }
+  if (options.connections_per_endpoint < 1 || options.connections_per_endpoint > 64) {
+    return absl::InvalidArgumentError("connections_per_endpoint must be in [1, 64]");
+  }
+  if (options.io_threads < 1 || options.io_threads > 64) {
+    return absl::InvalidArgumentError("io_threads must be in [1, 64]");
+  }
+  if (options.default_timeout <= absl::ZeroDuration() ||
+      options.attempt_timeout <= absl::ZeroDuration() ||
+      options.connect_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("timeouts must be positive");
+  }
+  if (options.max_inflight_calls == 0) {
+    return absl::InvalidArgumentError("max_inflight_calls must be positive");
+  }
+  return std::unique_ptr<Client>(new Client(std::make_unique<Impl>(std::move(options))));
+}
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+std::string Client::LeaderAddressForTesting() const { return impl_->leader_address(); }
+
+namespace {
+
+// The part of a response a call type needs; Internal when the member answered with
+// another kind of response.
+absl::StatusOr<std::optional<std::string>> ToValue(absl::StatusOr<pb::ClientResponse> response) {
+  if (!response.ok()) return response.status();
+  if (!response->has_range()) return absl::InternalError("answer to a get is not a range");
+  if (response->range().kvs_size() == 0) return std::optional<std::string>();
+  return std::optional<std::string>(response->range().kvs(0).value());
+}
+
+absl::Status ToPutStatus(absl::StatusOr<pb::ClientResponse> response) {
+  if (!response.ok()) return response.status();
+  if (!response->has_put()) return absl::InternalError("answer to a put is not a put");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> ToDeleted(absl::StatusOr<pb::ClientResponse> response) {
+  if (!response.ok()) return response.status();
+  if (!response->has_delete_range()) return absl::InternalError("answer to a delete is not a delete");
+  return response->delete_range().deleted() > 0;
+}
+
+absl::StatusOr<RangeResult> ToRangeResult(absl::StatusOr<pb::ClientResponse> response) {
+  if (!response.ok()) return response.status();
+  if (!response->has_range()) return absl::InternalError("answer to a range is not a range");
+  RangeResult result;
+  for (const pb::KeyValue& kv : response->range().kvs()) result.kvs.push_back(FromProto(kv));
+  result.more = response->range().more();
+  result.next_key = response->range().next_key();
+  if (result.more && result.next_key.empty() && !result.kvs.empty()) {
+    // A member that does not fill next_key: continue right after the last key.
+    result.next_key = result.kvs.back().key + std::string(1, '\0');
+  }
+  result.count = response->range().count();
+  result.revision = response->header().revision();
+  return result;
+}
+
+absl::StatusOr<std::vector<Member>> ToMembers(absl::StatusOr<pb::ClientResponse> response) {
+  if (!response.ok()) return response.status();
+  if (response->has_member_list()) return MembersFromProto(response->member_list().members());
+  if (response->has_member_remove()) return MembersFromProto(response->member_remove().members());
+  return absl::InternalError("answer to a member call is not a member list");
+}
+
+pb::ClientRequest GetRequest(std::string_view key, bool serializable) {
+  pb::ClientRequest request;
+  pb::RangeRequest* range = request.mutable_range();
+  range->set_key(std::string(key));
+  range->set_consistency(serializable ? pb::READ_CONSISTENCY_SERIALIZABLE
+                                      : pb::READ_CONSISTENCY_LINEARIZABLE);
+  return request;
+}
+
+pb::ClientRequest RangeRequest(std::string_view begin, const RangeOptions& options) {
+  pb::ClientRequest request = GetRequest(begin, options.serializable);
+  pb::RangeRequest* range = request.mutable_range();
+  range->set_range_end(options.range_end);
+  range->set_limit(options.limit);
+  range->set_keys_only(options.keys_only);
+  return request;
+}
+
+Route ReadRoute(bool serializable) { return serializable ? Route::kAny : Route::kLeader; }
+
+// Runs an asynchronous call and waits for its result.
+template <typename T, typename Start>
+T Wait(Start start) {
+  std::promise<T> promise;
+  std::future<T> future = promise.get_future();
+  start([&promise](T result) { promise.set_value(std::move(result)); });
+  return future.get();
+}
+
+}  // namespace
+
+void Client::GetAsync(std::string_view key, GetOptions options,
+                      Callback<std::optional<std::string>> done) {
+  impl_->Start(GetRequest(key, options.serializable), ReadRoute(options.serializable),
+               options.timeout,
+               [done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+                 done(ToValue(std::move(r)));
+               });
+}
+
+void Client::PutAsync(std::string_view key, std::string_view value, CallOptions options,
+                      std::function<void(absl::Status)> done) {
+  pb::ClientRequest request;
+  request.mutable_put()->set_key(std::string(key));
+  request.mutable_put()->set_value(std::string(value));
+  impl_->Start(std::move(request), Route::kLeader, options.timeout,
+               [done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+                 done(ToPutStatus(std::move(r)));
+               });
+}
+
+void Client::DeleteAsync(std::string_view key, CallOptions options, Callback<bool> done) {
+  pb::ClientRequest request;
+  request.mutable_delete_range()->set_key(std::string(key));
+  impl_->Start(std::move(request), Route::kLeader, options.timeout,
+               [done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+                 done(ToDeleted(std::move(r)));
+               });
+}
+
+void Client::RangeAsync(std::string_view begin, RangeOptions options, Callback<RangeResult> done) {
+  impl_->Start(RangeRequest(begin, options), ReadRoute(options.serializable), options.timeout,
+               [done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+                 done(ToRangeResult(std::move(r)));
+               });
+}
+
+void Client::MemberListAsync(CallOptions options, Callback<std::vector<Member>> done) {
+  pb::ClientRequest request;
+  request.mutable_member_list();
+  impl_->Start(std::move(request), Route::kAny, options.timeout,
+               [done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+                 done(ToMembers(std::move(r)));
+               });
+}
+
+absl::StatusOr<std::optional<std::string>> Client::Get(std::string_view key, GetOptions options) {
+  return Wait<absl::StatusOr<std::optional<std::string>>>(
+      [&](auto done) { GetAsync(key, options, std::move(done)); });
+}
+
+absl::Status Client::Put(std::string_view key, std::string_view value, CallOptions options) {
+  return Wait<absl::Status>([&](auto done) { PutAsync(key, value, options, std::move(done)); });
+}
+
+absl::StatusOr<bool> Client::Delete(std::string_view key, CallOptions options) {
+  return Wait<absl::StatusOr<bool>>([&](auto done) { DeleteAsync(key, options, std::move(done)); });
+}
+
+absl::StatusOr<RangeResult> Client::Range(std::string_view begin, RangeOptions options) {
+  return Wait<absl::StatusOr<RangeResult>>(
+      [&](auto done) { RangeAsync(begin, options, std::move(done)); });
+}
+
+absl::StatusOr<RangeResult> Client::Scan(std::string_view prefix, int64_t limit,
+                                         GetOptions options) {
+  return Range(prefix, RangeOptions{.range_end = PrefixEnd(prefix),
+                                    .limit = limit,
+                                    .serializable = options.serializable,
+                                    .timeout = options.timeout});
+}
+
+absl::StatusOr<std::vector<Member>> Client::MemberList(CallOptions options) {
+  return Wait<absl::StatusOr<std::vector<Member>>>(
+      [&](auto done) { MemberListAsync(options, std::move(done)); });
+}
+
+absl::StatusOr<std::vector<Member>> Client::MemberRemoveByName(std::string_view name,
+                                                               CallOptions options) {
+  pb::ClientRequest request;
+  request.mutable_member_remove()->set_name(std::string(name));
+  return Wait<absl::StatusOr<std::vector<Member>>>([&](auto done) {
+    impl_->Start(std::move(request), Route::kLeader, options.timeout,
+                 [done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+                   done(ToMembers(std::move(r)));
+                 });
+  });
+}
+
+absl::StatusOr<std::vector<Member>> Client::MemberRemoveById(uint64_t id, CallOptions options) {
+  pb::ClientRequest request;
+  request.mutable_member_remove()->set_id(id);
+  return Wait<absl::StatusOr<std::vector<Member>>>([&](auto done) {
+    impl_->Start(std::move(request), Route::kLeader, options.timeout,
+                 [done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+                   done(ToMembers(std::move(r)));
+                 });
+  });
+}
+
+}  // namespace stead

@@ -1,0 +1,534 @@
+// steadctl: the admin CLI of a stead cluster, over stead::Client.
+//
+//   steadctl [--endpoints=H:P,...] [--output=table|json] [--timeout=5s] COMMAND ARGS
+//
+// Exit codes (stable; scripts rely on them):
+//   0  success
+//   1  any other error
+//   2  invalid argument: bad command, flag or request (InvalidArgument)
+//   3  not found: `get` of an absent key, `member remove` of an unknown member
+//   4  failed compare (reserved for `txn`)
+//   5  unavailable: no member answered, no leader, or the deadline passed
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "stead/client.h"
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitInvalidArgument = 2;
+constexpr int kExitNotFound = 3;
+[[maybe_unused]] constexpr int kExitFailedCompare = 4;  // for `txn`
+constexpr int kExitUnavailable = 5;
+
+constexpr char kDefaultEndpoints[] = "127.0.0.1:2479,127.0.0.1:2489,127.0.0.1:2499";
+
+constexpr char kMainHelp[] =
+    "steadctl: the admin CLI of a stead cluster\n"
+    "\n"
+    "usage: steadctl [global flags] COMMAND [ARGS] [--help]\n"
+    "\n"
+    "commands:\n"
+    "  get KEY [--serializable]        print the value (bare); exit 3 if absent\n"
+    "  put KEY VALUE                   set KEY to VALUE\n"
+    "  del KEY                         delete KEY; prints how many keys were deleted\n"
+    "  scan PREFIX [--limit=N] [--serializable] [--keys-only]\n"
+    "                                  keys starting with PREFIX, all pages (or at most N)\n"
+    "  member list                     the members: id, name, addresses, role\n"
+    "  member remove NAME|ORDINAL|ID   remove a member (scale-down runbook)\n"
+    "  cluster status [--http-port-offset=N]\n"
+    "                                  one row per member with term, commit and applied\n"
+    "                                  index from its HTTP /metrics\n"
+    "  cluster health [--http-port-offset=N]\n"
+    "                                  each member's /readyz; exit 5 unless all are ready\n"
+    "\n"
+    "global flags:\n"
+    "  --endpoints=H:P,...   client addresses of members (env STEAD_ENDPOINTS;\n"
+    "                        default 127.0.0.1:2479,127.0.0.1:2489,127.0.0.1:2499)\n"
+    "  --output=table|json   output format (default table)\n"
+    "  --timeout=DURATION    deadline of each request, retries included (default 5s)\n"
+    "  --help, --version\n"
+    "\n"
+    "exit codes: 0 ok, 1 other error, 2 invalid argument, 3 not found,\n"
+    "            4 failed compare (txn), 5 unavailable or deadline passed\n";
+
+const std::map<std::string, std::string>& CommandHelp() {
+  static const auto* help = new std::map<std::string, std::string>{
+      {"get", "usage: steadctl get KEY [--serializable]\n"
+              "Prints the value of KEY, bare (table) or {\"key\",\"value\"} (json).\n"
+              "Exit 3 when the key does not exist. --serializable reads the answering\n"
+              "member's local state (may be stale) instead of a linearizable read.\n"},
+      {"put", "usage: steadctl put KEY VALUE\nSets KEY to VALUE; prints OK.\n"},
+      {"del", "usage: steadctl del KEY\nDeletes KEY; prints the number of keys deleted (0 or 1).\n"},
+      {"scan", "usage: steadctl scan PREFIX [--limit=N] [--serializable] [--keys-only]\n"
+               "Prints every key starting with PREFIX and its value (key TAB value), in key\n"
+               "order, fetching page after page; --limit stops after N keys.\n"},
+      {"member", "usage: steadctl member list | member remove NAME|ORDINAL|ID\n"
+                 "list: id, name, peer and client address, role of every member.\n"
+                 "remove: removes the member named NAME, with ordinal N (a number below\n"
+                 "65536), or with id ID (a larger number, or 0x hex), and prints the\n"
+                 "configuration afterwards. Exit 3 for an unknown member.\n"},
+      {"cluster", "usage: steadctl cluster status|health [--http-port-offset=N]\n"
+                  "status: one row per member: name, ordinal, id, role, client address,\n"
+                  "term, commit and applied index (from the member's HTTP /metrics), lag\n"
+                  "(the leader's commit index minus the member's applied index), health.\n"
+                  "health: each member's /readyz; exit 5 unless every member is ready.\n"
+                  "A member's HTTP port is taken as its client port + N (default 2, as in\n"
+                  "the default ports 2479/2481 and scripts/run); the member list does not\n"
+                  "carry HTTP addresses.\n"},
+  };
+  return *help;
+}
+
+struct Flags {
+  std::string endpoints;
+  std::string output = "table";
+  absl::Duration timeout = absl::Seconds(5);
+  bool serializable = false;
+  bool keys_only = false;
+  int64_t limit = 0;
+  int http_port_offset = 2;
+  bool help = false;
+  std::vector<std::string> args;  // command and its positional arguments
+};
+
+int Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "steadctl: %s\n", message.c_str());
+  return code;
+}
+
+int ExitCodeOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk: return kExitOk;
+    case absl::StatusCode::kInvalidArgument: return kExitInvalidArgument;
+    case absl::StatusCode::kNotFound: return kExitNotFound;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded: return kExitUnavailable;
+    default: return kExitError;
+  }
+}
+
+int FailStatus(const absl::Status& status) { return Fail(ExitCodeOf(status), status.ToString()); }
+
+// Parses flags anywhere on the line; the rest are positional. InvalidArgument names
+// the flag.
+absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
+  Flags flags;
+  const char* env = std::getenv("STEAD_ENDPOINTS");
+  flags.endpoints = env != nullptr && *env != '\0' ? env : kDefaultEndpoints;
+  bool positional_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (positional_only || arg.empty() || arg[0] != '-' || arg == "-") {
+      flags.args.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      positional_only = true;
+      continue;
+    }
+    std::string name = arg, value;
+    bool has_value = false;
+    if (const size_t eq = arg.find('='); eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      has_value = true;
+    }
+    auto take = [&]() -> absl::StatusOr<std::string> {
+      if (has_value) return value;
+      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
+      return std::string(argv[++i]);
+    };
+    if (name == "-h" || name == "--help") {
+      flags.help = true;
+    } else if (name == "--serializable") {
+      flags.serializable = true;
+    } else if (name == "--keys-only") {
+      flags.keys_only = true;
+    } else if (name == "--endpoints") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      flags.endpoints = *v;
+    } else if (name == "--output" || name == "-o") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      if (*v != "table" && *v != "json") {
+        return absl::InvalidArgumentError(absl::StrCat("--output must be table or json, not '", *v, "'"));
+      }
+      flags.output = *v;
+    } else if (name == "--timeout") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      if (!absl::ParseDuration(*v, &flags.timeout) || flags.timeout <= absl::ZeroDuration()) {
+        return absl::InvalidArgumentError(absl::StrCat("--timeout: '", *v, "' is not a duration like 5s"));
+      }
+    } else if (name == "--limit") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      if (!absl::SimpleAtoi(*v, &flags.limit) || flags.limit < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("--limit: '", *v, "' is not a count"));
+      }
+    } else if (name == "--http-port-offset") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      if (!absl::SimpleAtoi(*v, &flags.http_port_offset)) {
+        return absl::InvalidArgumentError(absl::StrCat("--http-port-offset: '", *v, "' is not a number"));
+      }
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", name, " (see steadctl --help)"));
+    }
+  }
+  return flags;
+}
+
+// JSON string literal of arbitrary bytes: bytes outside printable ASCII become \u00XX.
+std::string Json(const std::string& text) {
+  std::string out = "\"";
+  for (unsigned char ch : text) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += static_cast<char>(ch);
+    } else if (ch < 0x20 || ch >= 0x7f) {
+      out += absl::StrFormat("\\u%04x", ch);
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out + "\"";
+}
+
+std::string Role(const stead::Member& member) {
+  if (member.is_leader) return "leader";
+  return member.is_learner ? "learner" : "follower";
+}
+
+std::string MemberJson(const stead::Member& m, const std::string& extra = "") {
+  return absl::StrCat("{\"id\":", m.id, ",\"id_hex\":", Json(absl::StrFormat("%016x", m.id)),
+                      ",\"name\":", Json(m.name), ",\"peer_address\":", Json(m.peer_address),
+                      ",\"client_address\":", Json(m.client_address), ",\"role\":", Json(Role(m)),
+                      ",\"is_learner\":", m.is_learner ? "true" : "false",
+                      ",\"is_leader\":", m.is_leader ? "true" : "false",
+                      ",\"match_index\":", m.match_index, extra, "}");
+}
+
+void PrintMembers(const Flags& flags, const std::vector<stead::Member>& members) {
+  if (flags.output == "json") {
+    std::vector<std::string> rows;
+    for (const stead::Member& m : members) rows.push_back(MemberJson(m));
+    std::printf("{\"members\":[%s]}\n", absl::StrJoin(rows, ",").c_str());
+    return;
+  }
+  std::printf("%-16s  %-12s  %-22s  %-22s  %s\n", "ID", "NAME", "PEER", "CLIENT", "ROLE");
+  for (const stead::Member& m : members) {
+    std::printf("%016llx  %-12s  %-22s  %-22s  %s\n", static_cast<unsigned long long>(m.id),
+                m.name.c_str(), m.peer_address.c_str(), m.client_address.c_str(), Role(m).c_str());
+  }
+}
+
+// One blocking HTTP/1.0 GET on 127.0.0.1-style "host:port" (IPv4 literal only), bounded
+// by `timeout`: the status code and body, or nullopt.
+std::optional<std::pair<int, std::string>> HttpGet(const std::string& host, int port,
+                                                   const std::string& path, absl::Duration timeout) {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  if (port <= 0 || port > 65535 || inet_pton(AF_INET, host.c_str(), &address.sin_addr) != 1) {
+    return std::nullopt;
+  }
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  const absl::Time deadline = absl::Now() + timeout;
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(absl::ToInt64Seconds(timeout));
+  tv.tv_usec = static_cast<suseconds_t>(absl::ToInt64Microseconds(timeout) % 1000000);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  std::optional<std::pair<int, std::string>> result;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", host, "\r\n\r\n");
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+      std::string response;
+      char buffer[8192];
+      // Bounded by the deadline and by 4 MiB.
+      while (absl::Now() < deadline && response.size() < (4u << 20)) {
+        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        response.append(buffer, static_cast<size_t>(n));
+      }
+      int code = 0;
+      const size_t body = response.find("\r\n\r\n");
+      std::vector<std::string> words = absl::StrSplit(response.substr(0, response.find("\r\n")), ' ');
+      if (body != std::string::npos && words.size() >= 2 && absl::SimpleAtoi(words[1], &code)) {
+        result = std::make_pair(code, response.substr(body + 4));
+      }
+    }
+  }
+  ::close(fd);
+  return result;
+}
+
+// Where a member's HTTP port is: its client address with the port moved by `offset`.
+bool HttpAddressOf(const stead::Member& member, int offset, std::string* host, int* port) {
+  const size_t colon = member.client_address.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = member.client_address.substr(0, colon);
+  if (!absl::SimpleAtoi(member.client_address.substr(colon + 1), port)) return false;
+  *port += offset;
+  return true;
+}
+
+std::string MetricValue(const std::string& metrics, const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    if (absl::StartsWith(line, name + " ")) return std::string(line.substr(name.size() + 1));
+  }
+  return "";
+}
+
+// The ordinal of a member named "<set>-<ordinal>"; -1 for another name.
+int OrdinalOf(const std::string& name) {
+  const size_t dash = name.rfind('-');
+  int ordinal = -1;
+  if (dash == std::string::npos || !absl::SimpleAtoi(name.substr(dash + 1), &ordinal)) return -1;
+  return ordinal;
+}
+
+int Get(stead::Client& client, const Flags& flags) {
+  if (flags.args.size() != 2) return Fail(kExitInvalidArgument, "get needs KEY (see steadctl get --help)");
+  const std::string& key = flags.args[1];
+  absl::StatusOr<std::optional<std::string>> value =
+      client.Get(key, {.serializable = flags.serializable, .timeout = flags.timeout});
+  if (!value.ok()) return FailStatus(value.status());
+  if (flags.output == "json") {
+    std::printf("{\"key\":%s,\"found\":%s%s}\n", Json(key).c_str(), value->has_value() ? "true" : "false",
+                value->has_value() ? absl::StrCat(",\"value\":", Json(**value)).c_str() : "");
+  } else if (value->has_value()) {
+    std::fwrite((*value)->data(), 1, (*value)->size(), stdout);
+    std::printf("\n");
+  }
+  if (!value->has_value()) {
+    if (flags.output != "json") std::fprintf(stderr, "steadctl: key %s not found\n", key.c_str());
+    return kExitNotFound;
+  }
+  return kExitOk;
+}
+
+int Put(stead::Client& client, const Flags& flags) {
+  if (flags.args.size() != 3) return Fail(kExitInvalidArgument, "put needs KEY VALUE (see steadctl put --help)");
+  absl::Status status = client.Put(flags.args[1], flags.args[2], {.timeout = flags.timeout});
+  if (!status.ok()) return FailStatus(status);
+  std::printf(flags.output == "json" ? "{\"ok\":true}\n" : "OK\n");
+  return kExitOk;
+}
+
+int Del(stead::Client& client, const Flags& flags) {
+  if (flags.args.size() != 2) return Fail(kExitInvalidArgument, "del needs KEY (see steadctl del --help)");
+  absl::StatusOr<bool> deleted = client.Delete(flags.args[1], {.timeout = flags.timeout});
+  if (!deleted.ok()) return FailStatus(deleted.status());
+  std::printf(flags.output == "json" ? "{\"deleted\":%d}\n" : "%d\n", *deleted ? 1 : 0);
+  return kExitOk;
+}
+
+int Scan(stead::Client& client, const Flags& flags) {
+  if (flags.args.size() != 2) return Fail(kExitInvalidArgument, "scan needs PREFIX (see steadctl scan --help)");
+  const std::string& prefix = flags.args[1];
+  std::vector<stead::KeyValue> kvs;
+  std::string begin = prefix;
+  // Page after page; bounded by the limit and by 1,000,000 pages.
+  for (int page = 0; page < 1'000'000; ++page) {
+    const int64_t want = flags.limit > 0 ? flags.limit - static_cast<int64_t>(kvs.size()) : 0;
+    absl::StatusOr<stead::RangeResult> result = client.Range(
+        begin, {.range_end = stead::PrefixEnd(prefix), .limit = want, .keys_only = flags.keys_only,
+                .serializable = flags.serializable, .timeout = flags.timeout});
+    if (!result.ok()) return FailStatus(result.status());
+    for (stead::KeyValue& kv : result->kvs) kvs.push_back(std::move(kv));
+    if (!result->more || result->next_key.empty()) break;
+    if (flags.limit > 0 && static_cast<int64_t>(kvs.size()) >= flags.limit) break;
+    begin = result->next_key;
+  }
+  if (flags.output == "json") {
+    std::vector<std::string> rows;
+    for (const stead::KeyValue& kv : kvs) {
+      rows.push_back(absl::StrCat("{\"key\":", Json(kv.key), ",\"value\":", Json(kv.value),
+                                  ",\"create_revision\":", kv.create_revision,
+                                  ",\"mod_revision\":", kv.mod_revision, ",\"version\":", kv.version, "}"));
+    }
+    std::printf("{\"kvs\":[%s],\"count\":%zu}\n", absl::StrJoin(rows, ",").c_str(), kvs.size());
+  } else {
+    for (const stead::KeyValue& kv : kvs) {
+      std::printf("%s\t%s\n", kv.key.c_str(), kv.value.c_str());
+    }
+  }
+  return kExitOk;
+}
+
+int MemberCommand(stead::Client& client, const Flags& flags) {
+  if (flags.args.size() == 2 && flags.args[1] == "list") {
+    absl::StatusOr<std::vector<stead::Member>> members = client.MemberList({.timeout = flags.timeout});
+    if (!members.ok()) return FailStatus(members.status());
+    PrintMembers(flags, *members);
+    return kExitOk;
+  }
+  if (flags.args.size() == 3 && flags.args[1] == "remove") {
+    std::string who = flags.args[2];
+    uint64_t id = 0;
+    int ordinal = -1;
+    // A small number is an ordinal (member ids are random 64-bit numbers).
+    if (absl::SimpleAtoi(who, &ordinal) && ordinal >= 0 && ordinal < 65536) {
+      absl::StatusOr<std::vector<stead::Member>> members = client.MemberList({.timeout = flags.timeout});
+      if (!members.ok()) return FailStatus(members.status());
+      auto it = std::find_if(members->begin(), members->end(),
+                             [&](const stead::Member& m) { return OrdinalOf(m.name) == ordinal; });
+      if (it == members->end()) return Fail(kExitNotFound, absl::StrCat("no member with ordinal ", ordinal));
+      who = it->name;
+    }
+    const bool by_id = absl::StartsWith(who, "0x") ? absl::SimpleHexAtoi(who.substr(2), &id)
+                                                   : absl::SimpleAtoi(who, &id);
+    absl::StatusOr<std::vector<stead::Member>> members =
+        by_id && id != 0 ? client.MemberRemoveById(id, {.timeout = flags.timeout})
+                         : client.MemberRemoveByName(who, {.timeout = flags.timeout});
+    if (!members.ok()) return FailStatus(members.status());
+    PrintMembers(flags, *members);
+    return kExitOk;
+  }
+  return Fail(kExitInvalidArgument, "member needs 'list' or 'remove NAME|ID' (see steadctl member --help)");
+}
+
+struct StatusRow {
+  stead::Member member;
+  std::string readiness;  // ready, not-ready, unreachable
+  std::string term, commit, applied;  // from /metrics; empty when unknown
+  std::string lag;  // the leader's commit index minus this member's applied index
+};
+
+int ClusterCommand(stead::Client& client, const Flags& flags) {
+  if (flags.args.size() != 2 || (flags.args[1] != "status" && flags.args[1] != "health")) {
+    return Fail(kExitInvalidArgument, "cluster needs 'status' or 'health' (see steadctl cluster --help)");
+  }
+  const bool health = flags.args[1] == "health";
+  absl::StatusOr<std::vector<stead::Member>> members = client.MemberList({.timeout = flags.timeout});
+  if (!members.ok()) return FailStatus(members.status());
+  std::sort(members->begin(), members->end(),
+            [](const stead::Member& a, const stead::Member& b) { return a.name < b.name; });
+  bool all_ready = true;
+  std::vector<StatusRow> rows;
+  std::string leader_commit;
+  for (const stead::Member& m : *members) {
+    StatusRow row;
+    row.member = m;
+    std::string host;
+    int port = 0;
+    std::optional<std::pair<int, std::string>> ready, metrics;
+    if (HttpAddressOf(m, flags.http_port_offset, &host, &port)) {
+      ready = HttpGet(host, port, "/readyz", absl::Seconds(2));
+      if (!health) metrics = HttpGet(host, port, "/metrics", absl::Seconds(2));
+    }
+    const bool is_ready = ready.has_value() && ready->first == 200;
+    all_ready = all_ready && is_ready;
+    row.readiness = !ready.has_value() ? "unreachable" : (is_ready ? "ready" : "not-ready");
+    const std::string body = metrics.has_value() && metrics->first == 200 ? metrics->second : "";
+    row.term = MetricValue(body, "stead_raft_term");
+    row.commit = MetricValue(body, "stead_raft_commit_index");
+    row.applied = MetricValue(body, "stead_raft_applied_index");
+    if (m.is_leader) leader_commit = row.commit;
+    rows.push_back(std::move(row));
+  }
+  for (StatusRow& row : rows) {
+    double commit = 0, applied = 0;
+    if (absl::SimpleAtod(leader_commit, &commit) && absl::SimpleAtod(row.applied, &applied)) {
+      row.lag = absl::StrCat(static_cast<int64_t>(std::max(0.0, commit - applied)));
+    }
+  }
+  auto or_unknown = [](const std::string& s) { return s.empty() ? std::string("?") : s; };
+  auto json_number = [](const std::string& s) { return s.empty() ? std::string("null") : s; };
+  if (flags.output == "json") {
+    std::vector<std::string> json_rows;
+    for (const StatusRow& r : rows) {
+      const stead::Member& m = r.member;
+      json_rows.push_back(
+          health ? absl::StrCat("{\"name\":", Json(m.name), ",\"client_address\":", Json(m.client_address),
+                                ",\"health\":", Json(r.readiness), "}")
+                 : MemberJson(m, absl::StrCat(",\"ordinal\":", OrdinalOf(m.name), ",\"term\":",
+                                              json_number(r.term), ",\"commit_index\":",
+                                              json_number(r.commit), ",\"applied_index\":",
+                                              json_number(r.applied), ",\"lag\":", json_number(r.lag),
+                                              ",\"health\":", Json(r.readiness))));
+    }
+    std::printf("{\"members\":[%s]%s}\n", absl::StrJoin(json_rows, ",").c_str(),
+                health ? (all_ready ? ",\"healthy\":true" : ",\"healthy\":false") : "");
+  } else if (health) {
+    std::printf("%-12s  %-22s  %s\n", "NAME", "CLIENT", "HEALTH");
+    for (const StatusRow& r : rows) {
+      std::printf("%-12s  %-22s  %s\n", r.member.name.c_str(), r.member.client_address.c_str(),
+                  r.readiness.c_str());
+    }
+  } else {
+    std::printf("%-12s  %7s  %-16s  %-8s  %-22s  %6s  %10s  %10s  %6s  %s\n", "NAME", "ORDINAL", "ID",
+                "ROLE", "CLIENT", "TERM", "COMMIT", "APPLIED", "LAG", "HEALTH");
+    for (const StatusRow& r : rows) {
+      const stead::Member& m = r.member;
+      std::printf("%-12s  %7d  %016llx  %-8s  %-22s  %6s  %10s  %10s  %6s  %s\n", m.name.c_str(),
+                  OrdinalOf(m.name), static_cast<unsigned long long>(m.id), Role(m).c_str(),
+                  m.client_address.c_str(), or_unknown(r.term).c_str(), or_unknown(r.commit).c_str(),
+                  or_unknown(r.applied).c_str(), or_unknown(r.lag).c_str(), r.readiness.c_str());
+    }
+  }
+  return health && !all_ready ? kExitUnavailable : kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::printf("steadctl %s\n", STEAD_VERSION);
+    return kExitOk;
+  }
+  absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
+  if (!flags.ok()) return Fail(kExitInvalidArgument, std::string(flags.status().message()));
+  if (flags->args.empty()) {
+    std::fputs(kMainHelp, flags->help ? stdout : stderr);
+    return flags->help ? kExitOk : kExitInvalidArgument;
+  }
+  const std::string& command = flags->args[0];
+  const std::string help_key = command == "delete" ? "del" : (command == "range" ? "scan" : command);
+  auto help = CommandHelp().find(help_key);
+  if (help == CommandHelp().end()) {
+    return Fail(kExitInvalidArgument, absl::StrCat("unknown command '", command, "' (see steadctl --help)"));
+  }
+  if (flags->help) {
+    std::fputs(help->second.c_str(), stdout);
+    return kExitOk;
+  }
+  stead::ClientOptions options;
+  options.endpoints = absl::StrSplit(flags->endpoints, ',', absl::SkipWhitespace());
+  options.default_timeout = flags->timeout;
+  options.attempt_timeout = std::min(flags->timeout, absl::Seconds(2));
+  absl::StatusOr<std::unique_ptr<stead::Client>> client = stead::Client::Create(options);
+  if (!client.ok()) return FailStatus(client.status());
+  if (help_key == "get") return Get(**client, *flags);
+  if (help_key == "put") return Put(**client, *flags);
+  if (help_key == "del") return Del(**client, *flags);
+  if (help_key == "scan") return Scan(**client, *flags);
+  if (help_key == "member") return MemberCommand(**client, *flags);
+  return ClusterCommand(**client, *flags);
+}

@@ -1,0 +1,160 @@
+// The real steadctl binary: --help everywhere, exit codes and messages for bad input
+// and unreachable members, and kv and member commands against a real 3-member cluster.
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/process_cluster.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
+
+namespace stead {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::ProcessCluster;
+using testing::Subprocess;
+
+// The documented exit codes (steadctl --help).
+constexpr int kExitInvalidArgument = 2;
+constexpr int kExitNotFound = 3;
+constexpr int kExitUnavailable = 5;
+
+std::string TestRoot() {
+  return absl::StrCat(::testing::TempDir(), "/steadctl_test_", ::getpid(), "_",
+                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
+}
+
+struct CtlRun {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs steadctl with `args` (and STEAD_ENDPOINTS unset unless given in `env`).
+CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> env = {}) {
+  static int runs = 0;
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/steadctl_test_", ::getpid());
+  std::filesystem::create_directories(dir);
+  const std::string err_path = absl::StrCat(dir, "/run-", runs++, ".err");
+  std::vector<std::string> argv = {STEADCTL_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  if (env.empty()) env.push_back("STEAD_ENDPOINTS=");
+  CtlRun run;
+  absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
+      {.argv = argv, .env = env, .log_path = err_path, .capture_stdout = true});
+  if (!process.ok()) {
+    ADD_FAILURE() << process.status();
+    return run;
+  }
+  // Bounded: at most 10,000 lines within 30 s each.
+  for (int line = 0; line < 10000; ++line) {
+    absl::StatusOr<std::string> text = (*process)->ReadLine(absl::Seconds(30));
+    if (!text.ok()) break;
+    absl::StrAppend(&run.out, *text, "\n");
+  }
+  std::optional<testing::ExitStatus> status = (*process)->WaitFor(absl::Seconds(30));
+  run.exit_code = status.has_value() && status->exited() ? status->exit_code : -1;
+  run.err = testing::ReadFileToString(err_path).value_or("");
+  return run;
+}
+
+TEST(SteadctlTest, HelpOnEveryCommand) {
+  const CtlRun main_help = Steadctl({"--help"});
+  EXPECT_EQ(main_help.exit_code, 0);
+  for (const char* word : {"get", "put", "del", "scan", "member", "cluster", "exit codes"}) {
+    EXPECT_THAT(main_help.out, HasSubstr(word));
+  }
+  for (const char* command : {"get", "put", "del", "scan", "member", "cluster"}) {
+    SCOPED_TRACE(command);
+    const CtlRun help = Steadctl({command, "--help"});
+    EXPECT_EQ(help.exit_code, 0);
+    EXPECT_THAT(help.out, HasSubstr(absl::StrCat("usage: steadctl ", command)));
+  }
+}
+
+TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
+  const struct {
+    const char* name;
+    std::vector<std::string> args;
+    const char* message;
+  } cases[] = {
+      {"no command", {}, "usage"},
+      {"unknown command", {"frobnicate"}, "unknown command 'frobnicate'"},
+      {"unknown flag", {"get", "k", "--colour=red"}, "unknown flag --colour"},
+      {"bad output", {"--output=yaml", "get", "k"}, "--output must be table or json"},
+      {"missing key", {"get"}, "get needs KEY"},
+      {"bad timeout", {"--timeout=soon", "get", "k"}, "--timeout"},
+      {"bad endpoint", {"--endpoints=nohostport", "get", "k"}, "not host:port"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const CtlRun run = Steadctl(c.args);
+    EXPECT_EQ(run.exit_code, kExitInvalidArgument);
+    EXPECT_THAT(run.err, HasSubstr(c.message));
+  }
+}
+
+TEST(SteadctlTest, UnreachableEndpointsAreUnavailable) {
+  const std::string endpoint = absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort().value());
+  const CtlRun run = Steadctl({"--endpoints=" + endpoint, "--timeout=1s", "get", "k"});
+  EXPECT_EQ(run.exit_code, kExitUnavailable);
+  EXPECT_THAT(run.err, HasSubstr(endpoint));
+}
+
+// Goal: the kv and member commands against a real cluster, in both output formats,
+// with endpoints from the flag and from STEAD_ENDPOINTS.
+TEST(SteadctlTest, AgainstARealCluster) {
+  ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  ASSERT_GE(cluster.WaitForLeader({0, 1, 2}), 0);
+  const std::string endpoints = "--endpoints=" + absl::StrJoin(cluster.ClientEndpoints(3), ",");
+
+  CtlRun missing = Steadctl({endpoints, "get", "colour"});
+  EXPECT_EQ(missing.exit_code, kExitNotFound);
+  EXPECT_EQ(missing.out, "");
+  EXPECT_THAT(missing.err, HasSubstr("not found"));
+
+  CtlRun put = Steadctl({endpoints, "put", "colour", "blue"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_EQ(put.out, "OK\n");
+  CtlRun get = Steadctl({"get", "colour"},
+                     {"STEAD_ENDPOINTS=" + absl::StrJoin(cluster.ClientEndpoints(3), ",")});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "blue\n");
+  CtlRun get_json = Steadctl({endpoints, "--output=json", "get", "colour", "--serializable"});
+  EXPECT_EQ(get_json.exit_code, 0);
+  EXPECT_THAT(get_json.out, HasSubstr(R"("value":"blue")"));
+
+  ASSERT_EQ(Steadctl({endpoints, "put", "colour2", "red"}).exit_code, 0);
+  CtlRun scan = Steadctl({endpoints, "scan", "colour"});
+  EXPECT_EQ(scan.exit_code, 0);
+  EXPECT_EQ(scan.out, "colour\tblue\ncolour2\tred\n");
+  CtlRun del = Steadctl({endpoints, "del", "colour2"});
+  EXPECT_EQ(del.exit_code, 0);
+  EXPECT_EQ(del.out, "1\n");
+
+  CtlRun members = Steadctl({endpoints, "--output=json", "member", "list"});
+  EXPECT_EQ(members.exit_code, 0) << members.err;
+  EXPECT_TRUE(absl::StartsWith(members.out, R"({"members":[{"id":)")) << members.out;
+  for (int i : {0, 1, 2}) EXPECT_THAT(members.out, HasSubstr(absl::StrCat(R"("name":"stead-)", i, "\"")));
+  EXPECT_THAT(members.out, HasSubstr(R"("role":"leader")"));
+
+  CtlRun status = Steadctl({endpoints, "cluster", "status"});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("leader"));
+  EXPECT_THAT(status.out, HasSubstr("stead-2"));
+
+  CtlRun remove = Steadctl({endpoints, "member", "remove", "stead-7"});
+  EXPECT_EQ(remove.exit_code, kExitNotFound) << remove.err;
+}
+
+}  // namespace
+}  // namespace stead

@@ -19,7 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "base/asio.h"
 #include "client/connection.h"
 #include "proto/kv.pb.h"
@@ -107,7 +107,7 @@ class Client::Impl {
   explicit Impl(ClientOptions options)
       : options_(std::move(options)), work_(asio::make_work_guard(io_)), rng_(std::random_device{}()) {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       for (const std::string& address : options_.endpoints) AddEndpointLocked(address);
     }
     for (int i = 0; i < options_.io_threads; ++i) threads_.emplace_back([this] { io_.run(); });
@@ -116,7 +116,7 @@ class Client::Impl {
   ~Impl() {
     shutting_down_ = true;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       for (auto& endpoint : endpoints_) {
         for (auto& connection : endpoint->connections) connection->Close();
       }
@@ -137,7 +137,7 @@ class Client::Impl {
   void Start(pb::ClientRequest request, Route route, absl::Duration timeout, Done done);
 
   std::string leader_address() const {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return leader_address_;
   }
 
@@ -204,7 +204,7 @@ class Client::Impl {
   std::mutex idle_mu_;
   std::condition_variable idle_cv_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_ ABSL_GUARDED_BY(mu_);
   size_t current_ ABSL_GUARDED_BY(mu_) = 0;  // endpoint for kLeader calls without a leader
   std::string leader_address_ ABSL_GUARDED_BY(mu_);
@@ -242,7 +242,7 @@ void Client::Impl::Start(pb::ClientRequest request, Route route, absl::Duration 
 }
 
 Session Client::Impl::AcquireSession() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!free_sessions_.empty()) {
     Session session = free_sessions_.back();
     free_sessions_.pop_back();
@@ -254,12 +254,12 @@ Session Client::Impl::AcquireSession() {
 }
 
 void Client::Impl::ReleaseSession(Session session) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   free_sessions_.push_back(session);
 }
 
 std::shared_ptr<Connection> Client::Impl::PickConnection(Call& call) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   Endpoint* endpoint = nullptr;
   if (!call.hinted_address.empty()) {
     endpoint = AddEndpointLocked(call.hinted_address);
@@ -274,7 +274,7 @@ std::shared_ptr<Connection> Client::Impl::PickConnection(Call& call) {
 }
 
 void Client::Impl::MarkFailed(const std::string& address) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (leader_address_ == address) leader_address_.clear();
   if (endpoints_[current_ % endpoints_.size()]->address == address) {
     current_ = (current_ + 1) % endpoints_.size();
@@ -282,7 +282,7 @@ void Client::Impl::MarkFailed(const std::string& address) {
 }
 
 void Client::Impl::SetLeader(const std::string& address) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   leader_address_ = address;
 }
 
@@ -291,7 +291,7 @@ void Client::Impl::SetLeader(const std::string& address) {
 void Client::Impl::MaybeRefreshLeader() {
   if (!options_.route_to_leader || shutting_down_) return;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!leader_address_.empty() || refreshing_) return;
     if (absl::Now() - last_refresh_ < absl::Milliseconds(200)) return;
     refreshing_ = true;
@@ -301,7 +301,7 @@ void Client::Impl::MaybeRefreshLeader() {
   request.mutable_member_list();
   Start(std::move(request), Route::kAny, absl::Seconds(2),
         [this](absl::StatusOr<pb::ClientResponse> response) {
-          absl::MutexLock lock(&mu_);
+          MutexLock lock(&mu_);
           refreshing_ = false;
           if (!response.ok()) return;
           for (const pb::Member& member : response->member_list().members()) {

@@ -21,6 +21,7 @@
 #include "server/http_server.h"
 #include "server/kv_apply.h"
 #include "server/kv_service.h"
+#include "server/kv_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 
@@ -53,6 +54,7 @@ class KvTestClientTest : public ::testing::Test {
     sm_options.data_dir = root_ + "/data";
     sm_options.identity = {kCluster, 1, "stead-0"};
     sm_options.logger = logger;
+    sm_options.keyspaces = server::KvKeyspaces();
     state_ = storage::StateMachine::Open(sm_options).value();
 
     server::PeerTransportOptions transport_options;

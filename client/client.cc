@@ -19,8 +19,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "base/mutex.h"
 #include "base/asio.h"
+#include "base/mutex.h"
+#include "base/status_macros.h"
 #include "client/connection.h"
 #include "proto/kv.pb.h"
 #include "server/frame.h"
@@ -98,6 +99,80 @@ std::string PrefixEnd(std::string_view prefix) {
     end.pop_back();
   }
   return std::string(1, '\0');
+}
+
+namespace {
+
+Compare CompareOn(std::string_view key, Compare::Target target, Compare::Result result) {
+  Compare compare;
+  compare.key = std::string(key);
+  compare.target = target;
+  compare.result = result;
+  return compare;
+}
+
+TxnOp TxnOpOn(std::string_view key, TxnOp::Kind kind) {
+  TxnOp op;
+  op.key = std::string(key);
+  op.kind = kind;
+  return op;
+}
+
+}  // namespace
+
+Compare Compare::Value(std::string_view key, Result result, std::string_view value) {
+  Compare compare = CompareOn(key, Target::kValue, result);
+  compare.value = std::string(value);
+  return compare;
+}
+
+Compare Compare::Version(std::string_view key, Result result, int64_t version) {
+  Compare compare = CompareOn(key, Target::kVersion, result);
+  compare.number = version;
+  return compare;
+}
+
+Compare Compare::CreateRevision(std::string_view key, Result result, int64_t revision) {
+  Compare compare = CompareOn(key, Target::kCreateRevision, result);
+  compare.number = revision;
+  return compare;
+}
+
+Compare Compare::ModRevision(std::string_view key, Result result, int64_t revision) {
+  Compare compare = CompareOn(key, Target::kModRevision, result);
+  compare.number = revision;
+  return compare;
+}
+
+Compare Compare::Exists(std::string_view key) {
+  Compare compare = CompareOn(key, Target::kExists, Result::kEqual);
+  compare.exists = true;
+  return compare;
+}
+
+Compare Compare::Missing(std::string_view key) {
+  Compare compare = CompareOn(key, Target::kExists, Result::kEqual);
+  compare.exists = false;
+  return compare;
+}
+
+TxnOp TxnOp::Get(std::string_view key, std::string_view range_end, int64_t limit) {
+  TxnOp op = TxnOpOn(key, Kind::kGet);
+  op.range_end = std::string(range_end);
+  op.limit = limit;
+  return op;
+}
+
+TxnOp TxnOp::Put(std::string_view key, std::string_view value) {
+  TxnOp op = TxnOpOn(key, Kind::kPut);
+  op.value = std::string(value);
+  return op;
+}
+
+TxnOp TxnOp::Delete(std::string_view key, std::string_view range_end) {
+  TxnOp op = TxnOpOn(key, Kind::kDelete);
+  op.range_end = std::string(range_end);
+  return op;
 }
 
 class Client::Impl {
@@ -489,20 +564,24 @@ absl::StatusOr<bool> ToDeleted(absl::StatusOr<pb::ClientResponse> response) {
   return response->delete_range().deleted() > 0;
 }
 
-absl::StatusOr<RangeResult> ToRangeResult(absl::StatusOr<pb::ClientResponse> response) {
-  if (!response.ok()) return response.status();
-  if (!response->has_range()) return absl::InternalError("answer to a range is not a range");
+RangeResult RangeResultFromProto(const pb::RangeResponse& range, int64_t revision) {
   RangeResult result;
-  for (const pb::KeyValue& kv : response->range().kvs()) result.kvs.push_back(FromProto(kv));
-  result.more = response->range().more();
-  result.next_key = response->range().next_key();
+  for (const pb::KeyValue& kv : range.kvs()) result.kvs.push_back(FromProto(kv));
+  result.more = range.more();
+  result.next_key = range.next_key();
   if (result.more && result.next_key.empty() && !result.kvs.empty()) {
     // A member that does not fill next_key: continue right after the last key.
     result.next_key = result.kvs.back().key + std::string(1, '\0');
   }
-  result.count = response->range().count();
-  result.revision = response->header().revision();
+  result.count = range.count();
+  result.revision = revision;
   return result;
+}
+
+absl::StatusOr<RangeResult> ToRangeResult(absl::StatusOr<pb::ClientResponse> response) {
+  if (!response.ok()) return response.status();
+  if (!response->has_range()) return absl::InternalError("answer to a range is not a range");
+  return RangeResultFromProto(response->range(), response->header().revision());
 }
 
 absl::StatusOr<std::vector<Member>> ToMembers(absl::StatusOr<pb::ClientResponse> response) {
@@ -528,6 +607,143 @@ pb::ClientRequest RangeRequest(std::string_view begin, const RangeOptions& optio
   range->set_limit(options.limit);
   range->set_keys_only(options.keys_only);
   return request;
+}
+
+// The compare as the wire has it; InvalidArgument for an enumerator out of range (a
+// value cast into the enum).
+absl::StatusOr<pb::Compare> CompareToProto(const Compare& compare) {
+  pb::Compare out;
+  out.set_key(compare.key);
+  out.set_range_end(compare.range_end);
+  switch (compare.result) {
+    case Compare::Result::kEqual:
+      out.set_result(pb::Compare::RESULT_EQUAL);
+      break;
+    case Compare::Result::kNotEqual:
+      out.set_result(pb::Compare::RESULT_NOT_EQUAL);
+      break;
+    case Compare::Result::kGreater:
+      out.set_result(pb::Compare::RESULT_GREATER);
+      break;
+    case Compare::Result::kLess:
+      out.set_result(pb::Compare::RESULT_LESS);
+      break;
+    default:
+      return absl::InvalidArgumentError("unknown Compare::Result");
+  }
+  switch (compare.target) {
+    case Compare::Target::kValue:
+      out.set_target(pb::Compare::TARGET_VALUE);
+      out.set_value(compare.value);
+      break;
+    case Compare::Target::kVersion:
+      out.set_target(pb::Compare::TARGET_VERSION);
+      out.set_version(compare.number);
+      break;
+    case Compare::Target::kCreateRevision:
+      out.set_target(pb::Compare::TARGET_CREATE_REVISION);
+      out.set_create_revision(compare.number);
+      break;
+    case Compare::Target::kModRevision:
+      out.set_target(pb::Compare::TARGET_MOD_REVISION);
+      out.set_mod_revision(compare.number);
+      break;
+    case Compare::Target::kExists:
+      out.set_target(pb::Compare::TARGET_EXISTS);
+      out.set_exists(compare.exists);
+      break;
+    default:
+      return absl::InvalidArgumentError("unknown Compare::Target");
+  }
+  return out;
+}
+
+absl::StatusOr<pb::RequestOp> TxnOpToProto(const TxnOp& op) {
+  pb::RequestOp out;
+  switch (op.kind) {
+    case TxnOp::Kind::kGet: {
+      pb::RangeRequest* range = out.mutable_range();
+      range->set_key(op.key);
+      range->set_range_end(op.range_end);
+      range->set_limit(op.limit);
+      return out;
+    }
+    case TxnOp::Kind::kPut:
+      out.mutable_put()->set_key(op.key);
+      out.mutable_put()->set_value(op.value);
+      return out;
+    case TxnOp::Kind::kDelete:
+      out.mutable_delete_range()->set_key(op.key);
+      out.mutable_delete_range()->set_range_end(op.range_end);
+      return out;
+  }
+  return absl::InvalidArgumentError("unknown TxnOp::Kind");
+}
+
+absl::Status AddTxnOps(const std::vector<TxnOp>& ops, const char* branch,
+                       google::protobuf::RepeatedPtrField<pb::RequestOp>* out) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    STEAD_ASSIGN_OR_RETURN(
+        *out->Add(), Annotate(TxnOpToProto(ops[i]), absl::StrCat("txn ", branch, "[", i, "]")));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<pb::ClientRequest> TxnToProto(const TxnRequest& txn) {
+  pb::ClientRequest request;
+  pb::TxnRequest* out = request.mutable_txn();
+  for (size_t i = 0; i < txn.compare.size(); ++i) {
+    STEAD_ASSIGN_OR_RETURN(*out->add_compare(), Annotate(CompareToProto(txn.compare[i]),
+                                                         absl::StrCat("txn compare[", i, "]")));
+  }
+  STEAD_RETURN_IF_ERROR(AddTxnOps(txn.success, "success", out->mutable_success()));
+  STEAD_RETURN_IF_ERROR(AddTxnOps(txn.failure, "failure", out->mutable_failure()));
+  return request;
+}
+
+// The kind of answer each TxnOp::Kind expects.
+pb::ResponseOp::ResponseCase ResponseCaseOf(TxnOp::Kind kind) {
+  switch (kind) {
+    case TxnOp::Kind::kGet:
+      return pb::ResponseOp::kRange;
+    case TxnOp::Kind::kPut:
+      return pb::ResponseOp::kPut;
+    case TxnOp::Kind::kDelete:
+      return pb::ResponseOp::kDeleteRange;
+  }
+  return pb::ResponseOp::RESPONSE_NOT_SET;
+}
+
+// `request` is what was sent: the answer must hold one response per operation of the
+// branch that ran, each of its operation's kind (Internal otherwise).
+absl::StatusOr<TxnResult> ToTxnResult(const TxnRequest& request,
+                                      absl::StatusOr<pb::ClientResponse> response) {
+  if (!response.ok()) return response.status();
+  if (!response->has_txn()) return absl::InternalError("answer to a txn is not a txn");
+  TxnResult result;
+  result.succeeded = response->txn().succeeded();
+  result.revision = response->header().revision();
+  const std::vector<TxnOp>& ops = result.succeeded ? request.success : request.failure;
+  const auto& answers = response->txn().responses();
+  if (static_cast<size_t>(answers.size()) != ops.size()) {
+    return absl::InternalError(absl::StrCat("answer to a txn has ", answers.size(),
+                                            " responses for ", ops.size(), " operations"));
+  }
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const pb::ResponseOp& answer = answers[static_cast<int>(i)];
+    if (answer.response_case() != ResponseCaseOf(ops[i].kind)) {
+      return absl::InternalError(
+          absl::StrCat("answer to txn operation ", i, " is of another kind"));
+    }
+    TxnOpResult op_result;
+    op_result.kind = ops[i].kind;
+    if (answer.has_range()) {
+      op_result.range = RangeResultFromProto(answer.range(), result.revision);
+    }
+    if (answer.has_delete_range()) op_result.deleted = answer.delete_range().deleted();
+    result.responses.push_back(std::move(op_result));
+  }
+  return result;
 }
 
 Route ReadRoute(bool serializable) { return serializable ? Route::kAny : Route::kLeader; }
@@ -588,6 +804,19 @@ void Client::MemberListAsync(CallOptions options, Callback<std::vector<Member>> 
                });
 }
 
+void Client::TxnAsync(const TxnRequest& request, CallOptions options, Callback<TxnResult> done) {
+  absl::StatusOr<pb::ClientRequest> proto = TxnToProto(request);
+  if (!proto.ok()) {
+    done(proto.status());
+    return;
+  }
+  // The answer is read against the operations sent, so the call keeps a copy of them.
+  impl_->Start(*std::move(proto), Route::kLeader, options.timeout,
+               [request, done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+                 done(ToTxnResult(request, std::move(r)));
+               });
+}
+
 absl::StatusOr<std::optional<std::string>> Client::Get(std::string_view key, GetOptions options) {
   return Wait<absl::StatusOr<std::optional<std::string>>>(
       [&](auto done) { GetAsync(key, options, std::move(done)); });
@@ -640,6 +869,24 @@ absl::StatusOr<std::vector<Member>> Client::MemberRemoveById(uint64_t id, CallOp
                    done(ToMembers(std::move(r)));
                  });
   });
+}
+
+absl::StatusOr<TxnResult> Client::Txn(const TxnRequest& request, CallOptions options) {
+  return Wait<absl::StatusOr<TxnResult>>(
+      [&](auto done) { TxnAsync(request, options, std::move(done)); });
+}
+
+absl::StatusOr<bool> Client::CompareAndSwap(std::string_view key,
+                                            const std::optional<std::string>& expected,
+                                            std::string_view new_value, CallOptions options) {
+  TxnRequest request;
+  request.compare.push_back(expected.has_value()
+                                ? Compare::Value(key, Compare::Result::kEqual, *expected)
+                                : Compare::Missing(key));
+  request.success.push_back(TxnOp::Put(key, new_value));
+  absl::StatusOr<TxnResult> result = Txn(request, options);
+  if (!result.ok()) return result.status();
+  return result->succeeded;
 }
 
 }  // namespace stead

@@ -26,7 +26,8 @@
 //   NotFound           MemberRemove: no such member
 //   FailedPrecondition the cluster refused the request as asked (see the message)
 //   Cancelled          the Client was destroyed with the call in flight
-// A missing key is not an error: Get returns an empty optional.
+// A missing key is not an error: Get returns an empty optional; nor is a compare of a
+// transaction that does not hold: Txn returns succeeded == false.
 //
 // Thread-safety: every method may be called from any thread at once. Callbacks of the
 // *Async methods run on the client's I/O threads: they must not block and must not
@@ -79,6 +80,84 @@ struct Member {
   uint64_t match_index = 0;
 };
 
+// One condition of a transaction (Client::Txn) on the key `key`, or with range_end on
+// every key of [key, range_end) (it holds when it holds for each key of the range).
+// Build one with the factories:
+//   Compare::Value("k", Compare::Result::kEqual, "v")       the value of k is "v"
+//   Compare::Version("k", Compare::Result::kGreater, 3)     k was written more than 3 times
+//   Compare::ModRevision("k", Compare::Result::kLess, 812)  k last written before revision 812
+//   Compare::Exists("k"), Compare::Missing("k")
+// As in etcd, an absent key never satisfies a kValue compare (not even kNotEqual) and
+// counts as 0 for kVersion, kCreateRevision and kModRevision (so Version == 0 holds
+// exactly when the key is absent). Values compare as byte strings.
+struct Compare {
+  enum class Target { kValue, kVersion, kCreateRevision, kModRevision, kExists };
+  enum class Result { kEqual, kNotEqual, kGreater, kLess };
+
+  Target target = Target::kExists;
+  // kExists takes only kEqual and kNotEqual (else the call fails with InvalidArgument).
+  Result result = Result::kEqual;
+  std::string key;
+  // Empty: the single key; "\0": every key >= key; PrefixEnd(p): every key with prefix p.
+  std::string range_end;
+  std::string value;   // the operand of kValue
+  int64_t number = 0;  // the operand of kVersion, kCreateRevision and kModRevision
+  bool exists = true;  // the operand of kExists
+
+  static Compare Value(std::string_view key, Result result, std::string_view value);
+  static Compare Version(std::string_view key, Result result, int64_t version);
+  static Compare CreateRevision(std::string_view key, Result result, int64_t revision);
+  static Compare ModRevision(std::string_view key, Result result, int64_t revision);
+  static Compare Exists(std::string_view key);
+  static Compare Missing(std::string_view key);
+  bool operator==(const Compare&) const = default;
+};
+
+// One operation of a transaction branch: TxnOp::Put("k", "v"), TxnOp::Delete("k"),
+// TxnOp::Get("k"); Get and Delete take a range_end with the rules of
+// RangeOptions::range_end.
+struct TxnOp {
+  enum class Kind { kGet, kPut, kDelete };
+
+  Kind kind = Kind::kGet;
+  std::string key;
+  std::string value;      // kPut: the new value
+  std::string range_end;  // kGet, kDelete: empty for the single key `key`
+  int64_t limit = 0;      // kGet: at most this many keys; 0 means the server's maximum
+
+  static TxnOp Get(std::string_view key, std::string_view range_end = {}, int64_t limit = 0);
+  static TxnOp Put(std::string_view key, std::string_view value);
+  static TxnOp Delete(std::string_view key, std::string_view range_end = {});
+  bool operator==(const TxnOp&) const = default;
+};
+
+// If every compare holds, `success` runs, else `failure`; at most 128 entries in each
+// list (the server's limit). The `{}` initializers let a designated initializer name
+// only some lists (`{.compare = {...}, .success = {...}}`) under -Wextra.
+struct TxnRequest {
+  std::vector<Compare> compare = {};
+  std::vector<TxnOp> success = {};
+  std::vector<TxnOp> failure = {};
+};
+
+// The answer to one TxnOp, of the same kind.
+struct TxnOpResult {
+  TxnOp::Kind kind = TxnOp::Kind::kGet;
+  // kGet: the keys read, as Client::Range answers them. A read sees the state before
+  // the transaction with the branch's earlier writes applied over it.
+  RangeResult range;
+  int64_t deleted = 0;  // kDelete: how many keys it deleted
+};
+
+struct TxnResult {
+  // Whether every compare held, that is whether `success` ran (else `failure` did).
+  bool succeeded = false;
+  // One per operation of the branch that ran, in its order.
+  std::vector<TxnOpResult> responses;
+  // The store revision after the transaction (unchanged by one that wrote nothing).
+  int64_t revision = 0;
+};
+
 // The end of a prefix scan: the smallest key greater than every key starting with
 // `prefix`; "\0" (every key) for an empty prefix or one of only 0xff bytes.
 std::string PrefixEnd(std::string_view prefix);
@@ -120,6 +199,19 @@ class Client {
   absl::StatusOr<std::vector<Member>> MemberRemoveByName(std::string_view name,
                                                          CallOptions options = {});
   absl::StatusOr<std::vector<Member>> MemberRemoveById(uint64_t id, CallOptions options = {});
+  // Atomically, at one store revision: if every compare of `request` holds, runs its
+  // `success` operations, else its `failure` operations. A compare that does not hold
+  // is a result (succeeded == false), not an error. Every transaction, even one that
+  // only reads, is a write to the cluster: it goes through the leader's log and is
+  // applied exactly once, like Put, so a retried attempt receives the first attempt's
+  // result. InvalidArgument for a malformed request (empty key, kExists with kGreater
+  // or kLess, a list over the limit, a key or value over the server's limits).
+  absl::StatusOr<TxnResult> Txn(const TxnRequest& request, CallOptions options = {});
+  // Sets `key` to `new_value` if its value is `expected` (std::nullopt: if `key` does
+  // not exist); whether it did. One Txn; the same errors.
+  absl::StatusOr<bool> CompareAndSwap(std::string_view key,
+                                      const std::optional<std::string>& expected,
+                                      std::string_view new_value, CallOptions options = {});
 
   // ---- Asynchronous calls: `done` runs exactly once, on an I/O thread. ----
 
@@ -130,6 +222,7 @@ class Client {
   void DeleteAsync(std::string_view key, CallOptions options, Callback<bool> done);
   void RangeAsync(std::string_view begin, RangeOptions options, Callback<RangeResult> done);
   void MemberListAsync(CallOptions options, Callback<std::vector<Member>> done);
+  void TxnAsync(const TxnRequest& request, CallOptions options, Callback<TxnResult> done);
 
   // The leader's client address as last learned; empty when unknown.
   std::string LeaderAddressForTesting() const;

@@ -7,7 +7,7 @@
 //   1  any other error
 //   2  invalid argument: bad command, flag or request (InvalidArgument)
 //   3  not found: `get` of an absent key, `member remove` of an unknown member
-//   4  failed compare (reserved for `txn`)
+//   4  failed compare: `txn` ran its --else branch
 //   5  unavailable: no member answered, no leader, or the deadline passed
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,6 +31,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "client/steadctl_txn.h"
 #include "stead/client.h"
 
 namespace {
@@ -39,7 +40,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitError = 1;
 constexpr int kExitInvalidArgument = 2;
 constexpr int kExitNotFound = 3;
-[[maybe_unused]] constexpr int kExitFailedCompare = 4;  // for `txn`
+constexpr int kExitFailedCompare = 4;  // `txn` ran its --else branch
 constexpr int kExitUnavailable = 5;
 
 constexpr char kDefaultEndpoints[] = "127.0.0.1:2479,127.0.0.1:2489,127.0.0.1:2499";
@@ -55,6 +56,10 @@ constexpr char kMainHelp[] =
     "  del KEY                         delete KEY; prints how many keys were deleted\n"
     "  scan PREFIX [--limit=N] [--serializable] [--keys-only]\n"
     "                                  keys starting with PREFIX, all pages (or at most N)\n"
+    "  txn [--if COND]... [--then OP]... [--else OP]...\n"
+    "                                  compare-and-swap: if every COND holds run the\n"
+    "                                  --then OPs, else the --else OPs, atomically;\n"
+    "                                  exit 4 if a COND failed (see steadctl txn --help)\n"
     "  member list                     the members: id, name, addresses, role\n"
     "  member remove NAME|ORDINAL|ID   remove a member (scale-down runbook)\n"
     "  cluster status [--http-port-offset=N]\n"
@@ -84,6 +89,10 @@ const std::map<std::string, std::string>& CommandHelp() {
       {"scan", "usage: steadctl scan PREFIX [--limit=N] [--serializable] [--keys-only]\n"
                "Prints every key starting with PREFIX and its value (key TAB value), in key\n"
                "order, fetching page after page; --limit stops after N keys.\n"},
+      {"txn", absl::StrCat("usage: steadctl txn [--if COND]... [--then OP]... [--else OP]...\n",
+                           stead::ctl::kTxnSyntaxHelp, "\nexample:\n",
+                           "  steadctl txn --if 'value(config) = v1' --if '!exists(lock)' \\\n"
+                           "               --then 'put config v2' --else 'get config'\n")},
       {"member", "usage: steadctl member list | member remove NAME|ORDINAL|ID\n"
                  "list: id, name, peer and client address, role of every member.\n"
                  "remove: removes the member named NAME, with ordinal N (a number below\n"
@@ -110,6 +119,8 @@ struct Flags {
   int64_t limit = 0;
   int http_port_offset = 2;
   bool help = false;
+  // txn: the texts of --if, --then and --else, each in order (steadctl_txn.h).
+  std::vector<std::string> txn_ifs, txn_thens, txn_elses;
   std::vector<std::string> args;  // command and its positional arguments
 };
 
@@ -189,6 +200,12 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       if (!absl::SimpleAtoi(*v, &flags.limit) || flags.limit < 0) {
         return absl::InvalidArgumentError(absl::StrCat("--limit: '", *v, "' is not a count"));
       }
+    } else if (name == "--if" || name == "--then" || name == "--else") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      std::vector<std::string>& texts =
+          name == "--if" ? flags.txn_ifs : (name == "--then" ? flags.txn_thens : flags.txn_elses);
+      texts.push_back(*v);
     } else if (name == "--http-port-offset") {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();
@@ -216,6 +233,12 @@ std::string Json(const std::string& text) {
     }
   }
   return out + "\"";
+}
+
+std::string KeyValueJson(const stead::KeyValue& kv) {
+  return absl::StrCat("{\"key\":", Json(kv.key), ",\"value\":", Json(kv.value),
+                      ",\"create_revision\":", kv.create_revision,
+                      ",\"mod_revision\":", kv.mod_revision, ",\"version\":", kv.version, "}");
 }
 
 std::string Role(const stead::Member& member) {
@@ -368,11 +391,7 @@ int Scan(stead::Client& client, const Flags& flags) {
   }
   if (flags.output == "json") {
     std::vector<std::string> rows;
-    for (const stead::KeyValue& kv : kvs) {
-      rows.push_back(absl::StrCat("{\"key\":", Json(kv.key), ",\"value\":", Json(kv.value),
-                                  ",\"create_revision\":", kv.create_revision,
-                                  ",\"mod_revision\":", kv.mod_revision, ",\"version\":", kv.version, "}"));
-    }
+    for (const stead::KeyValue& kv : kvs) rows.push_back(KeyValueJson(kv));
     std::printf("{\"kvs\":[%s],\"count\":%zu}\n", absl::StrJoin(rows, ",").c_str(), kvs.size());
   } else {
     for (const stead::KeyValue& kv : kvs) {
@@ -380,6 +399,84 @@ int Scan(stead::Client& client, const Flags& flags) {
     }
   }
   return kExitOk;
+}
+
+std::string TxnOpKindName(stead::TxnOp::Kind kind) {
+  switch (kind) {
+    case stead::TxnOp::Kind::kGet:
+      return "get";
+    case stead::TxnOp::Kind::kPut:
+      return "put";
+    case stead::TxnOp::Kind::kDelete:
+      return "del";
+  }
+  return "?";
+}
+
+// `ops` are the operations of the branch that ran; result.responses has one per op.
+void PrintTxnResult(const Flags& flags, const std::vector<stead::TxnOp>& ops,
+                    const stead::TxnResult& result) {
+  if (flags.output == "json") {
+    std::vector<std::string> rows;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const stead::TxnOpResult& answer = result.responses[i];
+      std::string row =
+          absl::StrCat("{\"op\":", Json(TxnOpKindName(ops[i].kind)), ",\"key\":", Json(ops[i].key));
+      if (!ops[i].range_end.empty()) {
+        absl::StrAppend(&row, ",\"range_end\":", Json(ops[i].range_end));
+      }
+      if (answer.kind == stead::TxnOp::Kind::kDelete) {
+        absl::StrAppend(&row, ",\"deleted\":", answer.deleted);
+      }
+      if (answer.kind == stead::TxnOp::Kind::kGet) {
+        std::vector<std::string> kvs;
+        for (const stead::KeyValue& kv : answer.range.kvs) kvs.push_back(KeyValueJson(kv));
+        absl::StrAppend(&row, ",\"kvs\":[", absl::StrJoin(kvs, ","),
+                        "],\"more\":", answer.range.more ? "true" : "false");
+      }
+      rows.push_back(row + "}");
+    }
+    std::printf("{\"succeeded\":%s,\"revision\":%lld,\"responses\":[%s]}\n",
+                result.succeeded ? "true" : "false", static_cast<long long>(result.revision),
+                absl::StrJoin(rows, ",").c_str());
+    return;
+  }
+  std::printf("%s revision=%lld\n", result.succeeded ? "SUCCEEDED" : "FAILED",
+              static_cast<long long>(result.revision));
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const stead::TxnOpResult& answer = result.responses[i];
+    const std::string op = stead::ctl::FormatTxnOp(ops[i]);
+    switch (answer.kind) {
+      case stead::TxnOp::Kind::kPut:
+        std::printf("%s: OK\n", op.c_str());
+        break;
+      case stead::TxnOp::Kind::kDelete:
+        std::printf("%s: %lld deleted\n", op.c_str(), static_cast<long long>(answer.deleted));
+        break;
+      case stead::TxnOp::Kind::kGet:
+        std::printf("%s: %zu key%s%s\n", op.c_str(), answer.range.kvs.size(),
+                    answer.range.kvs.size() == 1 ? "" : "s", answer.range.more ? " (more)" : "");
+        for (const stead::KeyValue& kv : answer.range.kvs) {
+          std::printf("%s\t%s\n", kv.key.c_str(), kv.value.c_str());
+        }
+        break;
+    }
+  }
+}
+
+int Txn(stead::Client& client, const Flags& flags) {
+  if (flags.args.size() != 1) {
+    return Fail(kExitInvalidArgument,
+                "txn takes only --if, --then and --else flags; quote each condition and "
+                "operation (see steadctl txn --help)");
+  }
+  absl::StatusOr<stead::TxnRequest> request =
+      stead::ctl::ParseTxn(flags.txn_ifs, flags.txn_thens, flags.txn_elses);
+  if (!request.ok()) return Fail(kExitInvalidArgument, std::string(request.status().message()));
+  absl::StatusOr<stead::TxnResult> result = client.Txn(*request, {.timeout = flags.timeout});
+  if (!result.ok()) return FailStatus(result.status());
+  PrintTxnResult(flags, result->succeeded ? request->success : request->failure, *result);
+  return result->succeeded ? kExitOk : kExitFailedCompare;
 }
 
 int MemberCommand(stead::Client& client, const Flags& flags) {
@@ -529,6 +626,7 @@ int main(int argc, char** argv) {
   if (help_key == "put") return Put(**client, *flags);
   if (help_key == "del") return Del(**client, *flags);
   if (help_key == "scan") return Scan(**client, *flags);
+  if (help_key == "txn") return Txn(**client, *flags);
   if (help_key == "member") return MemberCommand(**client, *flags);
   return ClusterCommand(**client, *flags);
 }

@@ -1,5 +1,6 @@
 // The real steadctl binary: --help everywhere, exit codes and messages for bad input
-// and unreachable members, and kv and member commands against a real 3-member cluster.
+// and unreachable members, and kv, txn and member commands against a real 3-member
+// cluster.
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -18,12 +19,14 @@ namespace stead {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::ProcessCluster;
 using testing::Subprocess;
 
 // The documented exit codes (steadctl --help).
 constexpr int kExitInvalidArgument = 2;
 constexpr int kExitNotFound = 3;
+constexpr int kExitFailedCompare = 4;
 constexpr int kExitUnavailable = 5;
 
 std::string TestRoot() {
@@ -68,10 +71,10 @@ CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> e
 TEST(SteadctlTest, HelpOnEveryCommand) {
   const CtlRun main_help = Steadctl({"--help"});
   EXPECT_EQ(main_help.exit_code, 0);
-  for (const char* word : {"get", "put", "del", "scan", "member", "cluster", "exit codes"}) {
+  for (const char* word : {"get", "put", "del", "scan", "txn", "member", "cluster", "exit codes"}) {
     EXPECT_THAT(main_help.out, HasSubstr(word));
   }
-  for (const char* command : {"get", "put", "del", "scan", "member", "cluster"}) {
+  for (const char* command : {"get", "put", "del", "scan", "txn", "member", "cluster"}) {
     SCOPED_TRACE(command);
     const CtlRun help = Steadctl({command, "--help"});
     EXPECT_EQ(help.exit_code, 0);
@@ -92,6 +95,15 @@ TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
       {"missing key", {"get"}, "get needs KEY"},
       {"bad timeout", {"--timeout=soon", "get", "k"}, "--timeout"},
       {"bad endpoint", {"--endpoints=nohostport", "get", "k"}, "not host:port"},
+      {"empty txn", {"txn"}, "txn needs --if, --then or --else"},
+      {"txn with a positional word", {"txn", "put k v"}, "txn takes only --if, --then and --else"},
+      {"txn bad condition",
+       {"txn", "--if", "version(k) >= 3", "--then", "put k v"},
+       "--if #1 'version(k) >= 3': '>=' is not an operator; use = != > < at column 12"},
+      {"txn bad operation",
+       {"txn", "--if=exists(k)", "--then", "put k"},
+       "--then #1 'put k': put takes KEY VALUE"},
+      {"txn flag without value", {"txn", "--else"}, "--else needs a value"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -154,6 +166,53 @@ TEST(SteadctlTest, AgainstARealCluster) {
 
   CtlRun remove = Steadctl({endpoints, "member", "remove", "stead-7"});
   EXPECT_EQ(remove.exit_code, kExitNotFound) << remove.err;
+}
+
+// Goal: `steadctl txn` exits 0 and prints the --then answers when its conditions
+// hold, exits 4 and prints the --else answers when one does not, in both output
+// formats, with quoted words taken whole.
+TEST(SteadctlTest, TxnExitsByWhetherItsConditionsHeld) {
+  ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  ASSERT_GE(cluster.WaitForLeader({0, 1, 2}), 0);
+  const std::string endpoints = "--endpoints=" + absl::StrJoin(cluster.ClientEndpoints(3), ",");
+  const std::vector<std::string> create = {endpoints,    "txn",
+                                           "--if",       "!exists(colour)",
+                                           "--then",     "put colour blue",
+                                           "--then",     "get colour",
+                                           "--else",     "get colour"};
+
+  CtlRun created = Steadctl(create);
+  EXPECT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_TRUE(absl::StartsWith(created.out, "SUCCEEDED revision=")) << created.out;
+  EXPECT_THAT(created.out, HasSubstr("\nput colour blue: OK\nget colour: 1 key\ncolour\tblue\n"));
+
+  CtlRun again = Steadctl(create);
+  EXPECT_EQ(again.exit_code, kExitFailedCompare) << again.err;
+  EXPECT_TRUE(absl::StartsWith(again.out, "FAILED revision=")) << again.out;
+  EXPECT_THAT(again.out, HasSubstr("\nget colour: 1 key\ncolour\tblue\n"));
+  EXPECT_THAT(again.out, Not(HasSubstr("put")));
+
+  CtlRun swapped =
+      Steadctl({endpoints, "--output=json", "txn", "--if", "value(colour) = blue", "--if",
+                "version(colour) = 1", "--then", "put colour red", "--then", "del colour2",
+                "--then", R"(put "my key" "a b")", "--then", "get colour"});
+  EXPECT_EQ(swapped.exit_code, 0) << swapped.err;
+  EXPECT_TRUE(absl::StartsWith(swapped.out, R"({"succeeded":true,"revision":)")) << swapped.out;
+  EXPECT_THAT(swapped.out,
+              HasSubstr(R"({"op":"put","key":"colour"},)"
+                        R"({"op":"del","key":"colour2","deleted":0},)"
+                        R"({"op":"put","key":"my key"},)"
+                        R"({"op":"get","key":"colour","kvs":[{"key":"colour","value":"red",)"));
+  EXPECT_EQ(Steadctl({endpoints, "get", "my key"}).out, "a b\n");
+
+  CtlRun failed = Steadctl(
+      {endpoints, "--output=json", "txn", "--if", "version(colour) > 100", "--then", "del colour"});
+  EXPECT_EQ(failed.exit_code, kExitFailedCompare) << failed.err;
+  EXPECT_TRUE(absl::StartsWith(failed.out, R"({"succeeded":false,"revision":)")) << failed.out;
+  EXPECT_THAT(failed.out, HasSubstr(R"("responses":[]})"));
+  EXPECT_EQ(Steadctl({endpoints, "get", "colour"}).out, "red\n");
 }
 
 }  // namespace

@@ -222,7 +222,8 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
 // JSON string literal of arbitrary bytes: bytes outside printable ASCII become \u00XX.
 std::string Json(const std::string& text) {
   std::string out = "\"";
-  for (unsigned char ch : text) {
+  for (const char byte : text) {
+    const auto ch = static_cast<unsigned char>(byte);
     if (ch == '"' || ch == '\\') {
       out += '\\';
       out += static_cast<char>(ch);

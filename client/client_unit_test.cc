@@ -59,6 +59,10 @@ TEST(Client, UnreachableMembersAreUnavailableWithinTheDeadline) {
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(client->MemberList({.timeout = absl::Milliseconds(300)}).status().code(),
             absl::StatusCode::kUnavailable);
+  EXPECT_EQ(client->CompareAndSwap("k", std::nullopt, "v", {.timeout = absl::Milliseconds(300)})
+                .status()
+                .code(),
+            absl::StatusCode::kUnavailable);
 
   std::atomic<int> done{0};
   for (int i = 0; i < 100; ++i) {
@@ -70,6 +74,36 @@ TEST(Client, UnreachableMembersAreUnavailableWithinTheDeadline) {
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (done.load() < 100 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_EQ(done.load(), 100);
+}
+
+// Goal: a transaction with an enumerator out of range (a value cast into the enum)
+// is refused before it is sent, naming the entry, and TxnAsync still answers once.
+TEST(Client, TxnRefusesUnknownEnumeratorsBeforeSending) {
+  ClientOptions options;
+  options.endpoints = {"127.0.0.1:" + std::to_string(testing::FreeLoopbackPort().value())};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(options));
+  Compare bad_target = Compare::Exists("k");
+  bad_target.target = static_cast<Compare::Target>(42);
+  Compare bad_result = Compare::Exists("k");
+  bad_result.result = static_cast<Compare::Result>(42);
+  TxnOp bad_kind = TxnOp::Get("k");
+  bad_kind.kind = static_cast<TxnOp::Kind>(42);
+  const absl::Duration timeout = absl::Seconds(30);  // an attempt would wait it out
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(client->Txn({.compare = {Compare::Exists("k"), bad_target}}, {.timeout = timeout}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, "txn compare[1]"));
+  EXPECT_THAT(client->Txn({.compare = {bad_result}}, {.timeout = timeout}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, "txn compare[0]"));
+  EXPECT_THAT(client->Txn({.failure = {TxnOp::Put("k", "v"), bad_kind}}, {.timeout = timeout}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, "txn failure[1]"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+
+  std::atomic<int> callbacks{0};
+  client->TxnAsync({.success = {bad_kind}}, {.timeout = timeout},
+                   [&callbacks](absl::StatusOr<TxnResult> result) {
+                     if (absl::IsInvalidArgument(result.status())) ++callbacks;
+                   });
+  EXPECT_EQ(callbacks.load(), 1);
 }
 
 // Goal: destroying the client with calls in flight ends each with exactly one callback.

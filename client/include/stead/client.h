@@ -222,6 +222,8 @@ class Client {
   void DeleteAsync(std::string_view key, CallOptions options, Callback<bool> done);
   void RangeAsync(std::string_view begin, RangeOptions options, Callback<RangeResult> done);
   void MemberListAsync(CallOptions options, Callback<std::vector<Member>> done);
+  // A request with an enumerator out of range is refused with InvalidArgument before
+  // it is sent: then `done` runs at once, on the calling thread.
   void TxnAsync(const TxnRequest& request, CallOptions options, Callback<TxnResult> done);
 
   // The leader's client address as last learned; empty when unknown.

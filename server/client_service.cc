@@ -23,11 +23,12 @@ constexpr size_t kReadBufferBytes = 64 * 1024;
 
 struct ClientService::Shared {
   Shared(asio::io_context& io_in, ClientServiceOptions options_in, Logger logger_in,
-         RequestHandler handler_in)
+         RequestHandler handler_in, WatchHub* watches_in)
       : io(io_in),
         options(std::move(options_in)),
         logger(std::move(logger_in)),
         handler(std::move(handler_in)),
+        watches(watches_in),
         listener(std::make_shared<Listener>(io_in)),
         connections(options.max_connections) {}
 
@@ -35,12 +36,14 @@ struct ClientService::Shared {
   const ClientServiceOptions options;
   const Logger logger;
   const RequestHandler handler;
+  WatchHub* const watches;
   std::atomic<bool> stopped{false};
   const std::shared_ptr<Listener> listener;
   ConnectionSet<Connection> connections;  // so Stop can close them
 };
 
-class ClientService::Connection : public std::enable_shared_from_this<Connection> {
+class ClientService::Connection : public WatchStream,
+                                  public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<Shared> shared, tcp::socket socket)
       : shared_(std::move(shared)), socket_(std::move(socket)) {
@@ -69,6 +72,7 @@ class ClientService::Connection : public std::enable_shared_from_this<Connection
     }
     error_code ignored;
     self->socket_.close(ignored);
+    if (self->shared_->watches != nullptr) self->shared_->watches->CloseStream(self.get());
     self->shared_->connections.Remove(self.get());
   }
 
@@ -96,8 +100,37 @@ class ClientService::Connection : public std::enable_shared_from_this<Connection
     }
   }
 
-  // Runs on the connection's strand. Every request gets exactly one response.
+  // WatchStream: a watch's response, from the hub's thread.
+  void Send(pb::ClientResponse response) override {
+    unsent_bytes_ += response.ByteSizeLong();
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this(), response = std::move(response)]() mutable {
+                 if (!self->shared_->stopped) self->Enqueue(std::move(response));
+               });
+  }
+  size_t UnsentBytes() const override { return unsent_bytes_.load(); }
+
+  // Runs on the connection's strand. Every request gets exactly one response, but a
+  // watch: it gets a stream of them from the hub.
   void Dispatch(pb::ClientRequest request) {
+    if (request.has_watch() && shared_->watches != nullptr) {
+      const uint64_t id = request.request_id();
+      shared_->watches->Open(shared_from_this(), id, std::move(*request.mutable_watch()));
+      return;
+    }
+    if (request.has_watch_cancel() && shared_->watches != nullptr) {
+      pb::ClientResponse answer;
+      answer.set_request_id(request.request_id());
+      if (absl::Status cancelled = shared_->watches->Cancel(this, request.watch_cancel().watch_id());
+          cancelled.ok()) {
+        answer.mutable_watch_cancel();
+      } else {
+        *answer.mutable_error() = ErrorFromStatus(cancelled, std::nullopt);
+      }
+      ++inflight_;
+      Respond(std::move(answer));
+      return;
+    }
     if (inflight_ >= shared_->options.max_inflight_per_connection) {
       pb::ClientResponse refused;
       refused.set_request_id(request.request_id());
@@ -105,25 +138,35 @@ class ClientService::Connection : public std::enable_shared_from_this<Connection
       refused.mutable_error()->set_message(
           absl::StrCat(inflight_, " requests in flight on this connection: back off"));
       ++inflight_;
-      Send(std::move(refused));
+      Respond(std::move(refused));
       return;
     }
     ++inflight_;
     shared_->handler(std::move(request), [self = shared_from_this()](pb::ClientResponse response) {
       asio::post(self->socket_.get_executor(), [self, response = std::move(response)]() mutable {
-        if (!self->shared_->stopped) self->Send(std::move(response));
+        if (!self->shared_->stopped) self->Respond(std::move(response));
       });
     });
   }
 
-  // On the strand: frames the response and starts writing if idle.
-  void Send(pb::ClientResponse response) {
+  // On the strand: the one response of a request in flight.
+  void Respond(pb::ClientResponse response) {
     STEAD_CHECK_GT(inflight_, 0u);
     --inflight_;
+    unsent_bytes_ += response.ByteSizeLong();
+    Enqueue(std::move(response));
+  }
+
+  // On the strand: frames the response and starts writing if idle. Its bytes are
+  // already counted in unsent_bytes_.
+  void Enqueue(const pb::ClientResponse& response) {
+    const size_t bytes = response.ByteSizeLong();
     if (absl::Status framed = AppendFrame(response, UINT32_MAX, &pending_); !framed.ok()) {
+      unsent_bytes_ -= bytes;
       STEAD_LOG(shared_->logger, Error) << "cannot frame a response: " << framed.message();
       return;
     }
+    pending_bytes_ += bytes;
     if (!writing_) WriteNext();
   }
 
@@ -135,8 +178,10 @@ class ClientService::Connection : public std::enable_shared_from_this<Connection
     writing_ = true;
     writing_buffer_.swap(pending_);
     pending_.clear();
+    const size_t bytes = std::exchange(pending_bytes_, 0);
     asio::async_write(socket_, asio::buffer(writing_buffer_),
-                      [self = shared_from_this()](error_code ec, size_t) {
+                      [self = shared_from_this(), bytes](error_code ec, size_t) {
+                        self->unsent_bytes_ -= bytes;
                         if (ec) {
                           error_code ignored;
                           self->socket_.close(ignored);
@@ -155,12 +200,16 @@ class ClientService::Connection : public std::enable_shared_from_this<Connection
   std::string pending_;         // framed responses not yet being written
   std::string writing_buffer_;  // what async_write is sending
   bool writing_ = false;
+  size_t pending_bytes_ = 0;  // response bytes (unframed) in pending_
+  // Response bytes handed to this connection and not yet written: the watch hub reads it
+  // from its own thread to spot a client that does not keep up.
+  std::atomic<size_t> unsent_bytes_{0};
 };
 
 ClientService::ClientService(asio::io_context& io, ClientServiceOptions options, Logger logger,
-                             RequestHandler handler)
+                             RequestHandler handler, WatchHub* watches)
     : shared_(std::make_shared<Shared>(io, std::move(options), std::move(logger),
-                                       std::move(handler))) {}
+                                       std::move(handler), watches)) {}
 
 ClientService::~ClientService() { Stop(); }
 

@@ -1,7 +1,9 @@
 // ClientService: the client port (2479). Each connection carries length-prefixed
 // pb::ClientRequest frames and gets pb::ClientResponse frames back with the same
 // request_id, in completion order: many requests may be in flight per connection.
-// What a request does is the RequestHandler's business (KvService).
+// What a request does is the RequestHandler's business (KvService), except watches:
+// a watch request opens a stream in the WatchHub, whose responses carry the watch
+// request's id until it ends (see pb::WatchRequest).
 //
 // Garbage, oversized or undecodable frames close that connection with a logged reason.
 //
@@ -21,6 +23,7 @@
 #include "proto/kv.pb.h"
 #include "server/frame.h"
 #include "server/kv_service.h"
+#include "server/watch_hub.h"
 
 namespace stead::server {
 
@@ -39,8 +42,9 @@ using RequestHandler = std::function<void(pb::ClientRequest request, ResponseCal
 
 class ClientService {
  public:
+  // `watches` (may be null: watches are then refused) must outlive the service.
   ClientService(boost::asio::io_context& io, ClientServiceOptions options, Logger logger,
-                RequestHandler handler);
+                RequestHandler handler, WatchHub* watches = nullptr);
   ClientService(const ClientService&) = delete;
   ClientService& operator=(const ClientService&) = delete;
   ~ClientService();  // Stop()

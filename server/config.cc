@@ -147,6 +147,24 @@ const FlagSpec kFlags[] = {
        STEAD_ASSIGN_OR_RETURN(c.shutdown_timeout, ParsePositiveDuration(v, w));
        return absl::OkStatus();
      }},
+    {"watch-history-revisions", "N", "100000",
+     "watches can start this many revisions back (at least); the same on every member",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       int revisions = 0;
+       STEAD_ASSIGN_OR_RETURN(revisions, ParsePositiveInt(v, w));
+       c.watch_history_revisions = revisions;
+       return absl::OkStatus();
+     }},
+    {"watch-history-age", "DURATION", "0 (no limit)",
+     "also drop watch history older than this (log time); the same on every member",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       if (v == "0") {
+         c.watch_history_age = absl::ZeroDuration();
+         return absl::OkStatus();
+       }
+       STEAD_ASSIGN_OR_RETURN(c.watch_history_age, ParsePositiveDuration(v, w));
+       return absl::OkStatus();
+     }},
 };
 
 const FlagSpec* FindFlag(absl::string_view name) {

@@ -70,6 +70,9 @@ struct ServerConfig {
   int election_ticks = 10;          // election timeout in ticks (randomized up to 2x)
   int heartbeat_ticks = 1;          // leader heartbeat interval in ticks
   absl::Duration shutdown_timeout = absl::Seconds(30);  // SIGTERM: transfer, drain, close
+  // Watch history kept (kv_apply.h); the same on every member.
+  int64_t watch_history_revisions = 100000;
+  absl::Duration watch_history_age = absl::ZeroDuration();  // zero: no age limit
 
   // The address peers reach ordinal `ordinal` at: from --peers, or in Kubernetes
   // <set>-<ordinal>.<peer-service>.<namespace>.svc.<cluster-domain>:<peer port>.

@@ -104,6 +104,7 @@ TEST(ParseServerCommandLine, StatefulSetIdentityFromTheDownwardApi) {
 TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   std::vector<std::string> args = kLocalFlags;
   args.push_back("--log-level=debug");
+  args.push_back("--watch-history-age=2h");
   ASSERT_OK_AND_ASSIGN(
       ParsedCommandLine parsed,
       ParseServerCommandLine(args, Env({{"STEAD_LOG_LEVEL", "error"},
@@ -112,6 +113,8 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   EXPECT_EQ(parsed.config.log_level, LogLevel::kDebug);
   EXPECT_EQ(parsed.config.tick_interval, absl::Milliseconds(50));
   EXPECT_EQ(parsed.config.name, "stead-1") << "--name beats POD_NAME";
+  EXPECT_EQ(parsed.config.watch_history_age, absl::Hours(2));
+  EXPECT_EQ(parsed.config.watch_history_revisions, 100000);
 }
 
 TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
@@ -134,6 +137,8 @@ TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
       {"bad env value", kLocalFlags, {{"STEAD_ELECTION_TICKS", "-4"}}, "STEAD_ELECTION_TICKS"},
       {"bad duration", with({"--shutdown-timeout=soon"}), {}, "such as 100ms or 30s"},
       {"bad level", with({"--log-level=loud"}), {}, "use debug, info, warning or error"},
+      {"no history", with({"--watch-history-revisions=0"}), {}, "--watch-history-revisions"},
+      {"bad history age", with({"--watch-history-age=-1s"}), {}, "--watch-history-age"},
       {"no name", {"--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {}, "--name"},
       {"bad name", {"--name=db", "--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {},
        "<statefulset>-<ordinal>"},
@@ -172,7 +177,8 @@ TEST(ServerUsage, DocumentsEveryFlagWithItsDefaultAndVariable) {
   for (const char* flag : {"--name", "--data-dir", "--wal-dir", "--client-addr", "--peer-addr",
                            "--http-addr", "--advertise-host", "--peers", "--peer-service",
                            "--namespace", "--cluster-domain", "--initial-cluster-size",
-                           "--restore-from", "--log-level", "--shutdown-timeout"}) {
+                           "--restore-from", "--log-level", "--shutdown-timeout",
+                           "--watch-history-revisions", "--watch-history-age"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
   EXPECT_THAT(usage, HasSubstr("default: 0.0.0.0:2479; env: STEAD_CLIENT_ADDR"));

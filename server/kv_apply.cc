@@ -14,6 +14,12 @@
 namespace stead::server {
 namespace {
 
+// History is compacted when at least this many revisions can go (by count), and read
+// for its age every kHistoryAgeEvery revisions, at most kMaxHistoryAgeScan records.
+constexpr int64_t kHistoryCompactionStep = 1000;
+constexpr int64_t kHistoryAgeEvery = 64;
+constexpr size_t kMaxHistoryAgeScan = 256;
+
 // Whether a failed request is the request's own outcome (deterministic, answered and
 // remembered like a success) rather than a failure to read the state.
 bool IsRequestError(const absl::Status& status) {
@@ -68,10 +74,61 @@ absl::StatusOr<pb::ClientResponse> ApplyNewRequest(const pb::ClientRequest& requ
     SetError(status, &response);
   } else if (view.changed()) {
     view.AppendMutations(mutations);
+    pb::RevisionEvents events;
+    events.set_log_time_unix_ms(meta->log_time_unix_ms());
+    STEAD_RETURN_IF_ERROR(view.AppendEvents(write_revision, &events));
+    mutations->push_back(storage::Mutation::Put(kHistoryKeyspace, HistoryKey(write_revision),
+                                                events.SerializeAsString()));
     meta->set_revision(write_revision);
   }
   response.mutable_header()->set_revision(meta->revision());
   return response;
+}
+
+// The newest revision whose history may go: below the last `history_revisions`, and
+// with history_age set, also any older than that in log time (found by reading at most
+// kMaxHistoryAgeScan records from the oldest).
+absl::StatusOr<int64_t> HistoryCompactionTarget(const KvApplyOptions& options,
+                                                const storage::StateSnapshot& snapshot,
+                                                const pb::KvMeta& meta) {
+  int64_t target = std::max<int64_t>(meta.compacted_revision(),
+                                     meta.revision() - options.history_revisions);
+  if (options.history_age <= absl::ZeroDuration() || meta.revision() % kHistoryAgeEvery != 0) {
+    return target;
+  }
+  const int64_t cutoff_ms = meta.log_time_unix_ms() - absl::ToInt64Milliseconds(options.history_age);
+  storage::ScanOptions scan;
+  scan.keyspace = kHistoryKeyspace;
+  scan.start_key = HistoryKey(target + 1);
+  scan.end_key = HistoryKey(meta.revision());  // the newest revision always stays
+  scan.limit = kMaxHistoryAgeScan;
+  STEAD_ASSIGN_OR_RETURN(storage::ScanResult stored, snapshot.Scan(scan));
+  for (const storage::KeyValue& pair : stored.pairs) {
+    pb::RevisionEvents events;
+    if (!events.ParseFromString(pair.value)) {
+      return absl::DataLossError("a history record does not decode");
+    }
+    if (events.log_time_unix_ms() >= cutoff_ms) break;
+    STEAD_ASSIGN_OR_RETURN(target, ParseHistoryKey(pair.key));
+  }
+  return target;
+}
+
+// Deletes the history of old revisions (HistoryCompactionTarget) in steps of at least
+// kHistoryCompactionStep revisions, so that a range tombstone covers many records.
+absl::Status CompactHistory(const KvApplyOptions& options, const storage::StateSnapshot& snapshot,
+                            pb::KvMeta* meta, std::vector<storage::Mutation>* mutations) {
+  STEAD_ASSIGN_OR_RETURN(const int64_t target, HistoryCompactionTarget(options, snapshot, *meta));
+  const bool by_age = options.history_age > absl::ZeroDuration() &&
+                      meta->revision() % kHistoryAgeEvery == 0;
+  if (target <= meta->compacted_revision() ||
+      (!by_age && target - meta->compacted_revision() < kHistoryCompactionStep)) {
+    return absl::OkStatus();
+  }
+  mutations->push_back(storage::Mutation::DeleteRange(
+      kHistoryKeyspace, HistoryKey(meta->compacted_revision()), HistoryKey(target + 1)));
+  meta->set_compacted_revision(target);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> ApplyKvCommandWith(const KvApplyOptions& options,
@@ -122,6 +179,7 @@ absl::StatusOr<std::string> ApplyKvCommandWith(const KvApplyOptions& options,
       WriteSession(client_id, session, record, mutations);
     }
   }
+  STEAD_RETURN_IF_ERROR(CompactHistory(options, *snapshot, &meta, mutations));
   mutations->push_back(WriteKvMeta(meta));
   return response.SerializeAsString();
 }

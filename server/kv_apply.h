@@ -19,6 +19,10 @@
 //     changes nothing; an older sequence gets FailedPrecondition. client_id 0 means no
 //     session. A request refused at apply (InvalidArgument, FailedPrecondition) is a
 //     result too: it is stored and answered the same way.
+//   - Every revision's changes are kept in the history keyspace for watches (an event
+//     per key: PUT with the new pair, DELETE for a key that existed), in the same batch
+//     as the changes. Old history is compacted deterministically by the commands that
+//     write (KvApplyOptions::history_*); KvMeta.compacted_revision says how far.
 //   - Reads cannot ask for a past revision (no history is kept): `revision` must be 0 or
 //     the current one; min_revision above the current revision is refused with
 //     FailedPrecondition ("not caught up") at once rather than waited for, so a client
@@ -59,6 +63,11 @@ struct KvApplyOptions {
   absl::Duration session_ttl = absl::Hours(1);
   // Most idle sessions one command deletes. Default: 64.
   size_t max_expired_sessions_per_command = 64;
+  // Watch history kept: at least the last `history_revisions` revisions (compacted in
+  // steps of 1,000), and with history_age > 0 none older than that in log time. Both
+  // must be the same on every member. Defaults: 100,000 revisions, no age limit.
+  int64_t history_revisions = 100000;
+  absl::Duration history_age = absl::ZeroDuration();
 };
 
 // Checks a write before it is proposed (and again at apply), so that a request the

@@ -162,6 +162,19 @@ absl::Status ValidateRange(const pb::RangeRequest& range) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateWatch(const pb::WatchRequest& watch) {
+  STEAD_RETURN_IF_ERROR(WithContext(ValidateBounds(watch.key(), watch.range_end()), "watch"));
+  if (watch.start_revision() < 0) {
+    return absl::InvalidArgumentError("watch: start_revision must not be negative");
+  }
+  return absl::OkStatus();
+}
+
+bool InKeyRange(absl::string_view key, absl::string_view range_key, absl::string_view range_end) {
+  if (range_end.empty()) return key == range_key;
+  return key >= range_key && (IsToTheEnd(range_end) || key < range_end);
+}
+
 absl::Status ValidatePut(const pb::PutRequest& put, const KvLimits& limits) {
   STEAD_RETURN_IF_ERROR(WithContext(CheckKey(put.key(), limits), "put"));
   return WithContext(CheckValue(put.value(), limits), "put");

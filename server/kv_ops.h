@@ -18,6 +18,10 @@ namespace stead::server {
 
 // Structural checks (no state read). InvalidArgument naming the field or limit.
 absl::Status ValidateRange(const pb::RangeRequest& range);
+absl::Status ValidateWatch(const pb::WatchRequest& watch);
+// Whether `key` is in the range of `range_key` and `range_end` (pb::RangeRequest rules:
+// a single key when range_end is empty, every key >= range_key when it is "\0").
+bool InKeyRange(absl::string_view key, absl::string_view range_key, absl::string_view range_end);
 absl::Status ValidatePut(const pb::PutRequest& put, const KvLimits& limits);
 absl::Status ValidateDeleteRange(const pb::DeleteRangeRequest& del, const KvLimits& limits);
 absl::Status ValidateCompare(const pb::Compare& compare, const KvLimits& limits);

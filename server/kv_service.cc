@@ -69,6 +69,12 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
                Finish(std::move(*result), done);
              });
       return;
+    case pb::ClientRequest::kWatch:
+    case pb::ClientRequest::kWatchCancel:
+      // Streams belong to a connection: the client port serves them (WatchHub).
+      return Finish(ErrorResponse(id, absl::UnimplementedError(
+                                          "watches are served on the client port only")),
+                    done);
     case pb::ClientRequest::REQUEST_NOT_SET:
       return Finish(ErrorResponse(id, absl::InvalidArgumentError("request has no operation")),
                     done);

@@ -37,7 +37,27 @@ absl::StatusOr<pb::KvMeta> ReadKvMetaFrom(const State& state) {
 }  // namespace
 
 std::vector<std::string> KvKeyspaces() {
-  return {storage::kDefaultKeyspace, kKvMetaKeyspace, kSessionsKeyspace};
+  return {storage::kDefaultKeyspace, kKvMetaKeyspace, kSessionsKeyspace, kHistoryKeyspace};
+}
+
+std::string HistoryKey(int64_t revision) {
+  STEAD_CHECK_GE(revision, 0);
+  std::string key(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    key[static_cast<size_t>(i)] = static_cast<char>(revision & 0xff);
+    revision >>= 8;
+  }
+  return key;
+}
+
+absl::StatusOr<int64_t> ParseHistoryKey(absl::string_view key) {
+  if (key.size() != 8 || static_cast<unsigned char>(key[0]) > 0x7f) {
+    return absl::DataLossError(
+        absl::StrCat("history key \"", absl::CEscape(key), "\" is not a revision"));
+  }
+  int64_t revision = 0;
+  for (const char byte : key) revision = (revision << 8) | static_cast<unsigned char>(byte);
+  return revision;
 }
 
 absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateSnapshot& snapshot) {
@@ -133,6 +153,27 @@ void KvView::AppendMutations(std::vector<storage::Mutation>* mutations) const {
     mutations->push_back(
         storage::Mutation::Put(storage::kDefaultKeyspace, key, stored.SerializeAsString()));
   }
+}
+
+absl::Status KvView::AppendEvents(int64_t revision, pb::RevisionEvents* events) const {
+  for (const auto& [key, kv] : pending_) {
+    pb::Event& event = *events->add_events();
+    if (kv) {
+      event.set_type(pb::Event::TYPE_PUT);
+      *event.mutable_kv() = *kv;
+      continue;
+    }
+    STEAD_ASSIGN_OR_RETURN(std::optional<std::string> existed,
+                           snapshot_->Get(storage::kDefaultKeyspace, key));
+    if (!existed) {
+      events->mutable_events()->RemoveLast();
+      continue;
+    }
+    event.set_type(pb::Event::TYPE_DELETE);
+    event.mutable_kv()->set_key(key);
+    event.mutable_kv()->set_mod_revision(revision);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace stead::server

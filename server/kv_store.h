@@ -6,6 +6,8 @@
 //              mod_revision, version.
 //   `kvmeta`   "state"  -> pb::KvMeta: the store revision and the log time.
 //   `sessions` exactly-once client records (server/kv_session.h).
+//   `history`  revision (8 bytes, big-endian) -> pb::RevisionEvents: what each revision
+//              changed, for watches; compacted from the oldest end (kv_apply.h).
 // The runtime must open the state machine with every keyspace of KvKeyspaces().
 //
 // Thread-safety: a KvView is used by one thread at a time; it borrows a StateSnapshot,
@@ -30,8 +32,9 @@ namespace stead::server {
 
 inline constexpr char kKvMetaKeyspace[] = "kvmeta";
 inline constexpr char kSessionsKeyspace[] = "sessions";
+inline constexpr char kHistoryKeyspace[] = "history";
 
-// The keyspaces the key-value service needs: kv, kvmeta and sessions.
+// The keyspaces the key-value service needs: kv, kvmeta, sessions and history.
 std::vector<std::string> KvKeyspaces();
 
 // The service's meta record; a default KvMeta (revision 0) before the first write.
@@ -40,6 +43,12 @@ absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateSnapshot& snapshot);
 absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateMachine& state);
 // The mutation that stores `meta`.
 storage::Mutation WriteKvMeta(const pb::KvMeta& meta);
+
+// The key of `revision` (>= 0) in the history keyspace: big-endian, so keys sort as
+// revisions do.
+std::string HistoryKey(int64_t revision);
+// The revision of a history key; DataLoss if it is not one.
+absl::StatusOr<int64_t> ParseHistoryKey(absl::string_view key);
 
 // A page of a range scan.
 struct KvPage {
@@ -69,6 +78,9 @@ class KvView {
   bool changed() const { return !pending_.empty(); }
   // Appends the recorded writes as mutations of the `kv` keyspace, in key order.
   void AppendMutations(std::vector<storage::Mutation>* mutations) const;
+  // Appends the recorded writes as watch events of `revision`, in key order: a PUT with
+  // the new pair, a DELETE for each deleted key that existed before this command.
+  absl::Status AppendEvents(int64_t revision, pb::RevisionEvents* events) const;
 
  private:
   const storage::StateSnapshot* const snapshot_;

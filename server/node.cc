@@ -22,6 +22,7 @@
 #include "proto/peer.pb.h"
 #include "raft/conf_change.h"
 #include "server/client_service.h"
+#include "server/watch_hub.h"
 #include "server/config.h"
 #include "server/discovery.h"
 #include "server/forwarder.h"
@@ -135,11 +136,14 @@ struct Node::Impl {
     STEAD_RETURN_IF_ERROR(http->Listen(config.http_addr.host, config.http_addr.port));
 
     forwarder = std::make_unique<server::Forwarder>(io, logger.WithContext("part", "forward"));
+    watches = std::make_unique<server::WatchHub>(server::WatchHubOptions(),
+                                                 logger.WithContext("part", "watch"));
     client = std::make_unique<server::ClientService>(
         io, server::ClientServiceOptions(), logger.WithContext("part", "clients"),
         [this](pb::ClientRequest request, server::ResponseCallback done) {
           HandleRequest(std::move(request), std::move(done));
-        });
+        },
+        watches.get());
     STEAD_RETURN_IF_ERROR(client->Listen(config.client_addr.host, config.client_addr.port));
     // Last: discovery answers carry the client and HTTP ports, which are bound now.
     STEAD_RETURN_IF_ERROR(transport->Listen(config.peer_addr.host, config.peer_addr.port));
@@ -302,8 +306,8 @@ struct Node::Impl {
     storage::StateMachineOptions state_options;
     state_options.data_dir = config.data_dir;
     state_options.identity = {cluster, id, config.name};
-    state_options.keyspaces = {storage::kDefaultKeyspace, server::kKvMetaKeyspace,
-                               server::kSessionsKeyspace, kMembersKeyspace};
+    state_options.keyspaces = server::KvKeyspaces();
+    state_options.keyspaces.push_back(kMembersKeyspace);
     state_options.logger = logger.WithContext("part", "state");
     STEAD_ASSIGN_OR_RETURN(state,
                            Annotate(storage::StateMachine::Open(state_options), "open the state machine"));
@@ -333,8 +337,13 @@ struct Node::Impl {
     raft_options.raft.logger = logger.WithContext("part", "raft");
     raft_options.tick_interval = config.tick_interval;
     raft_options.metrics = raft_metrics;
+    raft_options.on_applied = [hub = watches.get()] { hub->Notify(); };
+    server::KvApplyOptions apply_options;
+    apply_options.history_revisions = config.watch_history_revisions;
+    apply_options.history_age = config.watch_history_age;
     raft = std::make_unique<server::RaftNode>(
-        io, raft_options, wal.get(), state.get(), transport.get(), server::ApplyKvCommand,
+        io, raft_options, wal.get(), state.get(), transport.get(),
+        server::MakeKvApplyFunction(apply_options),
         [this](const pb::ConfChange& change, const pb::ConfState& after,
                std::vector<storage::Mutation>* mutations) {
           OnConfChangeApplied(change, after, mutations);
@@ -351,6 +360,7 @@ struct Node::Impl {
         });
     raft_ptr = raft.get();
     kv_ptr = kv.get();
+    watches->Attach(state.get());
     {
       MutexLock lock(&mu);
       phase = Phase::kRunning;
@@ -1094,6 +1104,7 @@ struct Node::Impl {
       wake.SignalAll();
     }
     if (supervisor.joinable()) supervisor.join();
+    if (watches) watches->Stop();  // tells watchers to go elsewhere, while connections are up
     if (client) client->Stop();
     if (forwarder) forwarder->Stop();
     if (http) http->Stop();
@@ -1131,6 +1142,7 @@ struct Node::Impl {
 
   std::unique_ptr<server::PeerTransport> transport;
   std::unique_ptr<server::HttpServer> http;
+  std::unique_ptr<server::WatchHub> watches;
   std::unique_ptr<server::ClientService> client;
   std::unique_ptr<server::Forwarder> forwarder;
   // Set once by Activate; the atomics are what handlers on other threads read.

@@ -418,6 +418,7 @@ void RaftNode::ApplyEntries(std::vector<pb::Entry> entries) {
   if (options_.metrics.apply_seconds) {
     options_.metrics.apply_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
   }
+  if (last != 0 && options_.on_applied) options_.on_applied();
   if (last != 0) PostToStrand([this, last] { OnAppliedOnStrand(last); });
 }
 

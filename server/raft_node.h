@@ -59,6 +59,9 @@ struct RaftNodeOptions {
   // ResourceExhausted. Default: 10000.
   size_t max_pending_requests = 10000;
   RaftNodeMetrics metrics;
+  // Runs on the applier thread after each batch of entries is applied (the state
+  // machine shows them); must not block. May be null.
+  std::function<void()> on_applied;
 };
 
 // What one committed command does. Runs on the applier thread, in log order, once per

@@ -150,6 +150,14 @@ absl::Status StateMachine::Impl::ValidateBatch(const ApplyBatch& batch) const {
       STEAD_RETURN_IF_ERROR(Annotate(CheckValueSize(mutation.value, options.limits),
                                      absl::StrCat("entry ", batch.index)));
     }
+    if (mutation.type == Mutation::Type::kDeleteRange) {
+      STEAD_RETURN_IF_ERROR(Annotate(CheckKeySize(mutation.value, options.limits),
+                                     absl::StrCat("entry ", batch.index, ": range end")));
+      if (mutation.value < mutation.key) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("entry ", batch.index, ": delete range ends before it begins"));
+      }
+    }
   }
   return absl::OkStatus();
 }
@@ -246,9 +254,18 @@ absl::Status StateMachine::Apply(const ApplyBatch& batch) {
   for (const Mutation& mutation : batch.mutations) {
     rocksdb::ColumnFamilyHandle* handle = impl_->database->Keyspace(mutation.keyspace);
     STEAD_CHECK(handle != nullptr);  // ValidateBatch checked every keyspace.
-    const rocksdb::Status added = mutation.type == Mutation::Type::kPut
-                                      ? write_batch.Put(handle, mutation.key, mutation.value)
-                                      : write_batch.Delete(handle, mutation.key);
+    rocksdb::Status added;
+    switch (mutation.type) {
+      case Mutation::Type::kPut:
+        added = write_batch.Put(handle, mutation.key, mutation.value);
+        break;
+      case Mutation::Type::kDelete:
+        added = write_batch.Delete(handle, mutation.key);
+        break;
+      case Mutation::Type::kDeleteRange:
+        added = write_batch.DeleteRange(handle, mutation.key, mutation.value);
+        break;
+    }
     STEAD_RETURN_IF_ERROR(internal::FromRocks(added, "build write batch"));
   }
   // The applied state travels in the same batch as the data: they are never apart.

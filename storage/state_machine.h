@@ -95,17 +95,21 @@ struct StateMachineOptions {
 
 // One change to one key.
 struct Mutation {
-  enum class Type { kPut, kDelete };
+  enum class Type { kPut, kDelete, kDeleteRange };
   Type type = Type::kPut;
   std::string keyspace = kDefaultKeyspace;
-  std::string key;
-  std::string value;  // kPut only
+  std::string key;    // kDeleteRange: the first key deleted
+  std::string value;  // kPut: the value; kDeleteRange: the end of the range (exclusive)
 
   static Mutation Put(std::string keyspace, std::string key, std::string value) {
     return Mutation{Type::kPut, std::move(keyspace), std::move(key), std::move(value)};
   }
   static Mutation Delete(std::string keyspace, std::string key) {
     return Mutation{Type::kDelete, std::move(keyspace), std::move(key), {}};
+  }
+  // Every key of [begin, end): one range tombstone, however many keys it covers.
+  static Mutation DeleteRange(std::string keyspace, std::string begin, std::string end) {
+    return Mutation{Type::kDeleteRange, std::move(keyspace), std::move(begin), std::move(end)};
   }
 };
 

@@ -106,6 +106,27 @@ TEST(StateMachine, ApplyThenGetAndScan) {
               StatusIs(absl::StatusCode::kInvalidArgument, "limit"));
 }
 
+TEST(StateMachine, DeleteRangeRemovesEveryKeyOfTheRangeOnly) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+  ASSERT_OK(machine->Apply(PutBatch(1, 1, {{"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}})));
+  ApplyBatch second;
+  second.index = 2;
+  second.term = 1;
+  second.mutations = {Mutation::DeleteRange("kv", "b", "d"), Mutation::Put("kv", "e", "5")};
+  ASSERT_OK(machine->Apply(second));
+  ASSERT_OK_AND_ASSIGN(const ScanResult all, machine->Scan({"kv", "", "", false, 10}));
+  EXPECT_EQ(Keys(all), (std::vector<std::string>{"a", "d", "e"}));
+
+  ApplyBatch backwards;
+  backwards.index = 3;
+  backwards.term = 1;
+  backwards.mutations = {Mutation::DeleteRange("kv", "d", "a")};
+  EXPECT_THAT(machine->Apply(backwards),
+              StatusIs(absl::StatusCode::kInvalidArgument, "ends before it begins"));
+  EXPECT_EQ(machine->applied_index(), 2u);
+}
+
 TEST(StateMachine, KeyspacesAreIndependentAndSurviveReopen) {
   TempDir dir;
   StateMachineOptions options = TestOptions(dir.Sub("data"));

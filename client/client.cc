@@ -23,6 +23,7 @@
 #include "base/mutex.h"
 #include "base/status_macros.h"
 #include "client/connection.h"
+#include "client/watcher.h"
 #include "proto/kv.pb.h"
 #include "server/frame.h"
 
@@ -214,6 +215,24 @@ class Client::Impl {
   std::string leader_address() const {
     MutexLock lock(&mu_);
     return leader_address_;
+  }
+
+  // Watches may be served by any member: each opening goes to the next one.
+  client_internal::WatchContext MakeWatchContext() {
+    client_internal::WatchContext context;
+    context.io = &io_;
+    context.next_connection = [this] {
+      MutexLock lock(&mu_);
+      Endpoint& endpoint = *endpoints_[round_robin_.fetch_add(1) % endpoints_.size()];
+      const uint64_t slot = endpoint.next_connection.fetch_add(1);
+      return endpoint.connections[slot % endpoint.connections.size()];
+    };
+    context.next_request_id = [this] { return next_request_id_.fetch_add(1); };
+    context.shutting_down = [this] { return shutting_down_.load(); };
+    context.max_frame_bytes = options_.max_frame_bytes;
+    context.initial_backoff = options_.initial_backoff;
+    context.max_backoff = options_.max_backoff;
+    return context;
   }
 
  private:
@@ -540,6 +559,17 @@ Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
 std::string Client::LeaderAddressForTesting() const { return impl_->leader_address(); }
+
+std::unique_ptr<Watcher> Client::Watch(std::string_view key, WatchOptions options,
+                                       WatchCallback on_events,
+                                       std::function<void(absl::Status)> on_end) {
+  pb::WatchRequest request;
+  request.set_key(std::string(key));
+  request.set_range_end(options.range_end);
+  request.set_start_revision(options.start_revision);
+  return client_internal::StartWatch(impl_->MakeWatchContext(), std::move(request),
+                                     std::move(on_events), std::move(on_end));
+}
 
 namespace {
 

@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -316,9 +318,36 @@ CounterRun CountWithCompareAndSwap(Client& client, const std::string& key, int t
 // about 20%, 45% and 70% of the increments. A call times out after 1 s, so calls
 // that span an election end with an unknown outcome and exercise the recovery path.
 // Afterwards every counter reads exactly 1000.
+// What a watch delivered, for checking afterwards.
+class EventLog {
+ public:
+  void Add(const std::vector<WatchEvent>& events) {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.insert(events_.end(), events.begin(), events.end());
+  }
+  std::vector<WatchEvent> events() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<WatchEvent> events_;
+};
+
 TEST_F(ClientClusterTest, CompareAndSwapCountersCountExactlyWhileLeadersDie) {
   constexpr int kThreads = 16;
   constexpr int kIncrements = 1000;
+  // A watcher opened at revision R before the run sees every change of the prefix,
+  // in order, no gap and no duplicate, across the leader changes.
+  ASSERT_OK_AND_ASSIGN(const RangeResult before, client_->Scan("counter/"));
+  const int64_t watch_from = before.revision + 1;
+  EventLog seen;
+  absl::Status watch_end;
+  std::unique_ptr<Watcher> watcher = client_->Watch(
+      "counter/", {.range_end = PrefixEnd("counter/"), .start_revision = watch_from},
+      [&](const std::vector<WatchEvent>& events, int64_t) { seen.Add(events); },
+      [&](absl::Status status) { watch_end = status; });
   const absl::Time start = absl::Now();
   // About 15 s on 2 cores (Debug); the bound stays under the ctest timeout of 300 s.
   const absl::Time give_up = start + absl::Seconds(240);
@@ -382,6 +411,93 @@ TEST_F(ClientClusterTest, CompareAndSwapCountersCountExactlyWhileLeadersDie) {
   std::cout << kThreads << " counters x " << kIncrements << " increments in " << elapsed << " with "
             << kills << " leader kills; calls with an unknown outcome: " << unknown
             << ", of which applied: " << applied_late << "\n";
+
+  ASSERT_OK_AND_ASSIGN(const RangeResult after, client_->Scan("counter/"));
+  EXPECT_TRUE(testing::Eventually([&] { return watcher->progress_revision() >= after.revision; },
+                                  absl::Seconds(30)))
+      << "the watch reached revision " << watcher->progress_revision() << " of " << after.revision;
+  watcher.reset();
+  EXPECT_OK(watch_end);
+  const std::vector<WatchEvent> events = seen.events();
+  std::map<std::string, int64_t> last_value;
+  int64_t last_revision = watch_from - 1;
+  for (const WatchEvent& event : events) {
+    ASSERT_EQ(event.type, WatchEvent::Type::kPut) << event.kv.key;
+    ASSERT_GT(event.kv.mod_revision, last_revision) << "revision order, no duplicate";
+    last_revision = event.kv.mod_revision;
+    int64_t value = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(event.kv.value, &value)) << event.kv.value;
+    ASSERT_EQ(value, last_value[event.kv.key] + 1)
+        << event.kv.key << " at revision " << event.kv.mod_revision << ": a gap or a repeat";
+    last_value[event.kv.key] = value;
+  }
+  EXPECT_EQ(events.size(), static_cast<size_t>(kThreads * kIncrements));
+  EXPECT_EQ(last_revision, after.revision);
+}
+
+// The member serving a watch dies and comes back (the watcher knows no other): the
+// watch resumes from its progress revision and misses nothing of what was written
+// meanwhile.
+TEST_F(ClientClusterTest, WatchResumesAfterItsMemberRestarts) {
+  ClientOptions options;
+  options.endpoints = {cluster_->ClientAddress(2)};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> watching, Client::Create(options));
+  ASSERT_OK_AND_ASSIGN(const RangeResult before, client_->Scan("r/"));
+  EventLog seen;
+  std::unique_ptr<Watcher> watcher = watching->Watch(
+      "r/", {.range_end = PrefixEnd("r/"), .start_revision = before.revision + 1},
+      [&](const std::vector<WatchEvent>& events, int64_t) { seen.Add(events); });
+  constexpr int kWrites = 30;
+  for (int i = 0; i < kWrites; ++i) {
+    if (i == 10) cluster_->Kill(2);
+    if (i == 20) {
+      cluster_->Start(2);
+      ASSERT_TRUE(cluster_->WaitReady({2}));
+    }
+    ASSERT_OK(client_->Put(absl::StrCat("r/", i % 3), absl::StrCat(i)));
+  }
+  ASSERT_TRUE(testing::Eventually([&] { return seen.events().size() >= kWrites; },
+                                  absl::Seconds(30)))
+      << seen.events().size() << " of " << kWrites << " events";
+  const std::vector<WatchEvent> events = seen.events();
+  ASSERT_EQ(events.size(), static_cast<size_t>(kWrites));
+  for (int i = 0; i < kWrites; ++i) {
+    EXPECT_EQ(events[static_cast<size_t>(i)].kv.value, absl::StrCat(i)) << "event " << i;
+  }
+}
+
+TEST_F(ClientClusterTest, WatchFromNowAndRefusedWatches) {
+  ASSERT_OK(client_->Put("before", "1"));  // so that "now" is a revision above 0
+  EventLog seen;
+  std::unique_ptr<Watcher> watcher = client_->Watch(
+      "w", {}, [&](const std::vector<WatchEvent>& events, int64_t) { seen.Add(events); });
+  ASSERT_TRUE(testing::Eventually([&] { return watcher->progress_revision() > 0; },
+                                  absl::Seconds(10)))
+      << "the stream opened";
+  ASSERT_OK(client_->Put("w", "1"));
+  ASSERT_OK(client_->Put("other", "1"));
+  ASSERT_OK_AND_ASSIGN(const bool deleted, client_->Delete("w"));
+  EXPECT_TRUE(deleted);
+  ASSERT_TRUE(testing::Eventually([&] { return seen.events().size() >= 2; }, absl::Seconds(10)));
+  const std::vector<WatchEvent> events = seen.events();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type, WatchEvent::Type::kPut);
+  EXPECT_EQ(events[0].kv.value, "1");
+  EXPECT_EQ(events[1].type, WatchEvent::Type::kDelete);
+  EXPECT_EQ(events[1].kv.key, "w");
+  EXPECT_EQ(events[1].kv.mod_revision, events[0].kv.mod_revision + 2);
+
+  std::atomic<bool> ended{false};
+  absl::Status why;
+  std::unique_ptr<Watcher> backwards = client_->Watch(
+      "b", {.range_end = "a"}, [](const std::vector<WatchEvent>&, int64_t) {},
+      [&](absl::Status status) {
+        why = status;
+        ended = true;
+      });
+  ASSERT_TRUE(testing::Eventually([&] { return ended.load(); }, absl::Seconds(10)));
+  EXPECT_THAT(why, StatusIs(absl::StatusCode::kInvalidArgument, "range_end"));
+  EXPECT_THAT(backwards->status(), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

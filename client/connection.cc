@@ -37,9 +37,17 @@ Connection::Connection(asio::io_context& io, std::string address, absl::Duration
       connect_timer_(strand_) {}
 
 void Connection::Send(uint64_t request_id, std::string frame, ResponseHandler handler) {
+  Enqueue(request_id, std::move(frame), Pending{std::move(handler), /*stream=*/false});
+}
+
+void Connection::SendStream(uint64_t request_id, std::string frame, ResponseHandler handler) {
+  Enqueue(request_id, std::move(frame), Pending{std::move(handler), /*stream=*/true});
+}
+
+void Connection::Enqueue(uint64_t request_id, std::string frame, Pending pending) {
   asio::post(strand_, [self = shared_from_this(), request_id, frame = std::move(frame),
-                       handler = std::move(handler)]() mutable {
-    self->pending_[request_id] = std::move(handler);
+                       pending = std::move(pending)]() mutable {
+    self->pending_[request_id] = std::move(pending);
     self->queued_.append(frame);
     switch (self->state_) {
       case State::kIdle: self->StartConnect(); break;
@@ -164,7 +172,13 @@ void Connection::OnRead(uint64_t generation, const boost::system::error_code& er
     }
     auto it = pending_.find(response.request_id());
     if (it == pending_.end()) continue;  // forgotten after its attempt timed out
-    ResponseHandler handler = std::move(it->second);
+    if (it->second.stream && !response.watch().canceled()) {
+      // Copied: the handler may Forget (erase) itself.
+      ResponseHandler handler = it->second.handler;
+      handler(std::move(response));
+      continue;
+    }
+    ResponseHandler handler = std::move(it->second.handler);
     pending_.erase(it);
     handler(std::move(response));
   }
@@ -180,9 +194,9 @@ void Connection::Fail(const absl::Status& status) {
   socket_.close(ignored);
   queued_.clear();
   writing_.clear();
-  absl::flat_hash_map<uint64_t, ResponseHandler> failed;
+  absl::flat_hash_map<uint64_t, Pending> failed;
   failed.swap(pending_);
-  for (auto& [request_id, handler] : failed) handler(status);
+  for (auto& [request_id, pending] : failed) pending.handler(status);
 }
 
 }  // namespace stead::client_internal

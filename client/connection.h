@@ -45,6 +45,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // connection) and connects if needed. `handler` runs once with the response of that
   // id or an error, unless Forget(request_id) comes first.
   void Send(uint64_t request_id, std::string frame, ResponseHandler handler);
+  // As Send for a request answered by a stream of responses (a watch): `handler` runs
+  // for each response of that id, until one ends the stream (WatchResponse.canceled)
+  // or the connection fails (then once more, with the error), unless Forget comes first.
+  void SendStream(uint64_t request_id, std::string frame, ResponseHandler handler);
   // Drops the handler of `request_id` (its attempt timed out); a late answer is ignored.
   void Forget(uint64_t request_id);
   // Closes the socket; pending requests get Unavailable. A later Send reconnects.
@@ -53,6 +57,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   enum class State { kIdle, kConnecting, kConnected };
 
+  struct Pending {
+    ResponseHandler handler;
+    bool stream = false;  // stays registered across responses
+  };
+
+  void Enqueue(uint64_t request_id, std::string frame, Pending pending);
   void StartConnect();
   void OnConnected(uint64_t generation, const boost::system::error_code& error);
   void StartWrite();
@@ -76,7 +86,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string writing_;  // frames of the write in progress; empty when none
   std::optional<server::FrameReader> reader_;  // a fresh one per socket
   std::array<char, 64 * 1024> read_buffer_{};
-  absl::flat_hash_map<uint64_t, ResponseHandler> pending_;
+  absl::flat_hash_map<uint64_t, Pending> pending_;
 };
 
 }  // namespace stead::client_internal

@@ -158,6 +158,30 @@ struct TxnResult {
   int64_t revision = 0;
 };
 
+// One change of a watched key.
+struct WatchEvent {
+  enum class Type { kPut, kDelete };
+  Type type = Type::kPut;
+  // kPut: the pair after the write. kDelete: the key, and mod_revision = the revision
+  // of the delete (the other counters 0).
+  KeyValue kv;
+};
+
+struct WatchOptions {
+  // The keys watched: `key` alone when empty, else [key, range_end) ("\0": every key
+  // >= key); PrefixEnd(prefix) watches a prefix.
+  std::string range_end;
+  // The first revision delivered; 0: the changes after the current revision.
+  int64_t start_revision = 0;
+};
+
+// Events of a watch, in revision order (key order within a revision), and the revision
+// through which every change of the watched keys has now been delivered.
+using WatchCallback =
+    std::function<void(const std::vector<WatchEvent>& events, int64_t progress_revision)>;
+
+class Watcher;
+
 // The end of a prefix scan: the smallest key greater than every key starting with
 // `prefix`; "\0" (every key) for an empty prefix or one of only 0xff bytes.
 std::string PrefixEnd(std::string_view prefix);
@@ -213,6 +237,18 @@ class Client {
                                       const std::optional<std::string>& expected,
                                       std::string_view new_value, CallOptions options = {});
 
+  // Watches `key` (or the range of options.range_end) from options.start_revision:
+  // `on_events` receives every change exactly once, in revision order, on an I/O
+  // thread, one batch at a time. A lost connection, a member that stops or a watch the
+  // member cancelled as too slow is resumed transparently on another member from the
+  // last progress revision, retrying until the Watcher is destroyed. The watch ends,
+  // with `on_end(status)`, only when it cannot go on: OutOfRange when the revision to
+  // resume from is compacted (the message names the oldest available), InvalidArgument
+  // for a malformed range, or DataLoss. The Watcher must be destroyed before the Client.
+  std::unique_ptr<Watcher> Watch(std::string_view key, WatchOptions options,
+                                 WatchCallback on_events,
+                                 std::function<void(absl::Status)> on_end = nullptr);
+
   // ---- Asynchronous calls: `done` runs exactly once, on an I/O thread. ----
 
   void GetAsync(std::string_view key, GetOptions options,
@@ -233,6 +269,26 @@ class Client {
   class Impl;
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// An open watch (Client::Watch). Destroying it cancels the watch: no callback runs
+// after the destructor returns. Must not be destroyed from its own callbacks.
+class Watcher {
+ public:
+  class State;
+  explicit Watcher(std::shared_ptr<State> state);
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+  ~Watcher();
+
+  // Every change at or below this revision has been delivered (0 before the first
+  // answer of a watch that started at the current revision).
+  int64_t progress_revision() const;
+  // OK while the watch runs; why it ended otherwise.
+  absl::Status status() const;
+
+ private:
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace stead

@@ -17,9 +17,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <csignal>
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,6 +62,9 @@ constexpr char kMainHelp[] =
     "                                  compare-and-swap: if every COND holds run the\n"
     "                                  --then OPs, else the --else OPs, atomically;\n"
     "                                  exit 4 if a COND failed (see steadctl txn --help)\n"
+    "  watch KEY [--prefix] [--rev=N] [--count=N] [--duration=D]\n"
+    "                                  print changes of KEY (or keys starting with it)\n"
+    "                                  as they happen, from revision N\n"
     "  member list                     the members: id, name, addresses, role\n"
     "  member remove NAME|ORDINAL|ID   remove a member (scale-down runbook)\n"
     "  cluster status [--http-port-offset=N]\n"
@@ -93,6 +98,14 @@ const std::map<std::string, std::string>& CommandHelp() {
                            stead::ctl::kTxnSyntaxHelp, "\nexample:\n",
                            "  steadctl txn --if 'value(config) = v1' --if '!exists(lock)' \\\n"
                            "               --then 'put config v2' --else 'get config'\n")},
+      {"watch", "usage: steadctl watch KEY [--prefix] [--rev=N] [--count=N] [--duration=D]\n"
+                "Prints every change of KEY (with --prefix: of every key starting with KEY),\n"
+                "one line each, in revision order, from revision N (default: changes from\n"
+                "now on): table 'PUT key value revision' or 'DELETE key revision' (tab-\n"
+                "separated), json one object per line. A lost member is replaced by another\n"
+                "without losing or repeating a change. Stops after --count changes, after\n"
+                "--duration (e.g. 30s), or on SIGINT/SIGTERM, with exit 0; a revision\n"
+                "already compacted exits 1 naming the oldest revision still available.\n"},
       {"member", "usage: steadctl member list | member remove NAME|ORDINAL|ID\n"
                  "list: id, name, peer and client address, role of every member.\n"
                  "remove: removes the member named NAME, with ordinal N (a number below\n"
@@ -119,6 +132,11 @@ struct Flags {
   int64_t limit = 0;
   int http_port_offset = 2;
   bool help = false;
+  // watch
+  bool prefix = false;
+  int64_t revision = 0;
+  int64_t count = 0;
+  absl::Duration duration = absl::InfiniteDuration();
   // txn: the texts of --if, --then and --else, each in order (steadctl_txn.h).
   std::vector<std::string> txn_ifs, txn_thens, txn_elses;
   std::vector<std::string> args;  // command and its positional arguments
@@ -177,6 +195,21 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       flags.serializable = true;
     } else if (name == "--keys-only") {
       flags.keys_only = true;
+    } else if (name == "--prefix") {
+      flags.prefix = true;
+    } else if (name == "--rev" || name == "--count") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      int64_t& number = name == "--rev" ? flags.revision : flags.count;
+      if (!absl::SimpleAtoi(*v, &number) || number < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(name, ": '", *v, "' is not a count"));
+      }
+    } else if (name == "--duration") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      if (!absl::ParseDuration(*v, &flags.duration) || flags.duration <= absl::ZeroDuration()) {
+        return absl::InvalidArgumentError(absl::StrCat("--duration: '", *v, "' is not a duration like 30s"));
+      }
     } else if (name == "--endpoints") {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();
@@ -399,6 +432,65 @@ int Scan(stead::Client& client, const Flags& flags) {
       std::printf("%s\t%s\n", kv.key.c_str(), kv.value.c_str());
     }
   }
+  return kExitOk;
+}
+
+// Prints changes as they come until --count, --duration or a signal.
+int Watch(stead::Client& client, const Flags& flags) {
+  if (flags.args.size() != 2) return Fail(kExitInvalidArgument, "watch needs KEY (see steadctl watch --help)");
+  const std::string& key = flags.args[1];
+  // Signals are taken synchronously below, not by handlers.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::mutex mu;
+  int64_t printed = 0;
+  std::optional<absl::Status> ended;
+  const bool json = flags.output == "json";
+  auto print = [&](const std::vector<stead::WatchEvent>& events, int64_t) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const stead::WatchEvent& event : events) {
+      if (flags.count > 0 && printed >= flags.count) break;
+      const bool put = event.type == stead::WatchEvent::Type::kPut;
+      if (json) {
+        // {"type":...,"kv":{...}}
+        std::printf("%s\n", absl::StrCat("{\"type\":\"", put ? "PUT" : "DELETE",
+                                         "\",\"kv\":", KeyValueJson(event.kv), "}")
+                                .c_str());
+      } else if (put) {
+        std::printf("PUT\t%s\t%s\t%lld\n", event.kv.key.c_str(), event.kv.value.c_str(),
+                    static_cast<long long>(event.kv.mod_revision));
+      } else {
+        std::printf("DELETE\t%s\t%lld\n", event.kv.key.c_str(),
+                    static_cast<long long>(event.kv.mod_revision));
+      }
+      ++printed;
+    }
+    std::fflush(stdout);
+  };
+  std::unique_ptr<stead::Watcher> watcher = client.Watch(
+      key,
+      {.range_end = flags.prefix ? stead::PrefixEnd(key) : std::string(),
+       .start_revision = flags.revision},
+      print, [&](absl::Status status) {
+        std::lock_guard<std::mutex> lock(mu);
+        ended = status;
+      });
+  const absl::Time until = absl::Now() + flags.duration;
+  // Bounded by --duration, --count, the watch's end or a signal.
+  while (absl::Now() < until) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (ended.has_value() || (flags.count > 0 && printed >= flags.count)) break;
+    }
+    const timespec tick{0, 100'000'000};
+    if (sigtimedwait(&stop_signals, nullptr, &tick) > 0) break;
+  }
+  watcher.reset();
+  if (ended.has_value() && !ended->ok()) return FailStatus(*ended);
   return kExitOk;
 }
 
@@ -628,6 +720,7 @@ int main(int argc, char** argv) {
   if (help_key == "del") return Del(**client, *flags);
   if (help_key == "scan") return Scan(**client, *flags);
   if (help_key == "txn") return Txn(**client, *flags);
+  if (help_key == "watch") return Watch(**client, *flags);
   if (help_key == "member") return MemberCommand(**client, *flags);
   return ClusterCommand(**client, *flags);
 }

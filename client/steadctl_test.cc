@@ -71,10 +71,11 @@ CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> e
 TEST(SteadctlTest, HelpOnEveryCommand) {
   const CtlRun main_help = Steadctl({"--help"});
   EXPECT_EQ(main_help.exit_code, 0);
-  for (const char* word : {"get", "put", "del", "scan", "txn", "member", "cluster", "exit codes"}) {
+  for (const char* word :
+       {"get", "put", "del", "scan", "txn", "watch", "member", "cluster", "exit codes"}) {
     EXPECT_THAT(main_help.out, HasSubstr(word));
   }
-  for (const char* command : {"get", "put", "del", "scan", "txn", "member", "cluster"}) {
+  for (const char* command : {"get", "put", "del", "scan", "txn", "watch", "member", "cluster"}) {
     SCOPED_TRACE(command);
     const CtlRun help = Steadctl({command, "--help"});
     EXPECT_EQ(help.exit_code, 0);
@@ -104,6 +105,9 @@ TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
        {"txn", "--if=exists(k)", "--then", "put k"},
        "--then #1 'put k': put takes KEY VALUE"},
       {"txn flag without value", {"txn", "--else"}, "--else needs a value"},
+      {"watch without key", {"watch"}, "watch needs KEY"},
+      {"watch bad revision", {"watch", "k", "--rev=-1"}, "--rev: '-1' is not a count"},
+      {"watch bad duration", {"watch", "k", "--duration=later"}, "--duration"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -158,6 +162,18 @@ TEST(SteadctlTest, AgainstARealCluster) {
   EXPECT_TRUE(absl::StartsWith(members.out, R"({"members":[{"id":)")) << members.out;
   for (int i : {0, 1, 2}) EXPECT_THAT(members.out, HasSubstr(absl::StrCat(R"("name":"stead-)", i, "\"")));
   EXPECT_THAT(members.out, HasSubstr(R"("role":"leader")"));
+
+  // From revision 1: the puts and the delete above, in order, then stop at --count.
+  CtlRun watch = Steadctl({endpoints, "watch", "colour", "--prefix", "--rev=1", "--count=3"});
+  EXPECT_EQ(watch.exit_code, 0) << watch.err;
+  EXPECT_EQ(watch.out, "PUT\tcolour\tblue\t1\nPUT\tcolour2\tred\t2\nDELETE\tcolour2\t3\n");
+  CtlRun watch_json = Steadctl(
+      {endpoints, "--output=json", "watch", "colour2", "--rev=2", "--count=1", "--duration=10s"});
+  EXPECT_EQ(watch_json.exit_code, 0) << watch_json.err;
+  EXPECT_THAT(watch_json.out, HasSubstr(R"({"type":"PUT","kv":{"key":"colour2","value":"red")"));
+  CtlRun quiet = Steadctl({endpoints, "watch", "nothing-here", "--duration=300ms"});
+  EXPECT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.out, "");
 
   CtlRun status = Steadctl({endpoints, "cluster", "status"});
   EXPECT_EQ(status.exit_code, 0) << status.err;

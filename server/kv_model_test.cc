@@ -17,6 +17,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "server/kv_testing.h"
+#include "server/watch_hub.h"
 
 namespace stead::server {
 namespace {
@@ -410,6 +411,41 @@ void CheckRead(World& world, const pb::RangeRequest& range, const std::string& c
   ExpectSameResponse(real, want, context + " range " + range.ShortDebugString());
 }
 
+// The watch history, replayed from revision 1, must rebuild the model's keys exactly:
+// every change recorded once, at its revision, with its counters.
+void CheckHistory(World& world, const std::string& context) {
+  absl::StatusOr<std::unique_ptr<storage::StateSnapshot>> snapshot =
+      world.harness.state().NewSnapshot();
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  std::map<std::string, pb::KeyValue> replayed;
+  int64_t through = 0;
+  // Bounded: every page advances `through` by at least one revision.
+  while (through < world.model.revision) {
+    absl::StatusOr<HistoryPage> page =
+        ReadHistory(**snapshot, std::string(1, '\0'), std::string(1, '\0'), through + 1,
+                    world.model.revision, 64 << 10);
+    ASSERT_TRUE(page.ok()) << context << ": " << page.status();
+    ASSERT_GT(page->through, through);
+    for (const pb::Event& event : page->events) {
+      ASSERT_GT(event.kv().mod_revision(), through) << context;
+      ASSERT_LE(event.kv().mod_revision(), page->through) << context;
+      if (event.type() == pb::Event::TYPE_DELETE) {
+        EXPECT_EQ(replayed.erase(event.kv().key()), 1u) << context << ": delete of a missing key";
+      } else {
+        replayed[event.kv().key()] = event.kv();
+      }
+    }
+    through = page->through;
+  }
+  ASSERT_EQ(replayed.size(), world.model.kvs.size()) << context;
+  for (const auto& [key, kv] : world.model.kvs) {
+    auto it = replayed.find(key);
+    ASSERT_NE(it, replayed.end()) << context << ": " << key;
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(it->second, kv))
+        << context << ": " << it->second.ShortDebugString() << " vs " << kv.ShortDebugString();
+  }
+}
+
 pb::RangeRequest Everything() {
   pb::RangeRequest all;
   all.set_key(std::string(1, '\0'));
@@ -471,6 +507,7 @@ TEST(KvModel, ThousandsOfShortSequencesMatchTheModel) {
     }
     world.harness.Restart(/*crash=*/true);
     CheckRead(world, Everything(), absl::StrCat("final scan of the store of seed ", first));
+    CheckHistory(world, absl::StrCat("history of the store of seed ", first));
   }
 }
 
@@ -480,6 +517,7 @@ TEST(KvModel, LongSequencesWithRestartsMatchTheModel) {
     RunSequence(world, seed, /*steps=*/1200, /*restart_per_mille=*/30);
     world.harness.Restart(/*crash=*/true);
     CheckRead(world, Everything(), absl::StrCat("final scan of seed ", seed));
+    CheckHistory(world, absl::StrCat("history of seed ", seed));
   }
 }
 

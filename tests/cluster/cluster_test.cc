@@ -229,18 +229,39 @@ TEST(ClusterTest, FullRestartKeepsState) {
   for (int i : {0, 1, 2}) cluster.Start(i);
   ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
   std::vector<std::string> keys;
+  // A write with a client id and sequence number, retried after the restart of every
+  // member: answered with the first result, applied once.
+  pb::ClientRequest once;
+  once.set_client_id(0xfeedface);
+  once.set_sequence(1);
+  once.mutable_put()->set_key("once");
+  once.mutable_put()->set_value("first");
+  int64_t once_revision = 0;
   {
     KvTestClient client(cluster.ClientEndpoints(3));
     for (int i = 0; i < 100; ++i) {
       keys.push_back(absl::StrCat("key-", i));
       ASSERT_OK(client.PutWithRetry(keys.back(), keys.back(), absl::Seconds(10)));
     }
+    absl::StatusOr<pb::ClientResponse> applied = client.Call(once, absl::Seconds(10));
+    ASSERT_OK(applied.status());
+    ASSERT_FALSE(applied->has_error()) << applied->error().message();
+    once_revision = applied->header().revision();
   }
   for (int i : {0, 1, 2}) cluster.Kill(i);
   for (int i : {1, 2, 0}) cluster.Start(i);
   ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
   KvTestClient client(cluster.ClientEndpoints(3));
   ExpectAllPresent(client, keys);
+  once.mutable_put()->set_value("retried");
+  absl::StatusOr<pb::ClientResponse> retried;
+  ASSERT_TRUE(Eventually([&] {
+    retried = client.Call(once, absl::Seconds(2));
+    return retried.ok() && !retried->has_error();
+  }));
+  EXPECT_EQ(retried->header().revision(), once_revision) << "the first answer, from the table";
+  EXPECT_THAT(client.GetWithRetry("once", {}, absl::Seconds(10)),
+              IsOkAndHolds(std::optional<std::string>("first")));
   ASSERT_OK(client.PutWithRetry("after-restart", "ok", absl::Seconds(10)));
 }
 

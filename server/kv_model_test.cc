@@ -3,8 +3,10 @@
 // a deliberately naive model computes. Method: many seeds, each a random sequence of
 // put, delete (single, range, to the end), range reads (limit, reverse, keys_only,
 // count_only, min_revision), transactions with every compare kind, retried and stale
-// writes of a few clients, invalid requests, clock jumps (session expiry), and
-// restarts (clean, or a crash that replays the log). A failure prints the seed.
+// writes of a few clients, invalid requests, clock jumps (session expiry), restarts
+// (clean, or a crash that replays the log), and checkpoints taken and later installed
+// as a Raft snapshot is (the log after them then applies again). At the end, the watch
+// history replayed from revision 1 must rebuild the same keys. A failure prints the seed.
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -461,7 +463,20 @@ void RunSequence(World& world, uint64_t seed, int steps, int restart_per_mille) 
   for (int step = 0; step < steps && !::testing::Test::HasFailure(); ++step) {
     const std::string context = absl::StrCat("seed ", seed, " step ", step);
     if (gen.Int(1, 1000) <= restart_per_mille) {
-      world.harness.Restart(/*crash=*/gen.Chance(50));
+      // A clean restart, a crash, or a checkpoint taken now or installed (as a Raft
+      // snapshot is: then the log after it is applied again).
+      switch (gen.Int(0, 3)) {
+        case 0:
+        case 1:
+          world.harness.Restart(/*crash=*/gen.Chance(50));
+          break;
+        case 2:
+          world.harness.Checkpoint();
+          break;
+        default:
+          world.harness.InstallLastCheckpoint();
+          break;
+      }
       continue;
     }
     if (gen.Chance(22)) {

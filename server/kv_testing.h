@@ -2,7 +2,7 @@
 // write commands and applies each to a real StateMachine exactly as RaftNode does
 // (ApplyFunction, then StateMachine::Apply, an over-limit batch applied empty), and
 // can close and reopen the state machine — flushed, or as after a crash, replaying
-// the log from the applied index.
+// the log from the applied index — or go back to a checkpoint and replay from there.
 //
 // Not thread-safe.
 #ifndef STEAD_SERVER_KV_TESTING_H_
@@ -76,10 +76,32 @@ class KvHarness {
     STEAD_CHECK_EQ(state_->applied_index(), log_.size());
   }
 
+  // Takes a checkpoint of the state as it is now (the unit of Raft snapshots).
+  void Checkpoint() {
+    last_checkpoint_ = dir_ + "/checkpoints/cp-" + std::to_string(++checkpoints_);
+    STEAD_CHECK_OK(state_->CreateCheckpoint(last_checkpoint_).status());
+  }
+  // Switches the state machine to the last checkpoint and applies the log after it, as
+  // a member does that receives a Raft snapshot and then the log tail. Whether there was
+  // a checkpoint to install.
+  bool InstallLastCheckpoint() {
+    if (last_checkpoint_.empty()) return false;
+    state_.reset();
+    absl::StatusOr<std::unique_ptr<storage::StateMachine>> state =
+        storage::StateMachine::OpenFromCheckpoint(Options(), last_checkpoint_);
+    STEAD_CHECK_OK(state.status());
+    state_ = std::move(*state);
+    for (size_t index = state_->applied_index() + 1; index <= log_.size(); ++index) {
+      ApplyLogEntry(index);
+    }
+    STEAD_CHECK_EQ(state_->applied_index(), log_.size());
+    return true;
+  }
+
   const storage::StateMachine& state() const { return *state_; }
 
  private:
-  void Open() {
+  storage::StateMachineOptions Options() const {
     storage::StateMachineOptions options;
     options.data_dir = dir_;
     options.identity = {0xfeed, 1, "kv-0"};
@@ -87,8 +109,12 @@ class KvHarness {
     options.logger = Logger(LogLevel::kWarning);
     options.flush_on_close = false;
     options.write_buffer_bytes = 1 << 20;
+    return options;
+  }
+
+  void Open() {
     absl::StatusOr<std::unique_ptr<storage::StateMachine>> state =
-        storage::StateMachine::Open(std::move(options));
+        storage::StateMachine::Open(Options());
     STEAD_CHECK_OK(state.status());
     state_ = std::move(*state);
   }
@@ -122,6 +148,8 @@ class KvHarness {
   const std::string dir_;
   const ApplyFunction apply_;
   std::vector<std::string> log_;  // entry i + 1 is log_[i]
+  int checkpoints_ = 0;
+  std::string last_checkpoint_;
   std::unique_ptr<storage::StateMachine> state_;
 };
 

@@ -318,6 +318,32 @@ CounterRun CountWithCompareAndSwap(Client& client, const std::string& key, int t
 // about 20%, 45% and 70% of the increments. A call times out after 1 s, so calls
 // that span an election end with an unknown outcome and exercise the recovery path.
 // Afterwards every counter reads exactly 1000.
+// Goal: each limit is refused with InvalidArgument naming it, nothing is written, and
+// the cluster keeps serving.
+TEST_F(ClientClusterTest, OversizedRequestsAreRefusedByName) {
+  const std::string big_key(8 * 1024 + 1, 'k');
+  EXPECT_THAT(client_->Put(big_key, "v"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "max_key_bytes"));
+  EXPECT_THAT(client_->Put("big-value", std::string((1 << 20) + 1, 'v')),
+              StatusIs(absl::StatusCode::kInvalidArgument, "max_value_bytes"));
+  TxnRequest big_request;
+  for (int i = 0; i < 2; ++i) {
+    big_request.success.push_back(TxnOp::Put(absl::StrCat("half-", i), std::string(900 << 10, 'v')));
+  }
+  EXPECT_THAT(client_->Txn(big_request),
+              StatusIs(absl::StatusCode::kInvalidArgument, "max_request_bytes"));
+  TxnRequest many_ops;
+  for (int i = 0; i < 129; ++i) many_ops.success.push_back(TxnOp::Put(absl::StrCat("op-", i), "v"));
+  EXPECT_THAT(client_->Txn(many_ops), StatusIs(absl::StatusCode::kInvalidArgument, "max_txn_ops"));
+
+  const std::string everything(1, '\0');
+  ASSERT_OK_AND_ASSIGN(const RangeResult nothing,
+                       client_->Range(everything, {.range_end = everything}));
+  EXPECT_TRUE(nothing.kvs.empty()) << "nothing of the refused requests was written";
+  ASSERT_OK(client_->Put("still", "serving"));
+  EXPECT_THAT(client_->Get("still"), IsOkAndHolds(std::optional<std::string>("serving")));
+}
+
 // What a watch delivered, for checking afterwards.
 class EventLog {
  public:

@@ -279,6 +279,14 @@ void RaftNode::HandleReady(raft::Ready ready) {
     storage::WalWrite write;
     write.entries = std::move(ready.entries);
     write.hard_state = std::move(ready.hard_state);
+    // A hard state that only moves the commit index needs no sync: a member that loses
+    // it learns the commit index again from the leader. Term and vote must be durable.
+    if (write.hard_state) {
+      write.sync = !write.entries.empty() || !synced_hard_state_ ||
+                   write.hard_state->term() != synced_hard_state_->term() ||
+                   write.hard_state->vote() != synced_hard_state_->vote();
+      synced_hard_state_ = *write.hard_state;
+    }
     // The WAL runs this on one of its own threads; the work belongs on the raft strand.
     wal_->Submit(std::move(write), [strand = strand_, guard = guard_, this,
                                     sequence](absl::Status status) {

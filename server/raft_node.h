@@ -205,6 +205,9 @@ class RaftNode {
   storage::Wal* const wal_;
   storage::StateMachine* const state_machine_;
   PeerTransport* const transport_;
+  // The last hard state handed to the WAL (strand only): a later one that differs only
+  // in its commit index is written without a sync.
+  std::optional<pb::HardState> synced_hard_state_;
   const ApplyFunction apply_;
   const ConfChangeFunction on_conf_change_;
   const Logger logger_;

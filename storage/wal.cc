@@ -248,7 +248,15 @@ void Wal::ProcessGroup(std::vector<Pending>& group) {
     active = segments_.back();
   }
   if (active_bytes_ >= options_.segment_bytes) {
-    absl::Status rolled = CreateSegment(active->sequence + 1, LastIndex() + 1);
+    // Only the last segment may end torn: sync what an unsynced group left in this one.
+    absl::Status rolled = active_unsynced_ ? active->file->DataSync() : absl::OkStatus();
+    if (!rolled.ok()) {
+      EnterFailedState(rolled);
+      complete(&rolled);
+      return;
+    }
+    active_unsynced_ = false;
+    rolled = CreateSegment(active->sequence + 1, LastIndex() + 1);
     if (!rolled.ok()) {
       complete(&rolled);
       return;
@@ -267,6 +275,8 @@ void Wal::ProcessGroup(std::vector<Pending>& group) {
     AppendRecord(RecordType::kHardState, Serialize(plan.hard_state), &buffer);
   }
 
+  const bool sync = std::any_of(group.begin(), group.end(),
+                                [](const Pending& pending) { return pending.write.sync; });
   if (!buffer.empty()) {
     absl::Status written = active->file->WriteAt(active_bytes_, buffer);
     if (!written.ok()) {
@@ -282,21 +292,25 @@ void Wal::ProcessGroup(std::vector<Pending>& group) {
       complete(&written);
       return;
     }
-    const auto sync_start = std::chrono::steady_clock::now();
-    absl::Status synced = active->file->DataSync();
-    const std::chrono::nanoseconds sync_time = std::chrono::steady_clock::now() - sync_start;
-    sync_estimate_ = (3 * sync_estimate_ + sync_time) / 4;
-    if (!synced.ok()) {
-      EnterFailedState(synced);
-      complete(&synced);
-      return;
+    if (sync) {
+      const auto sync_start = std::chrono::steady_clock::now();
+      absl::Status synced = active->file->DataSync();
+      const std::chrono::nanoseconds sync_time = std::chrono::steady_clock::now() - sync_start;
+      sync_estimate_ = (3 * sync_estimate_ + sync_time) / 4;
+      if (!synced.ok()) {
+        EnterFailedState(synced);
+        complete(&synced);
+        return;
+      }
     }
+    active_unsynced_ = !sync;
   }
   ApplyPlan(plan);
   active_bytes_ += buffer.size();
   {
     MutexLock lock(&mu_);
-    stats_.groups += buffer.empty() ? 0 : 1;
+    stats_.groups += !buffer.empty() && sync ? 1 : 0;
+    stats_.unsynced_groups += !buffer.empty() && !sync ? 1 : 0;
     stats_.bytes += buffer.size();
     stats_.entries += plan.entry_count;
     for (const absl::Status& status : results) stats_.writes += status.ok() ? 1 : 0;

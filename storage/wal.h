@@ -116,10 +116,16 @@ struct WalWrite {
   std::vector<pb::Entry> entries;
   // The hard state to persist; its term must not be below the persisted one.
   std::optional<pb::HardState> hard_state;
+  // false: this write needs no fdatasync of its own. For a hard state that only moves
+  // the commit index, which Raft can learn again from the leader: it is written in
+  // order and becomes durable with the next synced group (a crash may lose it, never
+  // tear the log). A group syncs if any of its writes asks to.
+  bool sync = true;
 };
 
 struct WalStats {
-  uint64_t groups = 0;   // groups written (one fdatasync each, plus segment rolls)
+  uint64_t groups = 0;   // groups written with an fdatasync (plus segment rolls)
+  uint64_t unsynced_groups = 0;  // groups of writes that asked for no sync (WalWrite::sync)
   uint64_t writes = 0;   // WalWrites completed successfully
   uint64_t entries = 0;  // entries appended
   uint64_t bytes = 0;    // record bytes written
@@ -280,6 +286,7 @@ class Wal final : public raft::LogStorage {
   // Writer-only state (the writer thread, or Open before it starts).
   std::string identity_;       // the identity on disk, copied into new segments
   uint64_t active_bytes_ = 0;  // valid bytes of the active segment
+  bool active_unsynced_ = false;  // the active segment holds a group written without sync
   // Moving average of the time a group's fdatasync takes.
   std::chrono::nanoseconds sync_estimate_{0};
 

@@ -589,6 +589,40 @@ TEST_F(WalTest, HardStateIsDurableBeforeTheCallbackRuns) {
   EXPECT_EQ(wal->InitialState().hard_state.vote(), 3u);
 }
 
+// Goal: a write that asks for no sync (a commit-only hard state) is written in order
+// without an fdatasync of its own; the next synced write makes it durable with it.
+class SyncCounter final : public FileFaultInjector {
+ public:
+  int Inject(Op op, absl::string_view) override {
+    if (op == Op::kSync) ++syncs;
+    return 0;
+  }
+  std::atomic<int> syncs{0};
+};
+
+TEST_F(WalTest, UnsyncedWriteIsWrittenInOrderWithoutItsOwnSync) {
+  SyncCounter counter;
+  WalOptions options = Options();
+  options.fault_injector = &counter;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Wal> wal, Wal::Open(options));
+  ASSERT_OK(wal->Write(EntriesWrite(1, 5, 1)));
+  const int after_entries = counter.syncs.load();
+  WalWrite commit_only;
+  commit_only.hard_state.emplace();
+  commit_only.hard_state->set_term(1);
+  commit_only.hard_state->set_commit(5);
+  commit_only.sync = false;
+  ASSERT_OK(wal->Write(commit_only));
+  EXPECT_EQ(counter.syncs.load(), after_entries) << "no fdatasync for a commit-only write";
+  EXPECT_EQ(wal->stats().unsynced_groups, 1u);
+  ASSERT_OK(wal->Write(EntriesWrite(6, 6, 1)));
+  EXPECT_EQ(counter.syncs.load(), after_entries + 1);
+  wal.reset();
+  ASSERT_OK_AND_ASSIGN(wal, Wal::Open(Options()));
+  EXPECT_EQ(wal->InitialState().hard_state.commit(), 5u);
+  EXPECT_EQ(wal->LastIndex(), 6u);
+}
+
 // Goal: writes queued while a sync runs share the next sync. Method: hold the writer
 // inside the first group's sync until 50 more writes are queued.
 class BlockingSyncInjector final : public FileFaultInjector {

@@ -194,6 +194,7 @@ void WatchHub::CloseStream(const WatchStream* stream) {
 
 void WatchHub::Notify() {
   MutexLock lock(&mu_);
+  if (watches_.empty()) return;  // Open wakes the thread for a first watch
   notified_ = true;
   wake_.Signal();
 }
@@ -220,18 +221,19 @@ void WatchHub::Run() {
 }
 
 bool WatchHub::Round(const storage::StateMachine& state) {
+  std::vector<std::shared_ptr<Watch>> watches;
+  {
+    MutexLock lock(&mu_);
+    watches.reserve(watches_.size());
+    for (const auto& [key, watch] : watches_) watches.push_back(watch);
+  }
+  if (watches.empty()) return false;  // no reads for nobody: writes come often
   absl::StatusOr<std::unique_ptr<storage::StateSnapshot>> snapshot = state.NewSnapshot();
   absl::StatusOr<pb::KvMeta> meta =
       snapshot.ok() ? ReadKvMeta(**snapshot) : absl::StatusOr<pb::KvMeta>(snapshot.status());
   if (!meta.ok()) {
     STEAD_LOG(logger_, Error) << "watches cannot read the state machine: " << meta.status();
     return false;
-  }
-  std::vector<std::shared_ptr<Watch>> watches;
-  {
-    MutexLock lock(&mu_);
-    watches.reserve(watches_.size());
-    for (const auto& [key, watch] : watches_) watches.push_back(watch);
   }
   bool more = false;
   for (const std::shared_ptr<Watch>& watch : watches) {

@@ -983,6 +983,10 @@ struct Node::Impl {
     gauge("stead_raft_last_index", "Last index of this member's log.", [](const S& s) { return s.last_index; });
     gauge("stead_raft_leader_changes", "Leader changes seen since start.",
           [](const S& s) { return s.leader_changes; });
+    gauge("stead_raft_reads", "Linearizable reads confirmed (ReadIndex) since start, as leader.",
+          [](const S& s) { return s.reads; });
+    gauge("stead_raft_read_rounds", "ReadIndex heartbeat rounds those reads shared.",
+          [](const S& s) { return s.read_rounds; });
     metrics.AddGaugeFunction("stead_ready", "1 if /readyz answers 200.",
                              [this] { return GetStatus().ready ? 1.0 : 0.0; });
     metrics.AddGaugeFunction("stead_peers_connected", "Peers with an open outgoing connection.", [this] {

@@ -1,5 +1,6 @@
 #include "server/raft_node.h"
 
+#include <algorithm>
 #include <random>
 #include <utility>
 
@@ -73,7 +74,7 @@ void RaftNode::Stop() {
     MutexLock lock(&guard_->mu);
     guard_->node = nullptr;
   }
-  for (auto& [context, read] : reads_) read.done(absl::UnavailableError("node stopping"));
+  for (auto& [id, read] : reads_) read.done(absl::UnavailableError("node stopping"));
   reads_.clear();
   // Let the applier finish what it was handed (its strand posts are now no-ops).
   applier_work_.reset();
@@ -180,14 +181,31 @@ void RaftNode::ReadBarrier(absl::Time deadline, ReadCallback done) {
           absl::StrCat(reads_.size(), " reads pending (max_pending_requests): back off")));
       return;
     }
-    std::string context = absl::StrCat("read-", next_read_id_++);
-    if (absl::Status status = raft_->ReadIndex(context); !status.ok()) {
-      done(status);
-      return;
-    }
-    reads_.emplace(std::move(context), PendingRead{deadline, std::move(done), 0});
+    reads_.emplace(next_read_id_++, PendingRead{deadline, std::move(done)});
+    if (read_round_in_flight_ == 0) StartReadRound();
     ProcessReadys();
   });
+}
+
+void RaftNode::StartReadRound() {
+  const uint64_t round = next_read_round_++;
+  if (absl::Status status = raft_->ReadIndex(absl::StrCat("round-", round)); !status.ok()) {
+    for (auto it = reads_.begin(); it != reads_.end();) {
+      if (it->second.round == 0) {
+        it->second.done(status);
+        it = reads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return;
+  }
+  read_round_in_flight_ = round;
+  read_round_started_ = absl::Now();
+  ++read_rounds_started_;
+  for (auto& [id, read] : reads_) {
+    if (read.round == 0) read.round = round;
+  }
 }
 
 void RaftNode::TransferLeadership(raft::NodeId target) {
@@ -304,11 +322,24 @@ void RaftNode::HandleReady(raft::Ready ready) {
       ApplyEntries(std::move(entries));
     });
   }
+  bool round_answered = false;
   for (raft::ReadState& read_state : ready.read_states) {
-    auto it = reads_.find(read_state.context);
-    if (it != reads_.end()) it->second.index = read_state.index;
+    if (read_state.context != absl::StrCat("round-", read_round_in_flight_)) continue;
+    for (auto& [id, read] : reads_) {
+      if (read.round == read_round_in_flight_) read.index = read_state.index;
+    }
+    read_round_in_flight_ = 0;
+    round_answered = true;
   }
-  if (!ready.read_states.empty()) CompleteReads();
+  if (round_answered) {
+    CompleteReads();
+    // The reads that arrived meanwhile share the next round.
+    if (std::any_of(reads_.begin(), reads_.end(),
+                    [](const auto& entry) { return entry.second.round == 0; })) {
+      StartReadRound();
+      ProcessReadys();
+    }
+  }
 }
 
 void RaftNode::OnWalWritten(uint64_t sequence, absl::Status status) {
@@ -348,6 +379,7 @@ void RaftNode::CompleteReads() {
   const raft::Index applied = raft_->applied_index();
   for (auto it = reads_.begin(); it != reads_.end();) {
     if (it->second.index != 0 && it->second.index <= applied) {
+      ++reads_served_;
       it->second.done(absl::OkStatus());
       it = reads_.erase(it);
     } else {
@@ -364,6 +396,18 @@ void RaftNode::ExpireWaiters(absl::Time now) {
       it = reads_.erase(it);
     } else {
       ++it;
+    }
+  }
+  // A round the core never answers (leadership lost meanwhile) must not hold up the
+  // reads behind it: after an election timeout they get a round of their own.
+  if (read_round_in_flight_ != 0 &&
+      now - read_round_started_ > options_.tick_interval * 2 * options_.raft.election_timeout_ticks) {
+    read_round_in_flight_ = 0;
+    if (!reads_.empty() && raft_->role() == raft::Role::kLeader) {
+      for (auto& [id, read] : reads_) {
+        if (read.index == 0) read.round = 0;
+      }
+      StartReadRound();
     }
   }
   std::vector<ProposeCallback> expired;
@@ -397,6 +441,8 @@ void RaftNode::PublishStatus() {
   status_.last_index = status.last_index;
   status_.is_voter = raft::IsVoter(status.conf_state, status.id);
   status_.leader_changes = leader_changes_;
+  status_.reads = reads_served_;
+  status_.read_rounds = read_rounds_started_;
   status_.conf_state = status.conf_state;
   status_.peers = status.peers;
 }

@@ -92,6 +92,9 @@ struct RaftNodeStatus {
   raft::Index last_index = 0;
   bool is_voter = false;
   uint64_t leader_changes = 0;
+  // Linearizable reads served, and the ReadIndex (heartbeat) rounds they shared.
+  uint64_t reads = 0;
+  uint64_t read_rounds = 0;
   pb::ConfState conf_state;
   // Leader only: replication progress of every member, itself included.
   std::vector<raft::PeerStatus> peers;
@@ -151,7 +154,8 @@ class RaftNode {
   struct PendingRead {
     absl::Time deadline;
     ReadCallback done;
-    raft::Index index = 0;  // set when the core answered
+    uint64_t round = 0;     // the ReadIndex round it waits for; 0: the next one
+    raft::Index index = 0;  // set when its round was answered
   };
   // One WAL write in flight and what waits for it.
   struct InFlightWrite {
@@ -224,8 +228,17 @@ class RaftNode {
   std::deque<InFlightWrite> in_flight_writes_;
   raft::NodeId last_leader_ = raft::kNoNode;
   uint64_t leader_changes_ = 0;
+  // Linearizable reads share ReadIndex rounds (one heartbeat round each): a read joins
+  // the next round to start, never one already in flight (its commit index may predate
+  // the read). One round is in flight at a time.
   uint64_t next_read_id_ = 1;
-  std::map<std::string, PendingRead> reads_;  // by ReadIndex context
+  std::map<uint64_t, PendingRead> reads_;  // by read id
+  uint64_t next_read_round_ = 1;
+  uint64_t read_round_in_flight_ = 0;  // 0: none
+  uint64_t reads_served_ = 0;
+  uint64_t read_rounds_started_ = 0;
+  absl::Time read_round_started_;
+  void StartReadRound();
 
   // Waiters for proposals: completed by the applier, expired by the strand.
   mutable Mutex waiters_mu_;

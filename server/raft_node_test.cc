@@ -3,6 +3,7 @@
 // read barriers, and a member stopped and restarted from its volumes.
 #include "server/raft_node.h"
 
+#include <atomic>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -209,6 +210,31 @@ TEST_F(RaftNodeTest, ElectsALeaderAndReplicatesToEveryMember) {
     EXPECT_TRUE(WaitUntil([&] { return member->Get("k49") == "v49"; })) << "member " << member->id();
     for (int i = 0; i < 50; ++i) EXPECT_EQ(member->Get(absl::StrCat("k", i)), absl::StrCat("v", i));
   }
+}
+
+// Goal: linearizable reads issued together share ReadIndex (heartbeat) rounds instead
+// of one round each, and each still sees every write acknowledged before it.
+TEST_F(RaftNodeTest, ConcurrentReadsShareReadIndexRounds) {
+  StartAll();
+  Member* leader = WaitForLeader();
+  ASSERT_NE(leader, nullptr);
+  ASSERT_OK(leader->Propose("put k v").status());
+  constexpr int kReads = 300;
+  std::atomic<int> succeeded{0};
+  std::atomic<int> finished{0};
+  for (int i = 0; i < kReads; ++i) {
+    leader->node().ReadBarrier(absl::Now() + absl::Seconds(10), [&](absl::Status status) {
+      if (status.ok() && leader->Get("k") == "v") ++succeeded;
+      ++finished;
+    });
+  }
+  ASSERT_TRUE(WaitUntil([&] { return finished.load() == kReads; }));
+  EXPECT_EQ(succeeded.load(), kReads);
+  ASSERT_TRUE(WaitUntil([&] { return leader->node().Status().reads >= kReads; }));
+  const RaftNodeStatus status = leader->node().Status();
+  EXPECT_GE(status.read_rounds, 1u);
+  EXPECT_LE(status.read_rounds, static_cast<uint64_t>(kReads / 10))
+      << "reads waiting together share one heartbeat round";
 }
 
 TEST_F(RaftNodeTest, FollowersRefuseProposalsAndReadsNamingTheLeader) {

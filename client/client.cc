@@ -575,21 +575,28 @@ namespace {
 
 // The part of a response a call type needs; Internal when the member answered with
 // another kind of response.
+// The error of a failed answer, moved rather than copied: the caller's thread then owns
+// the only reference to its message (Debian's abseil is not built for ThreadSanitizer,
+// which cannot see a shared reference count).
+absl::Status TakeError(absl::StatusOr<pb::ClientResponse>&& response) {
+  return std::move(response).status();
+}
+
 absl::StatusOr<std::optional<std::string>> ToValue(absl::StatusOr<pb::ClientResponse> response) {
-  if (!response.ok()) return response.status();
+  if (!response.ok()) return TakeError(std::move(response));
   if (!response->has_range()) return absl::InternalError("answer to a get is not a range");
   if (response->range().kvs_size() == 0) return std::optional<std::string>();
   return std::optional<std::string>(response->range().kvs(0).value());
 }
 
 absl::Status ToPutStatus(absl::StatusOr<pb::ClientResponse> response) {
-  if (!response.ok()) return response.status();
+  if (!response.ok()) return TakeError(std::move(response));
   if (!response->has_put()) return absl::InternalError("answer to a put is not a put");
   return absl::OkStatus();
 }
 
 absl::StatusOr<bool> ToDeleted(absl::StatusOr<pb::ClientResponse> response) {
-  if (!response.ok()) return response.status();
+  if (!response.ok()) return TakeError(std::move(response));
   if (!response->has_delete_range()) return absl::InternalError("answer to a delete is not a delete");
   return response->delete_range().deleted() > 0;
 }
@@ -609,13 +616,13 @@ RangeResult RangeResultFromProto(const pb::RangeResponse& range, int64_t revisio
 }
 
 absl::StatusOr<RangeResult> ToRangeResult(absl::StatusOr<pb::ClientResponse> response) {
-  if (!response.ok()) return response.status();
+  if (!response.ok()) return TakeError(std::move(response));
   if (!response->has_range()) return absl::InternalError("answer to a range is not a range");
   return RangeResultFromProto(response->range(), response->header().revision());
 }
 
 absl::StatusOr<std::vector<Member>> ToMembers(absl::StatusOr<pb::ClientResponse> response) {
-  if (!response.ok()) return response.status();
+  if (!response.ok()) return TakeError(std::move(response));
   if (response->has_member_list()) return MembersFromProto(response->member_list().members());
   if (response->has_member_remove()) return MembersFromProto(response->member_remove().members());
   return absl::InternalError("answer to a member call is not a member list");
@@ -748,7 +755,7 @@ pb::ResponseOp::ResponseCase ResponseCaseOf(TxnOp::Kind kind) {
 // branch that ran, each of its operation's kind (Internal otherwise).
 absl::StatusOr<TxnResult> ToTxnResult(const TxnRequest& request,
                                       absl::StatusOr<pb::ClientResponse> response) {
-  if (!response.ok()) return response.status();
+  if (!response.ok()) return TakeError(std::move(response));
   if (!response->has_txn()) return absl::InternalError("answer to a txn is not a txn");
   TxnResult result;
   result.succeeded = response->txn().succeeded();

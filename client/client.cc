@@ -67,19 +67,21 @@ KeyValue FromProto(const pb::KeyValue& kv) {
                   .version = kv.version()};
 }
 
+Member MemberFromProto(const pb::Member& m) {
+  return Member{.id = m.id(),
+                .name = m.name(),
+                .peer_address = m.peer_address(),
+                .client_address = m.client_address(),
+                .is_learner = m.is_learner(),
+                .is_leader = m.is_leader(),
+                .match_index = m.match_index()};
+}
+
 std::vector<Member> MembersFromProto(
     const google::protobuf::RepeatedPtrField<pb::Member>& members) {
   std::vector<Member> out;
   out.reserve(static_cast<size_t>(members.size()));
-  for (const pb::Member& m : members) {
-    out.push_back(Member{.id = m.id(),
-                         .name = m.name(),
-                         .peer_address = m.peer_address(),
-                         .client_address = m.client_address(),
-                         .is_learner = m.is_learner(),
-                         .is_leader = m.is_leader(),
-                         .match_index = m.match_index()});
-  }
+  for (const pb::Member& m : members) out.push_back(MemberFromProto(m));
   return out;
 }
 
@@ -233,6 +235,12 @@ class Client::Impl {
     context.initial_backoff = options_.initial_backoff;
     context.max_backoff = options_.max_backoff;
     return context;
+  }
+
+  // After a leadership transfer: later calls go straight to the new leader, rather
+  // than through the old one, which forwards them and so never sends a leader hint.
+  void LeaderMovedTo(const std::string& address) {
+    if (IsHostPort(address)) SetLeader(address);
   }
 
  private:
@@ -904,6 +912,60 @@ absl::StatusOr<std::vector<Member>> Client::MemberRemoveById(uint64_t id, CallOp
     impl_->Start(std::move(request), Route::kLeader, options.timeout,
                  [done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
                    done(ToMembers(std::move(r)));
+                 });
+  });
+}
+
+// ---- Leadership and promotion ----
+
+namespace {
+
+absl::StatusOr<LeaderTransferResult> ToLeaderTransferResult(
+    absl::StatusOr<pb::ClientResponse> response) {
+  if (!response.ok()) return TakeError(std::move(response));
+  if (!response->has_leader_transfer()) {
+    return absl::InternalError("answer to a leader transfer is not a leader transfer");
+  }
+  return LeaderTransferResult{
+      .previous_leader = MemberFromProto(response->leader_transfer().previous_leader()),
+      .leader = MemberFromProto(response->leader_transfer().leader())};
+}
+
+absl::StatusOr<MemberPromoteResult> ToMemberPromoteResult(
+    absl::StatusOr<pb::ClientResponse> response) {
+  if (!response.ok()) return TakeError(std::move(response));
+  if (!response->has_member_promote()) {
+    return absl::InternalError("answer to a member promotion is not a promotion");
+  }
+  return MemberPromoteResult{.members = MembersFromProto(response->member_promote().members()),
+                             .already_voter = response->member_promote().already_voter()};
+}
+
+}  // namespace
+
+absl::StatusOr<LeaderTransferResult> Client::LeaderTransfer(std::string_view to,
+                                                            CallOptions options) {
+  pb::ClientRequest request;
+  request.mutable_leader_transfer()->set_name(std::string(to));
+  return Wait<absl::StatusOr<LeaderTransferResult>>([&](auto done) {
+    impl_->Start(
+        std::move(request), Route::kLeader, options.timeout,
+        [impl = impl_.get(), done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+          absl::StatusOr<LeaderTransferResult> result = ToLeaderTransferResult(std::move(r));
+          if (result.ok()) impl->LeaderMovedTo(result->leader.client_address);
+          done(std::move(result));
+        });
+  });
+}
+
+absl::StatusOr<MemberPromoteResult> Client::MemberPromote(std::string_view name,
+                                                          CallOptions options) {
+  pb::ClientRequest request;
+  request.mutable_member_promote()->set_name(std::string(name));
+  return Wait<absl::StatusOr<MemberPromoteResult>>([&](auto done) {
+    impl_->Start(std::move(request), Route::kLeader, options.timeout,
+                 [done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+                   done(ToMemberPromoteResult(std::move(r)));
                  });
   });
 }

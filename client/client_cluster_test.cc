@@ -1,7 +1,8 @@
 // stead::Client against a real 3-member cluster of `stead` processes: writes from many
 // threads survive a SIGKILL of the leader, many requests share one connection,
-// scans page, the client finds the leader and the members, transactions choose their
-// branch, and compare-and-swap counters count exactly while leaders die.
+// scans page, the client finds the leader and the members, leadership moves on
+// request, transactions choose their branch, and compare-and-swap counters count exactly while
+// leaders die.
 #include <signal.h>
 
 #include <atomic>
@@ -190,6 +191,39 @@ TEST_F(ClientClusterTest, FindsTheLeaderAndListsMembers) {
   EXPECT_EQ(leaders, 1);
   EXPECT_THAT(client->MemberRemoveByName("stead-9"),
               testing::StatusIs(absl::StatusCode::kNotFound));
+}
+
+// Goal: LeaderTransfer moves leadership to the named voter and answers with both
+// leaders; the client's next write reaches the new leader; transferring to the leader
+// itself changes nothing; MemberPromote of a voter is a no-op saying so; unknown
+// members are NotFound.
+TEST_F(ClientClusterTest, LeaderTransferAndPromoteOfAVoter) {
+  const int first = cluster_->Leader({0, 1, 2});
+  ASSERT_GE(first, 0);
+  ASSERT_OK(client_->Put("before", "1"));
+  const int target = (first + 2) % 3;
+  ASSERT_OK_AND_ASSIGN(LeaderTransferResult moved, client_->LeaderTransfer(cluster_->Name(target)));
+  EXPECT_EQ(moved.previous_leader.name, cluster_->Name(first));
+  EXPECT_EQ(moved.leader.name, cluster_->Name(target));
+  EXPECT_EQ(moved.leader.client_address, cluster_->ClientAddress(target));
+  EXPECT_TRUE(moved.leader.is_leader);
+  EXPECT_EQ(cluster_->Leader({0, 1, 2}), target);
+  ASSERT_OK(client_->Put("after", "2"));
+  EXPECT_TRUE(testing::Eventually(
+      [&] {
+        return client_->Put("after", "3").ok() &&
+               client_->LeaderAddressForTesting() == cluster_->ClientAddress(target);
+      },
+      absl::Seconds(10)));
+
+  ASSERT_OK_AND_ASSIGN(LeaderTransferResult same, client_->LeaderTransfer(cluster_->Name(target)));
+  EXPECT_EQ(same.previous_leader.id, same.leader.id);
+
+  ASSERT_OK_AND_ASSIGN(MemberPromoteResult promoted, client_->MemberPromote(cluster_->Name(first)));
+  EXPECT_TRUE(promoted.already_voter);
+  EXPECT_EQ(promoted.members.size(), 3u);
+  EXPECT_THAT(client_->MemberPromote("stead-9"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(client_->LeaderTransfer("stead-9"), StatusIs(absl::StatusCode::kNotFound));
 }
 
 // Goal: CompareAndSwap swaps only when the key holds the expected value (or, for

@@ -6,9 +6,12 @@
 //   0  success
 //   1  any other error
 //   2  invalid argument: bad command, flag or request (InvalidArgument)
-//   3  not found: `get` of an absent key, `member remove` of an unknown member
+//   3  not found: `get` of an absent key, a `member` or `leader` command naming an
+//      unknown member
 //   4  failed compare: `txn` ran its --else branch
 //   5  unavailable: no member answered, no leader, or the deadline passed
+//   6  failed precondition: the cluster cannot do it as asked now (`member promote` of
+//      a learner not caught up, `leader transfer` to a learner); `member add` always
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -44,6 +47,7 @@ constexpr int kExitInvalidArgument = 2;
 constexpr int kExitNotFound = 3;
 constexpr int kExitFailedCompare = 4;  // `txn` ran its --else branch
 constexpr int kExitUnavailable = 5;
+constexpr int kExitFailedPrecondition = 6;
 
 constexpr char kDefaultEndpoints[] = "127.0.0.1:2479,127.0.0.1:2489,127.0.0.1:2499";
 
@@ -67,6 +71,11 @@ constexpr char kMainHelp[] =
     "                                  as they happen, from revision N\n"
     "  member list                     the members: id, name, addresses, role\n"
     "  member remove NAME|ORDINAL|ID   remove a member (scale-down runbook)\n"
+    "  member promote NAME|ORDINAL|ID  make a caught-up learner a voter now\n"
+    "  member add NAME                 explains how members join (they add themselves)\n"
+    "  leader transfer [--to NAME|ORDINAL|ID]\n"
+    "                                  hand leadership to that voter, or to the most\n"
+    "                                  caught-up one\n"
     "  cluster status [--http-port-offset=N]\n"
     "                                  one row per member with term, commit and applied\n"
     "                                  index from its HTTP /metrics\n"
@@ -81,7 +90,8 @@ constexpr char kMainHelp[] =
     "  --help, --version\n"
     "\n"
     "exit codes: 0 ok, 1 other error, 2 invalid argument, 3 not found,\n"
-    "            4 failed compare (txn), 5 unavailable or deadline passed\n";
+    "            4 failed compare (txn), 5 unavailable or deadline passed,\n"
+    "            6 failed precondition (e.g. promoting a learner not caught up)\n";
 
 const std::map<std::string, std::string>& CommandHelp() {
   static const auto* help = new std::map<std::string, std::string>{
@@ -106,11 +116,45 @@ const std::map<std::string, std::string>& CommandHelp() {
                 "without losing or repeating a change. Stops after --count changes, after\n"
                 "--duration (e.g. 30s), or on SIGINT/SIGTERM, with exit 0; a revision\n"
                 "already compacted exits 1 naming the oldest revision still available.\n"},
-      {"member", "usage: steadctl member list | member remove NAME|ORDINAL|ID\n"
+      {"member", "usage: steadctl member list | remove WHO | promote WHO | add NAME\n"
+                 "WHO is a member name (stead-2), an ordinal N (a number below 65536) or\n"
+                 "an id (a larger number, or 0x hex).\n"
                  "list: id, name, peer and client address, role of every member.\n"
-                 "remove: removes the member named NAME, with ordinal N (a number below\n"
-                 "65536), or with id ID (a larger number, or 0x hex), and prints the\n"
-                 "configuration afterwards. Exit 3 for an unknown member.\n"},
+                 "remove: removes the member and prints the configuration afterwards.\n"
+                 "promote: makes a learner a voter (see steadctl member promote --help).\n"
+                 "add: members add themselves (see steadctl member add --help).\n"
+                 "Exit 3 for an unknown member.\n"},
+      {"member promote",
+       "usage: steadctl member promote NAME|ORDINAL|ID\n"
+       "Makes the learner a voter now and prints the configuration afterwards. The\n"
+       "leader promotes a learner by itself once it is caught up, unless the members\n"
+       "run with --promote-learners=manual (learners then stay read replicas until\n"
+       "promoted here). The learner must be within 100 entries of the leader's log and\n"
+       "have answered it recently: otherwise exit 6, with its lag in the message.\n"
+       "A member that is a voter already: exit 0, \"already a voter\" (json:\n"
+       "\"already_voter\":true). Exit 3 for an unknown member.\n"},
+      {"member add",
+       "usage: steadctl member add NAME [--peer-addr=HOST:PORT] [--client-addr=HOST:PORT]\n"
+       "stead has no add step: a member adds itself. Start it with empty volumes (scale\n"
+       "the StatefulSet up, or run `stead --name=NAME --peers=...`): it finds the\n"
+       "cluster, asks the leader to join, is added as a learner, receives the log and\n"
+       "is promoted to voter once caught up (with --promote-learners=manual: by\n"
+       "`steadctl member promote NAME`). Its id and addresses come from the member\n"
+       "itself, so they cannot be registered ahead of it.\n"
+       "This command changes nothing: it exits 6 with this explanation, so that a\n"
+       "script written for an add-then-start order fails loudly. `member list` shows\n"
+       "the member once it has joined.\n"},
+      {"leader", "usage: steadctl leader transfer [--to NAME|ORDINAL|ID]\n"
+                 "See steadctl leader transfer --help.\n"},
+      {"leader transfer",
+       "usage: steadctl leader transfer [--to NAME|ORDINAL|ID]\n"
+       "Hands leadership to the voter --to names, or without --to to the most caught-up\n"
+       "voter the leader heard from recently, and waits (up to --timeout) until the\n"
+       "new leader has taken over. Prints the new and the previous leader (json:\n"
+       "{\"previous_leader\":{...},\"leader\":{...}}). A --to member that leads\n"
+       "already: exit 0. Exit 3 for an unknown member; 6 for a learner, a member the\n"
+       "leader has not heard from recently, or no voter to take over; 5 when the\n"
+       "handover was not seen in time.\n"},
       {"cluster", "usage: steadctl cluster status|health [--http-port-offset=N]\n"
                   "status: one row per member: name, ordinal, id, role, client address,\n"
                   "term, commit and applied index (from the member's HTTP /metrics), lag\n"
@@ -131,6 +175,9 @@ struct Flags {
   bool keys_only = false;
   int64_t limit = 0;
   int http_port_offset = 2;
+  std::string to;  // leader transfer --to
+  // member add: accepted so that the command can explain itself (it changes nothing).
+  std::string peer_addr, client_addr;
   bool help = false;
   // watch
   bool prefix = false;
@@ -154,6 +201,7 @@ int ExitCodeOf(const absl::Status& status) {
     case absl::StatusCode::kNotFound: return kExitNotFound;
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded: return kExitUnavailable;
+    case absl::StatusCode::kFailedPrecondition: return kExitFailedPrecondition;
     default: return kExitError;
   }
 }
@@ -239,6 +287,12 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       std::vector<std::string>& texts =
           name == "--if" ? flags.txn_ifs : (name == "--then" ? flags.txn_thens : flags.txn_elses);
       texts.push_back(*v);
+    } else if (name == "--to" || name == "--peer-addr" || name == "--client-addr") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      std::string& field =
+          name == "--to" ? flags.to : (name == "--peer-addr" ? flags.peer_addr : flags.client_addr);
+      field = *v;
     } else if (name == "--http-port-offset") {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();
@@ -572,36 +626,108 @@ int Txn(stead::Client& client, const Flags& flags) {
   return result->succeeded ? kExitOk : kExitFailedCompare;
 }
 
+// The member `who` designates: a member name, an ordinal (a number below 65536; member
+// ids are random 64-bit numbers) or an id (a larger number, or 0x hex), looked up in
+// the member list. NotFound when no member matches.
+absl::StatusOr<stead::Member> FindMember(stead::Client& client, const Flags& flags,
+                                         const std::string& who) {
+  absl::StatusOr<std::vector<stead::Member>> members =
+      client.MemberList({.timeout = flags.timeout});
+  if (!members.ok()) return members.status();
+  uint64_t number = 0;
+  const bool is_number = absl::StartsWith(who, "0x") ? absl::SimpleHexAtoi(who.substr(2), &number)
+                                                     : absl::SimpleAtoi(who, &number);
+  const bool is_ordinal = is_number && !absl::StartsWith(who, "0x") && number < 65536;
+  for (const stead::Member& m : *members) {
+    if (is_ordinal ? OrdinalOf(m.name) == static_cast<int>(number)
+                   : (is_number ? m.id == number : m.name == who)) {
+      return m;
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("no member ", is_ordinal ? "with ordinal " : "", who,
+                                          " (see steadctl member list)"));
+}
+
+void PrintPromotion(const Flags& flags, const std::string& name,
+                    const stead::MemberPromoteResult& result) {
+  if (flags.output == "json") {
+    std::vector<std::string> rows;
+    for (const stead::Member& m : result.members) rows.push_back(MemberJson(m));
+    std::printf("{\"members\":[%s],\"already_voter\":%s}\n", absl::StrJoin(rows, ",").c_str(),
+                result.already_voter ? "true" : "false");
+    return;
+  }
+  std::printf("%s %s\n", name.c_str(),
+              result.already_voter ? "is already a voter" : "is now a voter");
+  PrintMembers(flags, result.members);
+}
+
 int MemberCommand(stead::Client& client, const Flags& flags) {
-  if (flags.args.size() == 2 && flags.args[1] == "list") {
+  const std::string sub = flags.args.size() >= 2 ? flags.args[1] : "";
+  if (sub == "list" && flags.args.size() == 2) {
     absl::StatusOr<std::vector<stead::Member>> members = client.MemberList({.timeout = flags.timeout});
     if (!members.ok()) return FailStatus(members.status());
     PrintMembers(flags, *members);
     return kExitOk;
   }
-  if (flags.args.size() == 3 && flags.args[1] == "remove") {
-    std::string who = flags.args[2];
-    uint64_t id = 0;
-    int ordinal = -1;
-    // A small number is an ordinal (member ids are random 64-bit numbers).
-    if (absl::SimpleAtoi(who, &ordinal) && ordinal >= 0 && ordinal < 65536) {
-      absl::StatusOr<std::vector<stead::Member>> members = client.MemberList({.timeout = flags.timeout});
-      if (!members.ok()) return FailStatus(members.status());
-      auto it = std::find_if(members->begin(), members->end(),
-                             [&](const stead::Member& m) { return OrdinalOf(m.name) == ordinal; });
-      if (it == members->end()) return Fail(kExitNotFound, absl::StrCat("no member with ordinal ", ordinal));
-      who = it->name;
+  if (sub == "add") {
+    if (flags.args.size() != 3) {
+      return Fail(kExitInvalidArgument, "member add needs NAME (see steadctl member add --help)");
     }
-    const bool by_id = absl::StartsWith(who, "0x") ? absl::SimpleHexAtoi(who.substr(2), &id)
-                                                   : absl::SimpleAtoi(who, &id);
+    const std::string& name = flags.args[2];
+    return Fail(kExitFailedPrecondition,
+                absl::StrCat("member add changes nothing: members add themselves. Start ", name,
+                             " with empty volumes (scale the StatefulSet up, or run stead --name=",
+                             name, " --peers=...); it joins as a learner and becomes a voter once "
+                             "caught up (see steadctl member add --help)"));
+  }
+  if ((sub == "remove" || sub == "promote") && flags.args.size() == 3) {
+    absl::StatusOr<stead::Member> member = FindMember(client, flags, flags.args[2]);
+    if (!member.ok()) return FailStatus(member.status());
+    if (sub == "promote") {
+      absl::StatusOr<stead::MemberPromoteResult> promoted =
+          client.MemberPromote(member->name, {.timeout = flags.timeout});
+      if (!promoted.ok()) return FailStatus(promoted.status());
+      PrintPromotion(flags, member->name, *promoted);
+      return kExitOk;
+    }
     absl::StatusOr<std::vector<stead::Member>> members =
-        by_id && id != 0 ? client.MemberRemoveById(id, {.timeout = flags.timeout})
-                         : client.MemberRemoveByName(who, {.timeout = flags.timeout});
+        client.MemberRemoveById(member->id, {.timeout = flags.timeout});
     if (!members.ok()) return FailStatus(members.status());
     PrintMembers(flags, *members);
     return kExitOk;
   }
-  return Fail(kExitInvalidArgument, "member needs 'list' or 'remove NAME|ID' (see steadctl member --help)");
+  return Fail(kExitInvalidArgument,
+              "member needs 'list', 'remove WHO', 'promote WHO' or 'add NAME' "
+              "(see steadctl member --help)");
+}
+
+int LeaderCommand(stead::Client& client, const Flags& flags) {
+  if (flags.args.size() != 2 || flags.args[1] != "transfer") {
+    return Fail(kExitInvalidArgument, "leader needs 'transfer [--to NAME|ORDINAL|ID]' "
+                                      "(see steadctl leader transfer --help)");
+  }
+  std::string to;
+  if (!flags.to.empty()) {
+    absl::StatusOr<stead::Member> member = FindMember(client, flags, flags.to);
+    if (!member.ok()) return FailStatus(member.status());
+    to = member->name;
+  }
+  absl::StatusOr<stead::LeaderTransferResult> result =
+      client.LeaderTransfer(to, {.timeout = flags.timeout});
+  if (!result.ok()) return FailStatus(result.status());
+  const bool moved = result->leader.id != result->previous_leader.id;
+  if (flags.output == "json") {
+    std::printf("{\"previous_leader\":%s,\"leader\":%s,\"moved\":%s}\n",
+                MemberJson(result->previous_leader).c_str(), MemberJson(result->leader).c_str(),
+                moved ? "true" : "false");
+  } else if (moved) {
+    std::printf("%s is the leader (was %s)\n", result->leader.name.c_str(),
+                result->previous_leader.name.c_str());
+  } else {
+    std::printf("%s is the leader already\n", result->leader.name.c_str());
+  }
+  return kExitOk;
 }
 
 struct StatusRow {
@@ -706,6 +832,11 @@ int main(int argc, char** argv) {
     return Fail(kExitInvalidArgument, absl::StrCat("unknown command '", command, "' (see steadctl --help)"));
   }
   if (flags->help) {
+    // `member promote --help` and the like: the subcommand's own page when it has one.
+    if (flags->args.size() >= 2) {
+      auto sub_help = CommandHelp().find(absl::StrCat(help_key, " ", flags->args[1]));
+      if (sub_help != CommandHelp().end()) help = sub_help;
+    }
     std::fputs(help->second.c_str(), stdout);
     return kExitOk;
   }
@@ -722,5 +853,6 @@ int main(int argc, char** argv) {
   if (help_key == "txn") return Txn(**client, *flags);
   if (help_key == "watch") return Watch(**client, *flags);
   if (help_key == "member") return MemberCommand(**client, *flags);
+  if (help_key == "leader") return LeaderCommand(**client, *flags);
   return ClusterCommand(**client, *flags);
 }

@@ -28,6 +28,7 @@ constexpr int kExitInvalidArgument = 2;
 constexpr int kExitNotFound = 3;
 constexpr int kExitFailedCompare = 4;
 constexpr int kExitUnavailable = 5;
+constexpr int kExitFailedPrecondition = 6;
 
 std::string TestRoot() {
   return absl::StrCat(::testing::TempDir(), "/steadctl_test_", ::getpid(), "_",
@@ -72,15 +73,27 @@ TEST(SteadctlTest, HelpOnEveryCommand) {
   const CtlRun main_help = Steadctl({"--help"});
   EXPECT_EQ(main_help.exit_code, 0);
   for (const char* word :
-       {"get", "put", "del", "scan", "txn", "watch", "member", "cluster", "exit codes"}) {
+       {"get", "put", "del", "scan", "txn", "watch", "member promote", "member add",
+        "leader transfer", "cluster", "exit codes", "6 failed precondition"}) {
     EXPECT_THAT(main_help.out, HasSubstr(word));
   }
-  for (const char* command : {"get", "put", "del", "scan", "txn", "watch", "member", "cluster"}) {
+  for (const char* command :
+       {"get", "put", "del", "scan", "txn", "watch", "member", "leader", "cluster"}) {
     SCOPED_TRACE(command);
     const CtlRun help = Steadctl({command, "--help"});
     EXPECT_EQ(help.exit_code, 0);
     EXPECT_THAT(help.out, HasSubstr(absl::StrCat("usage: steadctl ", command)));
   }
+  const std::vector<std::vector<std::string>> subcommands = {
+      {"member", "promote"}, {"member", "add"}, {"leader", "transfer"}};
+  for (const std::vector<std::string>& words : subcommands) {
+    const std::string command = absl::StrJoin(words, " ");
+    SCOPED_TRACE(command);
+    const CtlRun help = Steadctl({words[0], words[1], "--help"});
+    EXPECT_EQ(help.exit_code, 0);
+    EXPECT_THAT(help.out, HasSubstr(absl::StrCat("usage: steadctl ", command)));
+  }
+  EXPECT_THAT(Steadctl({"member", "add", "--help"}).out, HasSubstr("a member adds itself"));
 }
 
 TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
@@ -108,6 +121,10 @@ TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
       {"watch without key", {"watch"}, "watch needs KEY"},
       {"watch bad revision", {"watch", "k", "--rev=-1"}, "--rev: '-1' is not a count"},
       {"watch bad duration", {"watch", "k", "--duration=later"}, "--duration"},
+      {"leader without transfer", {"leader"}, "leader needs 'transfer"},
+      {"leader transfer --to without value", {"leader", "transfer", "--to"}, "--to needs a value"},
+      {"member add without name", {"member", "add"}, "member add needs NAME"},
+      {"member promote without member", {"member", "promote"}, "member needs 'list'"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -115,6 +132,17 @@ TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
     EXPECT_EQ(run.exit_code, kExitInvalidArgument);
     EXPECT_THAT(run.err, HasSubstr(c.message));
   }
+}
+
+// `member add` changes nothing whatever the cluster: it explains that members add
+// themselves and exits with the failed-precondition code, without contacting anyone.
+TEST(SteadctlTest, MemberAddExplainsThatMembersAddThemselves) {
+  const std::string endpoint = absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort().value());
+  const CtlRun run = Steadctl({"--endpoints=" + endpoint, "member", "add", "stead-5",
+                               "--peer-addr=10.0.0.5:2480", "--client-addr=10.0.0.5:2479"});
+  EXPECT_EQ(run.exit_code, kExitFailedPrecondition);
+  EXPECT_EQ(run.out, "");
+  EXPECT_THAT(run.err, HasSubstr("members add themselves. Start stead-5 with empty volumes"));
 }
 
 TEST(SteadctlTest, UnreachableEndpointsAreUnavailable) {
@@ -229,6 +257,66 @@ TEST(SteadctlTest, TxnExitsByWhetherItsConditionsHeld) {
   EXPECT_TRUE(absl::StartsWith(failed.out, R"({"succeeded":false,"revision":)")) << failed.out;
   EXPECT_THAT(failed.out, HasSubstr(R"("responses":[]})"));
   EXPECT_EQ(Steadctl({endpoints, "get", "colour"}).out, "red\n");
+}
+
+// Goal: `leader transfer` and `member promote` against a real cluster whose members
+// leave promotion to the operator (--promote-learners=manual): leadership moves to a
+// member named by ordinal and then to the most caught-up voter, in both output
+// formats; a learner cannot lead (exit 6) until it is promoted; a second promotion is
+// a no-op that says so; unknown members exit 3.
+TEST(SteadctlTest, LeaderTransferAndMemberPromote) {
+  ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
+  cluster.set_extra_flags({"--promote-learners=manual"});
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  const int first = cluster.WaitForLeader({0, 1, 2});
+  ASSERT_GE(first, 0);
+  const std::string endpoints = "--endpoints=" + absl::StrJoin(cluster.ClientEndpoints(3), ",");
+
+  const int target = (first + 1) % 3;
+  CtlRun named = Steadctl({endpoints, "leader", "transfer", "--to", absl::StrCat(target)});
+  EXPECT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_EQ(named.out, absl::StrCat("stead-", target, " is the leader (was stead-", first, ")\n"));
+  EXPECT_TRUE(testing::Eventually([&] { return cluster.Leader({0, 1, 2}) == target; }));
+
+  CtlRun already = Steadctl({endpoints, "leader", "transfer", "--to", cluster.Name(target)});
+  EXPECT_EQ(already.exit_code, 0) << already.err;
+  EXPECT_EQ(already.out, absl::StrCat("stead-", target, " is the leader already\n"));
+
+  CtlRun anyone = Steadctl({endpoints, "--output=json", "leader", "transfer"});
+  EXPECT_EQ(anyone.exit_code, 0) << anyone.err;
+  EXPECT_TRUE(absl::StartsWith(anyone.out, R"({"previous_leader":{"id":)")) << anyone.out;
+  EXPECT_THAT(anyone.out, HasSubstr(absl::StrCat(R"("name":"stead-)", target, R"(",)")));
+  EXPECT_THAT(anyone.out, HasSubstr(R"("moved":true})"));
+
+  EXPECT_EQ(Steadctl({endpoints, "leader", "transfer", "--to", "stead-7"}).exit_code,
+            kExitNotFound);
+  EXPECT_EQ(Steadctl({endpoints, "member", "promote", "7"}).exit_code, kExitNotFound);
+
+  cluster.Start(3);
+  ASSERT_TRUE(testing::Eventually([&] {
+    return absl::StrContains(Steadctl({endpoints, "member", "list"}).out, "learner");
+  }));
+  CtlRun to_learner = Steadctl({endpoints, "leader", "transfer", "--to", "stead-3"});
+  EXPECT_EQ(to_learner.exit_code, kExitFailedPrecondition) << to_learner.err;
+  EXPECT_THAT(to_learner.err, HasSubstr("stead-3 is a learner"));
+
+  // Until it has caught up the answer is exit 6 with its lag; bounded by the wait.
+  CtlRun promoted;
+  EXPECT_TRUE(testing::Eventually([&] {
+    promoted = Steadctl({endpoints, "member", "promote", "stead-3"});
+    return promoted.exit_code != kExitFailedPrecondition;
+  })) << promoted.err;
+  EXPECT_EQ(promoted.exit_code, 0) << promoted.err;
+  EXPECT_TRUE(absl::StartsWith(promoted.out, "stead-3 is now a voter\nID ")) << promoted.out;
+  // Any member answers a list: each shows the promotion once it has applied it.
+  EXPECT_TRUE(testing::Eventually([&] {
+    return !absl::StrContains(Steadctl({endpoints, "member", "list"}).out, "learner");
+  }));
+
+  CtlRun again = Steadctl({endpoints, "--output=json", "member", "promote", "3"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr(R"("already_voter":true})"));
 }
 
 }  // namespace

@@ -147,6 +147,15 @@ const FlagSpec kFlags[] = {
        STEAD_ASSIGN_OR_RETURN(c.shutdown_timeout, ParsePositiveDuration(v, w));
        return absl::OkStatus();
      }},
+    {"promote-learners", "auto|manual", "auto",
+     "auto: the leader promotes caught-up learners; manual: only steadctl member promote",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       if (v != "auto" && v != "manual") {
+         return absl::InvalidArgumentError(absl::StrCat(w, ": '", v, "' is not auto or manual"));
+       }
+       c.auto_promote_learners = v == "auto";
+       return absl::OkStatus();
+     }},
     {"watch-history-revisions", "N", "100000",
      "watches can start this many revisions back (at least); the same on every member",
      [](const std::string& v, const std::string& w, ServerConfig& c) {

@@ -70,6 +70,10 @@ struct ServerConfig {
   int election_ticks = 10;          // election timeout in ticks (randomized up to 2x)
   int heartbeat_ticks = 1;          // leader heartbeat interval in ticks
   absl::Duration shutdown_timeout = absl::Seconds(30);  // SIGTERM: transfer, drain, close
+  // --promote-learners auto|manual: whether the leader promotes a caught-up learner by
+  // itself (auto) or leaves it a learner until `steadctl member promote` (manual). The
+  // leader's own setting decides: give every member the same.
+  bool auto_promote_learners = true;
   // Watch history kept (kv_apply.h); the same on every member.
   int64_t watch_history_revisions = 100000;
   absl::Duration watch_history_age = absl::ZeroDuration();  // zero: no age limit

@@ -105,6 +105,7 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   std::vector<std::string> args = kLocalFlags;
   args.push_back("--log-level=debug");
   args.push_back("--watch-history-age=2h");
+  args.push_back("--promote-learners=manual");
   ASSERT_OK_AND_ASSIGN(
       ParsedCommandLine parsed,
       ParseServerCommandLine(args, Env({{"STEAD_LOG_LEVEL", "error"},
@@ -115,6 +116,7 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   EXPECT_EQ(parsed.config.name, "stead-1") << "--name beats POD_NAME";
   EXPECT_EQ(parsed.config.watch_history_age, absl::Hours(2));
   EXPECT_EQ(parsed.config.watch_history_revisions, 100000);
+  EXPECT_FALSE(parsed.config.auto_promote_learners);
 }
 
 TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
@@ -139,6 +141,7 @@ TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
       {"bad level", with({"--log-level=loud"}), {}, "use debug, info, warning or error"},
       {"no history", with({"--watch-history-revisions=0"}), {}, "--watch-history-revisions"},
       {"bad history age", with({"--watch-history-age=-1s"}), {}, "--watch-history-age"},
+      {"bad promotion mode", with({"--promote-learners=never"}), {}, "is not auto or manual"},
       {"no name", {"--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {}, "--name"},
       {"bad name", {"--name=db", "--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {},
        "<statefulset>-<ordinal>"},
@@ -178,7 +181,8 @@ TEST(ServerUsage, DocumentsEveryFlagWithItsDefaultAndVariable) {
                            "--http-addr", "--advertise-host", "--peers", "--peer-service",
                            "--namespace", "--cluster-domain", "--initial-cluster-size",
                            "--restore-from", "--log-level", "--shutdown-timeout",
-                           "--watch-history-revisions", "--watch-history-age"}) {
+                           "--watch-history-revisions", "--watch-history-age",
+                           "--promote-learners"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
   EXPECT_THAT(usage, HasSubstr("default: 0.0.0.0:2479; env: STEAD_CLIENT_ADDR"));

@@ -57,6 +57,8 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
       return ProposeWrite(std::move(request), std::move(done));
     case pb::ClientRequest::kMemberList:
     case pb::ClientRequest::kMemberRemove:
+    case pb::ClientRequest::kLeaderTransfer:
+    case pb::ClientRequest::kMemberPromote:
       if (!admin_) {
         return Finish(ErrorResponse(id, absl::UnimplementedError("membership calls are not "
                                                                  "served here")),

@@ -55,8 +55,8 @@ struct MemberAddress {
 using MemberDirectory = std::function<std::optional<MemberAddress>(raft::NodeId id)>;
 
 using ResponseCallback = std::function<void(pb::ClientResponse response)>;
-// Serves membership requests (member_list, member_remove): `done` gets the response
-// body or the error, exactly once.
+// Serves membership requests (member_list, member_remove, member_promote,
+// leader_transfer): `done` gets the response body or the error, exactly once.
 using AdminHandler =
     std::function<void(const pb::ClientRequest& request, absl::Time deadline,
                        std::function<void(absl::StatusOr<pb::ClientResponse>)> done)>;

@@ -29,6 +29,7 @@
 #include "server/http_server.h"
 #include "server/kv_apply.h"
 #include "server/kv_service.h"
+#include "server/member_admin.h"
 #include "server/member_file.h"
 #include "server/metrics.h"
 #include "server/peer_transport.h"
@@ -40,6 +41,7 @@ namespace stead {
 
 namespace asio = boost::asio;
 using server::HostPort;
+using AdminDone = std::function<void(absl::StatusOr<pb::ClientResponse>)>;
 using server::MemberName;
 using server::ResponseCallback;
 using server::ServerConfig;
@@ -50,8 +52,6 @@ namespace {
 constexpr char kMembersKeyspace[] = "members";
 // How far applied may trail commit for /readyz.
 constexpr uint64_t kReadyApplyLag = 1000;
-// A learner this close to the leader's last index is promoted.
-constexpr uint64_t kPromotionLag = 100;
 // Pace of the supervisor (join retries, membership upkeep, removal checks).
 constexpr absl::Duration kSupervisorPeriod = absl::Milliseconds(200);
 constexpr absl::Duration kDiscoveryTimeout = absl::Seconds(2);
@@ -595,34 +595,37 @@ struct Node::Impl {
     return false;
   }
 
-  // Leader: promotes caught-up learners, one change at a time.
+  // Leader: promotes caught-up learners, one change at a time (unless
+  // --promote-learners=manual leaves that to `steadctl member promote`).
   void MaintainMembership(const server::RaftNodeStatus& status) {
-    if (change_in_flight) return;
+    if (change_in_flight || !config.auto_promote_learners) return;
     for (const raft::PeerStatus& peer : status.peers) {
-      if (!peer.is_learner || peer.match + kPromotionLag < status.last_index || !peer.recent_active) {
-        continue;
-      }
-      pb::ConfChange change;
-      change.set_type(pb::CONF_CHANGE_TYPE_ADD_VOTER);
-      change.set_node_id(peer.id);
-      {
-        MutexLock lock(&mu);
-        auto it = members.find(peer.id);
-        if (it != members.end()) change.set_context(it->second.SerializeAsString());
-      }
+      if (!peer.is_learner || !server::IsCaughtUp(peer, status.last_index)) continue;
       STEAD_LOG(logger, Info) << "promoting learner " << peer.id << " (match " << peer.match
                               << " of " << status.last_index << ")";
-      ProposeChange(change, "promote");
+      ProposeChange(PromotionOf(peer.id), "promote", absl::Now() + absl::Seconds(10));
       return;
     }
   }
 
-  void ProposeChange(const pb::ConfChange& change, const std::string& what,
+  // The change that makes learner `id` a voter, with its member record as context.
+  pb::ConfChange PromotionOf(raft::NodeId id) const {
+    pb::ConfChange change;
+    change.set_type(pb::CONF_CHANGE_TYPE_ADD_VOTER);
+    change.set_node_id(id);
+    MutexLock lock(&mu);
+    auto it = members.find(id);
+    if (it != members.end()) change.set_context(it->second.SerializeAsString());
+    return change;
+  }
+
+  void ProposeChange(const pb::ConfChange& change, const std::string& what, absl::Time deadline,
                      std::function<void(absl::Status)> then = nullptr) {
     change_in_flight = true;
     raft->ProposeConfChange(
-        change, absl::Now() + absl::Seconds(10),
-        [this, what, node = change.node_id(), then = std::move(then)](absl::StatusOr<std::string> result) {
+        change, deadline,
+        [this, what, node = change.node_id(),
+         then = std::move(then)](absl::StatusOr<std::string> result) {
           change_in_flight = false;
           if (!result.ok()) {
             STEAD_LOG(logger, Info) << what << " of member " << node
@@ -703,7 +706,7 @@ struct Node::Impl {
       change.set_node_id(previous);
       STEAD_LOG(logger, Info) << asker.name() << " came back as node " << asker.id()
                               << ": removing its earlier id " << previous << " first";
-      ProposeChange(change, "removal of the earlier id");
+      ProposeChange(change, "removal of the earlier id", absl::Now() + absl::Seconds(10));
       answer.set_join_message("removing this member's earlier id first; retry");
       return answer;
     }
@@ -712,7 +715,7 @@ struct Node::Impl {
     change.set_context(asker.SerializeAsString());
     STEAD_LOG(logger, Info) << "adding " << asker.name() << " (node " << asker.id()
                             << ") as a learner";
-    ProposeChange(change, "addition");
+    ProposeChange(change, "addition", absl::Now() + absl::Seconds(10));
     answer.set_join_code(0);
     answer.set_join_message("adding it as a learner");
     return answer;
@@ -763,7 +766,8 @@ struct Node::Impl {
     if (request.forwarded()) return std::nullopt;  // one hop at most
     const bool needs_leader =
         request.has_put() || request.has_delete_range() || request.has_txn() ||
-        request.has_member_remove() ||
+        request.has_member_remove() || request.has_member_promote() ||
+        request.has_leader_transfer() ||
         (request.has_range() && request.range().consistency() != pb::READ_CONSISTENCY_SERIALIZABLE);
     if (!needs_leader) return std::nullopt;
     server::RaftNode* node = raft_ptr.load();
@@ -798,73 +802,211 @@ struct Node::Impl {
     return response;
   }
 
-  // Membership calls from the client port.
-  void HandleAdmin(const pb::ClientRequest& request, absl::Time deadline,
-                   std::function<void(absl::StatusOr<pb::ClientResponse>)> done) {
-    if (request.has_member_list()) {
-      pb::ClientResponse response;
-      *response.mutable_member_list()->mutable_members() = MemberList();
-      done(std::move(response));
-      return;
-    }
-    const pb::MemberRemoveRequest& remove = request.member_remove();
-    raft::NodeId target = remove.id();
-    if (target == raft::kNoNode) {
-      if (remove.name() == config.name) target = raft->Status().id;
-      MutexLock lock(&mu);
-      for (const auto& [id, info] : members) {
-        if (info.name() == remove.name()) target = id;
+  // --- membership calls from the client port ------------------------------------------
+
+  // Serves what KvService passes on: member_list, member_remove, member_promote and
+  // leader_transfer (a follower forwarded the last three to the leader when it knew it).
+  void HandleAdmin(const pb::ClientRequest& request, absl::Time deadline, AdminDone done) {
+    switch (request.request_case()) {
+      case pb::ClientRequest::kMemberList: {
+        pb::ClientResponse response;
+        *response.mutable_member_list()->mutable_members() = MemberList();
+        return done(std::move(response));
       }
+      case pb::ClientRequest::kMemberRemove:
+        return RemoveMember(request.member_remove(), deadline, std::move(done));
+      case pb::ClientRequest::kMemberPromote:
+        return PromoteMember(request.member_promote(), deadline, std::move(done));
+      case pb::ClientRequest::kLeaderTransfer:
+        return TransferLeadership(request.leader_transfer(), deadline, std::move(done));
+      default:
+        return done(absl::InvalidArgumentError("not a membership request"));
     }
-    const server::RaftNodeStatus status = raft->Status();
-    if (target == raft::kNoNode || (!raft::IsVoter(status.conf_state, target) &&
-                                    !raft::IsLearner(status.conf_state, target))) {
-      done(absl::NotFoundError(absl::StrCat("no member ", remove.name().empty()
-                                                              ? absl::StrCat(remove.id())
-                                                              : remove.name())));
-      return;
-    }
-    if (status.role != raft::Role::kLeader) {
-      done(absl::UnavailableError("not the leader"));
-      return;
-    }
-    pb::ConfChange change;
-    change.set_type(pb::CONF_CHANGE_TYPE_REMOVE_NODE);
-    change.set_node_id(target);
-    change_in_flight = true;
-    raft->ProposeConfChange(change, deadline,
-                            [this, done = std::move(done)](absl::StatusOr<std::string> result) {
-                              change_in_flight = false;
-                              if (!result.ok()) return done(result.status());
-                              pb::ClientResponse response;
-                              *response.mutable_member_remove()->mutable_members() = MemberList();
-                              done(std::move(response));
-                            });
   }
 
-  google::protobuf::RepeatedPtrField<pb::Member> MemberList() const {
+  // Every known member's name by id, this one's included.
+  std::map<raft::NodeId, std::string> MemberNames() const {
+    MutexLock lock(&mu);
+    std::map<raft::NodeId, std::string> names;
+    for (const auto& [id, info] : members) names[id] = info.name();
+    names[node_id] = config.name;
+    return names;
+  }
+
+  std::string NameOf(raft::NodeId id) const {
+    std::optional<server::MemberAddress> address = MemberAddressOf(id);
+    return address && !address->name.empty() ? address->name : absl::StrCat("member ", id);
+  }
+
+  void RemoveMember(const pb::MemberRemoveRequest& remove, absl::Time deadline, AdminDone done) {
+    const server::RaftNodeStatus status = raft->Status();
+    absl::StatusOr<raft::NodeId> target =
+        server::ResolveMember(remove.id(), remove.name(), MemberNames(), status.conf_state);
+    if (!target.ok()) return done(target.status());
+    if (status.role != raft::Role::kLeader) return done(absl::UnavailableError("not the leader"));
+    pb::ConfChange change;
+    change.set_type(pb::CONF_CHANGE_TYPE_REMOVE_NODE);
+    change.set_node_id(*target);
+    ProposeChange(change, "removal", deadline,
+                  [this, change, done = std::move(done)](absl::Status result) {
+                    if (!result.ok()) return done(result);
+                    pb::ClientResponse response;
+                    *response.mutable_member_remove()->mutable_members() = MemberList(&change);
+                    done(std::move(response));
+                  });
+  }
+
+  // A voter already is answered at once (OK, already_voter), so that a script may
+  // promote whatever it finds a learner even if the leader promotes it first.
+  void PromoteMember(const pb::MemberPromoteRequest& promote, absl::Time deadline, AdminDone done) {
+    const server::RaftNodeStatus status = raft->Status();
+    absl::StatusOr<raft::NodeId> target =
+        server::ResolveMember(promote.id(), promote.name(), MemberNames(), status.conf_state);
+    if (!target.ok()) return done(target.status());
+    const pb::ConfChange change = PromotionOf(*target);
+    auto answer = [this, change](bool already_voter) {
+      pb::ClientResponse response;
+      *response.mutable_member_promote()->mutable_members() = MemberList(&change);
+      response.mutable_member_promote()->set_already_voter(already_voter);
+      return response;
+    };
+    if (raft::IsVoter(status.conf_state, *target)) return done(answer(true));
+    if (status.role != raft::Role::kLeader) return done(absl::UnavailableError("not the leader"));
+    const std::string name = NameOf(*target);
+    if (absl::Status ready = server::CheckPromotion(status, *target, name); !ready.ok()) {
+      return done(ready);
+    }
+    if (change_in_flight) {
+      return done(absl::UnavailableError("another membership change is in progress; retry"));
+    }
+    STEAD_LOG(logger, Info) << "promoting learner " << name << " on request";
+    ProposeChange(change, "promotion", deadline,
+                  [this, answer, id = *target, done = std::move(done)](absl::Status result) {
+                    // The leader's own promotion may have come first: a voter all the same.
+                    server::RaftNode* node = raft_ptr.load();
+                    const bool voter =
+                        node != nullptr && raft::IsVoter(node->Status().conf_state, id);
+                    if (!result.ok() && !voter) return done(result);
+                    done(answer(!result.ok()));
+                  });
+  }
+
+  // A leadership transfer asked for by a client, until this member sees the new leader.
+  struct TransferWait {
+    TransferWait(asio::io_context& io, raft::NodeId from_id, raft::NodeId to_id,
+                 absl::Time deadline_in, AdminDone done_in)
+        : timer(io), from(from_id), to(to_id), deadline(deadline_in), done(std::move(done_in)) {}
+    asio::steady_timer timer;
+    const raft::NodeId from;
+    const raft::NodeId to;
+    const absl::Time deadline;
+    absl::Time next_attempt = absl::InfinitePast();
+    AdminDone done;
+  };
+
+  void TransferLeadership(const pb::LeaderTransferRequest& transfer, absl::Time deadline,
+                          AdminDone done) {
+    const server::RaftNodeStatus status = raft->Status();
+    raft::NodeId target = raft::kNoNode;
+    if (transfer.id() != raft::kNoNode || !transfer.name().empty()) {
+      absl::StatusOr<raft::NodeId> named =
+          server::ResolveMember(transfer.id(), transfer.name(), MemberNames(), status.conf_state);
+      if (!named.ok()) return done(named.status());
+      target = *named;
+    }
+    if (status.role != raft::Role::kLeader) return done(absl::UnavailableError("not the leader"));
+    if (target == status.id) return done(TransferAnswer(status.id, status.id));
+    if (target == raft::kNoNode) {
+      target = server::MostCaughtUpVoter(status);
+      if (target == raft::kNoNode) {
+        return done(absl::FailedPreconditionError(
+            "no other voter has answered the leader recently: no one can take over"));
+      }
+    } else if (absl::Status able = server::CheckTransferTarget(status, target, NameOf(target));
+               !able.ok()) {
+      return done(able);
+    }
+    STEAD_LOG(logger, Info) << "handing leadership to " << NameOf(target) << " on request";
+    PollTransfer(std::make_shared<TransferWait>(io, status.id, target, deadline, std::move(done)));
+  }
+
+  // Asks the core to hand over (again after each abandoned attempt) and looks every
+  // 10 ms whom this member follows, until it is the target or the deadline passes.
+  // Runs on the io threads and never blocks.
+  void PollTransfer(std::shared_ptr<TransferWait> wait) {
+    server::RaftNode* node = raft_ptr.load();
+    if (node == nullptr) return wait->done(absl::UnavailableError("this member is stopping"));
+    const server::RaftNodeStatus status = node->Status();
+    if (status.leader == wait->to) return wait->done(TransferAnswer(wait->from, wait->to));
+    if (status.leader != raft::kNoNode && status.leader != wait->from) {
+      // Another voter won the election the transfer started. Unavailable carries its
+      // hint, so a client retries there and that leader hands over in turn.
+      return wait->done(absl::UnavailableError(
+          absl::StrCat(NameOf(status.leader), " took over instead of ", NameOf(wait->to))));
+    }
+    const absl::Time now = absl::Now();
+    if (now >= wait->deadline) {
+      return wait->done(absl::DeadlineExceededError(absl::StrCat(
+          "leadership was not handed to ", NameOf(wait->to), " in time; ",
+          status.role == raft::Role::kLeader ? "this member still leads" : "no leader yet")));
+    }
+    if (status.role == raft::Role::kLeader && now >= wait->next_attempt) {
+      // The core abandons a transfer after an election timeout; ask again after two.
+      node->TransferLeadership(wait->to);
+      wait->next_attempt = now + config.tick_interval * (config.election_ticks * 2);
+    }
+    wait->timer.expires_after(std::chrono::milliseconds(10));
+    wait->timer.async_wait([this, wait](boost::system::error_code ec) {
+      if (ec) return wait->done(absl::UnavailableError("this member is stopping"));
+      PollTransfer(wait);
+    });
+  }
+
+  pb::ClientResponse TransferAnswer(raft::NodeId from, raft::NodeId to) const {
+    server::RaftNodeStatus status;
+    if (server::RaftNode* node = raft_ptr.load()) status = node->Status();
+    pb::ClientResponse response;
+    MutexLock lock(&mu);
+    *response.mutable_leader_transfer()->mutable_previous_leader() =
+        MemberEntryLocked(status, from);
+    *response.mutable_leader_transfer()->mutable_leader() = MemberEntryLocked(status, to);
+    return response;
+  }
+
+  // Member `id` as the admin calls report it, from this member's `status`.
+  pb::Member MemberEntryLocked(const server::RaftNodeStatus& status, raft::NodeId id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const pb::MemberInfo info = id == node_id       ? SelfInfoLocked()
+                                : members.count(id) ? members.at(id)
+                                                    : pb::MemberInfo();
+    pb::Member entry;
+    entry.set_id(id);
+    entry.set_name(info.name());
+    entry.set_peer_address(info.peer_address());
+    entry.set_client_address(info.client_address());
+    entry.set_is_learner(raft::IsLearner(status.conf_state, id));
+    entry.set_is_leader(id == status.leader);
+    if (const raft::PeerStatus* peer = server::FindPeer(status, id)) {
+      entry.set_match_index(peer->match);
+    }
+    return entry;
+  }
+
+  // The members as this member's status shows them. `applied`, a change known to be
+  // applied here, is shown even when the published status does not reflect it yet: the
+  // applier completes a change's waiter before the raft strand publishes again.
+  google::protobuf::RepeatedPtrField<pb::Member> MemberList(
+      const pb::ConfChange* applied = nullptr) const {
     google::protobuf::RepeatedPtrField<pb::Member> list;
     server::RaftNode* node = raft_ptr.load();
     if (node == nullptr) return list;
-    const server::RaftNodeStatus status = node->Status();
+    server::RaftNodeStatus status = node->Status();
+    if (applied != nullptr && raft::ValidateConfChange(status.conf_state, *applied).ok()) {
+      status.conf_state = raft::ApplyConfChange(status.conf_state, *applied);
+    }
     MutexLock lock(&mu);
-    auto add = [&](raft::NodeId id, bool learner) {
-      pb::Member* entry = list.Add();
-      const pb::MemberInfo info = id == node_id ? SelfInfoLocked()
-                                  : members.count(id) ? members.at(id)
-                                                      : pb::MemberInfo();
-      entry->set_id(id);
-      entry->set_name(info.name());
-      entry->set_peer_address(info.peer_address());
-      entry->set_client_address(info.client_address());
-      entry->set_is_learner(learner);
-      entry->set_is_leader(id == status.leader);
-      for (const raft::PeerStatus& peer : status.peers) {
-        if (peer.id == id) entry->set_match_index(peer.match);
-      }
-    };
-    for (uint64_t id : status.conf_state.voters()) add(id, false);
-    for (uint64_t id : status.conf_state.learners()) add(id, true);
+    for (uint64_t id : status.conf_state.voters()) *list.Add() = MemberEntryLocked(status, id);
+    for (uint64_t id : status.conf_state.learners()) *list.Add() = MemberEntryLocked(status, id);
     return list;
   }
 
@@ -1068,21 +1210,14 @@ struct Node::Impl {
   absl::Status TransferLeadershipAway(server::RaftNode* node, absl::Time deadline) {
     server::RaftNodeStatus status = node->Status();
     if (status.role != raft::Role::kLeader) return absl::OkStatus();
-    raft::NodeId target = raft::kNoNode;
-    raft::Index best = 0;
-    for (const raft::PeerStatus& peer : status.peers) {
-      if (peer.id == status.id || peer.is_learner || !peer.recent_active) continue;
-      if (target == raft::kNoNode || peer.match > best) {
-        target = peer.id;
-        best = peer.match;
-      }
-    }
+    const raft::NodeId target = server::MostCaughtUpVoter(status);
     if (target == raft::kNoNode) {
       STEAD_LOG(logger, Info) << "no caught-up voter to hand leadership to";
       return absl::OkStatus();
     }
-    STEAD_LOG(logger, Info) << "handing leadership to member " << target << " (match " << best
-                            << " of " << status.last_index << ")";
+    STEAD_LOG(logger, Info) << "handing leadership to member " << target << " (match "
+                            << server::FindPeer(status, target)->match << " of "
+                            << status.last_index << ")";
     // A transfer is abandoned by the core after an election timeout; try a few times.
     while (absl::Now() < deadline) {
       node->TransferLeadership(target);
@@ -1222,6 +1357,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
   if (options.shutdown_timeout_ms != 0) {
     flag("shutdown-timeout", absl::StrCat(options.shutdown_timeout_ms, "ms"));
   }
+  flag("promote-learners", options.promote_learners);
   // Options are the whole configuration: the process environment is not consulted.
   STEAD_ASSIGN_OR_RETURN(
       server::ParsedCommandLine parsed,

@@ -80,6 +80,7 @@ class EmbeddedClusterTest : public ::testing::Test {
     options.tick_interval_ms = 20;
     options.log_level = "warning";
     options.shutdown_timeout_ms = 5000;
+    options.promote_learners = promote_learners_;
     return options;
   }
 
@@ -110,7 +111,30 @@ class EmbeddedClusterTest : public ::testing::Test {
     return leader;
   }
 
+  // One admin request through member `ordinal`'s client port (a follower forwards it to
+  // the leader); an answer with an error becomes that status.
+  absl::StatusOr<pb::ClientResponse> Admin(int ordinal, pb::ClientRequest request) const {
+    testing::KvTestClient client({absl::StrCat("127.0.0.1:", client_ports_[ordinal])});
+    absl::StatusOr<pb::ClientResponse> response =
+        client.Call(std::move(request), absl::Seconds(10));
+    if (response.ok() && response->has_error()) return testing::StatusFromError(response->error());
+    return response;
+  }
+
+  static pb::ClientRequest TransferTo(const std::string& name) {
+    pb::ClientRequest request;
+    request.mutable_leader_transfer()->set_name(name);
+    return request;
+  }
+
+  static pb::ClientRequest Promote(const std::string& name) {
+    pb::ClientRequest request;
+    request.mutable_member_promote()->set_name(name);
+    return request;
+  }
+
   std::string root_;
+  std::string promote_learners_;  // OptionsFor's --promote-learners; empty: the default
   uint16_t client_ports_[kMaxMembers] = {};
   uint16_t peer_ports_[kMaxMembers] = {};
   uint16_t http_ports_[kMaxMembers] = {};
@@ -295,6 +319,115 @@ TEST_F(EmbeddedClusterTest, LaterMembersJoinAsLearnersAndArePromoted) {
   ASSERT_OK(nodes_[leader]->Put("after-removal", "yes"));
   EXPECT_THAT(nodes_[leader]->RemoveMember(absl::StrCat("stead-", removed)),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+// Goal: leadership moves on request: to a named member (asked through a follower,
+// which forwards), to the most caught-up voter when none is named, not at all when the
+// named member leads already; an unknown member is NotFound. Each answer names the
+// previous and the new leader, and every member then follows the new one.
+TEST_F(EmbeddedClusterTest, LeaderTransferToANamedMemberOrTheMostCaughtUp) {
+  StartCluster(3);
+  const int first = WaitForLeader();
+  ASSERT_GE(first, 0);
+  ASSERT_OK(nodes_[first]->Put("before", "1"));
+  const int asked = (first + 1) % 3;
+  const int target = (first + 2) % 3;
+
+  absl::StatusOr<pb::ClientResponse> named =
+      Admin(asked, TransferTo(absl::StrCat("stead-", target)));
+  ASSERT_OK(named.status());
+  EXPECT_EQ(named->leader_transfer().previous_leader().name(), absl::StrCat("stead-", first));
+  EXPECT_FALSE(named->leader_transfer().previous_leader().is_leader());
+  EXPECT_EQ(named->leader_transfer().leader().name(), absl::StrCat("stead-", target));
+  EXPECT_TRUE(named->leader_transfer().leader().is_leader());
+  EXPECT_EQ(named->leader_transfer().leader().id(), nodes_[target]->Status().node_id);
+  EXPECT_TRUE(Eventually([&] { return Leader() == target; }));
+  for (const auto& [ordinal, node] : nodes_) {
+    EXPECT_TRUE(Eventually([&] {
+      return node->Status().leader_id == nodes_[target]->Status().node_id;
+    })) << "stead-"
+        << ordinal;
+  }
+  ASSERT_OK(nodes_[target]->Put("after", "2"));
+
+  absl::StatusOr<pb::ClientResponse> same =
+      Admin(first, TransferTo(absl::StrCat("stead-", target)));
+  ASSERT_OK(same.status());
+  EXPECT_EQ(same->leader_transfer().previous_leader().id(), same->leader_transfer().leader().id());
+  EXPECT_EQ(same->leader_transfer().leader().name(), absl::StrCat("stead-", target));
+  EXPECT_EQ(Leader(), target);
+
+  absl::StatusOr<pb::ClientResponse> anyone = Admin(target, TransferTo(""));
+  ASSERT_OK(anyone.status());
+  EXPECT_EQ(anyone->leader_transfer().previous_leader().name(), absl::StrCat("stead-", target));
+  const std::string next = anyone->leader_transfer().leader().name();
+  EXPECT_NE(next, absl::StrCat("stead-", target));
+  EXPECT_TRUE(Eventually([&] { return Leader() >= 0 && absl::StrCat("stead-", Leader()) == next; }))
+      << next;
+
+  EXPECT_THAT(Admin(target, TransferTo("stead-7")),
+              StatusIs(absl::StatusCode::kNotFound, "no member stead-7"));
+  EXPECT_THAT(nodes_[Leader()]->Get("after"), IsOkAndHolds(std::optional<std::string>("2")));
+}
+
+// Goal: with --promote-learners=manual a joining member stays a learner until it is
+// promoted on request; promotion refuses a learner that stopped and fell behind
+// (FailedPrecondition naming it), answers a voter with already_voter and an unknown
+// member with NotFound. Leadership cannot go to a learner.
+TEST_F(EmbeddedClusterTest, ManualPromotionOfALearner) {
+  promote_learners_ = "manual";
+  StartCluster(3);
+  int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  for (int i = 0; i < 20; ++i) ASSERT_OK(nodes_[leader]->Put(absl::StrCat("key", i), "value"));
+
+  StartMember(3);
+  StartMember(4);
+  for (int ordinal : {3, 4}) {
+    EXPECT_TRUE(Eventually([&] {
+      const NodeStatus status = nodes_[ordinal]->Status();
+      return status.state == "learner" &&
+             status.applied_index >= nodes_[leader]->Status().commit_index;
+    })) << "stead-"
+        << ordinal << " is " << nodes_[ordinal]->Status().state;
+  }
+  // Well past the time the leader would have promoted them by itself.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_FALSE(nodes_[3]->Status().voter);
+  EXPECT_FALSE(nodes_[4]->Status().voter);
+
+  EXPECT_THAT(Admin(leader, TransferTo("stead-3")),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "stead-3 is a learner"));
+
+  // A leader that has not heard from the learner within an election timeout (a new
+  // one, on a loaded machine) refuses for now: retried, bounded by the wait.
+  absl::StatusOr<pb::ClientResponse> promoted;
+  EXPECT_TRUE(Eventually([&] {
+    leader = WaitForLeader();
+    promoted = Admin((leader + 1) % 3, Promote("stead-3"));
+    return !absl::IsFailedPrecondition(promoted.status());
+  }));
+  ASSERT_OK(promoted.status());
+  EXPECT_FALSE(promoted->member_promote().already_voter());
+  bool listed_as_voter = false;
+  for (const pb::Member& member : promoted->member_promote().members()) {
+    if (member.name() == "stead-3") listed_as_voter = !member.is_learner();
+  }
+  EXPECT_TRUE(listed_as_voter);
+  EXPECT_TRUE(Eventually([&] { return nodes_[3]->Status().voter; }));
+
+  absl::StatusOr<pb::ClientResponse> again = Admin(leader, Promote("stead-3"));
+  ASSERT_OK(again.status());
+  EXPECT_TRUE(again->member_promote().already_voter());
+  EXPECT_THAT(Admin(leader, Promote("stead-9")), StatusIs(absl::StatusCode::kNotFound, "stead-9"));
+
+  // A learner that stopped while the log grew past the promotion lag is refused,
+  // with its name (and its lag, or that it is silent) in the message.
+  nodes_.erase(4);
+  leader = WaitForLeader();
+  for (int i = 0; i < 120; ++i) ASSERT_OK(nodes_[leader]->Put(absl::StrCat("more", i), "value"));
+  EXPECT_THAT(Admin(leader, Promote("stead-4")),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "stead-4"));
 }
 
 // Goal: a process of another cluster that dials a member is refused at the hello and

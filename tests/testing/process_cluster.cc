@@ -68,6 +68,7 @@ void ProcessCluster::Start(int ordinal) {
       absl::StrCat("--tick-interval=", kClusterTickMs, "ms"),
       "--shutdown-timeout=10s",
   };
+  argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
   absl::StatusOr<std::unique_ptr<Subprocess>> process =
       Subprocess::Start(std::move(argv), {}, LogPath(ordinal));
   ASSERT_TRUE(process.ok()) << process.status();

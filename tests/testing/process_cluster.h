@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -69,6 +70,9 @@ class ProcessCluster {
 
   // Starts member `ordinal` (a gtest assertion fails if it cannot be started).
   void Start(int ordinal);
+  // `stead` flags added to those above for every member started from now on, e.g.
+  // {"--promote-learners=manual"}.
+  void set_extra_flags(std::vector<std::string> flags) { extra_flags_ = std::move(flags); }
   void Signal(int ordinal, int signal);
   // SIGKILL and reap.
   void Kill(int ordinal);
@@ -92,6 +96,7 @@ class ProcessCluster {
   const int initial_size_;
   const std::string root_;
   const std::string binary_;
+  std::vector<std::string> extra_flags_;
   uint16_t client_[kMaxMembers] = {};
   uint16_t peer_[kMaxMembers] = {};
   uint16_t http_[kMaxMembers] = {};

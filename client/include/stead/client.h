@@ -23,8 +23,9 @@
 //   Unavailable        no member answered or none knows a leader, until the deadline
 //   DeadlineExceeded   the call's deadline passed; a write's outcome is unknown
 //   ResourceExhausted  too many calls in flight (ClientOptions::max_inflight_calls)
-//   NotFound           MemberRemove: no such member
-//   FailedPrecondition the cluster refused the request as asked (see the message)
+//   NotFound           MemberRemove, MemberPromote, LeaderTransfer: no such member
+//   FailedPrecondition the cluster refused the request as asked (see the message), e.g.
+//                      a learner not caught up for MemberPromote
 //   Cancelled          the Client was destroyed with the call in flight
 // A missing key is not an error: Get returns an empty optional; nor is a compare of a
 // transaction that does not hold: Txn returns succeeded == false.
@@ -78,6 +79,18 @@ struct Member {
   bool is_leader = false;
   // Reported by the leader: the highest log index known replicated on the member.
   uint64_t match_index = 0;
+};
+
+// What Client::LeaderTransfer did.
+struct LeaderTransferResult {
+  Member previous_leader;  // the member that handed leadership over
+  Member leader;           // the leader now; the same member when it led already
+};
+
+// What Client::MemberPromote did.
+struct MemberPromoteResult {
+  std::vector<Member> members;  // the configuration afterwards
+  bool already_voter = false;   // the member was a voter already: nothing changed
 };
 
 // One condition of a transaction (Client::Txn) on the key `key`, or with range_end on
@@ -223,6 +236,23 @@ class Client {
   absl::StatusOr<std::vector<Member>> MemberRemoveByName(std::string_view name,
                                                          CallOptions options = {});
   absl::StatusOr<std::vector<Member>> MemberRemoveById(uint64_t id, CallOptions options = {});
+  // Hands leadership to the voter named `to`, or with `to` empty to the most caught-up
+  // voter the leader heard from recently; returns once the answering member follows
+  // the new leader (later calls of this Client go straight to it). NotFound for an
+  // unknown member; FailedPrecondition for a learner, a member the leader has not
+  // heard from recently, or no voter to take over; Unavailable or DeadlineExceeded
+  // when no handover was seen by the deadline. A call retried after a lost answer is
+  // harmless with `to` (the target leads already: the result has previous_leader ==
+  // leader); without it, leadership may move once more.
+  absl::StatusOr<LeaderTransferResult> LeaderTransfer(std::string_view to = "",
+                                                      CallOptions options = {});
+  // Makes the learner `name` a voter now, rather than when the leader would promote it
+  // (or never, on a cluster run with --promote-learners=manual). A voter already is
+  // not an error: already_voter is set. NotFound for an unknown member;
+  // FailedPrecondition when the learner is not caught up (the message gives its lag)
+  // or the leader has not heard from it recently.
+  absl::StatusOr<MemberPromoteResult> MemberPromote(std::string_view name,
+                                                    CallOptions options = {});
   // Atomically, at one store revision: if every compare of `request` holds, runs its
   // `success` operations, else its `failure` operations. A compare that does not hold
   // is a result (succeeded == false), not an error. Every transaction, even one that

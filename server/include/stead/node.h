@@ -53,6 +53,7 @@ struct NodeOptions {
   int election_ticks = 0;
   int heartbeat_ticks = 0;
   int shutdown_timeout_ms = 0;
+  std::string promote_learners;  // "auto" or "manual"
 };
 
 enum class ReadConsistency {

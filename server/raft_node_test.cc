@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "raft/conf_change.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
 
 namespace stead::server {
 namespace {
@@ -153,11 +154,9 @@ class RaftNodeTest : public ::testing::Test {
     char pattern[] = "/tmp/stead-raft-node-XXXXXX";
     root_ = mkdtemp(pattern);
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
-    // Reserve a port per member: bind port 0, remember it, release it.
-    for (int i = 0; i < kMembers; ++i) {
-      asio::ip::tcp::acceptor probe(io_, {asio::ip::make_address("127.0.0.1"), 0});
-      ports_.push_back(probe.local_endpoint().port());
-    }
+    // Ports below the ephemeral range: a port 0 bind would hand out one that an
+    // outgoing connection of a test running alongside may take before it is bound.
+    for (int i = 0; i < kMembers; ++i) ports_.push_back(::stead::testing::FreeLoopbackPort().value());
     for (raft::NodeId id = 1; id <= kMembers; ++id) {
       members_.push_back(std::make_unique<Member>(io_, root_, id));
     }

@@ -37,6 +37,7 @@ using client_internal::Connection;
 enum class Route {
   kLeader,  // writes and linearizable reads: the leader when known
   kAny,     // serializable reads and admin listings: any member
+  kEndpoint,  // one named member only (what it says of itself): no hints followed
 };
 
 // One write slot of the exactly-once protocol: the cluster applies sequence n of a
@@ -211,8 +212,10 @@ class Client::Impl {
     for (std::thread& thread : threads_) thread.join();
   }
 
-  // Starts one call; `done` runs exactly once on an I/O thread.
-  void Start(pb::ClientRequest request, Route route, absl::Duration timeout, Done done);
+  // Starts one call; `done` runs exactly once on an I/O thread. `endpoint` is the
+  // member of a Route::kEndpoint call (unused otherwise).
+  void Start(pb::ClientRequest request, Route route, absl::Duration timeout, Done done,
+             std::string endpoint = "");
 
   std::string leader_address() const {
     MutexLock lock(&mu_);
@@ -254,6 +257,7 @@ class Client::Impl {
     Call(asio::io_context& io) : strand(asio::make_strand(io)), timer(strand) {}
     pb::ClientRequest request;
     Route route = Route::kAny;
+    std::string endpoint;  // Route::kEndpoint: every attempt goes to this member
     bool is_write = false;
     absl::Time deadline;
     Done done;
@@ -316,7 +320,8 @@ class Client::Impl {
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
 };
 
-void Client::Impl::Start(pb::ClientRequest request, Route route, absl::Duration timeout, Done done) {
+void Client::Impl::Start(pb::ClientRequest request, Route route, absl::Duration timeout, Done done,
+                         std::string endpoint) {
   if (shutting_down_) {
     done(absl::CancelledError("stead client is shutting down"));
     return;
@@ -329,6 +334,7 @@ void Client::Impl::Start(pb::ClientRequest request, Route route, absl::Duration 
   }
   auto call = std::make_shared<Call>(io_);
   call->route = route;
+  call->endpoint = std::move(endpoint);
   call->is_write = request.has_put() || request.has_delete_range() || request.has_txn();
   call->deadline = absl::Now() + (timeout > absl::ZeroDuration() ? timeout : options_.default_timeout);
   call->done = std::move(done);
@@ -363,7 +369,9 @@ void Client::Impl::ReleaseSession(Session session) {
 std::shared_ptr<Connection> Client::Impl::PickConnection(Call& call) {
   MutexLock lock(&mu_);
   Endpoint* endpoint = nullptr;
-  if (!call.hinted_address.empty()) {
+  if (call.route == Route::kEndpoint) {
+    endpoint = AddEndpointLocked(call.endpoint);
+  } else if (!call.hinted_address.empty()) {
     endpoint = AddEndpointLocked(call.hinted_address);
   } else if (call.route == Route::kLeader && options_.route_to_leader) {
     endpoint = leader_address_.empty() ? endpoints_[current_ % endpoints_.size()].get()
@@ -489,8 +497,8 @@ void Client::Impl::OnAnswer(const std::shared_ptr<Call>& call,
     Finish(call, std::move(status));
     return;
   }
-  if (absl::IsUnavailable(status) && IsHostPort(error.leader_address()) &&
-      error.leader_address() != address) {
+  if (absl::IsUnavailable(status) && call->route != Route::kEndpoint &&
+      IsHostPort(error.leader_address()) && error.leader_address() != address) {
     // Raft leader hint: go straight there.
     SetLeader(error.leader_address());
     call->hinted_address = error.leader_address();
@@ -973,6 +981,30 @@ absl::StatusOr<MemberPromoteResult> Client::MemberPromote(std::string_view name,
 absl::StatusOr<TxnResult> Client::Txn(const TxnRequest& request, CallOptions options) {
   return Wait<absl::StatusOr<TxnResult>>(
       [&](auto done) { TxnAsync(request, options, std::move(done)); });
+}
+
+absl::StatusOr<ContentHash> Client::Hash(std::string_view endpoint, CallOptions options) {
+  const std::string address(endpoint);
+  if (!IsHostPort(address)) {
+    return absl::InvalidArgumentError(absl::StrCat("endpoint '", address, "' is not host:port"));
+  }
+  pb::ClientRequest request;
+  request.mutable_hash();
+  return Wait<absl::StatusOr<ContentHash>>([&](auto done) {
+    impl_->Start(
+        std::move(request), Route::kEndpoint, options.timeout,
+        [address, done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+          if (!r.ok()) return done(TakeError(std::move(r)));
+          if (!r->has_hash()) return done(absl::InternalError("answer to a hash is not a hash"));
+          done(ContentHash{.endpoint = address,
+                           .member_id = r->header().member_id(),
+                           .hash = r->hash().hash(),
+                           .applied_index = r->hash().applied_index(),
+                           .revision = r->hash().revision(),
+                           .key_count = r->hash().key_count()});
+        },
+        address);
+  });
 }
 
 absl::StatusOr<bool> Client::CompareAndSwap(std::string_view key,

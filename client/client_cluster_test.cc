@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -121,6 +122,68 @@ TEST_F(ClientClusterTest, LeaderKilledWhileSixteenThreadsWriteInOrderLosesNothin
 
 // Goal: thousands of asynchronous calls in flight on one connection per member all
 // complete, each with its own answer (matched by request id, not by order).
+// Goal: the content hash is computed by the member asked, and members that applied the
+// same index agree. Method: puts from several threads, a transaction and deletes; then,
+// once writes stopped, ask each member until all report the same applied index: the
+// hashes and key counts must then be equal, each answer must come from the member
+// asked (distinct member ids), and one more put must change every member's hash.
+TEST_F(ClientClusterTest, MembersThatAppliedTheSameIndexHaveTheSameHash) {
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 4; ++t) {
+    writers.emplace_back([this, t] {
+      for (int n = 0; n < 50; ++n) {
+        EXPECT_OK(client_->Put(absl::StrCat("hash/", t, "/", n), absl::StrCat(t * 1000 + n)));
+      }
+    });
+  }
+  for (std::thread& writer : writers) writer.join();
+  ASSERT_OK(client_->Delete("hash/0/7").status());
+  ASSERT_OK(client_->Txn({.success = {TxnOp::Put("hash/txn", "x"), TxnOp::Delete("hash/1/3")}})
+                .status());
+
+  // Polls every member until their applied indexes agree; the answers of that round.
+  auto converged_hashes = [&]() -> std::vector<ContentHash> {
+    std::vector<ContentHash> hashes;
+    testing::Eventually([&] {
+      hashes.clear();
+      for (const std::string& endpoint : cluster_->ClientEndpoints(3)) {
+        absl::StatusOr<ContentHash> hash = client_->Hash(endpoint);
+        if (!hash.ok()) return false;
+        hashes.push_back(*hash);
+      }
+      return hashes[0].applied_index == hashes[1].applied_index &&
+             hashes[1].applied_index == hashes[2].applied_index;
+    });
+    return hashes;
+  };
+  const std::vector<ContentHash> before = converged_hashes();
+  ASSERT_EQ(before.size(), 3u);
+  ASSERT_EQ(before[0].applied_index, before[2].applied_index) << "applied indexes never met";
+  std::set<uint64_t> member_ids;
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(before[i].endpoint);
+    EXPECT_EQ(before[i].endpoint, cluster_->ClientAddress(i));
+    EXPECT_EQ(before[i].hash, before[0].hash);
+    EXPECT_EQ(before[i].key_count, before[0].key_count);
+    EXPECT_EQ(before[i].revision, before[0].revision);
+    member_ids.insert(before[i].member_id);
+  }
+  EXPECT_EQ(member_ids.size(), 3u) << "an answer did not come from the member asked";
+  // 200 puts - 2 deletes + 1 put are user keys; the service's own records come on top.
+  EXPECT_GE(before[0].key_count, 199u);
+  EXPECT_EQ(before[0].revision, 202);  // 200 puts, a delete and a transaction
+
+  ASSERT_OK(client_->Put("hash/0/0", "changed"));
+  const std::vector<ContentHash> after = converged_hashes();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_GT(after[i].applied_index, before[i].applied_index);
+    EXPECT_NE(after[i].hash, before[0].hash);
+    EXPECT_EQ(after[i].hash, after[0].hash);
+  }
+
+  EXPECT_THAT(client_->Hash("no-port"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST_F(ClientClusterTest, ManyAsyncCallsShareOneConnection) {
   constexpr int kCalls = 2000;
   std::atomic<int> ok{0};

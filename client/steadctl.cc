@@ -81,6 +81,8 @@ constexpr char kMainHelp[] =
     "                                  index from its HTTP /metrics\n"
     "  cluster health [--http-port-offset=N]\n"
     "                                  each member's /readyz; exit 5 unless all are ready\n"
+    "  endpoint hash [--cluster]       content hash, applied index, revision and key\n"
+    "                                  count of each endpoint's state\n"
     "\n"
     "global flags:\n"
     "  --endpoints=H:P,...   client addresses of members (env STEAD_ENDPOINTS;\n"
@@ -163,6 +165,15 @@ const std::map<std::string, std::string>& CommandHelp() {
                   "A member's HTTP port is taken as its client port + N (default 2, as in\n"
                   "the default ports 2479/2481 and scripts/run); the member list does not\n"
                   "carry HTTP addresses.\n"},
+      {"endpoint", "usage: steadctl endpoint hash [--cluster]\n"
+                   "Asks each endpoint of --endpoints (with --cluster: every member in the\n"
+                   "member list) for the content hash of its own state: FNV-1a 64 over every\n"
+                   "stored pair, computed by that member at its applied index (never\n"
+                   "forwarded). One row per endpoint: endpoint, member id, hash, applied index,\n"
+                   "revision, key count (pairs hashed). Members that applied the same index\n"
+                   "have the same hash; compare them once writes have stopped and the applied\n"
+                   "indexes agree. An endpoint that fails is reported on stderr (json: an\n"
+                   "\"error\" field) and the exit code is that of its failure (5 unreachable).\n"},
   };
   return *help;
 }
@@ -181,6 +192,7 @@ struct Flags {
   bool help = false;
   // watch
   bool prefix = false;
+  bool cluster = false;  // endpoint hash --cluster
   int64_t revision = 0;
   int64_t count = 0;
   absl::Duration duration = absl::InfiniteDuration();
@@ -245,6 +257,8 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       flags.keys_only = true;
     } else if (name == "--prefix") {
       flags.prefix = true;
+    } else if (name == "--cluster") {
+      flags.cluster = true;
     } else if (name == "--rev" || name == "--count") {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();
@@ -812,6 +826,55 @@ int ClusterCommand(stead::Client& client, const Flags& flags) {
   return health && !all_ready ? kExitUnavailable : kExitOk;
 }
 
+int EndpointCommand(stead::Client& client, const Flags& flags) {
+  if (flags.args.size() != 2 || flags.args[1] != "hash") {
+    return Fail(kExitInvalidArgument, "endpoint needs 'hash' (see steadctl endpoint --help)");
+  }
+  std::vector<std::string> endpoints = absl::StrSplit(flags.endpoints, ',', absl::SkipWhitespace());
+  if (flags.cluster) {
+    absl::StatusOr<std::vector<stead::Member>> members = client.MemberList({.timeout = flags.timeout});
+    if (!members.ok()) return FailStatus(members.status());
+    std::sort(members->begin(), members->end(),
+              [](const stead::Member& a, const stead::Member& b) { return a.name < b.name; });
+    endpoints.clear();
+    for (const stead::Member& m : *members) endpoints.push_back(m.client_address);
+  }
+  int exit_code = kExitOk;
+  std::vector<std::string> json_rows;
+  if (flags.output != "json") {
+    std::printf("%-22s  %-16s  %-16s  %10s  %10s  %10s\n", "ENDPOINT", "ID", "HASH", "APPLIED",
+                "REVISION", "KEYS");
+  }
+  for (const std::string& endpoint : endpoints) {
+    absl::StatusOr<stead::ContentHash> hash = client.Hash(endpoint, {.timeout = flags.timeout});
+    if (!hash.ok()) {
+      if (exit_code == kExitOk) exit_code = ExitCodeOf(hash.status());
+      std::fprintf(stderr, "steadctl: %s: %s\n", endpoint.c_str(), hash.status().ToString().c_str());
+      json_rows.push_back(absl::StrCat("{\"endpoint\":", Json(endpoint),
+                                       ",\"error\":", Json(hash.status().ToString()), "}"));
+      continue;
+    }
+    const std::string hex = absl::StrFormat("%016x", hash->hash);
+    json_rows.push_back(absl::StrCat(
+        "{\"endpoint\":", Json(endpoint), ",\"member_id\":", hash->member_id,
+        ",\"member_id_hex\":", Json(absl::StrFormat("%016x", hash->member_id)),
+        ",\"hash\":", hash->hash, ",\"hash_hex\":", Json(hex),
+        ",\"applied_index\":", hash->applied_index, ",\"revision\":", hash->revision,
+        ",\"key_count\":", hash->key_count, "}"));
+    if (flags.output != "json") {
+      std::printf("%-22s  %016llx  %s  %10llu  %10lld  %10llu\n", endpoint.c_str(),
+                  static_cast<unsigned long long>(hash->member_id), hex.c_str(),
+                  static_cast<unsigned long long>(hash->applied_index),
+                  static_cast<long long>(hash->revision),
+                  static_cast<unsigned long long>(hash->key_count));
+    }
+  }
+  if (flags.output == "json") {
+    std::printf("{\"endpoints\":[%s]}\n", absl::StrJoin(json_rows, ",").c_str());
+  }
+  return exit_code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -854,5 +917,6 @@ int main(int argc, char** argv) {
   if (help_key == "watch") return Watch(**client, *flags);
   if (help_key == "member") return MemberCommand(**client, *flags);
   if (help_key == "leader") return LeaderCommand(**client, *flags);
+  if (help_key == "endpoint") return EndpointCommand(**client, *flags);
   return ClusterCommand(**client, *flags);
 }

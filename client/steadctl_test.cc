@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/process_cluster.h"
@@ -78,7 +79,7 @@ TEST(SteadctlTest, HelpOnEveryCommand) {
     EXPECT_THAT(main_help.out, HasSubstr(word));
   }
   for (const char* command :
-       {"get", "put", "del", "scan", "txn", "watch", "member", "leader", "cluster"}) {
+       {"get", "put", "del", "scan", "txn", "watch", "member", "leader", "cluster", "endpoint"}) {
     SCOPED_TRACE(command);
     const CtlRun help = Steadctl({command, "--help"});
     EXPECT_EQ(help.exit_code, 0);
@@ -143,6 +144,15 @@ TEST(SteadctlTest, MemberAddExplainsThatMembersAddThemselves) {
   EXPECT_EQ(run.exit_code, kExitFailedPrecondition);
   EXPECT_EQ(run.out, "");
   EXPECT_THAT(run.err, HasSubstr("members add themselves. Start stead-5 with empty volumes"));
+}
+
+TEST(SteadctlTest, EndpointHashOfAnUnreachableMemberIsUnavailable) {
+  const uint16_t port = testing::FreeLoopbackPort().value();
+  const CtlRun run = Steadctl({absl::StrCat("--endpoints=127.0.0.1:", port), "--timeout=1s",
+                               "--output=json", "endpoint", "hash"});
+  EXPECT_EQ(run.exit_code, kExitUnavailable);
+  EXPECT_THAT(run.out, HasSubstr(R"("error":)"));
+  EXPECT_THAT(run.err, HasSubstr(absl::StrCat("127.0.0.1:", port)));
 }
 
 TEST(SteadctlTest, UnreachableEndpointsAreUnavailable) {
@@ -210,6 +220,34 @@ TEST(SteadctlTest, AgainstARealCluster) {
 
   CtlRun remove = Steadctl({endpoints, "member", "remove", "stead-7"});
   EXPECT_EQ(remove.exit_code, kExitNotFound) << remove.err;
+
+  // One row per endpoint; once the applied indexes agree, so do the hashes.
+  std::vector<std::string> rows;
+  ASSERT_TRUE(testing::Eventually([&] {
+    CtlRun hash = Steadctl({endpoints, "--output=json", "endpoint", "hash"});
+    if (hash.exit_code != 0) return false;
+    rows = absl::StrSplit(hash.out, "},{");
+    if (rows.size() != 3) return false;
+    auto field = [](const std::string& row, const std::string& name) {
+      const size_t at = row.find(absl::StrCat("\"", name, "\":"));
+      return at == std::string::npos ? std::string("?") : row.substr(at, row.find(',', at) - at);
+    };
+    for (const std::string& row : rows) {
+      if (field(row, "applied_index") != field(rows[0], "applied_index") ||
+          field(row, "hash") != field(rows[0], "hash")) {
+        return false;
+      }
+    }
+    return field(rows[0], "hash") != "?";
+  })) << absl::StrJoin(rows, "\n");
+  CtlRun table = Steadctl({endpoints, "endpoint", "hash"});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("HASH"));
+  for (int i : {0, 1, 2}) EXPECT_THAT(table.out, HasSubstr(cluster.ClientAddress(i)));
+  CtlRun whole = Steadctl({"--endpoints=" + cluster.ClientAddress(0), "endpoint", "hash",
+                           "--cluster"});
+  EXPECT_EQ(whole.exit_code, 0) << whole.err;
+  for (int i : {0, 1, 2}) EXPECT_THAT(whole.out, HasSubstr(cluster.ClientAddress(i)));
 }
 
 // Goal: `steadctl txn` exits 0 and prints the --then answers when its conditions

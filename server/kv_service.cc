@@ -59,6 +59,7 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
     case pb::ClientRequest::kMemberRemove:
     case pb::ClientRequest::kLeaderTransfer:
     case pb::ClientRequest::kMemberPromote:
+    case pb::ClientRequest::kHash:
       if (!admin_) {
         return Finish(ErrorResponse(id, absl::UnimplementedError("membership calls are not "
                                                                  "served here")),

@@ -4,7 +4,8 @@
 // both go through it, so a request means the same thing whichever way it arrives.
 //
 // On a member that is not the leader, writes and linearizable reads fail with
-// UNAVAILABLE and a leader hint. Membership requests go to the AdminHandler.
+// UNAVAILABLE and a leader hint. Membership requests and the content hash go to the
+// AdminHandler.
 //
 // Writes (put, delete_range, txn) are checked (ValidateWriteRequest), stamped with this
 // member's clock (ClientRequest.proposed_at_unix_ms, the log time of session expiry)
@@ -56,7 +57,8 @@ using MemberDirectory = std::function<std::optional<MemberAddress>(raft::NodeId 
 
 using ResponseCallback = std::function<void(pb::ClientResponse response)>;
 // Serves membership requests (member_list, member_remove, member_promote,
-// leader_transfer): `done` gets the response body or the error, exactly once.
+// leader_transfer) and the content hash (hash): `done` gets the response body or the
+// error, exactly once.
 using AdminHandler =
     std::function<void(const pb::ClientRequest& request, absl::Time deadline,
                        std::function<void(absl::StatusOr<pb::ClientResponse>)> done)>;

@@ -21,6 +21,7 @@
 #include "base/status_macros.h"
 #include "proto/peer.pb.h"
 #include "raft/conf_change.h"
+#include "server/backup_service.h"
 #include "server/client_service.h"
 #include "server/watch_hub.h"
 #include "server/config.h"
@@ -136,6 +137,8 @@ struct Node::Impl {
     STEAD_RETURN_IF_ERROR(http->Listen(config.http_addr.host, config.http_addr.port));
 
     forwarder = std::make_unique<server::Forwarder>(io, logger.WithContext("part", "forward"));
+    backups = std::make_unique<server::BackupService>(server::BackupServiceOptions(),
+                                                      logger.WithContext("part", "backup"));
     watches = std::make_unique<server::WatchHub>(server::WatchHubOptions(),
                                                  logger.WithContext("part", "watch"));
     client = std::make_unique<server::ClientService>(
@@ -361,6 +364,7 @@ struct Node::Impl {
     raft_ptr = raft.get();
     kv_ptr = kv.get();
     watches->Attach(state.get());
+    backups->Attach(state.get());
     {
       MutexLock lock(&mu);
       phase = Phase::kRunning;
@@ -805,7 +809,8 @@ struct Node::Impl {
   // --- membership calls from the client port ------------------------------------------
 
   // Serves what KvService passes on: member_list, member_remove, member_promote and
-  // leader_transfer (a follower forwarded the last three to the leader when it knew it).
+  // leader_transfer (a follower forwarded the last three to the leader when it knew it),
+  // and hash (never forwarded: the hash of this member's state).
   void HandleAdmin(const pb::ClientRequest& request, absl::Time deadline, AdminDone done) {
     switch (request.request_case()) {
       case pb::ClientRequest::kMemberList: {
@@ -819,6 +824,8 @@ struct Node::Impl {
         return PromoteMember(request.member_promote(), deadline, std::move(done));
       case pb::ClientRequest::kLeaderTransfer:
         return TransferLeadership(request.leader_transfer(), deadline, std::move(done));
+      case pb::ClientRequest::kHash:
+        return backups->Hash(deadline, std::move(done));  // this member's own state
       default:
         return done(absl::InvalidArgumentError("not a membership request"));
     }
@@ -1252,6 +1259,7 @@ struct Node::Impl {
     raft_ptr = nullptr;
     kv_ptr = nullptr;
     if (raft) raft->Stop();
+    if (backups) backups->Stop();  // before the state machine closes
     work.reset();
     // Let the io threads finish what the stopped parts left; timers could keep them.
     const absl::Time until = absl::Now() + absl::Seconds(2);
@@ -1284,6 +1292,7 @@ struct Node::Impl {
   std::unique_ptr<server::WatchHub> watches;
   std::unique_ptr<server::ClientService> client;
   std::unique_ptr<server::Forwarder> forwarder;
+  std::unique_ptr<server::BackupService> backups;
   // Set once by Activate; the atomics are what handlers on other threads read.
   std::unique_ptr<storage::Wal> wal;
   std::unique_ptr<storage::StateMachine> state;

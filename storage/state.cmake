@@ -4,6 +4,7 @@ target_sources(stead_storage PRIVATE
   checkpoint.cc
   checkpoint_stream.cc
   checkpoint_files.cc
+  content_hash.cc
   node_metadata.cc
   state_machine.cc
   state_machine_db.cc
@@ -11,6 +12,7 @@ target_sources(stead_storage PRIVATE
   state_machine_install.cc)
 
 stead_test(NAME node_metadata_test SOURCES node_metadata_test.cc LIBS stead::storage LABELS unit)
+stead_test(NAME content_hash_test SOURCES content_hash_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME state_machine_test SOURCES state_machine_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME backup_file_test SOURCES backup_file_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME checkpoint_test SOURCES checkpoint_test.cc LIBS stead::storage LABELS unit)

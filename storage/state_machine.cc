@@ -108,6 +108,10 @@ absl::StatusOr<ScanResult> StateSnapshot::Scan(const ScanOptions& options) const
   return internal::ScanAt(*impl_->database_, impl_->snapshot_, options);
 }
 
+absl::StatusOr<ContentHash> StateSnapshot::Hash() const {
+  return impl_->database_->HashUserKeys(impl_->snapshot_);
+}
+
 // ---------------------------------------------------------------------------------------
 // StateMachine
 

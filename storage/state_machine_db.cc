@@ -202,6 +202,24 @@ absl::StatusOr<uint64_t> Database::CountUserKeys(const rocksdb::Snapshot* snapsh
   return count;
 }
 
+absl::StatusOr<ContentHash> Database::HashUserKeys(const rocksdb::Snapshot* snapshot) const {
+  ContentHasher hasher;
+  // handles_ is ordered by name: keyspaces are hashed in byte order of their names.
+  for (const auto& [name, handle] : handles_) {
+    if (!IsUserKeyspace(name)) continue;
+    rocksdb::ReadOptions read_options;
+    read_options.snapshot = snapshot;
+    read_options.fill_cache = false;  // A one-off full scan must not evict hot blocks.
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, handle));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      hasher.Add(name, absl::string_view(it->key().data(), it->key().size()),
+                 absl::string_view(it->value().data(), it->value().size()));
+    }
+    STEAD_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("hash keys of ", name)));
+  }
+  return hasher.result();
+}
+
 absl::StatusOr<std::optional<std::string>> GetAt(const Database& database,
                                                  const rocksdb::Snapshot* snapshot,
                                                  absl::string_view keyspace,

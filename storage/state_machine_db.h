@@ -20,6 +20,7 @@
 #include "proto/raft.pb.h"
 #include "proto/snapshot.pb.h"
 #include "rocksdb/db.h"
+#include "storage/content_hash.h"
 #include "storage/state_machine.h"
 
 namespace stead::storage::internal {
@@ -71,6 +72,8 @@ class Database {
   absl::Status WriteNodeMetadata(const pb::NodeMetadata& metadata);
   // Counts the keys of all user keyspaces at `snapshot`.
   absl::StatusOr<uint64_t> CountUserKeys(const rocksdb::Snapshot* snapshot) const;
+  // The content hash (storage/content_hash.h) of all user keyspaces at `snapshot`.
+  absl::StatusOr<ContentHash> HashUserKeys(const rocksdb::Snapshot* snapshot) const;
 
  private:
   Database() = default;

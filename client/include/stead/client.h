@@ -93,6 +93,17 @@ struct MemberPromoteResult {
   bool already_voter = false;   // the member was a voter already: nothing changed
 };
 
+// The content hash of one member's state (Client::Hash): members that applied the same
+// index have the same hash (FNV-1a 64 over every stored pair; storage/content_hash.h).
+struct ContentHash {
+  std::string endpoint;        // the member asked, "host:port"
+  uint64_t member_id = 0;      // its Raft id
+  uint64_t hash = 0;
+  uint64_t applied_index = 0;  // the index the hash was computed at
+  int64_t revision = 0;        // the store revision at that index
+  uint64_t key_count = 0;      // pairs hashed (user keys and the service's own records)
+};
+
 // One condition of a transaction (Client::Txn) on the key `key`, or with range_end on
 // every key of [key, range_end) (it holds when it holds for each key of the range).
 // Build one with the factories:
@@ -266,6 +277,14 @@ class Client {
   absl::StatusOr<bool> CompareAndSwap(std::string_view key,
                                       const std::optional<std::string>& expected,
                                       std::string_view new_value, CallOptions options = {});
+
+  // The content hash of the state of the member at `endpoint` ("host:port", need not
+  // be one of ClientOptions::endpoints), computed by that member over its own state at
+  // its applied index; never answered by another member. Retried on the same member
+  // until the deadline. InvalidArgument for an endpoint that is not host:port;
+  // ResourceExhausted when the member is busy with other hash requests. Reads the
+  // member's whole state: for checks and tests, not a hot path.
+  absl::StatusOr<ContentHash> Hash(std::string_view endpoint, CallOptions options = {});
 
   // Watches `key` (or the range of options.range_end) from options.start_revision:
   // `on_events` receives every change exactly once, in revision order, on an I/O

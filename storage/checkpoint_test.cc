@@ -24,6 +24,8 @@ namespace {
 
 using ::stead::testing::StatusIs;
 using ::testing::ElementsAre;
+using testing::FirstSst;
+using testing::FlipByte;
 using ::testing::HasSubstr;
 using testing::PutBatch;
 using testing::TempDir;
@@ -36,30 +38,6 @@ void Fill(StateMachine& machine, raft::Index first, raft::Index last, raft::Term
     ASSERT_OK(machine.Apply(
         PutBatch(i, term, {{absl::StrCat("key", i), absl::StrCat("value", i, std::string(200, 'x'))}})));
   }
-}
-
-// The name of the first SST file of a checkpoint's manifest.
-std::string FirstSst(const pb::SnapshotManifest& manifest) {
-  for (const pb::SnapshotFile& file : manifest.files()) {
-    if (file.name().size() > 4 && file.name().substr(file.name().size() - 4) == ".sst") {
-      return file.name();
-    }
-  }
-  return "";
-}
-
-// Overwrites one byte of `path` at `offset` with its complement, through a fresh copy:
-// the checkpoint's SSTs are hard links to the live database, and the live one must stay
-// intact (as when the disk flips a bit in one copy).
-void FlipByte(const std::string& path, uint64_t offset) {
-  const std::string copy = path + ".copy";
-  std::filesystem::copy_file(path, copy);
-  std::filesystem::rename(copy, path);
-  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
-  file.seekg(static_cast<std::streamoff>(offset));
-  const int original = file.get();
-  file.seekp(static_cast<std::streamoff>(offset));
-  file.put(static_cast<char>(~original));
 }
 
 class CheckpointTest : public ::testing::Test {

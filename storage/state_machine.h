@@ -69,6 +69,14 @@ inline constexpr char kDefaultKeyspace[] = "kv";
 // Most pairs one Scan may return.
 inline constexpr size_t kMaxScanLimit = 100000;
 
+// The steps of switching a data dir to a checkpoint after which a crash leaves a
+// distinct state on disk (see storage/state_machine_install.cc).
+enum class InstallStep {
+  kStaged,    // the checkpoint's files are in a new db-N; ACTIVE names the old one
+  kAdopted,   // db-N holds this node's metadata, flushed; ACTIVE names the old one
+  kSwitched,  // ACTIVE names db-N; the old database is not removed yet
+};
+
 struct StateMachineOptions {
   // Root of the data volume. Created if missing. Required.
   std::string data_dir;
@@ -92,6 +100,9 @@ struct StateMachineOptions {
   // Where events (first start, install, cleanup of leftovers) are logged.
   // Default: stderr at info.
   Logger logger;
+  // Called on the installing thread after each InstallStep of InstallCheckpoint and
+  // ReplaceWithCheckpoint; crash tests kill the process there. Default: none.
+  std::function<void(InstallStep)> install_step_for_testing;
 };
 
 // One change to one key.

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -13,6 +14,7 @@
 
 #include "base/check.h"
 #include "base/log.h"
+#include "proto/snapshot.pb.h"
 #include "storage/state_machine.h"
 
 namespace stead::storage::testing {
@@ -66,6 +68,30 @@ inline ApplyBatch PutBatch(raft::Index index, raft::Term term,
     batch.mutations.push_back(Mutation::Put(kDefaultKeyspace, std::move(key), std::move(value)));
   }
   return batch;
+}
+
+// The name of the first SST file of a checkpoint's manifest; empty if there is none.
+inline std::string FirstSst(const pb::SnapshotManifest& manifest) {
+  for (const pb::SnapshotFile& file : manifest.files()) {
+    if (file.name().size() > 4 && file.name().substr(file.name().size() - 4) == ".sst") {
+      return file.name();
+    }
+  }
+  return "";
+}
+
+// Overwrites one byte of `path` at `offset` with its complement, through a fresh copy:
+// a checkpoint's SSTs are hard links to the live database, and the live one must stay
+// intact (as when the disk flips a bit in one copy).
+inline void FlipByte(const std::string& path, uint64_t offset) {
+  const std::string copy = path + ".copy";
+  std::filesystem::copy_file(path, copy);
+  std::filesystem::rename(copy, path);
+  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+  file.seekg(static_cast<std::streamoff>(offset));
+  const int original = file.get();
+  file.seekp(static_cast<std::streamoff>(offset));
+  file.put(static_cast<char>(~original));
 }
 
 }  // namespace stead::storage::testing

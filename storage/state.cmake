@@ -14,6 +14,8 @@ target_sources(stead_storage PRIVATE
 stead_test(NAME node_metadata_test SOURCES node_metadata_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME content_hash_test SOURCES content_hash_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME state_machine_test SOURCES state_machine_test.cc LIBS stead::storage LABELS unit)
+stead_test(NAME state_machine_replace_test SOURCES state_machine_replace_test.cc
+           LIBS stead::storage LABELS unit)
 stead_test(NAME backup_file_test SOURCES backup_file_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME checkpoint_test SOURCES checkpoint_test.cc LIBS stead::storage LABELS unit)
 target_compile_definitions(checkpoint_test PRIVATE

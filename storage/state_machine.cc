@@ -14,6 +14,7 @@
 #include "storage/checkpoint_files.h"
 #include "storage/state_machine_db.h"
 #include "storage/state_machine_dir.h"
+#include "storage/state_machine_install.h"
 
 namespace stead::storage {
 
@@ -76,6 +77,24 @@ absl::StatusOr<pb::NodeMetadata> CheckIdentity(const Database& database,
   return *stored;
 }
 
+// A snapshot from the leader moves the state forward or not at all: an older one would
+// undo applied entries that the Raft log may no longer hold.
+absl::Status CheckCheckpointIsAhead(const pb::SnapshotManifest& manifest,
+                                    const pb::SnapshotMetadata& current,
+                                    const std::string& checkpoint_dir) {
+  if (manifest.raft().index() <= current.index()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", checkpoint_dir, " is at index ", manifest.raft().index(),
+        ", not above the applied index ", current.index(), ": a snapshot never rolls back"));
+  }
+  if (manifest.raft().term() < current.term()) {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint ", checkpoint_dir, " has term ",
+                                                      manifest.raft().term(),
+                                                      " below the applied term ", current.term()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -83,13 +102,16 @@ absl::StatusOr<pb::NodeMetadata> CheckIdentity(const Database& database,
 
 class StateSnapshot::Impl {
  public:
-  Impl(const Database* database, const rocksdb::Snapshot* snapshot, pb::SnapshotMetadata applied)
-      : database_(database), snapshot_(snapshot), applied_(std::move(applied)) {}
+  Impl(std::shared_ptr<const Database> database, const rocksdb::Snapshot* snapshot,
+       pb::SnapshotMetadata applied)
+      : database_(std::move(database)), snapshot_(snapshot), applied_(std::move(applied)) {}
   ~Impl() { database_->db()->ReleaseSnapshot(snapshot_); }
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
 
-  const Database* database_;            // borrowed; outlives the snapshot (contract)
+  // Shared, so a view taken before ReplaceWithCheckpoint keeps the replaced database
+  // open (and its directory on disk) until the view is gone.
+  const std::shared_ptr<const Database> database_;
   const rocksdb::Snapshot* snapshot_;   // released by the destructor
   const pb::SnapshotMetadata applied_;  // read at snapshot_
 };
@@ -119,23 +141,41 @@ class StateMachine::Impl {
  public:
   StateMachineOptions options;
   std::unique_ptr<DataDirLock> lock;  // held for the life of the state machine
-  std::unique_ptr<Database> database;
-  pb::NodeMetadata node_metadata;  // as stored; never changes while open
+  // As stored; never changes while open (ReplaceWithCheckpoint writes it into the new
+  // database unchanged).
+  pb::NodeMetadata node_metadata;
 
-  // Serialises Apply, Flush and the flush-and-link step of CreateCheckpoint: a
-  // checkpoint must see no apply between reading the applied state and linking files.
+  // Serialises Apply, Flush, the flush-and-link step of CreateCheckpoint and the switch
+  // of ReplaceWithCheckpoint: a checkpoint must see no apply between reading the
+  // applied state and linking files, and no apply may go to a database being replaced.
   Mutex write_mu;
-  mutable Mutex applied_mu;
-  // Mirrors the applied state in the meta column family; only increases; updated after
-  // the WriteBatch that carries it succeeded.
-  pb::SnapshotMetadata applied ABSL_GUARDED_BY(applied_mu);
+  // Guards the pair below, which ReplaceWithCheckpoint switches together. Held only to
+  // copy or swap them, never across I/O, so reads stay cheap. Taken after write_mu.
+  mutable Mutex state_mu;
+  // The live database. Readers copy the pointer and work on their copy, so a replaced
+  // database stays open until its last reader lets go. Changes only while write_mu is
+  // held as well, so a copy taken under write_mu stays the live one until it is
+  // released.
+  std::shared_ptr<Database> database ABSL_GUARDED_BY(state_mu);
+  // Mirrors the applied state in the meta column family of `database`; increases with
+  // each Apply (updated after the WriteBatch that carries it succeeded) and jumps to a
+  // checkpoint's state when `database` is replaced.
+  pb::SnapshotMetadata applied ABSL_GUARDED_BY(state_mu);
 
-  absl::Status ValidateBatch(const ApplyBatch& batch) const;
-  absl::StatusOr<pb::SnapshotManifest> DescribeState(const pb::SnapshotMetadata& state,
+  std::shared_ptr<Database> CurrentDatabase() const {
+    MutexLock state_lock(&state_mu);
+    return database;
+  }
+  absl::Status ValidateBatch(const Database& live, const ApplyBatch& batch) const;
+  absl::StatusOr<pb::SnapshotManifest> DescribeState(const Database& live,
+                                                     const pb::SnapshotMetadata& state,
                                                      const rocksdb::Snapshot* snapshot) const;
+  // Publishes `staged` as the live database, retiring the current one.
+  void SwitchTo(internal::StagedDatabase staged);
 };
 
-absl::Status StateMachine::Impl::ValidateBatch(const ApplyBatch& batch) const {
+absl::Status StateMachine::Impl::ValidateBatch(const Database& live,
+                                               const ApplyBatch& batch) const {
   size_t batch_bytes = 0;
   for (const Mutation& mutation : batch.mutations) {
     batch_bytes += mutation.keyspace.size() + mutation.key.size() + mutation.value.size();
@@ -144,7 +184,7 @@ absl::Status StateMachine::Impl::ValidateBatch(const ApplyBatch& batch) const {
                                                 options.limits),
                                  absl::StrCat("entry ", batch.index)));
   for (const Mutation& mutation : batch.mutations) {
-    if (database->Keyspace(mutation.keyspace) == nullptr) {
+    if (live.Keyspace(mutation.keyspace) == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("entry ", batch.index, ": unknown keyspace '",
                                                      mutation.keyspace, "'"));
     }
@@ -171,9 +211,10 @@ absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(StateMachineOpt
   auto impl = std::make_unique<Impl>();
   STEAD_ASSIGN_OR_RETURN(impl->lock, DataDirLock::Acquire(options.data_dir));
   STEAD_ASSIGN_OR_RETURN(const std::optional<std::string> active, ReadActive(options.data_dir));
+  std::shared_ptr<Database> database;
   if (!active.has_value()) {
     std::string database_dir_name;
-    STEAD_ASSIGN_OR_RETURN(impl->database, InitialiseDataDir(options, &database_dir_name));
+    STEAD_ASSIGN_OR_RETURN(database, InitialiseDataDir(options, &database_dir_name));
   } else {
     const std::string path = files::JoinPath(options.data_dir, *active);
     {
@@ -184,14 +225,15 @@ absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(StateMachineOpt
       STEAD_RETURN_IF_ERROR(CheckIdentity(*read_only, options).status());
     }
     STEAD_RETURN_IF_ERROR(RemoveStrayDatabases(options.data_dir, *active, options.logger));
-    STEAD_ASSIGN_OR_RETURN(impl->database, Database::Open(path, options, Database::Mode::kExisting));
+    STEAD_ASSIGN_OR_RETURN(database, Database::Open(path, options, Database::Mode::kExisting));
   }
   // Checked again on the database actually opened, before new keyspaces are created.
-  STEAD_ASSIGN_OR_RETURN(impl->node_metadata, CheckIdentity(*impl->database, options));
-  STEAD_RETURN_IF_ERROR(impl->database->EnsureKeyspaces(options.keyspaces));
-  STEAD_ASSIGN_OR_RETURN(pb::SnapshotMetadata applied, impl->database->ReadApplied(nullptr));
+  STEAD_ASSIGN_OR_RETURN(impl->node_metadata, CheckIdentity(*database, options));
+  STEAD_RETURN_IF_ERROR(database->EnsureKeyspaces(options.keyspaces));
+  STEAD_ASSIGN_OR_RETURN(pb::SnapshotMetadata applied, database->ReadApplied(nullptr));
   {
-    MutexLock lock(&impl->applied_mu);
+    MutexLock lock(&impl->state_mu);
+    impl->database = std::move(database);
     impl->applied = applied;
   }
   STEAD_LOG(options.logger, Info) << "data_dir=" << options.data_dir << " opened "
@@ -226,7 +268,14 @@ StateMachine::StateMachine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 
 // Closing the database flushes the memtables (RocksDB does so on close when the WAL is
 // off), before the lock is released.
-StateMachine::~StateMachine() { impl_->database.reset(); }
+StateMachine::~StateMachine() {
+  std::shared_ptr<Database> database;
+  {
+    MutexLock lock(&impl_->state_mu);
+    database = std::move(impl_->database);
+  }
+  database.reset();
+}
 
 absl::Status StateMachine::Apply(const ApplyBatch& batch) {
   MutexLock write_lock(&impl_->write_mu);
@@ -247,7 +296,8 @@ absl::Status StateMachine::Apply(const ApplyBatch& batch) {
                                                       batch.term, " below applied term ",
                                                       current.term()));
   }
-  STEAD_RETURN_IF_ERROR(impl_->ValidateBatch(batch));
+  const std::shared_ptr<Database> database = impl_->CurrentDatabase();
+  STEAD_RETURN_IF_ERROR(impl_->ValidateBatch(*database, batch));
 
   pb::SnapshotMetadata next = current;
   next.set_index(batch.index);
@@ -256,7 +306,7 @@ absl::Status StateMachine::Apply(const ApplyBatch& batch) {
 
   rocksdb::WriteBatch write_batch;
   for (const Mutation& mutation : batch.mutations) {
-    rocksdb::ColumnFamilyHandle* handle = impl_->database->Keyspace(mutation.keyspace);
+    rocksdb::ColumnFamilyHandle* handle = database->Keyspace(mutation.keyspace);
     STEAD_CHECK(handle != nullptr);  // ValidateBatch checked every keyspace.
     rocksdb::Status added;
     switch (mutation.type) {
@@ -274,25 +324,24 @@ absl::Status StateMachine::Apply(const ApplyBatch& batch) {
   }
   // The applied state travels in the same batch as the data: they are never apart.
   STEAD_RETURN_IF_ERROR(internal::FromRocks(
-      write_batch.Put(impl_->database->meta(), internal::kAppliedKey, next.SerializeAsString()),
+      write_batch.Put(database->meta(), internal::kAppliedKey, next.SerializeAsString()),
       "build write batch"));
   rocksdb::WriteOptions write_options;
   write_options.disableWAL = true;  // The Raft log replays; see state_machine.h.
-  STEAD_RETURN_IF_ERROR(internal::FromRocks(
-      impl_->database->db()->Write(write_options, &write_batch),
-      absl::StrCat("apply entry ", batch.index)));
-  MutexLock lock(&impl_->applied_mu);
+  STEAD_RETURN_IF_ERROR(internal::FromRocks(database->db()->Write(write_options, &write_batch),
+                                            absl::StrCat("apply entry ", batch.index)));
+  MutexLock lock(&impl_->state_mu);
   impl_->applied = std::move(next);
   return absl::OkStatus();
 }
 
 pb::SnapshotMetadata StateMachine::applied() const {
-  MutexLock lock(&impl_->applied_mu);
+  MutexLock lock(&impl_->state_mu);
   return impl_->applied;
 }
 
 raft::Index StateMachine::applied_index() const {
-  MutexLock lock(&impl_->applied_mu);
+  MutexLock lock(&impl_->state_mu);
   return impl_->applied.index();
 }
 
@@ -300,15 +349,17 @@ const pb::NodeMetadata& StateMachine::node_metadata() const { return impl_->node
 
 absl::StatusOr<std::optional<std::string>> StateMachine::Get(absl::string_view keyspace,
                                                              absl::string_view key) const {
-  return internal::GetAt(*impl_->database, nullptr, keyspace, key);
+  const std::shared_ptr<const Database> database = impl_->CurrentDatabase();
+  return internal::GetAt(*database, nullptr, keyspace, key);
 }
 
 absl::StatusOr<ScanResult> StateMachine::Scan(const ScanOptions& options) const {
-  return internal::ScanAt(*impl_->database, nullptr, options);
+  const std::shared_ptr<const Database> database = impl_->CurrentDatabase();
+  return internal::ScanAt(*database, nullptr, options);
 }
 
 absl::StatusOr<std::unique_ptr<StateSnapshot>> StateMachine::NewSnapshot() const {
-  const Database* database = impl_->database.get();
+  std::shared_ptr<const Database> database = impl_->CurrentDatabase();
   const rocksdb::Snapshot* snapshot = database->db()->GetSnapshot();
   // The applied record is read at the snapshot, so it matches the data the view shows
   // even while Apply runs concurrently.
@@ -318,7 +369,7 @@ absl::StatusOr<std::unique_ptr<StateSnapshot>> StateMachine::NewSnapshot() const
     return applied.status();
   }
   return std::make_unique<StateSnapshot>(
-      std::make_unique<StateSnapshot::Impl>(database, snapshot, *std::move(applied)));
+      std::make_unique<StateSnapshot::Impl>(std::move(database), snapshot, *std::move(applied)));
 }
 
 absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::string& dir) {
@@ -337,10 +388,12 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::s
 
   pb::SnapshotMetadata state;
   const rocksdb::Snapshot* snapshot = nullptr;
+  std::shared_ptr<Database> database;
   {
     // Apply waits only for the flush and the hard links; checksums and the key count
     // run afterwards on files and a snapshot that no longer change.
     MutexLock write_lock(&impl_->write_mu);
+    database = impl_->CurrentDatabase();
     state = applied();
     if (state.index() == 0) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -348,17 +401,17 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::s
     }
     // Without the WAL the memtables exist nowhere else: flush all column families
     // together so the files hold exactly `state`.
-    STEAD_RETURN_IF_ERROR(impl_->database->FlushAll());
+    STEAD_RETURN_IF_ERROR(database->FlushAll());
     rocksdb::Checkpoint* raw_checkpoint = nullptr;
     STEAD_RETURN_IF_ERROR(internal::FromRocks(
-        rocksdb::Checkpoint::Create(impl_->database->db(), &raw_checkpoint), "create checkpoint"));
+        rocksdb::Checkpoint::Create(database->db(), &raw_checkpoint), "create checkpoint"));
     const std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw_checkpoint);
     STEAD_RETURN_IF_ERROR(internal::FromRocks(checkpoint->CreateCheckpoint(partial),
                                               absl::StrCat("checkpoint ", partial)));
-    snapshot = impl_->database->db()->GetSnapshot();
+    snapshot = database->db()->GetSnapshot();
   }
-  absl::StatusOr<pb::SnapshotManifest> described = impl_->DescribeState(state, snapshot);
-  impl_->database->db()->ReleaseSnapshot(snapshot);
+  absl::StatusOr<pb::SnapshotManifest> described = impl_->DescribeState(*database, state, snapshot);
+  database->db()->ReleaseSnapshot(snapshot);
   STEAD_ASSIGN_OR_RETURN(pb::SnapshotManifest manifest, std::move(described));
   STEAD_ASSIGN_OR_RETURN(manifest, DescribeCheckpointFiles(partial, std::move(manifest)));
   STEAD_RETURN_IF_ERROR(WriteManifest(partial, manifest));
@@ -372,7 +425,8 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::s
 }
 
 absl::StatusOr<pb::SnapshotManifest> StateMachine::Impl::DescribeState(
-    const pb::SnapshotMetadata& state, const rocksdb::Snapshot* snapshot) const {
+    const Database& live, const pb::SnapshotMetadata& state,
+    const rocksdb::Snapshot* snapshot) const {
   pb::SnapshotManifest manifest;
   manifest.set_format_version(kCheckpointFormatVersion);
   manifest.set_cluster_id(node_metadata.cluster_id());
@@ -381,7 +435,7 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::Impl::DescribeState(
   manifest.set_created_by_node_id(node_metadata.node_id());
   manifest.set_created_by_name(node_metadata.node_name());
   // `snapshot` was taken with `state` applied and nothing after it.
-  STEAD_ASSIGN_OR_RETURN(const uint64_t key_count, database->CountUserKeys(snapshot));
+  STEAD_ASSIGN_OR_RETURN(const uint64_t key_count, live.CountUserKeys(snapshot));
   manifest.set_key_count(key_count);
   return manifest;
 }
@@ -390,12 +444,63 @@ absl::StatusOr<raft::Index> StateMachine::Flush() {
   MutexLock write_lock(&impl_->write_mu);
   // Under write_mu no Apply runs, so everything up to this index is in the flush.
   const raft::Index index = applied_index();
-  STEAD_RETURN_IF_ERROR(impl_->database->FlushAll());
+  STEAD_RETURN_IF_ERROR(impl_->CurrentDatabase()->FlushAll());
   return index;
 }
 
 std::vector<std::string> StateMachine::keyspaces() const {
-  return impl_->database->KeyspaceNames();
+  return impl_->CurrentDatabase()->KeyspaceNames();
+}
+
+absl::StatusOr<pb::SnapshotManifest> StateMachine::ReplaceWithCheckpoint(
+    const std::string& checkpoint_dir) {
+  const StateMachineOptions& options = impl_->options;
+  // Verified before Apply is held up: reading every file of a large checkpoint takes
+  // long, and nothing else may write to it meanwhile (contract of VerifyCheckpoint).
+  STEAD_ASSIGN_OR_RETURN(
+      const pb::SnapshotManifest manifest,
+      internal::VerifyCheckpointForInstall(checkpoint_dir, impl_->node_metadata.cluster_id(),
+                                           /*allow_other_cluster=*/false));
+  MutexLock write_lock(&impl_->write_mu);
+  STEAD_RETURN_IF_ERROR(CheckCheckpointIsAhead(manifest, applied(), checkpoint_dir));
+  STEAD_ASSIGN_OR_RETURN(
+      internal::StagedDatabase staged,
+      internal::StageCheckpoint(options, checkpoint_dir, manifest, impl_->node_metadata));
+  const absl::Status switched = WriteActive(options.data_dir, staged.name);
+  if (!switched.ok()) {
+    // The rename may have happened before the error (a failed fsync of the dir): then
+    // the next Open serves the new state, and so must this one from now on.
+    const absl::StatusOr<std::optional<std::string>> active = ReadActive(options.data_dir);
+    if (!active.ok() || *active != staged.name) {
+      // Removing the staged copy is only safe when ACTIVE surely names another one.
+      if (active.ok()) staged.database->RemoveDirectoryOnClose();
+      return switched;
+    }
+    STEAD_LOG(options.logger, Error) << "data_dir=" << options.data_dir << " ACTIVE names "
+                                     << staged.name << " but writing it failed: " << switched
+                                     << "; serving the new state, check the data volume";
+  }
+  internal::ReachedStep(options, InstallStep::kSwitched);
+  STEAD_LOG(options.logger, Info) << "data_dir=" << options.data_dir
+                                  << " replaced the state with checkpoint " << checkpoint_dir
+                                  << " index=" << manifest.raft().index()
+                                  << " term=" << manifest.raft().term() << " as " << staged.name;
+  impl_->SwitchTo(std::move(staged));
+  if (!switched.ok()) return switched;
+  return manifest;
+}
+
+void StateMachine::Impl::SwitchTo(internal::StagedDatabase staged) {
+  std::shared_ptr<Database> retired;
+  {
+    MutexLock state_lock(&state_mu);
+    retired = std::move(database);
+    database = std::move(staged.database);
+    applied = std::move(staged.applied);
+  }
+  // ACTIVE no longer names it. Closed and removed here, or by the last StateSnapshot
+  // still reading it; outside state_mu, as closing flushes and removing is I/O.
+  retired->RemoveDirectoryOnClose();
 }
 
 }  // namespace stead::storage

@@ -27,15 +27,17 @@
 //   <data-dir>/db-000003/  the RocksDB database
 //   <data-dir>/checkpoints/ checkpoints and incoming transfers (kept by the runtime)
 // ACTIVE is replaced atomically (write, fsync, rename, fsync dir). A "db-*" directory
-// it does not name is a leftover of an interrupted first start or install and is
-// removed at Open. No ACTIVE file means "not initialised": the first start creates a
-// database, writes and flushes the node metadata, and only then writes ACTIVE, so a
-// crash at any point of the first start leaves a dir that is initialised again cleanly.
+// it does not name is a leftover of an interrupted first start or install, or of a
+// database replaced while snapshots still read it, and is removed at Open. No ACTIVE
+// file means "not initialised": the first start creates a database, writes and flushes
+// the node metadata, and only then writes ACTIVE, so a crash at any point of the first
+// start leaves a dir that is initialised again cleanly.
 //
-// Thread-safety: Apply, Flush and CreateCheckpoint are serialised internally (call them
-// from the applier); Get, Scan, NewSnapshot and applied() may run concurrently with
-// them and with each other from any thread. CreateCheckpoint holds up Apply only while
-// it flushes and links files, not while it checksums them.
+// Thread-safety: Apply, Flush, CreateCheckpoint and ReplaceWithCheckpoint are
+// serialised internally (call them from the applier); Get, Scan, NewSnapshot,
+// keyspaces() and applied() may run concurrently with them and with each other from any
+// thread. CreateCheckpoint holds up Apply only while it flushes and links files, not
+// while it checksums them.
 #ifndef STEAD_STORAGE_STATE_MACHINE_H_
 #define STEAD_STORAGE_STATE_MACHINE_H_
 
@@ -160,8 +162,10 @@ struct ScanResult {
   bool more = false;
 };
 
-// A consistent read-only view of the state at one applied index. Must be destroyed
-// before the StateMachine that created it. Thread-safe.
+// A consistent read-only view of the state at one applied index. It keeps reading that
+// state even after ReplaceWithCheckpoint switched the state machine away from it (the
+// replaced database is closed and removed when its last view is destroyed). Must be
+// destroyed before the StateMachine that created it. Thread-safe.
 class StateSnapshot {
  public:
   class Impl;
@@ -274,6 +278,32 @@ class StateMachine {
 
   // Keyspaces readable in this state machine (options plus any found on disk), sorted.
   std::vector<std::string> keyspaces() const;
+
+  // Switches this open state machine to the checkpoint in `checkpoint_dir` (a Raft
+  // snapshot received from the leader), taking the crash-safe steps of
+  // InstallCheckpoint: verify in full, stage a new database directory beside the live
+  // one (SSTs hard-linked when on the data volume), check it holds the manifest's index
+  // and term, write this node's metadata into it, flush, repoint ACTIVE atomically. A
+  // crash at any step leaves the old or the new state for the next Open.
+  // Afterwards applied() is the checkpoint's (index, term, conf state), Apply expects
+  // index + 1 and skips entries at or below it, and every keyspace of the checkpoint
+  // is readable (the configured ones are created if it lacks them). `checkpoint_dir`
+  // is left untouched.
+  // Serialised with Apply, Flush and CreateCheckpoint, which wait while the checkpoint
+  // is staged and switched (not while it is verified). Reads on other threads go on
+  // throughout: each Get, Scan or NewSnapshot sees wholly the old or wholly the new
+  // state; a StateSnapshot taken before the switch keeps the old one, whose directory
+  // is removed when the last such snapshot is destroyed.
+  //   DataLoss: the checkpoint fails verification, or its database does not hold the
+  //     index its manifest claims. Nothing changed.
+  //   FailedPrecondition: the checkpoint is of another cluster than this node, or its
+  //     index is not above applied_index() or its term below the applied term (a
+  //     snapshot never rolls the state back). Nothing changed.
+  //   Other codes: I/O errors. If the error hit after ACTIVE was repointed (its fsync
+  //     failed), the new state is served, as the next Open would; otherwise nothing
+  //     changed.
+  // Returns the checkpoint's manifest.
+  absl::StatusOr<pb::SnapshotManifest> ReplaceWithCheckpoint(const std::string& checkpoint_dir);
 
  private:
   class Impl;

@@ -104,6 +104,16 @@ Database::~Database() {
   // A destructor cannot report: a close error (a failed final flush) loses nothing the
   // Raft log cannot replay, since the WAL is disabled by design.
   if (!closed.ok()) STEAD_LOG(logger_, Error) << "closing " << path_ << ": " << closed;
+  if (!remove_on_close_.load()) return;
+  const absl::Status removed = files::RemoveAll(path_);
+  // Nothing depends on the removal: the next Open removes any database ACTIVE does not
+  // name.
+  if (!removed.ok()) {
+    STEAD_LOG(logger_, Warning) << "could not remove replaced database " << path_ << ": "
+                                << removed;
+    return;
+  }
+  STEAD_LOG(logger_, Info) << "removed replaced database " << path_;
 }
 
 absl::Status Database::Close() {

@@ -3,10 +3,12 @@
 // storage/ (the only header outside .cc files that includes RocksDB).
 //
 // Thread-safety: a Database may be read from any thread; writes are serialised by the
-// caller (StateMachine holds its write mutex).
+// caller (StateMachine holds its write mutex). Its set of column families only changes
+// (EnsureKeyspaces) before it is shared with readers.
 #ifndef STEAD_STORAGE_STATE_MACHINE_DB_H_
 #define STEAD_STORAGE_STATE_MACHINE_DB_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -49,7 +51,8 @@ class Database {
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
 
-  // Creates a column family for every name in `keyspaces` that does not exist yet.
+  // Creates a column family for every name in `keyspaces` that does not exist yet. Only
+  // before the Database is shared: readers look up handles without a lock.
   absl::Status EnsureKeyspaces(const std::vector<std::string>& keyspaces);
 
   rocksdb::DB* db() const { return db_.get(); }
@@ -75,6 +78,10 @@ class Database {
   // The content hash (storage/content_hash.h) of all user keyspaces at `snapshot`.
   absl::StatusOr<ContentHash> HashUserKeys(const rocksdb::Snapshot* snapshot) const;
 
+  // Marks the directory for removal when the database is closed: ACTIVE no longer
+  // names it (a checkpoint replaced it), but readers may still hold it. Any thread.
+  void RemoveDirectoryOnClose() { remove_on_close_.store(true); }
+
  private:
   Database() = default;
   absl::Status Close();
@@ -86,6 +93,9 @@ class Database {
   std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> handles_;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   rocksdb::ColumnFamilyOptions column_family_options_;
+  // Set once the database was replaced; read by the destructor, which may run on any
+  // thread that dropped the last reference.
+  std::atomic<bool> remove_on_close_{false};
 };
 
 // Get and Scan over `database` at `snapshot` (nullptr: latest), shared by StateMachine

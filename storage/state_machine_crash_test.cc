@@ -11,6 +11,9 @@
 //   * FlushedStateSurvivesPowerLoss: the child runs under ../shared/faultio.c, is
 //     killed by SIGKILL, at an fsync or mid-write, and then the page cache is dropped
 //     (faultio-powerloss.py); every state a Flush() reported durable must survive.
+//   * KilledReplaceLeavesTheOldOrTheNewState: a child (ReplaceChild) replaces an open
+//     state machine's state with a checkpoint and SIGKILLs itself at one step of it;
+//     the next Open must see the old state or the new one, whole.
 //
 // The child is a fresh process image, not just a fork: a forked copy of a process
 // whose RocksDB thread pool already ran has no background threads, so its flushes
@@ -19,6 +22,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -31,6 +35,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "storage/checkpoint_files.h"
 #include "storage/state_machine.h"
 #include "storage/state_machine_testing.h"
 #include "tests/testing/status_matchers.h"
@@ -47,6 +52,9 @@ using testing::TestOptions;
 
 constexpr char kApplierDirEnv[] = "STEAD_CRASH_APPLIER_DIR";
 constexpr char kApplierFlushEveryEnv[] = "STEAD_CRASH_APPLIER_FLUSH_EVERY";
+constexpr char kReplaceDirEnv[] = "STEAD_CRASH_REPLACE_DIR";
+constexpr char kReplaceCheckpointEnv[] = "STEAD_CRASH_REPLACE_CHECKPOINT";
+constexpr char kReplaceStepEnv[] = "STEAD_CRASH_REPLACE_STEP";
 
 StateMachineOptions CrashOptions(const std::string& data_dir) {
   StateMachineOptions options = TestOptions(data_dir);
@@ -284,6 +292,92 @@ TEST(StateMachineCrash, FlushedStateSurvivesPowerLoss) {
     durable = recovered;  // The reopen flushed it again (close flushes).
   }
   EXPECT_GT(durable, 0u);
+}
+
+// The child of KilledReplaceLeavesTheOldOrTheNewState: opens node 2's data dir and
+// replaces its state with the checkpoint, SIGKILLing itself when the replace reaches
+// the InstallStep given by number. Exits 1 on an error, 2 if the step never came.
+TEST(StateMachineCrash, ReplaceChild) {
+  const char* data_dir = std::getenv(kReplaceDirEnv);
+  const char* checkpoint = std::getenv(kReplaceCheckpointEnv);
+  const char* step_text = std::getenv(kReplaceStepEnv);
+  if (data_dir == nullptr || checkpoint == nullptr || step_text == nullptr) {
+    GTEST_SKIP() << "runs only as a crash-test child";
+  }
+  int step = -1;
+  if (!absl::SimpleAtoi(step_text, &step)) _exit(1);
+  StateMachineOptions options = TestOptions(data_dir, 2);
+  options.install_step_for_testing = [step](InstallStep reached) {
+    if (static_cast<int>(reached) == step) ::raise(SIGKILL);
+  };
+  absl::StatusOr<std::unique_ptr<StateMachine>> machine = StateMachine::Open(std::move(options));
+  if (!machine.ok()) _exit(1);
+  if (!(*machine)->ReplaceWithCheckpoint(checkpoint).ok()) _exit(1);
+  _exit(2);
+}
+
+// Goal: a replace killed at any step leaves one whole state for the next Open: the old
+// one until ACTIVE is repointed, the new one from then on, with this node's identity
+// either way and no other database left. Method: for each InstallStep a fresh follower
+// (node 2, entries 1..10 of its own, flushed) runs the replace in a child that
+// SIGKILLs itself at that step; the parent then reopens the follower.
+TEST(StateMachineCrash, KilledReplaceLeavesTheOldOrTheNewState) {
+  TempDir dir;
+  const std::string checkpoint = dir.Sub("checkpoints/leader");
+  {
+    ASSERT_OK_AND_ASSIGN(auto leader, StateMachine::Open(TestOptions(dir.Sub("leader"), 1)));
+    for (raft::Index i = 1; i <= 30; ++i) {
+      ASSERT_OK(
+          leader->Apply(testing::PutBatch(i, 2, {{"gen", "new"}, {absl::StrCat("new", i), "x"}})));
+    }
+    ASSERT_OK(leader->CreateCheckpoint(checkpoint).status());
+  }
+  const struct {
+    const char* name;
+    InstallStep step;
+    bool new_state;  // whether the reopened follower holds the checkpoint
+  } cases[] = {
+      {"staged", InstallStep::kStaged, false},
+      {"adopted", InstallStep::kAdopted, false},
+      {"switched", InstallStep::kSwitched, true},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string data = dir.Sub(absl::StrCat("follower-", c.name));
+    {
+      ASSERT_OK_AND_ASSIGN(auto follower, StateMachine::Open(TestOptions(data, 2)));
+      for (raft::Index i = 1; i <= 10; ++i) {
+        ASSERT_OK(follower->Apply(
+            testing::PutBatch(i, 1, {{"gen", "old"}, {absl::StrCat("old", i), "x"}})));
+      }
+    }  // Closing flushes: the old state is durable.
+    SubprocessOptions options;
+    options.argv = {"/proc/self/exe", "--gtest_filter=StateMachineCrash.ReplaceChild"};
+    options.env = {absl::StrCat(kReplaceDirEnv, "=", data),
+                   absl::StrCat(kReplaceCheckpointEnv, "=", checkpoint),
+                   absl::StrCat(kReplaceStepEnv, "=", static_cast<int>(c.step))};
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Subprocess> child, Subprocess::Start(std::move(options)));
+    const std::optional<ExitStatus> ended = child->WaitFor(absl::Seconds(60));
+    ASSERT_TRUE(ended.has_value()) << "the replacing child did not end";
+    ASSERT_TRUE(ended->signaled()) << ended->ToString();
+
+    // The killed process left both databases behind.
+    ASSERT_OK_AND_ASSIGN(const std::vector<std::string> left, files::ListDirectory(data));
+    EXPECT_NE(std::find(left.begin(), left.end(), "db-000001"), left.end());
+    EXPECT_NE(std::find(left.begin(), left.end(), "db-000002"), left.end());
+
+    ASSERT_OK_AND_ASSIGN(auto follower, StateMachine::Open(TestOptions(data, 2)));
+    EXPECT_EQ(follower->applied_index(), c.new_state ? 30u : 10u);
+    EXPECT_EQ(*follower->Get("kv", "gen"), std::optional<std::string>(c.new_state ? "new" : "old"));
+    EXPECT_EQ((*follower->Get("kv", "old10")).has_value(), !c.new_state);
+    EXPECT_EQ((*follower->Get("kv", "new30")).has_value(), c.new_state);
+    EXPECT_EQ(follower->node_metadata().node_id(), 2u);
+    ASSERT_OK_AND_ASSIGN(const std::vector<std::string> kept, files::ListDirectory(data));
+    EXPECT_EQ(kept, (std::vector<std::string>{"ACTIVE", "LOCK",
+                                              c.new_state ? "db-000002" : "db-000001"}));
+    const raft::Index next = follower->applied_index() + 1;
+    EXPECT_OK(follower->Apply(testing::PutBatch(next, 2, {{"gen", "next"}})));
+  }
 }
 
 }  // namespace

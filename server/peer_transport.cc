@@ -11,6 +11,7 @@
 #include "base/status_macros.h"
 #include "proto/peer.pb.h"
 #include "server/listener.h"
+#include "storage/checkpoint_stream.h"
 
 namespace stead::server {
 
@@ -75,6 +76,97 @@ absl::Status ValidateHello(const pb::PeerHello& hello, uint64_t cluster_id, raft
   return absl::OkStatus();
 }
 
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+// STEAD_RETURN_IF_ERROR for coroutines.
+#define STEAD_CO_RETURN_IF_ERROR(expr)              \
+  do {                                              \
+    if (absl::Status status_ = (expr); !status_.ok()) co_return status_; \
+  } while (0)
+
+// Closes a connection that makes no progress: `on_idle` runs once no Touch() came for
+// the current timeout. Strand-only: the owner's coroutine and the timer handler share
+// one strand, so Stop() may cancel the timer directly.
+class IdleWatchdog {
+ public:
+  explicit IdleWatchdog(const Strand& strand) : timer_(strand) {}
+
+  // `keep_alive` holds the owner (and so its socket) while the timer is pending.
+  void Start(absl::Duration timeout, std::shared_ptr<void> keep_alive,
+             std::function<void()> on_idle) {
+    on_idle_ = std::move(on_idle);
+    Touch(timeout);
+    Arm(std::move(keep_alive));
+  }
+  // Progress: the connection may now stay silent for `timeout`.
+  void Touch(absl::Duration timeout) {
+    deadline_ = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+  }
+  void Stop() {
+    stopped_ = true;
+    timer_.cancel();
+  }
+
+ private:
+  void Arm(std::shared_ptr<void> keep_alive) {
+    timer_.expires_at(deadline_);
+    timer_.async_wait([this, keep_alive = std::move(keep_alive)](error_code ec) mutable {
+      if (ec || stopped_) return;
+      if (std::chrono::steady_clock::now() >= deadline_) {
+        on_idle_();
+        return;
+      }
+      Arm(std::move(keep_alive));  // touched meanwhile
+    });
+  }
+
+  asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point deadline_;
+  std::function<void()> on_idle_;
+  bool stopped_ = false;
+};
+
+asio::awaitable<absl::Status> WritePeerFrame(tcp::socket& socket, const pb::PeerFrame& frame,
+                                             uint32_t max_frame_bytes) {
+  std::string bytes;
+  if (absl::Status framed = AppendFrame(frame, max_frame_bytes, &bytes); !framed.ok()) {
+    co_return framed;
+  }
+  error_code ec;
+  co_await asio::async_write(socket, asio::buffer(bytes),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return absl::UnavailableError(ec.message());
+  co_return absl::OkStatus();
+}
+
+// Resolves `host` now (pod IPs change, so never cached) and connects.
+asio::awaitable<absl::Status> ResolveAndConnect(const Strand& strand, tcp::socket& socket,
+                                                std::string host, uint16_t port) {
+  error_code ec;
+  tcp::resolver resolver(strand);
+  const auto endpoints = co_await resolver.async_resolve(
+      host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return absl::UnavailableError(absl::StrCat("resolve ", host, ": ", ec.message()));
+  co_await asio::async_connect(socket, endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
+  socket.set_option(tcp::no_delay(true), ec);
+  co_return absl::OkStatus();
+}
+
+// What a follower checks of an offer besides its hello.
+absl::Status ValidateSnapshotOffer(const pb::SnapshotOffer& offer, raft::NodeId node_id) {
+  const pb::Message& message = offer.message();
+  if (message.type() != pb::MESSAGE_TYPE_SNAPSHOT || !message.has_snapshot() ||
+      message.snapshot().index() == 0) {
+    return absl::InvalidArgumentError("snapshot offer without a SNAPSHOT message");
+  }
+  if (message.from() != offer.hello().from_id() || message.to() != node_id) {
+    return absl::InvalidArgumentError(absl::StrCat("snapshot offer of a message from ",
+                                                   message.from(), " to ", message.to()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 // State every coroutine of the transport shares; outlives the PeerTransport object when
@@ -90,7 +182,8 @@ struct PeerTransport::Shared {
         cluster_id(options.cluster_id),
         node_id(options.node_id),
         listener(std::make_shared<Listener>(io_in)),
-        inbound(options.max_inbound_connections) {}
+        inbound(options.max_inbound_connections),
+        snapshot_sends(options.max_snapshot_sends) {}
 
   // Handlers run through these, never directly: they hold handler_mu while calling,
   // which is what lets Stop() wait out a handler in progress.
@@ -107,6 +200,24 @@ struct PeerTransport::Shared {
     if (stopped || !on_discovery) return std::nullopt;
     return on_discovery(request);
   }
+  pb::PeerHello Hello(raft::NodeId to) const {
+    pb::PeerHello hello;
+    hello.set_protocol_version(kPeerProtocolVersion);
+    hello.set_cluster_id(cluster_id);
+    hello.set_from_id(node_id);
+    hello.set_from_name(options.node_name);
+    hello.set_to_id(to);
+    return hello;
+  }
+  void FinishSnapshotSend(const SnapshotDone& done, absl::Status status) {
+    MutexLock lock(&handler_mu);
+    if (!stopped) done(std::move(status));
+  }
+  template <typename Fn>
+  void CountSnapshot(Fn update) {
+    MutexLock lock(&stats_mu);
+    update(snapshot_stats);
+  }
 
   asio::io_context& io;
   const PeerTransportOptions options;
@@ -114,6 +225,7 @@ struct PeerTransport::Shared {
   const MessageHandler on_message;
   const UnreachableHandler on_unreachable;
   DiscoveryHandler on_discovery;  // set before Listen
+  std::atomic<SnapshotSink*> snapshot_sink{nullptr};  // set once the member has its storage
   // Zero until the member has a cluster identity (SetIdentity).
   std::atomic<uint64_t> cluster_id;
   std::atomic<raft::NodeId> node_id;
@@ -122,6 +234,10 @@ struct PeerTransport::Shared {
 
   const std::shared_ptr<Listener> listener;
   ConnectionSet<Inbound> inbound;  // so Stop can close them
+  ConnectionSet<SnapshotSend> snapshot_sends;
+
+  mutable Mutex stats_mu;
+  SnapshotTransferStats snapshot_stats ABSL_GUARDED_BY(stats_mu);
 };
 
 // One outgoing connection: resolve, connect, hello, then write queued frames.
@@ -253,23 +369,13 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
   }
 
   asio::awaitable<absl::Status> ConnectAndHello(tcp::socket& socket) {
-    error_code ec;
-    tcp::resolver resolver(strand_);
-    const std::string host = host_;
-    const auto endpoints = co_await resolver.async_resolve(
-        host, std::to_string(port_), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return absl::UnavailableError(absl::StrCat("resolve ", host, ": ", ec.message()));
-    co_await asio::async_connect(socket, endpoints, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
-    socket.set_option(tcp::no_delay(true), ec);
-
+    if (const absl::Status connected = co_await ResolveAndConnect(strand_, socket, host_, port_);
+        !connected.ok()) {
+      co_return connected;
+    }
     pb::PeerFrame hello_frame;
-    pb::PeerHello* hello = hello_frame.mutable_hello();
-    hello->set_protocol_version(kPeerProtocolVersion);
-    hello->set_cluster_id(shared_->cluster_id);
-    hello->set_from_id(shared_->node_id);
-    hello->set_from_name(shared_->options.node_name);
-    hello->set_to_id(id_);
+    *hello_frame.mutable_hello() = shared_->Hello(id_);
+    error_code ec;
     std::string bytes;
     STEAD_CHECK_OK(AppendFrame(hello_frame, shared_->options.max_frame_bytes, &bytes));
     co_await asio::async_write(socket, asio::buffer(bytes),
@@ -356,15 +462,18 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
 class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
  public:
   Inbound(std::shared_ptr<Shared> shared, tcp::socket socket)
-      : shared_(std::move(shared)), socket_(std::move(socket)), remote_(Endpoint(socket_)) {}
+      : shared_(std::move(shared)),
+        strand_(asio::make_strand(shared_->io)),
+        socket_(std::move(socket)),
+        remote_(Endpoint(socket_)),
+        watchdog_(strand_) {}
 
   void Start() {
-    asio::co_spawn(socket_.get_executor(), Run(shared_from_this()),
-                   [](std::exception_ptr) {});
+    asio::co_spawn(strand_, Run(shared_from_this()), [](std::exception_ptr) {});
   }
 
   void Close() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    asio::post(strand_, [self = shared_from_this()] {
       error_code ignored;
       self->socket_.close(ignored);
     });
@@ -381,6 +490,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
                                                  " (", self->peer_name_, "): ", status.message()));
       }
     }
+    self->watchdog_.Stop();
     error_code ignored;
     self->socket_.close(ignored);
     self->shared_->inbound.Remove(self.get());
@@ -390,7 +500,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     FrameReader reader(shared_->options.max_frame_bytes);
     pb::PeerFrame frame;
     {
-      asio::steady_timer deadline(socket_.get_executor(),
+      asio::steady_timer deadline(strand_,
                                   absl::ToChronoNanoseconds(shared_->options.handshake_timeout));
       deadline.async_wait([self = shared_from_this()](error_code ec) {
         error_code ignored;
@@ -402,6 +512,9 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
       if (!read.ok()) co_return Annotate(read, "waiting for hello");
     }
     if (frame.has_discovery_request()) co_return co_await AnswerDiscovery(frame);
+    if (frame.has_snapshot_offer()) {
+      co_return co_await ReceiveSnapshot(std::move(*frame.mutable_snapshot_offer()), reader);
+    }
     if (!frame.has_hello()) co_return absl::InvalidArgumentError("first frame is not a hello");
     const pb::PeerHello hello = frame.hello();
     peer_name_ = hello.from_name();
@@ -446,23 +559,276 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
   }
 
   asio::awaitable<absl::Status> SendFrame(const pb::PeerFrame& response) {
-    std::string bytes;
-    if (absl::Status framed = AppendFrame(response, shared_->options.max_frame_bytes, &bytes);
-        !framed.ok()) {
-      co_return framed;
+    co_return co_await WritePeerFrame(socket_, response, shared_->options.max_frame_bytes);
+  }
+
+  // A leader streams a checkpoint: stage it through the sink, acknowledge each chunk,
+  // and hand the SNAPSHOT message to Raft once the whole checkpoint is verified.
+  asio::awaitable<absl::Status> ReceiveSnapshot(pb::SnapshotOffer offer, FrameReader& reader) {
+    peer_name_ = offer.hello().from_name();
+    const raft::NodeId node_id = shared_->node_id;
+    absl::Status valid =
+        ValidateHello(offer.hello(), shared_->cluster_id, node_id, shared_->options.node_name);
+    if (valid.ok()) valid = ValidateSnapshotOffer(offer, node_id);
+    SnapshotSink* const sink = shared_->snapshot_sink;
+    if (valid.ok() && sink == nullptr) {
+      valid = absl::UnavailableError("this member does not take snapshots yet");
     }
-    error_code ec;
-    co_await asio::async_write(socket_, asio::buffer(bytes),
-                               asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return absl::UnavailableError(ec.message());
-    co_return absl::OkStatus();
+    SnapshotSink::Transfer transfer;
+    if (valid.ok()) {
+      absl::StatusOr<SnapshotSink::Transfer> begun = sink->BeginTransfer(
+          offer.message().snapshot(), offer.manifest_crc32c());
+      if (begun.ok()) {
+        transfer = *begun;
+      } else {
+        valid = begun.status();
+      }
+    }
+    pb::PeerFrame response;
+    pb::SnapshotOfferResponse* answer = response.mutable_snapshot_offer_response();
+    answer->set_accepted(valid.ok());
+    answer->set_reason(std::string(valid.message()));
+    answer->set_resume_file_index(transfer.resume.file_index);
+    answer->set_resume_offset(transfer.resume.offset);
+    if (const absl::Status sent = co_await SendFrame(response); !sent.ok()) co_return sent;
+    if (!valid.ok()) co_return Annotate(valid, "snapshot offer refused");
+    STEAD_LOG(shared_->logger, Info)
+        << "receiving snapshot index=" << offer.message().snapshot().index()
+        << " term=" << offer.message().snapshot().term() << " from " << peer_name_
+        << (transfer.resumed ? " (resuming a partial transfer)" : "");
+    if (transfer.resumed) shared_->CountSnapshot([](auto& stats) { ++stats.receives_resumed; });
+
+    const absl::Status status = co_await ReceiveChunks(*sink, transfer.id, reader);
+    if (status.ok()) {
+      shared_->DeliverMessage(std::move(*offer.mutable_message()));
+      shared_->CountSnapshot([](auto& stats) { ++stats.receives_completed; });
+    } else {
+      shared_->CountSnapshot([](auto& stats) { ++stats.receives_failed; });
+    }
+    pb::PeerFrame result;
+    result.mutable_snapshot_result()->set_ok(status.ok());
+    result.mutable_snapshot_result()->set_reason(std::string(status.message()));
+    if (const absl::Status sent = co_await SendFrame(result); !sent.ok() && status.ok()) {
+      co_return sent;
+    }
+    co_return status;
+  }
+
+  asio::awaitable<absl::Status> ReceiveChunks(SnapshotSink& sink, uint64_t transfer,
+                                              FrameReader& reader) {
+    const absl::Duration idle = shared_->options.snapshot_idle_timeout;
+    watchdog_.Start(idle, shared_from_this(), [this] {
+      error_code ignored;
+      socket_.close(ignored);
+    });
+    pb::PeerFrame frame;
+    uint64_t chunks = 0;
+    for (bool complete = false; !complete;) {
+      const absl::Status read = co_await ReadPeerFrame(socket_, reader, &frame);
+      if (!read.ok()) co_return Annotate(read, "snapshot transfer broken (idle or closed)");
+      if (!frame.has_snapshot_chunk()) {
+        co_return absl::InvalidArgumentError("unexpected frame in a snapshot transfer");
+      }
+      const size_t bytes = frame.snapshot_chunk().data().size();
+      if (absl::Status written =
+              sink.WriteChunk(transfer, frame.snapshot_chunk(), &complete);
+          !written.ok()) {
+        co_return written;
+      }
+      shared_->CountSnapshot([bytes](auto& stats) { stats.bytes_received += bytes; });
+      watchdog_.Touch(idle);
+      pb::PeerFrame ack;
+      ack.mutable_snapshot_ack()->set_chunks(++chunks);
+      if (const absl::Status sent = co_await SendFrame(ack); !sent.ok()) co_return sent;
+    }
+    co_return sink.FinishTransfer(transfer);
   }
 
   const std::shared_ptr<Shared> shared_;
+  Strand strand_;
   tcp::socket socket_;
   const std::string remote_;
   std::string peer_name_ = "unknown";
   bool hello_done_ = false;
+  IdleWatchdog watchdog_;
+};
+
+// One outgoing snapshot transfer, on a connection of its own: offer, then chunks with
+// at most a window of them unacknowledged, then the follower's result.
+class PeerTransport::SnapshotSend : public std::enable_shared_from_this<SnapshotSend> {
+ public:
+  SnapshotSend(std::shared_ptr<Shared> shared, pb::Message message, std::string checkpoint_dir,
+               std::string host, uint16_t port, SnapshotDone done)
+      : shared_(std::move(shared)),
+        message_(std::move(message)),
+        checkpoint_dir_(std::move(checkpoint_dir)),
+        host_(std::move(host)),
+        port_(port),
+        done_(std::move(done)),
+        strand_(asio::make_strand(shared_->io)),
+        socket_(strand_),
+        pace_(strand_),
+        watchdog_(strand_) {}
+
+  void Start() {
+    asio::co_spawn(strand_, Run(shared_from_this()), [](std::exception_ptr) {});
+  }
+
+  void Close() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->closed_ = true;
+      self->pace_.cancel();
+      error_code ignored;
+      self->socket_.close(ignored);
+    });
+  }
+
+ private:
+  static asio::awaitable<void> Run(std::shared_ptr<SnapshotSend> self) {
+    const raft::NodeId to = self->message_.to();
+    const absl::Time start = absl::Now();
+    absl::Status status = co_await self->Transfer();
+    self->watchdog_.Stop();
+    error_code ignored;
+    self->socket_.close(ignored);
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    if (status.ok()) {
+      self->shared_->CountSnapshot([](auto& stats) { ++stats.sends_completed; });
+      STEAD_LOG(self->shared_->logger, Info)
+          << "peer=" << to << " snapshot index=" << self->message_.snapshot().index() << " sent: "
+          << self->bytes_sent_ << " bytes in " << seconds << " s";
+    } else {
+      self->shared_->CountSnapshot([](auto& stats) { ++stats.sends_failed; });
+      STEAD_LOG(self->shared_->logger, Warning)
+          << "peer=" << to << " snapshot index=" << self->message_.snapshot().index()
+          << " not delivered after " << self->bytes_sent_ << " bytes: " << status.message()
+          << "; Raft will offer it again";
+    }
+    self->shared_->snapshot_sends.Remove(self.get());
+    self->shared_->FinishSnapshotSend(self->done_, std::move(status));
+  }
+
+  asio::awaitable<absl::Status> Transfer() {
+    const PeerTransportOptions& options = shared_->options;
+    storage::CheckpointReaderOptions reader_options;
+    reader_options.max_chunk_bytes = options.snapshot_chunk_bytes;
+    absl::StatusOr<std::unique_ptr<storage::CheckpointReader>> reader =
+        storage::CheckpointReader::Open(checkpoint_dir_, reader_options);
+    if (!reader.ok()) co_return Annotate(reader.status(), "open the checkpoint");
+    // The manifest chunk comes first; its CRC names the checkpoint in the offer.
+    absl::StatusOr<std::optional<pb::SnapshotChunk>> manifest_chunk = (*reader)->Next();
+    if (!manifest_chunk.ok()) co_return manifest_chunk.status();
+    if (!manifest_chunk->has_value()) co_return absl::InternalError("checkpoint stream is empty");
+
+    watchdog_.Start(options.handshake_timeout, shared_from_this(), [this] {
+      error_code ignored;
+      socket_.close(ignored);
+    });
+    if (absl::Status connected = co_await ResolveAndConnect(strand_, socket_, host_, port_);
+        !connected.ok()) {
+      co_return connected;
+    }
+    pb::PeerFrame offer;
+    *offer.mutable_snapshot_offer()->mutable_hello() = shared_->Hello(message_.to());
+    *offer.mutable_snapshot_offer()->mutable_message() = message_;
+    offer.mutable_snapshot_offer()->set_manifest_crc32c((*manifest_chunk)->manifest_crc32c());
+    STEAD_CO_RETURN_IF_ERROR(co_await Write(offer));
+    FrameReader frames(options.max_frame_bytes);
+    pb::PeerFrame frame;
+    STEAD_CO_RETURN_IF_ERROR(co_await Read(frames, &frame));
+    if (!frame.has_snapshot_offer_response()) {
+      co_return absl::InvalidArgumentError("peer answered the snapshot offer with another frame");
+    }
+    const pb::SnapshotOfferResponse& answer = frame.snapshot_offer_response();
+    if (!answer.accepted()) {
+      co_return absl::UnavailableError(absl::StrCat("offer refused: ", answer.reason()));
+    }
+    const storage::StreamPosition resume{answer.resume_file_index(), answer.resume_offset()};
+    if (resume != storage::StreamPosition{}) {
+      reader_options.start = resume;
+      reader = storage::CheckpointReader::Open(checkpoint_dir_, reader_options);
+      if (!reader.ok()) co_return Annotate(reader.status(), "reopen the checkpoint to resume");
+      manifest_chunk = (*reader)->Next();
+      if (!manifest_chunk.ok()) co_return manifest_chunk.status();
+    }
+    watchdog_.Touch(options.snapshot_idle_timeout);
+
+    // Chunks, at most a window ahead of the acknowledgements.
+    std::optional<pb::SnapshotChunk> next = std::move(*manifest_chunk);
+    uint64_t sent = 0;
+    uint64_t acknowledged = 0;
+    const absl::Time started = absl::Now();
+    while (next.has_value() || acknowledged < sent) {
+      if (next.has_value() && sent - acknowledged < options.snapshot_window_chunks) {
+        pb::PeerFrame chunk;
+        *chunk.mutable_snapshot_chunk() = std::move(*next);
+        const size_t bytes = chunk.snapshot_chunk().data().size();
+        STEAD_CO_RETURN_IF_ERROR(co_await Write(chunk));
+        ++sent;
+        bytes_sent_ += bytes;
+        shared_->CountSnapshot([bytes](auto& stats) { stats.bytes_sent += bytes; });
+        STEAD_CO_RETURN_IF_ERROR(co_await Pace(started));
+        absl::StatusOr<std::optional<pb::SnapshotChunk>> read = (*reader)->Next();
+        if (!read.ok()) co_return Annotate(read.status(), "read the checkpoint");
+        next = std::move(*read);
+        continue;
+      }
+      STEAD_CO_RETURN_IF_ERROR(co_await Read(frames, &frame));
+      if (frame.has_snapshot_result()) break;  // the follower gave up early
+      if (!frame.has_snapshot_ack()) {
+        co_return absl::InvalidArgumentError("unexpected frame in a snapshot transfer");
+      }
+      acknowledged = frame.snapshot_ack().chunks();
+      watchdog_.Touch(options.snapshot_idle_timeout);
+    }
+    if (!frame.has_snapshot_result()) STEAD_CO_RETURN_IF_ERROR(co_await Read(frames, &frame));
+    if (!frame.has_snapshot_result()) {
+      co_return absl::InvalidArgumentError("expected the follower's snapshot result");
+    }
+    if (!frame.snapshot_result().ok()) {
+      co_return absl::AbortedError(
+          absl::StrCat("follower refused the snapshot: ", frame.snapshot_result().reason()));
+    }
+    co_return absl::OkStatus();
+  }
+
+  asio::awaitable<absl::Status> Write(const pb::PeerFrame& frame) {
+    if (closed_) co_return absl::UnavailableError("transport stopping");
+    co_return co_await WritePeerFrame(socket_, frame, shared_->options.max_frame_bytes);
+  }
+  asio::awaitable<absl::Status> Read(FrameReader& frames, pb::PeerFrame* frame) {
+    if (closed_) co_return absl::UnavailableError("transport stopping");
+    const absl::Status read = co_await ReadPeerFrame(socket_, frames, frame);
+    co_return Annotate(read, "snapshot connection (idle too long, or closed)");
+  }
+  // Sleeps as long as the transfer is ahead of snapshot_bytes_per_second.
+  asio::awaitable<absl::Status> Pace(absl::Time started) {
+    const uint64_t rate = shared_->options.snapshot_bytes_per_second;
+    if (rate == 0) co_return absl::OkStatus();
+    const absl::Time due = started + absl::Seconds(static_cast<double>(bytes_sent_) / static_cast<double>(rate));
+    const absl::Duration ahead = due - absl::Now();
+    if (ahead <= absl::ZeroDuration()) co_return absl::OkStatus();
+    pace_.expires_after(absl::ToChronoNanoseconds(ahead));
+    error_code ec;
+    co_await pace_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    watchdog_.Touch(shared_->options.snapshot_idle_timeout);
+    if (closed_) co_return absl::UnavailableError("transport stopping");
+    co_return absl::OkStatus();
+  }
+
+  const std::shared_ptr<Shared> shared_;
+  const pb::Message message_;
+  const std::string checkpoint_dir_;
+  const std::string host_;
+  const uint16_t port_;
+  const SnapshotDone done_;
+  Strand strand_;
+  // Strand only.
+  tcp::socket socket_;
+  asio::steady_timer pace_;
+  IdleWatchdog watchdog_;
+  bool closed_ = false;
+  uint64_t bytes_sent_ = 0;
 };
 
 PeerTransport::PeerTransport(asio::io_context& io, PeerTransportOptions options, Logger logger,
@@ -485,6 +851,8 @@ void PeerTransport::SetIdentity(uint64_t cluster_id, raft::NodeId node_id) {
 void PeerTransport::SetDiscoveryHandler(DiscoveryHandler handler) {
   shared_->on_discovery = std::move(handler);
 }
+
+void PeerTransport::SetSnapshotSink(SnapshotSink* sink) { shared_->snapshot_sink = sink; }
 
 PeerTransport::~PeerTransport() { Stop(); }
 
@@ -514,6 +882,7 @@ void PeerTransport::SetPeer(raft::NodeId id, std::string host, uint16_t port) {
   std::shared_ptr<Outbound> peer;
   {
     MutexLock lock(&mu_);
+    addresses_[id] = {host, port};
     auto it = peers_.find(id);
     if (it != peers_.end()) {
       it->second->SetAddress(std::move(host), port);
@@ -529,6 +898,7 @@ void PeerTransport::RemovePeer(raft::NodeId id) {
   std::shared_ptr<Outbound> peer;
   {
     MutexLock lock(&mu_);
+    addresses_.erase(id);
     auto it = peers_.find(id);
     if (it == peers_.end()) return;
     peer = std::move(it->second);
@@ -563,6 +933,35 @@ void PeerTransport::Send(pb::Message message) {
   peer->Enqueue(std::move(bytes));
 }
 
+void PeerTransport::SendSnapshot(pb::Message message, std::string checkpoint_dir,
+                                 SnapshotDone done) {
+  if (shared_->stopped) return;
+  std::optional<std::pair<std::string, uint16_t>> address;
+  {
+    MutexLock lock(&mu_);
+    auto it = addresses_.find(message.to());
+    if (it != addresses_.end()) address = it->second;
+  }
+  if (!address) {
+    done(absl::UnavailableError(absl::StrCat("no address for peer ", message.to())));
+    return;
+  }
+  auto send = std::make_shared<SnapshotSend>(shared_, std::move(message), std::move(checkpoint_dir),
+                                             address->first, address->second, done);
+  if (!shared_->snapshot_sends.Add(send)) {
+    done(absl::UnavailableError(absl::StrCat(shared_->snapshot_sends.size(),
+                                             " snapshot transfers running (max_snapshot_sends)")));
+    return;
+  }
+  shared_->CountSnapshot([](auto& stats) { ++stats.sends_started; });
+  send->Start();
+}
+
+SnapshotTransferStats PeerTransport::SnapshotStats() const {
+  MutexLock lock(&shared_->stats_mu);
+  return shared_->snapshot_stats;
+}
+
 std::map<raft::NodeId, PeerState> PeerTransport::Peers() const {
   std::map<raft::NodeId, PeerState> states;
   MutexLock lock(&mu_);
@@ -583,6 +982,7 @@ void PeerTransport::Stop() {
   }
   for (auto& [id, peer] : peers) peer->Close();
   for (const auto& connection : shared_->inbound.Live()) connection->Close();
+  for (const auto& send : shared_->snapshot_sends.Live()) send->Close();
   shared_->listener->Close();
 }
 

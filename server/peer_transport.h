@@ -13,6 +13,13 @@
 // dropped beyond it: Raft retransmits, and the unreachable callback tells the core to
 // go back to probing that follower.
 //
+// Raft snapshots travel apart from messages: SendSnapshot streams a checkpoint on a
+// connection of its own, in chunks the follower acknowledges (at most a window of them
+// unacknowledged, optionally rate limited), so heartbeats and appends to that follower
+// and to others are never stuck behind it. The follower writes the chunks through its
+// SnapshotSink, which stages and verifies the checkpoint and can resume an interrupted
+// transfer of the same checkpoint; only then is the SNAPSHOT message handed to Raft.
+//
 // Thread-safety: every public method may be called from any thread. The handlers run
 // on the io_context's threads, one at a time; they must hand work to the raft strand
 // themselves and not block.
@@ -34,6 +41,7 @@
 #include "proto/raft.pb.h"
 #include "raft/types.h"
 #include "server/frame.h"
+#include "storage/checkpoint_stream.h"
 
 namespace stead::server {
 
@@ -56,6 +64,51 @@ struct PeerTransportOptions {
   absl::Duration handshake_timeout = absl::Seconds(5);
   // Inbound connections held at once; more are closed on accept. Default: 256.
   size_t max_inbound_connections = 256;
+
+  // Snapshot transfers. Data bytes per chunk. Default: 1 MiB.
+  size_t snapshot_chunk_bytes = size_t{1} << 20;
+  // Chunks sent ahead of the follower's acknowledgements. Default: 4.
+  size_t snapshot_window_chunks = 4;
+  // Bytes per second of one transfer; 0 for no limit. Default: 0.
+  uint64_t snapshot_bytes_per_second = 0;
+  // Transfers sent at once; more are refused at once (Raft retries later). Default: 2.
+  size_t max_snapshot_sends = 2;
+  // A transfer that makes no progress for this long is abandoned (either side; the
+  // follower's final verification of a large checkpoint counts). Default: 60 s.
+  absl::Duration snapshot_idle_timeout = absl::Seconds(60);
+};
+
+// Transfer counters, for metrics and tests.
+struct SnapshotTransferStats {
+  uint64_t sends_started = 0;
+  uint64_t sends_completed = 0;   // the follower staged, verified and accepted it
+  uint64_t sends_failed = 0;
+  uint64_t bytes_sent = 0;        // chunk data bytes
+  uint64_t receives_completed = 0;
+  uint64_t receives_failed = 0;
+  uint64_t bytes_received = 0;
+  uint64_t receives_resumed = 0;  // transfers that continued a staged partial one
+};
+
+// Where a follower puts the checkpoint a leader streams (server/snapshot_store.h).
+// Called on the transport's threads; may do file I/O but must not wait for Raft.
+class SnapshotSink {
+ public:
+  struct Transfer {
+    uint64_t id = 0;
+    storage::StreamPosition resume;  // where the leader should start the file data
+    bool resumed = false;            // part of it was staged already
+  };
+  virtual ~SnapshotSink() = default;
+  // A leader offers the checkpoint for `snapshot`, identified by `manifest_crc32c`.
+  // A new offer supersedes a transfer in progress (whose later calls then fail).
+  virtual absl::StatusOr<Transfer> BeginTransfer(const pb::SnapshotMetadata& snapshot,
+                                                 uint32_t manifest_crc32c) = 0;
+  // Writes the next chunk; `*complete` once every file arrived.
+  virtual absl::Status WriteChunk(uint64_t transfer, const pb::SnapshotChunk& chunk,
+                                  bool* complete) = 0;
+  // Verifies the staged checkpoint and keeps it for installation.
+  virtual absl::Status FinishTransfer(uint64_t transfer) = 0;
 };
 
 // A snapshot of one outbound peer, for metrics and tests.
@@ -75,6 +128,8 @@ class PeerTransport {
   // Answers a discovery question (bootstrap, join) from a member without a cluster
   // identity. Runs like the other handlers: quick, thread-safe, never blocking.
   using DiscoveryHandler = std::function<pb::DiscoveryResponse(const pb::DiscoveryRequest&)>;
+  // The outcome of SendSnapshot, run once (not after Stop).
+  using SnapshotDone = std::function<void(absl::Status status)>;
 
   // Does not listen or connect yet. `io` must outlive the transport's coroutines: stop
   // the transport, then let `io` run until it has no more work.
@@ -89,6 +144,9 @@ class PeerTransport {
   void SetIdentity(uint64_t cluster_id, raft::NodeId node_id);
   // Discovery questions are refused until a handler is set. Call before Listen.
   void SetDiscoveryHandler(DiscoveryHandler handler);
+  // Snapshot offers are refused until a sink is set (once the member opened its
+  // storage). `sink` must outlive the transport.
+  void SetSnapshotSink(SnapshotSink* sink);
 
   // Binds host:port (port 0 picks a free one) and accepts peers. Unavailable naming
   // the address and the system error when it cannot bind.
@@ -105,7 +163,15 @@ class PeerTransport {
   // beyond the queue limit, is dropped (counted, and reported as unreachable).
   void Send(pb::Message message);
 
+  // Streams the checkpoint in `checkpoint_dir` to message.to() for the SNAPSHOT
+  // `message` (see the class comment). `done` gets OK once the follower staged and
+  // verified it and handed the message to Raft; Unavailable when the peer is unknown or
+  // unreachable or too many transfers run; the follower's reason otherwise. The
+  // checkpoint must stay in place until `done` runs.
+  void SendSnapshot(pb::Message message, std::string checkpoint_dir, SnapshotDone done);
+
   std::map<raft::NodeId, PeerState> Peers() const;
+  SnapshotTransferStats SnapshotStats() const;
 
   // Closes the listener and every connection; idempotent. When it returns no handler
   // is running or will run (so what the handlers touch may be destroyed); it must not
@@ -116,10 +182,13 @@ class PeerTransport {
   struct Shared;
   class Outbound;
   class Inbound;
+  class SnapshotSend;
 
   std::shared_ptr<Shared> shared_;
   mutable Mutex mu_;
   std::map<raft::NodeId, std::shared_ptr<Outbound>> peers_ ABSL_GUARDED_BY(mu_);
+  // Where each peer listens, for snapshot connections.
+  std::map<raft::NodeId, std::pair<std::string, uint16_t>> addresses_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace stead::server

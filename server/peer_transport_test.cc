@@ -1,5 +1,6 @@
 // PeerTransport over real loopback sockets: delivery, the hello check, garbage input,
-// reconnects and the queue limit. Each test runs its own io_context on two threads.
+// reconnects, the queue limit, and snapshot transfers into a real SnapshotStore. Each
+// test runs its own io_context on two threads.
 #include "server/peer_transport.h"
 
 #include <memory>
@@ -7,9 +8,16 @@
 #include <thread>
 #include <vector>
 
+#include <future>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "base/mutex.h"
 #include "gtest/gtest.h"
+#include "server/snapshot_store.h"
+#include "storage/checkpoint.h"
+#include "storage/checkpoint_files.h"
+#include "storage/state_machine_testing.h"
 #include "tests/testing/status_matchers.h"
 
 namespace stead::server {
@@ -86,6 +94,8 @@ class PeerTransportTest : public ::testing::Test {
     options.max_queued_bytes_per_peer = max_queued_bytes;
     options.min_reconnect_backoff = absl::Milliseconds(10);
     options.max_reconnect_backoff = absl::Milliseconds(100);
+    options.snapshot_chunk_bytes = 64 * 1024;
+    options.snapshot_bytes_per_second = snapshot_bytes_per_second_;
     auto transport = std::make_unique<PeerTransport>(
         io_, options, Logger(log_, LogLevel::kInfo).WithContext("node", options.node_name),
         [inbox](pb::Message message) {
@@ -113,12 +123,32 @@ class PeerTransportTest : public ::testing::Test {
     return message;
   }
 
+  // Transport 1 connected to transport 2, whose received snapshots go to a
+  // SnapshotStore in `follower_dir` (`store`; the sink is left unset without it).
+  struct SnapshotLink {
+    std::unique_ptr<SnapshotStore> store;
+    PeerTransport* one = nullptr;
+    PeerTransport* two = nullptr;
+    Inbox* inbox = nullptr;  // what transport 2 delivers
+  };
+  SnapshotLink LinkForSnapshots(const std::string& follower_dir, bool with_sink = true) {
+    SnapshotLink link;
+    link.store = SnapshotStore::Open(follower_dir, Logger(LogLevel::kWarning)).value();
+    link.inbox = &NewInbox();
+    link.one = Start(1, &NewInbox());
+    link.two = Start(2, link.inbox);
+    if (with_sink) link.two->SetSnapshotSink(link.store.get());
+    link.one->SetPeer(2, "127.0.0.1", link.two->listen_port());
+    return link;
+  }
+
   // An inbox that outlives every transport (the handlers write into it until Stop).
   Inbox& NewInbox() {
     inboxes_.push_back(std::make_unique<Inbox>());
     return *inboxes_.back();
   }
 
+  uint64_t snapshot_bytes_per_second_ = 0;  // for transports started after it is set
   std::vector<std::unique_ptr<Inbox>> inboxes_;  // destroyed after the transports stop
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
@@ -236,6 +266,173 @@ TEST_F(PeerTransportTest, DropsBeyondTheQueueLimitAndReportsUnreachable) {
   EXPECT_GT(one->Peers().at(2).messages_dropped, 0u);
   EXPECT_EQ(one->Peers().at(2).messages_sent, 0u);
 }
+
+namespace snapshots {
+
+using ::stead::testing::StatusIs;
+using storage::testing::TempDir;
+
+// A checkpoint directory in `dir` claiming (index, term): `files` files of `bytes`
+// deterministic bytes each, and their manifest. Returns its total size.
+uint64_t MakeCheckpoint(const std::string& dir, raft::Index index, raft::Term term, int files,
+                        size_t bytes) {
+  std::filesystem::create_directories(dir);
+  for (int f = 0; f < files; ++f) {
+    std::string data(bytes, '\0');
+    for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<char>((i * 31 + f * 7 + index) % 251);
+    EXPECT_OK(storage::files::WriteFileAtomically(absl::StrCat(dir, "/", f, ".sst"), data));
+  }
+  pb::SnapshotManifest base;
+  base.set_format_version(storage::kCheckpointFormatVersion);
+  base.set_cluster_id(kCluster);
+  base.mutable_raft()->set_index(index);
+  base.mutable_raft()->set_term(term);
+  absl::StatusOr<pb::SnapshotManifest> manifest = storage::DescribeCheckpointFiles(dir, base);
+  EXPECT_OK(manifest.status());
+  EXPECT_OK(storage::WriteManifest(dir, *manifest));
+  return manifest->total_bytes();
+}
+
+pb::Message SnapshotMessage(raft::NodeId from, raft::NodeId to, raft::Index index, raft::Term term) {
+  pb::Message message;
+  message.set_type(pb::MESSAGE_TYPE_SNAPSHOT);
+  message.set_from(from);
+  message.set_to(to);
+  message.set_term(term);
+  message.mutable_snapshot()->set_index(index);
+  message.mutable_snapshot()->set_term(term);
+  return message;
+}
+
+// Sends and waits for the outcome.
+absl::Status SendSnapshot(PeerTransport* from, pb::Message message, const std::string& dir) {
+  auto outcome = std::make_shared<std::promise<absl::Status>>();
+  from->SendSnapshot(std::move(message), dir,
+                     [outcome](absl::Status status) { outcome->set_value(std::move(status)); });
+  std::future<absl::Status> result = outcome->get_future();
+  if (result.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    return absl::DeadlineExceededError("no outcome within 30 s");
+  }
+  return result.get();
+}
+
+// Passes everything on to a SnapshotStore, but fails the first transfer after `chunks`
+// chunks, as a connection breaking in the middle would.
+class BreakingSink final : public SnapshotSink {
+ public:
+  BreakingSink(SnapshotStore* store, uint64_t chunks) : store_(store), break_after_(chunks) {}
+  absl::StatusOr<Transfer> BeginTransfer(const pb::SnapshotMetadata& snapshot,
+                                         uint32_t manifest_crc32c) override {
+    return store_->BeginTransfer(snapshot, manifest_crc32c);
+  }
+  absl::Status WriteChunk(uint64_t transfer, const pb::SnapshotChunk& chunk,
+                          bool* complete) override {
+    if (written_.fetch_add(1) == break_after_) return absl::UnavailableError("connection broke");
+    return store_->WriteChunk(transfer, chunk, complete);
+  }
+  absl::Status FinishTransfer(uint64_t transfer) override { return store_->FinishTransfer(transfer); }
+
+ private:
+  SnapshotStore* const store_;
+  const uint64_t break_after_;
+  std::atomic<uint64_t> written_{0};
+};
+
+TEST_F(PeerTransportTest, StreamsASnapshotThatTheFollowerStagesVerifiesAndDelivers) {
+  TempDir dir;
+  const uint64_t bytes = MakeCheckpoint(dir.Sub("checkpoint"), 42, 3, 5, 300 * 1024);
+  SnapshotLink link = LinkForSnapshots(dir.Sub("follower"));
+  PeerTransport* one = link.one;
+  PeerTransport* two = link.two;
+  Inbox& inbox2 = *link.inbox;
+  ASSERT_OK(SendSnapshot(one, SnapshotMessage(1, 2, 42, 3), dir.Sub("checkpoint")));
+  ASSERT_TRUE(inbox2.WaitFor([&] { return !inbox2.messages.empty(); }));
+  {
+    MutexLock lock(&inbox2.mu);
+    EXPECT_EQ(inbox2.messages[0].type(), pb::MESSAGE_TYPE_SNAPSHOT);
+    EXPECT_EQ(inbox2.messages[0].snapshot().index(), 42u);
+  }
+  pb::SnapshotMetadata snapshot;
+  snapshot.set_index(42);
+  snapshot.set_term(3);
+  ASSERT_OK_AND_ASSIGN(SnapshotStore::Pin received, link.store->PinReceived(snapshot));
+  ASSERT_OK_AND_ASSIGN(pb::SnapshotManifest manifest, storage::VerifyCheckpoint(*received));
+  EXPECT_EQ(manifest.total_bytes(), bytes);
+  EXPECT_EQ(one->SnapshotStats().sends_completed, 1u);
+  EXPECT_EQ(two->SnapshotStats().receives_completed, 1u);
+  // The files once, plus the manifest.
+  EXPECT_EQ(one->SnapshotStats().bytes_sent, two->SnapshotStats().bytes_received);
+  EXPECT_GT(one->SnapshotStats().bytes_sent, bytes);
+  EXPECT_LT(one->SnapshotStats().bytes_sent, bytes + 4096);
+}
+
+TEST_F(PeerTransportTest, ABrokenSnapshotTransferResumesWhereItStopped) {
+  TempDir dir;
+  const uint64_t bytes = MakeCheckpoint(dir.Sub("checkpoint"), 42, 3, 4, 256 * 1024);
+  SnapshotLink link = LinkForSnapshots(dir.Sub("follower"), /*with_sink=*/false);
+  PeerTransport* one = link.one;
+  PeerTransport* two = link.two;
+  Inbox& inbox2 = *link.inbox;
+  BreakingSink sink(link.store.get(), /*chunks=*/10);  // the manifest and 9 chunks of 64 KiB
+  two->SetSnapshotSink(&sink);
+
+  // Aborted with the follower's reason, or Unavailable if the sender was still writing
+  // when the follower closed.
+  EXPECT_FALSE(SendSnapshot(one, SnapshotMessage(1, 2, 42, 3), dir.Sub("checkpoint")).ok());
+  EXPECT_EQ(inbox2.message_count(), 0u) << "nothing reaches Raft before the whole checkpoint";
+
+  ASSERT_OK(SendSnapshot(one, SnapshotMessage(1, 2, 42, 3), dir.Sub("checkpoint")));
+  ASSERT_TRUE(inbox2.WaitFor([&] { return inbox2.messages.size() == 1; }));
+  const SnapshotTransferStats stats = two->SnapshotStats();
+  EXPECT_EQ(stats.receives_resumed, 1u);
+  EXPECT_EQ(stats.receives_failed, 1u);
+  EXPECT_EQ(stats.receives_completed, 1u);
+  EXPECT_LT(stats.bytes_received, bytes + bytes / 2) << "the second transfer sent only the rest";
+  pb::SnapshotMetadata snapshot;
+  snapshot.set_index(42);
+  snapshot.set_term(3);
+  ASSERT_OK_AND_ASSIGN(SnapshotStore::Pin received, link.store->PinReceived(snapshot));
+  EXPECT_OK(storage::VerifyCheckpoint(*received).status());
+}
+
+TEST_F(PeerTransportTest, ACheckpointThatIsNotTheMessagesSnapshotIsNotDelivered) {
+  TempDir dir;
+  MakeCheckpoint(dir.Sub("checkpoint"), 42, 3, 2, 1024);
+  SnapshotLink link = LinkForSnapshots(dir.Sub("follower"), /*with_sink=*/false);
+  EXPECT_THAT(SendSnapshot(link.one, SnapshotMessage(1, 2, 42, 3), dir.Sub("checkpoint")),
+              StatusIs(absl::StatusCode::kUnavailable, "does not take snapshots"));
+
+  link.two->SetSnapshotSink(link.store.get());
+  EXPECT_THAT(SendSnapshot(link.one, SnapshotMessage(1, 2, 41, 3), dir.Sub("checkpoint")),
+              StatusIs(absl::StatusCode::kAborted, "the SNAPSHOT message says index 41"));
+  EXPECT_EQ(link.inbox->message_count(), 0u);
+  pb::SnapshotMetadata snapshot;
+  snapshot.set_index(41);
+  snapshot.set_term(3);
+  EXPECT_THAT(link.store->PinReceived(snapshot).status(), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(PeerTransportTest, ASnapshotTransferDoesNotHoldUpMessages) {
+  TempDir dir;
+  // 1.2 MB at 1 MB/s: the transfer takes over a second.
+  MakeCheckpoint(dir.Sub("checkpoint"), 42, 3, 4, 300 * 1000);
+  snapshot_bytes_per_second_ = 1000 * 1000;
+  SnapshotLink link = LinkForSnapshots(dir.Sub("follower"));
+  PeerTransport* one = link.one;
+  PeerTransport* two = link.two;
+  Inbox& inbox2 = *link.inbox;
+
+  std::atomic<bool> done{false};
+  one->SendSnapshot(SnapshotMessage(1, 2, 42, 3), dir.Sub("checkpoint"),
+                    [&done](absl::Status) { done = true; });
+  ASSERT_TRUE(inbox2.WaitFor([&] { return two->SnapshotStats().bytes_received > 0; }));
+  for (uint64_t i = 1; i <= 100; ++i) one->Send(Heartbeat(1, 2, i));
+  ASSERT_TRUE(inbox2.WaitFor([&] { return inbox2.messages.size() >= 100; }));
+  EXPECT_FALSE(done.load()) << "heartbeats arrived while the transfer was still running";
+  ASSERT_TRUE(inbox2.WaitFor([&] { return done.load(); }));
+}
+
+}  // namespace snapshots
 
 }  // namespace
 }  // namespace stead::server

@@ -11,13 +11,14 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/kv_apply.h"
+#include "server/single_member_testing.h"
 #include "tests/testing/status_matchers.h"
 
 namespace stead::server {
 namespace {
 
 namespace asio = boost::asio;
-constexpr uint64_t kCluster = 0xabcu;
+constexpr uint64_t kCluster = SingleMember::kCluster;
 
 class ClientServiceTest : public ::testing::Test {
  protected:
@@ -26,64 +27,24 @@ class ClientServiceTest : public ::testing::Test {
     root_ = mkdtemp(pattern);
     thread_ = std::thread([this] { io_.run(); });
     const Logger logger(LogLevel::kWarning);
-    storage::WalOptions wal_options;
-    wal_options.dir = root_ + "/wal";
-    wal_options.logger = logger;
-    wal_ = storage::Wal::Open(wal_options).value();
-    storage::WalWrite bootstrap;
-    bootstrap.entries = raft::Raft::BootstrapEntries({1});
-    bootstrap.hard_state.emplace();
-    bootstrap.hard_state->set_term(1);
-    bootstrap.hard_state->set_commit(1);
-    EXPECT_OK(wal_->Write(std::move(bootstrap)));
-    storage::StateMachineOptions sm_options;
-    sm_options.data_dir = root_ + "/data";
-    sm_options.identity = {kCluster, 1, "stead-0"};
-    sm_options.keyspaces = KvKeyspaces();
-    sm_options.logger = logger;
-    state_ = storage::StateMachine::Open(sm_options).value();
-
-    PeerTransportOptions transport_options;
-    transport_options.cluster_id = kCluster;
-    transport_options.node_id = 1;
-    transport_ = std::make_unique<PeerTransport>(io_, transport_options, logger,
-                                                 [](pb::Message) {}, [](raft::NodeId) {});
-    RaftNodeOptions options;
-    options.raft.id = 1;
-    options.raft.logger = logger;
-    options.tick_interval = absl::Milliseconds(5);
-    node_ = std::make_unique<RaftNode>(io_, options, wal_.get(), state_.get(), transport_.get(),
-                                       ApplyKvCommand);
-    EXPECT_OK(node_->Start());
-    KvServiceOptions kv_options;
-    kv_options.cluster_id = kCluster;
-    kv_options.limits.max_key_bytes = 64;
-    kv_ = std::make_unique<KvService>(kv_options, logger, node_.get(), state_.get(),
-                                      [](raft::NodeId) { return std::optional<MemberAddress>(); });
+    KvLimits limits;
+    limits.max_key_bytes = 64;
+    member_ = std::make_unique<SingleMember>(io_, root_, logger, limits);
     service_ = std::make_unique<ClientService>(
         io_, ClientServiceOptions(), logger,
         [this](pb::ClientRequest request, ResponseCallback done) {
-          kv_->Handle(std::move(request), std::move(done));
+          member_->kv().Handle(std::move(request), std::move(done));
         });
     EXPECT_OK(service_->Listen("127.0.0.1", 0));
-    // A single voter elects itself within a few election timeouts.
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (node_->Status().role != raft::Role::kLeader && absl::Now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
   }
 
   ~ClientServiceTest() override {
     service_->Stop();
-    transport_->Stop();
-    node_->Stop();
+    member_->Stop();
     work_.reset();
     thread_.join();
     service_.reset();
-    node_.reset();
-    kv_.reset();
-    state_.reset();
-    wal_.reset();
+    member_.reset();
     std::filesystem::remove_all(root_);
   }
 
@@ -157,16 +118,12 @@ class ClientServiceTest : public ::testing::Test {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
   std::string root_;
-  std::unique_ptr<storage::Wal> wal_;
-  std::unique_ptr<storage::StateMachine> state_;
-  std::unique_ptr<PeerTransport> transport_;
-  std::unique_ptr<RaftNode> node_;
-  std::unique_ptr<KvService> kv_;
+  std::unique_ptr<SingleMember> member_;
   std::unique_ptr<ClientService> service_;
 };
 
 TEST_F(ClientServiceTest, PutGetDeleteRoundTrip) {
-  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  ASSERT_EQ(member_->node().Status().role, raft::Role::kLeader);
   Client client(service_->port());
   pb::ClientResponse put = client.Call(Put(1, "colour", "blue"));
   EXPECT_FALSE(put.has_error()) << put.error().message();
@@ -187,7 +144,7 @@ TEST_F(ClientServiceTest, PutGetDeleteRoundTrip) {
 }
 
 TEST_F(ClientServiceTest, ManyPipelinedRequestsOnOneConnectionAllGetTheirAnswer) {
-  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  ASSERT_EQ(member_->node().Status().role, raft::Role::kLeader);
   Client client(service_->port());
   for (uint64_t i = 1; i <= 200; ++i) client.Send(Put(i, absl::StrCat("k", i), absl::StrCat("v", i)));
   std::vector<bool> answered(201, false);
@@ -211,7 +168,7 @@ TEST_F(ClientServiceTest, ManyPipelinedRequestsOnOneConnectionAllGetTheirAnswer)
 }
 
 TEST_F(ClientServiceTest, InvalidRequestsGetClearErrorsAndChangeNothing) {
-  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  ASSERT_EQ(member_->node().Status().role, raft::Role::kLeader);
   Client client(service_->port());
   pb::ClientResponse big = client.Call(Put(1, std::string(65, 'k'), "v"));
   ASSERT_TRUE(big.has_error());
@@ -229,7 +186,7 @@ TEST_F(ClientServiceTest, InvalidRequestsGetClearErrorsAndChangeNothing) {
 }
 
 TEST_F(ClientServiceTest, GarbageClosesOnlyThatConnection) {
-  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  ASSERT_EQ(member_->node().Status().role, raft::Role::kLeader);
   Client bad(service_->port());
   bad.SendRaw(std::string("\x00\x00\x00\x05\xff\xff\xff\xff\xff", 9));
   EXPECT_FALSE(bad.Receive().has_value()) << "the connection must be closed";

@@ -174,6 +174,27 @@ const FlagSpec kFlags[] = {
        STEAD_ASSIGN_OR_RETURN(c.watch_history_age, ParsePositiveDuration(v, w));
        return absl::OkStatus();
      }},
+    {"snapshot-entries", "N", "50000",
+     "take a checkpoint every N applied entries; the log keeps the entries after the one "
+     "before it",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       int entries = 0;
+       STEAD_ASSIGN_OR_RETURN(entries, ParsePositiveInt(v, w));
+       c.snapshot_entries = entries;
+       return absl::OkStatus();
+     }},
+    {"snapshot-send-rate", "MB/s", "0 (no limit)",
+     "rate limit of one Raft snapshot sent to a follower",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       if (v == "0") {
+         c.snapshot_send_mb_per_second = 0;
+         return absl::OkStatus();
+       }
+       int rate = 0;
+       STEAD_ASSIGN_OR_RETURN(rate, ParsePositiveInt(v, w));
+       c.snapshot_send_mb_per_second = rate;
+       return absl::OkStatus();
+     }},
 };
 
 const FlagSpec* FindFlag(absl::string_view name) {

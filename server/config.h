@@ -77,6 +77,10 @@ struct ServerConfig {
   // Watch history kept (kv_apply.h); the same on every member.
   int64_t watch_history_revisions = 100000;
   absl::Duration watch_history_age = absl::ZeroDuration();  // zero: no age limit
+  // Log compaction: a checkpoint every this many applied entries (RaftNodeOptions).
+  int64_t snapshot_entries = 50000;
+  // Rate limit of one Raft snapshot transfer in MB/s; 0: none.
+  int64_t snapshot_send_mb_per_second = 0;
 
   // The address peers reach ordinal `ordinal` at: from --peers, or in Kubernetes
   // <set>-<ordinal>.<peer-service>.<namespace>.svc.<cluster-domain>:<peer port>.

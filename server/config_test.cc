@@ -106,6 +106,7 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   args.push_back("--log-level=debug");
   args.push_back("--watch-history-age=2h");
   args.push_back("--promote-learners=manual");
+  args.push_back("--snapshot-send-rate=20");
   ASSERT_OK_AND_ASSIGN(
       ParsedCommandLine parsed,
       ParseServerCommandLine(args, Env({{"STEAD_LOG_LEVEL", "error"},
@@ -117,6 +118,8 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   EXPECT_EQ(parsed.config.watch_history_age, absl::Hours(2));
   EXPECT_EQ(parsed.config.watch_history_revisions, 100000);
   EXPECT_FALSE(parsed.config.auto_promote_learners);
+  EXPECT_EQ(parsed.config.snapshot_send_mb_per_second, 20);
+  EXPECT_EQ(parsed.config.snapshot_entries, 50000);
 }
 
 TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
@@ -141,6 +144,8 @@ TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
       {"bad level", with({"--log-level=loud"}), {}, "use debug, info, warning or error"},
       {"no history", with({"--watch-history-revisions=0"}), {}, "--watch-history-revisions"},
       {"bad history age", with({"--watch-history-age=-1s"}), {}, "--watch-history-age"},
+      {"no compaction interval", with({"--snapshot-entries=0"}), {}, "--snapshot-entries"},
+      {"bad send rate", with({"--snapshot-send-rate=fast"}), {}, "--snapshot-send-rate"},
       {"bad promotion mode", with({"--promote-learners=never"}), {}, "is not auto or manual"},
       {"no name", {"--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {}, "--name"},
       {"bad name", {"--name=db", "--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {},
@@ -182,6 +187,7 @@ TEST(ServerUsage, DocumentsEveryFlagWithItsDefaultAndVariable) {
                            "--namespace", "--cluster-domain", "--initial-cluster-size",
                            "--restore-from", "--log-level", "--shutdown-timeout",
                            "--watch-history-revisions", "--watch-history-age",
+                           "--snapshot-entries", "--snapshot-send-rate",
                            "--promote-learners"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }

@@ -35,6 +35,7 @@
 #include "server/metrics.h"
 #include "server/peer_transport.h"
 #include "server/raft_node.h"
+#include "server/snapshot_store.h"
 #include "storage/state_machine.h"
 #include "storage/wal.h"
 
@@ -113,6 +114,8 @@ struct Node::Impl {
     RegisterMetrics();
     server::PeerTransportOptions transport_options;
     transport_options.node_name = config.name;
+    transport_options.snapshot_bytes_per_second =
+        static_cast<uint64_t>(config.snapshot_send_mb_per_second) * 1000 * 1000;
     transport = std::make_unique<server::PeerTransport>(
         io, transport_options, logger.WithContext("part", "peers"),
         [this](pb::Message message) {
@@ -315,6 +318,10 @@ struct Node::Impl {
     STEAD_ASSIGN_OR_RETURN(state,
                            Annotate(storage::StateMachine::Open(state_options), "open the state machine"));
     STEAD_RETURN_IF_ERROR(LoadMembers(bootstrap));
+    STEAD_ASSIGN_OR_RETURN(snapshots, Annotate(server::SnapshotStore::Open(
+                                                   config.data_dir, logger.WithContext("part", "snapshots")),
+                                               "open the checkpoints directory"));
+    transport->SetSnapshotSink(snapshots.get());
 
     transport->SetIdentity(cluster, id);
     {
@@ -341,11 +348,13 @@ struct Node::Impl {
     raft_options.tick_interval = config.tick_interval;
     raft_options.metrics = raft_metrics;
     raft_options.on_applied = [hub = watches.get()] { hub->Notify(); };
+    raft_options.snapshot_entries = static_cast<uint64_t>(config.snapshot_entries);
+    raft_options.on_snapshot_installed = [this] { OnSnapshotInstalled(); };
     server::KvApplyOptions apply_options;
     apply_options.history_revisions = config.watch_history_revisions;
     apply_options.history_age = config.watch_history_age;
     raft = std::make_unique<server::RaftNode>(
-        io, raft_options, wal.get(), state.get(), transport.get(),
+        io, raft_options, wal.get(), state.get(), transport.get(), snapshots.get(),
         server::MakeKvApplyFunction(apply_options),
         [this](const pb::ConfChange& change, const pb::ConfState& after,
                std::vector<storage::Mutation>* mutations) {
@@ -378,21 +387,48 @@ struct Node::Impl {
 
   // Members recorded in the state machine, plus the initial voters of a new cluster.
   absl::Status LoadMembers(const pb::MemberBootstrap& bootstrap) {
+    using Members = std::map<raft::NodeId, pb::MemberInfo>;
+    STEAD_ASSIGN_OR_RETURN(Members stored, StoredMembers());
+    MutexLock lock(&mu);
+    members = std::move(stored);
+    for (const pb::MemberInfo& voter : bootstrap.initial_voters()) members[voter.id()] = voter;
+    members.erase(node_id);
+    return absl::OkStatus();
+  }
+
+  // The members the state machine records, by id (this member included).
+  absl::StatusOr<std::map<raft::NodeId, pb::MemberInfo>> StoredMembers() const {
     storage::ScanOptions scan;
     scan.keyspace = kMembersKeyspace;
     scan.limit = storage::kMaxScanLimit;
     STEAD_ASSIGN_OR_RETURN(storage::ScanResult stored, state->Scan(scan));
-    MutexLock lock(&mu);
+    std::map<raft::NodeId, pb::MemberInfo> found;
     for (const storage::KeyValue& pair : stored.pairs) {
       pb::MemberInfo info;
       if (!info.ParseFromString(pair.value)) {
         return absl::DataLossError(absl::StrCat("member record ", pair.key, " is corrupt"));
       }
-      members[info.id()] = info;
+      found[info.id()] = info;
     }
-    for (const pb::MemberInfo& voter : bootstrap.initial_voters()) members[voter.id()] = voter;
-    members.erase(node_id);
-    return absl::OkStatus();
+    return found;
+  }
+
+  // Applier thread: a snapshot from the leader replaced the state machine, and with it
+  // the membership records; peers follow them.
+  void OnSnapshotInstalled() {
+    absl::StatusOr<std::map<raft::NodeId, pb::MemberInfo>> stored = StoredMembers();
+    if (!stored.ok()) {
+      STEAD_LOG(logger, Error) << "cannot read the members of the installed snapshot: "
+                               << stored.status().ToString();
+      return;
+    }
+    stored->erase(node_id);
+    MutexLock lock(&mu);
+    for (const auto& [id, info] : members) {
+      if (!stored->contains(id)) transport->RemovePeer(id);
+    }
+    members = std::move(stored).value();
+    for (const auto& [id, info] : members) AddTransportPeer(info);
   }
 
   void AddTransportPeer(const pb::MemberInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -1163,11 +1199,32 @@ struct Node::Impl {
     raft_metrics.apply_seconds = metrics.AddHistogram(
         "stead_apply_seconds", "Time to apply one batch of committed entries.",
         server::Histogram::LatencyBuckets());
-    // Raft snapshots are not sent by this version; the series exist so dashboards do
-    // not change when they are.
-    metrics.AddCounter("stead_snapshots_sent_total", "Raft snapshots sent to followers.");
-    metrics.AddCounter("stead_snapshots_received_total", "Raft snapshots installed.");
-    metrics.AddCounter("stead_snapshot_bytes_sent_total", "Bytes of Raft snapshots sent.");
+    gauge("stead_snapshots_taken", "Checkpoints taken for log compaction since start.",
+          [](const S& s) { return s.snapshots_taken; });
+    gauge("stead_snapshots_installed", "Raft snapshots from a leader installed since start.",
+          [](const S& s) { return s.snapshots_installed; });
+    gauge("stead_raft_log_first_index", "First index the WAL holds; earlier ones are compacted.",
+          [](const S& s) { return s.log_first_index; });
+    const auto transfers = [this](const std::string& name, const std::string& help,
+                                  uint64_t server::SnapshotTransferStats::*field) {
+      metrics.AddGaugeFunction(name, help, [this, field] {
+        return transport ? static_cast<double>(transport->SnapshotStats().*field) : 0.0;
+      });
+    };
+    transfers("stead_snapshot_sends_started", "Raft snapshot transfers started to followers.",
+              &server::SnapshotTransferStats::sends_started);
+    transfers("stead_snapshot_sends_completed", "Raft snapshot transfers a follower accepted.",
+              &server::SnapshotTransferStats::sends_completed);
+    transfers("stead_snapshot_sends_failed", "Raft snapshot transfers that failed (retried).",
+              &server::SnapshotTransferStats::sends_failed);
+    transfers("stead_snapshot_bytes_sent", "Checkpoint bytes streamed to followers.",
+              &server::SnapshotTransferStats::bytes_sent);
+    transfers("stead_snapshot_receives_completed", "Raft snapshot transfers received and verified.",
+              &server::SnapshotTransferStats::receives_completed);
+    transfers("stead_snapshot_receives_resumed", "Transfers that resumed a partial one.",
+              &server::SnapshotTransferStats::receives_resumed);
+    transfers("stead_snapshot_bytes_received", "Checkpoint bytes received from leaders.",
+              &server::SnapshotTransferStats::bytes_received);
   }
 
   // --- stopping --------------------------------------------------------------------
@@ -1279,6 +1336,8 @@ struct Node::Impl {
   const MemberName member;
   const Logger logger;
 
+  // Before `io`: transfers pin checkpoints until their handlers are destroyed with it.
+  std::unique_ptr<server::SnapshotStore> snapshots;
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   std::vector<std::thread> io_threads;

@@ -24,11 +24,13 @@ void RaftNode::PostGuarded(const Strand& strand, const std::shared_ptr<Guard>& g
 
 RaftNode::RaftNode(asio::io_context& io, RaftNodeOptions options, storage::Wal* wal,
                    storage::StateMachine* state_machine, PeerTransport* transport,
-                   ApplyFunction apply, ConfChangeFunction on_conf_change)
+                   SnapshotStore* snapshots, ApplyFunction apply,
+                   ConfChangeFunction on_conf_change)
     : options_(std::move(options)),
       wal_(wal),
       state_machine_(state_machine),
       transport_(transport),
+      snapshots_(snapshots),
       apply_(std::move(apply)),
       on_conf_change_(std::move(on_conf_change)),
       logger_(options_.raft.logger),
@@ -42,6 +44,7 @@ RaftNode::RaftNode(asio::io_context& io, RaftNodeOptions options, storage::Wal* 
 RaftNode::~RaftNode() { Stop(); }
 
 absl::Status RaftNode::Start() {
+  STEAD_RETURN_IF_ERROR(ReconcileStorage());
   raft::Config config = options_.raft;
   config.applied = state_machine_->applied_index();
   absl::StatusOr<std::unique_ptr<raft::Raft>> raft = raft::Raft::Create(config, wal_);
@@ -63,6 +66,45 @@ absl::Status RaftNode::Start() {
     ProcessReadys();
     ScheduleTick();
   });
+  return absl::OkStatus();
+}
+
+absl::Status RaftNode::ReconcileStorage() {
+  const pb::SnapshotMetadata applied = state_machine_->applied();
+  if (const pb::SnapshotMetadata logged = wal_->LatestSnapshot(); logged.index() > applied.index()) {
+    return absl::DataLossError(absl::StrCat(
+        "the WAL starts after index ", logged.index(), " but the state machine applied only ",
+        applied.index(), ": the WAL and data volumes do not belong together (restore the "
+        "matching data volume, or wipe both and let the member rejoin)"));
+  }
+  if (applied.index() > wal_->LatestSnapshot().index()) {
+    // The state machine may hold a snapshot the WAL does not know of: an install
+    // interrupted between its two steps. The WAL then starts after it.
+    const absl::StatusOr<raft::Term> term = wal_->TermAt(applied.index());
+    if (!term.ok() || *term != applied.term()) {
+      STEAD_LOG(logger_, Warning) << "the state machine holds index " << applied.index()
+                                  << " which the WAL lacks (a snapshot install was interrupted): "
+                                     "the WAL now starts after it";
+      STEAD_RETURN_IF_ERROR(Annotate(wal_->Compact(applied), "record the installed snapshot"));
+    }
+  }
+  // The WAL's snapshot is what the core sends followers: a checkpoint of it must exist
+  // (it may not after a restore from a backup). Take one now if it does not.
+  if (const pb::SnapshotMetadata logged = wal_->LatestSnapshot();
+      logged.index() > 0 && !snapshots_->PinTaken(logged).ok()) {
+    const absl::StatusOr<pb::SnapshotManifest> taken = snapshots_->Take(*state_machine_);
+    // AlreadyExists: there is one of the applied state already.
+    if (!taken.ok() && !absl::IsAlreadyExists(taken.status())) {
+      return Annotate(taken.status(), "take a checkpoint");
+    }
+    STEAD_RETURN_IF_ERROR(Annotate(wal_->Compact(applied), "compact the WAL"));
+    STEAD_LOG(logger_, Info) << "the log now starts after checkpoint index=" << applied.index();
+  }
+  STEAD_RETURN_IF_ERROR(snapshots_->RemoveReceivedThrough(applied.index()));
+  STEAD_RETURN_IF_ERROR(snapshots_->RemoveBelow(wal_->LatestSnapshot().index()));
+  STEAD_ASSIGN_OR_RETURN(const std::vector<storage::CheckpointInfo> taken, snapshots_->List());
+  if (!taken.empty()) newest_checkpoint_ = taken.back().manifest.raft();
+  entries_since_checkpoint_ = applied.index() - std::min(applied.index(), newest_checkpoint_.index());
   return absl::OkStatus();
 }
 
@@ -268,7 +310,9 @@ void RaftNode::ProcessReadys() {
   if (failed_) return;
   // Bounded: each Ready drains what the core accumulated; a core that keeps producing
   // work is served again on the next input or tick.
-  for (int round = 0; round < 64 && raft_->HasReady(); ++round) HandleReady(raft_->TakeReady());
+  for (int round = 0; round < 64 && !installing_snapshot_ && raft_->HasReady(); ++round) {
+    HandleReady(raft_->TakeReady());
+  }
   PublishStatus();
 }
 
@@ -280,27 +324,28 @@ void RaftNode::HandleReady(raft::Ready ready) {
                              << " role=" << raft::RoleName(ready.soft_state->role);
   }
   if (failed_) return;
+  SendAll(ready.messages);
   if (ready.snapshot) {
-    // Snapshot transfer (checkpoint streaming) is not wired into the runtime yet, and
-    // leaders here never compact their logs, so no leader of this version sends one.
-    Fail(absl::UnimplementedError(absl::StrCat(
-        "received a snapshot at index ", ready.snapshot->index(),
-        ": installing snapshots is not supported by this version")));
+    InstallSnapshot(std::move(ready));
     return;
   }
-  SendAll(ready.messages);
+  PersistAndApply(std::move(ready));
+}
+
+void RaftNode::PersistAndApply(raft::Ready ready) {
   if (ready.MustPersist()) {
     const uint64_t sequence = next_write_sequence_++;
     in_flight_writes_.push_back(InFlightWrite{sequence, ready.PersistedPosition(),
                                               std::move(ready.messages_after_persist),
                                               absl::Now()});
     storage::WalWrite write;
+    write.snapshot = std::move(ready.snapshot);
     write.entries = std::move(ready.entries);
     write.hard_state = std::move(ready.hard_state);
     // A hard state that only moves the commit index needs no sync: a member that loses
     // it learns the commit index again from the leader. Term and vote must be durable.
     if (write.hard_state) {
-      write.sync = !write.entries.empty() || !synced_hard_state_ ||
+      write.sync = write.snapshot || !write.entries.empty() || !synced_hard_state_ ||
                    write.hard_state->term() != synced_hard_state_->term() ||
                    write.hard_state->vote() != synced_hard_state_->vote();
       synced_hard_state_ = *write.hard_state;
@@ -364,8 +409,70 @@ void RaftNode::OnWalWritten(uint64_t sequence, absl::Status status) {
 }
 
 void RaftNode::SendAll(std::vector<pb::Message>& messages) {
-  for (pb::Message& message : messages) transport_->Send(std::move(message));
+  for (pb::Message& message : messages) {
+    if (message.type() == pb::MESSAGE_TYPE_SNAPSHOT) {
+      SendSnapshot(std::move(message));
+    } else {
+      transport_->Send(std::move(message));
+    }
+  }
   messages.clear();
+}
+
+void RaftNode::SendSnapshot(pb::Message message) {
+  const raft::NodeId to = message.to();
+  absl::StatusOr<SnapshotStore::Pin> pin = snapshots_->PinTaken(message.snapshot());
+  if (!pin.ok()) {
+    // Removed by a newer compaction meanwhile: the core offers the newer one next.
+    STEAD_LOG(logger_, Info) << "no checkpoint to send node " << to << ": "
+                             << pin.status().message();
+    PostToStrand([this, to] {
+      if (failed_) return;
+      raft_->ReportSnapshot(to, false);
+      ProcessReadys();
+    });
+    return;
+  }
+  const std::string path = **pin;
+  // The pin lives in the callback: the checkpoint stays until the transfer ends.
+  transport_->SendSnapshot(
+      std::move(message), path,
+      [strand = strand_, guard = guard_, this, to, pin = *std::move(pin)](absl::Status status) {
+        PostGuarded(strand, guard, [this, to, ok = status.ok()] {
+          if (failed_) return;
+          raft_->ReportSnapshot(to, ok);
+          ProcessReadys();
+        });
+      });
+}
+
+void RaftNode::InstallSnapshot(raft::Ready ready) {
+  const pb::SnapshotMetadata snapshot = *ready.snapshot;
+  absl::StatusOr<SnapshotStore::Pin> pin = snapshots_->PinReceived(snapshot);
+  if (!pin.ok()) {
+    // The transport hands the core a SNAPSHOT message only once it is staged.
+    Fail(Annotate(pin.status(), "the snapshot to install"));
+    return;
+  }
+  installing_snapshot_ = true;
+  STEAD_LOG(logger_, Info) << "installing snapshot index=" << snapshot.index()
+                           << " term=" << snapshot.term();
+  asio::post(applier_io_, [this, snapshot, pin = *std::move(pin),
+                           ready = std::move(ready)]() mutable {
+    absl::Status installed = ReplaceState(*pin, snapshot);
+    pin.reset();
+    PostToStrand([this, installed = std::move(installed), ready = std::move(ready)]() mutable {
+      installing_snapshot_ = false;
+      if (!installed.ok()) {
+        Fail(Annotate(installed, "install the snapshot"));
+        return;
+      }
+      // The state machine holds the snapshot; now the WAL records it (Start() repairs a
+      // crash in between), then the rest of the Ready as usual.
+      PersistAndApply(std::move(ready));
+      ProcessReadys();
+    });
+  });
 }
 
 void RaftNode::OnAppliedOnStrand(raft::Index index) {
@@ -443,6 +550,9 @@ void RaftNode::PublishStatus() {
   status_.leader_changes = leader_changes_;
   status_.reads = reads_served_;
   status_.read_rounds = read_rounds_started_;
+  status_.snapshots_taken = snapshots_taken_;
+  status_.snapshots_installed = snapshots_installed_;
+  status_.log_first_index = wal_->FirstIndex();
   status_.conf_state = status.conf_state;
   status_.peers = status.peers;
 }
@@ -468,12 +578,70 @@ void RaftNode::ApplyEntries(std::vector<pb::Entry> entries) {
       return;
     }
     last = entry.index();
+    ++entries_since_checkpoint_;
+    bytes_since_checkpoint_ += entry.ByteSizeLong();
   }
   if (options_.metrics.apply_seconds) {
     options_.metrics.apply_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
   }
   if (last != 0 && options_.on_applied) options_.on_applied();
   if (last != 0) PostToStrand([this, last] { OnAppliedOnStrand(last); });
+  if (last != 0) MaybeTakeCheckpoint();
+}
+
+void RaftNode::MaybeTakeCheckpoint() {
+  const bool due =
+      (options_.snapshot_entries > 0 && entries_since_checkpoint_ >= options_.snapshot_entries) ||
+      (options_.snapshot_bytes > 0 && bytes_since_checkpoint_ >= options_.snapshot_bytes);
+  if (!due) return;
+  entries_since_checkpoint_ = 0;
+  bytes_since_checkpoint_ = 0;
+  const absl::Time start = absl::Now();
+  const absl::StatusOr<pb::SnapshotManifest> taken = snapshots_->Take(*state_machine_);
+  if (!taken.ok()) {
+    // Not fatal: the log keeps growing until the next attempt, one interval later.
+    STEAD_LOG(logger_, Warning) << "cannot take a checkpoint: " << taken.status().ToString()
+                                << "; the log is not compacted (check the data volume)";
+    return;
+  }
+  // The log keeps the entries after the previous checkpoint, so a follower lagging by
+  // less than an interval catches up from the log instead of a whole snapshot.
+  const pb::SnapshotMetadata compact_to = newest_checkpoint_;
+  newest_checkpoint_ = taken->raft();
+  ++snapshots_taken_;
+  absl::Status compacted;
+  if (compact_to.index() > wal_->LatestSnapshot().index()) {
+    compacted = wal_->Compact(compact_to);
+    if (compacted.ok()) compacted = snapshots_->RemoveBelow(compact_to.index());
+  }
+  if (!compacted.ok()) {
+    STEAD_LOG(logger_, Warning) << "took checkpoint index=" << newest_checkpoint_.index()
+                                << " but cannot compact the log: " << compacted.ToString();
+    return;
+  }
+  STEAD_LOG(logger_, Info) << "took checkpoint index=" << newest_checkpoint_.index() << " ("
+                           << taken->total_bytes() << " bytes) in "
+                           << absl::ToDoubleMilliseconds(absl::Now() - start)
+                           << " ms; the log starts after index " << wal_->LatestSnapshot().index();
+}
+
+absl::Status RaftNode::ReplaceState(const std::string& checkpoint_dir,
+                                    const pb::SnapshotMetadata& snapshot) {
+  STEAD_ASSIGN_OR_RETURN(const pb::SnapshotManifest manifest,
+                         state_machine_->ReplaceWithCheckpoint(checkpoint_dir));
+  applier_conf_state_ = manifest.raft().conf_state();
+  entries_since_checkpoint_ = 0;
+  bytes_since_checkpoint_ = 0;
+  // Kept as this member's own checkpoint: it is what the WAL will start after, and
+  // what this member sends if it leads later.
+  STEAD_RETURN_IF_ERROR(snapshots_->KeepReceived(snapshot));
+  newest_checkpoint_ = manifest.raft();
+  ++snapshots_installed_;
+  STEAD_LOG(logger_, Info) << "installed snapshot index=" << snapshot.index() << " ("
+                           << manifest.total_bytes() << " bytes)";
+  if (options_.on_snapshot_installed) options_.on_snapshot_installed();
+  if (options_.on_applied) options_.on_applied();
+  return absl::OkStatus();
 }
 
 absl::Status RaftNode::ApplyEntry(const pb::Entry& entry) {

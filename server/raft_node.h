@@ -6,6 +6,14 @@
 // entries on its own applier thread to the StateMachine. See server/README.md for the
 // ordering rules this implements.
 //
+// Snapshots: the applier takes a checkpoint (SnapshotStore) every snapshot_entries or
+// snapshot_bytes of applied entries and compacts the WAL to the checkpoint before it,
+// so the log always keeps about one interval of entries for followers that lag
+// briefly. A SNAPSHOT message the core sends is streamed by the transport from the
+// pinned checkpoint. A received snapshot is installed on the applier thread (the state
+// machine first, then the WAL marker; Start() repairs a crash in between), while the
+// strand holds back further Readys.
+//
 // Proposals carry a (proposer, id) pair so the member that proposed a command can hand
 // the apply result to its waiter. A waiter's outcome is exactly one of: the result;
 // Unavailable (not leader: nothing was proposed, the message names the leader if
@@ -36,6 +44,7 @@
 #include "raft/raft.h"
 #include "server/metrics.h"
 #include "server/peer_transport.h"
+#include "server/snapshot_store.h"
 #include "storage/state_machine.h"
 #include "storage/wal.h"
 
@@ -62,6 +71,14 @@ struct RaftNodeOptions {
   // Runs on the applier thread after each batch of entries is applied (the state
   // machine shows them); must not block. May be null.
   std::function<void()> on_applied;
+  // Log compaction: a checkpoint is taken once this many entries, or this many bytes
+  // of entries, were applied since the previous one; 0 disables that trigger.
+  // Default: 50000 entries, 128 MiB.
+  uint64_t snapshot_entries = 50000;
+  uint64_t snapshot_bytes = uint64_t{128} << 20;
+  // Runs on the applier thread after a snapshot from the leader replaced the state
+  // machine (e.g. to reload the membership it holds), before on_applied. May be null.
+  std::function<void()> on_snapshot_installed;
 };
 
 // What one committed command does. Runs on the applier thread, in log order, once per
@@ -95,6 +112,11 @@ struct RaftNodeStatus {
   // Linearizable reads served, and the ReadIndex (heartbeat) rounds they shared.
   uint64_t reads = 0;
   uint64_t read_rounds = 0;
+  // Checkpoints taken for log compaction, and snapshots installed from a leader.
+  uint64_t snapshots_taken = 0;
+  uint64_t snapshots_installed = 0;
+  // The first index the WAL still holds (entries before it are in a checkpoint).
+  raft::Index log_first_index = 0;
   pb::ConfState conf_state;
   // Leader only: replication progress of every member, itself included.
   std::vector<raft::PeerStatus> peers;
@@ -108,18 +130,21 @@ class RaftNode {
   using ProposeCallback = std::function<void(absl::StatusOr<std::string> result)>;
   using ReadCallback = std::function<void(absl::Status status)>;
 
-  // Borrows `io`, `wal`, `state_machine` and `transport`; all must outlive the node.
-  // The transport's message and unreachable handlers must forward to Step() and
-  // ReportUnreachable().
+  // Borrows `io`, `wal`, `state_machine`, `transport` and `snapshots`; all must outlive
+  // the node. The transport's message and unreachable handlers must forward to Step()
+  // and ReportUnreachable(), and its snapshot sink must be `snapshots`.
   RaftNode(boost::asio::io_context& io, RaftNodeOptions options, storage::Wal* wal,
-           storage::StateMachine* state_machine, PeerTransport* transport, ApplyFunction apply,
+           storage::StateMachine* state_machine, PeerTransport* transport,
+           SnapshotStore* snapshots, ApplyFunction apply,
            ConfChangeFunction on_conf_change = nullptr);
   RaftNode(const RaftNode&) = delete;
   RaftNode& operator=(const RaftNode&) = delete;
   ~RaftNode();  // Stop()
 
-  // Creates the core from the WAL and the state machine's applied index and starts
-  // ticking. Errors from raft::Raft::Create (bad config, inconsistent persisted state).
+  // Reconciles the WAL with the state machine (see ReconcileStorage), creates the core
+  // from them and starts ticking. Errors from raft::Raft::Create (bad config,
+  // inconsistent persisted state); DataLoss when the WAL was compacted past the state
+  // machine (volumes that do not belong together).
   absl::Status Start();
   // Stops ticking, fails every waiter with Unavailable, and waits for the applier to
   // finish the entries handed to it. Idempotent. Call it before destroying the WAL or
@@ -194,21 +219,30 @@ class RaftNode {
   void ProcessReadys();
   void HandleReady(raft::Ready ready);
   void OnWalWritten(uint64_t sequence, absl::Status status);
+  void PersistAndApply(raft::Ready ready);
   void SendAll(std::vector<pb::Message>& messages);
+  void SendSnapshot(pb::Message message);
+  void InstallSnapshot(raft::Ready ready);
   void OnAppliedOnStrand(raft::Index index);
   void ExpireWaiters(absl::Time now);
   void CompleteReads();
   void PublishStatus();
   void Fail(absl::Status status);
 
+  // --- before the core exists ---
+  absl::Status ReconcileStorage();
+
   // --- applier thread ---
   void ApplyEntries(std::vector<pb::Entry> entries);
   absl::Status ApplyEntry(const pb::Entry& entry);
+  void MaybeTakeCheckpoint();
+  absl::Status ReplaceState(const std::string& checkpoint_dir, const pb::SnapshotMetadata& snapshot);
 
   RaftNodeOptions options_;
   storage::Wal* const wal_;
   storage::StateMachine* const state_machine_;
   PeerTransport* const transport_;
+  SnapshotStore* const snapshots_;
   // The last hard state handed to the WAL (strand only): a later one that differs only
   // in its commit index is written without a sync.
   std::optional<pb::HardState> synced_hard_state_;
@@ -224,6 +258,8 @@ class RaftNode {
   // Raft strand only.
   std::unique_ptr<raft::Raft> raft_;
   bool failed_ = false;  // set by Fail(): the core is no longer driven
+  // A received snapshot is being installed: Readys wait (they come after it).
+  bool installing_snapshot_ = false;
   uint64_t next_write_sequence_ = 1;
   std::deque<InFlightWrite> in_flight_writes_;
   raft::NodeId last_leader_ = raft::kNoNode;
@@ -252,7 +288,13 @@ class RaftNode {
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
       applier_work_;
   std::thread applier_thread_;
-  pb::ConfState applier_conf_state_;  // applier thread only
+  // Applier thread only.
+  pb::ConfState applier_conf_state_;
+  pb::SnapshotMetadata newest_checkpoint_;  // the newest in snapshots_->taken_dir()
+  uint64_t entries_since_checkpoint_ = 0;
+  uint64_t bytes_since_checkpoint_ = 0;
+  std::atomic<uint64_t> snapshots_taken_{0};
+  std::atomic<uint64_t> snapshots_installed_{0};
 
   mutable Mutex status_mu_;
   RaftNodeStatus status_ ABSL_GUARDED_BY(status_mu_);

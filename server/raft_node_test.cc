@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "raft/conf_change.h"
+#include "storage/checkpoint.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 
@@ -73,11 +74,9 @@ class Member {
       bootstrap.hard_state->set_commit(kMembers);
       STEAD_RETURN_IF_ERROR(wal_->Write(std::move(bootstrap)));
     }
-    storage::StateMachineOptions sm_options;
-    sm_options.data_dir = dir_ + "/data";
-    sm_options.identity = {kCluster, id_, absl::StrCat("stead-", id_ - 1)};
-    sm_options.logger = logger;
+    const storage::StateMachineOptions sm_options = StateOptions();
     STEAD_ASSIGN_OR_RETURN(state_machine_, storage::StateMachine::Open(sm_options));
+    STEAD_ASSIGN_OR_RETURN(snapshots_, SnapshotStore::Open(sm_options.data_dir, logger));
 
     PeerTransportOptions transport_options;
     transport_options.cluster_id = kCluster;
@@ -88,6 +87,7 @@ class Member {
         io_, transport_options, logger,
         [this](pb::Message message) { node_->Step(std::move(message)); },
         [this](raft::NodeId peer) { node_->ReportUnreachable(peer); });
+    transport_->SetSnapshotSink(snapshots_.get());
     for (raft::NodeId peer = 1; peer <= kMembers; ++peer) {
       if (peer != id_) transport_->SetPeer(peer, "127.0.0.1", peer_ports[peer - 1]);
     }
@@ -97,8 +97,9 @@ class Member {
     options.raft.random_seed = id_;
     options.raft.logger = logger;
     options.tick_interval = absl::Milliseconds(10);
+    options.snapshot_entries = snapshot_entries_;
     node_ = std::make_unique<RaftNode>(io_, options, wal_.get(), state_machine_.get(),
-                                       transport_.get(), ApplyPut);
+                                       transport_.get(), snapshots_.get(), ApplyPut);
     STEAD_RETURN_IF_ERROR(node_->Start());
     return transport_->Listen("127.0.0.1", port);
   }
@@ -112,6 +113,18 @@ class Member {
     node_.reset();
     state_machine_.reset();
     wal_.reset();
+    snapshots_.reset();
+  }
+
+  // Log compaction interval for the next Start (0: never).
+  void set_snapshot_entries(uint64_t entries) { snapshot_entries_ = entries; }
+  // Every key and value of the default keyspace, in order.
+  std::vector<storage::KeyValue> Contents() {
+    storage::ScanOptions scan;
+    scan.keyspace = storage::kDefaultKeyspace;
+    scan.limit = storage::kMaxScanLimit;
+    absl::StatusOr<storage::ScanResult> result = state_machine_->Scan(scan);
+    return result.ok() ? result->pairs : std::vector<storage::KeyValue>{};
   }
 
   absl::StatusOr<std::string> Propose(const std::string& command) {
@@ -135,6 +148,14 @@ class Member {
   }
 
   bool running() const { return node_ != nullptr; }
+  const std::string& dir() const { return dir_; }
+  storage::StateMachineOptions StateOptions() const {
+    storage::StateMachineOptions options;
+    options.data_dir = dir_ + "/data";
+    options.identity = {kCluster, id_, absl::StrCat("stead-", id_ - 1)};
+    options.logger = Logger(LogLevel::kWarning);
+    return options;
+  }
   RaftNode& node() { return *node_; }
   raft::NodeId id() const { return id_; }
 
@@ -144,7 +165,9 @@ class Member {
   const std::string dir_;
   std::unique_ptr<storage::Wal> wal_;
   std::unique_ptr<storage::StateMachine> state_machine_;
+  std::unique_ptr<SnapshotStore> snapshots_;
   std::unique_ptr<PeerTransport> transport_;
+  uint64_t snapshot_entries_ = 0;
   std::unique_ptr<RaftNode> node_;
 };
 
@@ -274,6 +297,101 @@ TEST_F(RaftNodeTest, SurvivesTheLeaderStoppingAndCatchesItUpAfterRestart) {
   EXPECT_TRUE(WaitUntil([&] { return first->Get("after19") == "y"; }))
       << "the restarted member catches up from the log";
   EXPECT_EQ(first->Get("before0"), "x");
+}
+
+// Goal: a follower that missed entries the leader has compacted away catches up
+// through a snapshot streamed from the leader's checkpoint, serves the same state, keeps
+// replicating after it, and restarts from the installed snapshot.
+TEST_F(RaftNodeTest, AStoppedFollowerCatchesUpThroughASnapshot) {
+  for (auto& member : members_) member->set_snapshot_entries(40);
+  StartAll();
+  Member* leader = WaitForLeader();
+  ASSERT_NE(leader, nullptr);
+  ASSERT_OK(leader->Propose("put early 0"));
+  Member* follower = members_[leader->id() % kMembers].get();
+  ASSERT_TRUE(WaitUntil([&] { return follower->Get("early") == "0"; }));
+  const raft::Index follower_last = follower->node().Status().last_index;
+  follower->Stop();
+
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_OK(leader->Propose(absl::StrCat("put k", i % 97, " v", i)));
+  }
+  ASSERT_TRUE(WaitUntil([&] { return leader->node().Status().log_first_index > 100; }))
+      << "the leader compacts its log behind its checkpoints";
+  EXPECT_GE(leader->node().Status().snapshots_taken, 2u);
+  EXPECT_GT(leader->node().Status().log_first_index, follower_last);
+
+  ASSERT_OK(follower->Start(ports_[follower->id() - 1], ports_));
+  ASSERT_TRUE(WaitUntil([&] { return follower->Contents() == leader->Contents(); }))
+      << "the follower holds the leader's state";
+  EXPECT_GE(follower->node().Status().snapshots_installed, 1u);
+  EXPECT_EQ(follower->Get("k96"), "v290");
+
+  // The log after the snapshot replicates as usual.
+  ASSERT_OK(leader->Propose("put after snapshot"));
+  ASSERT_TRUE(WaitUntil([&] { return follower->Get("after") == "snapshot"; }));
+
+  // A restart starts from the installed snapshot plus the log after it.
+  follower->Stop();
+  ASSERT_OK(follower->Start(ports_[follower->id() - 1], ports_));
+  EXPECT_EQ(follower->Get("after"), "snapshot");
+  ASSERT_OK(leader->Propose("put last write"));
+  ASSERT_TRUE(WaitUntil([&] { return follower->Contents() == leader->Contents(); }));
+  for (auto& member : members_) {
+    EXPECT_TRUE(WaitUntil([&] { return member->Contents() == leader->Contents(); }))
+        << "member " << member->id();
+  }
+}
+
+// Goal: a member killed between the two steps of a snapshot install (its state
+// machine switched to the checkpoint, its WAL not yet told) restarts correctly: the
+// WAL is made to start after the state machine's index, and the member catches up.
+TEST_F(RaftNodeTest, ACrashBetweenInstallingAndLoggingASnapshotIsRepairedAtStart) {
+  for (auto& member : members_) member->set_snapshot_entries(40);
+  StartAll();
+  Member* leader = WaitForLeader();
+  ASSERT_NE(leader, nullptr);
+  Member* follower = members_[leader->id() % kMembers].get();
+  ASSERT_OK(leader->Propose("put first 1"));
+  ASSERT_TRUE(WaitUntil([&] { return follower->Get("first") == "1"; }));
+  follower->Stop();
+  for (int i = 0; i < 120; ++i) ASSERT_OK(leader->Propose(absl::StrCat("put k", i, " v", i)));
+  ASSERT_OK_AND_ASSIGN(std::vector<storage::CheckpointInfo> checkpoints,
+                       storage::ListCheckpoints(leader->dir() + "/data/checkpoints/raft"));
+  ASSERT_FALSE(checkpoints.empty());
+  {
+    // The first step of an install, done by hand: the WAL still ends where it was.
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<storage::StateMachine> state,
+                         storage::StateMachine::Open(follower->StateOptions()));
+    ASSERT_OK(state->ReplaceWithCheckpoint(checkpoints.back().path).status());
+  }
+  ASSERT_OK(follower->Start(ports_[follower->id() - 1], ports_));
+  EXPECT_GE(follower->node().Status().log_first_index,
+            checkpoints.back().manifest.raft().index() + 1);
+  ASSERT_OK(leader->Propose("put last 1"));
+  ASSERT_TRUE(WaitUntil([&] { return follower->Contents() == leader->Contents(); }));
+}
+
+// Goal: a WAL that starts after what the state machine holds (volumes that do not
+// belong together) is refused at start with DataLoss, not silently skipped.
+TEST_F(RaftNodeTest, AWalCompactedPastTheStateMachineIsRefused) {
+  Member* member = members_[0].get();
+  {
+    std::filesystem::create_directories(member->dir());
+    storage::WalOptions options;
+    options.dir = member->dir() + "/wal";
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<storage::Wal> wal, storage::Wal::Open(options));
+    storage::WalWrite write;
+    write.snapshot.emplace();
+    write.snapshot->set_index(500);
+    write.snapshot->set_term(3);
+    write.hard_state.emplace();
+    write.hard_state->set_term(3);
+    write.hard_state->set_commit(500);
+    ASSERT_OK(wal->Write(std::move(write)));
+  }
+  EXPECT_THAT(member->Start(ports_[0], ports_),
+              StatusIs(absl::StatusCode::kDataLoss, "do not belong together"));
 }
 
 }  // namespace

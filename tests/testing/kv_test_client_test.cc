@@ -22,6 +22,7 @@
 #include "server/kv_apply.h"
 #include "server/kv_service.h"
 #include "server/kv_store.h"
+#include "server/single_member_testing.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 
@@ -29,10 +30,8 @@ namespace stead::testing {
 namespace {
 
 namespace asio = boost::asio;
-constexpr uint64_t kCluster = 0xabcu;
 
-// A one-member cluster, built the way server/client_service_test.cc builds it, with
-// an HttpServer beside it.
+// A one-member cluster (server/single_member_testing.h) with an HttpServer beside it.
 class KvTestClientTest : public ::testing::Test {
  protected:
   KvTestClientTest() : work_(asio::make_work_guard(io_)) {
@@ -40,45 +39,13 @@ class KvTestClientTest : public ::testing::Test {
     root_ = mkdtemp(pattern);
     thread_ = std::thread([this] { io_.run(); });
     const Logger logger(LogLevel::kWarning);
-    storage::WalOptions wal_options;
-    wal_options.dir = root_ + "/wal";
-    wal_options.logger = logger;
-    wal_ = storage::Wal::Open(wal_options).value();
-    storage::WalWrite bootstrap;
-    bootstrap.entries = raft::Raft::BootstrapEntries({1});
-    bootstrap.hard_state.emplace();
-    bootstrap.hard_state->set_term(1);
-    bootstrap.hard_state->set_commit(1);
-    EXPECT_OK(wal_->Write(std::move(bootstrap)));
-    storage::StateMachineOptions sm_options;
-    sm_options.data_dir = root_ + "/data";
-    sm_options.identity = {kCluster, 1, "stead-0"};
-    sm_options.logger = logger;
-    sm_options.keyspaces = server::KvKeyspaces();
-    state_ = storage::StateMachine::Open(sm_options).value();
-
-    server::PeerTransportOptions transport_options;
-    transport_options.cluster_id = kCluster;
-    transport_options.node_id = 1;
-    transport_ = std::make_unique<server::PeerTransport>(io_, transport_options, logger,
-                                                         [](pb::Message) {}, [](raft::NodeId) {});
-    server::RaftNodeOptions options;
-    options.raft.id = 1;
-    options.raft.logger = logger;
-    options.tick_interval = absl::Milliseconds(5);
-    node_ = std::make_unique<server::RaftNode>(io_, options, wal_.get(), state_.get(),
-                                               transport_.get(), server::ApplyKvCommand);
-    EXPECT_OK(node_->Start());
-    server::KvServiceOptions kv_options;
-    kv_options.cluster_id = kCluster;
-    kv_options.limits.max_key_bytes = 64;
-    kv_ = std::make_unique<server::KvService>(
-        kv_options, logger, node_.get(), state_.get(),
-        [](raft::NodeId) { return std::optional<server::MemberAddress>(); });
+    server::KvLimits limits;
+    limits.max_key_bytes = 64;
+    member_ = std::make_unique<server::SingleMember>(io_, root_, logger, limits);
     service_ = std::make_unique<server::ClientService>(
         io_, server::ClientServiceOptions(), logger,
         [this](pb::ClientRequest request, server::ResponseCallback done) {
-          kv_->Handle(std::move(request), std::move(done));
+          member_->kv().Handle(std::move(request), std::move(done));
         });
     EXPECT_OK(service_->Listen("127.0.0.1", 0));
     http_ = std::make_unique<server::HttpServer>(io_, server::HttpServerOptions(), logger);
@@ -94,26 +61,17 @@ class KvTestClientTest : public ::testing::Test {
       return response;
     });
     EXPECT_OK(http_->Listen("127.0.0.1", 0));
-    // A single voter elects itself within a few election timeouts.
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (node_->Status().role != raft::Role::kLeader && absl::Now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
   }
 
   ~KvTestClientTest() override {
     http_->Stop();
     service_->Stop();
-    transport_->Stop();
-    node_->Stop();
+    member_->Stop();
     work_.reset();
     thread_.join();
     http_.reset();
     service_.reset();
-    node_.reset();
-    kv_.reset();
-    state_.reset();
-    wal_.reset();
+    member_.reset();
     std::filesystem::remove_all(root_);
   }
 
@@ -123,11 +81,7 @@ class KvTestClientTest : public ::testing::Test {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
   std::string root_;
-  std::unique_ptr<storage::Wal> wal_;
-  std::unique_ptr<storage::StateMachine> state_;
-  std::unique_ptr<server::PeerTransport> transport_;
-  std::unique_ptr<server::RaftNode> node_;
-  std::unique_ptr<server::KvService> kv_;
+  std::unique_ptr<server::SingleMember> member_;
   std::unique_ptr<server::ClientService> service_;
   std::unique_ptr<server::HttpServer> http_;
 };
@@ -211,7 +165,7 @@ class NotLeaderServer {
 };
 
 TEST_F(KvTestClientTest, PutGetDeleteRoundTrip) {
-  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  ASSERT_EQ(member_->node().Status().role, raft::Role::kLeader);
   KvTestClient client({address()});
   ASSERT_OK(client.Put("colour", "blue", absl::Seconds(10)));
   EXPECT_EQ(client.last_sequence(), 1u);
@@ -234,7 +188,7 @@ TEST_F(KvTestClientTest, PutGetDeleteRoundTrip) {
 }
 
 TEST_F(KvTestClientTest, AMissingKeyIsAbsentNotAnError) {
-  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  ASSERT_EQ(member_->node().Status().role, raft::Role::kLeader);
   KvTestClient client({address()});
   ASSERT_OK_AND_ASSIGN(const std::optional<std::string> value,
                        client.Get("never-written", {}, absl::Seconds(10)));
@@ -247,7 +201,7 @@ TEST_F(KvTestClientTest, AMissingKeyIsAbsentNotAnError) {
 }
 
 TEST_F(KvTestClientTest, TheServersErrorKeepsItsCodeAndMessage) {
-  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  ASSERT_EQ(member_->node().Status().role, raft::Role::kLeader);
   KvTestClient client({address()});
   const absl::Status status = client.Put(std::string(65, 'k'), "v", absl::Seconds(10));
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, "max_key_bytes"));
@@ -260,7 +214,7 @@ TEST_F(KvTestClientTest, TheServersErrorKeepsItsCodeAndMessage) {
 }
 
 TEST_F(KvTestClientTest, RetriesReachTheLiveEndpoint) {
-  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  ASSERT_EQ(member_->node().Status().role, raft::Role::kLeader);
   ASSERT_OK_AND_ASSIGN(const uint16_t closed, FreeLoopbackPort());
   KvTestClient client({absl::StrCat("127.0.0.1:", closed), address()});
   ASSERT_OK(client.PutWithRetry("retried", "yes", absl::Seconds(10)));
@@ -274,7 +228,7 @@ TEST_F(KvTestClientTest, RetriesReachTheLiveEndpoint) {
 }
 
 TEST_F(KvTestClientTest, ReconnectsAfterTheConnectionBreaks) {
-  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  ASSERT_EQ(member_->node().Status().role, raft::Role::kLeader);
   KvTestClient client({address()});
   ASSERT_OK(client.Put("a", "1", absl::Seconds(10)));
   client.Disconnect();
@@ -283,7 +237,7 @@ TEST_F(KvTestClientTest, ReconnectsAfterTheConnectionBreaks) {
 }
 
 TEST_F(KvTestClientTest, FollowsTheLeaderHint) {
-  ASSERT_EQ(node_->Status().role, raft::Role::kLeader);
+  ASSERT_EQ(member_->node().Status().role, raft::Role::kLeader);
   NotLeaderServer follower(address());
   KvTestClient client({follower.address(), address()});
   EXPECT_EQ(client.EndpointIndexOf(address()), std::optional<size_t>(1));

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -263,6 +264,162 @@ TEST(ClusterTest, FullRestartKeepsState) {
   EXPECT_THAT(client.GetWithRetry("once", {}, absl::Seconds(10)),
               IsOkAndHolds(std::optional<std::string>("first")));
   ASSERT_OK(client.PutWithRetry("after-restart", "ok", absl::Seconds(10)));
+}
+
+// Waits until every member in `members` answers the same content hash at the same
+// applied index (writes must have stopped); whether they did.
+bool MembersHashEqual(ProcessCluster& cluster, const std::vector<int>& members) {
+  return Eventually([&] {
+    std::optional<pb::HashResponse> first;
+    for (int member : members) {
+      KvTestClient client({cluster.ClientAddress(member)});
+      pb::ClientRequest request;
+      request.mutable_hash();
+      absl::StatusOr<pb::ClientResponse> response = client.Call(request, absl::Seconds(2));
+      if (!response.ok() || response->has_error()) return false;
+      const pb::HashResponse& hash = response->hash();
+      if (!first) {
+        first = hash;
+      } else if (hash.applied_index() != first->applied_index() || hash.hash() != first->hash()) {
+        return false;
+      }
+    }
+    return true;
+  });
+}
+
+// The members as the cluster reports them, by name.
+std::map<std::string, pb::Member> MembersByName(KvTestClient& client) {
+  pb::ClientRequest request;
+  request.mutable_member_list();
+  absl::StatusOr<pb::ClientResponse> response = client.Call(request, absl::Seconds(2));
+  std::map<std::string, pb::Member> members;
+  if (!response.ok() || response->has_error()) return members;
+  for (const pb::Member& member : response->member_list().members()) members[member.name()] = member;
+  return members;
+}
+
+// Goal: a follower that was down while the leader compacted its log catches up through
+// a snapshot; SIGKILLed in the middle of that transfer and restarted, it resumes the
+// staged transfer, installs the snapshot, serves every acknowledged write from its own
+// state and keeps replicating.
+TEST(ClusterTest, FollowerKilledDuringASnapshotTransferCatchesUpAfterRestart) {
+  ProcessCluster cluster(3, TestRoot());
+  // A short compaction interval, and a slow transfer (1 MB/s) so the kill lands in it.
+  cluster.set_extra_flags({"--snapshot-entries=100", "--snapshot-send-rate=1"});
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  const int leader = cluster.WaitForLeader({0, 1, 2});
+  ASSERT_GE(leader, 0);
+  const int follower = (leader + 1) % 3;
+  cluster.Kill(follower);
+
+  // About 3 MB of incompressible state, so the transfer takes a few seconds.
+  KvTestClient client({cluster.ClientAddress(leader), cluster.ClientAddress((leader + 2) % 3)});
+  std::mt19937_64 random(7);
+  std::map<std::string, std::string> written;
+  for (int i = 0; i < 300; ++i) {
+    std::string value(10000, '\0');
+    for (char& c : value) c = static_cast<char>('a' + random() % 26);
+    const std::string key = absl::StrCat("snap-", i);
+    ASSERT_OK(client.PutWithRetry(key, value, kTimeout));
+    written[key] = value;
+  }
+  ASSERT_TRUE(Eventually([&] {
+    const std::optional<double> first = cluster.Metric(leader, "stead_raft_log_first_index");
+    return first.has_value() && *first > 150;
+  })) << "the leader compacts its log behind its checkpoints";
+
+  cluster.Start(follower);
+  ASSERT_TRUE(Eventually([&] {
+    const std::optional<double> bytes = cluster.Metric(follower, "stead_snapshot_bytes_received");
+    return bytes.has_value() && *bytes > 200000;
+  })) << "the follower receives the leader's checkpoint";
+  cluster.Kill(follower);
+  cluster.Start(follower);
+  ASSERT_TRUE(Eventually([&] {
+    const std::optional<double> installed = cluster.Metric(follower, "stead_snapshots_installed");
+    return installed.has_value() && *installed >= 1;
+  }, absl::Seconds(60)));
+  EXPECT_EQ(cluster.Metric(follower, "stead_snapshot_receives_resumed"), 1.0)
+      << "the restarted follower continued the transfer it had staged";
+  // The snapshot is the checkpoint the leader's log starts after; the entries after it
+  // follow from the log.
+  const double commit = cluster.Metric(leader, "stead_raft_commit_index").value_or(0);
+  ASSERT_TRUE(Eventually([&] {
+    return cluster.Metric(follower, "stead_raft_applied_index").value_or(0) >= commit;
+  }));
+
+  KvTestClient local({cluster.ClientAddress(follower)});
+  KvGetOptions serializable;
+  serializable.serializable = true;
+  int wrong = 0;
+  for (const auto& [key, value] : written) {
+    absl::StatusOr<std::optional<std::string>> read = local.Get(key, serializable, kTimeout);
+    if (!read.ok() || *read != std::optional<std::string>(value)) ++wrong;
+  }
+  EXPECT_EQ(wrong, 0) << "keys the follower's own state gets wrong, of " << written.size();
+  ASSERT_OK(client.PutWithRetry("after-snapshot", "yes", kTimeout));
+  EXPECT_TRUE(Eventually([&] {
+    absl::StatusOr<std::optional<std::string>> read =
+        local.Get("after-snapshot", serializable, absl::Seconds(2));
+    return read.ok() && *read == std::optional<std::string>("yes");
+  })) << "the log after the snapshot reaches the follower";
+  EXPECT_TRUE(MembersHashEqual(cluster, {0, 1, 2})) << "the state machines hash equal";
+}
+
+// Goal: a member whose volumes are lost (killed, both directories wiped) comes back
+// under its name: it rejoins by itself under a new id, its earlier id is removed from
+// the configuration (it can never vote again), and it receives the compacted state as
+// a snapshot and serves every acknowledged write.
+TEST(ClusterTest, MemberWithLostVolumesRejoinsUnderANewId) {
+  ProcessCluster cluster(3, TestRoot());
+  cluster.set_extra_flags({"--snapshot-entries=50"});
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  const int leader = cluster.WaitForLeader({0, 1, 2});
+  ASSERT_GE(leader, 0);
+  KvTestClient client(cluster.ClientEndpoints(3));
+  std::vector<std::string> keys;
+  for (int i = 0; i < 200; ++i) {
+    keys.push_back(absl::StrCat("lost-", i));
+    ASSERT_OK(client.PutWithRetry(keys.back(), keys.back(), kTimeout));
+  }
+  const int victim = (leader + 1) % 3;
+  const std::string name = cluster.Name(victim);
+  std::map<std::string, pb::Member> before;
+  ASSERT_TRUE(Eventually([&] {
+    before = MembersByName(client);
+    return before.size() == 3;
+  }));
+  const uint64_t old_id = before.at(name).id();
+
+  cluster.Kill(victim);
+  cluster.Wipe(victim);
+  cluster.Start(victim);
+  std::map<std::string, pb::Member> after;
+  ASSERT_TRUE(Eventually([&] {
+    after = MembersByName(client);
+    return after.size() == 3 && after.contains(name) && after.at(name).id() != old_id &&
+           !after.at(name).is_learner();
+  }, absl::Seconds(60))) << "the member is back as a voter under a new id";
+  for (const auto& [member_name, member] : after) EXPECT_NE(member.id(), old_id) << member_name;
+  EXPECT_GE(cluster.Metric(victim, "stead_snapshots_installed").value_or(0), 1.0)
+      << "the compacted state arrived as a snapshot";
+  KvTestClient local({cluster.ClientAddress(victim)});
+  KvGetOptions serializable;
+  serializable.serializable = true;
+  ASSERT_TRUE(Eventually([&] {
+    absl::StatusOr<std::optional<std::string>> read = local.Get(keys.back(), serializable, absl::Seconds(2));
+    return read.ok() && *read == std::optional<std::string>(keys.back());
+  }));
+  int missing = 0;
+  for (const std::string& key : keys) {
+    absl::StatusOr<std::optional<std::string>> read = local.Get(key, serializable, kTimeout);
+    if (!read.ok() || *read != std::optional<std::string>(key)) ++missing;
+  }
+  EXPECT_EQ(missing, 0) << "of " << keys.size();
+  EXPECT_TRUE(MembersHashEqual(cluster, {0, 1, 2})) << "the state machines hash equal";
 }
 
 // Goal: a 4th and 5th member started later join as learners and become voters by

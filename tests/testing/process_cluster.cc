@@ -48,6 +48,13 @@ std::vector<std::string> ProcessCluster::ClientEndpoints(int count) const {
   return endpoints;
 }
 
+void ProcessCluster::Wipe(int ordinal) {
+  ASSERT_FALSE(Running(ordinal)) << Name(ordinal) << " is running";
+  const std::string dir = absl::StrCat(root_, "/", Name(ordinal));
+  std::filesystem::remove_all(dir + "/data");
+  std::filesystem::remove_all(dir + "/wal");
+}
+
 void ProcessCluster::Start(int ordinal) {
   std::vector<std::string> peers;
   for (int i = 0; i < kMaxMembers; ++i) {

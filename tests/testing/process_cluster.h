@@ -76,6 +76,9 @@ class ProcessCluster {
   void Signal(int ordinal, int signal);
   // SIGKILL and reap.
   void Kill(int ordinal);
+  // Removes the data and WAL directories of a member that is not running: its volumes
+  // are lost.
+  void Wipe(int ordinal);
   // SIGTERM, then the exit status within `timeout` (nullopt if it did not exit).
   std::optional<ExitStatus> Terminate(int ordinal, absl::Duration timeout = kClusterTimeout);
   bool Running(int ordinal);

@@ -14,6 +14,7 @@
 #include "base/status_macros.h"
 #include "storage/checkpoint.h"
 #include "storage/checkpoint_files.h"
+#include "storage/checkpoint_stream.h"
 #include "storage/crc32c.h"
 #include "storage/node_metadata.h"
 
@@ -29,6 +30,14 @@ void PutFixed32(std::string* out, uint32_t value) {
   for (int shift = 0; shift < 32; shift += 8) {
     out->push_back(static_cast<char>((value >> shift) & 0xffu));
   }
+}
+
+std::string DescribeChunk(const pb::SnapshotChunk& chunk) {
+  if (chunk.kind() == pb::SNAPSHOT_CHUNK_KIND_MANIFEST) {
+    return absl::StrCat("manifest chunk at offset ", chunk.offset());
+  }
+  return absl::StrCat("chunk of file ", chunk.file_index(), " (", chunk.file_name(),
+                      ") at offset ", chunk.offset());
 }
 
 uint32_t GetFixed32(const char* bytes) {
@@ -157,7 +166,8 @@ absl::StatusOr<pb::SnapshotManifest> ReadHeader(BackupReader& in) {
 // Reads `file`'s bytes from `in`, checks them against the manifest and, with `out_dir`,
 // writes them to a new file there.
 absl::Status UnpackFile(BackupReader& in, const pb::SnapshotFile& file,
-                        const std::optional<std::string>& out_dir, std::string& buffer) {
+                        const std::optional<std::string>& out_dir, std::string& buffer,
+                        const BackupProgress& progress, uint64_t& bytes_done, uint64_t total_bytes) {
   std::unique_ptr<BackupWriter> out;
   if (out_dir.has_value()) {
     STEAD_ASSIGN_OR_RETURN(out, BackupWriter::Create(files::JoinPath(*out_dir, file.name())));
@@ -171,6 +181,8 @@ absl::Status UnpackFile(BackupReader& in, const pb::SnapshotFile& file,
     crc = Crc32cExtend(crc, data);
     if (out != nullptr) STEAD_RETURN_IF_ERROR(out->Write(data));
     remaining -= length;
+    bytes_done += length;
+    if (progress) progress(bytes_done, total_bytes);
   }
   if (crc != file.crc32c()) {
     return absl::DataLossError(absl::StrFormat("backup %s: file %s crc32c mismatch (manifest %08x, "
@@ -183,12 +195,15 @@ absl::Status UnpackFile(BackupReader& in, const pb::SnapshotFile& file,
 
 // Reads a whole backup file, checking everything; unpacks into `out_dir` if given.
 absl::StatusOr<pb::SnapshotManifest> Unpack(const std::string& path,
-                                            const std::optional<std::string>& out_dir) {
+                                            const std::optional<std::string>& out_dir,
+                                            const BackupProgress& progress) {
   STEAD_ASSIGN_OR_RETURN(std::unique_ptr<BackupReader> in, BackupReader::Open(path));
   STEAD_ASSIGN_OR_RETURN(pb::SnapshotManifest manifest, ReadHeader(*in));
   std::string buffer(kCopyBufferBytes, '\0');
+  uint64_t bytes_done = 0;
   for (const pb::SnapshotFile& file : manifest.files()) {
-    STEAD_RETURN_IF_ERROR(UnpackFile(*in, file, out_dir, buffer));
+    STEAD_RETURN_IF_ERROR(
+        UnpackFile(*in, file, out_dir, buffer, progress, bytes_done, manifest.total_bytes()));
   }
   const uint32_t expected_crc = in->crc();
   char trailer[4 + kMagicBytes];
@@ -207,66 +222,226 @@ absl::StatusOr<pb::SnapshotManifest> Unpack(const std::string& path,
   return manifest;
 }
 
-absl::Status WriteBackupBody(const std::string& checkpoint_dir, const pb::SnapshotManifest& manifest,
-                             BackupWriter& out) {
+// The fixed part and header of a backup file holding `manifest`.
+std::string EncodeBackupHead(const pb::SnapshotManifest& manifest) {
   pb::BackupHeader header;
   *header.mutable_manifest() = manifest;
   const std::string header_bytes = SerializeDeterministically(header);
-  std::string fixed(kBackupMagic, kMagicBytes);
-  PutFixed32(&fixed, static_cast<uint32_t>(header_bytes.size()));
-  PutFixed32(&fixed, Crc32c(header_bytes));
-  STEAD_RETURN_IF_ERROR(out.Write(fixed));
-  STEAD_RETURN_IF_ERROR(out.Write(header_bytes));
-  std::string buffer(kCopyBufferBytes, '\0');
-  for (const pb::SnapshotFile& file : manifest.files()) {
-    // The source is checked against its manifest while copied, so a damaged checkpoint
-    // never becomes a backup that looks healthy.
-    STEAD_ASSIGN_OR_RETURN(std::unique_ptr<BackupReader> in,
-                           BackupReader::Open(files::JoinPath(checkpoint_dir, file.name())));
-    uint64_t remaining = file.size_bytes();
-    uint32_t crc = 0;
-    while (remaining > 0) {
-      const size_t length = static_cast<size_t>(std::min<uint64_t>(remaining, buffer.size()));
-      STEAD_RETURN_IF_ERROR(in->ReadExactly(buffer.data(), length, absl::StrCat("file ", file.name())));
-      const absl::string_view data(buffer.data(), length);
-      crc = Crc32cExtend(crc, data);
-      STEAD_RETURN_IF_ERROR(out.Write(data));
-      remaining -= length;
-    }
-    STEAD_ASSIGN_OR_RETURN(const bool at_end, in->AtEnd());
-    if (!at_end || crc != file.crc32c()) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", checkpoint_dir, ": file ", file.name(),
-                                              " does not match its manifest"));
-    }
-  }
-  std::string trailer;
-  PutFixed32(&trailer, out.crc());
-  trailer.append(kBackupEndMagic, kMagicBytes);
-  return out.Write(trailer);
+  std::string head(kBackupMagic, kMagicBytes);
+  PutFixed32(&head, static_cast<uint32_t>(header_bytes.size()));
+  PutFixed32(&head, Crc32c(header_bytes));
+  head += header_bytes;
+  return head;
 }
 
 }  // namespace
 
-absl::StatusOr<pb::SnapshotManifest> WriteBackupFile(const std::string& checkpoint_dir,
-                                                     const std::string& path) {
-  if (files::Exists(path)) return absl::AlreadyExistsError(absl::StrCat("backup ", path, " already exists"));
-  STEAD_ASSIGN_OR_RETURN(const pb::SnapshotManifest manifest, ReadManifest(checkpoint_dir));
-  const std::string temp_path = path + ".tmp";
-  STEAD_RETURN_IF_ERROR(files::RemoveAll(temp_path));  // Leftover of an interrupted save.
+// ---------------------------------------------------------------------------------------
+// BackupStreamWriter
+
+class BackupStreamWriter::Impl {
+ public:
+  std::string path;
+  std::string temp_path;
+  std::unique_ptr<BackupWriter> out;  // reset once closed
+  bool finished = false;
+  bool failed = false;
+  // The manifest file as it arrives, its CRC (from the first chunk; identifies the
+  // checkpoint) and, once complete, the decoded manifest.
+  std::string manifest_bytes;
+  uint64_t manifest_part_bytes = 0;
+  std::optional<uint32_t> manifest_crc;
+  std::optional<pb::SnapshotManifest> manifest;
+  // The next file byte expected: byte `file_offset` of manifest->files(file_index).
+  int file_index = 0;
+  uint64_t file_offset = 0;
+  uint32_t file_crc = 0;  // of the current file's bytes so far
+  uint64_t bytes_done = 0;
+
+  std::string Expected() const {
+    if (!manifest.has_value()) {
+      return absl::StrCat("the manifest chunk at offset ", manifest_bytes.size());
+    }
+    if (file_index >= manifest->files_size()) return "nothing (the stream is complete)";
+    return absl::StrCat("file ", file_index, " (", manifest->files(file_index).name(),
+                        ") at offset ", file_offset);
+  }
+  absl::Status WriteManifestChunk(const pb::SnapshotChunk& chunk);
+  absl::Status WriteFileChunk(const pb::SnapshotChunk& chunk);
+};
+
+absl::StatusOr<std::unique_ptr<BackupStreamWriter>> BackupStreamWriter::Create(
+    const std::string& path, bool replace) {
+  if (!replace && files::Exists(path)) {
+    return absl::AlreadyExistsError(absl::StrCat("backup ", path, " already exists"));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  impl->temp_path = path + ".tmp";
+  STEAD_RETURN_IF_ERROR(files::RemoveAll(impl->temp_path));  // Leftover of an interrupted save.
+  STEAD_ASSIGN_OR_RETURN(impl->out, BackupWriter::Create(impl->temp_path));
+  return std::unique_ptr<BackupStreamWriter>(new BackupStreamWriter(std::move(impl)));
+}
+
+BackupStreamWriter::BackupStreamWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+BackupStreamWriter::~BackupStreamWriter() {
+  if (impl_->finished) return;
+  impl_->out.reset();
+  // The partial file is useless; removing it is best effort (the next save replaces it).
+  files::RemoveAll(impl_->temp_path).IgnoreError();
+}
+
+const pb::SnapshotManifest* BackupStreamWriter::manifest() const {
+  return impl_->manifest.has_value() ? &*impl_->manifest : nullptr;
+}
+
+uint64_t BackupStreamWriter::bytes_done() const { return impl_->bytes_done; }
+
+bool BackupStreamWriter::complete() const {
+  return impl_->manifest.has_value() && impl_->file_index == impl_->manifest->files_size();
+}
+
+absl::Status BackupStreamWriter::Write(const pb::SnapshotChunk& chunk) {
+  if (impl_->failed || impl_->finished) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "backup ", impl_->path, ": the stream ", impl_->finished ? "is finished" : "failed earlier"));
+  }
   absl::Status status = [&]() -> absl::Status {
-    STEAD_ASSIGN_OR_RETURN(std::unique_ptr<BackupWriter> out, BackupWriter::Create(temp_path));
-    STEAD_RETURN_IF_ERROR(WriteBackupBody(checkpoint_dir, manifest, *out));
-    STEAD_RETURN_IF_ERROR(out->SyncAndClose());
-    STEAD_RETURN_IF_ERROR(files::Rename(temp_path, path));
-    const std::string parent = std::filesystem::path(path).parent_path().string();
+    if (Crc32c(chunk.data()) != chunk.data_crc32c()) {
+      return absl::DataLossError(absl::StrCat("backup ", impl_->path, ": ",
+                                              DescribeChunk(chunk), " fails its crc32c"));
+    }
+    if (impl_->manifest_crc.has_value() && chunk.manifest_crc32c() != *impl_->manifest_crc) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "backup ", impl_->path, ": ", DescribeChunk(chunk), " is of another checkpoint"));
+    }
+    switch (chunk.kind()) {
+      case pb::SNAPSHOT_CHUNK_KIND_MANIFEST:
+        return impl_->WriteManifestChunk(chunk);
+      case pb::SNAPSHOT_CHUNK_KIND_FILE:
+        return impl_->WriteFileChunk(chunk);
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("backup ", impl_->path, ": chunk of unknown kind ", chunk.kind()));
+    }
+  }();
+  if (!status.ok()) impl_->failed = true;
+  return status;
+}
+
+absl::Status BackupStreamWriter::Impl::WriteManifestChunk(const pb::SnapshotChunk& chunk) {
+  if (manifest.has_value() || chunk.offset() != manifest_bytes.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("backup ", path, ": got ", DescribeChunk(chunk),
+                                                   ", expected ", Expected()));
+  }
+  if (manifest_bytes.empty()) {
+    if (chunk.part_bytes() == 0 || chunk.part_bytes() > kMaxManifestFileBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("backup ", path, ": manifest of ",
+                                                     chunk.part_bytes(), " bytes"));
+    }
+    manifest_part_bytes = chunk.part_bytes();
+    manifest_crc = chunk.manifest_crc32c();
+  }
+  if (chunk.part_bytes() != manifest_part_bytes ||
+      chunk.data().size() > manifest_part_bytes - manifest_bytes.size() ||
+      chunk.data().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("backup ", path, ": ", DescribeChunk(chunk),
+                                                   " does not fit the manifest's size ",
+                                                   manifest_part_bytes));
+  }
+  manifest_bytes += chunk.data();
+  if (manifest_bytes.size() < manifest_part_bytes) return absl::OkStatus();
+  if (Crc32c(manifest_bytes) != *manifest_crc) {
+    return absl::DataLossError(absl::StrCat("backup ", path, ": the manifest fails its crc32c"));
+  }
+  STEAD_ASSIGN_OR_RETURN(pb::SnapshotManifest decoded,
+                         Annotate(DecodeManifestFile(manifest_bytes), absl::StrCat("backup ", path)));
+  STEAD_RETURN_IF_ERROR(out->Write(EncodeBackupHead(decoded)));
+  manifest = std::move(decoded);
+  return absl::OkStatus();
+}
+
+absl::Status BackupStreamWriter::Impl::WriteFileChunk(const pb::SnapshotChunk& chunk) {
+  if (!manifest.has_value() || file_index >= manifest->files_size() ||
+      chunk.file_index() != static_cast<uint32_t>(file_index) || chunk.offset() != file_offset) {
+    if (manifest.has_value() && file_index >= manifest->files_size()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("backup ", path, ": ", DescribeChunk(chunk), " after the last file"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat("backup ", path, ": got ", DescribeChunk(chunk),
+                                                   ", expected ", Expected()));
+  }
+  const pb::SnapshotFile& file = manifest->files(file_index);
+  const uint64_t remaining = file.size_bytes() - file_offset;
+  if (chunk.file_name() != file.name() || chunk.part_bytes() != file.size_bytes() ||
+      chunk.data().size() > remaining || (chunk.data().empty() && remaining > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backup ", path, ": ", DescribeChunk(chunk), " does not match file ", file.name(),
+        " of ", file.size_bytes(), " bytes in the manifest"));
+  }
+  STEAD_RETURN_IF_ERROR(out->Write(chunk.data()));
+  file_crc = Crc32cExtend(file_crc, chunk.data());
+  file_offset += chunk.data().size();
+  bytes_done += chunk.data().size();
+  if (file_offset < file.size_bytes()) return absl::OkStatus();
+  if (file_crc != file.crc32c()) {
+    return absl::DataLossError(absl::StrFormat(
+        "backup %s: file %s crc32c mismatch (manifest %08x, received %08x)", path, file.name(),
+        file.crc32c(), file_crc));
+  }
+  ++file_index;
+  file_offset = 0;
+  file_crc = 0;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<pb::SnapshotManifest> BackupStreamWriter::Finish() {
+  if (impl_->failed || impl_->finished) {
+    return absl::FailedPreconditionError(absl::StrCat("backup ", impl_->path, ": the stream ",
+                                                      impl_->finished ? "is finished" : "failed"));
+  }
+  if (!complete()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "backup ", impl_->path, ": the stream is incomplete, expected ", impl_->Expected()));
+  }
+  absl::Status status = [&]() -> absl::Status {
+    std::string trailer;
+    PutFixed32(&trailer, impl_->out->crc());
+    trailer.append(kBackupEndMagic, kMagicBytes);
+    STEAD_RETURN_IF_ERROR(impl_->out->Write(trailer));
+    STEAD_RETURN_IF_ERROR(impl_->out->SyncAndClose());
+    STEAD_RETURN_IF_ERROR(files::Rename(impl_->temp_path, impl_->path));
+    const std::string parent = std::filesystem::path(impl_->path).parent_path().string();
     return files::SyncPath(parent.empty() ? "." : parent);
   }();
   if (!status.ok()) {
-    // The partial file is useless; removing it is best effort, the status says why.
-    files::RemoveAll(temp_path).IgnoreError();
+    impl_->failed = true;
     return status;
   }
-  return manifest;
+  impl_->finished = true;
+  return *impl_->manifest;
+}
+
+absl::StatusOr<pb::SnapshotManifest> WriteBackupFile(const std::string& checkpoint_dir,
+                                                     const std::string& path) {
+  if (files::Exists(path)) return absl::AlreadyExistsError(absl::StrCat("backup ", path, " already exists"));
+  STEAD_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointReader> reader,
+                         CheckpointReader::Open(checkpoint_dir, CheckpointReaderOptions()));
+  STEAD_ASSIGN_OR_RETURN(std::unique_ptr<BackupStreamWriter> writer,
+                         BackupStreamWriter::Create(path, /*replace=*/false));
+  // Bounded by the checkpoint's size: every chunk carries at least one byte or ends a file.
+  for (;;) {
+    STEAD_ASSIGN_OR_RETURN(std::optional<pb::SnapshotChunk> chunk,
+                           Annotate(reader->Next(), absl::StrCat("checkpoint ", checkpoint_dir)));
+    if (!chunk.has_value()) break;
+    STEAD_RETURN_IF_ERROR(writer->Write(*chunk));
+  }
+  return writer->Finish();
+}
+
+uint64_t BackupFileBytes(const pb::SnapshotManifest& manifest) {
+  return EncodeBackupHead(manifest).size() + manifest.total_bytes() + 4 + kMagicBytes;
 }
 
 absl::StatusOr<pb::SnapshotManifest> ReadBackupHeader(const std::string& path) {
@@ -274,17 +449,19 @@ absl::StatusOr<pb::SnapshotManifest> ReadBackupHeader(const std::string& path) {
   return ReadHeader(*in);
 }
 
-absl::StatusOr<pb::SnapshotManifest> VerifyBackupFile(const std::string& path) {
-  return Unpack(path, std::nullopt);
+absl::StatusOr<pb::SnapshotManifest> VerifyBackupFile(const std::string& path,
+                                                      const BackupProgress& progress) {
+  return Unpack(path, std::nullopt, progress);
 }
 
 absl::StatusOr<pb::SnapshotManifest> RestoreBackupFile(const std::string& path,
-                                                       const std::string& dir) {
+                                                       const std::string& dir,
+                                                       const BackupProgress& progress) {
   if (files::Exists(dir)) return absl::AlreadyExistsError(absl::StrCat("checkpoint ", dir, " already exists"));
   const std::string partial = absl::StrCat(dir, kPartialSuffix);
   STEAD_RETURN_IF_ERROR(files::RemoveAll(partial));
   STEAD_RETURN_IF_ERROR(files::CreateDirectories(partial));
-  absl::StatusOr<pb::SnapshotManifest> manifest = Unpack(path, partial);
+  absl::StatusOr<pb::SnapshotManifest> manifest = Unpack(path, partial, progress);
   absl::Status status = manifest.status();
   if (status.ok()) {
     status = WriteManifest(partial, *manifest);  // Fsyncs the manifest and the directory.

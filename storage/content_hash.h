@@ -4,11 +4,15 @@
 //
 // Definition (stable; tools outside stead may recompute it): FNV-1a 64 (offset basis
 // 0xcbf29ce484222325, prime 0x100000001b3) over, for every pair of every user keyspace
-// (keyspaces in byte order of their names, keys in byte order within each),
+// but those the caller leaves out (keyspaces in byte order of their names, keys in byte
+// order within each),
 //   u32 keyspace length | keyspace | u32 key length | key | u32 value length | value
 // with the lengths little-endian. The lengths make the encoding unambiguous, so
 // ("ab","c") and ("a","bc") hash differently. The `meta` column family (applied index,
-// node identity) is not user data and is left out: it differs between members.
+// node identity) is not user data and is left out: it differs between members. The
+// runtime also leaves out its `members` keyspace (BackupService): the member records say
+// who holds the data, not what it is, and a restored cluster rewrites them, so a
+// restored member hashes like the member its backup came from.
 //
 // Thread-safety: a ContentHasher is used by one thread at a time.
 #ifndef STEAD_STORAGE_CONTENT_HASH_H_

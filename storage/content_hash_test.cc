@@ -110,6 +110,16 @@ TEST(StateSnapshotHash, IndependentOfWriteOrderAndIdentityButNotOfValues) {
   EXPECT_EQ(changed.key_count, 4u);
   ASSERT_OK(second->Apply(PutBatch(6, 2, {{"b", "2"}})));
   EXPECT_EQ(HashOf(*second), a);  // back to the same contents: the same hash
+
+  // A keyspace left out does not count, whatever it holds.
+  ASSERT_OK(second->Apply(Batch(7, 2, {Mutation::Put("other", "z", "only here")})));
+  EXPECT_NE(HashOf(*second), a);
+  ASSERT_OK_AND_ASSIGN(auto first_view, first->NewSnapshot());
+  ASSERT_OK_AND_ASSIGN(auto second_view, second->NewSnapshot());
+  ASSERT_OK_AND_ASSIGN(const ContentHash first_kv, first_view->Hash({"other"}));
+  ASSERT_OK_AND_ASSIGN(const ContentHash second_kv, second_view->Hash({"other"}));
+  EXPECT_EQ(first_kv, second_kv);
+  EXPECT_EQ(first_kv.key_count, 3u);
 }
 
 // A snapshot keeps hashing the state it was taken at while writes go on.

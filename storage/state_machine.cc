@@ -130,8 +130,8 @@ absl::StatusOr<ScanResult> StateSnapshot::Scan(const ScanOptions& options) const
   return internal::ScanAt(*impl_->database_, impl_->snapshot_, options);
 }
 
-absl::StatusOr<ContentHash> StateSnapshot::Hash() const {
-  return impl_->database_->HashUserKeys(impl_->snapshot_);
+absl::StatusOr<ContentHash> StateSnapshot::Hash(const std::vector<std::string>& excluded) const {
+  return impl_->database_->HashUserKeys(impl_->snapshot_, excluded);
 }
 
 // ---------------------------------------------------------------------------------------

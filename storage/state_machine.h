@@ -180,9 +180,10 @@ class StateSnapshot {
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view keyspace,
                                                  absl::string_view key) const;
   absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const;
-  // The content hash of every user keyspace at this view (storage/content_hash.h):
-  // equal on members that applied the same index. Reads every pair: O(data size).
-  absl::StatusOr<ContentHash> Hash() const;
+  // The content hash of every user keyspace at this view (storage/content_hash.h)
+  // except those in `excluded`: equal on members that applied the same index. Reads
+  // every pair: O(data size).
+  absl::StatusOr<ContentHash> Hash(const std::vector<std::string>& excluded = {}) const;
 
  private:
   std::unique_ptr<Impl> impl_;

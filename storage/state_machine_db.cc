@@ -212,11 +212,13 @@ absl::StatusOr<uint64_t> Database::CountUserKeys(const rocksdb::Snapshot* snapsh
   return count;
 }
 
-absl::StatusOr<ContentHash> Database::HashUserKeys(const rocksdb::Snapshot* snapshot) const {
+absl::StatusOr<ContentHash> Database::HashUserKeys(
+    const rocksdb::Snapshot* snapshot, const std::vector<std::string>& excluded) const {
   ContentHasher hasher;
   // handles_ is ordered by name: keyspaces are hashed in byte order of their names.
   for (const auto& [name, handle] : handles_) {
     if (!IsUserKeyspace(name)) continue;
+    if (std::find(excluded.begin(), excluded.end(), name) != excluded.end()) continue;
     rocksdb::ReadOptions read_options;
     read_options.snapshot = snapshot;
     read_options.fill_cache = false;  // A one-off full scan must not evict hot blocks.

@@ -75,8 +75,10 @@ class Database {
   absl::Status WriteNodeMetadata(const pb::NodeMetadata& metadata);
   // Counts the keys of all user keyspaces at `snapshot`.
   absl::StatusOr<uint64_t> CountUserKeys(const rocksdb::Snapshot* snapshot) const;
-  // The content hash (storage/content_hash.h) of all user keyspaces at `snapshot`.
-  absl::StatusOr<ContentHash> HashUserKeys(const rocksdb::Snapshot* snapshot) const;
+  // The content hash (storage/content_hash.h) of the user keyspaces at `snapshot`,
+  // but those named in `excluded`.
+  absl::StatusOr<ContentHash> HashUserKeys(const rocksdb::Snapshot* snapshot,
+                                           const std::vector<std::string>& excluded) const;
 
   // Marks the directory for removal when the database is closed: ACTIVE no longer
   // names it (a checkpoint replaced it), but readers may still hold it. Any thread.

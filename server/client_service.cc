@@ -23,12 +23,13 @@ constexpr size_t kReadBufferBytes = 64 * 1024;
 
 struct ClientService::Shared {
   Shared(asio::io_context& io_in, ClientServiceOptions options_in, Logger logger_in,
-         RequestHandler handler_in, WatchHub* watches_in)
+         RequestHandler handler_in, WatchHub* watches_in, BackupService* backups_in)
       : io(io_in),
         options(std::move(options_in)),
         logger(std::move(logger_in)),
         handler(std::move(handler_in)),
         watches(watches_in),
+        backups(backups_in),
         listener(std::make_shared<Listener>(io_in)),
         connections(options.max_connections) {}
 
@@ -37,6 +38,7 @@ struct ClientService::Shared {
   const Logger logger;
   const RequestHandler handler;
   WatchHub* const watches;
+  BackupService* const backups;
   std::atomic<bool> stopped{false};
   const std::shared_ptr<Listener> listener;
   ConnectionSet<Connection> connections;  // so Stop can close them
@@ -73,6 +75,7 @@ class ClientService::Connection : public WatchStream,
     error_code ignored;
     self->socket_.close(ignored);
     if (self->shared_->watches != nullptr) self->shared_->watches->CloseStream(self.get());
+    if (self->shared_->backups != nullptr) self->shared_->backups->CloseStream(self.get());
     self->shared_->connections.Remove(self.get());
   }
 
@@ -116,6 +119,11 @@ class ClientService::Connection : public WatchStream,
     if (request.has_watch() && shared_->watches != nullptr) {
       const uint64_t id = request.request_id();
       shared_->watches->Open(shared_from_this(), id, std::move(*request.mutable_watch()));
+      return;
+    }
+    if (request.has_snapshot_save() && shared_->backups != nullptr) {
+      shared_->backups->OpenSnapshotSave(shared_from_this(), request.request_id(),
+                                         request.snapshot_save());
       return;
     }
     if (request.has_watch_cancel() && shared_->watches != nullptr) {
@@ -207,9 +215,9 @@ class ClientService::Connection : public WatchStream,
 };
 
 ClientService::ClientService(asio::io_context& io, ClientServiceOptions options, Logger logger,
-                             RequestHandler handler, WatchHub* watches)
+                             RequestHandler handler, WatchHub* watches, BackupService* backups)
     : shared_(std::make_shared<Shared>(io, std::move(options), std::move(logger),
-                                       std::move(handler), watches)) {}
+                                       std::move(handler), watches, backups)) {}
 
 ClientService::~ClientService() { Stop(); }
 

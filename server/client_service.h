@@ -1,9 +1,10 @@
 // ClientService: the client port (2479). Each connection carries length-prefixed
 // pb::ClientRequest frames and gets pb::ClientResponse frames back with the same
 // request_id, in completion order: many requests may be in flight per connection.
-// What a request does is the RequestHandler's business (KvService), except watches:
+// What a request does is the RequestHandler's business (KvService), except streams:
 // a watch request opens a stream in the WatchHub, whose responses carry the watch
-// request's id until it ends (see pb::WatchRequest).
+// request's id until it ends (see pb::WatchRequest), and a snapshot save request opens
+// one in the BackupService (pb::SnapshotSaveRequest).
 //
 // Garbage, oversized or undecodable frames close that connection with a logged reason.
 //
@@ -21,6 +22,7 @@
 #include "base/asio.h"
 #include "base/log.h"
 #include "proto/kv.pb.h"
+#include "server/backup_service.h"
 #include "server/frame.h"
 #include "server/kv_service.h"
 #include "server/watch_hub.h"
@@ -42,9 +44,11 @@ using RequestHandler = std::function<void(pb::ClientRequest request, ResponseCal
 
 class ClientService {
  public:
-  // `watches` (may be null: watches are then refused) must outlive the service.
+  // `watches` and `backups` (each may be null: watches or snapshot saves are then
+  // refused) must outlive the service.
   ClientService(boost::asio::io_context& io, ClientServiceOptions options, Logger logger,
-                RequestHandler handler, WatchHub* watches = nullptr);
+                RequestHandler handler, WatchHub* watches = nullptr,
+                BackupService* backups = nullptr);
   ClientService(const ClientService&) = delete;
   ClientService& operator=(const ClientService&) = delete;
   ~ClientService();  // Stop()

@@ -116,7 +116,9 @@ const FlagSpec kFlags[] = {
        STEAD_ASSIGN_OR_RETURN(c.initial_cluster_size, ParsePositiveInt(v, w));
        return absl::OkStatus();
      }},
-    {"restore-from", "FILE", "", "on first start, seed this member from a backup file",
+    {"restore-from", "FILE", "",
+     "first start with empty volumes: restore this backup file as the first member of a new "
+     "cluster (ignored once the volumes are in use)",
      [](const std::string& v, const std::string&, ServerConfig& c) {
        c.restore_from = v;
        return absl::OkStatus();

@@ -78,6 +78,10 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
       return Finish(ErrorResponse(id, absl::UnimplementedError(
                                           "watches are served on the client port only")),
                     done);
+    case pb::ClientRequest::kSnapshotSave:
+      return Finish(ErrorResponse(id, absl::UnimplementedError(
+                                          "snapshot saves are served on the client port only")),
+                    done);
     case pb::ClientRequest::REQUEST_NOT_SET:
       return Finish(ErrorResponse(id, absl::InvalidArgumentError("request has no operation")),
                     done);

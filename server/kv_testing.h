@@ -99,6 +99,8 @@ class KvHarness {
   }
 
   const storage::StateMachine& state() const { return *state_; }
+  // For what takes checkpoints itself (BackupService); valid until the next Restart.
+  storage::StateMachine& mutable_state() { return *state_; }
 
  private:
   storage::StateMachineOptions Options() const {

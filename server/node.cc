@@ -8,11 +8,13 @@
 #include <future>
 #include <map>
 #include <random>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/asio.h"
 #include "base/check.h"
@@ -36,6 +38,8 @@
 #include "server/peer_transport.h"
 #include "server/raft_node.h"
 #include "server/snapshot_store.h"
+#include "storage/checkpoint_files.h"
+#include "storage/restore.h"
 #include "storage/state_machine.h"
 #include "storage/wal.h"
 
@@ -52,6 +56,8 @@ namespace {
 
 // Where member records live in the state machine: one key per node id.
 constexpr char kMembersKeyspace[] = "members";
+static_assert(std::string_view(kMembersKeyspace) == storage::kMembersKeyspace,
+              "a restore writes the member records where the runtime reads them");
 // How far applied may trail commit for /readyz.
 constexpr uint64_t kReadyApplyLag = 1000;
 // Pace of the supervisor (join retries, membership upkeep, removal checks).
@@ -63,7 +69,7 @@ constexpr absl::Duration kWaitLogPeriod = absl::Seconds(10);
 // A member without a leader for this long checks whether it was removed.
 constexpr absl::Duration kLeaderlessCheckAfter = absl::Seconds(3);
 
-std::string MemberKey(raft::NodeId id) { return absl::StrCat(absl::Hex(id, absl::kZeroPad16)); }
+std::string MemberKey(raft::NodeId id) { return storage::MemberRecordKey(id); }
 
 uint64_t RandomNonZero() {
   std::random_device random;
@@ -73,7 +79,7 @@ uint64_t RandomNonZero() {
 }
 
 std::string WalIdentity(uint64_t cluster_id, raft::NodeId node_id, const std::string& name) {
-  return absl::StrCat("cluster=", absl::Hex(cluster_id), " node=", node_id, " name=", name);
+  return storage::MemberWalIdentity(cluster_id, node_id, name);  // what a restore writes too
 }
 
 absl::StatusOr<HostPort> ParseAddress(const std::string& text) {
@@ -96,10 +102,14 @@ struct Node::Impl {
   // --- start ---------------------------------------------------------------------
 
   absl::Status Start() {
+    // Decided before anything touches the volumes.
+    STEAD_ASSIGN_OR_RETURN(const bool restore, ShouldRestore());
     STEAD_ASSIGN_OR_RETURN(std::optional<pb::NodeMetadata> metadata,
                            storage::StateMachine::ReadNodeMetadata(config.data_dir));
     pb::MemberBootstrap bootstrap;
-    if (metadata) {
+    if (restore) {
+      bootstrap.set_node_id(RandomNonZero());  // a new member of a new cluster
+    } else if (metadata) {
       bootstrap.set_cluster_id(metadata->cluster_id());
       bootstrap.set_node_id(metadata->node_id());
     } else {
@@ -140,7 +150,10 @@ struct Node::Impl {
     STEAD_RETURN_IF_ERROR(http->Listen(config.http_addr.host, config.http_addr.port));
 
     forwarder = std::make_unique<server::Forwarder>(io, logger.WithContext("part", "forward"));
-    backups = std::make_unique<server::BackupService>(server::BackupServiceOptions(),
+    server::BackupServiceOptions backup_options;
+    // Reserved for saves; the runtime's own checkpoints live beside it.
+    backup_options.checkpoint_dir = config.data_dir + "/checkpoints/backup";
+    backups = std::make_unique<server::BackupService>(backup_options,
                                                       logger.WithContext("part", "backup"));
     watches = std::make_unique<server::WatchHub>(server::WatchHubOptions(),
                                                  logger.WithContext("part", "watch"));
@@ -149,13 +162,17 @@ struct Node::Impl {
         [this](pb::ClientRequest request, server::ResponseCallback done) {
           HandleRequest(std::move(request), std::move(done));
         },
-        watches.get());
+        watches.get(), backups.get());
     STEAD_RETURN_IF_ERROR(client->Listen(config.client_addr.host, config.client_addr.port));
     // Last: discovery answers carry the client and HTTP ports, which are bound now.
     STEAD_RETURN_IF_ERROR(transport->Listen(config.peer_addr.host, config.peer_addr.port));
 
     for (int i = 0; i < 2; ++i) io_threads.emplace_back([this] { io.run(); });
 
+    // After the listeners: the member record of the restored member carries its ports.
+    if (restore) {
+      STEAD_ASSIGN_OR_RETURN(bootstrap, RestoreFromBackup(bootstrap.node_id()));
+    }
     if (bootstrap.cluster_id() != 0) {
       // The cluster is known: open the volumes now, so a wrong volume fails the start.
       STEAD_RETURN_IF_ERROR(Activate(bootstrap));
@@ -169,6 +186,80 @@ struct Node::Impl {
                             << transport->listen_port() << ", http " << config.http_addr.host
                             << ":" << http->port();
     return absl::OkStatus();
+  }
+
+  // --- restore (--restore-from) ------------------------------------------------------
+
+  // Whether this start restores --restore-from: only into empty volumes (or over a
+  // restore a crash interrupted), so every later start is an ordinary one.
+  absl::StatusOr<bool> ShouldRestore() const {
+    STEAD_ASSIGN_OR_RETURN(const bool accepts,
+                           storage::VolumesAcceptRestore(config.data_dir, config.wal_dir));
+    const bool interrupted =
+        accepts && storage::files::IsDirectory(config.data_dir + "/checkpoints/restore");
+    if (config.restore_from.empty()) {
+      if (interrupted) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the volumes hold a restore that did not finish (", config.data_dir,
+            "/checkpoints/restore): start again with the same --restore-from, or wipe both "
+            "volumes"));
+      }
+      return false;
+    }
+    if (!accepts) {
+      STEAD_LOG(logger, Info) << "--restore-from=" << config.restore_from
+                              << " ignored: the volumes are in use already";
+    }
+    return accepts;
+  }
+
+  // Restores --restore-from as member `id` of a new cluster; the bootstrap to start as.
+  absl::StatusOr<pb::MemberBootstrap> RestoreFromBackup(raft::NodeId id) {
+    storage::RestoreOptions options;
+    options.backup_path = config.restore_from;
+    options.data_dir = config.data_dir;
+    options.wal_dir = config.wal_dir;
+    options.self = SelfInfo();
+    options.self.set_id(id);
+    options.cluster_id = RandomNonZero();
+    options.keyspaces = server::KvKeyspaces();
+    options.keyspaces.push_back(kMembersKeyspace);
+    options.logger = logger.WithContext("part", "restore");
+    const absl::Time started = absl::Now();
+    std::string last_phase;
+    int64_t last_tenth = -1;
+    options.progress = [&](absl::string_view step, uint64_t done, uint64_t total) {
+      const int64_t tenth = total == 0 ? 0 : static_cast<int64_t>(done * 10 / total);
+      if (step == last_phase && tenth == last_tenth) return;
+      last_phase = std::string(step);
+      last_tenth = tenth;
+      const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
+      STEAD_LOG(logger, Info) << "restore from " << config.restore_from << ": " << step << " "
+                              << (total == 0 ? std::string()
+                                             : absl::StrCat(tenth * 10, "% of ", total, " bytes, "))
+                              << absl::StrFormat("%.1f s", seconds);
+    };
+    STEAD_LOG(logger, Info) << "volumes are empty: restoring " << config.restore_from
+                            << " as the first member of new cluster "
+                            << absl::StrCat(absl::Hex(options.cluster_id));
+    STEAD_ASSIGN_OR_RETURN(const storage::RestoreResult result,
+                           Annotate(storage::RestoreFromBackup(options),
+                                    absl::StrCat("restore ", config.restore_from)));
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
+    STEAD_LOG(logger, Info) << "restored index " << result.manifest.raft().index() << " of cluster "
+                            << absl::StrCat(absl::Hex(result.manifest.cluster_id())) << " ("
+                            << result.manifest.key_count() << " keys, "
+                            << result.manifest.total_bytes() << " bytes) in "
+                            << absl::StrFormat("%.2f s (%.1f MB/s)", seconds,
+                                               seconds > 0 ? static_cast<double>(
+                                                                 result.manifest.total_bytes()) /
+                                                                 1e6 / seconds
+                                                           : 0.0)
+                            << "; the log starts after index " << result.index;
+    pb::MemberBootstrap bootstrap;
+    bootstrap.set_cluster_id(options.cluster_id);
+    bootstrap.set_node_id(id);
+    return bootstrap;
   }
 
   pb::MemberInfo SelfInfo() const {

@@ -172,7 +172,11 @@ void Connection::OnRead(uint64_t generation, const boost::system::error_code& er
     }
     auto it = pending_.find(response.request_id());
     if (it == pending_.end()) continue;  // forgotten after its attempt timed out
-    if (it->second.stream && !response.watch().canceled()) {
+    // A stream ends with a cancelled watch, the last response of a snapshot save, or
+    // an error that belongs to no watch (a refused save).
+    const bool ends_stream = response.watch().canceled() || response.snapshot_save().done() ||
+                             (response.has_error() && !response.has_watch());
+    if (it->second.stream && !ends_stream) {
       // Copied: the handler may Forget (erase) itself.
       ResponseHandler handler = it->second.handler;
       handler(std::move(response));

@@ -45,8 +45,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // connection) and connects if needed. `handler` runs once with the response of that
   // id or an error, unless Forget(request_id) comes first.
   void Send(uint64_t request_id, std::string frame, ResponseHandler handler);
-  // As Send for a request answered by a stream of responses (a watch): `handler` runs
-  // for each response of that id, until one ends the stream (WatchResponse.canceled)
+  // As Send for a request answered by a stream of responses (a watch, a snapshot
+  // save): `handler` runs for each response of that id, until one ends the stream
+  // (WatchResponse.canceled, SnapshotSaveResponse.done, or an error outside a watch)
   // or the connection fails (then once more, with the error), unless Forget comes first.
   void SendStream(uint64_t request_id, std::string frame, ResponseHandler handler);
   // Drops the handler of `request_id` (its attempt timed out); a late answer is ignored.

@@ -11,7 +11,10 @@
 //   4  failed compare: `txn` ran its --else branch
 //   5  unavailable: no member answered, no leader, or the deadline passed
 //   6  failed precondition: the cluster cannot do it as asked now (`member promote` of
-//      a learner not caught up, `leader transfer` to a learner); `member add` always
+//      a learner not caught up, `leader transfer` to a learner); `member add` always;
+//      `snapshot restore` into volumes in use
+//   7  data loss: `snapshot verify|inspect|restore` of a corrupt, truncated or foreign
+//      file
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -36,6 +39,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "client/steadctl_snapshot.h"
 #include "client/steadctl_txn.h"
 #include "stead/client.h"
 
@@ -48,6 +52,7 @@ constexpr int kExitNotFound = 3;
 constexpr int kExitFailedCompare = 4;  // `txn` ran its --else branch
 constexpr int kExitUnavailable = 5;
 constexpr int kExitFailedPrecondition = 6;
+constexpr int kExitDataLoss = 7;
 
 constexpr char kDefaultEndpoints[] = "127.0.0.1:2479,127.0.0.1:2489,127.0.0.1:2499";
 
@@ -83,6 +88,15 @@ constexpr char kMainHelp[] =
     "                                  each member's /readyz; exit 5 unless all are ready\n"
     "  endpoint hash [--cluster]       content hash, applied index, revision and key\n"
     "                                  count of each endpoint's state\n"
+    "  snapshot save FILE [--endpoint=H:P] [--force]\n"
+    "                                  back up one member's state (default: the\n"
+    "                                  leader's) into the file FILE\n"
+    "  snapshot verify FILE            check every byte of a backup file\n"
+    "  snapshot inspect FILE           what a backup holds: cluster, index, members, keys\n"
+    "  snapshot restore FILE --data-dir=D --wal-dir=W --name=N --peer-addr=H:P\n"
+    "                   --client-addr=H:P\n"
+    "                                  make empty volumes the first member of a new\n"
+    "                                  cluster holding the backup's data\n"
     "\n"
     "global flags:\n"
     "  --endpoints=H:P,...   client addresses of members (env STEAD_ENDPOINTS;\n"
@@ -93,7 +107,8 @@ constexpr char kMainHelp[] =
     "\n"
     "exit codes: 0 ok, 1 other error, 2 invalid argument, 3 not found,\n"
     "            4 failed compare (txn), 5 unavailable or deadline passed,\n"
-    "            6 failed precondition (e.g. promoting a learner not caught up)\n";
+    "            6 failed precondition (e.g. promoting a learner not caught up),\n"
+    "            7 data loss (a corrupt, truncated or foreign backup file)\n";
 
 const std::map<std::string, std::string>& CommandHelp() {
   static const auto* help = new std::map<std::string, std::string>{
@@ -174,6 +189,11 @@ const std::map<std::string, std::string>& CommandHelp() {
                    "have the same hash; compare them once writes have stopped and the applied\n"
                    "indexes agree. An endpoint that fails is reported on stderr (json: an\n"
                    "\"error\" field) and the exit code is that of its failure (5 unreachable).\n"},
+      {"snapshot", stead::ctl::kSnapshotHelp},
+      {"snapshot save", stead::ctl::kSnapshotSaveHelp},
+      {"snapshot verify", stead::ctl::kSnapshotVerifyHelp},
+      {"snapshot inspect", stead::ctl::kSnapshotInspectHelp},
+      {"snapshot restore", stead::ctl::kSnapshotRestoreHelp},
   };
   return *help;
 }
@@ -193,6 +213,10 @@ struct Flags {
   // watch
   bool prefix = false;
   bool cluster = false;  // endpoint hash --cluster
+  // snapshot save --endpoint, --force; restore --data-dir, --wal-dir, --name (and the
+  // --peer-addr and --client-addr above).
+  std::string endpoint, data_dir, wal_dir, name;
+  bool force = false;
   int64_t revision = 0;
   int64_t count = 0;
   absl::Duration duration = absl::InfiniteDuration();
@@ -209,7 +233,9 @@ int Fail(int code, const std::string& message) {
 int ExitCodeOf(const absl::Status& status) {
   switch (status.code()) {
     case absl::StatusCode::kOk: return kExitOk;
-    case absl::StatusCode::kInvalidArgument: return kExitInvalidArgument;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kAlreadyExists: return kExitInvalidArgument;
+    case absl::StatusCode::kDataLoss: return kExitDataLoss;
     case absl::StatusCode::kNotFound: return kExitNotFound;
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded: return kExitUnavailable;
@@ -259,6 +285,17 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       flags.prefix = true;
     } else if (name == "--cluster") {
       flags.cluster = true;
+    } else if (name == "--force") {
+      flags.force = true;
+    } else if (name == "--endpoint" || name == "--data-dir" || name == "--wal-dir" ||
+               name == "--name") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      std::string& field = name == "--endpoint" ? flags.endpoint
+                           : name == "--data-dir" ? flags.data_dir
+                           : name == "--wal-dir"  ? flags.wal_dir
+                                                  : flags.name;
+      field = *v;
     } else if (name == "--rev" || name == "--count") {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();
@@ -826,6 +863,22 @@ int ClusterCommand(stead::Client& client, const Flags& flags) {
   return health && !all_ready ? kExitUnavailable : kExitOk;
 }
 
+int SnapshotCommand(stead::Client& client, const Flags& flags) {
+  stead::ctl::SnapshotFlags snapshot;
+  snapshot.args = flags.args;
+  snapshot.json = flags.output == "json";
+  snapshot.endpoint = flags.endpoint;
+  snapshot.client = &client;
+  snapshot.force = flags.force;
+  snapshot.data_dir = flags.data_dir;
+  snapshot.wal_dir = flags.wal_dir;
+  snapshot.name = flags.name;
+  snapshot.peer_addr = flags.peer_addr;
+  snapshot.client_addr = flags.client_addr;
+  const absl::Status status = stead::ctl::RunSnapshot(snapshot);
+  return status.ok() ? kExitOk : FailStatus(status);
+}
+
 int EndpointCommand(stead::Client& client, const Flags& flags) {
   if (flags.args.size() != 2 || flags.args[1] != "hash") {
     return Fail(kExitInvalidArgument, "endpoint needs 'hash' (see steadctl endpoint --help)");
@@ -918,5 +971,6 @@ int main(int argc, char** argv) {
   if (help_key == "member") return MemberCommand(**client, *flags);
   if (help_key == "leader") return LeaderCommand(**client, *flags);
   if (help_key == "endpoint") return EndpointCommand(**client, *flags);
+  if (help_key == "snapshot") return SnapshotCommand(**client, *flags);
   return ClusterCommand(**client, *flags);
 }

@@ -1,17 +1,22 @@
 // The real steadctl binary: --help everywhere, exit codes and messages for bad input
 // and unreachable members, and kv, txn and member commands against a real 3-member
 // cluster.
+#include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "stead/client.h"
 #include "tests/testing/process_cluster.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
@@ -30,6 +35,7 @@ constexpr int kExitNotFound = 3;
 constexpr int kExitFailedCompare = 4;
 constexpr int kExitUnavailable = 5;
 constexpr int kExitFailedPrecondition = 6;
+constexpr int kExitDataLoss = 7;
 
 std::string TestRoot() {
   return absl::StrCat(::testing::TempDir(), "/steadctl_test_", ::getpid(), "_",
@@ -79,14 +85,17 @@ TEST(SteadctlTest, HelpOnEveryCommand) {
     EXPECT_THAT(main_help.out, HasSubstr(word));
   }
   for (const char* command :
-       {"get", "put", "del", "scan", "txn", "watch", "member", "leader", "cluster", "endpoint"}) {
+       {"get", "put", "del", "scan", "txn", "watch", "member", "leader", "cluster", "endpoint",
+        "snapshot"}) {
     SCOPED_TRACE(command);
     const CtlRun help = Steadctl({command, "--help"});
     EXPECT_EQ(help.exit_code, 0);
     EXPECT_THAT(help.out, HasSubstr(absl::StrCat("usage: steadctl ", command)));
   }
   const std::vector<std::vector<std::string>> subcommands = {
-      {"member", "promote"}, {"member", "add"}, {"leader", "transfer"}};
+      {"member", "promote"},   {"member", "add"},       {"leader", "transfer"},
+      {"snapshot", "save"},    {"snapshot", "verify"},  {"snapshot", "inspect"},
+      {"snapshot", "restore"}};
   for (const std::vector<std::string>& words : subcommands) {
     const std::string command = absl::StrJoin(words, " ");
     SCOPED_TRACE(command);
@@ -109,6 +118,9 @@ TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
       {"bad output", {"--output=yaml", "get", "k"}, "--output must be table or json"},
       {"missing key", {"get"}, "get needs KEY"},
       {"bad timeout", {"--timeout=soon", "get", "k"}, "--timeout"},
+      {"snapshot without file", {"snapshot", "save"}, "snapshot needs"},
+      {"restore without dirs", {"snapshot", "restore", "x.stead", "--name=stead-0"},
+       "restore needs --data-dir"},
       {"bad endpoint", {"--endpoints=nohostport", "get", "k"}, "not host:port"},
       {"empty txn", {"txn"}, "txn needs --if, --then or --else"},
       {"txn with a positional word", {"txn", "put k v"}, "txn takes only --if, --then and --else"},
@@ -355,6 +367,199 @@ TEST(SteadctlTest, LeaderTransferAndMemberPromote) {
   CtlRun again = Steadctl({endpoints, "--output=json", "member", "promote", "3"});
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_THAT(again.out, HasSubstr(R"("already_voter":true})"));
+}
+
+}  // namespace
+}  // namespace stead
+
+namespace stead {
+namespace {
+
+// The value of "name" in a one-line JSON object: the text up to the next ',' or '}'
+// (quotes included for strings); "" when absent.
+std::string JsonField(const std::string& json, const std::string& name) {
+  const std::string key = absl::StrCat("\"", name, "\":");
+  const size_t at = json.find(key);
+  if (at == std::string::npos) return "";
+  const size_t begin = at + key.size();
+  size_t end = begin;
+  int depth = 0;
+  for (; end < json.size(); ++end) {
+    const char c = json[end];
+    if (c == '[' || c == '{') ++depth;
+    if ((c == ']' || c == '}') && depth-- == 0) break;
+    if (c == ',' && depth == 0) break;
+  }
+  return json.substr(begin, end - begin);
+}
+
+// How many members a JSON list of {"id":...} objects names.
+size_t IdCount(const std::string& list) {
+  size_t count = 0;
+  for (size_t at = list.find("\"id\":"); at != std::string::npos; at = list.find("\"id\":", at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+std::string ReadBytes(const std::string& path) { return testing::ReadFileToString(path).value_or(""); }
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// The hashes of every member of `endpoints` once their applied indexes agree.
+std::vector<ContentHash> ConvergedHashes(Client& client, const std::vector<std::string>& endpoints) {
+  std::vector<ContentHash> hashes;
+  testing::Eventually([&] {
+    hashes.clear();
+    for (const std::string& endpoint : endpoints) {
+      absl::StatusOr<ContentHash> hash = client.Hash(endpoint);
+      if (!hash.ok()) return false;
+      hashes.push_back(*hash);
+    }
+    for (const ContentHash& hash : hashes) {
+      if (hash.applied_index != hashes[0].applied_index) return false;
+    }
+    return true;
+  });
+  return hashes;
+}
+
+// Goal: the backup cycle end to end with real processes. Method: save from a 3-member
+// cluster under write load, verify and inspect the file (JSON fields); refuse an
+// existing FILE; then with writes stopped save from a follower and restore that file
+// twice — with `steadctl snapshot restore` and with `stead --restore-from` — into new
+// one-member clusters: each must serve the source's content (equal content hash), under
+// a new cluster id, and take writes. Damaged files are refused by verify and restore,
+// and a refused restore leaves its target dirs as they were.
+TEST(SteadctlSnapshotTest, SaveVerifyInspectAndRestoreIntoNewClusters) {
+  ProcessCluster source(3, TestRoot(), STEAD_BINARY);
+  for (int i : {0, 1, 2}) source.Start(i);
+  ASSERT_TRUE(source.WaitReady({0, 1, 2}));
+  const int leader = source.WaitForLeader({0, 1, 2});
+  ASSERT_GE(leader, 0);
+  const std::string endpoints = "--endpoints=" + absl::StrJoin(source.ClientEndpoints(3), ",");
+  ClientOptions options;
+  options.endpoints = source.ClientEndpoints(3);
+  options.default_timeout = absl::Seconds(20);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(options));
+  const std::string files = TestRoot() + "-files";
+  std::filesystem::remove_all(files);
+  std::filesystem::create_directories(files);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread load([&] {
+    for (int n = 0; !stop; ++n) {
+      if (client->Put(absl::StrCat("load/", n), std::string(200, 'x')).ok()) ++written;
+    }
+  });
+  ASSERT_TRUE(testing::Eventually([&] { return written >= 300; }));
+  const std::string live = files + "/live.stead";
+  const int written_before_save = written;
+  CtlRun saved = Steadctl({endpoints, "--output=json", "snapshot", "save", live});
+  EXPECT_EQ(saved.exit_code, 0) << saved.err;
+  EXPECT_GT(written.load(), written_before_save) << "the writes went on during the save";
+  const std::string index = JsonField(saved.out, "index");
+  EXPECT_FALSE(index.empty()) << saved.out;
+  EXPECT_EQ(JsonField(saved.out, "member"), absl::StrCat("\"", source.Name(leader), "\""));
+
+  CtlRun verified = Steadctl({"snapshot", "verify", live});
+  EXPECT_EQ(verified.exit_code, 0) << verified.err;
+  EXPECT_THAT(verified.out, HasSubstr(absl::StrCat(live, ": ok")));
+  CtlRun inspected = Steadctl({"--output=json", "snapshot", "inspect", live});
+  EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
+  const std::string source_cluster = JsonField(inspected.out, "cluster_id");
+  EXPECT_FALSE(source_cluster.empty());
+  EXPECT_EQ(JsonField(inspected.out, "index"), index);
+  EXPECT_EQ(IdCount(JsonField(inspected.out, "voters")), 3u) << inspected.out;
+  EXPECT_EQ(JsonField(inspected.out, "learners"), "[]");
+  EXPECT_EQ(JsonField(inspected.out, "size_bytes"),
+            absl::StrCat(std::filesystem::file_size(live)));
+  int64_t keys = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(JsonField(inspected.out, "key_count"), &keys));
+  EXPECT_GE(keys, 300) << "the writes acknowledged before the save started";
+  EXPECT_THAT(JsonField(inspected.out, "created"), HasSubstr("T"));
+
+  stop = true;
+  load.join();
+
+  // An existing FILE stays as it is unless --force.
+  const std::string before = ReadBytes(live);
+  CtlRun again = Steadctl({endpoints, "snapshot", "save", live});
+  EXPECT_EQ(again.exit_code, kExitInvalidArgument);
+  EXPECT_THAT(again.err, HasSubstr("--force"));
+  EXPECT_EQ(ReadBytes(live), before);
+
+  // With writes stopped, every member holds the same content; save from a follower.
+  const std::vector<ContentHash> source_hashes = ConvergedHashes(*client, source.ClientEndpoints(3));
+  ASSERT_EQ(source_hashes.size(), 3u);
+  const int follower = (leader + 1) % 3;
+  const std::string quiet = files + "/quiet.stead";
+  CtlRun quiet_save = Steadctl({endpoints, "--output=json", "snapshot", "save", quiet,
+                                "--endpoint", source.ClientAddress(follower), "--force"});
+  ASSERT_EQ(quiet_save.exit_code, 0) << quiet_save.err;
+  EXPECT_EQ(JsonField(quiet_save.out, "member"), absl::StrCat("\"", source.Name(follower), "\""));
+
+  // Damaged copies: refused by verify and by restore, which writes nothing.
+  const std::string bytes = ReadBytes(quiet);
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] = static_cast<char>(flipped[bytes.size() / 2] ^ 0x01);
+  WriteBytes(files + "/flipped.stead", flipped);
+  WriteBytes(files + "/truncated.stead", bytes.substr(0, bytes.size() - 1000));
+  std::filesystem::create_directories(files + "/empty-data");
+  for (const std::string name : {"flipped", "truncated"}) {
+    SCOPED_TRACE(name);
+    const std::string path = absl::StrCat(files, "/", name, ".stead");
+    CtlRun bad = Steadctl({"snapshot", "verify", path});
+    EXPECT_EQ(bad.exit_code, kExitDataLoss) << bad.err;
+    EXPECT_THAT(bad.err, HasSubstr(name == "flipped" ? "crc32c" : "truncated"));
+    CtlRun refused = Steadctl({"snapshot", "restore", path, "--data-dir", files + "/empty-data",
+                               "--wal-dir", files + "/no-wal", "--name", "stead-0", "--peer-addr",
+                               "127.0.0.1:1", "--client-addr", "127.0.0.1:2"});
+    EXPECT_EQ(refused.exit_code, kExitDataLoss) << refused.err;
+    EXPECT_TRUE(std::filesystem::is_empty(files + "/empty-data"));
+    EXPECT_FALSE(std::filesystem::exists(files + "/no-wal"));
+  }
+  CtlRun in_use = Steadctl({"snapshot", "restore", quiet, "--data-dir",
+                            TestRoot() + "/stead-0/data", "--wal-dir", files + "/no-wal", "--name",
+                            "stead-0", "--peer-addr", "127.0.0.1:1", "--client-addr", "127.0.0.1:2"});
+  EXPECT_EQ(in_use.exit_code, kExitFailedPrecondition) << in_use.err;
+  EXPECT_FALSE(std::filesystem::exists(files + "/no-wal"));
+
+  // Two restores of the quiet backup: by steadctl and by the member itself.
+  ProcessCluster by_steadctl(1, TestRoot() + "-restored", STEAD_BINARY);
+  const std::string target = TestRoot() + "-restored/stead-0";
+  CtlRun restored = Steadctl(
+      {"--output=json", "snapshot", "restore", quiet, "--data-dir", target + "/data", "--wal-dir",
+       target + "/wal", "--name", "stead-0", "--peer-addr",
+       absl::StrCat("127.0.0.1:", by_steadctl.peer_port(0)), "--client-addr",
+       by_steadctl.ClientAddress(0)});
+  ASSERT_EQ(restored.exit_code, 0) << restored.err;
+  EXPECT_NE(JsonField(restored.out, "cluster_id"), source_cluster);
+  EXPECT_EQ(JsonField(restored.out, "from_cluster_id"), source_cluster);
+  by_steadctl.Start(0);
+  ProcessCluster by_flag(1, TestRoot() + "-restore-from", STEAD_BINARY);
+  by_flag.set_extra_flags({"--restore-from=" + quiet});
+  by_flag.Start(0);
+  for (ProcessCluster* cluster : {&by_steadctl, &by_flag}) {
+    ASSERT_TRUE(cluster->WaitReady({0}));
+    ASSERT_OK_AND_ASSIGN(const ContentHash hash, client->Hash(cluster->ClientAddress(0)));
+    EXPECT_EQ(hash.hash, source_hashes[0].hash);
+    EXPECT_EQ(hash.key_count, source_hashes[0].key_count);
+    EXPECT_EQ(hash.revision, source_hashes[0].revision);
+    const std::string restored_endpoint = "--endpoints=" + cluster->ClientAddress(0);
+    EXPECT_EQ(Steadctl({restored_endpoint, "get", "load/0"}).out, std::string(200, 'x') + "\n");
+    EXPECT_EQ(Steadctl({restored_endpoint, "put", "after", "restore"}).exit_code, 0);
+    const std::string copy = absl::StrCat(files, "/copy-", cluster->client_port(0), ".stead");
+    ASSERT_EQ(Steadctl({restored_endpoint, "snapshot", "save", copy}).exit_code, 0);
+    CtlRun copy_inspected = Steadctl({"--output=json", "snapshot", "inspect", copy});
+    EXPECT_NE(JsonField(copy_inspected.out, "cluster_id"), source_cluster) << "a new cluster id";
+    EXPECT_EQ(IdCount(JsonField(copy_inspected.out, "voters")), 1u)
+        << "the restored member alone: " << copy_inspected.out;
+  }
+  std::filesystem::remove_all(files);
 }
 
 }  // namespace

@@ -562,5 +562,56 @@ TEST(SteadctlSnapshotTest, SaveVerifyInspectAndRestoreIntoNewClusters) {
   std::filesystem::remove_all(files);
 }
 
+// Goal: the Kubernetes restore path. Method: a backup of a one-member cluster seeds
+// stead-0 of a new 3-member set with --restore-from; stead-1 and stead-2 start with empty
+// volumes and without the flag, join the seed, receive its state as a Raft snapshot
+// (its log starts after the backup's index) and become voters: all three then hold the
+// source's content under the new cluster id.
+TEST(SteadctlSnapshotTest, RestoredSeedIsJoinedByTwoEmptyMembers) {
+  ProcessCluster source(1, TestRoot() + "-source", STEAD_BINARY);
+  source.Start(0);
+  ASSERT_TRUE(source.WaitReady({0}));
+  ClientOptions options;
+  options.endpoints = {source.ClientAddress(0)};
+  options.default_timeout = absl::Seconds(20);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(options));
+  for (int n = 0; n < 200; ++n) ASSERT_OK(client->Put(absl::StrCat("k", n), absl::StrCat("v", n)));
+  ASSERT_OK_AND_ASSIGN(const ContentHash source_hash, client->Hash(source.ClientAddress(0)));
+  const std::string file = TestRoot() + "-seed.stead";
+  std::filesystem::remove(file);
+  CtlRun saved = Steadctl({"--endpoints=" + source.ClientAddress(0), "snapshot", "save", file});
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+
+  ProcessCluster restored(3, TestRoot() + "-restored", STEAD_BINARY);
+  restored.set_extra_flags({"--restore-from=" + file});
+  restored.Start(0);
+  ASSERT_TRUE(restored.WaitReady({0}));
+  restored.set_extra_flags({});
+  restored.Start(1);
+  restored.Start(2);
+  ASSERT_TRUE(restored.WaitReady({0, 1, 2}));
+  const std::vector<ContentHash> hashes = ConvergedHashes(*client, restored.ClientEndpoints(3));
+  ASSERT_EQ(hashes.size(), 3u);
+  for (const ContentHash& hash : hashes) {
+    SCOPED_TRACE(hash.endpoint);
+    EXPECT_EQ(hash.hash, source_hash.hash);
+    EXPECT_EQ(hash.key_count, source_hash.key_count);
+  }
+  ClientOptions restored_options;
+  restored_options.endpoints = restored.ClientEndpoints(3);
+  restored_options.default_timeout = absl::Seconds(20);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> restored_client, Client::Create(restored_options));
+  ASSERT_TRUE(testing::Eventually([&] {
+    absl::StatusOr<std::vector<Member>> members = restored_client->MemberList();
+    if (!members.ok() || members->size() != 3) return false;
+    for (const Member& member : *members) {
+      if (member.is_learner) return false;
+    }
+    return true;
+  })) << "the joined members did not become voters";
+  EXPECT_OK(restored_client->Put("after", "restore"));
+  std::filesystem::remove(file);
+}
+
 }  // namespace
 }  // namespace stead

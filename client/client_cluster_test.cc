@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -182,6 +183,62 @@ TEST_F(ClientClusterTest, MembersThatAppliedTheSameIndexHaveTheSameHash) {
   }
 
   EXPECT_THAT(client_->Hash("no-port"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// Goal: disaster recovery after losing quorum for good. Method: every member is
+// SIGKILLed after writes; stead-0 alone restarts with --force-new-cluster=stead-0 (the
+// other members' flags would name it too, and ignore it): it must come up as the only
+// voter with every acknowledged write and the same content hash, take new writes, keep
+// that after a plain restart, and be joined by a member whose volumes were wiped.
+TEST_F(ClientClusterTest, ForceNewClusterMakesASurvivorTheOnlyVoter) {
+  for (int n = 0; n < 100; ++n) ASSERT_OK(client_->Put(absl::StrCat("dr/", n), absl::StrCat(n)));
+  std::vector<ContentHash> hashes;
+  ASSERT_TRUE(testing::Eventually([&] {
+    hashes.clear();
+    for (const std::string& endpoint : cluster_->ClientEndpoints(3)) {
+      absl::StatusOr<ContentHash> hash = client_->Hash(endpoint);
+      if (!hash.ok()) return false;
+      hashes.push_back(*hash);
+    }
+    return hashes[0].applied_index == hashes[1].applied_index &&
+           hashes[1].applied_index == hashes[2].applied_index;
+  }));
+  for (int i : {0, 1, 2}) cluster_->Kill(i);
+
+  cluster_->set_extra_flags({"--force-new-cluster=stead-0"});
+  cluster_->Start(0);
+  ASSERT_TRUE(cluster_->WaitReady({0}));
+  ASSERT_EQ(cluster_->WaitForLeader({0}), 0);
+  ClientOptions options;
+  options.endpoints = {cluster_->ClientAddress(0)};
+  options.default_timeout = absl::Seconds(20);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> survivor, Client::Create(options));
+  ASSERT_OK_AND_ASSIGN(const ContentHash after, survivor->Hash(cluster_->ClientAddress(0)));
+  EXPECT_EQ(after.hash, hashes[0].hash);
+  ASSERT_OK_AND_ASSIGN(std::vector<Member> members, survivor->MemberList());
+  ASSERT_EQ(members.size(), 1u);
+  EXPECT_EQ(members[0].name, "stead-0");
+  EXPECT_TRUE(members[0].is_leader);
+  EXPECT_THAT(survivor->Get("dr/99"), IsOkAndHolds(std::optional<std::string>("99")));
+  ASSERT_OK(survivor->Put("dr/after", "yes"));
+
+  // The flag left in place changes nothing on a restart.
+  ASSERT_TRUE(cluster_->Terminate(0).has_value());
+  cluster_->Start(0);
+  ASSERT_TRUE(cluster_->WaitReady({0}));
+  EXPECT_THAT(survivor->Get("dr/after"), IsOkAndHolds(std::optional<std::string>("yes")));
+
+  // stead-1 with wiped volumes joins under a new id and catches up.
+  cluster_->set_extra_flags({});
+  std::filesystem::remove_all(absl::StrCat(TestRoot(), "/stead-1"));
+  cluster_->Start(1);
+  ASSERT_TRUE(cluster_->WaitReady({1}));
+  ASSERT_TRUE(testing::Eventually([&] {
+    absl::StatusOr<ContentHash> joined = client_->Hash(cluster_->ClientAddress(1));
+    absl::StatusOr<ContentHash> leader = client_->Hash(cluster_->ClientAddress(0));
+    return joined.ok() && leader.ok() && joined->applied_index == leader->applied_index &&
+           joined->hash == leader->hash;
+  }));
 }
 
 TEST_F(ClientClusterTest, ManyAsyncCallsShareOneConnection) {

@@ -123,6 +123,13 @@ const FlagSpec kFlags[] = {
        c.restore_from = v;
        return absl::OkStatus();
      }},
+    {"force-new-cluster", "NAME", "",
+     "disaster recovery: if NAME is this member, restart it from its volumes as the only "
+     "voter of its cluster, committing its whole log (see README)",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.force_new_cluster = v;
+       return absl::OkStatus();
+     }},
     {"log-level", "LEVEL", "info", "debug, info, warning or error",
      [](const std::string& v, const std::string& w, ServerConfig& c) {
        STEAD_ASSIGN_OR_RETURN(c.log_level, Annotate(ParseLogLevel(v), w));

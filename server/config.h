@@ -65,6 +65,9 @@ struct ServerConfig {
   std::string cluster_domain = "cluster.local";
   int initial_cluster_size = 3;     // ordinals below it bootstrap the cluster
   std::string restore_from;         // --restore-from FILE: seed from a backup on first start
+  // --force-new-cluster NAME: when NAME is this member, it starts as a one-voter cluster
+  // of its own with everything in its log (disaster recovery after losing quorum).
+  std::string force_new_cluster;
   LogLevel log_level = LogLevel::kInfo;
   absl::Duration tick_interval = absl::Milliseconds(100);  // one Raft tick
   int election_ticks = 10;          // election timeout in ticks (randomized up to 2x)

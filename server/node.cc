@@ -262,6 +262,84 @@ struct Node::Impl {
     return bootstrap;
   }
 
+  // --- disaster recovery (--force-new-cluster) ----------------------------------------
+
+  // Makes this member the only voter of its cluster, on its own: appends to its log one
+  // REMOVE_NODE for every other member (and an ADD_VOTER for itself if it is a learner)
+  // and persists a hard state that commits the whole log. Raft then applies every entry
+  // this member holds (as etcd's --force-new-cluster does: entries the lost quorum may
+  // have committed are kept rather than dropped) and the membership changes on start,
+  // and the member elects itself. Called on the opened WAL before Raft starts; a member
+  // that is alone already writes nothing, so a restart with the flag still set is
+  // harmless.
+  absl::Status ForceNewCluster(raft::NodeId id) {
+    const raft::PersistedState persisted = wal->InitialState();
+    pb::ConfState conf = persisted.snapshot.conf_state();
+    const raft::Index last = wal->LastIndex();
+    raft::Term last_term = persisted.snapshot.term();
+    // The configuration at the end of the log: the snapshot's, then every change after it.
+    for (raft::Index low = wal->FirstIndex(); low <= last;) {
+      STEAD_ASSIGN_OR_RETURN(std::vector<pb::Entry> entries,
+                             wal->Entries(low, last + 1, uint64_t{64} << 20));
+      if (entries.empty()) break;
+      for (const pb::Entry& entry : entries) {
+        last_term = entry.term();
+        pb::ConfChange change;
+        if (entry.type() != pb::ENTRY_TYPE_CONF_CHANGE || !change.ParseFromString(entry.data())) {
+          continue;
+        }
+        if (raft::ValidateConfChange(conf, change).ok()) conf = raft::ApplyConfChange(conf, change);
+      }
+      low = entries.back().index() + 1;
+    }
+    if (!raft::IsVoter(conf, id) && !raft::IsLearner(conf, id)) {
+      return absl::FailedPreconditionError(
+          "--force-new-cluster: this member is not in its own configuration; pick another "
+          "survivor");
+    }
+    const raft::Term term = std::max(persisted.hard_state.term(), last_term);
+    std::vector<pb::ConfChange> changes;
+    for (const auto* ids : {&conf.voters(), &conf.learners()}) {
+      for (const raft::NodeId other : *ids) {
+        if (other == id) continue;
+        pb::ConfChange change;
+        change.set_type(pb::CONF_CHANGE_TYPE_REMOVE_NODE);
+        change.set_node_id(other);
+        changes.push_back(change);
+      }
+    }
+    if (raft::IsLearner(conf, id)) {
+      pb::ConfChange change;
+      change.set_type(pb::CONF_CHANGE_TYPE_ADD_VOTER);
+      change.set_node_id(id);
+      change.set_context(SelfInfo().SerializeAsString());
+      changes.push_back(change);
+    }
+    if (changes.empty() && persisted.hard_state.commit() == last) {
+      STEAD_LOG(logger, Info) << "--force-new-cluster: this member is alone already";
+      return absl::OkStatus();
+    }
+    storage::WalWrite write;
+    for (const pb::ConfChange& change : changes) {
+      pb::Entry entry;
+      entry.set_term(term);
+      entry.set_index(last + write.entries.size() + 1);
+      entry.set_type(pb::ENTRY_TYPE_CONF_CHANGE);
+      entry.set_data(change.SerializeAsString());
+      write.entries.push_back(std::move(entry));
+    }
+    pb::HardState hard_state = persisted.hard_state;
+    hard_state.set_term(term);
+    hard_state.set_commit(last + write.entries.size());
+    write.hard_state = hard_state;
+    STEAD_LOG(logger, Warning) << "--force-new-cluster: committing the log through index "
+                               << hard_state.commit() << " (was " << persisted.hard_state.commit()
+                               << ") and removing " << changes.size()
+                               << " other members; this member becomes the only voter. Wipe "
+                                  "the other members' volumes before starting them again";
+    return Annotate(wal->Write(std::move(write)), "--force-new-cluster");
+  }
+
   pb::MemberInfo SelfInfo() const {
     pb::MemberInfo info;
     {
@@ -384,6 +462,7 @@ struct Node::Impl {
     wal_options.identity = WalIdentity(cluster, id, config.name);
     wal_options.logger = logger.WithContext("part", "wal");
     STEAD_ASSIGN_OR_RETURN(wal, Annotate(storage::Wal::Open(wal_options), "open the WAL"));
+    if (config.force_new_cluster == config.name) STEAD_RETURN_IF_ERROR(ForceNewCluster(id));
     if (!bootstrap.initial_voters().empty() && wal->LastIndex() == 0) {
       std::vector<raft::NodeId> voters;
       std::vector<std::string> contexts;

@@ -54,6 +54,9 @@ absl::Status RaftNode::Start() {
   applier_work_ = std::make_unique<
       asio::executor_work_guard<asio::io_context::executor_type>>(applier_io_.get_executor());
   applier_thread_ = std::thread([this] { applier_io_.run(); });
+  checkpoint_work_ = std::make_unique<
+      asio::executor_work_guard<asio::io_context::executor_type>>(checkpoint_io_.get_executor());
+  checkpoint_thread_ = std::thread([this] { checkpoint_io_.run(); });
   PublishStatus();  // before any strand handler runs, so Status() is never blank
   {
     MutexLock lock(&guard_->mu);
@@ -103,8 +106,12 @@ absl::Status RaftNode::ReconcileStorage() {
   STEAD_RETURN_IF_ERROR(snapshots_->RemoveReceivedThrough(applied.index()));
   STEAD_RETURN_IF_ERROR(snapshots_->RemoveBelow(wal_->LatestSnapshot().index()));
   STEAD_ASSIGN_OR_RETURN(const std::vector<storage::CheckpointInfo> taken, snapshots_->List());
-  if (!taken.empty()) newest_checkpoint_ = taken.back().manifest.raft();
-  entries_since_checkpoint_ = applied.index() - std::min(applied.index(), newest_checkpoint_.index());
+  const raft::Index newest = taken.empty() ? 0 : taken.back().manifest.raft().index();
+  if (!taken.empty()) {
+    MutexLock lock(&checkpoint_mu_);
+    newest_checkpoint_ = taken.back().manifest.raft();
+  }
+  entries_since_checkpoint_ = applied.index() - std::min(applied.index(), newest);
   return absl::OkStatus();
 }
 
@@ -121,6 +128,8 @@ void RaftNode::Stop() {
   // Let the applier finish what it was handed (its strand posts are now no-ops).
   applier_work_.reset();
   applier_thread_.join();
+  checkpoint_work_.reset();
+  checkpoint_thread_.join();
   std::map<uint64_t, Waiter> waiters;
   {
     MutexLock lock(&waiters_mu_);
@@ -593,9 +602,16 @@ void RaftNode::MaybeTakeCheckpoint() {
   const bool due =
       (options_.snapshot_entries > 0 && entries_since_checkpoint_ >= options_.snapshot_entries) ||
       (options_.snapshot_bytes > 0 && bytes_since_checkpoint_ >= options_.snapshot_bytes);
-  if (!due) return;
+  if (!due || checkpoint_running_.exchange(true)) return;
   entries_since_checkpoint_ = 0;
   bytes_since_checkpoint_ = 0;
+  asio::post(checkpoint_io_, [this] {
+    TakeCheckpoint();
+    checkpoint_running_ = false;
+  });
+}
+
+void RaftNode::TakeCheckpoint() {
   const absl::Time start = absl::Now();
   const absl::StatusOr<pb::SnapshotManifest> taken = snapshots_->Take(*state_machine_);
   if (!taken.ok()) {
@@ -604,22 +620,29 @@ void RaftNode::MaybeTakeCheckpoint() {
                                 << "; the log is not compacted (check the data volume)";
     return;
   }
+  ++snapshots_taken_;
   // The log keeps the entries after the previous checkpoint, so a follower lagging by
   // less than an interval catches up from the log instead of a whole snapshot.
-  const pb::SnapshotMetadata compact_to = newest_checkpoint_;
-  newest_checkpoint_ = taken->raft();
-  ++snapshots_taken_;
+  pb::SnapshotMetadata compact_to;
+  {
+    MutexLock lock(&checkpoint_mu_);
+    // A snapshot installed meanwhile may be newer than what was just taken.
+    if (newest_checkpoint_.index() < taken->raft().index()) {
+      compact_to = newest_checkpoint_;
+      newest_checkpoint_ = taken->raft();
+    }
+  }
   absl::Status compacted;
   if (compact_to.index() > wal_->LatestSnapshot().index()) {
     compacted = wal_->Compact(compact_to);
     if (compacted.ok()) compacted = snapshots_->RemoveBelow(compact_to.index());
   }
   if (!compacted.ok()) {
-    STEAD_LOG(logger_, Warning) << "took checkpoint index=" << newest_checkpoint_.index()
+    STEAD_LOG(logger_, Warning) << "took checkpoint index=" << taken->raft().index()
                                 << " but cannot compact the log: " << compacted.ToString();
     return;
   }
-  STEAD_LOG(logger_, Info) << "took checkpoint index=" << newest_checkpoint_.index() << " ("
+  STEAD_LOG(logger_, Info) << "took checkpoint index=" << taken->raft().index() << " ("
                            << taken->total_bytes() << " bytes) in "
                            << absl::ToDoubleMilliseconds(absl::Now() - start)
                            << " ms; the log starts after index " << wal_->LatestSnapshot().index();
@@ -635,7 +658,10 @@ absl::Status RaftNode::ReplaceState(const std::string& checkpoint_dir,
   // Kept as this member's own checkpoint: it is what the WAL will start after, and
   // what this member sends if it leads later.
   STEAD_RETURN_IF_ERROR(snapshots_->KeepReceived(snapshot));
-  newest_checkpoint_ = manifest.raft();
+  {
+    MutexLock lock(&checkpoint_mu_);
+    newest_checkpoint_ = manifest.raft();
+  }
   ++snapshots_installed_;
   STEAD_LOG(logger_, Info) << "installed snapshot index=" << snapshot.index() << " ("
                            << manifest.total_bytes() << " bytes)";

@@ -6,8 +6,9 @@
 // entries on its own applier thread to the StateMachine. See server/README.md for the
 // ordering rules this implements.
 //
-// Snapshots: the applier takes a checkpoint (SnapshotStore) every snapshot_entries or
-// snapshot_bytes of applied entries and compacts the WAL to the checkpoint before it,
+// Snapshots: every snapshot_entries or snapshot_bytes of applied entries a checkpointer
+// thread takes a checkpoint (SnapshotStore; the applier waits only for its flush and
+// hard links) and compacts the WAL to the checkpoint before it,
 // so the log always keeps about one interval of entries for followers that lag
 // briefly. A SNAPSHOT message the core sends is streamed by the transport from the
 // pinned checkpoint. A received snapshot is installed on the applier thread (the state
@@ -236,6 +237,8 @@ class RaftNode {
   void ApplyEntries(std::vector<pb::Entry> entries);
   absl::Status ApplyEntry(const pb::Entry& entry);
   void MaybeTakeCheckpoint();
+  // --- checkpointer thread ---
+  void TakeCheckpoint();
   absl::Status ReplaceState(const std::string& checkpoint_dir, const pb::SnapshotMetadata& snapshot);
 
   RaftNodeOptions options_;
@@ -290,9 +293,19 @@ class RaftNode {
   std::thread applier_thread_;
   // Applier thread only.
   pb::ConfState applier_conf_state_;
-  pb::SnapshotMetadata newest_checkpoint_;  // the newest in snapshots_->taken_dir()
   uint64_t entries_since_checkpoint_ = 0;
   uint64_t bytes_since_checkpoint_ = 0;
+
+  // The checkpointer: takes checkpoints and compacts the WAL off the applier, which
+  // then waits only for the flush and the hard links (not for checksumming the files).
+  boost::asio::io_context checkpoint_io_;
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
+      checkpoint_work_;
+  std::thread checkpoint_thread_;
+  std::atomic<bool> checkpoint_running_{false};
+  Mutex checkpoint_mu_;
+  // The newest checkpoint in snapshots_->taken_dir() (taken or installed).
+  pb::SnapshotMetadata newest_checkpoint_ ABSL_GUARDED_BY(checkpoint_mu_);
   std::atomic<uint64_t> snapshots_taken_{0};
   std::atomic<uint64_t> snapshots_installed_{0};
 

@@ -139,11 +139,14 @@ class BackupWriter {
 
 absl::StatusOr<pb::SnapshotManifest> ReadHeader(BackupReader& in) {
   char fixed[kMagicBytes + 8];
-  STEAD_RETURN_IF_ERROR(in.ReadExactly(fixed, sizeof(fixed), "the header"));
+  // The magic first, on its own: a short file of something else is named as foreign,
+  // not as a truncated backup.
+  STEAD_RETURN_IF_ERROR(in.ReadExactly(fixed, kMagicBytes, "the magic"));
   if (absl::string_view(fixed, kMagicBytes) != absl::string_view(kBackupMagic, kMagicBytes)) {
     return absl::DataLossError(
         absl::StrCat("backup ", in.path(), ": bad magic (not a stead backup file)"));
   }
+  STEAD_RETURN_IF_ERROR(in.ReadExactly(fixed + kMagicBytes, 8, "the header"));
   const uint32_t header_bytes = GetFixed32(fixed + kMagicBytes);
   const uint32_t header_crc = GetFixed32(fixed + kMagicBytes + 4);
   if (header_bytes > kMaxManifestFileBytes) {

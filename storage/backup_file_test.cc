@@ -102,6 +102,8 @@ TEST_F(BackupFileTest, DamageIsDataLossNamingWhatIsWrong) {
        "trailer crc32c mismatch"},
       {"extra bytes", bytes_ + "x", "bytes after the trailer"},
       {"bad magic", "NOTSTEAD" + bytes_.substr(8), "bad magic"},
+      {"short foreign file", "garbage\n", "not a stead backup"},
+      {"only the magic", bytes_.substr(0, 10), "truncated in the header"},
       {"flipped header", [&] { std::string b = bytes_; b[20] ^= 1; return b; }(),
        "header crc32c mismatch"},
   };

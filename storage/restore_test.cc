@@ -65,7 +65,7 @@ class RestoreTest : public ::testing::Test {
     members.index = 1;
     members.term = 2;
     pb::ConfState conf;
-    for (raft::NodeId id : {1, 2, 3}) {
+    for (raft::NodeId id : {raft::NodeId{1}, raft::NodeId{2}, raft::NodeId{3}}) {
       members.mutations.push_back(Mutation::Put(kMembersKeyspace, MemberRecordKey(id),
                                                 Member(id, absl::StrCat("stead-", id - 1)).SerializeAsString()));
       conf.add_voters(id);

@@ -357,25 +357,10 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   return flags;
 }
 
-// JSON string literal of arbitrary bytes: bytes outside printable ASCII become \u00XX.
-std::string Json(const std::string& text) {
-  std::string out = "\"";
-  for (const char byte : text) {
-    const auto ch = static_cast<unsigned char>(byte);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += static_cast<char>(ch);
-    } else if (ch < 0x20 || ch >= 0x7f) {
-      out += absl::StrFormat("\\u%04x", ch);
-    } else {
-      out += static_cast<char>(ch);
-    }
-  }
-  return out + "\"";
-}
+using ::stead::ctl::JsonString;
 
 std::string KeyValueJson(const stead::KeyValue& kv) {
-  return absl::StrCat("{\"key\":", Json(kv.key), ",\"value\":", Json(kv.value),
+  return absl::StrCat("{\"key\":", JsonString(kv.key), ",\"value\":", JsonString(kv.value),
                       ",\"create_revision\":", kv.create_revision,
                       ",\"mod_revision\":", kv.mod_revision, ",\"version\":", kv.version, "}");
 }
@@ -386,9 +371,9 @@ std::string Role(const stead::Member& member) {
 }
 
 std::string MemberJson(const stead::Member& m, const std::string& extra = "") {
-  return absl::StrCat("{\"id\":", m.id, ",\"id_hex\":", Json(absl::StrFormat("%016x", m.id)),
-                      ",\"name\":", Json(m.name), ",\"peer_address\":", Json(m.peer_address),
-                      ",\"client_address\":", Json(m.client_address), ",\"role\":", Json(Role(m)),
+  return absl::StrCat("{\"id\":", m.id, ",\"id_hex\":", JsonString(absl::StrFormat("%016x", m.id)),
+                      ",\"name\":", JsonString(m.name), ",\"peer_address\":", JsonString(m.peer_address),
+                      ",\"client_address\":", JsonString(m.client_address), ",\"role\":", JsonString(Role(m)),
                       ",\"is_learner\":", m.is_learner ? "true" : "false",
                       ",\"is_leader\":", m.is_leader ? "true" : "false",
                       ",\"match_index\":", m.match_index, extra, "}");
@@ -482,8 +467,8 @@ int Get(stead::Client& client, const Flags& flags) {
       client.Get(key, {.serializable = flags.serializable, .timeout = flags.timeout});
   if (!value.ok()) return FailStatus(value.status());
   if (flags.output == "json") {
-    std::printf("{\"key\":%s,\"found\":%s%s}\n", Json(key).c_str(), value->has_value() ? "true" : "false",
-                value->has_value() ? absl::StrCat(",\"value\":", Json(**value)).c_str() : "");
+    std::printf("{\"key\":%s,\"found\":%s%s}\n", JsonString(key).c_str(), value->has_value() ? "true" : "false",
+                value->has_value() ? absl::StrCat(",\"value\":", JsonString(**value)).c_str() : "");
   } else if (value->has_value()) {
     std::fwrite((*value)->data(), 1, (*value)->size(), stdout);
     std::printf("\n");
@@ -619,9 +604,9 @@ void PrintTxnResult(const Flags& flags, const std::vector<stead::TxnOp>& ops,
     for (size_t i = 0; i < ops.size(); ++i) {
       const stead::TxnOpResult& answer = result.responses[i];
       std::string row =
-          absl::StrCat("{\"op\":", Json(TxnOpKindName(ops[i].kind)), ",\"key\":", Json(ops[i].key));
+          absl::StrCat("{\"op\":", JsonString(TxnOpKindName(ops[i].kind)), ",\"key\":", JsonString(ops[i].key));
       if (!ops[i].range_end.empty()) {
-        absl::StrAppend(&row, ",\"range_end\":", Json(ops[i].range_end));
+        absl::StrAppend(&row, ",\"range_end\":", JsonString(ops[i].range_end));
       }
       if (answer.kind == stead::TxnOp::Kind::kDelete) {
         absl::StrAppend(&row, ",\"deleted\":", answer.deleted);
@@ -833,13 +818,13 @@ int ClusterCommand(stead::Client& client, const Flags& flags) {
     for (const StatusRow& r : rows) {
       const stead::Member& m = r.member;
       json_rows.push_back(
-          health ? absl::StrCat("{\"name\":", Json(m.name), ",\"client_address\":", Json(m.client_address),
-                                ",\"health\":", Json(r.readiness), "}")
+          health ? absl::StrCat("{\"name\":", JsonString(m.name), ",\"client_address\":", JsonString(m.client_address),
+                                ",\"health\":", JsonString(r.readiness), "}")
                  : MemberJson(m, absl::StrCat(",\"ordinal\":", OrdinalOf(m.name), ",\"term\":",
                                               json_number(r.term), ",\"commit_index\":",
                                               json_number(r.commit), ",\"applied_index\":",
                                               json_number(r.applied), ",\"lag\":", json_number(r.lag),
-                                              ",\"health\":", Json(r.readiness))));
+                                              ",\"health\":", JsonString(r.readiness))));
     }
     std::printf("{\"members\":[%s]%s}\n", absl::StrJoin(json_rows, ",").c_str(),
                 health ? (all_ready ? ",\"healthy\":true" : ",\"healthy\":false") : "");
@@ -903,15 +888,15 @@ int EndpointCommand(stead::Client& client, const Flags& flags) {
     if (!hash.ok()) {
       if (exit_code == kExitOk) exit_code = ExitCodeOf(hash.status());
       std::fprintf(stderr, "steadctl: %s: %s\n", endpoint.c_str(), hash.status().ToString().c_str());
-      json_rows.push_back(absl::StrCat("{\"endpoint\":", Json(endpoint),
-                                       ",\"error\":", Json(hash.status().ToString()), "}"));
+      json_rows.push_back(absl::StrCat("{\"endpoint\":", JsonString(endpoint),
+                                       ",\"error\":", JsonString(hash.status().ToString()), "}"));
       continue;
     }
     const std::string hex = absl::StrFormat("%016x", hash->hash);
     json_rows.push_back(absl::StrCat(
-        "{\"endpoint\":", Json(endpoint), ",\"member_id\":", hash->member_id,
-        ",\"member_id_hex\":", Json(absl::StrFormat("%016x", hash->member_id)),
-        ",\"hash\":", hash->hash, ",\"hash_hex\":", Json(hex),
+        "{\"endpoint\":", JsonString(endpoint), ",\"member_id\":", hash->member_id,
+        ",\"member_id_hex\":", JsonString(absl::StrFormat("%016x", hash->member_id)),
+        ",\"hash\":", hash->hash, ",\"hash_hex\":", JsonString(hex),
         ",\"applied_index\":", hash->applied_index, ",\"revision\":", hash->revision,
         ",\"key_count\":", hash->key_count, "}"));
     if (flags.output != "json") {

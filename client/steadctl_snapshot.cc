@@ -73,13 +73,6 @@ const char kSnapshotRestoreHelp[] =
     "file (exit 7) or volumes in use (exit 6) change nothing. Progress and MB/s on\n"
     "stderr. (A member started with --restore-from=FILE does the same by itself.)\n";
 
-namespace {
-
-namespace asio = boost::asio;
-
-// How long a save waits without a byte before it gives up.
-constexpr absl::Duration kSaveStallTimeout = absl::Seconds(60);
-
 std::string JsonString(const std::string& text) {
   std::string out = "\"";
   for (const char byte : text) {
@@ -95,6 +88,14 @@ std::string JsonString(const std::string& text) {
   }
   return out + "\"";
 }
+
+namespace {
+
+namespace asio = boost::asio;
+
+// How long a save waits without a byte before it gives up.
+constexpr absl::Duration kSaveStallTimeout = absl::Seconds(60);
+
 
 double MegabytesPerSecond(uint64_t bytes, double seconds) {
   return seconds > 0 ? static_cast<double>(bytes) / 1e6 / seconds : 0.0;

@@ -662,19 +662,16 @@ int Txn(stead::Client& client, const Flags& flags) {
   return result->succeeded ? kExitOk : kExitFailedCompare;
 }
 
-// The member `who` designates: a member name, an ordinal (a number below 65536; member
-// ids are random 64-bit numbers) or an id (a larger number, or 0x hex), looked up in
-// the member list. NotFound when no member matches.
-absl::StatusOr<stead::Member> FindMember(stead::Client& client, const Flags& flags,
-                                         const std::string& who) {
-  absl::StatusOr<std::vector<stead::Member>> members =
-      client.MemberList({.timeout = flags.timeout});
-  if (!members.ok()) return members.status();
+// The member of `members` that `who` designates: a member name, an ordinal (a number
+// below 65536; member ids are random 64-bit numbers) or an id (a larger number, or 0x
+// hex). NotFound when no member matches.
+absl::StatusOr<stead::Member> FindMemberIn(const std::vector<stead::Member>& members,
+                                           const std::string& who) {
   uint64_t number = 0;
   const bool is_number = absl::StartsWith(who, "0x") ? absl::SimpleHexAtoi(who.substr(2), &number)
                                                      : absl::SimpleAtoi(who, &number);
   const bool is_ordinal = is_number && !absl::StartsWith(who, "0x") && number < 65536;
-  for (const stead::Member& m : *members) {
+  for (const stead::Member& m : members) {
     if (is_ordinal ? OrdinalOf(m.name) == static_cast<int>(number)
                    : (is_number ? m.id == number : m.name == who)) {
       return m;
@@ -682,6 +679,15 @@ absl::StatusOr<stead::Member> FindMember(stead::Client& client, const Flags& fla
   }
   return absl::NotFoundError(absl::StrCat("no member ", is_ordinal ? "with ordinal " : "", who,
                                           " (see steadctl member list)"));
+}
+
+// FindMemberIn, looked up in the member list.
+absl::StatusOr<stead::Member> FindMember(stead::Client& client, const Flags& flags,
+                                         const std::string& who) {
+  absl::StatusOr<std::vector<stead::Member>> members =
+      client.MemberList({.timeout = flags.timeout});
+  if (!members.ok()) return members.status();
+  return FindMemberIn(*members, who);
 }
 
 void PrintPromotion(const Flags& flags, const std::string& name,
@@ -738,6 +744,20 @@ int MemberCommand(stead::Client& client, const Flags& flags) {
               "(see steadctl member --help)");
 }
 
+void PrintTransfer(const Flags& flags, const stead::LeaderTransferResult& result) {
+  const bool moved = result.leader.id != result.previous_leader.id;
+  if (flags.output == "json") {
+    std::printf("{\"previous_leader\":%s,\"leader\":%s,\"moved\":%s}\n",
+                MemberJson(result.previous_leader).c_str(), MemberJson(result.leader).c_str(),
+                moved ? "true" : "false");
+  } else if (moved) {
+    std::printf("%s is the leader (was %s)\n", result.leader.name.c_str(),
+                result.previous_leader.name.c_str());
+  } else {
+    std::printf("%s is the leader already\n", result.leader.name.c_str());
+  }
+}
+
 int LeaderCommand(stead::Client& client, const Flags& flags) {
   if (flags.args.size() != 2 || flags.args[1] != "transfer") {
     return Fail(kExitInvalidArgument, "leader needs 'transfer [--to NAME|ORDINAL|ID]' "
@@ -752,17 +772,7 @@ int LeaderCommand(stead::Client& client, const Flags& flags) {
   absl::StatusOr<stead::LeaderTransferResult> result =
       client.LeaderTransfer(to, {.timeout = flags.timeout});
   if (!result.ok()) return FailStatus(result.status());
-  const bool moved = result->leader.id != result->previous_leader.id;
-  if (flags.output == "json") {
-    std::printf("{\"previous_leader\":%s,\"leader\":%s,\"moved\":%s}\n",
-                MemberJson(result->previous_leader).c_str(), MemberJson(result->leader).c_str(),
-                moved ? "true" : "false");
-  } else if (moved) {
-    std::printf("%s is the leader (was %s)\n", result->leader.name.c_str(),
-                result->previous_leader.name.c_str());
-  } else {
-    std::printf("%s is the leader already\n", result->leader.name.c_str());
-  }
+  PrintTransfer(flags, *result);
   return kExitOk;
 }
 

@@ -76,6 +76,19 @@ CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> e
   return run;
 }
 
+// Starts members 0, 1 and 2 of `cluster` and waits until all are Ready and one of them
+// leads: the leader's ordinal, or -1 when that did not happen in time.
+int StartThreeMembers(ProcessCluster& cluster) {
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  if (!cluster.WaitReady({0, 1, 2})) return -1;
+  return cluster.WaitForLeader({0, 1, 2});
+}
+
+// The --endpoints flag naming the client addresses of members 0, 1 and 2.
+std::string EndpointsOfThree(const ProcessCluster& cluster) {
+  return "--endpoints=" + absl::StrJoin(cluster.ClientEndpoints(3), ",");
+}
+
 TEST(SteadctlTest, HelpOnEveryCommand) {
   const CtlRun main_help = Steadctl({"--help"});
   EXPECT_EQ(main_help.exit_code, 0);
@@ -178,10 +191,8 @@ TEST(SteadctlTest, UnreachableEndpointsAreUnavailable) {
 // with endpoints from the flag and from STEAD_ENDPOINTS.
 TEST(SteadctlTest, AgainstARealCluster) {
   ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  ASSERT_GE(cluster.WaitForLeader({0, 1, 2}), 0);
-  const std::string endpoints = "--endpoints=" + absl::StrJoin(cluster.ClientEndpoints(3), ",");
+  ASSERT_GE(StartThreeMembers(cluster), 0);
+  const std::string endpoints = EndpointsOfThree(cluster);
 
   CtlRun missing = Steadctl({endpoints, "get", "colour"});
   EXPECT_EQ(missing.exit_code, kExitNotFound);
@@ -267,10 +278,8 @@ TEST(SteadctlTest, AgainstARealCluster) {
 // formats, with quoted words taken whole.
 TEST(SteadctlTest, TxnExitsByWhetherItsConditionsHeld) {
   ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  ASSERT_GE(cluster.WaitForLeader({0, 1, 2}), 0);
-  const std::string endpoints = "--endpoints=" + absl::StrJoin(cluster.ClientEndpoints(3), ",");
+  ASSERT_GE(StartThreeMembers(cluster), 0);
+  const std::string endpoints = EndpointsOfThree(cluster);
   const std::vector<std::string> create = {endpoints,    "txn",
                                            "--if",       "!exists(colour)",
                                            "--then",     "put colour blue",
@@ -317,11 +326,9 @@ TEST(SteadctlTest, TxnExitsByWhetherItsConditionsHeld) {
 TEST(SteadctlTest, LeaderTransferAndMemberPromote) {
   ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
   cluster.set_extra_flags({"--promote-learners=manual"});
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  const int first = cluster.WaitForLeader({0, 1, 2});
+  const int first = StartThreeMembers(cluster);
   ASSERT_GE(first, 0);
-  const std::string endpoints = "--endpoints=" + absl::StrJoin(cluster.ClientEndpoints(3), ",");
+  const std::string endpoints = EndpointsOfThree(cluster);
 
   const int target = (first + 1) % 3;
   CtlRun named = Steadctl({endpoints, "leader", "transfer", "--to", absl::StrCat(target)});
@@ -435,11 +442,9 @@ std::vector<ContentHash> ConvergedHashes(Client& client, const std::vector<std::
 // and a refused restore leaves its target dirs as they were.
 TEST(SteadctlSnapshotTest, SaveVerifyInspectAndRestoreIntoNewClusters) {
   ProcessCluster source(3, TestRoot(), STEAD_BINARY);
-  for (int i : {0, 1, 2}) source.Start(i);
-  ASSERT_TRUE(source.WaitReady({0, 1, 2}));
-  const int leader = source.WaitForLeader({0, 1, 2});
+  const int leader = StartThreeMembers(source);
   ASSERT_GE(leader, 0);
-  const std::string endpoints = "--endpoints=" + absl::StrJoin(source.ClientEndpoints(3), ",");
+  const std::string endpoints = EndpointsOfThree(source);
   ClientOptions options;
   options.endpoints = source.ClientEndpoints(3);
   options.default_timeout = absl::Seconds(20);

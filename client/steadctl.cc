@@ -78,9 +78,10 @@ constexpr char kMainHelp[] =
     "  member remove NAME|ORDINAL|ID   remove a member (scale-down runbook)\n"
     "  member promote NAME|ORDINAL|ID  make a caught-up learner a voter now\n"
     "  member add NAME                 explains how members join (they add themselves)\n"
-    "  leader transfer [--to NAME|ORDINAL|ID]\n"
+    "  leader transfer [--to NAME|ORDINAL|ID] [--from NAME|ORDINAL|ID]\n"
     "                                  hand leadership to that voter, or to the most\n"
-    "                                  caught-up one\n"
+    "                                  caught-up one; with --from only away from that\n"
+    "                                  member, and nothing (exit 0) when it does not lead\n"
     "  cluster status [--http-port-offset=N]\n"
     "                                  one row per member with term, commit and applied\n"
     "                                  index from its HTTP /metrics\n"
@@ -161,17 +162,25 @@ const std::map<std::string, std::string>& CommandHelp() {
        "This command changes nothing: it exits 6 with this explanation, so that a\n"
        "script written for an add-then-start order fails loudly. `member list` shows\n"
        "the member once it has joined.\n"},
-      {"leader", "usage: steadctl leader transfer [--to NAME|ORDINAL|ID]\n"
-                 "See steadctl leader transfer --help.\n"},
+      {"leader", "usage: steadctl leader transfer [--to WHO] [--from WHO]\n"
+                 "WHO is NAME|ORDINAL|ID; see steadctl leader transfer --help.\n"},
       {"leader transfer",
-       "usage: steadctl leader transfer [--to NAME|ORDINAL|ID]\n"
+       "usage: steadctl leader transfer [--to NAME|ORDINAL|ID] [--from NAME|ORDINAL|ID]\n"
        "Hands leadership to the voter --to names, or without --to to the most caught-up\n"
        "voter the leader heard from recently, and waits (up to --timeout) until the\n"
        "new leader has taken over. Prints the new and the previous leader (json:\n"
-       "{\"previous_leader\":{...},\"leader\":{...}}). A --to member that leads\n"
-       "already: exit 0. Exit 3 for an unknown member; 6 for a learner, a member the\n"
-       "leader has not heard from recently, or no voter to take over; 5 when the\n"
-       "handover was not seen in time.\n"},
+       "{\"previous_leader\":{...},\"leader\":{...},\"moved\":true|false}). A --to\n"
+       "member that leads already: exit 0.\n"
+       "--from: only if that member leads (as the member list shows it), hand\n"
+       "leadership away from it; exit 0 once another member leads. If it does not\n"
+       "lead, print \"NAME is not the leader (LEADER is): nothing done\" (json: the\n"
+       "leader as both, \"moved\":false) and exit 0. While no leader is known it asks\n"
+       "again, until --timeout, which bounds the whole command. For a pod's preStop\n"
+       "hook:\n"
+       "  steadctl --endpoints=127.0.0.1:2479 leader transfer --from=\"$POD_NAME\"\n"
+       "Exit 3 for an unknown member; 2 when --to and --from name the same member; 6\n"
+       "for a learner, a member the leader has not heard from recently, or no voter to\n"
+       "take over; 5 when the handover was not seen in time.\n"},
       {"cluster", "usage: steadctl cluster status|health [--http-port-offset=N]\n"
                   "status: one row per member: name, ordinal, id, role, client address,\n"
                   "term, commit and applied index (from the member's HTTP /metrics), lag\n"
@@ -206,7 +215,8 @@ struct Flags {
   bool keys_only = false;
   int64_t limit = 0;
   int http_port_offset = 2;
-  std::string to;  // leader transfer --to
+  std::string to;    // leader transfer --to
+  std::string from;  // leader transfer --from
   // member add: accepted so that the command can explain itself (it changes nothing).
   std::string peer_addr, client_addr;
   bool help = false;
@@ -338,12 +348,20 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       std::vector<std::string>& texts =
           name == "--if" ? flags.txn_ifs : (name == "--then" ? flags.txn_thens : flags.txn_elses);
       texts.push_back(*v);
-    } else if (name == "--to" || name == "--peer-addr" || name == "--client-addr") {
+    } else if (name == "--to" || name == "--from" || name == "--peer-addr" ||
+               name == "--client-addr") {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();
-      std::string& field =
-          name == "--to" ? flags.to : (name == "--peer-addr" ? flags.peer_addr : flags.client_addr);
+      std::string& field = name == "--to"          ? flags.to
+                           : name == "--from"      ? flags.from
+                           : name == "--peer-addr" ? flags.peer_addr
+                                                   : flags.client_addr;
       field = *v;
+      // An empty --from would make `leader transfer` hand over whoever leads: a preStop
+      // hook with an unset POD_NAME must fail, not move leadership for no reason.
+      if (name == "--from" && field.empty()) {
+        return absl::InvalidArgumentError("--from needs NAME|ORDINAL|ID, not an empty value");
+      }
     } else if (name == "--http-port-offset") {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();
@@ -758,11 +776,81 @@ void PrintTransfer(const Flags& flags, const stead::LeaderTransferResult& result
   }
 }
 
+// `leader transfer --from` hands over at most this often in one run: more than once only
+// when leadership came back to the --from member (see TransferFrom).
+constexpr int kMaxTransfersFrom = 3;
+// How long `leader transfer --from` waits before it asks again for the member list when
+// the answering member knows no leader (an election is under way).
+constexpr absl::Duration kNoLeaderRetry = absl::Milliseconds(100);
+
+// leader transfer --from=WHO: hands leadership away from WHO (to --to, or to whichever
+// voter the leader chooses) when the member list shows WHO leading; otherwise prints
+// that nothing was done and exits 0. The whole run, retries included, takes at most
+// --timeout. The list and the handover are two requests: if leadership moved in
+// between, the handover starts from the leader of the moment. Without --to that leader
+// may choose WHO itself, so the check runs again after each handover; with --to (never
+// WHO) a retried handover cannot land on WHO.
+int TransferFrom(stead::Client& client, const Flags& flags) {
+  const absl::Time deadline = absl::Now() + flags.timeout;
+  int transfers = 0;
+  while (true) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return Fail(kExitUnavailable, absl::StrCat("--timeout passed before a leader other than ",
+                                                 flags.from, " was known"));
+    }
+    absl::StatusOr<std::vector<stead::Member>> members = client.MemberList({.timeout = left});
+    if (!members.ok()) return FailStatus(members.status());
+    absl::StatusOr<stead::Member> from = FindMemberIn(*members, flags.from);
+    if (!from.ok()) return FailStatus(from.status());
+    std::string to;
+    if (!flags.to.empty()) {
+      absl::StatusOr<stead::Member> named = FindMemberIn(*members, flags.to);
+      if (!named.ok()) return FailStatus(named.status());
+      if (named->id == from->id) {
+        return Fail(kExitInvalidArgument, absl::StrCat("--to and --from both name ", from->name));
+      }
+      to = named->name;
+    }
+    auto leader = std::find_if(members->begin(), members->end(),
+                               [](const stead::Member& m) { return m.is_leader; });
+    if (leader == members->end()) {
+      absl::SleepFor(std::min(kNoLeaderRetry, left));
+      continue;
+    }
+    if (leader->id != from->id) {
+      if (flags.output == "json") {
+        PrintTransfer(flags, {.previous_leader = *leader, .leader = *leader});
+      } else {
+        std::printf("%s is not the leader (%s is): nothing done\n", from->name.c_str(),
+                    leader->name.c_str());
+      }
+      return kExitOk;
+    }
+    if (transfers == kMaxTransfersFrom) {
+      return Fail(kExitUnavailable,
+                  absl::StrCat(from->name, " still leads after ", kMaxTransfersFrom, " handovers"));
+    }
+    ++transfers;
+    // Never a zero timeout: that would mean the client's default.
+    const absl::Duration transfer_timeout = std::max(deadline - absl::Now(), absl::Milliseconds(1));
+    absl::StatusOr<stead::LeaderTransferResult> result =
+        client.LeaderTransfer(to, {.timeout = transfer_timeout});
+    if (!result.ok()) return FailStatus(result.status());
+    if (result->leader.id != from->id) {
+      PrintTransfer(flags, *result);
+      return kExitOk;
+    }
+  }
+}
+
 int LeaderCommand(stead::Client& client, const Flags& flags) {
   if (flags.args.size() != 2 || flags.args[1] != "transfer") {
-    return Fail(kExitInvalidArgument, "leader needs 'transfer [--to NAME|ORDINAL|ID]' "
-                                      "(see steadctl leader transfer --help)");
+    return Fail(kExitInvalidArgument,
+                "leader needs 'transfer [--to NAME|ORDINAL|ID] [--from NAME|ORDINAL|ID]' "
+                "(see steadctl leader transfer --help)");
   }
+  if (!flags.from.empty()) return TransferFrom(client, flags);
   std::string to;
   if (!flags.to.empty()) {
     absl::StatusOr<stead::Member> member = FindMember(client, flags, flags.to);

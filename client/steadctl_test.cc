@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <string>
 #include <vector>
@@ -117,6 +118,8 @@ TEST(SteadctlTest, HelpOnEveryCommand) {
     EXPECT_THAT(help.out, HasSubstr(absl::StrCat("usage: steadctl ", command)));
   }
   EXPECT_THAT(Steadctl({"member", "add", "--help"}).out, HasSubstr("a member adds itself"));
+  EXPECT_THAT(Steadctl({"leader", "transfer", "--help"}).out,
+              HasSubstr("leader transfer --from=\"$POD_NAME\""));
 }
 
 TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
@@ -149,6 +152,10 @@ TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
       {"watch bad duration", {"watch", "k", "--duration=later"}, "--duration"},
       {"leader without transfer", {"leader"}, "leader needs 'transfer"},
       {"leader transfer --to without value", {"leader", "transfer", "--to"}, "--to needs a value"},
+      {"leader transfer --from without value", {"leader", "transfer", "--from"},
+       "--from needs a value"},
+      {"leader transfer --from empty", {"leader", "transfer", "--from="},
+       "--from needs NAME|ORDINAL|ID, not an empty value"},
       {"member add without name", {"member", "add"}, "member add needs NAME"},
       {"member promote without member", {"member", "promote"}, "member needs 'list'"},
   };
@@ -374,6 +381,62 @@ TEST(SteadctlTest, LeaderTransferAndMemberPromote) {
   CtlRun again = Steadctl({endpoints, "--output=json", "member", "promote", "3"});
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_THAT(again.out, HasSubstr(R"("already_voter":true})"));
+}
+
+// Goal: `leader transfer --from`, the command of the pod's preStop hook, moves
+// leadership only away from the member it names. Method: name a follower (by name and
+// by ordinal): exit 0, "nothing done", and the leader's term is unchanged (any handover
+// raises it); then name the leader, asking only the leader as the hook does: leadership
+// leaves it; then with --to as well: leadership goes there. Unknown members exit 3, and
+// --to naming the --from member exits 2.
+TEST(SteadctlTest, LeaderTransferFromMovesLeadershipOnlyAwayFromThatMember) {
+  ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
+  const int first = StartThreeMembers(cluster);
+  ASSERT_GE(first, 0);
+  const std::string endpoints = EndpointsOfThree(cluster);
+  const int follower = (first + 1) % 3;
+  const std::optional<double> term = cluster.Metric(first, "stead_raft_term");
+  ASSERT_TRUE(term.has_value());
+
+  CtlRun by_name = Steadctl({endpoints, "leader", "transfer", "--from", cluster.Name(follower)});
+  EXPECT_EQ(by_name.exit_code, 0) << by_name.err;
+  EXPECT_EQ(by_name.out, absl::StrCat("stead-", follower, " is not the leader (stead-", first,
+                                      " is): nothing done\n"));
+  CtlRun by_ordinal = Steadctl(
+      {endpoints, "--output=json", "leader", "transfer", absl::StrCat("--from=", follower)});
+  EXPECT_EQ(by_ordinal.exit_code, 0) << by_ordinal.err;
+  EXPECT_THAT(by_ordinal.out, HasSubstr(R"("leader":{"id":)"));
+  EXPECT_THAT(by_ordinal.out, HasSubstr(absl::StrCat(R"("name":"stead-)", first, R"(",)")));
+  EXPECT_THAT(by_ordinal.out, HasSubstr(R"("moved":false})"));
+  EXPECT_EQ(cluster.Leader({0, 1, 2}), first);
+  EXPECT_EQ(cluster.Metric(first, "stead_raft_term"), term);
+
+  CtlRun away = Steadctl({"--endpoints=" + cluster.ClientAddress(first), "leader", "transfer",
+                          "--from=" + cluster.Name(first)});
+  EXPECT_EQ(away.exit_code, 0) << away.err;
+  EXPECT_THAT(away.out, HasSubstr(absl::StrCat(" is the leader (was stead-", first, ")\n")));
+  EXPECT_THAT(away.out, Not(HasSubstr(absl::StrCat("stead-", first, " is the leader"))));
+  int second = -1;
+  EXPECT_TRUE(testing::Eventually([&] {
+    second = cluster.Leader({0, 1, 2});
+    return second >= 0 && second != first;
+  }));
+  ASSERT_GE(second, 0);
+
+  CtlRun back = Steadctl({endpoints, "leader", "transfer", "--from", cluster.Name(second), "--to",
+                          cluster.Name(first)});
+  EXPECT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_EQ(back.out, absl::StrCat("stead-", first, " is the leader (was stead-", second, ")\n"));
+
+  const std::optional<double> back_term = cluster.Metric(first, "stead_raft_term");
+  CtlRun unknown = Steadctl({endpoints, "leader", "transfer", "--from=stead-7"});
+  EXPECT_EQ(unknown.exit_code, kExitNotFound) << unknown.err;
+  EXPECT_THAT(unknown.err, HasSubstr("no member stead-7"));
+  CtlRun same = Steadctl({endpoints, "leader", "transfer", "--from", cluster.Name(first), "--to",
+                          absl::StrCat(first)});
+  EXPECT_EQ(same.exit_code, kExitInvalidArgument) << same.err;
+  EXPECT_THAT(same.err, HasSubstr(absl::StrCat("--to and --from both name stead-", first)));
+  EXPECT_EQ(cluster.Metric(first, "stead_raft_term"), back_term);
 }
 
 }  // namespace

@@ -32,18 +32,9 @@ absl::StatusOr<std::string> FirstEntry(const std::string& dir) {
   return std::string();
 }
 
-// Removes everything in `dir` but the volume's own entries.
-absl::Status RemoveContents(const std::string& dir) {
-  if (!files::IsDirectory(dir)) return absl::OkStatus();
-  STEAD_ASSIGN_OR_RETURN(const std::vector<std::string> names, files::ListDirectory(dir));
-  for (const std::string& name : names) {
-    if (!IsVolumeFurniture(name)) STEAD_RETURN_IF_ERROR(files::RemoveAll(files::JoinPath(dir, name)));
-  }
-  return files::SyncPath(dir);
-}
+}  // namespace
 
-absl::Status ValidateOptions(const RestoreOptions& options) {
-  if (options.backup_path.empty()) return absl::InvalidArgumentError("no backup file given");
+absl::Status ValidateNewMemberOptions(const RestoreOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("no data dir given");
   if (options.wal_dir.empty()) return absl::InvalidArgumentError("no WAL dir given");
   if (options.data_dir == options.wal_dir) {
@@ -54,6 +45,13 @@ absl::Status ValidateOptions(const RestoreOptions& options) {
     return absl::InvalidArgumentError("the new node id and cluster id must not be 0");
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status ValidateOptions(const RestoreOptions& options) {
+  if (options.backup_path.empty()) return absl::InvalidArgumentError("no backup file given");
+  return ValidateNewMemberOptions(options);
 }
 
 void Report(const RestoreOptions& options, absl::string_view phase, uint64_t done, uint64_t total) {
@@ -74,6 +72,31 @@ absl::StatusOr<RestoreResult> Restore(const RestoreOptions& options) {
         Report(options, "unpack", done, total);
       }));
 
+  STEAD_ASSIGN_OR_RETURN(const pb::SnapshotMetadata restored,
+                         InstallCheckpointAsNewCluster(options, staging));
+  // The installed database holds its own links to the files.
+  STEAD_RETURN_IF_ERROR(files::RemoveAll(staging));
+
+  // The commit point: without the restore dir, the volumes are a member's.
+  STEAD_RETURN_IF_ERROR(files::RemoveAll(restore_dir));
+  STEAD_RETURN_IF_ERROR(files::SyncPath(files::JoinPath(options.data_dir, kCheckpointsDirName)));
+  result.index = restored.index();
+  result.term = restored.term();
+  return result;
+}
+
+}  // namespace
+
+std::string MemberRecordKey(raft::NodeId id) {
+  return absl::StrCat(absl::Hex(id, absl::kZeroPad16));
+}
+
+std::string MemberWalIdentity(uint64_t cluster_id, raft::NodeId node_id, absl::string_view name) {
+  return absl::StrCat("cluster=", absl::Hex(cluster_id), " node=", node_id, " name=", name);
+}
+
+absl::StatusOr<pb::SnapshotMetadata> InstallCheckpointAsNewCluster(
+    const RestoreOptions& options, const std::string& checkpoint_dir) {
   Report(options, "install", 0, 0);
   StateMachineOptions state_options;
   state_options.data_dir = options.data_dir;
@@ -81,11 +104,8 @@ absl::StatusOr<RestoreResult> Restore(const RestoreOptions& options) {
   state_options.keyspaces = options.keyspaces;
   state_options.logger = options.logger;
   STEAD_RETURN_IF_ERROR(
-      StateMachine::InstallCheckpoint(state_options, staging, /*allow_other_cluster=*/true)
+      StateMachine::InstallCheckpoint(state_options, checkpoint_dir, /*allow_other_cluster=*/true)
           .status());
-  // The installed database holds its own links to the files.
-  STEAD_RETURN_IF_ERROR(files::RemoveAll(staging));
-
   pb::SnapshotMetadata restored;
   {
     STEAD_ASSIGN_OR_RETURN(std::unique_ptr<StateMachine> state, StateMachine::Open(state_options));
@@ -127,22 +147,17 @@ absl::StatusOr<RestoreResult> Restore(const RestoreOptions& options) {
     STEAD_RETURN_IF_ERROR(Annotate(wal->Write(std::move(write)), "initialise the WAL"));
   }
 
-  // The commit point: without the restore dir, the volumes are a member's.
-  STEAD_RETURN_IF_ERROR(files::RemoveAll(restore_dir));
-  STEAD_RETURN_IF_ERROR(files::SyncPath(files::JoinPath(options.data_dir, kCheckpointsDirName)));
-  result.index = restored.index();
-  result.term = restored.term();
-  return result;
+  return restored;
 }
 
-}  // namespace
-
-std::string MemberRecordKey(raft::NodeId id) {
-  return absl::StrCat(absl::Hex(id, absl::kZeroPad16));
-}
-
-std::string MemberWalIdentity(uint64_t cluster_id, raft::NodeId node_id, absl::string_view name) {
-  return absl::StrCat("cluster=", absl::Hex(cluster_id), " node=", node_id, " name=", name);
+absl::Status ClearVolume(const std::string& dir, absl::string_view keep) {
+  if (!files::IsDirectory(dir)) return absl::OkStatus();
+  STEAD_ASSIGN_OR_RETURN(const std::vector<std::string> names, files::ListDirectory(dir));
+  for (const std::string& name : names) {
+    if (IsVolumeFurniture(name) || (!keep.empty() && name == keep)) continue;
+    STEAD_RETURN_IF_ERROR(files::RemoveAll(files::JoinPath(dir, name)));
+  }
+  return files::SyncPath(dir);
 }
 
 absl::StatusOr<bool> VolumesAcceptRestore(const std::string& data_dir, const std::string& wal_dir) {
@@ -173,17 +188,17 @@ absl::StatusOr<RestoreResult> RestoreFromBackup(const RestoreOptions& options) {
     // Everything in these volumes was written by the restore that did not finish.
     STEAD_LOG(options.logger, Warning) << "an earlier restore into " << options.data_dir
                                        << " did not finish: starting over";
-    STEAD_RETURN_IF_ERROR(RemoveContents(options.data_dir));
-    STEAD_RETURN_IF_ERROR(RemoveContents(options.wal_dir));
+    STEAD_RETURN_IF_ERROR(ClearVolume(options.data_dir));
+    STEAD_RETURN_IF_ERROR(ClearVolume(options.wal_dir));
   }
   const bool created_data = !files::Exists(options.data_dir);
   const bool created_wal = !files::Exists(options.wal_dir);
   absl::StatusOr<RestoreResult> result = Restore(options);
   if (!result.ok()) {
     // Leave the volumes as they were; best effort, the status says what went wrong.
-    (created_data ? files::RemoveAll(options.data_dir) : RemoveContents(options.data_dir))
+    (created_data ? files::RemoveAll(options.data_dir) : ClearVolume(options.data_dir))
         .IgnoreError();
-    (created_wal ? files::RemoveAll(options.wal_dir) : RemoveContents(options.wal_dir))
+    (created_wal ? files::RemoveAll(options.wal_dir) : ClearVolume(options.wal_dir))
         .IgnoreError();
   }
   return result;

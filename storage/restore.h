@@ -77,6 +77,26 @@ struct RestoreResult {
 // go. False for volumes holding anything else (a member, files of someone else).
 absl::StatusOr<bool> VolumesAcceptRestore(const std::string& data_dir, const std::string& wal_dir);
 
+// OK if the options name a new member: data and WAL dirs (distinct), a name, non-zero
+// node and cluster ids; InvalidArgument naming what is missing. `backup_path` is not
+// checked.
+absl::Status ValidateNewMemberOptions(const RestoreOptions& options);
+
+// Steps 3-5 above for a checkpoint already on the data volume (a restore after it
+// unpacked the backup; a re-identification, storage/reidentify.h): installs
+// `checkpoint_dir` into the uninitialised data dir as member `options.self` of the new
+// cluster `options.cluster_id`, rewrites the membership to that member alone and starts
+// the empty WAL dir after it. `options.backup_path` is not read; `checkpoint_dir` is
+// left in place. Returns the applied state the new log starts after. Errors as
+// StateMachine::InstallCheckpoint and Wal::Open; the caller owns the cleanup (or the
+// retry) of a failure.
+absl::StatusOr<pb::SnapshotMetadata> InstallCheckpointAsNewCluster(
+    const RestoreOptions& options, const std::string& checkpoint_dir);
+
+// Removes every entry of `dir` but "lost+found" (a fresh volume's) and `keep` (none
+// when empty), then fsyncs `dir`. OK when `dir` does not exist.
+absl::Status ClearVolume(const std::string& dir, absl::string_view keep = "");
+
 // Restores as described above. InvalidArgument: options incomplete.
 // FailedPrecondition: a target holds anything but "lost+found" (and is not an
 // interrupted restore); nothing is changed. DataLoss: the backup is corrupt or

@@ -117,6 +117,7 @@ absl::Status CheckNoForeignEntries(const std::string& data_dir) {
   for (const std::string& name : names) {
     if (name == kLockFileName || name == "lost+found" || name == kCheckpointsDirName ||
         name == kMemberFileName || name == absl::StrCat(kMemberFileName, ".tmp") ||
+        name == kIdentityTokenFileName || name == absl::StrCat(kIdentityTokenFileName, ".tmp") ||
         name == absl::StrCat(kActiveFileName, ".tmp") || ParseDatabaseDirName(name).has_value()) {
       continue;
     }

@@ -27,6 +27,9 @@ inline constexpr char kCheckpointsDirName[] = "checkpoints";
 // <data-dir>/MEMBER: the runtime's record of its pending identity before the state
 // machine holds it (server/member_file.h); its temporary is MEMBER.tmp.
 inline constexpr char kMemberFileName[] = "MEMBER";
+// <data-dir>/IDENTITY_TOKEN: the --new-cluster-identity token the member was born or
+// re-identified under (storage/reidentify.h); its temporary is IDENTITY_TOKEN.tmp.
+inline constexpr char kIdentityTokenFileName[] = "IDENTITY_TOKEN";
 
 // An exclusive flock(2) on <data-dir>/LOCK, released on destruction. flock locks belong
 // to the open file description, so a second Acquire fails even within one process.
@@ -66,7 +69,8 @@ absl::Status RemoveStrayDatabases(const std::string& data_dir, const std::string
                                   const Logger& logger);
 
 // For an uninitialised data dir: FailedPrecondition naming the first entry that stead
-// did not create ("lost+found" of a fresh ext4 volume and "checkpoints" are allowed), so a mistyped
+// did not create ("lost+found" of a fresh ext4 volume, "checkpoints", the runtime's
+// MEMBER and IDENTITY_TOKEN files are allowed), so a mistyped
 // --data-dir pointing at someone else's files is never taken over.
 absl::Status CheckNoForeignEntries(const std::string& data_dir);
 

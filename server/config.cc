@@ -130,6 +130,15 @@ const FlagSpec kFlags[] = {
        c.force_new_cluster = v;
        return absl::OkStatus();
      }},
+    {"new-cluster-identity", "TOKEN", "",
+     "for clones: the member belongs to the cluster born under TOKEN ([A-Za-z0-9._-], at "
+     "most 63); empty volumes record it, volumes of another cluster are re-identified into "
+     "a new cluster (docs/clone.md)",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_RETURN_IF_ERROR(ValidateIdentityToken(v, w));
+       c.new_cluster_identity = v;
+       return absl::OkStatus();
+     }},
     {"log-level", "LEVEL", "info", "debug, info, warning or error",
      [](const std::string& v, const std::string& w, ServerConfig& c) {
        STEAD_ASSIGN_OR_RETURN(c.log_level, Annotate(ParseLogLevel(v), w));
@@ -252,6 +261,17 @@ absl::Status Validate(ServerConfig& config) {
           config.initial_cluster_size, ") but is missing from --peers"));
     }
   }
+  if (!config.new_cluster_identity.empty() &&
+      (!config.restore_from.empty() || !config.force_new_cluster.empty())) {
+    // Each of them decides on its own what the volumes become: a restore seeds a new
+    // cluster from a file, --force-new-cluster keeps this cluster and its log, a
+    // re-identification makes a new cluster of the data volume's state.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--new-cluster-identity excludes ",
+        config.restore_from.empty() ? "--force-new-cluster" : "--restore-from",
+        ": re-identify a cloned volume, restore a backup or force a new cluster, one at a "
+        "time"));
+  }
   if (config.heartbeat_ticks >= config.election_ticks) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--heartbeat-ticks (", config.heartbeat_ticks, ") must be below --election-ticks (",
@@ -286,6 +306,26 @@ absl::StatusOr<HostPort> ParseHostPort(const std::string& text, const std::strin
     return invalid("port must be 1-65535");
   }
   return HostPort{host, static_cast<uint16_t>(port)};
+}
+
+absl::Status ValidateIdentityToken(const std::string& token, const std::string& what) {
+  if (token.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is empty: give the token of the clone (e.g. its name)"));
+  }
+  if (token.size() > kMaxIdentityTokenBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": the token has ", token.size(),
+                                                   " characters, more than ",
+                                                   kMaxIdentityTokenBytes));
+  }
+  for (const char c : token) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": '", token, "' holds '", std::string(1, c),
+          "'; a token has only letters, digits, '.', '_' and '-' (e.g. the clone's name)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<MemberName> ParseMemberName(const std::string& name) {

@@ -68,6 +68,11 @@ struct ServerConfig {
   // --force-new-cluster NAME: when NAME is this member, it starts as a one-voter cluster
   // of its own with everything in its log (disaster recovery after losing quorum).
   std::string force_new_cluster;
+  // --new-cluster-identity TOKEN: this member belongs to the cluster born under TOKEN
+  // (a clone's name, chosen per clone). Volumes recorded under another token or none
+  // (cloned from another cluster's member) are re-identified at start into the first
+  // member of a new cluster; see server/README.md. Empty: off.
+  std::string new_cluster_identity;
   LogLevel log_level = LogLevel::kInfo;
   absl::Duration tick_interval = absl::Milliseconds(100);  // one Raft tick
   int election_ticks = 10;          // election timeout in ticks (randomized up to 2x)
@@ -93,6 +98,12 @@ struct ServerConfig {
 // Reads the environment; tests pass a map instead of the process's environment.
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
 EnvLookup ProcessEnvironment();
+
+// The longest --new-cluster-identity token.
+inline constexpr size_t kMaxIdentityTokenBytes = 63;
+// OK if `token` is 1..kMaxIdentityTokenBytes characters of [A-Za-z0-9._-];
+// InvalidArgument naming `what` and the first offending character otherwise.
+absl::Status ValidateIdentityToken(const std::string& token, const std::string& what);
 
 // What the command line asked for.
 struct ParsedCommandLine {

@@ -164,11 +164,51 @@ TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
                                   "--peers=stead-0=h:1,stead-2=h:3", "--initial-cluster-size=2"},
        {}, "missing from --peers"},
       {"heartbeat too slow", with({"--heartbeat-ticks=10"}), {}, "must be below --election-ticks"},
+      {"empty identity token", with({"--new-cluster-identity="}), {},
+       "--new-cluster-identity is empty"},
+      {"identity token with a slash", with({"--new-cluster-identity=clone/1"}), {},
+       "holds '/'"},
+      {"identity token with a space", kLocalFlags, {{"STEAD_NEW_CLUSTER_IDENTITY", "clone 1"}},
+       "STEAD_NEW_CLUSTER_IDENTITY: 'clone 1' holds ' '"},
+      {"identity token too long", with({"--new-cluster-identity=" + std::string(64, 'a')}), {},
+       "64 characters, more than 63"},
+      {"identity token and restore",
+       with({"--new-cluster-identity=clone1", "--restore-from=/b.snap"}), {},
+       "--new-cluster-identity excludes --restore-from"},
+      {"identity token and forced cluster",
+       with({"--new-cluster-identity=clone1", "--force-new-cluster=stead-1"}), {},
+       "--new-cluster-identity excludes --force-new-cluster"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     EXPECT_THAT(ParseServerCommandLine(c.args, Env(c.env)),
                 StatusIs(absl::StatusCode::kInvalidArgument, c.message));
+  }
+}
+
+// Goal: a valid identity token is taken as given, from the flag or the environment,
+// up to 63 characters of [A-Za-z0-9._-]; without one the feature is off.
+TEST(ParseServerCommandLine, NewClusterIdentityToken) {
+  const struct {
+    const char* name;
+    std::vector<std::string> extra;
+    std::map<std::string, std::string> env;
+    std::string want;
+  } cases[] = {
+      {"off by default", {}, {}, ""},
+      {"flag", {"--new-cluster-identity=clone-2026.12_04"}, {}, "clone-2026.12_04"},
+      {"environment", {}, {{"STEAD_NEW_CLUSTER_IDENTITY", "Clone1"}}, "Clone1"},
+      {"flag beats environment", {"--new-cluster-identity", "a"},
+       {{"STEAD_NEW_CLUSTER_IDENTITY", "b"}}, "a"},
+      {"63 characters", {"--new-cluster-identity=" + std::string(63, 'x')}, {},
+       std::string(63, 'x')},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<std::string> args = kLocalFlags;
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    ASSERT_OK_AND_ASSIGN(const ParsedCommandLine parsed, ParseServerCommandLine(args, Env(c.env)));
+    EXPECT_EQ(parsed.config.new_cluster_identity, c.want);
   }
 }
 
@@ -188,7 +228,7 @@ TEST(ServerUsage, DocumentsEveryFlagWithItsDefaultAndVariable) {
                            "--restore-from", "--log-level", "--shutdown-timeout",
                            "--watch-history-revisions", "--watch-history-age",
                            "--snapshot-entries", "--snapshot-send-rate",
-                           "--promote-learners"}) {
+                           "--promote-learners", "--new-cluster-identity"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
   EXPECT_THAT(usage, HasSubstr("default: 0.0.0.0:2479; env: STEAD_CLIENT_ADDR"));

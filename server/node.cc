@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <future>
 #include <map>
 #include <random>
@@ -39,6 +40,7 @@
 #include "server/raft_node.h"
 #include "server/snapshot_store.h"
 #include "storage/checkpoint_files.h"
+#include "storage/reidentify.h"
 #include "storage/restore.h"
 #include "storage/state_machine.h"
 #include "storage/wal.h"
@@ -86,6 +88,41 @@ absl::StatusOr<HostPort> ParseAddress(const std::string& text) {
   return server::ParseHostPort(text, "member address", "");
 }
 
+// Logs the phases of a long task at start (a restore, a re-identification) and every
+// tenth of a phase's bytes, with the time since the task began.
+class ProgressLog {
+ public:
+  ProgressLog(const Logger& logger, std::string task)
+      : logger_(logger), task_(std::move(task)), started_(absl::Now()) {}
+
+  void operator()(absl::string_view phase, uint64_t done, uint64_t total) {
+    const int64_t tenth = total == 0 ? 0 : static_cast<int64_t>(done * 10 / total);
+    if (phase == last_phase_ && tenth == last_tenth_) return;
+    last_phase_ = std::string(phase);
+    last_tenth_ = tenth;
+    STEAD_LOG(logger_, Info) << task_ << ": " << phase << " "
+                             << (total == 0 ? std::string()
+                                            : absl::StrCat(tenth * 10, "% of ", total, " bytes, "))
+                             << absl::StrFormat("%.1f s", Seconds());
+  }
+
+  double Seconds() const { return absl::ToDoubleSeconds(absl::Now() - started_); }
+
+  // "<seconds> s (<rate> MB/s)" for `bytes` done since the task began.
+  std::string Rate(uint64_t bytes) const {
+    const double seconds = Seconds();
+    return absl::StrFormat("%.2f s (%.1f MB/s)", seconds,
+                           seconds > 0 ? static_cast<double>(bytes) / 1e6 / seconds : 0.0);
+  }
+
+ private:
+  const Logger& logger_;
+  const std::string task_;
+  const absl::Time started_;
+  std::string last_phase_;
+  int64_t last_tenth_ = -1;
+};
+
 }  // namespace
 
 struct Node::Impl {
@@ -104,10 +141,11 @@ struct Node::Impl {
   absl::Status Start() {
     // Decided before anything touches the volumes.
     STEAD_ASSIGN_OR_RETURN(const bool restore, ShouldRestore());
+    STEAD_ASSIGN_OR_RETURN(const bool reidentify, CheckIdentityToken());
     STEAD_ASSIGN_OR_RETURN(std::optional<pb::NodeMetadata> metadata,
                            storage::StateMachine::ReadNodeMetadata(config.data_dir));
     pb::MemberBootstrap bootstrap;
-    if (restore) {
+    if (restore || reidentify) {
       bootstrap.set_node_id(RandomNonZero());  // a new member of a new cluster
     } else if (metadata) {
       bootstrap.set_cluster_id(metadata->cluster_id());
@@ -170,8 +208,12 @@ struct Node::Impl {
     for (int i = 0; i < 2; ++i) io_threads.emplace_back([this] { io.run(); });
 
     // After the listeners: the member record of the restored member carries its ports.
+    // Before anything talks to peers: the supervisor is not running yet and the
+    // transport has no cluster identity, so nothing leaves under the old one.
     if (restore) {
       STEAD_ASSIGN_OR_RETURN(bootstrap, RestoreFromBackup(bootstrap.node_id()));
+    } else if (reidentify) {
+      STEAD_ASSIGN_OR_RETURN(bootstrap, ReidentifyClone(bootstrap.node_id()));
     }
     if (bootstrap.cluster_id() != 0) {
       // The cluster is known: open the volumes now, so a wrong volume fails the start.
@@ -225,39 +267,107 @@ struct Node::Impl {
     options.keyspaces = server::KvKeyspaces();
     options.keyspaces.push_back(kMembersKeyspace);
     options.logger = logger.WithContext("part", "restore");
-    const absl::Time started = absl::Now();
-    std::string last_phase;
-    int64_t last_tenth = -1;
-    options.progress = [&](absl::string_view step, uint64_t done, uint64_t total) {
-      const int64_t tenth = total == 0 ? 0 : static_cast<int64_t>(done * 10 / total);
-      if (step == last_phase && tenth == last_tenth) return;
-      last_phase = std::string(step);
-      last_tenth = tenth;
-      const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
-      STEAD_LOG(logger, Info) << "restore from " << config.restore_from << ": " << step << " "
-                              << (total == 0 ? std::string()
-                                             : absl::StrCat(tenth * 10, "% of ", total, " bytes, "))
-                              << absl::StrFormat("%.1f s", seconds);
-    };
+    ProgressLog progress(logger, absl::StrCat("restore from ", config.restore_from));
+    options.progress = std::ref(progress);
     STEAD_LOG(logger, Info) << "volumes are empty: restoring " << config.restore_from
                             << " as the first member of new cluster "
                             << absl::StrCat(absl::Hex(options.cluster_id));
     STEAD_ASSIGN_OR_RETURN(const storage::RestoreResult result,
                            Annotate(storage::RestoreFromBackup(options),
                                     absl::StrCat("restore ", config.restore_from)));
-    const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
     STEAD_LOG(logger, Info) << "restored index " << result.manifest.raft().index() << " of cluster "
                             << absl::StrCat(absl::Hex(result.manifest.cluster_id())) << " ("
                             << result.manifest.key_count() << " keys, "
                             << result.manifest.total_bytes() << " bytes) in "
-                            << absl::StrFormat("%.2f s (%.1f MB/s)", seconds,
-                                               seconds > 0 ? static_cast<double>(
-                                                                 result.manifest.total_bytes()) /
-                                                                 1e6 / seconds
-                                                           : 0.0)
+                            << progress.Rate(result.manifest.total_bytes())
                             << "; the log starts after index " << result.index;
     pb::MemberBootstrap bootstrap;
     bootstrap.set_cluster_id(options.cluster_id);
+    bootstrap.set_node_id(id);
+    return bootstrap;
+  }
+
+  // --- clones (--new-cluster-identity) ------------------------------------------------
+
+  // Empty volumes record the token; volumes of a member born under it start as usual.
+  // Whether this start re-identifies copied volumes (storage/reidentify.h). Without
+  // the flag, volumes a re-identification left half done are refused.
+  absl::StatusOr<bool> CheckIdentityToken() const {
+    const std::string& token = config.new_cluster_identity;
+    if (token.empty()) {
+      if (storage::ReidentificationInterrupted(config.data_dir)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the volumes hold a re-identification that did not finish (", config.data_dir,
+            "/checkpoints/reidentify): start again with the same --new-cluster-identity"));
+      }
+      return false;
+    }
+    STEAD_ASSIGN_OR_RETURN(
+        const storage::VolumeIdentity found,
+        storage::InspectVolumeIdentity(config.data_dir, config.wal_dir, token));
+    switch (found) {
+      case storage::VolumeIdentity::kEmpty:
+        STEAD_LOG(logger, Info) << "volumes are empty: this member is born under identity token "
+                                << token;
+        STEAD_RETURN_IF_ERROR(storage::WriteIdentityToken(config.data_dir, token));
+        return false;
+      case storage::VolumeIdentity::kSameToken:
+        // A take that crashed before clearing leaves a checkpoint holding old files.
+        STEAD_RETURN_IF_ERROR(storage::RemoveAbandonedTake(config.data_dir));
+        return false;
+      case storage::VolumeIdentity::kOther:
+        break;
+    }
+    if (member.ordinal != 0) {
+      // Only the first member of a clone starts from copied volumes; the others join it
+      // empty. Anything else here is a mistake: a copy on the wrong ordinal, or a token
+      // changed on a running cluster, whose members would each split off on their own.
+      STEAD_ASSIGN_OR_RETURN(const std::optional<std::string> recorded,
+                             storage::ReadIdentityToken(config.data_dir));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--new-cluster-identity=", token, ": the volumes hold a member recorded under ",
+          recorded ? absl::StrCat("token ", *recorded) : std::string("no token"),
+          "; only ordinal 0 of a clone is re-identified from copied volumes. Wipe this "
+          "member's volumes so it joins as a new member, or start it with the token of its "
+          "cluster"));
+    }
+    return true;
+  }
+
+  // Re-identifies the copied volumes as member `id` of a new cluster; the bootstrap to
+  // start as.
+  absl::StatusOr<pb::MemberBootstrap> ReidentifyClone(raft::NodeId id) {
+    storage::ReidentifyOptions options;
+    options.token = config.new_cluster_identity;
+    options.member.data_dir = config.data_dir;
+    options.member.wal_dir = config.wal_dir;
+    options.member.self = SelfInfo();
+    options.member.self.set_id(id);
+    options.member.cluster_id = RandomNonZero();
+    options.member.keyspaces = server::KvKeyspaces();
+    options.member.keyspaces.push_back(kMembersKeyspace);
+    options.member.logger = logger.WithContext("part", "reidentify");
+    ProgressLog progress(logger, absl::StrCat("re-identify as ", config.new_cluster_identity));
+    options.member.progress = std::ref(progress);
+    STEAD_LOG(logger, Info) << "--new-cluster-identity=" << config.new_cluster_identity
+                            << ": the volumes hold a member of another cluster (a copy); "
+                               "re-identifying them as the first member of new cluster "
+                            << absl::StrCat(absl::Hex(options.member.cluster_id));
+    STEAD_ASSIGN_OR_RETURN(const storage::ReidentifyResult result,
+                           Annotate(storage::Reidentify(options),
+                                    "--new-cluster-identity: re-identify the volumes (start "
+                                    "again with the same flag to continue)"));
+    STEAD_LOG(logger, Info) << "re-identified cluster " << absl::StrCat(absl::Hex(result.old_cluster_id))
+                            << " -> " << absl::StrCat(absl::Hex(options.member.cluster_id))
+                            << (result.resumed ? " (continued after a crash)" : "") << ": index "
+                            << result.manifest.raft().index() << " ("
+                            << result.manifest.key_count() << " keys, "
+                            << result.manifest.total_bytes() << " bytes) in "
+                            << progress.Rate(result.manifest.total_bytes())
+                            << "; the log starts after index " << result.index
+                            << "; recorded identity token " << config.new_cluster_identity;
+    pb::MemberBootstrap bootstrap;
+    bootstrap.set_cluster_id(options.member.cluster_id);
     bootstrap.set_node_id(id);
     return bootstrap;
   }

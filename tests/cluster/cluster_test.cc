@@ -422,6 +422,126 @@ TEST(ClusterTest, MemberWithLostVolumesRejoinsUnderANewId) {
   EXPECT_TRUE(MembersHashEqual(cluster, {0, 1, 2})) << "the state machines hash equal";
 }
 
+// The cluster id member `ordinal` answers under (the header of its own content hash);
+// 0 when it does not answer.
+uint64_t ClusterIdOf(ProcessCluster& cluster, int ordinal) {
+  KvTestClient client({cluster.ClientAddress(ordinal)});
+  pb::ClientRequest request;
+  request.mutable_hash();
+  absl::StatusOr<pb::ClientResponse> response = client.Call(request, absl::Seconds(2));
+  if (!response.ok() || response->has_error()) return 0;
+  return response->header().cluster_id();
+}
+
+size_t Occurrences(const std::string& text, const std::string& part) {
+  size_t count = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++count;
+  return count;
+}
+
+// Goal: a clone whose first member starts on a copy of a source member's volumes (what
+// a VolumeSnapshot gives) and whose every member runs with --new-cluster-identity is
+// a NEW cluster holding every key: the copy is re-identified (another cluster id, the
+// copied data), the empty members join it and receive its state as a Raft snapshot,
+// the two clusters never see each other, a restart with the same token is an ordinary
+// one, and a member with volumes of another token is refused.
+TEST(ClusterTest, CloneFromCopiedVolumesIsANewClusterWithEveryKey) {
+  ProcessCluster source(3, TestRoot() + "_source");
+  for (int i : {0, 1, 2}) source.Start(i);
+  ASSERT_TRUE(source.WaitReady({0, 1, 2}));
+  KvTestClient source_client(source.ClientEndpoints(3));
+  std::vector<std::string> keys;
+  for (int i = 0; i < 200; ++i) {
+    keys.push_back(absl::StrCat("cloned-", i));
+    ASSERT_OK(source_client.PutWithRetry(keys.back(), keys.back(), kTimeout));
+  }
+  ASSERT_TRUE(MembersHashEqual(source, {0, 1, 2})) << "stead-1 applied every key";
+  const uint64_t source_cluster = ClusterIdOf(source, 0);
+  ASSERT_NE(source_cluster, 0u);
+  std::map<std::string, pb::Member> source_members;
+  ASSERT_TRUE(Eventually([&] { return (source_members = MembersByName(source_client)).size() == 3; }));
+
+  // The "VolumeSnapshot": stead-1 stopped cleanly, both its directories copied.
+  const std::optional<testing::ExitStatus> stopped = source.Terminate(1);
+  ASSERT_TRUE(stopped.has_value() && stopped->exited() && stopped->exit_code == 0);
+  ProcessCluster clone(3, TestRoot() + "_clone");
+  std::filesystem::create_directories(clone.DataDir(0) + "/..");
+  std::filesystem::copy(source.DataDir(1), clone.DataDir(0), std::filesystem::copy_options::recursive);
+  std::filesystem::copy(source.WalDir(1), clone.WalDir(0), std::filesystem::copy_options::recursive);
+  source.Start(1);
+
+  clone.set_extra_flags({"--new-cluster-identity=clone1"});
+  for (int i : {2, 1, 0}) clone.Start(i);
+  ASSERT_TRUE(clone.WaitReady({0, 1, 2}, absl::Seconds(60))) << "the clone never became ready";
+  const uint64_t clone_cluster = ClusterIdOf(clone, 0);
+  EXPECT_NE(clone_cluster, 0u);
+  EXPECT_NE(clone_cluster, source_cluster);
+  EXPECT_THAT(clone.Log(0), ::testing::HasSubstr(absl::StrCat(
+                                "re-identified cluster ", absl::Hex(source_cluster), " -> ",
+                                absl::Hex(clone_cluster))));
+  for (int i : {1, 2}) {
+    EXPECT_EQ(ClusterIdOf(clone, i), clone_cluster) << "stead-" << i;
+    EXPECT_GE(clone.Metric(i, "stead_snapshots_installed").value_or(0), 1.0)
+        << "stead-" << i << " received the copied state as a snapshot";
+  }
+  KvTestClient clone_client(clone.ClientEndpoints(3));
+  ExpectAllPresent(clone_client, keys);
+  std::map<std::string, pb::Member> clone_members;
+  ASSERT_TRUE(Eventually([&] {
+    clone_members = MembersByName(clone_client);
+    return clone_members.size() == 3 &&
+           std::none_of(clone_members.begin(), clone_members.end(),
+                        [](const auto& member) { return member.second.is_learner(); });
+  })) << "the clone has its own three voters";
+  for (const auto& [name, member] : clone_members) {
+    for (const auto& [source_name, source_member] : source_members) {
+      EXPECT_NE(member.id(), source_member.id()) << name << " has the id of " << source_name;
+    }
+  }
+  EXPECT_TRUE(MembersHashEqual(clone, {0, 1, 2})) << "the clone's state machines hash equal";
+
+  // The source carries on as it was and never hears of the clone.
+  ASSERT_TRUE(source.WaitReady({0, 1, 2}));
+  std::map<std::string, pb::Member> source_after;
+  ASSERT_TRUE(Eventually([&] { return (source_after = MembersByName(source_client)).size() == 3; }));
+  for (const auto& [name, member] : source_members) {
+    EXPECT_EQ(source_after[name].id(), member.id()) << name;
+  }
+  ASSERT_OK(source_client.PutWithRetry("source-only", "s", kTimeout));
+  ASSERT_OK(clone_client.PutWithRetry("clone-only", "c", kTimeout));
+  EXPECT_THAT(source_client.GetWithRetry("clone-only", {}, kTimeout),
+              IsOkAndHolds(std::optional<std::string>()));
+  EXPECT_THAT(clone_client.GetWithRetry("source-only", {}, kTimeout),
+              IsOkAndHolds(std::optional<std::string>()));
+  for (int i : {0, 1, 2}) {
+    EXPECT_EQ(ClusterIdOf(source, i), source_cluster) << "source stead-" << i;
+    EXPECT_THAT(source.Log(i), ::testing::Not(::testing::HasSubstr(
+                                   absl::StrCat(absl::Hex(clone_cluster)))));
+  }
+
+  // A restart under the same token is an ordinary one.
+  const std::optional<testing::ExitStatus> restarted = clone.Terminate(0);
+  ASSERT_TRUE(restarted.has_value() && restarted->exited() && restarted->exit_code == 0);
+  clone.Start(0);
+  ASSERT_TRUE(clone.WaitReady({0, 1, 2}));
+  EXPECT_EQ(ClusterIdOf(clone, 0), clone_cluster);
+  EXPECT_EQ(Occurrences(clone.Log(0), "re-identifying"), 1u) << "only at the first start";
+  ExpectAllPresent(clone_client, keys);
+  EXPECT_THAT(clone_client.GetWithRetry("clone-only", {}, kTimeout),
+              IsOkAndHolds(std::optional<std::string>("c")));
+
+  // Another token on a member that is not the first is refused: its volumes are kept.
+  ASSERT_TRUE(clone.Terminate(2).has_value());
+  clone.set_extra_flags({"--new-cluster-identity=clone2"});
+  clone.Start(2);
+  EXPECT_TRUE(Eventually([&] { return !clone.Running(2); })) << "stead-2 started under clone2";
+  EXPECT_THAT(clone.Log(2), ::testing::HasSubstr("recorded under token clone1"));
+  clone.set_extra_flags({"--new-cluster-identity=clone1"});
+  clone.Start(2);
+  ASSERT_TRUE(clone.WaitReady({0, 1, 2}));
+  EXPECT_EQ(ClusterIdOf(clone, 2), clone_cluster);
+}
+
 // Goal: a 4th and 5th member started later join as learners and become voters by
 // themselves; `member remove` shrinks the cluster and the removed process, still
 // running, does not disrupt it.

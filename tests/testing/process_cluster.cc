@@ -38,6 +38,14 @@ std::string ProcessCluster::LogPath(int ordinal) const {
   return absl::StrCat(root_, "/", Name(ordinal), ".log");
 }
 
+std::string ProcessCluster::DataDir(int ordinal) const {
+  return absl::StrCat(root_, "/", Name(ordinal), "/data");
+}
+
+std::string ProcessCluster::WalDir(int ordinal) const {
+  return absl::StrCat(root_, "/", Name(ordinal), "/wal");
+}
+
 std::string ProcessCluster::ClientAddress(int ordinal) const {
   return absl::StrCat("127.0.0.1:", client_[ordinal]);
 }
@@ -50,9 +58,8 @@ std::vector<std::string> ProcessCluster::ClientEndpoints(int count) const {
 
 void ProcessCluster::Wipe(int ordinal) {
   ASSERT_FALSE(Running(ordinal)) << Name(ordinal) << " is running";
-  const std::string dir = absl::StrCat(root_, "/", Name(ordinal));
-  std::filesystem::remove_all(dir + "/data");
-  std::filesystem::remove_all(dir + "/wal");
+  std::filesystem::remove_all(DataDir(ordinal));
+  std::filesystem::remove_all(WalDir(ordinal));
 }
 
 void ProcessCluster::Start(int ordinal) {
@@ -60,12 +67,11 @@ void ProcessCluster::Start(int ordinal) {
   for (int i = 0; i < kMaxMembers; ++i) {
     peers.push_back(absl::StrCat(Name(i), "=127.0.0.1:", peer_[i]));
   }
-  const std::string dir = absl::StrCat(root_, "/", Name(ordinal));
   std::vector<std::string> argv = {
       binary_,
       "--name=" + Name(ordinal),
-      "--data-dir=" + dir + "/data",
-      "--wal-dir=" + dir + "/wal",
+      "--data-dir=" + DataDir(ordinal),
+      "--wal-dir=" + WalDir(ordinal),
       absl::StrCat("--client-addr=127.0.0.1:", client_[ordinal]),
       absl::StrCat("--peer-addr=127.0.0.1:", peer_[ordinal]),
       absl::StrCat("--http-addr=127.0.0.1:", http_[ordinal]),

@@ -61,6 +61,9 @@ class ProcessCluster {
 
   std::string Name(int ordinal) const;
   std::string LogPath(int ordinal) const;
+  // The member's data and WAL directories (its two volumes).
+  std::string DataDir(int ordinal) const;
+  std::string WalDir(int ordinal) const;
   std::string ClientAddress(int ordinal) const;
   uint16_t peer_port(int ordinal) const { return peer_[ordinal]; }
   uint16_t client_port(int ordinal) const { return client_[ordinal]; }

@@ -681,7 +681,8 @@ TEST(StandaloneBinaryTest, HelpAndConfigurationErrors) {
   auto [help, usage] = run({"--help"}, "help.log");
   EXPECT_EQ(help.exit_code, 0);
   for (const char* flag : {"--name", "--data-dir", "--wal-dir", "--peers", "--peer-service",
-                           "--initial-cluster-size", "--shutdown-timeout", "STEAD_DATA_DIR"}) {
+                           "--initial-cluster-size", "--shutdown-timeout", "--new-cluster-identity",
+                           "STEAD_DATA_DIR"}) {
     EXPECT_THAT(usage, ::testing::HasSubstr(flag));
   }
   auto [unknown, unknown_log] = run({"--name=stead-0", "--no-such-flag=1"}, "unknown.log");
@@ -693,6 +694,15 @@ TEST(StandaloneBinaryTest, HelpAndConfigurationErrors) {
           "same.log");
   EXPECT_EQ(same_dirs.exit_code, 2);
   EXPECT_THAT(same_log, ::testing::HasSubstr("--wal-dir"));
+  EXPECT_FALSE(std::filesystem::exists(root + "/d"));
+  // The placeholder of k8s/components/clone, left in place by an overlay.
+  auto [placeholder, placeholder_log] =
+      run({"--name=stead-0", "--data-dir=" + root + "/d", "--wal-dir=" + root + "/w",
+           "--peers=stead-0=127.0.0.1:1",
+           "--new-cluster-identity=<set-the-clone-token-in-your-overlay>"},
+          "placeholder.log");
+  EXPECT_EQ(placeholder.exit_code, 2);
+  EXPECT_THAT(placeholder_log, ::testing::HasSubstr("--new-cluster-identity: '<set-the"));
   EXPECT_FALSE(std::filesystem::exists(root + "/d"));
   std::filesystem::remove_all(root);
 }

@@ -19,19 +19,11 @@ using ::stead::testing::StatusIs;
 using testing::kTestClusterId;
 using testing::PutBatch;
 using testing::TempDir;
+using testing::TestMember;
 using testing::TestOptions;
 
 constexpr uint64_t kNewCluster = 0xc10e;
 constexpr raft::NodeId kNewNode = 99;
-
-pb::MemberInfo Member(raft::NodeId id, const std::string& name) {
-  pb::MemberInfo info;
-  info.set_id(id);
-  info.set_name(name);
-  info.set_peer_address(absl::StrCat(name, ":2480"));
-  info.set_client_address(absl::StrCat(name, ":2479"));
-  return info;
-}
 
 StateMachineOptions SourceOptions(const std::string& data_dir) {
   StateMachineOptions options = TestOptions(data_dir, 1);
@@ -53,7 +45,7 @@ class ReidentifyTest : public ::testing::Test {
       for (raft::NodeId id : {raft::NodeId{1}, raft::NodeId{2}, raft::NodeId{3}}) {
         members.mutations.push_back(
             Mutation::Put(kMembersKeyspace, MemberRecordKey(id),
-                          Member(id, absl::StrCat("stead-", id - 1)).SerializeAsString()));
+                          TestMember(id, absl::StrCat("stead-", id - 1)).SerializeAsString()));
         conf.add_voters(id);
       }
       members.conf_state = conf;
@@ -87,7 +79,7 @@ class ReidentifyTest : public ::testing::Test {
     ReidentifyOptions options;
     options.member.data_dir = data_;
     options.member.wal_dir = wal_;
-    options.member.self = Member(kNewNode, "clone-0");
+    options.member.self = TestMember(kNewNode, "clone-0");
     options.member.cluster_id = kNewCluster;
     options.member.logger = Logger(LogLevel::kError);
     options.token = "clone1";
@@ -264,7 +256,7 @@ TEST(ReidentifyRefusalTest, NoStateMachineOrIncompleteOptionsChangeNothing) {
   ReidentifyOptions options;
   options.member.data_dir = dir.Sub("data");
   options.member.wal_dir = dir.Sub("wal");
-  options.member.self = Member(kNewNode, "clone-0");
+  options.member.self = TestMember(kNewNode, "clone-0");
   options.member.cluster_id = kNewCluster;
   options.member.logger = Logger(LogLevel::kError);
   options.token = "clone1";

@@ -19,6 +19,7 @@ namespace {
 using ::stead::testing::StatusIs;
 using testing::PutBatch;
 using testing::TempDir;
+using testing::TestMember;
 using testing::TestOptions;
 
 constexpr uint64_t kNewCluster = 0x5eed;
@@ -45,15 +46,6 @@ std::vector<std::string> Listing(const std::string& dir) {
   return out;
 }
 
-pb::MemberInfo Member(raft::NodeId id, const std::string& name) {
-  pb::MemberInfo info;
-  info.set_id(id);
-  info.set_name(name);
-  info.set_peer_address(absl::StrCat(name, ":2480"));
-  info.set_client_address(absl::StrCat(name, ":2479"));
-  return info;
-}
-
 // A backup of a 3-member cluster's state: 50 keys and the member records.
 class RestoreTest : public ::testing::Test {
  protected:
@@ -67,7 +59,7 @@ class RestoreTest : public ::testing::Test {
     pb::ConfState conf;
     for (raft::NodeId id : {raft::NodeId{1}, raft::NodeId{2}, raft::NodeId{3}}) {
       members.mutations.push_back(Mutation::Put(kMembersKeyspace, MemberRecordKey(id),
-                                                Member(id, absl::StrCat("stead-", id - 1)).SerializeAsString()));
+                                                TestMember(id, absl::StrCat("stead-", id - 1)).SerializeAsString()));
       conf.add_voters(id);
     }
     members.conf_state = conf;
@@ -87,7 +79,7 @@ class RestoreTest : public ::testing::Test {
     options.backup_path = backup_;
     options.data_dir = dir_.Sub(name + "-data");
     options.wal_dir = dir_.Sub(name + "-wal");
-    options.self = Member(kNewNode, "stead-0");
+    options.self = TestMember(kNewNode, "stead-0");
     options.cluster_id = kNewCluster;
     options.logger = Logger(LogLevel::kError);
     return options;

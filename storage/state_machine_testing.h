@@ -14,6 +14,7 @@
 
 #include "base/check.h"
 #include "base/log.h"
+#include "proto/peer.pb.h"
 #include "proto/snapshot.pb.h"
 #include "storage/state_machine.h"
 
@@ -56,6 +57,17 @@ inline StateMachineOptions TestOptions(std::string data_dir, raft::NodeId node_i
   options.logger = Logger(LogLevel::kWarning);
   options.clock = [] { return absl::FromUnixSeconds(1800000000); };
   return options;
+}
+
+// The member record of member `id` named `name`, reached at <name>:2480 by peers and
+// <name>:2479 by clients (what a restore or re-identification writes for itself).
+inline pb::MemberInfo TestMember(raft::NodeId id, const std::string& name) {
+  pb::MemberInfo info;
+  info.set_id(id);
+  info.set_name(name);
+  info.set_peer_address(name + ":2480");
+  info.set_client_address(name + ":2479");
+  return info;
 }
 
 // A batch for entry `index` in `term` putting each pair into the "kv" keyspace.

@@ -183,6 +183,7 @@ absl::StatusOr<ReidentifyResult> Reidentify(const ReidentifyOptions& options) {
   // The installed database holds its own links to the checkpoint's files.
   STEAD_RETURN_IF_ERROR(files::RemoveAll(StagingDir(data_dir)));
   STEAD_RETURN_IF_ERROR(files::SyncPath(files::JoinPath(data_dir, kCheckpointsDirName)));
+  STEAD_RETURN_IF_ERROR(Reached(options, ReidentifyStep::kUnstaged));
   STEAD_RETURN_IF_ERROR(WriteIdentityToken(data_dir, options.token));
   return result;
 }

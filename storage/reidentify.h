@@ -81,7 +81,8 @@ absl::Status RemoveAbandonedTake(const std::string& data_dir);
 enum class ReidentifyStep {
   kTaken,      // the staging checkpoint is complete; the old member is untouched
   kCleared,    // both volumes hold only the staging checkpoint
-  kInstalled,  // the new member is installed; the token is not recorded yet
+  kInstalled,  // the new member is installed; the staging dir is still there
+  kUnstaged,   // the staging dir is removed; the token is not recorded yet
 };
 
 struct ReidentifyOptions {

@@ -1,16 +1,22 @@
 #include "storage/reidentify.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "storage/state_machine.h"
 #include "storage/state_machine_testing.h"
 #include "storage/wal.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
 
 namespace stead::storage {
 namespace {
@@ -24,6 +30,22 @@ using testing::TestOptions;
 
 constexpr uint64_t kNewCluster = 0xc10e;
 constexpr raft::NodeId kNewNode = 99;
+
+constexpr char kChildDataEnv[] = "STEAD_REIDENTIFY_CHILD_DATA";
+constexpr char kChildWalEnv[] = "STEAD_REIDENTIFY_CHILD_WAL";
+constexpr char kChildStepEnv[] = "STEAD_REIDENTIFY_CHILD_STEP";
+
+ReidentifyOptions OptionsFor(const std::string& data_dir, const std::string& wal_dir) {
+  ReidentifyOptions options;
+  options.member.data_dir = data_dir;
+  options.member.wal_dir = wal_dir;
+  options.member.self = TestMember(kNewNode, "clone-0");
+  options.member.cluster_id = kNewCluster;
+  options.member.keyspaces = {"kv", kMembersKeyspace};
+  options.member.logger = Logger(LogLevel::kError);
+  options.token = "clone1";
+  return options;
+}
 
 StateMachineOptions SourceOptions(const std::string& data_dir) {
   StateMachineOptions options = TestOptions(data_dir, 1);
@@ -75,16 +97,7 @@ class ReidentifyTest : public ::testing::Test {
     return snapshot->Hash({kMembersKeyspace});
   }
 
-  ReidentifyOptions Options() const {
-    ReidentifyOptions options;
-    options.member.data_dir = data_;
-    options.member.wal_dir = wal_;
-    options.member.self = TestMember(kNewNode, "clone-0");
-    options.member.cluster_id = kNewCluster;
-    options.member.logger = Logger(LogLevel::kError);
-    options.token = "clone1";
-    return options;
-  }
+  ReidentifyOptions Options() const { return OptionsFor(data_, wal_); }
 
   // Checks the volumes are the re-identified member: new identity, one voter, the
   // source's data through `last_index`, a WAL starting after it, the token recorded.
@@ -176,50 +189,76 @@ TEST(InspectVolumeIdentityTest, TellsEmptySameAndOtherApart) {
               StatusIs(absl::StatusCode::kDataLoss, "not an identity token"));
 }
 
-// Goal: a crash after any step, then a start with the same token, ends in the same
-// new member with all the data; the old token left behind by a crash never turns the
-// half-done volumes into an "ordinary restart". Method: the test hook stops the call
-// at each step as a crash would (nothing cleaned up); the volumes of the source carry
-// a token of their own.
+// The child of CrashAtAnyStepFinishesOnTheNextStart: re-identifies the volumes and
+// SIGKILLs itself when it reaches the ReidentifyStep given by number. Exits 1 on an
+// error, 2 if the step never came.
+TEST(ReidentifyCrash, Child) {
+  const char* data_dir = std::getenv(kChildDataEnv);
+  const char* wal_dir = std::getenv(kChildWalEnv);
+  const char* step_text = std::getenv(kChildStepEnv);
+  if (data_dir == nullptr || wal_dir == nullptr || step_text == nullptr) {
+    GTEST_SKIP() << "runs only as a crash-test child";
+  }
+  int step = -1;
+  if (!absl::SimpleAtoi(step_text, &step)) _exit(1);
+  ReidentifyOptions options = OptionsFor(data_dir, wal_dir);
+  options.step_for_testing = [step](ReidentifyStep reached) {
+    if (static_cast<int>(reached) == step) ::raise(SIGKILL);
+    return absl::OkStatus();
+  };
+  if (!Reidentify(options).ok()) _exit(1);
+  _exit(2);
+}
+
+// Goal: a process killed after any step of a re-identification, then started again
+// with the same token, ends as the same new member with all the data; the old token a
+// crash leaves behind never turns the half-done volumes into an "ordinary restart".
+// Method: for each step a fresh copy of the source volumes (with a token of their own)
+// is re-identified by a child that SIGKILLs itself there; this process then looks at
+// the volumes and re-identifies them again.
 TEST_F(ReidentifyTest, CrashAtAnyStepFinishesOnTheNextStart) {
   ASSERT_OK(WriteIdentityToken(data_, "source"));
-  TempDir pristine_dir;
-  const std::string pristine = pristine_dir.path();
-  std::filesystem::copy(data_, pristine + "/data", std::filesystem::copy_options::recursive);
-  std::filesystem::copy(wal_, pristine + "/wal", std::filesystem::copy_options::recursive);
+  TempDir pristine;
+  std::filesystem::copy(data_, pristine.Sub("data"), std::filesystem::copy_options::recursive);
+  std::filesystem::copy(wal_, pristine.Sub("wal"), std::filesystem::copy_options::recursive);
   const struct {
     const char* name;
     ReidentifyStep step;
-    bool resumed;  // whether the next call continues from the staged checkpoint
+    bool resumed;      // whether the next call continues from the staged checkpoint
+    raft::Index last;  // the index of the copied state it then re-identifies
   } cases[] = {
-      {"taken", ReidentifyStep::kTaken, false},
-      {"cleared", ReidentifyStep::kCleared, true},
-      {"installed", ReidentifyStep::kInstalled, true},
+      {"taken", ReidentifyStep::kTaken, false, 50},
+      {"cleared", ReidentifyStep::kCleared, true, 50},
+      {"installed", ReidentifyStep::kInstalled, true, 50},
+      // A complete new member without a token: taken again, one membership rewrite on.
+      {"unstaged", ReidentifyStep::kUnstaged, false, 51},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     std::filesystem::remove_all(data_);
     std::filesystem::remove_all(wal_);
-    std::filesystem::copy(pristine + "/data", data_, std::filesystem::copy_options::recursive);
-    std::filesystem::copy(pristine + "/wal", wal_, std::filesystem::copy_options::recursive);
-    ReidentifyOptions crashing = Options();
-    crashing.step_for_testing = [&](ReidentifyStep reached) {
-      return reached == c.step ? absl::AbortedError("crash") : absl::OkStatus();
-    };
-    EXPECT_THAT(Reidentify(crashing), StatusIs(absl::StatusCode::kAborted, "crash"));
+    std::filesystem::copy(pristine.Sub("data"), data_, std::filesystem::copy_options::recursive);
+    std::filesystem::copy(pristine.Sub("wal"), wal_, std::filesystem::copy_options::recursive);
+    ::stead::testing::SubprocessOptions child;
+    child.argv = {"/proc/self/exe", "--gtest_filter=ReidentifyCrash.Child"};
+    child.env = {absl::StrCat(kChildDataEnv, "=", data_), absl::StrCat(kChildWalEnv, "=", wal_),
+                 absl::StrCat(kChildStepEnv, "=", static_cast<int>(c.step))};
+    ASSERT_OK_AND_ASSIGN(auto process, ::stead::testing::Subprocess::Start(std::move(child)));
+    const std::optional<::stead::testing::ExitStatus> ended = process->WaitFor(absl::Seconds(60));
+    ASSERT_TRUE(ended.has_value()) << "the child did not end";
+    ASSERT_TRUE(ended->signaled()) << ended->ToString();
+
     EXPECT_EQ(ReidentificationInterrupted(data_), c.resumed);
-    for (const char* token : {"clone1", "source"}) {
-      EXPECT_THAT(InspectVolumeIdentity(data_, wal_, token),
-                  ::stead::testing::IsOkAndHolds(c.resumed ? VolumeIdentity::kOther
-                                                           : token == std::string("clone1")
-                                                                 ? VolumeIdentity::kOther
-                                                                 : VolumeIdentity::kSameToken))
-          << token;
-    }
+    const bool old_member_whole = c.step == ReidentifyStep::kTaken;
+    EXPECT_THAT(InspectVolumeIdentity(data_, wal_, "source"),
+                ::stead::testing::IsOkAndHolds(old_member_whole ? VolumeIdentity::kSameToken
+                                                                : VolumeIdentity::kOther));
+    EXPECT_THAT(InspectVolumeIdentity(data_, wal_, "clone1"),
+                ::stead::testing::IsOkAndHolds(VolumeIdentity::kOther));
     ASSERT_OK_AND_ASSIGN(const ReidentifyResult result, Reidentify(Options()));
     EXPECT_EQ(result.resumed, c.resumed);
-    EXPECT_EQ(result.old_cluster_id, kTestClusterId);
-    ExpectNewMember(50, source_hash_);
+    EXPECT_EQ(result.manifest.raft().index(), c.last);
+    ExpectNewMember(c.last, source_hash_);
   }
 }
 
@@ -253,13 +292,7 @@ TEST_F(ReidentifyTest, AnAbandonedTakeIsTakenAgain) {
 // nothing changed.
 TEST(ReidentifyRefusalTest, NoStateMachineOrIncompleteOptionsChangeNothing) {
   TempDir dir;
-  ReidentifyOptions options;
-  options.member.data_dir = dir.Sub("data");
-  options.member.wal_dir = dir.Sub("wal");
-  options.member.self = TestMember(kNewNode, "clone-0");
-  options.member.cluster_id = kNewCluster;
-  options.member.logger = Logger(LogLevel::kError);
-  options.token = "clone1";
+  ReidentifyOptions options = OptionsFor(dir.Sub("data"), dir.Sub("wal"));
   std::filesystem::create_directories(options.member.data_dir);
   std::ofstream(options.member.data_dir + "/MEMBER") << "pending";
   EXPECT_THAT(Reidentify(options),

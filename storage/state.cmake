@@ -19,7 +19,8 @@ stead_test(NAME state_machine_test SOURCES state_machine_test.cc LIBS stead::sto
 stead_test(NAME state_machine_replace_test SOURCES state_machine_replace_test.cc
            LIBS stead::storage LABELS unit)
 stead_test(NAME restore_test SOURCES restore_test.cc LIBS stead::storage LABELS unit)
-stead_test(NAME reidentify_test SOURCES reidentify_test.cc LIBS stead::storage LABELS unit)
+stead_test(NAME reidentify_test SOURCES reidentify_test.cc LIBS stead::storage stead::subprocess
+           LABELS unit)
 stead_test(NAME backup_file_test SOURCES backup_file_test.cc LIBS stead::storage LABELS unit)
 stead_test(NAME checkpoint_test SOURCES checkpoint_test.cc LIBS stead::storage LABELS unit)
 target_compile_definitions(checkpoint_test PRIVATE

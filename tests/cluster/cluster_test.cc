@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -704,6 +705,19 @@ TEST(StandaloneBinaryTest, HelpAndConfigurationErrors) {
   EXPECT_EQ(placeholder.exit_code, 2);
   EXPECT_THAT(placeholder_log, ::testing::HasSubstr("--new-cluster-identity: '<set-the"));
   EXPECT_FALSE(std::filesystem::exists(root + "/d"));
+  // Volumes a re-identification left half cleared start only with the flag again.
+  std::filesystem::create_directories(root + "/half/checkpoints/reidentify");
+  std::ofstream(root + "/half/checkpoints/reidentify/CLEARING") << "clearing\n";
+  auto [half, half_log] =
+      run({"--name=stead-0", "--data-dir=" + root + "/half", "--wal-dir=" + root + "/w",
+           absl::StrCat("--peers=stead-0=127.0.0.1:", testing::FreeLoopbackPort().value()),
+           "--initial-cluster-size=1",
+           absl::StrCat("--client-addr=127.0.0.1:", testing::FreeLoopbackPort().value()),
+           absl::StrCat("--http-addr=127.0.0.1:", testing::FreeLoopbackPort().value())},
+          "half.log");
+  EXPECT_EQ(half.exit_code, 1);
+  EXPECT_THAT(half_log, ::testing::HasSubstr("start again with the same --new-cluster-identity"));
+  EXPECT_TRUE(std::filesystem::exists(root + "/half/checkpoints/reidentify/CLEARING"));
   std::filesystem::remove_all(root);
 }
 

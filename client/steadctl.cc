@@ -15,13 +15,15 @@
 //      `snapshot restore` into volumes in use
 //   7  data loss: `snapshot verify|inspect|restore` of a corrupt, truncated or foreign
 //      file
-#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <csignal>
 #include <cstdlib>
@@ -411,42 +413,66 @@ void PrintMembers(const Flags& flags, const std::vector<stead::Member>& members)
   }
 }
 
-// One blocking HTTP/1.0 GET on 127.0.0.1-style "host:port" (IPv4 literal only), bounded
-// by `timeout`: the status code and body, or nullopt.
+// A TCP connection to host:port (a name or an address literal, resolved now: in
+// Kubernetes members are known by their pods' DNS names) made before `deadline`, or -1.
+int ConnectTcp(const std::string& host, int port, absl::Time deadline) {
+  if (port <= 0 || port > 65535) return -1;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* addresses = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses) != 0) return -1;
+  int fd = -1;
+  for (const addrinfo* a = addresses; a != nullptr && fd < 0; a = a->ai_next) {
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) continue;
+    bool connected = ::connect(fd, a->ai_addr, a->ai_addrlen) == 0;
+    if (!connected && errno == EINPROGRESS) {
+      pollfd writable{fd, POLLOUT, 0};
+      const int wait_ms = static_cast<int>(
+          std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
+      int error = 0;
+      socklen_t length = sizeof error;
+      connected = ::poll(&writable, 1, wait_ms) == 1 &&
+                  ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == 0;
+    }
+    if (!connected || ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ::freeaddrinfo(addresses);
+  return fd;
+}
+
+// One blocking HTTP/1.0 GET on host:port, bounded by `timeout`: the status code and
+// body, or nullopt.
 std::optional<std::pair<int, std::string>> HttpGet(const std::string& host, int port,
                                                    const std::string& path, absl::Duration timeout) {
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  if (port <= 0 || port > 65535 || inet_pton(AF_INET, host.c_str(), &address.sin_addr) != 1) {
-    return std::nullopt;
-  }
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::nullopt;
   const absl::Time deadline = absl::Now() + timeout;
+  const int fd = ConnectTcp(host, port, deadline);
+  if (fd < 0) return std::nullopt;
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(absl::ToInt64Seconds(timeout));
   tv.tv_usec = static_cast<suseconds_t>(absl::ToInt64Microseconds(timeout) % 1000000);
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   std::optional<std::pair<int, std::string>> result;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
-    const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", host, "\r\n\r\n");
-    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
-      std::string response;
-      char buffer[8192];
-      // Bounded by the deadline and by 4 MiB.
-      while (absl::Now() < deadline && response.size() < (4u << 20)) {
-        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-        if (n <= 0) break;
-        response.append(buffer, static_cast<size_t>(n));
-      }
-      int code = 0;
-      const size_t body = response.find("\r\n\r\n");
-      std::vector<std::string> words = absl::StrSplit(response.substr(0, response.find("\r\n")), ' ');
-      if (body != std::string::npos && words.size() >= 2 && absl::SimpleAtoi(words[1], &code)) {
-        result = std::make_pair(code, response.substr(body + 4));
-      }
+  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", host, "\r\n\r\n");
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    std::string response;
+    char buffer[8192];
+    // Bounded by the deadline and by 4 MiB.
+    while (absl::Now() < deadline && response.size() < (4u << 20)) {
+      const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+      if (n <= 0) break;
+      response.append(buffer, static_cast<size_t>(n));
+    }
+    int code = 0;
+    const size_t body = response.find("\r\n\r\n");
+    std::vector<std::string> words = absl::StrSplit(response.substr(0, response.find("\r\n")), ' ');
+    if (body != std::string::npos && words.size() >= 2 && absl::SimpleAtoi(words[1], &code)) {
+      result = std::make_pair(code, response.substr(body + 4));
     }
   }
   ::close(fd);

@@ -450,6 +450,22 @@ struct Node::Impl {
     return Annotate(wal->Write(std::move(write)), "--force-new-cluster");
   }
 
+  // Why no leader is known: usually an election or a partition; a member whose peers
+  // all answer from another cluster is on stale volumes, and is told so.
+  std::string NoLeaderReason() const {
+    if (!transport) return "no leader known";
+    uint64_t other_cluster = 0;
+    for (const auto& [id, peer] : transport->Peers()) {
+      if (peer.connected) return "no leader known";
+      if (peer.other_cluster_id != 0) other_cluster = peer.other_cluster_id;
+    }
+    if (other_cluster == 0) return "no leader known";
+    MutexLock lock(&mu);
+    return absl::StrCat("the peers belong to cluster ", absl::Hex(other_cluster),
+                        ", this member to cluster ", absl::Hex(cluster_id), ": ",
+                        server::kStaleVolumesAdvice);
+  }
+
   pb::MemberInfo SelfInfo() const {
     pb::MemberInfo info;
     {
@@ -1405,7 +1421,7 @@ struct Node::Impl {
     } else if (!status.is_voter) {
       out.not_ready_reason = in_conf ? "a learner, catching up" : "waiting to be added";
     } else if (status.leader == raft::kNoNode) {
-      out.not_ready_reason = "no leader known";
+      out.not_ready_reason = NoLeaderReason();
     } else if (status.applied + kReadyApplyLag < status.commit) {
       out.not_ready_reason = absl::StrCat("applied ", status.applied, " trails commit ", status.commit);
     } else {

@@ -456,6 +456,9 @@ TEST_F(EmbeddedClusterTest, PeerOfAnotherClusterIsRefused) {
   const auto peers = intruder.Peers();
   EXPECT_FALSE(peers.at(target).connected);
   EXPECT_GT(peers.at(target).connect_failures, 0u);
+  // The intruder learns which cluster the member belongs to: were it a member on
+  // stale volumes, that is what it would report.
+  EXPECT_EQ(peers.at(target).other_cluster_id, nodes_[leader]->Status().cluster_id);
   intruder.Stop();
 
   EXPECT_EQ(Leader(), leader);

@@ -389,9 +389,24 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
     if (!response.has_hello_response()) {
       co_return absl::InvalidArgumentError("peer answered the hello with another frame");
     }
-    if (!response.hello_response().accepted()) {
-      co_return absl::FailedPreconditionError(
-          absl::StrCat("refused by the peer: ", response.hello_response().reason()));
+    const pb::PeerHelloResponse& answer = response.hello_response();
+    const uint64_t own_cluster = shared_->cluster_id;
+    const uint64_t other_cluster =
+        !answer.accepted() && answer.cluster_id() != 0 && answer.cluster_id() != own_cluster
+            ? answer.cluster_id()
+            : 0;
+    const bool newly_other = SetOtherCluster(other_cluster);
+    if (other_cluster != 0) {
+      // Said once at error level: what the operator must act on.
+      const std::string message = absl::StrCat(
+          host_, ":", port_, " belongs to cluster ", absl::Hex(other_cluster), ", this member (",
+          shared_->options.node_name, ") to cluster ", absl::Hex(own_cluster), ": ",
+          kStaleVolumesAdvice);
+      if (newly_other) STEAD_LOG(shared_->logger, Error) << message;
+      co_return absl::FailedPreconditionError(message);
+    }
+    if (!answer.accepted()) {
+      co_return absl::FailedPreconditionError(absl::StrCat("refused by the peer: ", answer.reason()));
     }
     co_return absl::OkStatus();
   }
@@ -422,6 +437,14 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
       state_.messages_sent += count;
     }
     co_return absl::OkStatus();
+  }
+
+  // Records the peer's answer of "another cluster" (0: none); true if it is new.
+  bool SetOtherCluster(uint64_t cluster) {
+    MutexLock lock(&state_mu_);
+    const bool changed = state_.other_cluster_id != cluster;
+    state_.other_cluster_id = cluster;
+    return changed && cluster != 0;
   }
 
   void SetConnected(bool connected) {
@@ -554,6 +577,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     response.mutable_hello_response()->set_accepted(valid.ok());
     response.mutable_hello_response()->set_reason(std::string(valid.message()));
     response.mutable_hello_response()->set_node_id(shared_->node_id);
+    response.mutable_hello_response()->set_cluster_id(shared_->cluster_id);
     const absl::Status sent = co_await SendFrame(response);
     co_return Annotate(sent, "send hello response");
   }

@@ -111,6 +111,12 @@ class SnapshotSink {
   virtual absl::Status FinishTransfer(uint64_t transfer) = 0;
 };
 
+// What a member whose peers all belong to another cluster is told to do (logged and
+// given as the reason of /readyz; docs/lost-volume.md quotes it).
+inline constexpr char kStaleVolumesAdvice[] =
+    "this member's volumes are stale (a removed member's or another cluster's): delete them "
+    "together with the pod (docs/lost-volume.md)";
+
 // A snapshot of one outbound peer, for metrics and tests.
 struct PeerState {
   std::string address;  // "host:port" as configured
@@ -119,6 +125,10 @@ struct PeerState {
   uint64_t connect_failures = 0;  // failed resolve, connect or hello
   uint64_t messages_sent = 0;     // written to the socket
   uint64_t messages_dropped = 0;  // queue full, or lost with a broken connection
+  // Non-zero while the peer refuses this member's hello because it belongs to this
+  // other cluster: where no peer accepts and some say this, this member's volumes
+  // are stale (a removed member's or another cluster's).
+  uint64_t other_cluster_id = 0;
 };
 
 class PeerTransport {

@@ -226,13 +226,14 @@ class Raft {
   void Tick();
 
   // Appends a command to the leader's log. Errors: Unavailable "not leader" (see
-  // leader() for a hint); ResourceExhausted when max_uncommitted_bytes would be
-  // exceeded; FailedPrecondition while a leadership transfer is in progress.
+  // leader() for a hint) or while a leadership transfer is in progress (retry: the
+  // leader is about to change); ResourceExhausted when max_uncommitted_bytes would be
+  // exceeded.
   absl::Status Propose(std::string data);
 
-  // Appends a one-server membership change. Errors: Unavailable "not leader";
-  // FailedPrecondition when another change is not yet committed, when the leader has not
-  // yet committed an entry of its own term, or during a leadership transfer;
+  // Appends a one-server membership change. Errors: Unavailable "not leader" or during
+  // a leadership transfer; FailedPrecondition when another change is not yet
+  // committed or when the leader has not yet committed an entry of its own term;
   // InvalidArgument for a malformed change or one that would leave no voter;
   // AlreadyExists / NotFound for adding a present or removing an absent member. The
   // change takes effect on each node when it is committed, and is also handed out in

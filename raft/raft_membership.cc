@@ -17,7 +17,8 @@ absl::Status Raft::ProposeConfChange(const pb::ConfChange& change) {
     return absl::UnavailableError(absl::StrCat("not leader; leader is ", leader_));
   }
   if (lead_transferee_ != kNoNode) {
-    return absl::FailedPreconditionError(
+    // Transient: the caller retries and finds the new leader.
+    return absl::UnavailableError(
         absl::StrCat("leadership transfer to ", lead_transferee_, " in progress"));
   }
   // One change at a time: the next one may only be based on a committed configuration,

@@ -17,7 +17,8 @@ absl::Status Raft::Propose(std::string data) {
     return absl::UnavailableError(absl::StrCat("not leader; leader is ", leader_));
   }
   if (lead_transferee_ != kNoNode) {
-    return absl::FailedPreconditionError(
+    // Transient: the caller retries and finds the new leader.
+    return absl::UnavailableError(
         absl::StrCat("leadership transfer to ", lead_transferee_, " in progress"));
   }
   // A single oversized proposal is still accepted when nothing is pending, so a large

@@ -328,7 +328,7 @@ TEST(RaftScenario, LeadershipTransferCatchesUpTheTarget) {
   net.Heal();
   ASSERT_OK(net.raft(1).TransferLeadership(3));
   EXPECT_THAT(net.raft(1).Propose("refused"),
-              StatusIs(absl::StatusCode::kFailedPrecondition, "transfer"));
+              StatusIs(absl::StatusCode::kUnavailable, "transfer"));
   net.Stabilize();
   net.TickAll(2);
   EXPECT_EQ(net.raft(3).role(), Role::kLeader);

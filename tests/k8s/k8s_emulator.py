@@ -230,8 +230,7 @@ class Pod(PodRuntime):
         self.ready = False       # readiness probe passes
         self.ready_since = None
         self.terminating = False
-        self.restarts = 0
-        self.exits = []          # returncodes of the container's runs
+        self.exits = []          # exit codes of the container's runs that were restarted
         self.init_failed = None
         self.killed = False      # SIGKILL needed at termination
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -275,12 +274,12 @@ class Pod(PodRuntime):
             started_at = time.monotonic()
             self._probe_until_exit()
             code = self.process.wait()
-            self.exits.append(code)
             self.ready = False
             if self.terminating:
                 return
-            self.restarts += 1
-            log(f"{self.name}: container exited {code}; restart {self.restarts} in {backoff:.0f} s")
+            self.exits.append(code)
+            log(f"{self.name}: container exited {code}; restart {len(self.exits)} in "
+                f"{backoff:.0f} s")
             if time.monotonic() - started_at > 600:
                 backoff = 10.0
             deadline = time.monotonic() + backoff

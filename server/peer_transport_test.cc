@@ -184,7 +184,9 @@ TEST_F(PeerTransportTest, RefusesAPeerOfAnotherClusterAndKeepsServingOthers) {
   stranger->Send(Heartbeat(1, 2, 99));
   ASSERT_TRUE(inbox2.WaitFor([&] { return log_->Contains("belongs to cluster bad"); }));
   ASSERT_TRUE(stranger_inbox.WaitFor([&] { return stranger->Peers().at(2).connect_failures > 0; }));
-  EXPECT_TRUE(log_->Contains("refused by the peer"));
+  // The stranger learns the peer's cluster and is told its volumes are stale.
+  EXPECT_EQ(stranger->Peers().at(2).other_cluster_id, kCluster);
+  EXPECT_TRUE(log_->Contains(kStaleVolumesAdvice));
 
   one->SetPeer(2, "127.0.0.1", two->listen_port());
   one->Send(Heartbeat(1, 2, 7));

@@ -1699,7 +1699,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
   auto flag = [&](const char* name, const std::string& value) {
     if (!value.empty()) args.push_back(absl::StrCat("--", name, "=", value));
   };
-  auto number = [&](const char* name, int value) {
+  auto number = [&](const char* name, int64_t value) {
     if (value != 0) args.push_back(absl::StrCat("--", name, "=", value));
   };
   flag("name", options.name);
@@ -1722,6 +1722,15 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
     flag("shutdown-timeout", absl::StrCat(options.shutdown_timeout_ms, "ms"));
   }
   flag("promote-learners", options.promote_learners);
+  number("watch-history-revisions", options.watch_history_revisions);
+  if (options.watch_history_age_ms != 0) {
+    flag("watch-history-age", absl::StrCat(options.watch_history_age_ms, "ms"));
+  }
+  number("snapshot-entries", options.snapshot_entries);
+  number("snapshot-send-rate", options.snapshot_send_rate_mb_per_second);
+  flag("restore-from", options.restore_from);
+  flag("force-new-cluster", options.force_new_cluster);
+  flag("new-cluster-identity", options.new_cluster_identity);
   // Options are the whole configuration: the process environment is not consulted.
   STEAD_ASSIGN_OR_RETURN(
       server::ParsedCommandLine parsed,

@@ -468,6 +468,57 @@ TEST_F(EmbeddedClusterTest, PeerOfAnotherClusterIsRefused) {
 
 // Goal: bad options and volumes of another member are refused at start with a message
 // naming the problem, and nothing is written.
+// Goal: the embedding's recovery and tuning options reach their flags (each is checked
+// as the flag is), so an embedded member restores, clones and tunes as `stead` does.
+TEST(NodeStartTest, RecoveryAndTuningOptionsReachTheirFlags) {
+  const std::string root = absl::StrCat(::testing::TempDir(), "/node_options_", ::getpid());
+  std::filesystem::remove_all(root);
+  NodeOptions options;
+  options.name = "stead-0";
+  options.data_dir = root + "/data";
+  options.wal_dir = root + "/wal";
+  options.peers = absl::StrCat("stead-0=127.0.0.1:", testing::FreeLoopbackPort().value());
+  options.initial_cluster_size = 1;
+
+  options.new_cluster_identity = "not a token!";
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(options);
+  EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(node.status().message(), HasSubstr("new-cluster-identity"));
+
+  options.new_cluster_identity = "clone1";
+  options.restore_from = root + "/backup.snap";
+  node = Node::Start(options);
+  EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(node.status().message(), HasSubstr("restore-from"));
+
+  options.restore_from.clear();
+  options.force_new_cluster = "stead-0";
+  node = Node::Start(options);
+  EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(node.status().message(), HasSubstr("force-new-cluster"));
+
+  // Alone, --restore-from is taken and looks for its file.
+  options.force_new_cluster.clear();
+  options.new_cluster_identity.clear();
+  options.restore_from = root + "/backup.snap";
+  node = Node::Start(options);
+  EXPECT_FALSE(node.ok());
+  EXPECT_THAT(node.status().message(), HasSubstr("backup.snap"));
+
+  options.restore_from.clear();
+  options.snapshot_entries = -1;
+  node = Node::Start(options);
+  EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(node.status().message(), HasSubstr("snapshot-entries"));
+
+  options.snapshot_entries = 0;
+  options.watch_history_revisions = -5;
+  node = Node::Start(options);
+  EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(node.status().message(), HasSubstr("watch-history-revisions"));
+  std::filesystem::remove_all(root);
+}
+
 TEST(NodeStartTest, BadOptionsAndForeignVolumesAreRefused) {
   const std::string root = absl::StrCat(::testing::TempDir(), "/node_start_", ::getpid());
   std::filesystem::remove_all(root);

@@ -54,6 +54,15 @@ struct NodeOptions {
   int heartbeat_ticks = 0;
   int shutdown_timeout_ms = 0;
   std::string promote_learners;  // "auto" or "manual"
+  int64_t watch_history_revisions = 0;
+  int64_t watch_history_age_ms = 0;
+  int64_t snapshot_entries = 0;
+  int snapshot_send_rate_mb_per_second = 0;  // --snapshot-send-rate
+  // Starting from a backup, a clone, or after quorum loss (docs/restore.md,
+  // docs/clone.md, docs/disaster-recovery.md).
+  std::string restore_from;
+  std::string force_new_cluster;
+  std::string new_cluster_identity;
 };
 
 enum class ReadConsistency {

@@ -479,6 +479,9 @@ TEST(NodeStartTest, RecoveryAndTuningOptionsReachTheirFlags) {
   options.wal_dir = root + "/wal";
   options.peers = absl::StrCat("stead-0=127.0.0.1:", testing::FreeLoopbackPort().value());
   options.initial_cluster_size = 1;
+  options.peer_addr = options.peers.substr(options.peers.find('=') + 1);
+  options.client_addr = absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort().value());
+  options.http_addr = absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort().value());
 
   options.new_cluster_identity = "not a token!";
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(options);

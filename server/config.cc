@@ -33,6 +33,31 @@ absl::StatusOr<int> ParsePositiveInt(const std::string& text, const std::string&
   return value;
 }
 
+// Bytes, plain or with a Kubernetes binary suffix (Ki, Mi, Gi); 0 for none; at least
+// 64 MiB otherwise (less leaves RocksDB too little to work with).
+absl::StatusOr<uint64_t> ParseMemoryLimit(const std::string& text, const std::string& what) {
+  uint64_t unit = 1;
+  absl::string_view digits = text;
+  for (const auto& [suffix, bytes] :
+       {std::pair<const char*, uint64_t>{"Ki", uint64_t{1} << 10}, {"Mi", uint64_t{1} << 20},
+        {"Gi", uint64_t{1} << 30}}) {
+    if (absl::ConsumeSuffix(&digits, suffix)) {
+      unit = bytes;
+      break;
+    }
+  }
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(digits, &value) || value > (uint64_t{1} << 50) / unit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": '", text, "' is not a byte count such as 268435456 or 256Mi"));
+  }
+  value *= unit;
+  if (value != 0 && value < (uint64_t{64} << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": '", text, "' is below 64Mi"));
+  }
+  return value;
+}
+
 absl::StatusOr<absl::Duration> ParsePositiveDuration(const std::string& text,
                                                      const std::string& what) {
   absl::Duration value;
@@ -199,6 +224,13 @@ const FlagSpec kFlags[] = {
        int entries = 0;
        STEAD_ASSIGN_OR_RETURN(entries, ParsePositiveInt(v, w));
        c.snapshot_entries = entries;
+       return absl::OkStatus();
+     }},
+    {"memory-limit", "BYTES", "0 (RocksDB's defaults)",
+     "memory this member may use, e.g. 268435456 or 256Mi (in Kubernetes the container's "
+     "limits.memory); RocksDB's block cache and memtables are held to half of it",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.memory_limit_bytes, ParseMemoryLimit(v, w));
        return absl::OkStatus();
      }},
     {"snapshot-send-rate", "MB/s", "0 (no limit)",

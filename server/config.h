@@ -89,6 +89,9 @@ struct ServerConfig {
   int64_t snapshot_entries = 50000;
   // Rate limit of one Raft snapshot transfer in MB/s; 0: none.
   int64_t snapshot_send_mb_per_second = 0;
+  // --memory-limit: what this member may use (in Kubernetes the container's limit);
+  // RocksDB's block cache and memtables get half of it. 0: RocksDB's defaults.
+  uint64_t memory_limit_bytes = 0;
 
   // The address peers reach ordinal `ordinal` at: from --peers, or in Kubernetes
   // <set>-<ordinal>.<peer-service>.<namespace>.svc.<cluster-domain>:<peer port>.

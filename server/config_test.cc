@@ -107,6 +107,7 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   args.push_back("--watch-history-age=2h");
   args.push_back("--promote-learners=manual");
   args.push_back("--snapshot-send-rate=20");
+  args.push_back("--memory-limit=256Mi");
   ASSERT_OK_AND_ASSIGN(
       ParsedCommandLine parsed,
       ParseServerCommandLine(args, Env({{"STEAD_LOG_LEVEL", "error"},
@@ -120,6 +121,12 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   EXPECT_FALSE(parsed.config.auto_promote_learners);
   EXPECT_EQ(parsed.config.snapshot_send_mb_per_second, 20);
   EXPECT_EQ(parsed.config.snapshot_entries, 50000);
+  EXPECT_EQ(parsed.config.memory_limit_bytes, uint64_t{256} << 20);
+  // In Kubernetes the limit arrives in bytes, from resourceFieldRef limits.memory.
+  std::vector<std::string> plain = kLocalFlags;
+  ASSERT_OK_AND_ASSIGN(parsed,
+                       ParseServerCommandLine(plain, Env({{"STEAD_MEMORY_LIMIT", "536870912"}})));
+  EXPECT_EQ(parsed.config.memory_limit_bytes, uint64_t{512} << 20);
 }
 
 TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
@@ -146,6 +153,8 @@ TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
       {"bad history age", with({"--watch-history-age=-1s"}), {}, "--watch-history-age"},
       {"no compaction interval", with({"--snapshot-entries=0"}), {}, "--snapshot-entries"},
       {"bad send rate", with({"--snapshot-send-rate=fast"}), {}, "--snapshot-send-rate"},
+      {"bad memory limit", with({"--memory-limit=2GB"}), {}, "such as 268435456 or 256Mi"},
+      {"tiny memory limit", with({"--memory-limit=16Mi"}), {}, "below 64Mi"},
       {"bad promotion mode", with({"--promote-learners=never"}), {}, "is not auto or manual"},
       {"no name", {"--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {}, "--name"},
       {"bad name", {"--name=db", "--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {},
@@ -228,7 +237,7 @@ TEST(ServerUsage, DocumentsEveryFlagWithItsDefaultAndVariable) {
                            "--restore-from", "--log-level", "--shutdown-timeout",
                            "--watch-history-revisions", "--watch-history-age",
                            "--snapshot-entries", "--snapshot-send-rate",
-                           "--promote-learners", "--new-cluster-identity"}) {
+                           "--promote-learners", "--new-cluster-identity", "--memory-limit"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
   EXPECT_THAT(usage, HasSubstr("default: 0.0.0.0:2479; env: STEAD_CLIENT_ADDR"));

@@ -611,6 +611,7 @@ struct Node::Impl {
     state_options.keyspaces = server::KvKeyspaces();
     state_options.keyspaces.push_back(kMembersKeyspace);
     state_options.logger = logger.WithContext("part", "state");
+    state_options.memory_limit_bytes = config.memory_limit_bytes;
     STEAD_ASSIGN_OR_RETURN(state,
                            Annotate(storage::StateMachine::Open(state_options), "open the state machine"));
     STEAD_RETURN_IF_ERROR(LoadMembers(bootstrap));
@@ -1501,6 +1502,20 @@ struct Node::Impl {
           [](const S& s) { return s.snapshots_installed; });
     gauge("stead_raft_log_first_index", "First index the WAL holds; earlier ones are compacted.",
           [](const S& s) { return s.log_first_index; });
+    // The state machine exists once the raft node does (set after it, and HTTP stops
+    // before it closes).
+    const auto memory = [this](const char* name, const char* help,
+                               uint64_t storage::StateMachine::MemoryUsage::*field) {
+      metrics.AddGaugeFunction(name, help, [this, field] {
+        if (raft_ptr.load() == nullptr) return 0.0;
+        return static_cast<double>(state->memory_usage().*field);
+      });
+    };
+    memory("stead_rocksdb_memtable_bytes", "Bytes in the state machine's memtables.",
+           &storage::StateMachine::MemoryUsage::memtable_bytes);
+    memory("stead_rocksdb_block_cache_bytes",
+           "Bytes in RocksDB's block cache (memtables included under --memory-limit).",
+           &storage::StateMachine::MemoryUsage::block_cache_bytes);
     const auto transfers = [this](const std::string& name, const std::string& help,
                                   uint64_t server::SnapshotTransferStats::*field) {
       metrics.AddGaugeFunction(name, help, [this, field] {
@@ -1728,6 +1743,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
   }
   number("snapshot-entries", options.snapshot_entries);
   number("snapshot-send-rate", options.snapshot_send_rate_mb_per_second);
+  number("memory-limit", options.memory_limit_bytes);
   flag("restore-from", options.restore_from);
   flag("force-new-cluster", options.force_new_cluster);
   flag("new-cluster-identity", options.new_cluster_identity);

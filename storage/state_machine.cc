@@ -452,6 +452,12 @@ std::vector<std::string> StateMachine::keyspaces() const {
   return impl_->CurrentDatabase()->KeyspaceNames();
 }
 
+StateMachine::MemoryUsage StateMachine::memory_usage() const {
+  const auto database = impl_->CurrentDatabase();
+  return MemoryUsage{.memtable_bytes = database->MemtableBytes(),
+                     .block_cache_bytes = database->BlockCacheBytes()};
+}
+
 absl::StatusOr<pb::SnapshotManifest> StateMachine::ReplaceWithCheckpoint(
     const std::string& checkpoint_dir) {
   const StateMachineOptions& options = impl_->options;

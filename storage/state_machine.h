@@ -92,6 +92,13 @@ struct StateMachineOptions {
   Limits limits;
   // Memtable size per column family before RocksDB flushes it. Default: 64 MiB.
   size_t write_buffer_bytes = 64 * 1024 * 1024;
+  // Memory RocksDB may hold, in bytes (in Kubernetes the container's memory limit,
+  // `--memory-limit`). 0: RocksDB's defaults, which grow with the number of keyspaces
+  // (memtables of write_buffer_bytes each, an 8 MiB block cache each). Otherwise one
+  // block cache of half of it serves every keyspace and also holds the memtables (at
+  // most a quarter of it, each at most a sixteenth); the other half is left to the
+  // process. While ReplaceWithCheckpoint has two databases open, each has its own.
+  size_t memory_limit_bytes = 0;
   // Wall clock, only for the human-readable creation times in metadata and manifests.
   // Default: absl::Now.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
@@ -279,6 +286,13 @@ class StateMachine {
 
   // Keyspaces readable in this state machine (options plus any found on disk), sorted.
   std::vector<std::string> keyspaces() const;
+
+  // What RocksDB holds in memory now, for metrics.
+  struct MemoryUsage {
+    uint64_t memtable_bytes = 0;     // every keyspace's memtables, active and immutable
+    uint64_t block_cache_bytes = 0;  // the block cache(s), memtables charged to it included
+  };
+  MemoryUsage memory_usage() const;
 
   // Switches this open state machine to the checkpoint in `checkpoint_dir` (a Raft
   // snapshot received from the leader), taking the crash-safe steps of

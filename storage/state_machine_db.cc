@@ -6,15 +6,24 @@
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/status_macros.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_buffer_manager.h"
 #include "storage/checkpoint_files.h"
 #include "storage/node_metadata.h"
 
 namespace stead::storage::internal {
 namespace {
 
-rocksdb::DBOptions MakeDbOptions(const StateMachineOptions& options, bool create) {
+rocksdb::DBOptions MakeDbOptions(const StateMachineOptions& options, bool create,
+                                 const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::DBOptions db_options;
+  if (cache != nullptr) {
+    // Memtables are charged to the block cache, so the two stay within its capacity.
+    db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
+        options.memory_limit_bytes / 4, cache);
+  }
   db_options.create_if_missing = create;
   db_options.create_missing_column_families = create;
   // The WAL is disabled on every write (see state_machine.h), so flushes of the column
@@ -30,9 +39,17 @@ rocksdb::DBOptions MakeDbOptions(const StateMachineOptions& options, bool create
   return db_options;
 }
 
-rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions(const StateMachineOptions& options) {
+rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions(const StateMachineOptions& options,
+                                                     const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.write_buffer_size = options.write_buffer_bytes;
+  if (cache != nullptr) {
+    cf_options.write_buffer_size =
+        std::min(options.write_buffer_bytes, std::max<size_t>(options.memory_limit_bytes / 16, 1 << 20));
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = cache;
+    cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  }
   return cf_options;
 }
 
@@ -59,8 +76,12 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   std::unique_ptr<Database> database(new Database());
   database->path_ = path;
   database->logger_ = options.logger;
-  database->column_family_options_ = MakeColumnFamilyOptions(options);
-  const rocksdb::DBOptions db_options = MakeDbOptions(options, mode == Mode::kCreate);
+  if (options.memory_limit_bytes != 0) {
+    database->block_cache_ = rocksdb::NewLRUCache(options.memory_limit_bytes / 2);
+  }
+  database->column_family_options_ = MakeColumnFamilyOptions(options, database->block_cache_);
+  const rocksdb::DBOptions db_options =
+      MakeDbOptions(options, mode == Mode::kCreate, database->block_cache_);
 
   std::vector<std::string> names;
   const rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
@@ -152,6 +173,29 @@ std::vector<std::string> Database::KeyspaceNames() const {
     if (IsUserKeyspace(name)) names.push_back(name);
   }
   return names;  // std::map keeps them sorted.
+}
+
+uint64_t Database::MemtableBytes() const {
+  uint64_t total = 0;
+  for (const auto& [name, handle] : handles_) {
+    uint64_t bytes = 0;
+    if (db_->GetIntProperty(handle, rocksdb::DB::Properties::kSizeAllMemTables, &bytes)) {
+      total += bytes;
+    }
+  }
+  return total;
+}
+
+uint64_t Database::BlockCacheBytes() const {
+  if (block_cache_ != nullptr) return block_cache_->GetUsage();
+  uint64_t total = 0;
+  for (const auto& [name, handle] : handles_) {
+    uint64_t bytes = 0;
+    if (db_->GetIntProperty(handle, rocksdb::DB::Properties::kBlockCacheUsage, &bytes)) {
+      total += bytes;
+    }
+  }
+  return total;
 }
 
 absl::Status Database::FlushAll() {

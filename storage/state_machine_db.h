@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "proto/raft.pb.h"
 #include "proto/snapshot.pb.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "storage/content_hash.h"
 #include "storage/state_machine.h"
@@ -65,6 +66,9 @@ class Database {
 
   // Flushes every column family in one atomic flush and waits for it.
   absl::Status FlushAll();
+  // Bytes in every column family's memtables; bytes in the block cache(s).
+  uint64_t MemtableBytes() const;
+  uint64_t BlockCacheBytes() const;
 
   // The applied state in the meta column family (index 0 if never written), read at
   // `snapshot` (nullptr: latest). DataLoss if it does not parse.
@@ -95,6 +99,8 @@ class Database {
   std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> handles_;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   rocksdb::ColumnFamilyOptions column_family_options_;
+  // With StateMachineOptions::memory_limit_bytes: the cache every column family shares.
+  std::shared_ptr<rocksdb::Cache> block_cache_;
   // Set once the database was replaced; read by the destructor, which may run on any
   // thread that dropped the last reference.
   std::atomic<bool> remove_on_close_{false};

@@ -59,6 +59,44 @@ TEST(StateMachine, FirstOpenInitialisesAndStoresIdentity) {
   EXPECT_THAT(active, Optional(std::string("db-000001")));
 }
 
+// Goal: a memory limit holds RocksDB's memtables to a share of it, where the defaults
+// keep every byte of a write burst in memory until a 64 MiB memtable fills.
+TEST(StateMachine, MemoryLimitBoundsTheMemtables) {
+  constexpr size_t kLimit = size_t{16} << 20;
+  constexpr int kBatches = 48;  // of 1 MiB of incompressible values each
+  std::mt19937_64 random(7);
+  auto burst = [&](StateMachine& machine) {
+    for (int b = 0; b < kBatches; ++b) {
+      ApplyBatch batch;
+      batch.index = static_cast<raft::Index>(b + 1);
+      batch.term = 1;
+      for (int i = 0; i < 16; ++i) {
+        std::string value(64 << 10, '\0');
+        for (char& c : value) c = static_cast<char>(random());
+        batch.mutations.push_back(Mutation::Put("kv", absl::StrCat(b, "/", i), std::move(value)));
+      }
+      ASSERT_OK(machine.Apply(batch));
+    }
+  };
+  TempDir dir;
+  uint64_t default_memtables = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("default"))));
+    burst(*machine);
+    default_memtables = machine->memory_usage().memtable_bytes;
+  }
+  StateMachineOptions options = TestOptions(dir.Sub("limited"));
+  options.memory_limit_bytes = kLimit;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(options));
+  burst(*machine);
+  const StateMachine::MemoryUsage usage = machine->memory_usage();
+  EXPECT_GT(default_memtables, uint64_t{40} << 20);
+  // A quarter of the limit, plus the memtable being flushed when the burst ended.
+  EXPECT_LE(usage.memtable_bytes, kLimit / 4 + kLimit / 16);
+  EXPECT_LE(usage.block_cache_bytes, kLimit / 2 + (size_t{1} << 20));
+  for (int b = 0; b < kBatches; b += 7) EXPECT_OK(machine->Get("kv", absl::StrCat(b, "/3")));
+}
+
 TEST(StateMachine, ApplyThenGetAndScan) {
   TempDir dir;
   ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));

@@ -58,6 +58,7 @@ struct NodeOptions {
   int64_t watch_history_age_ms = 0;
   int64_t snapshot_entries = 0;
   int snapshot_send_rate_mb_per_second = 0;  // --snapshot-send-rate
+  int64_t memory_limit_bytes = 0;
   // Starting from a backup, a clone, or after quorum loss (docs/restore.md,
   // docs/clone.md, docs/disaster-recovery.md).
   std::string restore_from;

@@ -162,7 +162,9 @@ class PodRuntime:
             elif "resourceFieldRef" in source:
                 ref = source["resourceFieldRef"]
                 kind, _, resource = ref["resource"].partition(".")
-                amount = container.get("resources", {}).get(kind, {}).get(resource)
+                named = [c for c in self.spec["containers"] + self.spec.get("initContainers", [])
+                         if c["name"] == ref.get("containerName", container["name"])]
+                amount = named[0].get("resources", {}).get(kind, {}).get(resource)
                 if amount is None:
                     raise Unsupported(f"resourceFieldRef {ref['resource']} without a value")
                 env[name] = str(parse_quantity(amount) // parse_quantity(ref.get("divisor", "1")))
@@ -345,7 +347,24 @@ class Pod(PodRuntime):
                 if kind in ("startup", "liveness") and failures[kind] >= threshold:
                     log(f"{self.name}: {kind} probe failed {failures[kind]} times: killing")
                     self._signal(signal.SIGKILL)
+            self._enforce_memory_limit()
             time.sleep(0.2)
+
+    def _enforce_memory_limit(self):
+        """The kernel's OOM kill of a container over its limits.memory (its main process's
+        resident memory, checked as often as the probes)."""
+        limit = self.container.get("resources", {}).get("limits", {}).get("memory")
+        if limit is None or self.process is None:
+            return
+        try:
+            with open(f"/proc/{self.process.pid}/status") as status:
+                rss = next(int(line.split()[1]) * 1024 for line in status
+                           if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            return
+        if rss > parse_quantity(limit):
+            log(f"{self.name}: OOMKilled ({rss} bytes resident, limit {limit})")
+            self._signal(signal.SIGKILL)
 
     def _signal(self, sig):
         with self.lock:

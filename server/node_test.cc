@@ -466,13 +466,9 @@ TEST_F(EmbeddedClusterTest, PeerOfAnotherClusterIsRefused) {
   ASSERT_OK(nodes_[leader]->Put("still", "serving"));
 }
 
-// Goal: bad options and volumes of another member are refused at start with a message
-// naming the problem, and nothing is written.
-// Goal: the embedding's recovery and tuning options reach their flags (each is checked
-// as the flag is), so an embedded member restores, clones and tunes as `stead` does.
-TEST(NodeStartTest, RecoveryAndTuningOptionsReachTheirFlags) {
-  const std::string root = absl::StrCat(::testing::TempDir(), "/node_options_", ::getpid());
-  std::filesystem::remove_all(root);
+// The options of stead-0 forming a cluster of one on free loopback ports, its volumes
+// under `root`.
+NodeOptions OneMemberOptions(const std::string& root) {
   NodeOptions options;
   options.name = "stead-0";
   options.data_dir = root + "/data";
@@ -482,6 +478,15 @@ TEST(NodeStartTest, RecoveryAndTuningOptionsReachTheirFlags) {
   options.peer_addr = options.peers.substr(options.peers.find('=') + 1);
   options.client_addr = absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort().value());
   options.http_addr = absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort().value());
+  return options;
+}
+
+// Goal: the embedding's recovery and tuning options reach their flags (each is checked
+// as the flag is), so an embedded member restores, clones and tunes as `stead` does.
+TEST(NodeStartTest, RecoveryAndTuningOptionsReachTheirFlags) {
+  const std::string root = absl::StrCat(::testing::TempDir(), "/node_options_", ::getpid());
+  std::filesystem::remove_all(root);
+  NodeOptions options = OneMemberOptions(root);
 
   options.new_cluster_identity = "not a token!";
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(options);
@@ -522,18 +527,13 @@ TEST(NodeStartTest, RecoveryAndTuningOptionsReachTheirFlags) {
   std::filesystem::remove_all(root);
 }
 
+// Goal: bad options and volumes of another member are refused at start with a message
+// naming the problem, and nothing is written.
 TEST(NodeStartTest, BadOptionsAndForeignVolumesAreRefused) {
   const std::string root = absl::StrCat(::testing::TempDir(), "/node_start_", ::getpid());
   std::filesystem::remove_all(root);
-  NodeOptions options;
-  options.name = "stead-0";
-  options.data_dir = root + "/data";
+  NodeOptions options = OneMemberOptions(root);
   options.wal_dir = root + "/data";
-  options.peers = absl::StrCat("stead-0=127.0.0.1:", testing::FreeLoopbackPort().value());
-  options.initial_cluster_size = 1;
-  options.client_addr = absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort().value());
-  options.http_addr = absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort().value());
-  options.peer_addr = options.peers.substr(options.peers.find('=') + 1);
   EXPECT_THAT(Node::Start(options), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_FALSE(std::filesystem::exists(root + "/data"));
 

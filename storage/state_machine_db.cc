@@ -175,27 +175,22 @@ std::vector<std::string> Database::KeyspaceNames() const {
   return names;  // std::map keeps them sorted.
 }
 
-uint64_t Database::MemtableBytes() const {
+uint64_t Database::SumIntProperty(const std::string& property) const {
   uint64_t total = 0;
   for (const auto& [name, handle] : handles_) {
     uint64_t bytes = 0;
-    if (db_->GetIntProperty(handle, rocksdb::DB::Properties::kSizeAllMemTables, &bytes)) {
-      total += bytes;
-    }
+    if (db_->GetIntProperty(handle, property, &bytes)) total += bytes;
   }
   return total;
 }
 
+uint64_t Database::MemtableBytes() const {
+  return SumIntProperty(rocksdb::DB::Properties::kSizeAllMemTables);
+}
+
 uint64_t Database::BlockCacheBytes() const {
   if (block_cache_ != nullptr) return block_cache_->GetUsage();
-  uint64_t total = 0;
-  for (const auto& [name, handle] : handles_) {
-    uint64_t bytes = 0;
-    if (db_->GetIntProperty(handle, rocksdb::DB::Properties::kBlockCacheUsage, &bytes)) {
-      total += bytes;
-    }
-  }
-  return total;
+  return SumIntProperty(rocksdb::DB::Properties::kBlockCacheUsage);
 }
 
 absl::Status Database::FlushAll() {

@@ -91,6 +91,8 @@ class Database {
  private:
   Database() = default;
   absl::Status Close();
+  // The sum over every column family of a RocksDB integer property.
+  uint64_t SumIntProperty(const std::string& property) const;
 
   std::string path_;
   Logger logger_;

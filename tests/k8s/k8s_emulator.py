@@ -13,7 +13,6 @@ a manifest change the emulation cannot follow fails loudly instead of being igno
 """
 
 import http.client
-import json
 import os
 import random
 import re

@@ -199,6 +199,14 @@ const FlagSpec kFlags[] = {
        c.auto_promote_learners = v == "auto";
        return absl::OkStatus();
      }},
+    {"replace-silent-member-after", "DURATION", "30s",
+     "a member that comes back under a running member's name with empty volumes replaces it "
+     "only once the leader has not heard from the old one for this long (or after steadctl "
+     "member remove)",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.replace_silent_member_after, ParsePositiveDuration(v, w));
+       return absl::OkStatus();
+     }},
     {"watch-history-revisions", "N", "100000",
      "watches can start this many revisions back (at least); the same on every member",
      [](const std::string& v, const std::string& w, ServerConfig& c) {
@@ -388,6 +396,7 @@ absl::StatusOr<MemberName> ParseMemberName(const std::string& name) {
 absl::StatusOr<std::vector<PeerSpec>> ParsePeerList(const std::string& text) {
   std::vector<PeerSpec> peers;
   std::set<std::string> names;
+  std::map<std::string, std::string> name_of_address;
   for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
     const std::vector<std::string> parts = absl::StrSplit(absl::StripAsciiWhitespace(item), '=');
     if (parts.size() != 2 || parts[0].empty()) {
@@ -401,6 +410,14 @@ absl::StatusOr<std::vector<PeerSpec>> ParsePeerList(const std::string& text) {
     }
     if (!names.insert(parts[0]).second) {
       return absl::InvalidArgumentError(absl::StrCat("peer ", parts[0], " is listed twice"));
+    }
+    // Two names at one address would be one process answering for two members: every
+    // hello to the second would reach the first and be refused.
+    const auto [other, added] = name_of_address.emplace(address.ToString(), parts[0]);
+    if (!added) {
+      return absl::InvalidArgumentError(absl::StrCat("peers ", other->second, " and ", parts[0],
+                                                     " have the same address ",
+                                                     address.ToString(), ": give each its own"));
     }
     peers.push_back(PeerSpec{parts[0], std::move(address)});
   }

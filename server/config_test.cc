@@ -72,6 +72,8 @@ TEST(ParsePeerList, ParsesEntriesAndRejectsDuplicatesAndGarbage) {
   EXPECT_EQ(peers[1], (PeerSpec{"stead-1", {"localhost", 2490}}));
   EXPECT_THAT(ParsePeerList("stead-0=a:1,stead-0=b:2"),
               StatusIs(absl::StatusCode::kInvalidArgument, "listed twice"));
+  EXPECT_THAT(ParsePeerList("stead-0=a:1,stead-1=a:1"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "stead-0 and stead-1 have the same address a:1"));
   EXPECT_THAT(ParsePeerList("stead-0"), StatusIs(absl::StatusCode::kInvalidArgument, "name=host:port"));
   EXPECT_THAT(ParsePeerList("stead-0=:2480"), StatusIs(absl::StatusCode::kInvalidArgument, "no host"));
   EXPECT_THAT(ParsePeerList(""), StatusIs(absl::StatusCode::kInvalidArgument, "empty"));

@@ -23,13 +23,15 @@ constexpr size_t kReadBufferBytes = 64 * 1024;
 
 struct ClientService::Shared {
   Shared(asio::io_context& io_in, ClientServiceOptions options_in, Logger logger_in,
-         RequestHandler handler_in, WatchHub* watches_in, BackupService* backups_in)
+         RequestHandler handler_in, WatchHub* watches_in, BackupService* backups_in,
+         StreamGate stream_gate_in)
       : io(io_in),
         options(std::move(options_in)),
         logger(std::move(logger_in)),
         handler(std::move(handler_in)),
         watches(watches_in),
         backups(backups_in),
+        stream_gate(std::move(stream_gate_in)),
         listener(std::make_shared<Listener>(io_in)),
         connections(options.max_connections) {}
 
@@ -39,6 +41,7 @@ struct ClientService::Shared {
   const RequestHandler handler;
   WatchHub* const watches;
   BackupService* const backups;
+  const StreamGate stream_gate;
   std::atomic<bool> stopped{false};
   const std::shared_ptr<Listener> listener;
   ConnectionSet<Connection> connections;  // so Stop can close them
@@ -116,6 +119,16 @@ class ClientService::Connection : public WatchStream,
   // Runs on the connection's strand. Every request gets exactly one response, but a
   // watch: it gets a stream of them from the hub.
   void Dispatch(pb::ClientRequest request) {
+    if ((request.has_watch() || request.has_snapshot_save()) && shared_->stream_gate) {
+      if (absl::Status open = shared_->stream_gate(); !open.ok()) {
+        pb::ClientResponse refused;
+        refused.set_request_id(request.request_id());
+        *refused.mutable_error() = ErrorFromStatus(open, std::nullopt);
+        ++inflight_;
+        Respond(std::move(refused));
+        return;
+      }
+    }
     if (request.has_watch() && shared_->watches != nullptr) {
       const uint64_t id = request.request_id();
       shared_->watches->Open(shared_from_this(), id, std::move(*request.mutable_watch()));
@@ -215,9 +228,11 @@ class ClientService::Connection : public WatchStream,
 };
 
 ClientService::ClientService(asio::io_context& io, ClientServiceOptions options, Logger logger,
-                             RequestHandler handler, WatchHub* watches, BackupService* backups)
+                             RequestHandler handler, WatchHub* watches, BackupService* backups,
+                             StreamGate stream_gate)
     : shared_(std::make_shared<Shared>(io, std::move(options), std::move(logger),
-                                       std::move(handler), watches, backups)) {}
+                                       std::move(handler), watches, backups,
+                                       std::move(stream_gate))) {}
 
 ClientService::~ClientService() { Stop(); }
 

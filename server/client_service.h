@@ -41,14 +41,18 @@ struct ClientServiceOptions {
 
 // Executes one request; the callback gets its response exactly once, on any thread.
 using RequestHandler = std::function<void(pb::ClientRequest request, ResponseCallback done)>;
+// Whether a stream (watch, snapshot save) may open now: OK, or the error it is refused
+// with (the member serves nothing). Quick and thread-safe.
+using StreamGate = std::function<absl::Status()>;
 
 class ClientService {
  public:
   // `watches` and `backups` (each may be null: watches or snapshot saves are then
-  // refused) must outlive the service.
+  // refused) must outlive the service. `stream_gate`, when set, is asked before each
+  // stream opens.
   ClientService(boost::asio::io_context& io, ClientServiceOptions options, Logger logger,
                 RequestHandler handler, WatchHub* watches = nullptr,
-                BackupService* backups = nullptr);
+                BackupService* backups = nullptr, StreamGate stream_gate = nullptr);
   ClientService(const ClientService&) = delete;
   ClientService& operator=(const ClientService&) = delete;
   ~ClientService();  // Stop()

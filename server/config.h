@@ -82,6 +82,11 @@ struct ServerConfig {
   // itself (auto) or leaves it a learner until `steadctl member promote` (manual). The
   // leader's own setting decides: give every member the same.
   bool auto_promote_learners = true;
+  // --replace-silent-member-after: a member that asks to join under the name of a member
+  // in the configuration (another id: its volumes were lost) replaces it only once the
+  // leader has not heard from that member for this long; until then it is refused, so a
+  // second process started by mistake under a running member's name cannot evict it.
+  absl::Duration replace_silent_member_after = absl::Seconds(30);
   // Watch history kept (kv_apply.h); the same on every member.
   int64_t watch_history_revisions = 100000;
   absl::Duration watch_history_age = absl::ZeroDuration();  // zero: no age limit

@@ -13,7 +13,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "raft/types.h"
+#include "server/peer_transport.h"
 #include "server/raft_node.h"
 
 namespace stead::server {
@@ -52,6 +54,43 @@ absl::Status CheckTransferTarget(const RaftNodeStatus& status, raft::NodeId targ
 // and its lag (or that the leader has not heard from it recently) otherwise.
 absl::Status CheckPromotion(const RaftNodeStatus& status, raft::NodeId target,
                             const std::string& name);
+
+// When the leader last heard from each member. Raft's recent_active says only "within
+// the last election timeout"; replacing a member under its name needs "silent for
+// longer than a configured time", so the leader samples it (the supervisor, every
+// 200 ms) and remembers.
+//
+// Thread-compatible: the caller serialises access.
+class ContactTracker {
+ public:
+  // Records what `status`, taken at `now`, says of each member. A status that is not
+  // a leader's forgets everything: a new leader counts afresh from its election.
+  void Observe(const RaftNodeStatus& status, absl::Time now);
+  // How long member `id` has been silent to this leader as of `now`: since it was last
+  // seen recently active, or since this node became leader if it never was. Zero when
+  // this node is not the leader (it knows nothing).
+  absl::Duration SilentFor(raft::NodeId id, absl::Time now) const;
+
+ private:
+  absl::Time leading_since_ = absl::InfiniteFuture();
+  std::map<raft::NodeId, absl::Time> last_heard_;
+};
+
+// OK when a member asking to join as `name` may replace `running`, the member of that
+// name in the configuration under another id, which has been silent to the leader for
+// `silent_for`: only once that reaches `replace_after` (its volumes were lost and it
+// came back empty, so its old id never answers again). FailedPrecondition otherwise,
+// saying that a member of that name runs and how an operator replaces it.
+absl::Status CheckReplacement(const std::string& name, raft::NodeId running,
+                              absl::Duration silent_for, absl::Duration replace_after);
+
+// The cluster a member's peers say they belong to when that shows this member's own
+// volumes are stale (a removed member's, or another cluster's): no peer accepts its
+// hello, and a majority of the other voters of its configuration (`conf`; `self` is
+// this member) answer from one other cluster. 0 otherwise: one peer of another cluster
+// says only that one of the two is misplaced, and peers that are down say nothing.
+uint64_t StaleVolumesEvidence(const std::map<raft::NodeId, PeerState>& peers,
+                              const pb::ConfState& conf, raft::NodeId self);
 
 }  // namespace stead::server
 

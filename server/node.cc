@@ -9,6 +9,7 @@
 #include <future>
 #include <map>
 #include <random>
+#include <set>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -66,6 +67,8 @@ constexpr uint64_t kReadyApplyLag = 1000;
 constexpr absl::Duration kSupervisorPeriod = absl::Milliseconds(200);
 constexpr absl::Duration kDiscoveryTimeout = absl::Seconds(2);
 constexpr absl::Duration kJoinRetryPeriod = absl::Seconds(1);
+// Refused joiners remembered (to log each once) before the memory starts over.
+constexpr size_t kMaxRememberedRefusals = 1024;
 // The waiting member says what it waits for this often.
 constexpr absl::Duration kWaitLogPeriod = absl::Seconds(10);
 // A member without a leader for this long checks whether it was removed.
@@ -200,7 +203,7 @@ struct Node::Impl {
         [this](pb::ClientRequest request, server::ResponseCallback done) {
           HandleRequest(std::move(request), std::move(done));
         },
-        watches.get(), backups.get());
+        watches.get(), backups.get(), [this] { return StreamsRefusedBecause(); });
     STEAD_RETURN_IF_ERROR(client->Listen(config.client_addr.host, config.client_addr.port));
     // Last: discovery answers carry the client and HTTP ports, which are bound now.
     STEAD_RETURN_IF_ERROR(transport->Listen(config.peer_addr.host, config.peer_addr.port));
@@ -450,20 +453,39 @@ struct Node::Impl {
     return Annotate(wal->Write(std::move(write)), "--force-new-cluster");
   }
 
-  // Why no leader is known: usually an election or a partition; a member whose peers
-  // all answer from another cluster is on stale volumes, and is told so.
-  std::string NoLeaderReason() const {
-    if (!transport) return "no leader known";
-    uint64_t other_cluster = 0;
-    for (const auto& [id, peer] : transport->Peers()) {
-      if (peer.connected) return "no leader known";
-      if (peer.other_cluster_id != 0) other_cluster = peer.other_cluster_id;
-    }
-    if (other_cluster == 0) return "no leader known";
+  // Notices, from its peers' answers, a member running on stale volumes (a removed
+  // member's or another cluster's): from then on it serves nothing, not even
+  // serializable reads of data that is not its cluster's, until a peer accepts it
+  // again or the operator replaces its volumes. Supervisor thread.
+  void CheckForStaleVolumes(const server::RaftNodeStatus& status) {
+    const std::map<raft::NodeId, server::PeerState> peers = transport->Peers();
+    const uint64_t other_cluster =
+        server::StaleVolumesEvidence(peers, status.conf_state, status.id);
+    const bool connected = std::any_of(peers.begin(), peers.end(),
+                                       [](const auto& entry) { return entry.second.connected; });
     MutexLock lock(&mu);
-    return absl::StrCat("the peers belong to cluster ", absl::Hex(other_cluster),
-                        ", this member to cluster ", absl::Hex(cluster_id), ": ",
-                        server::kStaleVolumesAdvice);
+    if (other_cluster != 0 && stale_volumes.empty()) {
+      stale_volumes = absl::StrCat("the peers belong to cluster ", absl::Hex(other_cluster),
+                                   ", this member to cluster ", absl::Hex(cluster_id), ": ",
+                                   server::kStaleVolumesAdvice);
+      STEAD_LOG(logger, Error) << stale_volumes << "; until then it serves nothing";
+    } else if (connected && !stale_volumes.empty()) {
+      STEAD_LOG(logger, Info) << "a peer of this member's cluster accepts it again: serving";
+      stale_volumes.clear();
+    }
+  }
+
+  // Why watches and snapshot saves, which the client port serves without HandleRequest,
+  // are refused now; OK while they may be served.
+  absl::Status StreamsRefusedBecause() const {
+    if (std::string stale = StaleVolumes(); !stale.empty()) return absl::UnavailableError(stale);
+    if (kv_ptr.load() == nullptr) return absl::UnavailableError("this member is not serving");
+    return absl::OkStatus();
+  }
+
+  std::string StaleVolumes() const {
+    MutexLock lock(&mu);
+    return stale_volumes;
   }
 
   pb::MemberInfo SelfInfo() const {
@@ -841,6 +863,11 @@ struct Node::Impl {
         next_join = absl::Now() + kJoinRetryPeriod;
         AskToJoin();
       }
+      CheckForStaleVolumes(status);
+      {
+        MutexLock lock(&mu);
+        contacts.Observe(status, absl::Now());
+      }
       if (status.role == raft::Role::kLeader) MaintainMembership(status);
       SleepFor(kSupervisorPeriod);
     }
@@ -883,6 +910,17 @@ struct Node::Impl {
                                 << " accepted this member: " << answer->join_message();
         MutexLock lock(&mu);
         join_hint = answer->responder().peer_address();
+        join_refusal.clear();
+        return;
+      }
+      if (answer->join_code() == static_cast<int32_t>(absl::StatusCode::kFailedPrecondition)) {
+        // Refused for a reason the operator must resolve (a member of this name runs).
+        MutexLock lock(&mu);
+        if (join_refusal.empty()) {
+          STEAD_LOG(logger, Error) << "the leader " << answer->responder().name()
+                                   << " refuses this member: " << answer->join_message();
+        }
+        join_refusal = answer->join_message();
         return;
       }
       if (answer->leader().id() != raft::kNoNode) {
@@ -1026,8 +1064,11 @@ struct Node::Impl {
       return answer;
     }
     // The same name under another id is an earlier life of the asker (its volumes
-    // were lost): that id must never vote again, so it goes first.
+    // were lost), or a second process started under a running member's name by
+    // mistake. Only an earlier life falls silent: once it has, its id must never vote
+    // again, so it goes first.
     raft::NodeId previous = raft::kNoNode;
+    absl::Duration previous_silent_for;
     {
       MutexLock lock(&mu);
       for (const auto& [id, info] : members) {
@@ -1036,9 +1077,27 @@ struct Node::Impl {
           previous = id;
         }
       }
+      previous_silent_for = contacts.SilentFor(previous, absl::Now());
     }
     pb::ConfChange change;
     if (previous != raft::kNoNode) {
+      if (absl::Status replaceable = server::CheckReplacement(
+              asker.name(), previous, previous_silent_for, config.replace_silent_member_after);
+          !replaceable.ok()) {
+        bool first_refusal;
+        {
+          MutexLock lock(&mu);
+          if (refused_joiners.size() >= kMaxRememberedRefusals) refused_joiners.clear();
+          first_refusal = refused_joiners.insert(asker.id()).second;
+        }
+        if (first_refusal) {
+          STEAD_LOG(logger, Warning) << "refusing node " << absl::StrCat(absl::Hex(asker.id())) << " at "
+                                     << asker.peer_address() << ": " << replaceable.message();
+        }
+        answer.set_join_code(static_cast<int32_t>(replaceable.code()));
+        answer.set_join_message(std::string(replaceable.message()));
+        return answer;
+      }
       change.set_type(pb::CONF_CHANGE_TYPE_REMOVE_NODE);
       change.set_node_id(previous);
       STEAD_LOG(logger, Info) << asker.name() << " came back as node " << asker.id()
@@ -1071,12 +1130,15 @@ struct Node::Impl {
 
   void HandleRequest(pb::ClientRequest request, server::ResponseCallback done) {
     server::KvService* service = kv_ptr.load();
-    if (service == nullptr || draining) {
+    const std::string stale = StaleVolumes();
+    if (service == nullptr || draining || !stale.empty()) {
       pb::ClientResponse response;
       response.set_request_id(request.request_id());
+      // Unavailable even when stale: clients move on to a member that can serve them.
       response.mutable_error()->set_code(static_cast<int32_t>(absl::StatusCode::kUnavailable));
-      response.mutable_error()->set_message(draining ? "this member is shutting down"
-                                                     : "this member is not serving yet");
+      response.mutable_error()->set_message(!stale.empty() ? stale
+                                            : draining     ? "this member is shutting down"
+                                                           : "this member is not serving yet");
       done(std::move(response));
       return;
     }
@@ -1420,9 +1482,14 @@ struct Node::Impl {
     } else if (draining) {
       out.not_ready_reason = "shutting down";
     } else if (!status.is_voter) {
-      out.not_ready_reason = in_conf ? "a learner, catching up" : "waiting to be added";
+      MutexLock lock(&mu);
+      out.not_ready_reason = in_conf                ? "a learner, catching up"
+                             : join_refusal.empty() ? "waiting to be added"
+                                                    : join_refusal;
+    } else if (!StaleVolumes().empty()) {
+      out.not_ready_reason = StaleVolumes();
     } else if (status.leader == raft::kNoNode) {
-      out.not_ready_reason = NoLeaderReason();
+      out.not_ready_reason = "no leader known";
     } else if (status.applied + kReadyApplyLag < status.commit) {
       out.not_ready_reason = absl::StrCat("applied ", status.applied, " trails commit ", status.commit);
     } else {
@@ -1676,6 +1743,16 @@ struct Node::Impl {
   std::atomic<bool> shutdown_started{false};
   std::atomic<int64_t> in_flight{0};
   std::atomic<bool> change_in_flight{false};
+  // Leader: when it last heard from each member (join requests under a running
+  // member's name are refused until that member has been silent long enough).
+  server::ContactTracker contacts ABSL_GUARDED_BY(mu);
+  // Ids refused for joining under a running member's name, each logged once.
+  std::set<raft::NodeId> refused_joiners ABSL_GUARDED_BY(mu);
+  // Why this member serves nothing: its peers showed its volumes are stale
+  // (CheckForStaleVolumes); empty while they did not.
+  std::string stale_volumes ABSL_GUARDED_BY(mu);
+  // Why the leader last refused this member's join request; empty when it did not.
+  std::string join_refusal ABSL_GUARDED_BY(mu);
   bool ever_member = false;  // supervisor thread (and Activate before it)
 
   mutable Mutex mu;
@@ -1737,6 +1814,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
     flag("shutdown-timeout", absl::StrCat(options.shutdown_timeout_ms, "ms"));
   }
   flag("promote-learners", options.promote_learners);
+  if (options.replace_silent_member_after_ms != 0) {
+    flag("replace-silent-member-after", absl::StrCat(options.replace_silent_member_after_ms, "ms"));
+  }
   number("watch-history-revisions", options.watch_history_revisions);
   if (options.watch_history_age_ms != 0) {
     flag("watch-history-age", absl::StrCat(options.watch_history_age_ms, "ms"));

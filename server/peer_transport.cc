@@ -397,12 +397,14 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
             : 0;
     const bool newly_other = SetOtherCluster(other_cluster);
     if (other_cluster != 0) {
-      // Said once at error level: what the operator must act on.
+      // One peer of another cluster says only that one of the two members is misplaced
+      // (the node decides which: it is this one when most peers say so), so this is a
+      // warning, said once.
       const std::string message = absl::StrCat(
-          host_, ":", port_, " belongs to cluster ", absl::Hex(other_cluster), ", this member (",
-          shared_->options.node_name, ") to cluster ", absl::Hex(own_cluster), ": ",
-          kStaleVolumesAdvice);
-      if (newly_other) STEAD_LOG(shared_->logger, Error) << message;
+          "peer ", host_, ":", port_, " answers from cluster ", absl::Hex(other_cluster),
+          ", not from this member's cluster ", absl::Hex(own_cluster),
+          ": it runs on another cluster's volumes, or this member does");
+      if (newly_other) STEAD_LOG(shared_->logger, Warning) << message;
       co_return absl::FailedPreconditionError(message);
     }
     if (!answer.accepted()) {

@@ -37,6 +37,7 @@ using testing::HttpGet;
 using testing::IsOkAndHolds;
 using testing::KvGetOptions;
 using testing::KvTestClient;
+using testing::MembersByName;
 using testing::Subprocess;
 
 constexpr absl::Duration kTimeout = testing::kClusterTimeout;
@@ -289,16 +290,6 @@ bool MembersHashEqual(ProcessCluster& cluster, const std::vector<int>& members) 
   });
 }
 
-// The members as the cluster reports them, by name.
-std::map<std::string, pb::Member> MembersByName(KvTestClient& client) {
-  pb::ClientRequest request;
-  request.mutable_member_list();
-  absl::StatusOr<pb::ClientResponse> response = client.Call(request, absl::Seconds(2));
-  std::map<std::string, pb::Member> members;
-  if (!response.ok() || response->has_error()) return members;
-  for (const pb::Member& member : response->member_list().members()) members[member.name()] = member;
-  return members;
-}
 
 // Goal: a follower that was down while the leader compacted its log catches up through
 // a snapshot; SIGKILLed in the middle of that transfer and restarted, it resumes the
@@ -375,7 +366,8 @@ TEST(ClusterTest, FollowerKilledDuringASnapshotTransferCatchesUpAfterRestart) {
 // a snapshot and serves every acknowledged write.
 TEST(ClusterTest, MemberWithLostVolumesRejoinsUnderANewId) {
   ProcessCluster cluster(3, TestRoot());
-  cluster.set_extra_flags({"--snapshot-entries=50"});
+  // The earlier id is replaced once the leader has not heard from it for 2 s.
+  cluster.set_extra_flags({"--snapshot-entries=50", "--replace-silent-member-after=2s"});
   for (int i : {0, 1, 2}) cluster.Start(i);
   ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
   const int leader = cluster.WaitForLeader({0, 1, 2});

@@ -477,4 +477,14 @@ absl::StatusOr<HttpResponse> HttpGet(const std::string& host, uint16_t port,
   return response;
 }
 
+std::map<std::string, pb::Member> MembersByName(KvTestClient& client) {
+  pb::ClientRequest request;
+  request.mutable_member_list();
+  absl::StatusOr<pb::ClientResponse> response = client.Call(request, absl::Seconds(2));
+  std::map<std::string, pb::Member> members;
+  if (!response.ok() || response->has_error()) return members;
+  for (const pb::Member& member : response->member_list().members()) members[member.name()] = member;
+  return members;
+}
+
 }  // namespace stead::testing

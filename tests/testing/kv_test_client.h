@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -143,6 +144,10 @@ class KvTestClient {
   uint64_t sequence_ = 0;    // of the last write; the next new write uses sequence_ + 1
   uint64_t request_id_ = 0;  // of the last request on any connection
 };
+
+// The members as the cluster reports them (member_list through `client`'s current
+// endpoint), by name; empty when that member does not answer in 2 s.
+std::map<std::string, pb::Member> MembersByName(KvTestClient& client);
 
 struct HttpResponse {
   int status_code = 0;

@@ -62,14 +62,16 @@ void ProcessCluster::Wipe(int ordinal) {
   std::filesystem::remove_all(WalDir(ordinal));
 }
 
-void ProcessCluster::Start(int ordinal) {
+void ProcessCluster::Start(int ordinal) { StartUnderName(ordinal, Name(ordinal)); }
+
+void ProcessCluster::StartUnderName(int ordinal, const std::string& name) {
   std::vector<std::string> peers;
   for (int i = 0; i < kMaxMembers; ++i) {
     peers.push_back(absl::StrCat(Name(i), "=127.0.0.1:", peer_[i]));
   }
   std::vector<std::string> argv = {
       binary_,
-      "--name=" + Name(ordinal),
+      "--name=" + name,
       "--data-dir=" + DataDir(ordinal),
       "--wal-dir=" + WalDir(ordinal),
       absl::StrCat("--client-addr=127.0.0.1:", client_[ordinal]),

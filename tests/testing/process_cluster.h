@@ -73,6 +73,9 @@ class ProcessCluster {
 
   // Starts member `ordinal` (a gtest assertion fails if it cannot be started).
   void Start(int ordinal);
+  // Starts a process on the ports and directories of `ordinal` but named `name`: an
+  // operator's slip that runs two processes under one member's name.
+  void StartUnderName(int ordinal, const std::string& name);
   // `stead` flags added to those above for every member started from now on, e.g.
   // {"--promote-learners=manual"}.
   void set_extra_flags(std::vector<std::string> flags) { extra_flags_ = std::move(flags); }

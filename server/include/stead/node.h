@@ -54,6 +54,7 @@ struct NodeOptions {
   int heartbeat_ticks = 0;
   int shutdown_timeout_ms = 0;
   std::string promote_learners;  // "auto" or "manual"
+  int64_t replace_silent_member_after_ms = 0;
   int64_t watch_history_revisions = 0;
   int64_t watch_history_age_ms = 0;
   int64_t snapshot_entries = 0;

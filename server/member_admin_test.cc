@@ -122,5 +122,76 @@ TEST(MemberAdminTest, PromotionNeedsACaughtUpActiveLearner) {
   EXPECT_EQ(FindPeer(status, 8), nullptr);
 }
 
+TEST(MemberAdminTest, ContactTrackerCountsSilenceFromLastContactOrElection) {
+  const absl::Time start = absl::FromUnixSeconds(1000);
+  ContactTracker tracker;
+  // Not a leader: it knows nothing, so nobody counts as silent.
+  RaftNodeStatus follower;
+  follower.role = raft::Role::kFollower;
+  tracker.Observe(follower, start);
+  EXPECT_EQ(tracker.SilentFor(2, start + absl::Hours(1)), absl::ZeroDuration());
+
+  // Leader from `start`: 2 answers until start + 5 s, 3 never does.
+  tracker.Observe(LeaderStatus({Peer(1, 1000), Peer(2, 1000), Peer(3, 0, false)}), start);
+  tracker.Observe(LeaderStatus({Peer(1, 1000), Peer(2, 1000), Peer(3, 0, false)}),
+                  start + absl::Seconds(5));
+  tracker.Observe(LeaderStatus({Peer(1, 1000), Peer(2, 1000, false), Peer(3, 0, false)}),
+                  start + absl::Seconds(20));
+  EXPECT_EQ(tracker.SilentFor(2, start + absl::Seconds(20)), absl::Seconds(15));
+  EXPECT_EQ(tracker.SilentFor(3, start + absl::Seconds(20)), absl::Seconds(20));
+  EXPECT_EQ(tracker.SilentFor(1, start + absl::Seconds(20)), absl::ZeroDuration());
+  // 2 answers again: its silence starts over.
+  tracker.Observe(LeaderStatus({Peer(1, 1000), Peer(2, 1000), Peer(3, 0, false)}),
+                  start + absl::Seconds(21));
+  EXPECT_EQ(tracker.SilentFor(2, start + absl::Seconds(21)), absl::ZeroDuration());
+
+  // Leadership lost and regained: the new term counts from its own election.
+  tracker.Observe(follower, start + absl::Seconds(30));
+  tracker.Observe(LeaderStatus({Peer(1, 1000), Peer(2, 1000), Peer(3, 0, false)}),
+                  start + absl::Seconds(40));
+  EXPECT_EQ(tracker.SilentFor(3, start + absl::Seconds(45)), absl::Seconds(5));
+}
+
+TEST(MemberAdminTest, ReplacementUnderANameWaitsForTheRunningMemberToFallSilent) {
+  EXPECT_OK(CheckReplacement("stead-1", 0x2a, absl::Seconds(30), absl::Seconds(30)));
+  EXPECT_OK(CheckReplacement("stead-1", 0x2a, absl::Minutes(5), absl::Seconds(30)));
+  EXPECT_THAT(CheckReplacement("stead-1", 0x2a, absl::Milliseconds(200), absl::Seconds(30)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "a member named stead-1 is already in the cluster as node 2a and the "
+                       "leader heard from it just now"));
+  EXPECT_THAT(CheckReplacement("stead-1", 0x2a, absl::Seconds(12), absl::Seconds(30)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "heard from it 12s ago"));
+  EXPECT_THAT(CheckReplacement("stead-1", 0x2a, absl::Seconds(12), absl::Seconds(30)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "steadctl member remove stead-1"));
+}
+
+TEST(MemberAdminTest, StaleVolumesNeedAMajorityOfOtherVotersFromOneOtherCluster) {
+  pb::ConfState conf;
+  for (raft::NodeId id : {1, 2, 3, 4, 5}) conf.add_voters(id);
+  conf.add_learners(6);
+  auto peers_with = [](std::map<raft::NodeId, uint64_t> other_cluster_of) {
+    std::map<raft::NodeId, PeerState> peers;
+    for (raft::NodeId id : {2, 3, 4, 5, 6}) peers[id] = PeerState();
+    for (const auto& [id, cluster] : other_cluster_of) peers[id].other_cluster_id = cluster;
+    return peers;
+  };
+  // Member 1 with four other voters: three of them from cluster 0xb is a majority.
+  EXPECT_EQ(StaleVolumesEvidence(peers_with({{2, 0xb}, {3, 0xb}, {4, 0xb}}), conf, 1), 0xbu);
+  // Two of four is not; nor are answers split between clusters, nor a learner's.
+  EXPECT_EQ(StaleVolumesEvidence(peers_with({{2, 0xb}, {3, 0xb}}), conf, 1), 0u);
+  EXPECT_EQ(StaleVolumesEvidence(peers_with({{2, 0xb}, {3, 0xb}, {4, 0xc}}), conf, 1), 0u);
+  EXPECT_EQ(StaleVolumesEvidence(peers_with({{2, 0xb}, {3, 0xb}, {6, 0xb}}), conf, 1), 0u);
+  // Any peer that accepts this member says its volumes belong here.
+  std::map<raft::NodeId, PeerState> accepted = peers_with({{2, 0xb}, {3, 0xb}, {4, 0xb}});
+  accepted[5].connected = true;
+  EXPECT_EQ(StaleVolumesEvidence(accepted, conf, 1), 0u);
+  // A healthy leader with one misplaced peer is not the stale one.
+  EXPECT_EQ(StaleVolumesEvidence(peers_with({{2, 0xb}}), conf, 1), 0u);
+  // Alone in its configuration, a member has no one to ask.
+  pb::ConfState alone;
+  alone.add_voters(1);
+  EXPECT_EQ(StaleVolumesEvidence({}, alone, 1), 0u);
+}
+
 }  // namespace
 }  // namespace stead::server

@@ -41,6 +41,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "client/steadctl_io.h"
 #include "client/steadctl_snapshot.h"
 #include "client/steadctl_txn.h"
 #include "stead/client.h"
@@ -65,7 +66,9 @@ constexpr char kMainHelp[] =
     "\n"
     "commands:\n"
     "  get KEY [--serializable]        print the value (bare); exit 3 if absent\n"
-    "  put KEY VALUE                   set KEY to VALUE\n"
+    "  put KEY VALUE|-|--value-file=PATH\n"
+    "                                  set KEY to VALUE, to standard input (-) or to\n"
+    "                                  the bytes of the file PATH\n"
     "  del KEY                         delete KEY; prints how many keys were deleted\n"
     "  scan PREFIX [--limit=N] [--serializable] [--keys-only]\n"
     "                                  keys starting with PREFIX, all pages (or at most N)\n"
@@ -119,7 +122,13 @@ const std::map<std::string, std::string>& CommandHelp() {
               "Prints the value of KEY, bare (table) or {\"key\",\"value\"} (json).\n"
               "Exit 3 when the key does not exist. --serializable reads the answering\n"
               "member's local state (may be stale) instead of a linearizable read.\n"},
-      {"put", "usage: steadctl put KEY VALUE\nSets KEY to VALUE; prints OK.\n"},
+      {"put", "usage: steadctl put KEY VALUE | put KEY - | put KEY --value-file=PATH\n"
+              "Sets KEY to VALUE; prints OK. With - the value is every byte of standard\n"
+              "input up to its end, with --value-file every byte of the file PATH: values\n"
+              "with any bytes (NUL included) and values too long for an argument (over\n"
+              "128 KiB). A value over the server's limit (max_value_bytes, 1 MiB) is\n"
+              "refused with exit 2 and nothing is written. To store the one-character\n"
+              "value '-', pipe it: printf - | steadctl put KEY -\n"},
       {"del", "usage: steadctl del KEY\nDeletes KEY; prints the number of keys deleted (0 or 1).\n"},
       {"scan", "usage: steadctl scan PREFIX [--limit=N] [--serializable] [--keys-only]\n"
                "Prints every key starting with PREFIX and its value (key TAB value), in key\n"
@@ -232,6 +241,8 @@ struct Flags {
   int64_t revision = 0;
   int64_t count = 0;
   absl::Duration duration = absl::InfiniteDuration();
+  // put --value-file: the file holding the value.
+  std::string value_file;
   // txn: the texts of --if, --then and --else, each in order (steadctl_txn.h).
   std::vector<std::string> txn_ifs, txn_thens, txn_elses;
   std::vector<std::string> args;  // command and its positional arguments
@@ -321,6 +332,11 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       if (!absl::ParseDuration(*v, &flags.duration) || flags.duration <= absl::ZeroDuration()) {
         return absl::InvalidArgumentError(absl::StrCat("--duration: '", *v, "' is not a duration like 30s"));
       }
+    } else if (name == "--value-file") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      if (v->empty()) return absl::InvalidArgumentError("--value-file needs a PATH");
+      flags.value_file = *v;
     } else if (name == "--endpoints") {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();
@@ -524,9 +540,26 @@ int Get(stead::Client& client, const Flags& flags) {
   return kExitOk;
 }
 
+// The value of `put`: its VALUE argument, standard input for "-", or --value-file.
+absl::StatusOr<std::string> PutValue(const Flags& flags) {
+  const bool has_argument = flags.args.size() == 3;
+  const bool has_file = !flags.value_file.empty();
+  if (flags.args.size() < 2 || flags.args.size() > 3 || has_argument == has_file) {
+    return absl::InvalidArgumentError(
+        "put needs KEY and one of VALUE, - (standard input) or --value-file=PATH (see steadctl "
+        "put --help)");
+  }
+  if (has_file) {
+    return stead::ctl::ReadValueInput(flags.value_file, "--value-file=" + flags.value_file);
+  }
+  if (flags.args[2] == "-") return stead::ctl::ReadValueInput("-", "standard input");
+  return flags.args[2];
+}
+
 int Put(stead::Client& client, const Flags& flags) {
-  if (flags.args.size() != 3) return Fail(kExitInvalidArgument, "put needs KEY VALUE (see steadctl put --help)");
-  absl::Status status = client.Put(flags.args[1], flags.args[2], {.timeout = flags.timeout});
+  absl::StatusOr<std::string> value = PutValue(flags);
+  if (!value.ok()) return FailStatus(value.status());
+  absl::Status status = client.Put(flags.args[1], *value, {.timeout = flags.timeout});
   if (!status.ok()) return FailStatus(status);
   std::printf(flags.output == "json" ? "{\"ok\":true}\n" : "OK\n");
   return kExitOk;
@@ -697,8 +730,10 @@ int Txn(stead::Client& client, const Flags& flags) {
                 "txn takes only --if, --then and --else flags; quote each condition and "
                 "operation (see steadctl txn --help)");
   }
-  absl::StatusOr<stead::TxnRequest> request =
-      stead::ctl::ParseTxn(flags.txn_ifs, flags.txn_thens, flags.txn_elses);
+  absl::StatusOr<stead::TxnRequest> request = stead::ctl::ParseTxn(
+      flags.txn_ifs, flags.txn_thens, flags.txn_elses, [](const std::string& path) {
+        return stead::ctl::ReadValueInput(path, "--value-file=" + path);
+      });
   if (!request.ok()) return Fail(kExitInvalidArgument, std::string(request.status().message()));
   absl::StatusOr<stead::TxnResult> result = client.Txn(*request, {.timeout = flags.timeout});
   if (!result.ok()) return FailStatus(result.status());
@@ -1064,6 +1099,10 @@ int main(int argc, char** argv) {
     }
     std::fputs(help->second.c_str(), stdout);
     return kExitOk;
+  }
+  if (!flags->value_file.empty() && help_key != "put") {
+    return Fail(kExitInvalidArgument,
+                "--value-file is for put only (in txn: put KEY --value-file=PATH)");
   }
   stead::ClientOptions options;
   options.endpoints = absl::StrSplit(flags->endpoints, ',', absl::SkipWhitespace());

@@ -6,8 +6,9 @@
 #include <fstream>
 #include <memory>
 #include <optional>
-#include <thread>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -29,6 +30,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::ProcessCluster;
 using testing::Subprocess;
+using namespace std::string_literals;
 
 // The documented exit codes (steadctl --help).
 constexpr int kExitInvalidArgument = 2;
@@ -49,8 +51,10 @@ struct CtlRun {
   std::string err;  // stderr
 };
 
-// Runs steadctl with `args` (and STEAD_ENDPOINTS unset unless given in `env`).
-CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> env = {}) {
+// Runs steadctl with `args` (and STEAD_ENDPOINTS unset unless given in `env`), reading
+// the file `stdin_path` as its stdin (empty: none).
+CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> env = {},
+                const std::string& stdin_path = "") {
   static int runs = 0;
   const std::string dir = absl::StrCat(::testing::TempDir(), "/steadctl_test_", ::getpid());
   std::filesystem::create_directories(dir);
@@ -60,7 +64,8 @@ CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> e
   if (env.empty()) env.push_back("STEAD_ENDPOINTS=");
   CtlRun run;
   absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
-      {.argv = argv, .env = env, .log_path = err_path, .capture_stdout = true});
+      {.argv = argv, .env = env, .log_path = err_path, .capture_stdout = true,
+       .stdin_path = stdin_path});
   if (!process.ok()) {
     ADD_FAILURE() << process.status();
     return run;
@@ -158,6 +163,18 @@ TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
        "--from needs NAME|ORDINAL|ID, not an empty value"},
       {"member add without name", {"member", "add"}, "member add needs NAME"},
       {"member promote without member", {"member", "promote"}, "member needs 'list'"},
+      {"put without value", {"put", "k"},
+       "put needs KEY and one of VALUE, - (standard input) or --value-file=PATH"},
+      {"put with a value and a file", {"put", "k", "v", "--value-file=/dev/null"},
+       "put needs KEY and one of VALUE, - (standard input) or --value-file=PATH"},
+      {"put from a missing file", {"put", "k", "--value-file=/nonexistent/v"},
+       "--value-file=/nonexistent/v: No such file or directory"},
+      {"put from a directory", {"put", "k", "--value-file", "/"}, "--value-file=/: Is a directory"},
+      {"value file without path", {"put", "k", "--value-file="}, "--value-file needs a PATH"},
+      {"value file elsewhere", {"get", "k", "--value-file=/dev/null"},
+       "--value-file is for put only (in txn: put KEY --value-file=PATH)"},
+      {"txn put from a missing file", {"txn", "--then", "put k --value-file=/nonexistent/v"},
+       "--then #1 'put k --value-file=/nonexistent/v': --value-file=/nonexistent/v: No such file"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -278,6 +295,71 @@ TEST(SteadctlTest, AgainstARealCluster) {
                            "--cluster"});
   EXPECT_EQ(whole.exit_code, 0) << whole.err;
   for (int i : {0, 1, 2}) EXPECT_THAT(whole.out, HasSubstr(cluster.ClientAddress(i)));
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Writes `bytes` to a new file under the test's directory; its path.
+std::string WriteTestFile(const std::string& name, const std::string& bytes) {
+  const std::string dir = TestRoot() + "-files";
+  std::filesystem::create_directories(dir);
+  const std::string path = absl::StrCat(dir, "/", name);
+  WriteBytes(path, bytes);
+  return path;
+}
+
+// `size` pseudo-random bytes, every byte value likely, the same for every run.
+std::string RandomBytes(size_t size) {
+  std::mt19937 random(42);
+  std::string bytes(size, '\0');
+  for (char& byte : bytes) byte = static_cast<char>(random() & 0xff);
+  return bytes;
+}
+
+// Goal: values reach the cluster byte for byte from stdin and from files, also those
+// no argument can carry (NUL, over 128 KiB), and come back byte-exact from `get`.
+// Method: `put KEY -` with a value holding NUL, newline, tab, CR and invalid UTF-8;
+// `put KEY --value-file` with 1 MiB less 1 KiB of random bytes (the server's value limit
+// is 1 MiB, and its state machine counts a record header of a few bytes against it) and
+// with 1 MiB and one byte (refused with exit 2, nothing written); a txn put from
+// --value-file.
+TEST(SteadctlTest, ValuesFromStdinAndFilesArriveByteExact) {
+  ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
+  ASSERT_GE(StartThreeMembers(cluster), 0);
+  const std::string endpoints = EndpointsOfThree(cluster);
+
+  const std::string binary = "nul\0 newline\n tab\t cr\r bad\xff\xfe\xc3 utf-8 \xc3\xa9\n"s;
+  CtlRun from_stdin =
+      Steadctl({endpoints, "put", "binary", "-"}, {}, WriteTestFile("binary", binary));
+  EXPECT_EQ(from_stdin.exit_code, 0) << from_stdin.err;
+  EXPECT_EQ(from_stdin.out, "OK\n");
+  CtlRun got = Steadctl({endpoints, "get", "binary"});
+  EXPECT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_EQ(got.out, binary + "\n") << "get prints the bare value and a newline";
+
+  const std::string large = RandomBytes((1 << 20) - 1024);
+  CtlRun from_file =
+      Steadctl({endpoints, "put", "large", "--value-file=" + WriteTestFile("large", large)});
+  EXPECT_EQ(from_file.exit_code, 0) << from_file.err;
+  CtlRun got_large = Steadctl({endpoints, "get", "large"});
+  EXPECT_EQ(got_large.exit_code, 0) << got_large.err;
+  EXPECT_EQ(got_large.out.size(), large.size() + 1);
+  EXPECT_TRUE(got_large.out == large + "\n") << "the large value came back with differences";
+
+  CtlRun too_large = Steadctl({endpoints, "put", "too-large", "--value-file",
+                               WriteTestFile("too-large", RandomBytes((1 << 20) + 1))});
+  EXPECT_EQ(too_large.exit_code, kExitInvalidArgument) << too_large.err;
+  EXPECT_THAT(too_large.err, HasSubstr("max_value_bytes"));
+  EXPECT_EQ(Steadctl({endpoints, "get", "too-large"}).exit_code, kExitNotFound);
+
+  const std::string txn_value = RandomBytes(64 << 10);
+  const std::string txn_path = WriteTestFile("txn", txn_value);
+  CtlRun txn = Steadctl({endpoints, "txn", "--then", "put from-txn --value-file=" + txn_path});
+  EXPECT_EQ(txn.exit_code, 0) << txn.err;
+  EXPECT_TRUE(Steadctl({endpoints, "get", "from-txn"}).out == txn_value + "\n");
+  std::filesystem::remove_all(TestRoot() + "-files");
 }
 
 // Goal: `steadctl txn` exits 0 and prints the --then answers when its conditions
@@ -473,10 +555,6 @@ size_t IdCount(const std::string& list) {
 }
 
 std::string ReadBytes(const std::string& path) { return testing::ReadFileToString(path).value_or(""); }
-
-void WriteBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
 
 // The hashes of every member of `endpoints` once their applied indexes agree.
 std::vector<ContentHash> ConvergedHashes(Client& client, const std::vector<std::string>& endpoints) {

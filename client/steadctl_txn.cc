@@ -1,5 +1,6 @@
 #include "client/steadctl_txn.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <optional>
@@ -8,8 +9,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "base/status_macros.h"
+#include "client/steadctl_io.h"
 
 namespace stead::ctl {
 
@@ -38,14 +40,14 @@ const char kTxnSyntaxHelp[] =
     "\n"
     "Words are separated by spaces, and in conditions also by ( ) , = ! < >. A word\n"
     "with any of those characters, a quote or nothing in it is written in double\n"
-    "quotes, where \\\" \\\\ \\n \\t and \\xHH are escapes:\n"
+    "quotes, where \\\" \\\\ \\n \\r \\t and \\xHH are escapes:\n"
     "  put k \"a b\"   value(\"k(1)\") = \"\"   get a \"\\x00\" (every key >= a)\n"
     "\n"
     "Output: SUCCEEDED or FAILED (which branch ran) and the store revision, then one\n"
-    "line per operation, each get followed by its keys (KEY TAB VALUE); with\n"
-    "--output=json one object. Exit 0 when the conditions held, 4 when they did not\n"
-    "(the --else branch ran), 2 for a syntax error or a --value-file that cannot be\n"
-    "read.\n";
+    "line per operation, each get followed by its keys (KEY TAB VALUE, escaped as\n"
+    "steadctl scan --help says); with --output=json one object. Exit 0 when the\n"
+    "conditions held, 4 when they did not (the --else branch ran), 2 for a syntax\n"
+    "error or a --value-file that cannot be read.\n";
 
 namespace {
 
@@ -99,6 +101,9 @@ absl::Status ReadQuoted(absl::string_view text, size_t* pos, std::string* word) 
         break;
       case 'n':
         *word += '\n';
+        break;
+      case 'r':
+        *word += '\r';
         break;
       case 't':
         *word += '\t';
@@ -361,28 +366,12 @@ absl::StatusOr<TxnRequest> ParseTxn(const std::vector<std::string>& ifs,
 }
 
 std::string QuoteWord(absl::string_view word) {
-  bool bare = !word.empty() && word[0] != '"' && !absl::StartsWith(word, kValueFilePrefix);
-  for (char ch : word) {
-    const auto byte = static_cast<unsigned char>(ch);
-    bare = bare && byte > 0x20 && byte < 0x7f && ch != '"';
-  }
+  const std::string escaped = EscapeBytes(word);
+  const bool bare = !word.empty() && escaped == word && !absl::StartsWith(word, kValueFilePrefix) &&
+                    std::none_of(word.begin(), word.end(),
+                                 [](char ch) { return ch == '"' || IsSpace(ch); });
   if (bare) return std::string(word);
-  std::string out = "\"";
-  for (char ch : word) {
-    const auto byte = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      absl::StrAppend(&out, "\\", std::string(1, ch));
-    } else if (ch == '\n') {
-      out += "\\n";
-    } else if (ch == '\t') {
-      out += "\\t";
-    } else if (byte < 0x20 || byte >= 0x7f) {
-      absl::StrAppend(&out, absl::StrFormat("\\x%02x", byte));
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
+  return absl::StrCat("\"", absl::StrReplaceAll(escaped, {{"\"", "\\\""}}), "\"");
 }
 
 std::string FormatTxnOp(const TxnOp& op) {

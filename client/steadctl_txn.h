@@ -43,9 +43,9 @@ absl::StatusOr<TxnRequest> ParseTxn(const std::vector<std::string>& ifs,
                                     const std::vector<std::string>& elses,
                                     ValueFileReader read_value_file);
 
-// `word` as a --then/--else word: bare when it is non-empty printable ASCII without
-// spaces or quotes and does not start with --value-file=, else double-quoted with
-// escapes. ParseTxnOp reads it back as `word`.
+// `word` as a --then/--else word: bare when it is non-empty valid UTF-8 without spaces,
+// quotes, backslashes or control characters and does not start with --value-file=,
+// else double-quoted with escapes. ParseTxnOp reads it back as `word`.
 std::string QuoteWord(absl::string_view word);
 // `op` in the syntax ParseTxnOp reads, e.g. `put k v`, `del "a b"`, `get a b`.
 std::string FormatTxnOp(const TxnOp& op);

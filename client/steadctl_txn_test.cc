@@ -218,6 +218,7 @@ TEST(SteadctlTxnSyntax, FormattedOperationsParseBack) {
       TxnOp::Get("a", std::string(1, '\0')),
       TxnOp::Get("tab\tnewline\n"),
       TxnOp::Put("cr\r", "--value-file=/etc/passwd"),
+      TxnOp::Put("cl\xc3\xa9", "h\xc3\xa9llo \xe2\x9c\x93 \xc2\x9b\xc3"),
   };
   for (const TxnOp& op : ops) {
     const std::string text = FormatTxnOp(op);
@@ -229,6 +230,9 @@ TEST(SteadctlTxnSyntax, FormattedOperationsParseBack) {
   EXPECT_EQ(FormatTxnOp(TxnOp::Put("k", "a b")), R"(put k "a b")");
   EXPECT_EQ(FormatTxnOp(TxnOp::Delete("a", "b")), "del a b");
   EXPECT_EQ(QuoteWord(std::string(1, '\0')), R"("\x00")");
+  // Valid UTF-8 stays as it is, bare or quoted; other bytes are escaped.
+  EXPECT_EQ(FormatTxnOp(TxnOp::Put("cl\xc3\xa9", "v\xc3\xa9\xff")),
+            "put cl\xc3\xa9 \"v\xc3\xa9\\xff\"");
   EXPECT_EQ(QuoteWord("--value-file=/v"), R"("--value-file=/v")");
 }
 

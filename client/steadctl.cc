@@ -133,7 +133,8 @@ const std::map<std::string, std::string>& CommandHelp() {
               "input up to its end, with --value-file every byte of the file PATH: values\n"
               "with any bytes (NUL included) and values too long for an argument (over\n"
               "128 KiB). A value over the server's limit (max_value_bytes, 1 MiB) is\n"
-              "refused with exit 2 and nothing is written. To store the one-character\n"
+              "refused with exit 2 and nothing is written; input over 3 MiB is refused\n"
+              "so by steadctl, before it sends anything. To store the one-character\n"
               "value '-', pipe it: printf - | steadctl put KEY -\n"},
       {"del", "usage: steadctl del KEY\nDeletes KEY; prints the number of keys deleted (0 or 1).\n"},
       {"scan", "usage: steadctl scan PREFIX [--limit=N] [--serializable] [--keys-only]\n"

@@ -29,8 +29,9 @@ absl::Status ReadAll(int fd, absl::string_view source, size_t max_bytes, std::st
     if (got == 0) return absl::OkStatus();
     value->append(buffer, static_cast<size_t>(got));
     if (value->size() > max_bytes) {
-      return InputError(source, absl::StrCat("more than ", max_bytes,
-                                             " bytes, the largest value steadctl sends"));
+      return InputError(source, absl::StrCat("over ", max_bytes,
+                                             " bytes, far over the server's value limit "
+                                             "(max_value_bytes)"));
     }
   }
 }

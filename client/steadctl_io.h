@@ -29,10 +29,11 @@ namespace stead::ctl {
 // JSON objects keep their fields in the order they were set, as the help texts show.
 using Json = nlohmann::ordered_json;
 
-// The most bytes steadctl reads as one value: the largest request frame the client
-// sends (ClientOptions::max_frame_bytes). The server's value limit is lower; it refuses
-// a value over it with InvalidArgument naming max_value_bytes.
-inline constexpr size_t kMaxValueInputBytes = 64u << 20;
+// The most bytes steadctl reads as one value: 3 MiB, over the server's value limit
+// (max_value_bytes, 1 MiB), so that the server answers a value between the two with
+// InvalidArgument naming its limit, and under its largest request frame (4 MiB), over
+// which it closes the connection instead of answering.
+inline constexpr size_t kMaxValueInputBytes = 3u << 20;
 
 // Every byte of the file at `path` ("-": standard input) until its end. InvalidArgument
 // naming `source` (how the user gave it, e.g. "--value-file=/tmp/v") with the reason

@@ -101,7 +101,7 @@ TEST(ReadValueInput, ReadsEveryByteUpToTheBound) {
   EXPECT_THAT(ReadValueInput(empty, "--value-file=e", 0), IsOkAndHolds(""));
   EXPECT_THAT(ReadValueInput(path, "--value-file=v", bytes.size() - 1),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       absl::StrCat("--value-file=v: more than ", bytes.size() - 1, " bytes")));
+                       absl::StrCat("--value-file=v: over ", bytes.size() - 1, " bytes")));
   std::filesystem::remove(path);
   std::filesystem::remove(empty);
 }

@@ -173,6 +173,8 @@ TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
        "--value-file=/nonexistent/v: No such file or directory"},
       {"put from a directory", {"put", "k", "--value-file", "/"}, "--value-file=/: Is a directory"},
       {"value file without path", {"put", "k", "--value-file="}, "--value-file needs a PATH"},
+      {"put of endless input", {"put", "k", "--value-file=/dev/zero"},
+       "--value-file=/dev/zero: over 3145728 bytes, far over the server's value limit"},
       {"value file elsewhere", {"get", "k", "--value-file=/dev/null"},
        "--value-file is for put only (in txn: put KEY --value-file=PATH)"},
       {"txn put from a missing file", {"txn", "--then", "put k --value-file=/nonexistent/v"},
@@ -325,8 +327,8 @@ std::string RandomBytes(size_t size) {
 // Method: `put KEY -` with a value holding NUL, newline, tab, CR and invalid UTF-8;
 // `put KEY --value-file` with 1 MiB less 1 KiB of random bytes (the server's value limit
 // is 1 MiB, and its state machine counts a record header of a few bytes against it) and
-// with 1 MiB and one byte (refused with exit 2, nothing written); a txn put from
-// --value-file.
+// with 1 MiB and one byte and with 5 MiB (both refused with exit 2, nothing written); a
+// txn put from --value-file.
 TEST(SteadctlTest, ValuesFromStdinAndFilesArriveByteExact) {
   ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
   ASSERT_GE(StartThreeMembers(cluster), 0);
@@ -355,6 +357,11 @@ TEST(SteadctlTest, ValuesFromStdinAndFilesArriveByteExact) {
   EXPECT_EQ(too_large.exit_code, kExitInvalidArgument) << too_large.err;
   EXPECT_THAT(too_large.err, HasSubstr("max_value_bytes"));
   EXPECT_EQ(Steadctl({endpoints, "get", "too-large"}).exit_code, kExitNotFound);
+  // Over the server's largest request (4 MiB): refused by steadctl, not a lost connection.
+  CtlRun huge = Steadctl({endpoints, "put", "too-large", "-"}, {},
+                         WriteTestFile("huge", RandomBytes(5 << 20)));
+  EXPECT_EQ(huge.exit_code, kExitInvalidArgument) << huge.err;
+  EXPECT_THAT(huge.err, HasSubstr("standard input: over 3145728 bytes"));
 
   const std::string txn_value = RandomBytes(64 << 10);
   const std::string txn_path = WriteTestFile("txn", txn_value);

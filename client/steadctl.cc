@@ -38,9 +38,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "client/steadctl_io.h"
 #include "client/steadctl_snapshot.h"
 #include "client/steadctl_txn.h"
 #include "stead/client.h"
@@ -65,7 +65,9 @@ constexpr char kMainHelp[] =
     "\n"
     "commands:\n"
     "  get KEY [--serializable]        print the value (bare); exit 3 if absent\n"
-    "  put KEY VALUE                   set KEY to VALUE\n"
+    "  put KEY VALUE|-|--value-file=PATH\n"
+    "                                  set KEY to VALUE, to standard input (-) or to\n"
+    "                                  the bytes of the file PATH\n"
     "  del KEY                         delete KEY; prints how many keys were deleted\n"
     "  scan PREFIX [--limit=N] [--serializable] [--keys-only]\n"
     "                                  keys starting with PREFIX, all pages (or at most N)\n"
@@ -108,6 +110,12 @@ constexpr char kMainHelp[] =
     "  --timeout=DURATION    deadline of each request, retries included (default 5s)\n"
     "  --help, --version\n"
     "\n"
+    "output: tables print one key and value per line, escaped: \\\\ \\t \\n \\r, and\n"
+    "  \\xHH for other control bytes and bytes that are not valid UTF-8 (get prints\n"
+    "  the bare value). JSON gives each key, value, name or path that is valid UTF-8\n"
+    "  as a string (\"value\"), any other in base64 under its name with _base64\n"
+    "  (\"value_base64\").\n"
+    "\n"
     "exit codes: 0 ok, 1 other error, 2 invalid argument, 3 not found,\n"
     "            4 failed compare (txn), 5 unavailable or deadline passed,\n"
     "            6 failed precondition (e.g. promoting a learner not caught up),\n"
@@ -116,14 +124,27 @@ constexpr char kMainHelp[] =
 const std::map<std::string, std::string>& CommandHelp() {
   static const auto* help = new std::map<std::string, std::string>{
       {"get", "usage: steadctl get KEY [--serializable]\n"
-              "Prints the value of KEY, bare (table) or {\"key\",\"value\"} (json).\n"
+              "Prints the value of KEY: its bytes as they are and a newline (table), or\n"
+              "{\"key\",\"found\",\"value\"} (json; \"value_base64\" when not UTF-8).\n"
               "Exit 3 when the key does not exist. --serializable reads the answering\n"
               "member's local state (may be stale) instead of a linearizable read.\n"},
-      {"put", "usage: steadctl put KEY VALUE\nSets KEY to VALUE; prints OK.\n"},
+      {"put", "usage: steadctl put KEY VALUE | put KEY - | put KEY --value-file=PATH\n"
+              "Sets KEY to VALUE; prints OK. With - the value is every byte of standard\n"
+              "input up to its end, with --value-file every byte of the file PATH: values\n"
+              "with any bytes (NUL included) and values too long for an argument (over\n"
+              "128 KiB). A value over the server's limit (max_value_bytes, 1 MiB) is\n"
+              "refused with exit 2 and nothing is written; input over 3 MiB is refused\n"
+              "so by steadctl, before it sends anything. To store the one-character\n"
+              "value '-', pipe it: printf - | steadctl put KEY -\n"},
       {"del", "usage: steadctl del KEY\nDeletes KEY; prints the number of keys deleted (0 or 1).\n"},
       {"scan", "usage: steadctl scan PREFIX [--limit=N] [--serializable] [--keys-only]\n"
                "Prints every key starting with PREFIX and its value (key TAB value), in key\n"
-               "order, fetching page after page; --limit stops after N keys.\n"},
+               "order, fetching page after page; --limit stops after N keys.\n"
+               "Keys and values are escaped so that each pair is one line: backslash, tab,\n"
+               "newline and CR as \\\\ \\t \\n \\r; NUL, other control bytes and bytes that\n"
+               "are not valid UTF-8 as \\xHH (e.g. \\x00, \\xff); valid UTF-8 as it is.\n"
+               "With --output=json: {\"kvs\":[{\"key\",\"value\",...}],\"count\"}, a key or\n"
+               "value that is not valid UTF-8 as \"key_base64\" or \"value_base64\".\n"},
       {"txn", absl::StrCat("usage: steadctl txn [--if COND]... [--then OP]... [--else OP]...\n",
                            stead::ctl::kTxnSyntaxHelp, "\nexample:\n",
                            "  steadctl txn --if 'value(config) = v1' --if '!exists(lock)' \\\n"
@@ -132,10 +153,11 @@ const std::map<std::string, std::string>& CommandHelp() {
                 "Prints every change of KEY (with --prefix: of every key starting with KEY),\n"
                 "one line each, in revision order, from revision N (default: changes from\n"
                 "now on): table 'PUT key value revision' or 'DELETE key revision' (tab-\n"
-                "separated), json one object per line. A lost member is replaced by another\n"
-                "without losing or repeating a change. Stops after --count changes, after\n"
-                "--duration (e.g. 30s), or on SIGINT/SIGTERM, with exit 0; a revision\n"
-                "already compacted exits 1 naming the oldest revision still available.\n"},
+                "separated, escaped as steadctl scan --help says), json one object per line.\n"
+                "A lost member is replaced by another without losing or repeating a change.\n"
+                "Stops after --count changes, after --duration (e.g. 30s), or on SIGINT/\n"
+                "SIGTERM, with exit 0; a revision already compacted exits 1 naming the\n"
+                "oldest revision still available.\n"},
       {"member", "usage: steadctl member list | remove WHO | promote WHO | add NAME\n"
                  "WHO is a member name (stead-2), an ordinal N (a number below 65536) or\n"
                  "an id (a larger number, or 0x hex).\n"
@@ -232,6 +254,8 @@ struct Flags {
   int64_t revision = 0;
   int64_t count = 0;
   absl::Duration duration = absl::InfiniteDuration();
+  // put --value-file: the file holding the value.
+  std::string value_file;
   // txn: the texts of --if, --then and --else, each in order (steadctl_txn.h).
   std::vector<std::string> txn_ifs, txn_thens, txn_elses;
   std::vector<std::string> args;  // command and its positional arguments
@@ -321,6 +345,11 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       if (!absl::ParseDuration(*v, &flags.duration) || flags.duration <= absl::ZeroDuration()) {
         return absl::InvalidArgumentError(absl::StrCat("--duration: '", *v, "' is not a duration like 30s"));
       }
+    } else if (name == "--value-file") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      if (v->empty()) return absl::InvalidArgumentError("--value-file needs a PATH");
+      flags.value_file = *v;
     } else if (name == "--endpoints") {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();
@@ -377,12 +406,30 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   return flags;
 }
 
-using ::stead::ctl::JsonString;
+using ::stead::ctl::EscapeBytes;
+using ::stead::ctl::Json;
+using ::stead::ctl::PrintJson;
+using ::stead::ctl::SetBytes;
 
-std::string KeyValueJson(const stead::KeyValue& kv) {
-  return absl::StrCat("{\"key\":", JsonString(kv.key), ",\"value\":", JsonString(kv.value),
-                      ",\"create_revision\":", kv.create_revision,
-                      ",\"mod_revision\":", kv.mod_revision, ",\"version\":", kv.version, "}");
+Json KeyValueJson(const stead::KeyValue& kv) {
+  Json json;
+  SetBytes(json, "key", kv.key);
+  SetBytes(json, "value", kv.value);
+  json["create_revision"] = kv.create_revision;
+  json["mod_revision"] = kv.mod_revision;
+  json["version"] = kv.version;
+  return json;
+}
+
+Json KeyValuesJson(const std::vector<stead::KeyValue>& kvs) {
+  Json json = Json::array();
+  for (const stead::KeyValue& kv : kvs) json.push_back(KeyValueJson(kv));
+  return json;
+}
+
+// One line of table output for a pair: KEY TAB VALUE, both escaped.
+void PrintKeyValue(const stead::KeyValue& kv) {
+  std::printf("%s\t%s\n", EscapeBytes(kv.key).c_str(), EscapeBytes(kv.value).c_str());
 }
 
 std::string Role(const stead::Member& member) {
@@ -390,20 +437,29 @@ std::string Role(const stead::Member& member) {
   return member.is_learner ? "learner" : "follower";
 }
 
-std::string MemberJson(const stead::Member& m, const std::string& extra = "") {
-  return absl::StrCat("{\"id\":", m.id, ",\"id_hex\":", JsonString(absl::StrFormat("%016x", m.id)),
-                      ",\"name\":", JsonString(m.name), ",\"peer_address\":", JsonString(m.peer_address),
-                      ",\"client_address\":", JsonString(m.client_address), ",\"role\":", JsonString(Role(m)),
-                      ",\"is_learner\":", m.is_learner ? "true" : "false",
-                      ",\"is_leader\":", m.is_leader ? "true" : "false",
-                      ",\"match_index\":", m.match_index, extra, "}");
+Json MemberJson(const stead::Member& m) {
+  Json json;
+  json["id"] = m.id;
+  json["id_hex"] = absl::StrFormat("%016x", m.id);
+  SetBytes(json, "name", m.name);
+  SetBytes(json, "peer_address", m.peer_address);
+  SetBytes(json, "client_address", m.client_address);
+  json["role"] = Role(m);
+  json["is_learner"] = m.is_learner;
+  json["is_leader"] = m.is_leader;
+  json["match_index"] = m.match_index;
+  return json;
+}
+
+Json MembersJson(const std::vector<stead::Member>& members) {
+  Json json = Json::array();
+  for (const stead::Member& m : members) json.push_back(MemberJson(m));
+  return json;
 }
 
 void PrintMembers(const Flags& flags, const std::vector<stead::Member>& members) {
   if (flags.output == "json") {
-    std::vector<std::string> rows;
-    for (const stead::Member& m : members) rows.push_back(MemberJson(m));
-    std::printf("{\"members\":[%s]}\n", absl::StrJoin(rows, ",").c_str());
+    PrintJson({{"members", MembersJson(members)}});
     return;
   }
   std::printf("%-16s  %-12s  %-22s  %-22s  %s\n", "ID", "NAME", "PEER", "CLIENT", "ROLE");
@@ -511,22 +567,45 @@ int Get(stead::Client& client, const Flags& flags) {
       client.Get(key, {.serializable = flags.serializable, .timeout = flags.timeout});
   if (!value.ok()) return FailStatus(value.status());
   if (flags.output == "json") {
-    std::printf("{\"key\":%s,\"found\":%s%s}\n", JsonString(key).c_str(), value->has_value() ? "true" : "false",
-                value->has_value() ? absl::StrCat(",\"value\":", JsonString(**value)).c_str() : "");
+    Json json;
+    SetBytes(json, "key", key);
+    json["found"] = value->has_value();
+    if (value->has_value()) SetBytes(json, "value", **value);
+    PrintJson(json);
   } else if (value->has_value()) {
+    // The bare bytes, for scripts to pipe.
     std::fwrite((*value)->data(), 1, (*value)->size(), stdout);
     std::printf("\n");
   }
   if (!value->has_value()) {
-    if (flags.output != "json") std::fprintf(stderr, "steadctl: key %s not found\n", key.c_str());
+    if (flags.output != "json") {
+      std::fprintf(stderr, "steadctl: key %s not found\n", EscapeBytes(key).c_str());
+    }
     return kExitNotFound;
   }
   return kExitOk;
 }
 
+// The value of `put`: its VALUE argument, standard input for "-", or --value-file.
+absl::StatusOr<std::string> PutValue(const Flags& flags) {
+  const bool has_argument = flags.args.size() == 3;
+  const bool has_file = !flags.value_file.empty();
+  if (flags.args.size() < 2 || flags.args.size() > 3 || has_argument == has_file) {
+    return absl::InvalidArgumentError(
+        "put needs KEY and one of VALUE, - (standard input) or --value-file=PATH (see steadctl "
+        "put --help)");
+  }
+  if (has_file) {
+    return stead::ctl::ReadValueInput(flags.value_file, "--value-file=" + flags.value_file);
+  }
+  if (flags.args[2] == "-") return stead::ctl::ReadValueInput("-", "standard input");
+  return flags.args[2];
+}
+
 int Put(stead::Client& client, const Flags& flags) {
-  if (flags.args.size() != 3) return Fail(kExitInvalidArgument, "put needs KEY VALUE (see steadctl put --help)");
-  absl::Status status = client.Put(flags.args[1], flags.args[2], {.timeout = flags.timeout});
+  absl::StatusOr<std::string> value = PutValue(flags);
+  if (!value.ok()) return FailStatus(value.status());
+  absl::Status status = client.Put(flags.args[1], *value, {.timeout = flags.timeout});
   if (!status.ok()) return FailStatus(status);
   std::printf(flags.output == "json" ? "{\"ok\":true}\n" : "OK\n");
   return kExitOk;
@@ -558,13 +637,9 @@ int Scan(stead::Client& client, const Flags& flags) {
     begin = result->next_key;
   }
   if (flags.output == "json") {
-    std::vector<std::string> rows;
-    for (const stead::KeyValue& kv : kvs) rows.push_back(KeyValueJson(kv));
-    std::printf("{\"kvs\":[%s],\"count\":%zu}\n", absl::StrJoin(rows, ",").c_str(), kvs.size());
+    PrintJson({{"kvs", KeyValuesJson(kvs)}, {"count", kvs.size()}});
   } else {
-    for (const stead::KeyValue& kv : kvs) {
-      std::printf("%s\t%s\n", kv.key.c_str(), kv.value.c_str());
-    }
+    for (const stead::KeyValue& kv : kvs) PrintKeyValue(kv);
   }
   return kExitOk;
 }
@@ -590,15 +665,13 @@ int Watch(stead::Client& client, const Flags& flags) {
       if (flags.count > 0 && printed >= flags.count) break;
       const bool put = event.type == stead::WatchEvent::Type::kPut;
       if (json) {
-        // {"type":...,"kv":{...}}
-        std::printf("%s\n", absl::StrCat("{\"type\":\"", put ? "PUT" : "DELETE",
-                                         "\",\"kv\":", KeyValueJson(event.kv), "}")
-                                .c_str());
+        PrintJson({{"type", put ? "PUT" : "DELETE"}, {"kv", KeyValueJson(event.kv)}});
       } else if (put) {
-        std::printf("PUT\t%s\t%s\t%lld\n", event.kv.key.c_str(), event.kv.value.c_str(),
+        std::printf("PUT\t%s\t%s\t%lld\n", EscapeBytes(event.kv.key).c_str(),
+                    EscapeBytes(event.kv.value).c_str(),
                     static_cast<long long>(event.kv.mod_revision));
       } else {
-        std::printf("DELETE\t%s\t%lld\n", event.kv.key.c_str(),
+        std::printf("DELETE\t%s\t%lld\n", EscapeBytes(event.kv.key).c_str(),
                     static_cast<long long>(event.kv.mod_revision));
       }
       ++printed;
@@ -644,28 +717,23 @@ std::string TxnOpKindName(stead::TxnOp::Kind kind) {
 void PrintTxnResult(const Flags& flags, const std::vector<stead::TxnOp>& ops,
                     const stead::TxnResult& result) {
   if (flags.output == "json") {
-    std::vector<std::string> rows;
+    Json responses = Json::array();
     for (size_t i = 0; i < ops.size(); ++i) {
       const stead::TxnOpResult& answer = result.responses[i];
-      std::string row =
-          absl::StrCat("{\"op\":", JsonString(TxnOpKindName(ops[i].kind)), ",\"key\":", JsonString(ops[i].key));
-      if (!ops[i].range_end.empty()) {
-        absl::StrAppend(&row, ",\"range_end\":", JsonString(ops[i].range_end));
-      }
-      if (answer.kind == stead::TxnOp::Kind::kDelete) {
-        absl::StrAppend(&row, ",\"deleted\":", answer.deleted);
-      }
+      Json response;
+      response["op"] = TxnOpKindName(ops[i].kind);
+      SetBytes(response, "key", ops[i].key);
+      if (!ops[i].range_end.empty()) SetBytes(response, "range_end", ops[i].range_end);
+      if (answer.kind == stead::TxnOp::Kind::kDelete) response["deleted"] = answer.deleted;
       if (answer.kind == stead::TxnOp::Kind::kGet) {
-        std::vector<std::string> kvs;
-        for (const stead::KeyValue& kv : answer.range.kvs) kvs.push_back(KeyValueJson(kv));
-        absl::StrAppend(&row, ",\"kvs\":[", absl::StrJoin(kvs, ","),
-                        "],\"more\":", answer.range.more ? "true" : "false");
+        response["kvs"] = KeyValuesJson(answer.range.kvs);
+        response["more"] = answer.range.more;
       }
-      rows.push_back(row + "}");
+      responses.push_back(std::move(response));
     }
-    std::printf("{\"succeeded\":%s,\"revision\":%lld,\"responses\":[%s]}\n",
-                result.succeeded ? "true" : "false", static_cast<long long>(result.revision),
-                absl::StrJoin(rows, ",").c_str());
+    PrintJson({{"succeeded", result.succeeded},
+               {"revision", result.revision},
+               {"responses", std::move(responses)}});
     return;
   }
   std::printf("%s revision=%lld\n", result.succeeded ? "SUCCEEDED" : "FAILED",
@@ -683,9 +751,7 @@ void PrintTxnResult(const Flags& flags, const std::vector<stead::TxnOp>& ops,
       case stead::TxnOp::Kind::kGet:
         std::printf("%s: %zu key%s%s\n", op.c_str(), answer.range.kvs.size(),
                     answer.range.kvs.size() == 1 ? "" : "s", answer.range.more ? " (more)" : "");
-        for (const stead::KeyValue& kv : answer.range.kvs) {
-          std::printf("%s\t%s\n", kv.key.c_str(), kv.value.c_str());
-        }
+        for (const stead::KeyValue& kv : answer.range.kvs) PrintKeyValue(kv);
         break;
     }
   }
@@ -697,8 +763,10 @@ int Txn(stead::Client& client, const Flags& flags) {
                 "txn takes only --if, --then and --else flags; quote each condition and "
                 "operation (see steadctl txn --help)");
   }
-  absl::StatusOr<stead::TxnRequest> request =
-      stead::ctl::ParseTxn(flags.txn_ifs, flags.txn_thens, flags.txn_elses);
+  absl::StatusOr<stead::TxnRequest> request = stead::ctl::ParseTxn(
+      flags.txn_ifs, flags.txn_thens, flags.txn_elses, [](const std::string& path) {
+        return stead::ctl::ReadValueInput(path, "--value-file=" + path);
+      });
   if (!request.ok()) return Fail(kExitInvalidArgument, std::string(request.status().message()));
   absl::StatusOr<stead::TxnResult> result = client.Txn(*request, {.timeout = flags.timeout});
   if (!result.ok()) return FailStatus(result.status());
@@ -737,10 +805,7 @@ absl::StatusOr<stead::Member> FindMember(stead::Client& client, const Flags& fla
 void PrintPromotion(const Flags& flags, const std::string& name,
                     const stead::MemberPromoteResult& result) {
   if (flags.output == "json") {
-    std::vector<std::string> rows;
-    for (const stead::Member& m : result.members) rows.push_back(MemberJson(m));
-    std::printf("{\"members\":[%s],\"already_voter\":%s}\n", absl::StrJoin(rows, ",").c_str(),
-                result.already_voter ? "true" : "false");
+    PrintJson({{"members", MembersJson(result.members)}, {"already_voter", result.already_voter}});
     return;
   }
   std::printf("%s %s\n", name.c_str(),
@@ -791,9 +856,9 @@ int MemberCommand(stead::Client& client, const Flags& flags) {
 void PrintTransfer(const Flags& flags, const stead::LeaderTransferResult& result) {
   const bool moved = result.leader.id != result.previous_leader.id;
   if (flags.output == "json") {
-    std::printf("{\"previous_leader\":%s,\"leader\":%s,\"moved\":%s}\n",
-                MemberJson(result.previous_leader).c_str(), MemberJson(result.leader).c_str(),
-                moved ? "true" : "false");
+    PrintJson({{"previous_leader", MemberJson(result.previous_leader)},
+               {"leader", MemberJson(result.leader)},
+               {"moved", moved}});
   } else if (moved) {
     std::printf("%s is the leader (was %s)\n", result.leader.name.c_str(),
                 result.previous_leader.name.c_str());
@@ -936,22 +1001,33 @@ int ClusterCommand(stead::Client& client, const Flags& flags) {
     }
   }
   auto or_unknown = [](const std::string& s) { return s.empty() ? std::string("?") : s; };
-  auto json_number = [](const std::string& s) { return s.empty() ? std::string("null") : s; };
+  // A number from /metrics, or null when unknown.
+  auto json_number = [](const std::string& s) {
+    double number = 0;
+    return absl::SimpleAtod(s, &number) ? Json(static_cast<int64_t>(number)) : Json();
+  };
   if (flags.output == "json") {
-    std::vector<std::string> json_rows;
+    Json json_rows = Json::array();
     for (const StatusRow& r : rows) {
       const stead::Member& m = r.member;
-      json_rows.push_back(
-          health ? absl::StrCat("{\"name\":", JsonString(m.name), ",\"client_address\":", JsonString(m.client_address),
-                                ",\"health\":", JsonString(r.readiness), "}")
-                 : MemberJson(m, absl::StrCat(",\"ordinal\":", OrdinalOf(m.name), ",\"term\":",
-                                              json_number(r.term), ",\"commit_index\":",
-                                              json_number(r.commit), ",\"applied_index\":",
-                                              json_number(r.applied), ",\"lag\":", json_number(r.lag),
-                                              ",\"health\":", JsonString(r.readiness))));
+      Json row;
+      if (health) {
+        SetBytes(row, "name", m.name);
+        SetBytes(row, "client_address", m.client_address);
+      } else {
+        row = MemberJson(m);
+        row["ordinal"] = OrdinalOf(m.name);
+        row["term"] = json_number(r.term);
+        row["commit_index"] = json_number(r.commit);
+        row["applied_index"] = json_number(r.applied);
+        row["lag"] = json_number(r.lag);
+      }
+      row["health"] = r.readiness;
+      json_rows.push_back(std::move(row));
     }
-    std::printf("{\"members\":[%s]%s}\n", absl::StrJoin(json_rows, ",").c_str(),
-                health ? (all_ready ? ",\"healthy\":true" : ",\"healthy\":false") : "");
+    Json json = {{"members", std::move(json_rows)}};
+    if (health) json["healthy"] = all_ready;
+    PrintJson(json);
   } else if (health) {
     std::printf("%-12s  %-22s  %s\n", "NAME", "CLIENT", "HEALTH");
     for (const StatusRow& r : rows) {
@@ -1002,27 +1078,31 @@ int EndpointCommand(stead::Client& client, const Flags& flags) {
     for (const stead::Member& m : *members) endpoints.push_back(m.client_address);
   }
   int exit_code = kExitOk;
-  std::vector<std::string> json_rows;
+  Json json_rows = Json::array();
   if (flags.output != "json") {
     std::printf("%-22s  %-16s  %-16s  %10s  %10s  %10s\n", "ENDPOINT", "ID", "HASH", "APPLIED",
                 "REVISION", "KEYS");
   }
   for (const std::string& endpoint : endpoints) {
+    Json row;
+    SetBytes(row, "endpoint", endpoint);
     absl::StatusOr<stead::ContentHash> hash = client.Hash(endpoint, {.timeout = flags.timeout});
     if (!hash.ok()) {
       if (exit_code == kExitOk) exit_code = ExitCodeOf(hash.status());
       std::fprintf(stderr, "steadctl: %s: %s\n", endpoint.c_str(), hash.status().ToString().c_str());
-      json_rows.push_back(absl::StrCat("{\"endpoint\":", JsonString(endpoint),
-                                       ",\"error\":", JsonString(hash.status().ToString()), "}"));
+      SetBytes(row, "error", hash.status().ToString());
+      json_rows.push_back(std::move(row));
       continue;
     }
     const std::string hex = absl::StrFormat("%016x", hash->hash);
-    json_rows.push_back(absl::StrCat(
-        "{\"endpoint\":", JsonString(endpoint), ",\"member_id\":", hash->member_id,
-        ",\"member_id_hex\":", JsonString(absl::StrFormat("%016x", hash->member_id)),
-        ",\"hash\":", hash->hash, ",\"hash_hex\":", JsonString(hex),
-        ",\"applied_index\":", hash->applied_index, ",\"revision\":", hash->revision,
-        ",\"key_count\":", hash->key_count, "}"));
+    row["member_id"] = hash->member_id;
+    row["member_id_hex"] = absl::StrFormat("%016x", hash->member_id);
+    row["hash"] = hash->hash;
+    row["hash_hex"] = hex;
+    row["applied_index"] = hash->applied_index;
+    row["revision"] = hash->revision;
+    row["key_count"] = hash->key_count;
+    json_rows.push_back(std::move(row));
     if (flags.output != "json") {
       std::printf("%-22s  %016llx  %s  %10llu  %10lld  %10llu\n", endpoint.c_str(),
                   static_cast<unsigned long long>(hash->member_id), hex.c_str(),
@@ -1031,9 +1111,7 @@ int EndpointCommand(stead::Client& client, const Flags& flags) {
                   static_cast<unsigned long long>(hash->key_count));
     }
   }
-  if (flags.output == "json") {
-    std::printf("{\"endpoints\":[%s]}\n", absl::StrJoin(json_rows, ",").c_str());
-  }
+  if (flags.output == "json") PrintJson({{"endpoints", std::move(json_rows)}});
   return exit_code;
 }
 
@@ -1064,6 +1142,10 @@ int main(int argc, char** argv) {
     }
     std::fputs(help->second.c_str(), stdout);
     return kExitOk;
+  }
+  if (!flags->value_file.empty() && help_key != "put") {
+    return Fail(kExitInvalidArgument,
+                "--value-file is for put only (in txn: put KEY --value-file=PATH)");
   }
   stead::ClientOptions options;
   options.endpoints = absl::StrSplit(flags->endpoints, ',', absl::SkipWhitespace());

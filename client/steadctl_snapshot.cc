@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -17,6 +18,7 @@
 #include "base/mutex.h"
 #include "base/status_macros.h"
 #include "client/connection.h"
+#include "client/steadctl_io.h"
 #include "proto/kv.pb.h"
 #include "server/frame.h"
 #include "storage/backup_file.h"
@@ -73,22 +75,6 @@ const char kSnapshotRestoreHelp[] =
     "file (exit 7) or volumes in use (exit 6) change nothing. Progress and MB/s on\n"
     "stderr. (A member started with --restore-from=FILE does the same by itself.)\n";
 
-std::string JsonString(const std::string& text) {
-  std::string out = "\"";
-  for (const char byte : text) {
-    const auto ch = static_cast<unsigned char>(byte);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += static_cast<char>(ch);
-    } else if (ch < 0x20 || ch >= 0x7f) {
-      out += absl::StrFormat("\\u%04x", ch);
-    } else {
-      out += static_cast<char>(ch);
-    }
-  }
-  return out + "\"";
-}
-
 namespace {
 
 namespace asio = boost::asio;
@@ -133,49 +119,65 @@ class Progress {
   bool drawn_ = false;
 };
 
-std::string MemberIds(const google::protobuf::RepeatedField<uint64_t>& ids, bool json) {
-  std::vector<std::string> out;
+Json MemberIdsJson(const google::protobuf::RepeatedField<uint64_t>& ids) {
+  Json json = Json::array();
   for (const uint64_t id : ids) {
-    out.push_back(json ? absl::StrCat("{\"id\":", id, ",\"id_hex\":\"", absl::StrFormat("%016x", id),
-                                      "\"}")
-                       : absl::StrFormat("%016x", id));
+    json.push_back({{"id", id}, {"id_hex", absl::StrFormat("%016x", id)}});
   }
-  return json ? absl::StrCat("[", absl::StrJoin(out, ","), "]")
-              : (out.empty() ? std::string("none") : absl::StrJoin(out, " "));
+  return json;
 }
 
-// What a backup holds, as `inspect` and `verify` print it.
-void PrintManifest(const std::string& path, const pb::SnapshotManifest& manifest,
-                   uint64_t file_bytes, bool json, const std::string& extra_json,
-                   const std::string& first_line) {
+std::string MemberIdsText(const google::protobuf::RepeatedField<uint64_t>& ids) {
+  std::vector<std::string> hex;
+  for (const uint64_t id : ids) hex.push_back(absl::StrFormat("%016x", id));
+  return hex.empty() ? std::string("none") : absl::StrJoin(hex, " ");
+}
+
+// `value` rounded to `decimals` places, as JSON prints timings.
+double Rounded(double value, int decimals) {
+  const double scale = std::pow(10.0, decimals);
+  return std::round(value * scale) / scale;
+}
+
+// The fields of a timed transfer of `bytes`: seconds and MB/s.
+void SetTiming(Json& json, uint64_t bytes, double seconds) {
+  json["seconds"] = Rounded(seconds, 3);
+  json["mb_per_s"] = Rounded(MegabytesPerSecond(bytes, seconds), 1);
+}
+
+// What a backup holds, as `inspect` and `verify` print it; JSON: `json` with the
+// manifest's fields added after those it holds.
+void PrintManifest(const pb::SnapshotManifest& manifest, uint64_t file_bytes, bool json_output,
+                   Json json, const std::string& first_line) {
   const std::string created =
       absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(manifest.created_unix_ms()),
                        absl::UTCTimeZone());
   const pb::ConfState& conf = manifest.raft().conf_state();
-  if (json) {
-    std::printf(
-        "%s\n",
-        absl::StrCat(
-            "{\"file\":", JsonString(path), extra_json, ",\"cluster_id\":", manifest.cluster_id(),
-            ",\"cluster_id_hex\":\"", absl::StrFormat("%016x", manifest.cluster_id()),
-            "\",\"index\":", manifest.raft().index(), ",\"term\":", manifest.raft().term(),
-            ",\"voters\":", MemberIds(conf.voters(), true),
-            ",\"learners\":", MemberIds(conf.learners(), true),
-            ",\"key_count\":", manifest.key_count(), ",\"size_bytes\":", file_bytes,
-            ",\"data_bytes\":", manifest.total_bytes(), ",\"file_count\":", manifest.files_size(),
-            ",\"created_unix_ms\":", manifest.created_unix_ms(), ",\"created\":\"", created,
-            "\",\"created_by_name\":", JsonString(manifest.created_by_name()),
-            ",\"created_by_node_id\":", manifest.created_by_node_id(),
-            ",\"format_version\":", manifest.format_version(), "}")
-            .c_str());
+  if (json_output) {
+    json["cluster_id"] = manifest.cluster_id();
+    json["cluster_id_hex"] = absl::StrFormat("%016x", manifest.cluster_id());
+    json["index"] = manifest.raft().index();
+    json["term"] = manifest.raft().term();
+    json["voters"] = MemberIdsJson(conf.voters());
+    json["learners"] = MemberIdsJson(conf.learners());
+    json["key_count"] = manifest.key_count();
+    json["size_bytes"] = file_bytes;
+    json["data_bytes"] = manifest.total_bytes();
+    json["file_count"] = manifest.files_size();
+    json["created_unix_ms"] = manifest.created_unix_ms();
+    json["created"] = created;
+    SetBytes(json, "created_by_name", manifest.created_by_name());
+    json["created_by_node_id"] = manifest.created_by_node_id();
+    json["format_version"] = manifest.format_version();
+    PrintJson(json);
     return;
   }
   if (!first_line.empty()) std::printf("%s\n", first_line.c_str());
   std::printf("cluster id   %016llx\n", static_cast<unsigned long long>(manifest.cluster_id()));
   std::printf("index        %llu\n", static_cast<unsigned long long>(manifest.raft().index()));
   std::printf("term         %llu\n", static_cast<unsigned long long>(manifest.raft().term()));
-  std::printf("voters       %s\n", MemberIds(conf.voters(), false).c_str());
-  std::printf("learners     %s\n", MemberIds(conf.learners(), false).c_str());
+  std::printf("voters       %s\n", MemberIdsText(conf.voters()).c_str());
+  std::printf("learners     %s\n", MemberIdsText(conf.learners()).c_str());
   std::printf("keys         %llu\n", static_cast<unsigned long long>(manifest.key_count()));
   std::printf("size         %llu bytes (%d files, %llu data bytes)\n",
               static_cast<unsigned long long>(file_bytes), manifest.files_size(),
@@ -183,6 +185,13 @@ void PrintManifest(const std::string& path, const pb::SnapshotManifest& manifest
   std::printf("created      %s by %s (member %016llx)\n", created.c_str(),
               manifest.created_by_name().c_str(),
               static_cast<unsigned long long>(manifest.created_by_node_id()));
+}
+
+// {"file": path}, the start of the JSON of every subcommand.
+Json FileJson(const std::string& path) {
+  Json json;
+  SetBytes(json, "file", path);
+  return json;
 }
 
 // The header, checked against the file's size: a truncated file or one with bytes after
@@ -201,7 +210,7 @@ absl::StatusOr<std::pair<pb::SnapshotManifest, uint64_t>> ReadCheckedHeader(cons
 
 absl::Status Inspect(const SnapshotFlags& flags, const std::string& path) {
   STEAD_ASSIGN_OR_RETURN(const auto header, ReadCheckedHeader(path));
-  PrintManifest(path, header.first, header.second, flags.json, "", "");
+  PrintManifest(header.first, header.second, flags.json, FileJson(path), "");
   return absl::OkStatus();
 }
 
@@ -217,9 +226,10 @@ absl::Status Verify(const SnapshotFlags& flags, const std::string& path) {
   if (!manifest.ok()) return manifest.status();
   STEAD_ASSIGN_OR_RETURN(const uint64_t size, storage::files::FileSize(path));
   const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
-  PrintManifest(path, *manifest, size, flags.json,
-                absl::StrFormat(",\"ok\":true,\"seconds\":%.3f,\"mb_per_s\":%.1f", seconds,
-                                MegabytesPerSecond(size, seconds)),
+  Json json = FileJson(path);
+  json["ok"] = true;
+  SetTiming(json, size, seconds);
+  PrintManifest(*manifest, size, flags.json, std::move(json),
                 absl::StrFormat("%s: ok (read %.1f MB in %.2f s, %.1f MB/s)", path,
                                 static_cast<double>(size) / 1e6, seconds,
                                 MegabytesPerSecond(size, seconds)));
@@ -342,16 +352,16 @@ absl::Status Save(const SnapshotFlags& flags, const std::string& path) {
   const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
   STEAD_ASSIGN_OR_RETURN(const uint64_t size, storage::files::FileSize(path));
   if (flags.json) {
-    std::printf("%s\n", absl::StrCat("{\"file\":", JsonString(path), ",\"bytes\":", size,
-                                     absl::StrFormat(",\"seconds\":%.3f,\"mb_per_s\":%.1f", seconds,
-                                                     MegabytesPerSecond(size, seconds)),
-                                     ",\"index\":", manifest.raft().index(),
-                                     ",\"term\":", manifest.raft().term(),
-                                     ",\"key_count\":", manifest.key_count(),
-                                     ",\"cluster_id\":", manifest.cluster_id(),
-                                     ",\"member\":", JsonString(manifest.created_by_name()),
-                                     ",\"endpoint\":", JsonString(endpoint), "}")
-                            .c_str());
+    Json json = FileJson(path);
+    json["bytes"] = size;
+    SetTiming(json, size, seconds);
+    json["index"] = manifest.raft().index();
+    json["term"] = manifest.raft().term();
+    json["key_count"] = manifest.key_count();
+    json["cluster_id"] = manifest.cluster_id();
+    SetBytes(json, "member", manifest.created_by_name());
+    SetBytes(json, "endpoint", endpoint);
+    PrintJson(json);
   } else {
     std::printf("saved %s: %llu bytes in %.2f s (%.1f MB/s), index %llu term %llu, %llu keys, "
                 "from %s (%s)\n",
@@ -411,19 +421,21 @@ absl::Status Restore(const SnapshotFlags& flags, const std::string& path) {
   const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
   const uint64_t bytes = result->manifest.total_bytes();
   if (flags.json) {
-    std::printf("%s\n",
-                absl::StrCat("{\"file\":", JsonString(path), ",\"data_dir\":", JsonString(flags.data_dir),
-                             ",\"wal_dir\":", JsonString(flags.wal_dir), ",\"name\":",
-                             JsonString(flags.name), ",\"member_id\":", options.self.id(),
-                             ",\"cluster_id\":", options.cluster_id, ",\"cluster_id_hex\":\"",
-                             absl::StrFormat("%016x", options.cluster_id),
-                             "\",\"from_cluster_id\":", result->manifest.cluster_id(),
-                             ",\"backup_index\":", result->manifest.raft().index(),
-                             ",\"index\":", result->index, ",\"term\":", result->term,
-                             ",\"key_count\":", result->manifest.key_count(), ",\"bytes\":", bytes,
-                             absl::StrFormat(",\"seconds\":%.3f,\"mb_per_s\":%.1f}", seconds,
-                                             MegabytesPerSecond(bytes, seconds)))
-                    .c_str());
+    Json json = FileJson(path);
+    SetBytes(json, "data_dir", flags.data_dir);
+    SetBytes(json, "wal_dir", flags.wal_dir);
+    SetBytes(json, "name", flags.name);
+    json["member_id"] = options.self.id();
+    json["cluster_id"] = options.cluster_id;
+    json["cluster_id_hex"] = absl::StrFormat("%016x", options.cluster_id);
+    json["from_cluster_id"] = result->manifest.cluster_id();
+    json["backup_index"] = result->manifest.raft().index();
+    json["index"] = result->index;
+    json["term"] = result->term;
+    json["key_count"] = result->manifest.key_count();
+    json["bytes"] = bytes;
+    SetTiming(json, bytes, seconds);
+    PrintJson(json);
   } else {
     std::printf("restored %s into %s and %s: %llu keys, %llu bytes in %.2f s (%.1f MB/s); new "
                 "cluster %016llx, member %s (%016llx), log starts after index %llu\n",

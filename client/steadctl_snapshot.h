@@ -46,9 +46,6 @@ struct SnapshotFlags {
 // member or leader), Cancelled (SIGINT/SIGTERM during save).
 absl::Status RunSnapshot(const SnapshotFlags& flags);
 
-// A JSON string literal of arbitrary bytes: bytes outside printable ASCII become \u00XX.
-std::string JsonString(const std::string& text);
-
 }  // namespace stead::ctl
 
 #endif  // STEAD_CLIENT_STEADCTL_SNAPSHOT_H_

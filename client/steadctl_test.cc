@@ -6,10 +6,12 @@
 #include <fstream>
 #include <memory>
 #include <optional>
-#include <thread>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -17,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "stead/client.h"
 #include "tests/testing/process_cluster.h"
 #include "tests/testing/status_matchers.h"
@@ -29,6 +32,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::ProcessCluster;
 using testing::Subprocess;
+using namespace std::string_literals;
 
 // The documented exit codes (steadctl --help).
 constexpr int kExitInvalidArgument = 2;
@@ -49,8 +53,10 @@ struct CtlRun {
   std::string err;  // stderr
 };
 
-// Runs steadctl with `args` (and STEAD_ENDPOINTS unset unless given in `env`).
-CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> env = {}) {
+// Runs steadctl with `args` (and STEAD_ENDPOINTS unset unless given in `env`), reading
+// the file `stdin_path` as its stdin (empty: none).
+CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> env = {},
+                const std::string& stdin_path = "") {
   static int runs = 0;
   const std::string dir = absl::StrCat(::testing::TempDir(), "/steadctl_test_", ::getpid());
   std::filesystem::create_directories(dir);
@@ -60,7 +66,8 @@ CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> e
   if (env.empty()) env.push_back("STEAD_ENDPOINTS=");
   CtlRun run;
   absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
-      {.argv = argv, .env = env, .log_path = err_path, .capture_stdout = true});
+      {.argv = argv, .env = env, .log_path = err_path, .capture_stdout = true,
+       .stdin_path = stdin_path});
   if (!process.ok()) {
     ADD_FAILURE() << process.status();
     return run;
@@ -158,6 +165,20 @@ TEST(SteadctlTest, BadInputExitsWithInvalidArgument) {
        "--from needs NAME|ORDINAL|ID, not an empty value"},
       {"member add without name", {"member", "add"}, "member add needs NAME"},
       {"member promote without member", {"member", "promote"}, "member needs 'list'"},
+      {"put without value", {"put", "k"},
+       "put needs KEY and one of VALUE, - (standard input) or --value-file=PATH"},
+      {"put with a value and a file", {"put", "k", "v", "--value-file=/dev/null"},
+       "put needs KEY and one of VALUE, - (standard input) or --value-file=PATH"},
+      {"put from a missing file", {"put", "k", "--value-file=/nonexistent/v"},
+       "--value-file=/nonexistent/v: No such file or directory"},
+      {"put from a directory", {"put", "k", "--value-file", "/"}, "--value-file=/: Is a directory"},
+      {"value file without path", {"put", "k", "--value-file="}, "--value-file needs a PATH"},
+      {"put of endless input", {"put", "k", "--value-file=/dev/zero"},
+       "--value-file=/dev/zero: over 3145728 bytes, far over the server's value limit"},
+      {"value file elsewhere", {"get", "k", "--value-file=/dev/null"},
+       "--value-file is for put only (in txn: put KEY --value-file=PATH)"},
+      {"txn put from a missing file", {"txn", "--then", "put k --value-file=/nonexistent/v"},
+       "--then #1 'put k --value-file=/nonexistent/v': --value-file=/nonexistent/v: No such file"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -278,6 +299,158 @@ TEST(SteadctlTest, AgainstARealCluster) {
                            "--cluster"});
   EXPECT_EQ(whole.exit_code, 0) << whole.err;
   for (int i : {0, 1, 2}) EXPECT_THAT(whole.out, HasSubstr(cluster.ClientAddress(i)));
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Writes `bytes` to a new file under the test's directory; its path.
+std::string WriteTestFile(const std::string& name, const std::string& bytes) {
+  const std::string dir = TestRoot() + "-files";
+  std::filesystem::create_directories(dir);
+  const std::string path = absl::StrCat(dir, "/", name);
+  WriteBytes(path, bytes);
+  return path;
+}
+
+// `size` pseudo-random bytes, every byte value likely, the same for every run.
+std::string RandomBytes(size_t size) {
+  std::mt19937 random(42);
+  std::string bytes(size, '\0');
+  for (char& byte : bytes) byte = static_cast<char>(random() & 0xff);
+  return bytes;
+}
+
+// Goal: values reach the cluster byte for byte from stdin and from files, also those
+// no argument can carry (NUL, over 128 KiB), and come back byte-exact from `get`.
+// Method: `put KEY -` with a value holding NUL, newline, tab, CR and invalid UTF-8;
+// `put KEY --value-file` with 1 MiB less 1 KiB of random bytes (the server's value limit
+// is 1 MiB, and its state machine counts a record header of a few bytes against it) and
+// with 1 MiB and one byte and with 5 MiB (both refused with exit 2, nothing written); a
+// txn put from --value-file.
+TEST(SteadctlTest, ValuesFromStdinAndFilesArriveByteExact) {
+  ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
+  ASSERT_GE(StartThreeMembers(cluster), 0);
+  const std::string endpoints = EndpointsOfThree(cluster);
+
+  const std::string binary = "nul\0 newline\n tab\t cr\r bad\xff\xfe\xc3 utf-8 \xc3\xa9\n"s;
+  CtlRun from_stdin =
+      Steadctl({endpoints, "put", "binary", "-"}, {}, WriteTestFile("binary", binary));
+  EXPECT_EQ(from_stdin.exit_code, 0) << from_stdin.err;
+  EXPECT_EQ(from_stdin.out, "OK\n");
+  CtlRun got = Steadctl({endpoints, "get", "binary"});
+  EXPECT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_EQ(got.out, binary + "\n") << "get prints the bare value and a newline";
+
+  const std::string large = RandomBytes((1 << 20) - 1024);
+  CtlRun from_file =
+      Steadctl({endpoints, "put", "large", "--value-file=" + WriteTestFile("large", large)});
+  EXPECT_EQ(from_file.exit_code, 0) << from_file.err;
+  CtlRun got_large = Steadctl({endpoints, "get", "large"});
+  EXPECT_EQ(got_large.exit_code, 0) << got_large.err;
+  EXPECT_EQ(got_large.out.size(), large.size() + 1);
+  EXPECT_TRUE(got_large.out == large + "\n") << "the large value came back with differences";
+
+  CtlRun too_large = Steadctl({endpoints, "put", "too-large", "--value-file",
+                               WriteTestFile("too-large", RandomBytes((1 << 20) + 1))});
+  EXPECT_EQ(too_large.exit_code, kExitInvalidArgument) << too_large.err;
+  EXPECT_THAT(too_large.err, HasSubstr("max_value_bytes"));
+  EXPECT_EQ(Steadctl({endpoints, "get", "too-large"}).exit_code, kExitNotFound);
+  // Over the server's largest request (4 MiB): refused by steadctl, not a lost connection.
+  CtlRun huge = Steadctl({endpoints, "put", "too-large", "-"}, {},
+                         WriteTestFile("huge", RandomBytes(5 << 20)));
+  EXPECT_EQ(huge.exit_code, kExitInvalidArgument) << huge.err;
+  EXPECT_THAT(huge.err, HasSubstr("standard input: over 3145728 bytes"));
+
+  const std::string txn_value = RandomBytes(64 << 10);
+  const std::string txn_path = WriteTestFile("txn", txn_value);
+  CtlRun txn = Steadctl({endpoints, "txn", "--then", "put from-txn --value-file=" + txn_path});
+  EXPECT_EQ(txn.exit_code, 0) << txn.err;
+  EXPECT_TRUE(Steadctl({endpoints, "get", "from-txn"}).out == txn_value + "\n");
+  std::filesystem::remove_all(TestRoot() + "-files");
+}
+
+// Goal: table output holds one pair per line whatever the bytes, and JSON output is
+// valid UTF-8 that gives back every key and value exactly. Method: keys and values with
+// NUL, tab, newline, backslash, invalid UTF-8 and UTF-8 (written with the client
+// library: a key with NUL fits no argument) are read with scan, txn and watch in both
+// formats, and with get and member list in JSON; the JSON is parsed back.
+TEST(SteadctlTest, OutputEscapesTablesAndKeepsJsonExact) {
+  ProcessCluster cluster(3, TestRoot(), STEAD_BINARY);
+  ASSERT_GE(StartThreeMembers(cluster), 0);
+  const std::string endpoints = EndpointsOfThree(cluster);
+  ClientOptions options;
+  options.endpoints = cluster.ClientEndpoints(3);
+  options.default_timeout = absl::Seconds(20);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(options));
+  const std::string binary_key = "b/nul\0key"s;
+  const std::string binary_value = "a\tb\nc\\d\0e\xff"s;
+  const std::string text = "h\xc3\xa9llo \xe2\x9c\x93";  // héllo ✓
+  ASSERT_OK(client->Put(binary_key, binary_value));
+  ASSERT_OK(client->Put("b/utf-8", text));
+
+  const std::string lines = "b/nul\\x00key\ta\\tb\\nc\\\\d\\x00e\\xff\n"
+                            "b/utf-8\th\xc3\xa9llo \xe2\x9c\x93\n";
+  CtlRun scan = Steadctl({endpoints, "scan", "b/"});
+  EXPECT_EQ(scan.exit_code, 0) << scan.err;
+  EXPECT_EQ(scan.out, lines);
+  CtlRun txn = Steadctl({endpoints, "txn", "--then", "get b/ b0"});
+  EXPECT_EQ(txn.exit_code, 0) << txn.err;
+  EXPECT_THAT(txn.out, HasSubstr("\nget b/ b0: 2 keys\n" + lines));
+  CtlRun watch = Steadctl({endpoints, "watch", "b/", "--prefix", "--rev=1", "--count=2"});
+  EXPECT_EQ(watch.exit_code, 0) << watch.err;
+  EXPECT_EQ(watch.out, "PUT\tb/nul\\x00key\ta\\tb\\nc\\\\d\\x00e\\xff\t1\n"
+                       "PUT\tb/utf-8\th\xc3\xa9llo \xe2\x9c\x93\t2\n");
+
+  // A string when the bytes are UTF-8, else FIELD_base64 in its place.
+  auto expect_pair = [](const nlohmann::json& kv, const std::string& key,
+                        const std::string& value) {
+    std::string decoded;
+    if (kv.contains("key")) {
+      EXPECT_EQ(kv["key"], key);
+    } else {
+      ASSERT_TRUE(absl::Base64Unescape(kv.value("key_base64", ""), &decoded)) << kv;
+      EXPECT_EQ(decoded, key);
+    }
+    if (kv.contains("value")) {
+      EXPECT_EQ(kv["value"], value);
+    } else {
+      ASSERT_TRUE(absl::Base64Unescape(kv.value("value_base64", ""), &decoded)) << kv;
+      EXPECT_EQ(decoded, value);
+    }
+  };
+  auto parse = [](const CtlRun& run) {
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    nlohmann::json json = nlohmann::json::parse(run.out, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(json.is_discarded()) << run.out;
+    return json;
+  };
+  const nlohmann::json got = parse(Steadctl({endpoints, "-o", "json", "get", "b/utf-8"}));
+  EXPECT_EQ(got.value("value", "?"), text);
+  EXPECT_EQ(got.value("key", "?"), "b/utf-8");
+  const nlohmann::json scanned = parse(Steadctl({endpoints, "-o", "json", "scan", "b/"}));
+  const nlohmann::json kvs = scanned.value("kvs", nlohmann::json::array());
+  ASSERT_EQ(kvs.size(), 2u) << scanned;
+  EXPECT_FALSE(kvs[0].contains("value")) << "invalid UTF-8 is in base64 only";
+  expect_pair(kvs[0], binary_key, binary_value);
+  expect_pair(kvs[1], "b/utf-8", text);
+  const nlohmann::json answered =
+      parse(Steadctl({endpoints, "-o", "json", "txn", "--then", "get b/ b0"}));
+  const nlohmann::json txn_kvs = answered.value(
+      nlohmann::json::json_pointer("/responses/0/kvs"), nlohmann::json::array());
+  ASSERT_EQ(txn_kvs.size(), 2u) << answered;
+  expect_pair(txn_kvs[0], binary_key, binary_value);
+  expect_pair(txn_kvs[1], "b/utf-8", text);
+  CtlRun watched = Steadctl(
+      {endpoints, "-o", "json", "watch", "b/", "--prefix", "--rev=1", "--count=2"});
+  const std::vector<std::string> events = absl::StrSplit(watched.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(events.size(), 2u) << watched.out;
+  expect_pair(parse({0, events[0], ""}).value("kv", nlohmann::json::object()), binary_key,
+              binary_value);
+  expect_pair(parse({0, events[1], ""}).value("kv", nlohmann::json::object()), "b/utf-8", text);
+  const nlohmann::json members = parse(Steadctl({endpoints, "-o", "json", "member", "list"}));
+  EXPECT_EQ(members.value("members", nlohmann::json::array()).size(), 3u) << members;
 }
 
 // Goal: `steadctl txn` exits 0 and prints the --then answers when its conditions
@@ -473,10 +646,6 @@ size_t IdCount(const std::string& list) {
 }
 
 std::string ReadBytes(const std::string& path) { return testing::ReadFileToString(path).value_or(""); }
-
-void WriteBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
 
 // The hashes of every member of `endpoints` once their applied indexes agree.
 std::vector<ContentHash> ConvergedHashes(Client& client, const std::vector<std::string>& endpoints) {

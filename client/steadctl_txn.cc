@@ -1,14 +1,17 @@
 #include "client/steadctl_txn.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <optional>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "base/status_macros.h"
+#include "client/steadctl_io.h"
 
 namespace stead::ctl {
 
@@ -28,28 +31,36 @@ const char kTxnSyntaxHelp[] =
     "\n"
     "operations (--then, --else):\n"
     "  put KEY VALUE             set KEY to VALUE\n"
+    "  put KEY --value-file=PATH set KEY to every byte of the file PATH (a bare word,\n"
+    "                            so no spaces), e.g. /dev/stdin; a literal value that\n"
+    "                            starts with --value-file= is written in quotes\n"
     "  del KEY [RANGE_END]       delete KEY, or every key of [KEY, RANGE_END)\n"
     "  get KEY [RANGE_END]       read KEY, or the keys of [KEY, RANGE_END); reads see the\n"
     "                            branch's earlier writes\n"
     "\n"
     "Words are separated by spaces, and in conditions also by ( ) , = ! < >. A word\n"
     "with any of those characters, a quote or nothing in it is written in double\n"
-    "quotes, where \\\" \\\\ \\n \\t and \\xHH are escapes:\n"
+    "quotes, where \\\" \\\\ \\n \\r \\t and \\xHH are escapes:\n"
     "  put k \"a b\"   value(\"k(1)\") = \"\"   get a \"\\x00\" (every key >= a)\n"
     "\n"
     "Output: SUCCEEDED or FAILED (which branch ran) and the store revision, then one\n"
-    "line per operation, each get followed by its keys (KEY TAB VALUE); with\n"
-    "--output=json one object. Exit 0 when the conditions held, 4 when they did not\n"
-    "(the --else branch ran), 2 for a syntax error.\n";
+    "line per operation, each get followed by its keys (KEY TAB VALUE, escaped as\n"
+    "steadctl scan --help says); with --output=json one object. Exit 0 when the\n"
+    "conditions held, 4 when they did not (the --else branch ran), 2 for a syntax\n"
+    "error or a --value-file that cannot be read.\n";
 
 namespace {
 
 // Characters that end a bare word in a condition and form its punctuation.
 constexpr absl::string_view kPunctuation = "(),=!<>";
 
+// A bare word of a put's VALUE with this prefix names the file holding the value.
+constexpr absl::string_view kValueFilePrefix = "--value-file=";
+
 struct Token {
   std::string text;
   bool punctuation = false;  // one of ( ) , = == != > < >= <= !
+  bool quoted = false;       // a word written in double quotes
   size_t column = 0;         // 1-based, of the token's first character
 };
 
@@ -90,6 +101,9 @@ absl::Status ReadQuoted(absl::string_view text, size_t* pos, std::string* word) 
         break;
       case 'n':
         *word += '\n';
+        break;
+      case 'r':
+        *word += '\r';
         break;
       case 't':
         *word += '\t';
@@ -134,6 +148,7 @@ absl::StatusOr<std::vector<Token>> Tokenize(absl::string_view text, bool punctua
         ++pos;
       }
     } else if (text[pos] == '"') {
+      token.quoted = true;
       STEAD_RETURN_IF_ERROR(ReadQuoted(text, &pos, &token.text));
       if (pos < text.size() && !IsSpace(text[pos]) && !is_punctuation(text[pos])) {
         return SyntaxError(pos + 1, "a quoted word must end before another word begins");
@@ -283,26 +298,34 @@ absl::StatusOr<Compare> ParseCompare(absl::string_view text) {
   return ParseCompareTokens(cursor);
 }
 
-absl::StatusOr<TxnOp> ParseTxnOp(absl::string_view text) {
+absl::StatusOr<TxnOp> ParseTxnOp(absl::string_view text, ValueFileReader read_value_file) {
   STEAD_ASSIGN_OR_RETURN(std::vector<Token> tokens, Tokenize(text, /*punctuation=*/false));
-  std::vector<std::string> words;
-  for (Token& token : tokens) words.push_back(std::move(token.text));
-  if (words.empty()) return absl::InvalidArgumentError("empty operation (put, del or get)");
-  const std::string& verb = words[0];
+  if (tokens.empty()) return absl::InvalidArgumentError("empty operation (put, del or get)");
+  const std::string& verb = tokens[0].text;
+  const size_t word_count = tokens.size() - 1;
   TxnOp op;
   if (verb == "put") {
-    if (words.size() != 3) {
-      return absl::InvalidArgumentError(absl::StrCat("put takes KEY VALUE, not ", words.size() - 1,
+    if (word_count != 2) {
+      return absl::InvalidArgumentError(absl::StrCat("put takes KEY VALUE, not ", word_count,
                                                      " words (quote a value with spaces)"));
     }
-    op = TxnOp::Put(words[1], words[2]);
-  } else if (verb == "del" || verb == "delete" || verb == "get") {
-    if (words.size() != 2 && words.size() != 3) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(verb, " takes KEY [RANGE_END], not ", words.size() - 1, " words"));
+    const Token& value = tokens[2];
+    if (!value.quoted && absl::StartsWith(value.text, kValueFilePrefix)) {
+      const std::string path = value.text.substr(kValueFilePrefix.size());
+      if (path.empty()) return absl::InvalidArgumentError("--value-file needs a PATH");
+      STEAD_ASSIGN_OR_RETURN(std::string bytes, read_value_file(path));
+      op = TxnOp::Put(tokens[1].text, std::move(bytes));
+    } else {
+      op = TxnOp::Put(tokens[1].text, value.text);
     }
-    const std::string range_end = words.size() == 3 ? words[2] : "";
-    op = verb == "get" ? TxnOp::Get(words[1], range_end) : TxnOp::Delete(words[1], range_end);
+  } else if (verb == "del" || verb == "delete" || verb == "get") {
+    if (word_count != 1 && word_count != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(verb, " takes KEY [RANGE_END], not ", word_count, " words"));
+    }
+    const std::string range_end = word_count == 2 ? tokens[2].text : "";
+    op = verb == "get" ? TxnOp::Get(tokens[1].text, range_end)
+                       : TxnOp::Delete(tokens[1].text, range_end);
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown operation '", verb, "' (put, del or get)"));
@@ -313,7 +336,8 @@ absl::StatusOr<TxnOp> ParseTxnOp(absl::string_view text) {
 
 absl::StatusOr<TxnRequest> ParseTxn(const std::vector<std::string>& ifs,
                                     const std::vector<std::string>& thens,
-                                    const std::vector<std::string>& elses) {
+                                    const std::vector<std::string>& elses,
+                                    ValueFileReader read_value_file) {
   if (ifs.empty() && thens.empty() && elses.empty()) {
     return absl::InvalidArgumentError("txn needs --if, --then or --else (see steadctl txn --help)");
   }
@@ -330,7 +354,8 @@ absl::StatusOr<TxnRequest> ParseTxn(const std::vector<std::string>& ifs,
   auto parse_ops = [&](absl::string_view flag, const std::vector<std::string>& texts,
                        std::vector<TxnOp>* ops) -> absl::Status {
     for (size_t i = 0; i < texts.size(); ++i) {
-      STEAD_ASSIGN_OR_RETURN(TxnOp op, Annotate(ParseTxnOp(texts[i]), context(flag, i, texts[i])));
+      STEAD_ASSIGN_OR_RETURN(TxnOp op, Annotate(ParseTxnOp(texts[i], read_value_file),
+                                                context(flag, i, texts[i])));
       ops->push_back(std::move(op));
     }
     return absl::OkStatus();
@@ -341,28 +366,12 @@ absl::StatusOr<TxnRequest> ParseTxn(const std::vector<std::string>& ifs,
 }
 
 std::string QuoteWord(absl::string_view word) {
-  bool bare = !word.empty() && word[0] != '"';
-  for (char ch : word) {
-    const auto byte = static_cast<unsigned char>(ch);
-    bare = bare && byte > 0x20 && byte < 0x7f && ch != '"';
-  }
+  const std::string escaped = EscapeBytes(word);
+  const bool bare = !word.empty() && escaped == word && !absl::StartsWith(word, kValueFilePrefix) &&
+                    std::none_of(word.begin(), word.end(),
+                                 [](char ch) { return ch == '"' || IsSpace(ch); });
   if (bare) return std::string(word);
-  std::string out = "\"";
-  for (char ch : word) {
-    const auto byte = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      absl::StrAppend(&out, "\\", std::string(1, ch));
-    } else if (ch == '\n') {
-      out += "\\n";
-    } else if (ch == '\t') {
-      out += "\\t";
-    } else if (byte < 0x20 || byte >= 0x7f) {
-      absl::StrAppend(&out, absl::StrFormat("\\x%02x", byte));
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
+  return absl::StrCat("\"", absl::StrReplaceAll(escaped, {{"\"", "\\\""}}), "\"");
 }
 
 std::string FormatTxnOp(const TxnOp& op) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "stead/client.h"
@@ -26,18 +27,25 @@ extern const char kTxnSyntaxHelp[];
 // One condition, e.g. `value(k) = v`, `version(k) > 3`, `!exists(k)`. InvalidArgument
 // saying what was expected and at which column (1-based).
 absl::StatusOr<Compare> ParseCompare(absl::string_view text);
-// One operation, e.g. `put k v`, `del k`, `get k`, `get a b` (the range [a, b)).
-// InvalidArgument as ParseCompare.
-absl::StatusOr<TxnOp> ParseTxnOp(absl::string_view text);
+// Reads the value of `put KEY --value-file=PATH` from PATH: the value, or a status
+// naming PATH (ReadValueInput in steadctl; a fake in tests, which keeps parsing pure).
+using ValueFileReader = absl::FunctionRef<absl::StatusOr<std::string>(const std::string& path)>;
+
+// One operation, e.g. `put k v`, `put k --value-file=/tmp/v` (the value read by
+// `read_value_file`), `del k`, `get k`, `get a b` (the range [a, b)). InvalidArgument as
+// ParseCompare; the status of `read_value_file` as it is.
+absl::StatusOr<TxnOp> ParseTxnOp(absl::string_view text, ValueFileReader read_value_file);
 // A whole transaction from the texts of the --if, --then and --else flags, in order.
 // InvalidArgument naming the flag and its text, e.g. "--if #2 'value(k) ~ v': ...",
 // or when there is nothing to do (no flag at all).
 absl::StatusOr<TxnRequest> ParseTxn(const std::vector<std::string>& ifs,
                                     const std::vector<std::string>& thens,
-                                    const std::vector<std::string>& elses);
+                                    const std::vector<std::string>& elses,
+                                    ValueFileReader read_value_file);
 
-// `word` as a --then/--else word: bare when it is non-empty printable ASCII without
-// spaces or quotes, else double-quoted with escapes. ParseTxnOp reads it back as `word`.
+// `word` as a --then/--else word: bare when it is non-empty valid UTF-8 without spaces,
+// quotes, backslashes or control characters and does not start with --value-file=,
+// else double-quoted with escapes. ParseTxnOp reads it back as `word`.
 std::string QuoteWord(absl::string_view word);
 // `op` in the syntax ParseTxnOp reads, e.g. `put k v`, `del "a b"`, `get a b`.
 std::string FormatTxnOp(const TxnOp& op);

@@ -12,8 +12,16 @@
 namespace stead::ctl {
 namespace {
 
+using testing::IsOkAndHolds;
 using testing::StatusIs;
 using Result = Compare::Result;
+using namespace std::string_literals;
+
+// The reader of operations that name no --value-file: any call is a failure.
+absl::StatusOr<std::string> NoValueFile(const std::string& path) {
+  ADD_FAILURE() << "read --value-file=" << path;
+  return absl::InternalError("no file expected");
+}
 
 TEST(SteadctlTxnSyntax, ParsesEveryFormOfCondition) {
   Compare with_range = Compare::Version("a", Result::kGreater, 0);
@@ -118,7 +126,7 @@ TEST(SteadctlTxnSyntax, ParsesEveryOperation) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
-    absl::StatusOr<TxnOp> got = ParseTxnOp(c.text);
+    absl::StatusOr<TxnOp> got = ParseTxnOp(c.text, NoValueFile);
     ASSERT_OK(got.status());
     EXPECT_EQ(*got, c.want);
   }
@@ -141,13 +149,40 @@ TEST(SteadctlTxnSyntax, BadOperationsSayWhat) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
-    EXPECT_THAT(ParseTxnOp(c.text), StatusIs(absl::StatusCode::kInvalidArgument, c.message));
+    EXPECT_THAT(ParseTxnOp(c.text, NoValueFile),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.message));
   }
+}
+
+// A put's bare VALUE word --value-file=PATH is the content of PATH, read through the
+// reader; quoted, it is that text; the reader's error is the operation's.
+TEST(SteadctlTxnSyntax, PutTakesItsValueFromAFile) {
+  const std::string bytes = "a\0b\n\xff"s;
+  std::vector<std::string> paths_read;
+  auto read = [&](const std::string& path) -> absl::StatusOr<std::string> {
+    paths_read.push_back(path);
+    if (path == "/tmp/v") return bytes;
+    return absl::InvalidArgumentError(absl::StrCat("--value-file=", path, ": No such file"));
+  };
+  EXPECT_THAT(ParseTxnOp(R"(put k "--value-file=/tmp/v")", read),
+              IsOkAndHolds(TxnOp::Put("k", "--value-file=/tmp/v")));
+  EXPECT_THAT(ParseTxnOp(R"(put --value-file=k v)", read),
+              IsOkAndHolds(TxnOp::Put("--value-file=k", "v")));
+  EXPECT_TRUE(paths_read.empty()) << "a quoted word or a key is never a file";
+  ASSERT_OK_AND_ASSIGN(TxnRequest txn, ParseTxn({}, {"put k --value-file=/tmp/v"}, {}, read));
+  EXPECT_EQ(txn.success, std::vector<TxnOp>{TxnOp::Put("k", bytes)});
+  EXPECT_EQ(paths_read, std::vector<std::string>{"/tmp/v"});
+  EXPECT_THAT(ParseTxn({}, {R"(put k --value-file=/missing)"}, {}, read),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "--then #1 'put k --value-file=/missing': --value-file=/missing: No such"));
+  EXPECT_THAT(ParseTxnOp("put k --value-file=", read),
+              StatusIs(absl::StatusCode::kInvalidArgument, "--value-file needs a PATH"));
 }
 
 TEST(SteadctlTxnSyntax, ParsesAWholeTransactionInOrder) {
   ASSERT_OK_AND_ASSIGN(TxnRequest txn, ParseTxn({"value(k) = v", "version(n) > 3"},
-                                                {"put k w", "del n", "get k"}, {"get k"}));
+                                                {"put k w", "del n", "get k"}, {"get k"},
+                                                NoValueFile));
   EXPECT_EQ(txn.compare, (std::vector<Compare>{Compare::Value("k", Result::kEqual, "v"),
                                                Compare::Version("n", Result::kGreater, 3)}));
   EXPECT_EQ(txn.success,
@@ -156,15 +191,15 @@ TEST(SteadctlTxnSyntax, ParsesAWholeTransactionInOrder) {
 }
 
 TEST(SteadctlTxnSyntax, ErrorsOfAWholeTransactionNameTheFlag) {
-  EXPECT_THAT(ParseTxn({}, {}, {}),
+  EXPECT_THAT(ParseTxn({}, {}, {}, NoValueFile),
               StatusIs(absl::StatusCode::kInvalidArgument, "txn needs --if, --then or --else"));
-  EXPECT_THAT(ParseTxn({"exists(k)", "value(k) ~ v"}, {}, {}),
+  EXPECT_THAT(ParseTxn({"exists(k)", "value(k) ~ v"}, {}, {}, NoValueFile),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "--if #2 'value(k) ~ v': expected an operator (= != > <), found '~'"));
   EXPECT_THAT(
-      ParseTxn({}, {"put k v", "put k"}, {}),
+      ParseTxn({}, {"put k v", "put k"}, {}, NoValueFile),
       StatusIs(absl::StatusCode::kInvalidArgument, "--then #2 'put k': put takes KEY VALUE"));
-  EXPECT_THAT(ParseTxn({}, {}, {"frob"}),
+  EXPECT_THAT(ParseTxn({}, {}, {"frob"}, NoValueFile),
               StatusIs(absl::StatusCode::kInvalidArgument, "--else #1 'frob': unknown operation"));
 }
 
@@ -182,17 +217,23 @@ TEST(SteadctlTxnSyntax, FormattedOperationsParseBack) {
       TxnOp::Delete("a", "b"),
       TxnOp::Get("a", std::string(1, '\0')),
       TxnOp::Get("tab\tnewline\n"),
+      TxnOp::Put("cr\r", "--value-file=/etc/passwd"),
+      TxnOp::Put("cl\xc3\xa9", "h\xc3\xa9llo \xe2\x9c\x93 \xc2\x9b\xc3"),
   };
   for (const TxnOp& op : ops) {
     const std::string text = FormatTxnOp(op);
     SCOPED_TRACE(text);
-    absl::StatusOr<TxnOp> parsed = ParseTxnOp(text);
+    absl::StatusOr<TxnOp> parsed = ParseTxnOp(text, NoValueFile);
     ASSERT_OK(parsed.status());
     EXPECT_EQ(*parsed, op);
   }
   EXPECT_EQ(FormatTxnOp(TxnOp::Put("k", "a b")), R"(put k "a b")");
   EXPECT_EQ(FormatTxnOp(TxnOp::Delete("a", "b")), "del a b");
   EXPECT_EQ(QuoteWord(std::string(1, '\0')), R"("\x00")");
+  // Valid UTF-8 stays as it is, bare or quoted; other bytes are escaped.
+  EXPECT_EQ(FormatTxnOp(TxnOp::Put("cl\xc3\xa9", "v\xc3\xa9\xff")),
+            "put cl\xc3\xa9 \"v\xc3\xa9\\xff\"");
+  EXPECT_EQ(QuoteWord("--value-file=/v"), R"("--value-file=/v")");
 }
 
 }  // namespace

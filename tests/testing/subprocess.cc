@@ -153,8 +153,9 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(SubprocessOptions 
       CloseQuietly(fd);
     }
   };
-  stdin_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (stdin_fd < 0) return ErrnoStatus(errno, "open /dev/null");
+  const std::string stdin_path = options.stdin_path.empty() ? "/dev/null" : options.stdin_path;
+  stdin_fd = ::open(stdin_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (stdin_fd < 0) return ErrnoStatus(errno, "open " + stdin_path);
   if (!options.log_path.empty()) {
     log_fd = ::open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) {

@@ -50,17 +50,20 @@ struct SubprocessOptions {
   // When true the child's stdout goes to a pipe read with ReadLine() instead of the
   // log; stderr still goes to the log. Default: false.
   bool capture_stdout = false;
+  // File the child reads as its stdin (e.g. a value for `steadctl put KEY -`). Empty:
+  // /dev/null. Default: empty.
+  std::string stdin_path;
 };
 
 // One child process: fork + execve, so it is a fresh process image (its own threads,
-// no copy of the parent's state). The child gets stdin from /dev/null and inherits no
-// file descriptor above stderr.
+// no copy of the parent's state). The child gets stdin from SubprocessOptions::stdin_path
+// (default /dev/null) and inherits no file descriptor above stderr.
 //
 // Not thread-safe: use one Subprocess from one thread at a time.
 class Subprocess {
  public:
-  // Starts the child. InvalidArgument for an empty argv; Internal when the log file,
-  // a pipe or fork fails; FailedPrecondition naming argv[0] and the errno text when
+  // Starts the child. InvalidArgument for an empty argv; Internal when the stdin or log
+  // file, a pipe or fork fails; FailedPrecondition naming argv[0] and the errno text when
   // execve fails (no such file, not executable), with no child left behind.
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(SubprocessOptions options);
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(std::vector<std::string> argv,

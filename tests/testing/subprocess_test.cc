@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -130,6 +131,28 @@ TEST_F(SubprocessTest, ReadLineReturnsWholeLinesThenEndOfOutput) {
   EXPECT_THAT(child->ReadLine(absl::Seconds(10)), StatusIs(absl::StatusCode::kOutOfRange));
   ASSERT_TRUE(child->WaitFor(absl::Seconds(10)).has_value());
   EXPECT_EQ(ReadFileToString(log_path()).value_or(""), "to-log\n");
+}
+
+// The child reads stdin_path whole, NUL bytes included; without it, /dev/null (empty).
+TEST_F(SubprocessTest, StdinComesFromStdinPathOrIsEmpty) {
+  const std::string input_path = dir_ + "/stdin";
+  std::ofstream(input_path, std::ios::binary) << std::string("a\0b\nc", 5);
+  SubprocessOptions options;
+  options.argv = {"/bin/sh", "-c", "od -An -c; echo end"};
+  options.log_path = log_path();
+  options.capture_stdout = true;
+  options.stdin_path = input_path;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Subprocess> child, Subprocess::Start(options));
+  EXPECT_EQ(child->ReadLine(absl::Seconds(10)).value_or("?"), "   a  \\0   b  \\n   c");
+  EXPECT_EQ(child->ReadLine(absl::Seconds(10)).value_or("?"), "end");
+
+  options.stdin_path.clear();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Subprocess> without, Subprocess::Start(options));
+  EXPECT_EQ(without->ReadLine(absl::Seconds(10)).value_or("?"), "end");
+
+  options.stdin_path = input_path + ".missing";
+  EXPECT_THAT(Subprocess::Start(options),
+              StatusIs(absl::StatusCode::kInternal, "open " + options.stdin_path));
 }
 
 TEST_F(SubprocessTest, ReadLineTimesOutWithoutALine) {

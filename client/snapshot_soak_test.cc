@@ -43,7 +43,7 @@ std::string SteadctlJson(std::vector<std::string> args) {
   argv.insert(argv.end(), args.begin(), args.end());
   absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
       {.argv = argv, .env = {"STEAD_ENDPOINTS="}, .log_path = Root("steadctl.err"),
-       .capture_stdout = true});
+       .capture_stdout = true, .stdin_path = ""});
   if (!process.ok()) return "";
   absl::StatusOr<std::string> line = (*process)->ReadLine(absl::Minutes(20));
   std::optional<testing::ExitStatus> status = (*process)->WaitFor(absl::Minutes(1));

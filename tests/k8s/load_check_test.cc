@@ -50,7 +50,7 @@ std::unique_ptr<Subprocess> StartLoadCheck(const std::vector<std::string>& args,
   std::vector<std::string> argv = {LOAD_CHECK_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
   absl::StatusOr<std::unique_ptr<Subprocess>> process =
-      Subprocess::Start({.argv = argv, .env = {}, .log_path = err_path, .capture_stdout = true});
+      Subprocess::Start({.argv = argv, .env = {}, .log_path = err_path, .capture_stdout = true, .stdin_path = ""});
   EXPECT_OK(process.status());
   return process.ok() ? std::move(*process) : nullptr;
 }

@@ -26,6 +26,7 @@
 #include "client/watcher.h"
 #include "proto/kv.pb.h"
 #include "server/frame.h"
+#include "server/kv_limits.h"
 
 namespace stead {
 namespace {
@@ -324,6 +325,11 @@ void Client::Impl::Start(pb::ClientRequest request, Route route, absl::Duration 
                          std::string endpoint) {
   if (shutting_down_) {
     done(absl::CancelledError("stead client is shutting down"));
+    return;
+  }
+  // A request over stead's limits could never succeed, on any member or attempt.
+  if (absl::Status sized = server::CheckRequestLimits(request, server::KvLimits()); !sized.ok()) {
+    done(std::move(sized));
     return;
   }
   if (inflight_.fetch_add(1) >= options_.max_inflight_calls) {

@@ -120,5 +120,43 @@ TEST(Client, DestructionFinishesCallsInFlight) {
   EXPECT_EQ(callbacks.load(), 50);
 }
 
+// Goal: a key, value or request over stead's limits is refused with InvalidArgument
+// naming the limit before anything is sent: it could never succeed, on any member.
+// Method: no member listens, so a request that were sent would wait out its 30 s
+// deadline and end Unavailable.
+TEST(Client, OversizedRequestsAreRefusedBeforeSending) {
+  ClientOptions options;
+  options.endpoints = {"127.0.0.1:" + std::to_string(testing::FreeLoopbackPort().value())};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(options));
+  const CallOptions call = {.timeout = absl::Seconds(30)};
+  const std::string long_key(8 * 1024 + 1, 'k');
+  const std::string value_over(1024 * 1024 + 1, 'v');
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(client->Put(long_key, "v", call),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                "key is 8193 bytes, over the max_key_bytes limit of 8192 bytes"));
+  EXPECT_THAT(client->Put("k", value_over, call),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                "value is 1048577 bytes, over the max_value_bytes limit of "
+                                "1048576 bytes"));
+  EXPECT_THAT(client->Put("k", std::string(10'000'000, 'v'), call),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, "value is 10000000 bytes"));
+  EXPECT_THAT(client->Delete(long_key, call),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, "max_key_bytes"));
+  EXPECT_THAT(client->Get(long_key, {.timeout = absl::Seconds(30)}).status(),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, "max_key_bytes"));
+  EXPECT_THAT(client->Txn({.success = {TxnOp::Put("a", "1"), TxnOp::Put("b", value_over)}}, call),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                "txn success[1]: put: value is 1048577 bytes"));
+  EXPECT_THAT(
+      client->Txn({.compare = {Compare::Value("k", Compare::Result::kEqual, value_over)}}, call),
+      testing::StatusIs(absl::StatusCode::kInvalidArgument, "txn compare[0]: value"));
+  const std::string half(900 * 1024, 'v');
+  EXPECT_THAT(client->Txn({.success = {TxnOp::Put("a", half), TxnOp::Put("b", half)}}, call),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                "over the max_request_bytes limit of 1572864 bytes"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "nothing waited for an answer";
+}
+
 }  // namespace
 }  // namespace stead

@@ -33,8 +33,8 @@ void SetError(const absl::Status& status, pb::ClientResponse* response) {
 }
 
 // Runs the write in `request` on `view` at `write_revision`, into `response`.
-absl::Status ExecuteWrite(const pb::ClientRequest& request, int64_t write_revision, KvView& view,
-                          pb::ClientResponse* response) {
+absl::Status ExecuteWrite(const pb::ClientRequest& request, int64_t write_revision,
+                          const KvLimits& limits, KvView& view, pb::ClientResponse* response) {
   switch (request.request_case()) {
     case pb::ClientRequest::kPut: {
       STEAD_ASSIGN_OR_RETURN(*response->mutable_put(),
@@ -48,7 +48,7 @@ absl::Status ExecuteWrite(const pb::ClientRequest& request, int64_t write_revisi
     }
     case pb::ClientRequest::kTxn: {
       STEAD_ASSIGN_OR_RETURN(*response->mutable_txn(),
-                             ExecuteTxn(request.txn(), write_revision, view));
+                             ExecuteTxn(request.txn(), write_revision, limits, view));
       return absl::OkStatus();
     }
     default:
@@ -68,7 +68,11 @@ absl::StatusOr<pb::ClientResponse> ApplyNewRequest(const pb::ClientRequest& requ
   KvView view(&snapshot);
   const int64_t write_revision = meta->revision() + 1;
   absl::Status status = ValidateWriteRequest(request, limits);
-  if (status.ok()) status = ExecuteWrite(request, write_revision, view, &response);
+  if (status.ok()) status = ExecuteWrite(request, write_revision, limits, view, &response);
+  // A response is kept for exactly-once retries and sent in one frame: a write whose
+  // response would be too large (a delete_range with prev_kv over large values) is
+  // refused rather than applied.
+  if (status.ok()) status = CheckWriteResponseSize(WriteResponseBytes(response), limits);
   if (!status.ok()) {
     if (!IsRequestError(status)) return status;
     SetError(status, &response);
@@ -187,7 +191,7 @@ absl::StatusOr<std::string> ApplyKvCommandWith(const KvApplyOptions& options,
 }  // namespace
 
 absl::Status ValidateWriteRequest(const pb::ClientRequest& request, const KvLimits& limits) {
-  STEAD_RETURN_IF_ERROR(CheckRequestSize(request.ByteSizeLong(), limits));
+  STEAD_RETURN_IF_ERROR(CheckRequestLimits(request, limits));
   if (request.client_id() != 0 && request.sequence() == 0) {
     return absl::InvalidArgumentError("a write with a client_id needs a sequence above 0");
   }
@@ -217,14 +221,15 @@ absl::StatusOr<std::string> ApplyKvCommand(absl::string_view command, const pb::
   return ApplyKvCommandWith(KvApplyOptions(), command, state, mutations);
 }
 
-absl::StatusOr<KvRead> ReadRange(const pb::RangeRequest& request,
+absl::StatusOr<KvRead> ReadRange(const pb::RangeRequest& request, size_t max_response_bytes,
                                  const storage::StateMachine& state) {
   STEAD_RETURN_IF_ERROR(ValidateRange(request));
   STEAD_ASSIGN_OR_RETURN(std::unique_ptr<storage::StateSnapshot> snapshot, state.NewSnapshot());
   STEAD_ASSIGN_OR_RETURN(pb::KvMeta meta, ReadKvMeta(*snapshot));
   KvRead read;
   read.revision = meta.revision();
-  STEAD_ASSIGN_OR_RETURN(read.range, ExecuteRange(request, read.revision, KvView(snapshot.get())));
+  STEAD_ASSIGN_OR_RETURN(
+      read.range, ExecuteRange(request, read.revision, max_response_bytes, KvView(snapshot.get())));
   return read;
 }
 

@@ -55,8 +55,9 @@ inline constexpr int64_t kMaxRangeLimit = 10000;
 inline constexpr size_t kMaxKeysPerRangeWrite = 5000;
 
 struct KvApplyOptions {
-  // Checked again when a command is applied. Must be at least the limits the service
-  // checks before proposing, and the same on every member. Default: KvLimits().
+  // Checked again when a command is applied; they also bound the responses of writes
+  // (max_write_response_bytes). Must be at least the limits the service checks before
+  // proposing, and the same on every member. Default: KvLimits().
   KvLimits limits;
   // A client session idle for longer than this, in log time, is deleted. Must be the
   // same on every member. Default: 1 h.
@@ -94,12 +95,14 @@ struct KvRead {
 // Serves `request` from one snapshot of the local state: a single key when range_end is
 // empty, else [key, range_end) ("\0" as range_end means every key >= key), honouring
 // limit (0 or above kMaxRangeLimit means kMaxRangeLimit), reverse, keys_only and
-// count_only. `count` is the number of keys of this page (without count_only: the
-// number returned); `more` says whether the range holds more, and next_key (forward)
-// or next_range_end (reverse) continues it.
+// count_only. A page also ends before the pair that would take its keys and values
+// over `max_response_bytes` (0: no byte bound), but holds at least one pair, so that
+// one maximal value still reads. `count` is the number of keys of this page (without
+// count_only: the number returned); `more` says whether the range holds more, and
+// next_key (forward) or next_range_end (reverse) continues it.
 //   InvalidArgument: malformed range, or a past revision / min_mod_revision asked for.
 //   FailedPrecondition: revision or min_revision above the state's revision.
-absl::StatusOr<KvRead> ReadRange(const pb::RangeRequest& request,
+absl::StatusOr<KvRead> ReadRange(const pb::RangeRequest& request, size_t max_response_bytes,
                                  const storage::StateMachine& state);
 
 }  // namespace stead::server

@@ -3,6 +3,7 @@
 // expiry. The random model test (kv_model_test.cc) covers the combinations.
 #include "server/kv_apply.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -438,6 +439,192 @@ TEST_F(KvApplyTest, IdleSessionsExpireByLogTime) {
   // Client 1's new session is fresh: its retry is deduplicated.
   Write(WithSession(PutRequest("a", "3"), 1, 1, 20'100));
   EXPECT_EQ(Get("a")->value(), "2");
+}
+
+// Goal: every limit measures the user's bytes. Method: with the default limits, a put
+// of the largest key and value (with prev_kv, in a session, so the stored pair, its
+// watch event and the remembered response all hold them) and a transaction of the most
+// operations carrying the largest value are applied and read back; one byte more is
+// refused before proposing.
+TEST(KvApplyDefaultLimits, TheLargestKeyAndValueAreAppliedInAPutAndInATxn) {
+  KvHarness harness(absl::StrCat(::testing::TempDir(), "/kv-apply-default-limits"),
+                    KvApplyOptions());
+  const KvLimits limits;
+  const std::string key(limits.max_key_bytes, 'k');
+  const std::string value(limits.max_value_bytes, 'v');
+  const pb::ClientRequest put = WithSession(PutRequest(key, value, /*prev_kv=*/true), 7, 1);
+  ASSERT_OK(ValidateWriteRequest(put, limits));
+  const pb::ClientResponse first = harness.Write(put);
+  ASSERT_FALSE(first.has_error()) << first.error().message();
+  const pb::ClientResponse second =
+      harness.Write(WithSession(PutRequest(key, value, /*prev_kv=*/true), 7, 2));
+  ASSERT_FALSE(second.has_error()) << second.error().message();
+  EXPECT_EQ(second.put().prev_kv().value(), value);
+
+  pb::ClientRequest txn;
+  pb::Compare* absent = txn.mutable_txn()->add_compare();
+  absent->set_key(std::string(limits.max_key_bytes, 't'));
+  absent->set_target(pb::Compare::TARGET_VERSION);
+  absent->set_result(pb::Compare::RESULT_EQUAL);
+  absent->set_version(0);
+  *txn.mutable_txn()->add_success() = PutOp(std::string(limits.max_key_bytes, 't'), value);
+  while (txn.txn().success_size() < static_cast<int>(limits.max_txn_ops)) {
+    *txn.mutable_txn()->add_success() = PutOp(absl::StrCat("op-", txn.txn().success_size()), "v");
+  }
+  ASSERT_OK(ValidateWriteRequest(txn, limits));
+  const pb::ClientResponse applied = harness.Write(WithSession(txn, 7, 3));
+  ASSERT_FALSE(applied.has_error()) << applied.error().message();
+  EXPECT_TRUE(applied.txn().succeeded());
+  pb::RangeRequest read;
+  read.set_key(std::string(limits.max_key_bytes, 't'));
+  ASSERT_OK_AND_ASSIGN(const KvRead stored, harness.Read(read));
+  ASSERT_EQ(stored.range.kvs_size(), 1);
+  EXPECT_EQ(stored.range.kvs(0).value(), value);
+  EXPECT_EQ(stored.revision, 3);
+
+  EXPECT_THAT(ValidateWriteRequest(PutRequest(key, value + "v"), limits),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "value is 1048577 bytes, over the max_value_bytes limit of 1048576"));
+  EXPECT_THAT(ValidateWriteRequest(PutRequest(key + "k", value), limits),
+              StatusIs(absl::StatusCode::kInvalidArgument, "max_key_bytes limit of 8192"));
+}
+
+// Limits for the byte-bounded tests: pairs of 10 bytes, write responses of 25.
+KvApplyOptions SmallResponseOptions() {
+  KvApplyOptions options = TestOptions();
+  options.limits.max_txn_ops = 4;
+  options.limits.max_write_response_bytes = 25;
+  return options;
+}
+
+// Keys "a".."e", each with a value of 9 bytes: 10 bytes of key and value per pair.
+void PutTenBytePairs(KvHarness& harness) {
+  for (char c = 'a'; c <= 'e'; ++c) {
+    ASSERT_FALSE(harness.Write(PutRequest(std::string(1, c), "123456789")).has_error());
+  }
+}
+
+size_t KeyValueBytes(const pb::RangeResponse& range) {
+  size_t bytes = 0;
+  for (const pb::KeyValue& kv : range.kvs()) bytes += kv.key().size() + kv.value().size();
+  return bytes;
+}
+
+// Goal: a range page ends before the pair that would take it over max_response_bytes,
+// holds at least one pair, and next_key / next_range_end continue it. Method: pages of
+// five 10-byte pairs under caps of 25 (two pairs a page) and 5 (one pair, over the cap),
+// forward and reverse, must visit every key once.
+TEST(KvApplyResponseBytes, RangePagesEndBeforeTheCapAndContinue) {
+  KvHarness harness(absl::StrCat(::testing::TempDir(), "/kv-apply-range-bytes"), TestOptions());
+  PutTenBytePairs(harness);
+  const struct {
+    std::string name;
+    size_t max_bytes;
+    bool reverse;
+    int want_pages;
+  } cases[] = {
+      {"forward", 25, false, 3},
+      {"reverse", 25, true, 3},
+      {"a pair over the cap still reads", 5, false, 5},
+      {"reverse, one pair a page", 5, true, 5},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    pb::RangeRequest range;
+    range.set_key("a");
+    range.set_range_end(std::string(1, '\0'));
+    range.set_reverse(c.reverse);
+    std::string keys;
+    int pages = 0;
+    for (; pages < 10; ++pages) {
+      ASSERT_OK_AND_ASSIGN(const KvRead read, harness.Read(range, c.max_bytes));
+      ASSERT_GE(read.range.kvs_size(), 1);
+      EXPECT_LE(KeyValueBytes(read.range), std::max<size_t>(c.max_bytes, 10));
+      for (const pb::KeyValue& kv : read.range.kvs()) keys += kv.key();
+      if (!read.range.more()) break;
+      if (c.reverse) {
+        range.set_range_end(read.range.next_range_end());
+      } else {
+        range.set_key(read.range.next_key());
+      }
+    }
+    EXPECT_EQ(keys, c.reverse ? "edcba" : "abcde");
+    EXPECT_EQ(pages + 1, c.want_pages);
+  }
+}
+
+// Goal: a transaction's response is bounded like a read's page. Method: with write
+// responses of at most 25 bytes, a range operation after a put returns a page with
+// `more`; three ranges, the last of which takes the response over the limit with its
+// one pair, and a delete_range with prev_kv of all five pairs are refused and change
+// nothing; the same delete without prev_kv is applied.
+TEST(KvApplyResponseBytes, WriteResponsesOverTheLimitPageOrAreRefused) {
+  KvHarness harness(absl::StrCat(::testing::TempDir(), "/kv-apply-write-response"),
+                    SmallResponseOptions());
+  PutTenBytePairs(harness);
+  pb::RequestOp scan = RangeOp("a");
+  scan.mutable_range()->set_range_end(std::string(1, '\0'));
+
+  pb::ClientRequest paged;
+  *paged.mutable_txn()->add_success() = PutOp("b", "2");
+  *paged.mutable_txn()->add_success() = scan;
+  const pb::ClientResponse page = harness.Write(paged);
+  ASSERT_FALSE(page.has_error()) << page.error().message();
+  const pb::RangeResponse& read = page.txn().responses(1).range();
+  ASSERT_EQ(read.kvs_size(), 2);
+  EXPECT_EQ(read.kvs(1).value(), "2");  // the transaction's own write
+  EXPECT_TRUE(read.more());
+  EXPECT_EQ(read.next_key(), std::string("b\0", 2));
+  EXPECT_EQ(page.header().revision(), 6);
+
+  pb::ClientRequest three_scans;
+  *three_scans.mutable_txn()->add_success() = PutOp("f", "1");
+  for (int i = 0; i < 3; ++i) *three_scans.mutable_txn()->add_success() = scan;
+  const pb::ClientResponse over = harness.Write(three_scans);
+  ASSERT_TRUE(over.has_error());
+  EXPECT_EQ(over.error().code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_NE(over.error().message().find("txn success[3]: "), std::string::npos);
+  EXPECT_NE(over.error().message().find("max_write_response_bytes"), std::string::npos);
+
+  const pb::ClientResponse with_prev = harness.Write(DeleteRequest("a", "z", /*prev_kv=*/true));
+  ASSERT_TRUE(with_prev.has_error());
+  EXPECT_NE(with_prev.error().message().find("max_write_response_bytes"), std::string::npos);
+  EXPECT_EQ(with_prev.header().revision(), 6);
+  pb::RangeRequest all;
+  all.set_key("a");
+  all.set_range_end("z");
+  ASSERT_OK_AND_ASSIGN(const KvRead kept, harness.Read(all));
+  EXPECT_EQ(kept.range.kvs_size(), 5) << "nothing of the refused writes was applied";
+
+  const pb::ClientResponse deleted = harness.Write(DeleteRequest("a", "z"));
+  ASSERT_FALSE(deleted.has_error()) << deleted.error().message();
+  EXPECT_EQ(deleted.delete_range().deleted(), 5);
+}
+
+// Goal: a read inside a transaction that deleted every pair the byte-bounded read
+// found still returns the next pair. Method: with write responses of at most 15 bytes,
+// the read of storage stops within "a" and "b", which the transaction deleted.
+TEST(KvApplyResponseBytes, TxnReadAfterDeletingWhatTheBoundedReadFoundGoesOn) {
+  KvHarness harness(absl::StrCat(::testing::TempDir(), "/kv-apply-read-on"), [] {
+    KvApplyOptions options = TestOptions();
+    options.limits.max_write_response_bytes = 15;
+    return options;
+  }());
+  PutTenBytePairs(harness);
+  pb::ClientRequest txn;
+  pb::RequestOp del;
+  del.mutable_delete_range()->set_key("a");
+  del.mutable_delete_range()->set_range_end("c");
+  *txn.mutable_txn()->add_success() = del;
+  pb::RequestOp scan = RangeOp("a");
+  scan.mutable_range()->set_range_end(std::string(1, '\0'));
+  *txn.mutable_txn()->add_success() = scan;
+  const pb::ClientResponse response = harness.Write(txn);
+  ASSERT_FALSE(response.has_error()) << response.error().message();
+  const pb::RangeResponse& read = response.txn().responses(1).range();
+  ASSERT_EQ(read.kvs_size(), 1);
+  EXPECT_EQ(read.kvs(0).key(), "c");
+  EXPECT_TRUE(read.more());
 }
 
 }  // namespace

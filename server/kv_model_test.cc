@@ -163,20 +163,28 @@ bool ModelValid(const pb::ClientRequest& r, const KvLimits& limits) {
   auto key_ok = [&](const std::string& k) {
     return !k.empty() && k.size() <= limits.max_key_bytes;
   };
+  // The limits count the user's bytes: keys, range ends and values.
+  size_t user_bytes = 0;
   auto op_ok = [&](const pb::RequestOp& op) {
-    if (op.has_put())
+    if (op.has_put()) {
+      user_bytes += op.put().key().size() + op.put().value().size();
       return key_ok(op.put().key()) && op.put().value().size() <= limits.max_value_bytes;
-    if (op.has_delete_range())
+    }
+    if (op.has_delete_range()) {
+      user_bytes += op.delete_range().key().size() + op.delete_range().range_end().size();
       return key_ok(op.delete_range().key()) &&
              op.delete_range().range_end().size() <= limits.max_key_bytes;
-    return op.has_range();
+    }
+    user_bytes += op.range().key().size() + op.range().range_end().size();
+    return op.has_range() && op.range().key().size() <= limits.max_key_bytes &&
+           op.range().range_end().size() <= limits.max_key_bytes;
   };
-  if (r.ByteSizeLong() > limits.max_request_bytes) return false;
+  if (r.ByteSizeLong() > MaxEncodedRequestBytes(limits)) return false;
   if (r.has_put() || r.has_delete_range()) {
     pb::RequestOp op;
     if (r.has_put()) *op.mutable_put() = r.put();
     if (r.has_delete_range()) *op.mutable_delete_range() = r.delete_range();
-    return op_ok(op);
+    return op_ok(op) && user_bytes <= limits.max_request_bytes;
   }
   const pb::TxnRequest& t = r.txn();
   if (t.compare().empty() && t.success().empty() && t.failure().empty()) return false;
@@ -185,7 +193,11 @@ bool ModelValid(const pb::ClientRequest& r, const KvLimits& limits) {
     return false;
   }
   for (const pb::Compare& c : t.compare()) {
-    if (!key_ok(c.key()) || c.range_end().size() > limits.max_key_bytes) return false;
+    user_bytes += c.key().size() + c.range_end().size() + c.value().size();
+    if (!key_ok(c.key()) || c.range_end().size() > limits.max_key_bytes ||
+        c.value().size() > limits.max_value_bytes) {
+      return false;
+    }
   }
   for (const pb::RequestOp& op : t.success()) {
     if (!op_ok(op)) return false;
@@ -193,7 +205,7 @@ bool ModelValid(const pb::ClientRequest& r, const KvLimits& limits) {
   for (const pb::RequestOp& op : t.failure()) {
     if (!op_ok(op)) return false;
   }
-  return true;
+  return user_bytes <= limits.max_request_bytes;
 }
 
 // The model's response to a write (request_id left 0).

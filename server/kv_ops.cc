@@ -122,15 +122,16 @@ absl::Status ValidateOps(absl::string_view what,
   return absl::OkStatus();
 }
 
+// `max_range_bytes` (> 0) bounds a range operation's page.
 absl::StatusOr<pb::ResponseOp> ExecuteRequestOp(const pb::RequestOp& op, int64_t write_revision,
-                                                KvView& view) {
+                                                size_t max_range_bytes, KvView& view) {
   pb::ResponseOp response;
   switch (op.request_case()) {
     case pb::RequestOp::kRange: {
       // Reads in a transaction see the state before it at revision write_revision - 1,
       // with the transaction's earlier writes laid over it.
       STEAD_ASSIGN_OR_RETURN(*response.mutable_range(),
-                             ExecuteRange(op.range(), write_revision - 1, view));
+                             ExecuteRange(op.range(), write_revision - 1, max_range_bytes, view));
       break;
     }
     case pb::RequestOp::kPut: {
@@ -146,6 +147,30 @@ absl::StatusOr<pb::ResponseOp> ExecuteRequestOp(const pb::RequestOp& op, int64_t
       return absl::InvalidArgumentError("operation is not set");
   }
   return response;
+}
+
+size_t PairsBytes(const google::protobuf::RepeatedPtrField<pb::KeyValue>& kvs) {
+  size_t bytes = 0;
+  for (const pb::KeyValue& kv : kvs) bytes += PairBytes(kv);
+  return bytes;
+}
+
+size_t PutResponseBytes(const pb::PutResponse& put) {
+  return put.has_prev_kv() ? PairBytes(put.prev_kv()) : 0;
+}
+
+size_t ResponseOpBytes(const pb::ResponseOp& op) {
+  switch (op.response_case()) {
+    case pb::ResponseOp::kRange:
+      return PairsBytes(op.range().kvs());
+    case pb::ResponseOp::kPut:
+      return PutResponseBytes(op.put());
+    case pb::ResponseOp::kDeleteRange:
+      return PairsBytes(op.delete_range().prev_kvs());
+    case pb::ResponseOp::RESPONSE_NOT_SET:
+      break;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -224,7 +249,7 @@ absl::Status ValidateTxn(const pb::TxnRequest& txn, const KvLimits& limits) {
 }
 
 absl::StatusOr<pb::RangeResponse> ExecuteRange(const pb::RangeRequest& range, int64_t revision,
-                                               const KvView& view) {
+                                               size_t max_bytes, const KvView& view) {
   if (range.revision() > revision || range.min_revision() > revision) {
     return absl::FailedPreconditionError(
         absl::StrCat("range: this member's state is at revision ", revision,
@@ -245,7 +270,7 @@ absl::StatusOr<pb::RangeResponse> ExecuteRange(const pb::RangeRequest& range, in
     const int64_t limit =
         range.limit() == 0 ? kMaxRangeLimit : std::min(range.limit(), kMaxRangeLimit);
     STEAD_ASSIGN_OR_RETURN(page, view.Scan(range.key(), ScanEnd(range.range_end()), range.reverse(),
-                                           static_cast<size_t>(limit)));
+                                           static_cast<size_t>(limit), max_bytes));
   }
   response.set_count(static_cast<int64_t>(page.kvs.size()));
   response.set_more(page.more);
@@ -321,7 +346,7 @@ absl::StatusOr<bool> EvaluateCompare(const pb::Compare& compare, const KvView& v
 }
 
 absl::StatusOr<pb::TxnResponse> ExecuteTxn(const pb::TxnRequest& txn, int64_t write_revision,
-                                           KvView& view) {
+                                           const KvLimits& limits, KvView& view) {
   pb::TxnResponse response;
   bool succeeded = true;
   for (const pb::Compare& compare : txn.compare()) {
@@ -330,8 +355,18 @@ absl::StatusOr<pb::TxnResponse> ExecuteTxn(const pb::TxnRequest& txn, int64_t wr
   }
   response.set_succeeded(succeeded);
   const auto& ops = succeeded ? txn.success() : txn.failure();
+  size_t response_bytes = 0;
   for (int i = 0; i < ops.size(); ++i) {
-    absl::StatusOr<pb::ResponseOp> op = ExecuteRequestOp(ops[i], write_revision, view);
+    // Once the budget is spent, a range still returns its one pair, and the check
+    // below refuses the transaction.
+    const size_t left = response_bytes < limits.max_write_response_bytes
+                            ? limits.max_write_response_bytes - response_bytes
+                            : 1;
+    absl::StatusOr<pb::ResponseOp> op = ExecuteRequestOp(ops[i], write_revision, left, view);
+    if (op.ok()) {
+      response_bytes += ResponseOpBytes(*op);
+      if (absl::Status fits = CheckWriteResponseSize(response_bytes, limits); !fits.ok()) op = fits;
+    }
     if (!op.ok()) {
       return WithContext(op.status(),
                          absl::StrCat("txn ", succeeded ? "success" : "failure", "[", i, "]"));
@@ -339,6 +374,22 @@ absl::StatusOr<pb::TxnResponse> ExecuteTxn(const pb::TxnRequest& txn, int64_t wr
     *response.add_responses() = std::move(*op);
   }
   return response;
+}
+
+size_t WriteResponseBytes(const pb::ClientResponse& response) {
+  switch (response.response_case()) {
+    case pb::ClientResponse::kPut:
+      return PutResponseBytes(response.put());
+    case pb::ClientResponse::kDeleteRange:
+      return PairsBytes(response.delete_range().prev_kvs());
+    case pb::ClientResponse::kTxn: {
+      size_t bytes = 0;
+      for (const pb::ResponseOp& op : response.txn().responses()) bytes += ResponseOpBytes(op);
+      return bytes;
+    }
+    default:
+      return 0;
+  }
 }
 
 }  // namespace stead::server

@@ -6,6 +6,7 @@
 #ifndef STEAD_SERVER_KV_OPS_H_
 #define STEAD_SERVER_KV_OPS_H_
 
+#include <cstddef>
 #include <cstdint>
 
 #include "absl/status/status.h"
@@ -27,10 +28,13 @@ absl::Status ValidateDeleteRange(const pb::DeleteRangeRequest& del, const KvLimi
 absl::Status ValidateCompare(const pb::Compare& compare, const KvLimits& limits);
 absl::Status ValidateTxn(const pb::TxnRequest& txn, const KvLimits& limits);
 
-// Reads `range` at store revision `revision` (the revision of the state `view` shows).
-// FailedPrecondition when it asks for a later revision; InvalidArgument for an earlier.
+// Reads `range` at store revision `revision` (the revision of the state `view` shows):
+// one page of at most range.limit (or kMaxRangeLimit) pairs and, when max_bytes > 0,
+// at most max_bytes of PairBytes as read (values count even for keys_only), but at
+// least one pair. FailedPrecondition when it asks for a later revision; InvalidArgument
+// for an earlier.
 absl::StatusOr<pb::RangeResponse> ExecuteRange(const pb::RangeRequest& range, int64_t revision,
-                                               const KvView& view);
+                                               size_t max_bytes, const KvView& view);
 
 // The writes: `write_revision` is the revision the command writes at (current + 1).
 absl::StatusOr<pb::PutResponse> ExecutePut(const pb::PutRequest& put, int64_t write_revision,
@@ -39,8 +43,15 @@ absl::StatusOr<pb::DeleteRangeResponse> ExecuteDeleteRange(const pb::DeleteRange
                                                            KvView& view);
 // Whether `compare` holds in `view`.
 absl::StatusOr<bool> EvaluateCompare(const pb::Compare& compare, const KvView& view);
+// Its range operations page to what is left of limits.max_write_response_bytes after
+// the operations before them (each returns at least one pair); InvalidArgument when the
+// response still exceeds it (CheckWriteResponseSize).
 absl::StatusOr<pb::TxnResponse> ExecuteTxn(const pb::TxnRequest& txn, int64_t write_revision,
-                                           KvView& view);
+                                           const KvLimits& limits, KvView& view);
+
+// The PairBytes of every pair a write's response carries (prev_kv, prev_kvs, and the
+// pairs of a transaction's operations): what max_write_response_bytes limits.
+size_t WriteResponseBytes(const pb::ClientResponse& response);
 
 }  // namespace stead::server
 

@@ -110,7 +110,7 @@ void KvService::ProposeWrite(pb::ClientRequest request, ResponseCallback done) {
 
 void KvService::ServeRead(uint64_t request_id, const pb::RangeRequest& range,
                           const ResponseCallback& done) {
-  absl::StatusOr<KvRead> read = ReadRange(range, *state_);
+  absl::StatusOr<KvRead> read = ReadRange(range, options_.max_response_bytes, *state_);
   if (!read.ok()) return Finish(ErrorResponse(request_id, read.status()), done);
   pb::ClientResponse response;
   response.set_request_id(request_id);

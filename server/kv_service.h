@@ -18,6 +18,7 @@
 #ifndef STEAD_SERVER_KV_SERVICE_H_
 #define STEAD_SERVER_KV_SERVICE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -44,6 +45,9 @@ struct KvServiceOptions {
   // Limits checked before proposing; at most those the state machine applies with.
   // Default: KvLimits().
   KvLimits limits;
+  // Most bytes of keys and values in one page of a range read (ReadRange); a page
+  // holds at least one pair. Default: kDefaultMaxResponseBytes.
+  size_t max_response_bytes = kDefaultMaxResponseBytes;
   // Wall clock for the proposer's stamp on writes. Default: absl::Now.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
 };

@@ -81,7 +81,20 @@ absl::StatusOr<std::optional<pb::KeyValue>> KvView::Get(absl::string_view key) c
 }
 
 absl::StatusOr<KvPage> KvView::Scan(absl::string_view start, absl::string_view end, bool reverse,
-                                    size_t limit) const {
+                                    size_t limit, size_t max_bytes) const {
+  STEAD_ASSIGN_OR_RETURN(KvPage page, ScanPage(start, end, reverse, limit, max_bytes, max_bytes));
+  if (page.kvs.empty() && page.more) {
+    // This command deleted every pair the byte-bounded read found (only a transaction
+    // can): a page must hold a pair to say where the next one starts, so read on by
+    // count alone.
+    return ScanPage(start, end, reverse, limit, max_bytes, /*read_max_bytes=*/0);
+  }
+  return page;
+}
+
+absl::StatusOr<KvPage> KvView::ScanPage(absl::string_view start, absl::string_view end,
+                                        bool reverse, size_t limit, size_t max_bytes,
+                                        size_t read_max_bytes) const {
   STEAD_CHECK_GE(limit, 1u);
   const auto pending_begin = pending_.lower_bound(start);
   const auto pending_end = end.empty() ? pending_.end() : pending_.lower_bound(end);
@@ -94,6 +107,9 @@ absl::StatusOr<KvPage> KvView::Scan(absl::string_view start, absl::string_view e
   scan.end_key = std::string(end);
   scan.reverse = reverse;
   scan.limit = limit + 1 + pending_count;
+  // A stored pair is its value with counters (at least PairBytes of its user form), so
+  // the pairs read reach max_bytes no earlier than the page does.
+  scan.max_bytes = read_max_bytes;
   if (scan.limit > storage::kMaxScanLimit) {
     return absl::InvalidArgumentError(absl::StrCat("a read in this transaction follows writes to ",
                                                    pending_count,
@@ -119,11 +135,19 @@ absl::StatusOr<KvPage> KvView::Scan(absl::string_view start, absl::string_view e
     }
   }
   KvPage page;
-  page.more = merged.size() > limit;
+  size_t page_bytes = 0;
   auto take = [&](auto begin, auto finish) {
-    for (auto it = begin; it != finish && page.kvs.size() < limit; ++it) {
+    auto it = begin;
+    for (; it != finish && page.kvs.size() < limit; ++it) {
+      const size_t bytes = PairBytes(it->second);
+      if (max_bytes > 0 && !page.kvs.empty() && page_bytes + bytes > max_bytes) break;
+      page_bytes += bytes;
       page.kvs.push_back(std::move(it->second));
     }
+    // Past the pairs taken: more merged ones, or stored ones not read (a scan stopped
+    // by its limit leaves at least one merged pair behind, one stopped by max_bytes may
+    // not when pending deletes hid what it read).
+    page.more = it != finish || stored.more;
   };
   if (reverse) {
     take(merged.rbegin(), merged.rend());

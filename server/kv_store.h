@@ -50,6 +50,9 @@ std::string HistoryKey(int64_t revision);
 // The revision of a history key; DataLoss if it is not one.
 absl::StatusOr<int64_t> ParseHistoryKey(absl::string_view key);
 
+// The bytes of a pair that page and response limits count: its key and its value.
+inline size_t PairBytes(const pb::KeyValue& kv) { return kv.key().size() + kv.value().size(); }
+
 // A page of a range scan.
 struct KvPage {
   std::vector<pb::KeyValue> kvs;  // in key order (descending when reverse), keys set
@@ -64,11 +67,13 @@ class KvView {
 
   // The pair of `key`, nullopt if absent. DataLoss if the stored value does not decode.
   absl::StatusOr<std::optional<pb::KeyValue>> Get(absl::string_view key) const;
-  // Pairs of [start, end) in order (an empty `end` means no end), at most `limit` (>= 1).
-  // InvalidArgument when this command has changed too many keys to merge with a scan;
-  // DataLoss as Get.
+  // Pairs of [start, end) in order (an empty `end` means no end), at most `limit` (>= 1)
+  // and, with max_bytes > 0, at most max_bytes of PairBytes, but always at least one
+  // pair: the page ends before the pair that would take it over max_bytes. Reads at most
+  // about max_bytes plus one pair from storage. InvalidArgument when this command has
+  // changed too many keys to merge with a scan; DataLoss as Get.
   absl::StatusOr<KvPage> Scan(absl::string_view start, absl::string_view end, bool reverse,
-                              size_t limit) const;
+                              size_t limit, size_t max_bytes = 0) const;
 
   // Records a write of `kv` (its key set) / a delete of `key`, visible to later reads.
   void Put(pb::KeyValue kv);
@@ -83,6 +88,10 @@ class KvView {
   absl::Status AppendEvents(int64_t revision, pb::RevisionEvents* events) const;
 
  private:
+  // Scan, reading from storage until `read_max_bytes` (0: by count alone).
+  absl::StatusOr<KvPage> ScanPage(absl::string_view start, absl::string_view end, bool reverse,
+                                  size_t limit, size_t max_bytes, size_t read_max_bytes) const;
+
   const storage::StateSnapshot* const snapshot_;
   // Writes of this command by key: the new pair, or nullopt for a delete.
   std::map<std::string, std::optional<pb::KeyValue>, std::less<>> pending_;

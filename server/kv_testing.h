@@ -59,8 +59,10 @@ class KvHarness {
     return response;
   }
 
-  absl::StatusOr<KvRead> Read(const pb::RangeRequest& request) const {
-    return ReadRange(request, *state_);
+  // `max_response_bytes` as ReadRange's; 0: pages bounded by count alone.
+  absl::StatusOr<KvRead> Read(const pb::RangeRequest& request,
+                              size_t max_response_bytes = 0) const {
+    return ReadRange(request, max_response_bytes, *state_);
   }
 
   // Closes and reopens the state machine. With `crash`, what was applied since the last

@@ -160,6 +160,10 @@ struct ScanOptions {
   bool reverse = false;
   // Most pairs to return; 1..kMaxScanLimit. Default: 1000.
   size_t limit = 1000;
+  // With max_bytes > 0, the scan also stops once the pairs returned hold at least this
+  // many bytes of keys and values: the pair that reaches it is the last one, so at most
+  // one pair's bytes more are read. Default: 0 (no byte bound).
+  size_t max_bytes = 0;
 };
 
 struct ScanResult {

@@ -316,7 +316,10 @@ absl::StatusOr<ScanResult> ScanAt(const Database& database, const rocksdb::Snaps
   } else {
     it->SeekToFirst();
   }
-  while (it->Valid() && result.pairs.size() < options.limit) {
+  size_t bytes = 0;
+  while (it->Valid() && result.pairs.size() < options.limit &&
+         (options.max_bytes == 0 || bytes < options.max_bytes)) {
+    bytes += it->key().size() + it->value().size();
     result.pairs.push_back(KeyValue{it->key().ToString(), it->value().ToString()});
     if (options.reverse) {
       it->Prev();

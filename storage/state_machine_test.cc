@@ -131,6 +131,12 @@ TEST(StateMachine, ApplyThenGetAndScan) {
       {"reverse limit", {"kv", "a", "", true, 3}, {"e", "d", "b"}, true},
       {"exact limit", {"kv", "", "", false, 4}, {"a", "b", "d", "e"}, false},
       {"empty range", {"kv", "e", "b", false, 100}, {}, false},
+      // a "1b" is 3 bytes, b "2" makes 5: the pair that reaches max_bytes is the last.
+      {"bytes", {"kv", "", "", false, 100, 4}, {"a", "b"}, true},
+      {"bytes reached exactly", {"kv", "", "", false, 100, 5}, {"a", "b"}, true},
+      {"one pair over the bytes", {"kv", "", "", false, 100, 1}, {"a"}, true},
+      {"reverse bytes", {"kv", "", "", true, 100, 3}, {"e", "d"}, true},
+      {"bytes beyond the range", {"kv", "", "", false, 100, 1000}, {"a", "b", "d", "e"}, false},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -270,9 +276,10 @@ TEST(Limits, CheckEntrySizeNamesTheLimit) {
   EXPECT_OK(CheckEntrySize(limits.max_entry_bytes, limits));
   EXPECT_THAT(CheckEntrySize(limits.max_entry_bytes + 1, limits),
               StatusIs(absl::StatusCode::kInvalidArgument, "max_entry_bytes"));
-  // Defaults nest: one maximal key and value fit in one entry, which fits in a batch.
-  EXPECT_LT(limits.max_key_bytes + limits.max_value_bytes, limits.max_entry_bytes);
-  EXPECT_LT(limits.max_entry_bytes, limits.max_batch_bytes);
+  // Defaults nest: what one entry's command stores (its pairs, and a response that may
+  // hold more than the command) fits a stored value, which fits in a batch.
+  EXPECT_LT(limits.max_entry_bytes, limits.max_value_bytes);
+  EXPECT_LT(limits.max_key_bytes + limits.max_value_bytes, limits.max_batch_bytes);
 }
 
 // Goal: the applied index is never durable apart from the data it covers. Method: flush

@@ -64,9 +64,14 @@
 #include "raft/log_storage.h"
 #include "raft/types.h"
 #include "storage/file.h"
+#include "storage/limits.h"
 #include "storage/segment.h"
 
 namespace stead::storage {
+
+// The default WalOptions::max_entry_bytes.
+inline constexpr uint64_t kDefaultMaxWalEntryBytes = uint64_t{4} << 20;
+static_assert(kDefaultMaxEntryBytes + 1024 <= kDefaultMaxWalEntryBytes);
 
 struct WalOptions {
   // Directory of the log (`--wal-dir`); created (one level) when missing.
@@ -80,9 +85,10 @@ struct WalOptions {
   // never split, so a segment may exceed it by one group). Space is preallocated.
   // 64 KiB .. 1 GiB. Default: 64 MiB.
   uint64_t segment_bytes = uint64_t{64} << 20;
-  // Largest serialized pb::Entry accepted; larger ones fail with InvalidArgument.
-  // Default: 4 MiB.
-  uint64_t max_entry_bytes = uint64_t{4} << 20;
+  // Largest serialized pb::Entry accepted; larger ones fail with InvalidArgument. The
+  // default leaves room for a command of kDefaultMaxEntryBytes (a maximal client
+  // request and its proposal envelope) with the entry's own fields. Default: 4 MiB.
+  uint64_t max_entry_bytes = kDefaultMaxWalEntryBytes;
   // Largest total of serialized entries in one WalWrite; InvalidArgument above it.
   // At most 1 GiB. Default: 64 MiB.
   uint64_t max_write_bytes = uint64_t{64} << 20;

@@ -19,7 +19,8 @@
 // write in flight its own.
 //
 // Errors (absl::Status codes, as in STYLE.md):
-//   InvalidArgument    malformed request, key or value over the server's limits
+//   InvalidArgument    malformed request; a key, value or request over stead's limits
+//                      (README, "Limits"), refused before anything is sent
 //   Unavailable        no member answered or none knows a leader, until the deadline
 //   DeadlineExceeded   the call's deadline passed; a write's outcome is unknown
 //   ResourceExhausted  too many calls in flight (ClientOptions::max_inflight_calls)
@@ -234,10 +235,13 @@ class Client {
   absl::Status Put(std::string_view key, std::string_view value, CallOptions options = {});
   // Deletes `key`; whether it existed.
   absl::StatusOr<bool> Delete(std::string_view key, CallOptions options = {});
-  // Keys from `begin` (see RangeOptions), one page of at most options.limit keys.
+  // Keys from `begin` (see RangeOptions), one page of at most options.limit keys. A
+  // page also ends before the member's --max-response-bytes of keys and values (with
+  // at least one pair), so it may hold fewer keys than asked with `more` set: continue
+  // from next_key until `more` is false.
   absl::StatusOr<RangeResult> Range(std::string_view begin, RangeOptions options = {});
-  // Every key starting with `prefix`, one page of at most `limit` keys (0: the
-  // server's maximum); continue with Range(result.next_key, {.range_end = PrefixEnd(prefix)}).
+  // Every key starting with `prefix`, one page as Range's of at most `limit` keys (0:
+  // the server's maximum); continue with Range(result.next_key, {.range_end = PrefixEnd(prefix)}).
   absl::StatusOr<RangeResult> Scan(std::string_view prefix, int64_t limit = 0,
                                    GetOptions options = {});
   // The members as the answering member knows them; is_leader set on the leader.
@@ -307,8 +311,9 @@ class Client {
   void DeleteAsync(std::string_view key, CallOptions options, Callback<bool> done);
   void RangeAsync(std::string_view begin, RangeOptions options, Callback<RangeResult> done);
   void MemberListAsync(CallOptions options, Callback<std::vector<Member>> done);
-  // A request with an enumerator out of range is refused with InvalidArgument before
-  // it is sent: then `done` runs at once, on the calling thread.
+  // A request with an enumerator out of range, or over a limit, is refused with
+  // InvalidArgument before it is sent: then `done` runs at once, on the calling thread
+  // (as for every *Async call over a limit).
   void TxnAsync(const TxnRequest& request, CallOptions options, Callback<TxnResult> done);
 
   // The leader's client address as last learned; empty when unknown.

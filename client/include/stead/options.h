@@ -67,7 +67,8 @@ struct RangeOptions {
   // Default: empty.
   std::string range_end;
   // At most this many keys in one result; 0 means the server's maximum. When more keys
-  // exist, RangeResult::more is set and next_key continues the scan. Default: 0.
+  // exist, RangeResult::more is set and next_key continues the scan; a result may hold
+  // fewer keys, as a page also ends at the member's --max-response-bytes. Default: 0.
   int64_t limit = 0;
   // Keys and counters without values. Default: false.
   bool keys_only = false;

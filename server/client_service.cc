@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/status_macros.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "server/listener.h"
 
 namespace stead::server {
@@ -19,6 +20,19 @@ using boost::system::error_code;
 
 namespace {
 constexpr size_t kReadBufferBytes = 64 * 1024;
+
+// The request_id (field 1) of a pb::ClientRequest from the first bytes of its
+// encoding, where encoders put it (fields in number order); 0 when they do not start
+// with it (not a request: garbage).
+uint64_t RequestIdOf(absl::string_view head) {
+  google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(head.data()),
+                                               static_cast<int>(head.size()));
+  constexpr uint32_t kRequestIdTag = (1 << 3) | 0;  // field 1, varint
+  uint64_t request_id = 0;
+  if (input.ReadTag() != kRequestIdTag || !input.ReadVarint64(&request_id)) return 0;
+  return request_id;
+}
+
 }  // namespace
 
 struct ClientService::Shared {
@@ -83,15 +97,26 @@ class ClientService::Connection : public WatchStream,
   }
 
   asio::awaitable<absl::Status> ReadLoop() {
-    FrameReader reader(shared_->options.max_frame_bytes);
+    FrameReader reader(shared_->options.max_frame_bytes, OversizedFrames::kSkip);
     std::string buffer(kReadBufferBytes, '\0');
     for (;;) {
       for (;;) {
-        absl::StatusOr<std::optional<std::string>> payload = reader.Next();
-        if (!payload.ok()) co_return payload.status();
-        if (!payload->has_value()) break;
+        absl::StatusOr<std::optional<ReadFrame>> frame = reader.NextFrame();
+        if (!frame.ok()) co_return frame.status();
+        if (!frame->has_value()) break;
+        if ((*frame)->oversized_length != 0) {
+          const uint64_t request_id = RequestIdOf((*frame)->payload);
+          if (request_id == 0) {
+            // Not the start of a request: garbage, and the stream is lost.
+            co_return absl::InvalidArgumentError(absl::StrCat(
+                "frame of ", (*frame)->oversized_length, " bytes exceeds the limit of ",
+                shared_->options.max_frame_bytes, " bytes"));
+          }
+          RefuseOversized(request_id, (*frame)->oversized_length);
+          continue;
+        }
         pb::ClientRequest request;
-        if (absl::Status parsed = ParseFramePayload(**payload, "client request", &request);
+        if (absl::Status parsed = ParseFramePayload((*frame)->payload, "client request", &request);
             !parsed.ok()) {
           co_return parsed;
         }
@@ -168,6 +193,22 @@ class ClientService::Connection : public WatchStream,
         if (!self->shared_->stopped) self->Respond(std::move(response));
       });
     });
+  }
+
+  // On the strand: answers request `request_id`, whose frame of `frame_bytes` is over
+  // the limit (the reader skips its bytes), with InvalidArgument, so that the client
+  // neither waits nor retries a request that can never fit.
+  void RefuseOversized(uint64_t request_id, uint32_t frame_bytes) {
+    pb::ClientResponse refused;
+    refused.set_request_id(request_id);
+    *refused.mutable_error() = ErrorFromStatus(
+        absl::InvalidArgumentError(absl::StrCat(
+            "request of ", frame_bytes, " bytes exceeds the client port's frame limit of ",
+            shared_->options.max_frame_bytes,
+            " bytes: keys, values and requests have size limits (README, \"Limits\")")),
+        std::nullopt);
+    ++inflight_;
+    Respond(std::move(refused));
   }
 
   // On the strand: the one response of a request in flight.

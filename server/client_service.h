@@ -6,7 +6,11 @@
 // request's id until it ends (see pb::WatchRequest), and a snapshot save request opens
 // one in the BackupService (pb::SnapshotSaveRequest).
 //
-// Garbage, oversized or undecodable frames close that connection with a logged reason.
+// A frame over max_frame_bytes that starts as a request does (with its request id) is
+// skipped (never buffered) and answered with INVALID_ARGUMENT under that id: such a
+// request can never fit, so the client must not retry it. Any other oversized frame,
+// and an empty or undecodable one, is garbage: it closes the connection with a logged
+// reason.
 //
 // Thread-safety: as PeerTransport. Stop() before destroying what the handler uses.
 #ifndef STEAD_SERVER_CLIENT_SERVICE_H_
@@ -30,7 +34,8 @@
 namespace stead::server {
 
 struct ClientServiceOptions {
-  // Largest request frame. Default: 4 MiB (well above the value limit).
+  // Largest request frame. Default: 4 MiB (above the largest encoding of a request
+  // within the key-value limits, MaxEncodedRequestBytes).
   uint32_t max_frame_bytes = 4u << 20;
   // Requests in flight per connection; more are answered RESOURCE_EXHAUSTED at once.
   // Default: 1024.

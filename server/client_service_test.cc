@@ -191,11 +191,29 @@ TEST_F(ClientServiceTest, GarbageClosesOnlyThatConnection) {
   bad.SendRaw(std::string("\x00\x00\x00\x05\xff\xff\xff\xff\xff", 9));
   EXPECT_FALSE(bad.Receive().has_value()) << "the connection must be closed";
   Client oversized(service_->port());
-  oversized.SendRaw(std::string("\x7f\x00\x00\x00", 4));
-  EXPECT_FALSE(oversized.Receive().has_value());
+  oversized.SendRaw(std::string("\x7f\x00\x00\x00", 4) + std::string(64, '\xff'));
+  EXPECT_FALSE(oversized.Receive().has_value()) << "an oversized frame of garbage closes it";
 
   Client good(service_->port());
   EXPECT_FALSE(good.Call(Put(1, "still", "serving")).has_error());
+}
+
+// Goal: a request whose frame is over the client port's limit is answered with
+// InvalidArgument under its request id, not by closing the connection (which a client
+// would retry), and the connection goes on serving.
+TEST_F(ClientServiceTest, AnOversizedRequestIsAnsweredAndTheConnectionServesOn) {
+  Client client(service_->port());
+  const size_t too_big = ClientServiceOptions().max_frame_bytes;
+  const pb::ClientResponse refused = client.Call(Put(7, "big", std::string(too_big, 'v')));
+  EXPECT_EQ(refused.request_id(), 7u);
+  ASSERT_TRUE(refused.has_error());
+  EXPECT_EQ(refused.error().code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_NE(refused.error().message().find("exceeds the client port's frame limit of 4194304"),
+            std::string::npos)
+      << refused.error().message();
+  EXPECT_FALSE(client.Call(Put(8, "small", "v")).has_error());
+  const pb::ClientResponse big = client.Call(Get(9, "big"));
+  EXPECT_EQ(big.range().kvs_size(), 0) << "nothing of the refused request was written";
 }
 
 }  // namespace

@@ -1,6 +1,10 @@
 #include "server/frame.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace stead::server {
 namespace {
@@ -41,25 +45,50 @@ absl::Status AppendFrame(const google::protobuf::MessageLite& message, uint32_t 
 }
 
 absl::StatusOr<std::optional<std::string>> FrameReader::Next() {
+  for (;;) {
+    STEAD_ASSIGN_OR_RETURN(std::optional<ReadFrame> frame, NextFrame());
+    if (!frame.has_value()) return std::nullopt;
+    if (frame->oversized_length == 0) return std::move(frame->payload);
+  }
+}
+
+absl::StatusOr<std::optional<ReadFrame>> FrameReader::NextFrame() {
   if (!error_.ok()) return error_;
+  if (skip_bytes_ > 0) {
+    const size_t skipped = std::min(skip_bytes_, buffered_bytes());
+    consumed_ += skipped;
+    skip_bytes_ -= skipped;
+    Compact();
+    if (skip_bytes_ > 0) return std::nullopt;
+  }
   if (buffered_bytes() < kFrameHeaderBytes) return std::nullopt;
   const uint32_t length = DecodeLength(buffer_.data() + consumed_);
-  if (length == 0 || length > max_frame_bytes_) {
+  if (length == 0 || (length > max_frame_bytes_ && oversized_ == OversizedFrames::kFail)) {
     error_ = absl::InvalidArgumentError(
         length == 0 ? std::string("empty frame")
                     : absl::StrCat("frame of ", length, " bytes exceeds the limit of ",
                                    max_frame_bytes_, " bytes"));
     return error_;
   }
-  if (buffered_bytes() - kFrameHeaderBytes < length) return std::nullopt;
-  std::string payload = buffer_.substr(consumed_ + kFrameHeaderBytes, length);
-  consumed_ += kFrameHeaderBytes + length;
-  // Drop the consumed prefix once it dominates the buffer, keeping appends amortised O(1).
+  ReadFrame frame;
+  size_t take = length;
+  if (length > max_frame_bytes_) {
+    frame.oversized_length = length;
+    take = std::min<size_t>(length, kOversizedHeadBytes);
+  }
+  if (buffered_bytes() - kFrameHeaderBytes < take) return std::nullopt;
+  frame.payload = buffer_.substr(consumed_ + kFrameHeaderBytes, take);
+  consumed_ += kFrameHeaderBytes + take;
+  skip_bytes_ = length - take;
+  Compact();
+  return frame;
+}
+
+void FrameReader::Compact() {
   if (consumed_ > buffer_.size() / 2) {
     buffer_.erase(0, consumed_);
     consumed_ = 0;
   }
-  return payload;
 }
 
 absl::Status ParseFramePayload(absl::string_view payload, absl::string_view what,

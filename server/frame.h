@@ -30,11 +30,32 @@ inline constexpr uint32_t kDefaultMaxFrameBytes = 16u << 20;
 absl::Status AppendFrame(const google::protobuf::MessageLite& message, uint32_t max_frame_bytes,
                          std::string* out);
 
+// What a FrameReader does with a frame longer than its limit.
+enum class OversizedFrames {
+  kFail,  // Next() fails: the connection must be closed
+  kSkip,  // NextFrame() reports the frame's head and discards the rest as it arrives
+};
+
+// The bytes of an oversized frame's payload that NextFrame() reports: enough for a
+// message's first field if it is a number (a tag and a 64-bit varint), such as a
+// request id.
+inline constexpr size_t kOversizedHeadBytes = 11;
+
+// A frame read by FrameReader::NextFrame().
+struct ReadFrame {
+  // The whole payload; for an oversized frame only its first (up to
+  // kOversizedHeadBytes) bytes.
+  std::string payload;
+  // Non-zero for a frame over the limit: its length. Its remaining bytes are skipped.
+  uint32_t oversized_length = 0;
+};
+
 // Splits a byte stream into frame payloads. Not thread-safe; one per connection.
 class FrameReader {
  public:
-  explicit FrameReader(uint32_t max_frame_bytes = kDefaultMaxFrameBytes)
-      : max_frame_bytes_(max_frame_bytes) {}
+  explicit FrameReader(uint32_t max_frame_bytes = kDefaultMaxFrameBytes,
+                       OversizedFrames oversized = OversizedFrames::kFail)
+      : max_frame_bytes_(max_frame_bytes), oversized_(oversized) {}
 
   // Adds bytes received from the socket.
   void Append(absl::string_view bytes) { buffer_.append(bytes.data(), bytes.size()); }
@@ -42,15 +63,28 @@ class FrameReader {
   // The next complete payload, std::nullopt when more bytes are needed, or
   // InvalidArgument for a zero or oversized length (the connection must be closed:
   // the stream cannot be resynchronised). After an error every call returns it again.
+  // With OversizedFrames::kSkip an oversized frame is skipped silently (use NextFrame).
   absl::StatusOr<std::optional<std::string>> Next();
 
-  // Bytes received but not yet returned as a payload.
+  // As Next(), but with OversizedFrames::kSkip a frame over the limit is not an error:
+  // it is returned with its head and length once its head has arrived, and its other
+  // bytes are then discarded as they are appended, so the stream stays in step and
+  // never more than the limit is buffered. InvalidArgument for a zero length.
+  absl::StatusOr<std::optional<ReadFrame>> NextFrame();
+
+  // Bytes received but not yet returned as a payload (or skipped).
   size_t buffered_bytes() const { return buffer_.size() - consumed_; }
 
  private:
+  // Drops the consumed prefix once it dominates the buffer, keeping appends amortised
+  // O(1).
+  void Compact();
+
   const uint32_t max_frame_bytes_;
+  const OversizedFrames oversized_;
   std::string buffer_;
-  size_t consumed_ = 0;  // prefix of buffer_ already returned
+  size_t consumed_ = 0;    // prefix of buffer_ already returned or skipped
+  size_t skip_bytes_ = 0;  // bytes of an oversized frame still to discard
   absl::Status error_;
 };
 

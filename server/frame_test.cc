@@ -108,5 +108,33 @@ TEST(Frame, PartialHeaderAndPayloadWaitForMoreBytes) {
   EXPECT_EQ(payload->size(), stream.size() - kFrameHeaderBytes);
 }
 
+// Goal: with OversizedFrames::kSkip a frame over the limit is reported with its head and
+// length, never buffered whole, and the frames after it read as usual.
+TEST(Frame, SkippingReaderReportsAnOversizedFrameAndStaysInStep) {
+  std::string stream;
+  ASSERT_OK(AppendFrame(MakeAppend(1, 5000), 1 << 20, &stream));
+  const size_t oversized = stream.size() - kFrameHeaderBytes;
+  ASSERT_OK(AppendFrame(MakeAppend(2, 10), 1 << 20, &stream));
+  FrameReader reader(/*max_frame_bytes=*/1024, OversizedFrames::kSkip);
+  std::vector<ReadFrame> frames;
+  for (size_t at = 0; at < stream.size(); at += 100) {
+    reader.Append(stream.substr(at, 100));
+    EXPECT_LE(reader.buffered_bytes(), 1024u + 100u);
+    for (;;) {
+      ASSERT_OK_AND_ASSIGN(std::optional<ReadFrame> frame, reader.NextFrame());
+      if (!frame.has_value()) break;
+      frames.push_back(*std::move(frame));
+    }
+  }
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].oversized_length, oversized);
+  EXPECT_EQ(frames[0].payload, stream.substr(kFrameHeaderBytes, kOversizedHeadBytes));
+  EXPECT_EQ(frames[1].oversized_length, 0u);
+  pb::Message second;
+  ASSERT_OK(ParseFramePayload(frames[1].payload, "raft message", &second));
+  EXPECT_EQ(second.entries(0).index(), 2u);
+  EXPECT_EQ(reader.buffered_bytes(), 0u);
+}
+
 }  // namespace
 }  // namespace stead::server

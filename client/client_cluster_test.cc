@@ -20,10 +20,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "stead/client.h"
+#include "tests/testing/kv_test_client.h"
 #include "tests/testing/process_cluster.h"
 #include "tests/testing/status_matchers.h"
 
@@ -43,8 +45,12 @@ std::string TestRoot() {
 // A started 3-member cluster with a leader, and a client of all three.
 class ClientClusterTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartCluster({}); }
+
+  // Starts the members with `flags` added to the defaults.
+  void StartCluster(std::vector<std::string> flags) {
     cluster_ = std::make_unique<ProcessCluster>(3, TestRoot(), STEAD_BINARY);
+    cluster_->set_extra_flags(std::move(flags));
     for (int i : {0, 1, 2}) cluster_->Start(i);
     ASSERT_TRUE(cluster_->WaitReady({0, 1, 2}));
     ASSERT_GE(cluster_->WaitForLeader({0, 1, 2}), 0);
@@ -678,6 +684,131 @@ TEST_F(ClientClusterTest, WatchFromNowAndRefusedWatches) {
   ASSERT_TRUE(testing::Eventually([&] { return ended.load(); }, absl::Seconds(10)));
   EXPECT_THAT(why, StatusIs(absl::StatusCode::kInvalidArgument, "range_end"));
   EXPECT_THAT(backwards->status(), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// The store revision as a linearizable read sees it.
+int64_t Revision(Client& client) {
+  absl::StatusOr<RangeResult> read = client.Range("revision-probe");
+  EXPECT_OK(read.status());
+  return read.ok() ? read->revision : -1;
+}
+
+// Goal: the documented limits hold on the user's bytes, end to end: a value of exactly
+// 1 MiB under a key of exactly 8 KiB is accepted and reads back, and one byte more of
+// either is refused with InvalidArgument at once, by the client and by the server,
+// without proposing anything (the revision does not move).
+TEST_F(ClientClusterTest, TheLargestValueUnderTheLargestKeyIsAcceptedAndOneByteMoreIsNot) {
+  const std::string key(8 * 1024, 'k');
+  const std::string value(1024 * 1024, 'v');
+  ASSERT_OK(client_->Put(key, value));
+  ASSERT_OK_AND_ASSIGN(const std::optional<std::string> read, client_->Get(key));
+  ASSERT_TRUE(read.has_value());
+  EXPECT_TRUE(*read == value) << "the value read back differs";
+  const int64_t revision = Revision(*client_);
+
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(client_->Put(key, value + "v"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "value is 1048577 bytes, over the max_value_bytes limit of 1048576"));
+  EXPECT_THAT(client_->Put(key + "k", value),
+              StatusIs(absl::StatusCode::kInvalidArgument, "max_key_bytes limit of 8192"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3)) << "refused at once, not retried";
+  // The server refuses the same before proposing, for clients that do not check.
+  testing::KvTestClient raw(cluster_->ClientEndpoints(3));
+  EXPECT_THAT(raw.Put(key, value + "v", absl::Seconds(10)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "max_value_bytes"));
+  EXPECT_EQ(Revision(*client_), revision) << "nothing was proposed";
+}
+
+// Goal: a transaction of the most operations may carry the largest value, since the
+// request limit (1.5 MiB of keys and values) allows it; one byte more is refused.
+TEST_F(ClientClusterTest, ATxnOfTheMostOperationsCarriesTheLargestValue) {
+  const std::string key(8 * 1024, 't');
+  const std::string value(1024 * 1024, 'v');
+  TxnRequest txn{.compare = {Compare::Missing(key)}, .success = {TxnOp::Put(key, value)}};
+  while (txn.success.size() < 128) {
+    txn.success.push_back(TxnOp::Put(absl::StrCat("op-", txn.success.size()), "v"));
+  }
+  ASSERT_OK_AND_ASSIGN(const TxnResult applied, client_->Txn(txn));
+  EXPECT_TRUE(applied.succeeded);
+  ASSERT_OK_AND_ASSIGN(const std::optional<std::string> read, client_->Get(key));
+  ASSERT_TRUE(read.has_value());
+  EXPECT_TRUE(*read == value) << "the value read back differs";
+  EXPECT_THAT(client_->Get("op-127"), IsOkAndHolds(std::optional<std::string>("v")));
+
+  const int64_t revision = Revision(*client_);
+  txn.compare = {};
+  txn.success[0].value += "v";
+  EXPECT_THAT(client_->Txn(txn), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          "txn success[0]: put: value is 1048577"));
+  EXPECT_EQ(Revision(*client_), revision) << "nothing was proposed";
+}
+
+// Goal: a request far over the limits (a 10 MB value, larger than the client port's
+// frame limit) is refused with InvalidArgument at once, never retried: by the client
+// before sending, and by the server, which answers such a frame rather than closing
+// the connection.
+TEST_F(ClientClusterTest, ATenMegabyteValueIsRefusedWithoutRetries) {
+  const std::string value(10'000'000, 'v');
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(client_->Put("ten", value),
+              StatusIs(absl::StatusCode::kInvalidArgument, "value is 10000000 bytes"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3)) << "refused at once, not retried";
+
+  testing::KvTestClient raw(cluster_->ClientEndpoints(3));
+  EXPECT_THAT(
+      raw.Put("ten", value, absl::Seconds(10)),
+      StatusIs(absl::StatusCode::kInvalidArgument, "exceeds the client port's frame limit"));
+  // The member stays in step with the stream: the next request is answered.
+  EXPECT_OK(raw.Put("small", "v", absl::Seconds(10)));
+  EXPECT_THAT(client_->Get("ten"), IsOkAndHolds(std::optional<std::string>()));
+}
+
+// A cluster whose range pages hold at most kPageBytes of keys and values.
+constexpr size_t kPageBytes = 3 << 20;
+
+class SmallPagesClusterTest : public ClientClusterTest {
+ protected:
+  void SetUp() override { StartCluster({absl::StrCat("--max-response-bytes=", kPageBytes)}); }
+};
+
+// Goal: a scan over large values comes back in pages bounded by --max-response-bytes,
+// every pair once, and the leader serves it without losing its leadership. Method: 40
+// values of 1 MB (a 40 MB range) under a 3 MiB page cap, paged with next_key; the page
+// sizes are checked, and the leader and its term must be the same afterwards.
+TEST_F(SmallPagesClusterTest, AScanOfLargeValuesPagesByBytesAndKeepsTheLeader) {
+  constexpr int kValues = 40;
+  auto value_of = [](int i) { return std::string(1'000'000, static_cast<char>('a' + i % 26)); };
+  for (int i = 0; i < kValues; ++i) {
+    ASSERT_OK(client_->Put(absl::StrFormat("big/%02d", i), value_of(i)));
+  }
+  const int leader = cluster_->Leader({0, 1, 2});
+  ASSERT_GE(leader, 0);
+  const std::optional<double> term = cluster_->Metric(leader, "stead_raft_term");
+  ASSERT_TRUE(term.has_value());
+
+  int seen = 0;
+  int pages = 0;
+  std::string begin = "big/";
+  for (; pages < 2 * kValues; ++pages) {
+    ASSERT_OK_AND_ASSIGN(const RangeResult page,
+                         client_->Range(begin, {.range_end = PrefixEnd("big/")}));
+    ASSERT_FALSE(page.kvs.empty()) << "a page holds at least one pair";
+    size_t page_bytes = 0;
+    for (const KeyValue& kv : page.kvs) {
+      page_bytes += kv.key.size() + kv.value.size();
+      EXPECT_EQ(kv.key, absl::StrFormat("big/%02d", seen));
+      EXPECT_TRUE(kv.value == value_of(seen)) << "value of " << kv.key;
+      ++seen;
+    }
+    EXPECT_LE(page_bytes, kPageBytes);
+    if (!page.more) break;
+    begin = page.next_key;
+  }
+  EXPECT_EQ(seen, kValues);
+  EXPECT_EQ(pages + 1, (kValues + 2) / 3) << "three 1 MB values fit a 3 MiB page";
+  EXPECT_EQ(cluster_->Leader({0, 1, 2}), leader);
+  EXPECT_EQ(cluster_->Metric(leader, "stead_raft_term"), term);
 }
 
 }  // namespace

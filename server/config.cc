@@ -33,9 +33,8 @@ absl::StatusOr<int> ParsePositiveInt(const std::string& text, const std::string&
   return value;
 }
 
-// Bytes, plain or with a Kubernetes binary suffix (Ki, Mi, Gi); 0 for none; at least
-// 64 MiB otherwise (less leaves RocksDB too little to work with).
-absl::StatusOr<uint64_t> ParseMemoryLimit(const std::string& text, const std::string& what) {
+// Bytes, plain or with a Kubernetes binary suffix (Ki, Mi, Gi), at most 1 PiB.
+absl::StatusOr<uint64_t> ParseByteCount(const std::string& text, const std::string& what) {
   uint64_t unit = 1;
   absl::string_view digits = text;
   for (const auto& [suffix, bytes] :
@@ -51,11 +50,28 @@ absl::StatusOr<uint64_t> ParseMemoryLimit(const std::string& text, const std::st
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": '", text, "' is not a byte count such as 268435456 or 256Mi"));
   }
-  value *= unit;
+  return value * unit;
+}
+
+// A byte count; 0 for none; at least 64 MiB otherwise (less leaves RocksDB too little
+// to work with).
+absl::StatusOr<uint64_t> ParseMemoryLimit(const std::string& text, const std::string& what) {
+  STEAD_ASSIGN_OR_RETURN(const uint64_t value, ParseByteCount(text, what));
   if (value != 0 && value < (uint64_t{64} << 20)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": '", text, "' is below 64Mi"));
   }
   return value;
+}
+
+// A byte count within [kMinMaxResponseBytes, kMaxMaxResponseBytes].
+absl::StatusOr<size_t> ParseMaxResponseBytes(const std::string& text, const std::string& what) {
+  STEAD_ASSIGN_OR_RETURN(const uint64_t value, ParseByteCount(text, what));
+  if (value < kMinMaxResponseBytes || value > kMaxMaxResponseBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": '", text, "' is outside ",
+                                                   kMinMaxResponseBytes, " (1Ki) .. ",
+                                                   kMaxMaxResponseBytes, " (32Mi)"));
+  }
+  return static_cast<size_t>(value);
 }
 
 absl::StatusOr<absl::Duration> ParsePositiveDuration(const std::string& text,
@@ -239,6 +255,13 @@ const FlagSpec kFlags[] = {
      "limits.memory); RocksDB's block cache and memtables are held to half of it",
      [](const std::string& v, const std::string& w, ServerConfig& c) {
        STEAD_ASSIGN_OR_RETURN(c.memory_limit_bytes, ParseMemoryLimit(v, w));
+       return absl::OkStatus();
+     }},
+    {"max-response-bytes", "BYTES", "4Mi",
+     "most bytes of keys and values in one page of a range read, e.g. 4194304 or 4Mi "
+     "(1Ki..32Mi); a page holds at least one pair, and the client continues with the next",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.max_response_bytes, ParseMaxResponseBytes(v, w));
        return absl::OkStatus();
      }},
     {"snapshot-send-rate", "MB/s", "0 (no limit)",

@@ -9,6 +9,7 @@
 #ifndef STEAD_SERVER_CONFIG_H_
 #define STEAD_SERVER_CONFIG_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/log.h"
+#include "server/kv_limits.h"
 
 namespace stead::server {
 
@@ -97,6 +99,8 @@ struct ServerConfig {
   // --memory-limit: what this member may use (in Kubernetes the container's limit);
   // RocksDB's block cache and memtables get half of it. 0: RocksDB's defaults.
   uint64_t memory_limit_bytes = 0;
+  // --max-response-bytes: most bytes of keys and values in one page of a range read.
+  size_t max_response_bytes = kDefaultMaxResponseBytes;
 
   // The address peers reach ordinal `ordinal` at: from --peers, or in Kubernetes
   // <set>-<ordinal>.<peer-service>.<namespace>.svc.<cluster-domain>:<peer port>.

@@ -110,6 +110,7 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   args.push_back("--promote-learners=manual");
   args.push_back("--snapshot-send-rate=20");
   args.push_back("--memory-limit=256Mi");
+  args.push_back("--max-response-bytes=3Mi");
   ASSERT_OK_AND_ASSIGN(
       ParsedCommandLine parsed,
       ParseServerCommandLine(args, Env({{"STEAD_LOG_LEVEL", "error"},
@@ -124,11 +125,16 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   EXPECT_EQ(parsed.config.snapshot_send_mb_per_second, 20);
   EXPECT_EQ(parsed.config.snapshot_entries, 50000);
   EXPECT_EQ(parsed.config.memory_limit_bytes, uint64_t{256} << 20);
+  EXPECT_EQ(parsed.config.max_response_bytes, size_t{3} << 20);
   // In Kubernetes the limit arrives in bytes, from resourceFieldRef limits.memory.
   std::vector<std::string> plain = kLocalFlags;
   ASSERT_OK_AND_ASSIGN(parsed,
-                       ParseServerCommandLine(plain, Env({{"STEAD_MEMORY_LIMIT", "536870912"}})));
+                       ParseServerCommandLine(plain, Env({{"STEAD_MEMORY_LIMIT", "536870912"},
+                                                          {"STEAD_MAX_RESPONSE_BYTES", "65536"}})));
   EXPECT_EQ(parsed.config.memory_limit_bytes, uint64_t{512} << 20);
+  EXPECT_EQ(parsed.config.max_response_bytes, 65536u);
+  ASSERT_OK_AND_ASSIGN(parsed, ParseServerCommandLine(plain, Env({})));
+  EXPECT_EQ(parsed.config.max_response_bytes, size_t{4} << 20) << "the default";
 }
 
 TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
@@ -157,6 +163,9 @@ TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
       {"bad send rate", with({"--snapshot-send-rate=fast"}), {}, "--snapshot-send-rate"},
       {"bad memory limit", with({"--memory-limit=2GB"}), {}, "such as 268435456 or 256Mi"},
       {"tiny memory limit", with({"--memory-limit=16Mi"}), {}, "below 64Mi"},
+      {"bad response bytes", with({"--max-response-bytes=4MB"}), {}, "such as 268435456"},
+      {"tiny response bytes", with({"--max-response-bytes=100"}), {}, "outside 1024"},
+      {"huge response bytes", with({"--max-response-bytes=64Mi"}), {}, "(32Mi)"},
       {"bad promotion mode", with({"--promote-learners=never"}), {}, "is not auto or manual"},
       {"no name", {"--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {}, "--name"},
       {"bad name", {"--name=db", "--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {},
@@ -239,7 +248,8 @@ TEST(ServerUsage, DocumentsEveryFlagWithItsDefaultAndVariable) {
                            "--restore-from", "--log-level", "--shutdown-timeout",
                            "--watch-history-revisions", "--watch-history-age",
                            "--snapshot-entries", "--snapshot-send-rate",
-                           "--promote-learners", "--new-cluster-identity", "--memory-limit"}) {
+                           "--promote-learners", "--new-cluster-identity", "--memory-limit",
+                           "--max-response-bytes"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
   EXPECT_THAT(usage, HasSubstr("default: 0.0.0.0:2479; env: STEAD_CLIENT_ADDR"));

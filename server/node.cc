@@ -682,6 +682,7 @@ struct Node::Impl {
     STEAD_RETURN_IF_ERROR(Annotate(raft->Start(), "start raft"));
     server::KvServiceOptions kv_options;
     kv_options.cluster_id = cluster;
+    kv_options.max_response_bytes = config.max_response_bytes;
     kv = std::make_unique<server::KvService>(
         kv_options, logger.WithContext("part", "kv"), raft.get(), state.get(),
         [this](raft::NodeId member_id) { return MemberAddressOf(member_id); },
@@ -1824,6 +1825,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
   number("snapshot-entries", options.snapshot_entries);
   number("snapshot-send-rate", options.snapshot_send_rate_mb_per_second);
   number("memory-limit", options.memory_limit_bytes);
+  number("max-response-bytes", options.max_response_bytes);
   flag("restore-from", options.restore_from);
   flag("force-new-cluster", options.force_new_cluster);
   flag("new-cluster-identity", options.new_cluster_identity);

@@ -524,6 +524,12 @@ TEST(NodeStartTest, RecoveryAndTuningOptionsReachTheirFlags) {
   node = Node::Start(options);
   EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(node.status().message(), HasSubstr("watch-history-revisions"));
+
+  options.watch_history_revisions = 0;
+  options.max_response_bytes = 100;
+  node = Node::Start(options);
+  EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(node.status().message(), HasSubstr("max-response-bytes"));
   std::filesystem::remove_all(root);
 }
 

@@ -60,6 +60,7 @@ struct NodeOptions {
   int64_t snapshot_entries = 0;
   int snapshot_send_rate_mb_per_second = 0;  // --snapshot-send-rate
   int64_t memory_limit_bytes = 0;
+  int64_t max_response_bytes = 0;  // --max-response-bytes: bytes of one range page
   // Starting from a backup, a clone, or after quorum loss (docs/restore.md,
   // docs/clone.md, docs/disaster-recovery.md).
   std::string restore_from;

@@ -1,8 +1,11 @@
 #include "storage/state_machine_db.h"
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/status_macros.h"
@@ -15,6 +18,33 @@
 
 namespace stead::storage::internal {
 namespace {
+
+// RocksDB's info log, passed to the state machine's Logger (errors only, as warnings:
+// stead reports the failures that matter itself, with what to do, and RocksDB warns of
+// routine events, e.g. at every checkpoint) instead of a LOG file in the database
+// directory. That file is on the data volume: once a
+// write to it fails (the volume is full), RocksDB's file writer refuses every later
+// line with an assertion, and a librocksdb built with assertions (Debian's) aborts the
+// process at the next line logged, e.g. while closing the database.
+class RocksLogger final : public rocksdb::Logger {
+ public:
+  explicit RocksLogger(stead::Logger logger)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::ERROR_LEVEL), logger_(std::move(logger)) {}
+
+  void Logv(const char* format, va_list arguments) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, arguments);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list arguments) override {
+    // Header lines (version, options) rank above errors but say nothing is wrong.
+    if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    char line[1024];
+    std::vsnprintf(line, sizeof(line), format, arguments);
+    STEAD_LOG(logger_, Warning) << "rocksdb: " << absl::StripTrailingAsciiWhitespace(line);
+  }
+
+ private:
+  const stead::Logger logger_;
+};
 
 rocksdb::DBOptions MakeDbOptions(const StateMachineOptions& options, bool create,
                                  const std::shared_ptr<rocksdb::Cache>& cache) {
@@ -30,9 +60,7 @@ rocksdb::DBOptions MakeDbOptions(const StateMachineOptions& options, bool create
   // families must be atomic: the applied index in `meta` must never be durable without
   // the data it covers, nor the other way round.
   db_options.atomic_flush = true;
-  // RocksDB's own info LOG: keep a few, it is for debugging only.
-  db_options.keep_log_file_num = 4;
-  db_options.max_log_file_size = 8 * 1024 * 1024;
+  db_options.info_log = std::make_shared<RocksLogger>(options.logger);
   // RocksDB flushes unpersisted memtables on close unless told not to; crash tests turn
   // that off so closing behaves like a crash (memtables lost, the Raft log replays).
   db_options.avoid_flush_during_shutdown = !options.flush_on_close;

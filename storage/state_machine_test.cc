@@ -1,5 +1,7 @@
 #include "storage/state_machine.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -493,6 +495,40 @@ TEST(StateMachine, ActiveNamingAMissingDatabaseIsDataLoss) {
   std::ofstream(data + "/ACTIVE", std::ios::trunc) << "../../etc";
   EXPECT_THAT(StateMachine::Open(TestOptions(data)),
               StatusIs(absl::StatusCode::kDataLoss, "not a database directory name"));
+}
+
+// Goal: a full data volume is a clean error, never an abort. A flush that finds no
+// space is ResourceExhausted; closing the state machine afterwards (as a member that
+// stops does) returns; once there is space again, a reopen recovers what was flushed.
+// Method: the data dir is an 8 MiB tmpfs; a filler file takes what is left of it.
+TEST(StateMachineFullVolume, AFailedFlushIsResourceExhaustedAndClosingDoesNotAbort) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs as the data volume needs root";
+  TempDir dir;
+  testing::TmpfsMount volume(dir.Sub("volume"), "8m");
+  ASSERT_TRUE(volume.mounted());
+  const std::string data = dir.Sub("volume/data");
+  const std::string filler = dir.Sub("volume/filler");
+  {
+    ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(data)));
+    ASSERT_OK(machine->Apply(PutBatch(1, 1, {{"before", "the volume filled"}})));
+    ASSERT_OK(machine->Flush().status());
+    {
+      std::ofstream fill(filler, std::ios::binary);
+      const std::string megabyte(1 << 20, 'x');
+      for (int i = 0; i < 16 && fill.write(megabyte.data(), megabyte.size()); ++i) {
+      }
+    }
+    for (int i = 2; i <= 100; ++i) {
+      ASSERT_OK(machine->Apply(PutBatch(static_cast<raft::Index>(i), 1,
+                                        {{absl::StrCat("key", i), std::string(20000, 'v')}})));
+    }
+    EXPECT_THAT(machine->Flush(), StatusIs(absl::StatusCode::kResourceExhausted));
+    EXPECT_FALSE(machine->Flush().ok()) << "RocksDB writes nothing more after the error";
+  }  // Closed: must not abort.
+  std::filesystem::remove(filler);
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(data)));
+  EXPECT_EQ(machine->applied_index(), 1u) << "what was flushed before the volume filled";
+  EXPECT_THAT(*machine->Get("kv", "before"), Optional(std::string("the volume filled")));
 }
 
 TEST(StateMachineDir, DatabaseDirNames) {

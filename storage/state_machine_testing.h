@@ -4,6 +4,7 @@
 #define STEAD_STORAGE_STATE_MACHINE_TESTING_H_
 
 #include <stdlib.h>
+#include <sys/mount.h>
 
 #include <filesystem>
 #include <fstream>
@@ -41,6 +42,31 @@ class TempDir {
 
  private:
   std::string path_;
+};
+
+// A tmpfs of a given size mounted on `dir` (created) for the life of the object, then
+// detached (a process may still hold files in it). Mounting needs root: check mounted().
+class TmpfsMount {
+ public:
+  TmpfsMount(std::string dir, const std::string& size) : dir_(std::move(dir)) {
+    std::filesystem::create_directories(dir_);
+    mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+  }
+  ~TmpfsMount() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  TmpfsMount(const TmpfsMount&) = delete;
+  TmpfsMount& operator=(const TmpfsMount&) = delete;
+
+  bool mounted() const { return mounted_; }
+  // Grows or shrinks the volume, keeping its files; whether that worked.
+  bool Resize(const std::string& size) {
+    return ::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT, ("size=" + size).c_str()) == 0;
+  }
+
+ private:
+  const std::string dir_;
+  bool mounted_ = false;
 };
 
 inline constexpr uint64_t kTestClusterId = 0xabc;

@@ -95,6 +95,13 @@ absl::Status CheckCheckpointIsAhead(const pb::SnapshotManifest& manifest,
   return absl::OkStatus();
 }
 
+// `result`, with a DataLoss recorded as the damage of `database` (Database::Observe).
+template <typename T>
+absl::StatusOr<T> Observed(const Database& database, absl::StatusOr<T> result) {
+  if (result.ok()) return result;
+  return database.Observe(result.status());
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -123,15 +130,21 @@ const pb::SnapshotMetadata& StateSnapshot::applied() const { return impl_->appli
 
 absl::StatusOr<std::optional<std::string>> StateSnapshot::Get(absl::string_view keyspace,
                                                               absl::string_view key) const {
-  return internal::GetAt(*impl_->database_, impl_->snapshot_, keyspace, key);
+  const Database& database = *impl_->database_;
+  STEAD_RETURN_IF_ERROR(database.damage());
+  return Observed(database, internal::GetAt(database, impl_->snapshot_, keyspace, key));
 }
 
 absl::StatusOr<ScanResult> StateSnapshot::Scan(const ScanOptions& options) const {
-  return internal::ScanAt(*impl_->database_, impl_->snapshot_, options);
+  const Database& database = *impl_->database_;
+  STEAD_RETURN_IF_ERROR(database.damage());
+  return Observed(database, internal::ScanAt(database, impl_->snapshot_, options));
 }
 
 absl::StatusOr<ContentHash> StateSnapshot::Hash(const std::vector<std::string>& excluded) const {
-  return impl_->database_->HashUserKeys(impl_->snapshot_, excluded);
+  const Database& database = *impl_->database_;
+  STEAD_RETURN_IF_ERROR(database.damage());
+  return Observed(database, database.HashUserKeys(impl_->snapshot_, excluded));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -161,6 +174,9 @@ class StateMachine::Impl {
   // each Apply (updated after the WriteBatch that carries it succeeded) and jumps to a
   // checkpoint's state when `database` is replaced.
   pb::SnapshotMetadata applied ABSL_GUARDED_BY(state_mu);
+  // Set once VerifyChecksums succeeded; never cleared (an installed snapshot was
+  // verified in full before it went live).
+  std::atomic<bool> checksums_verified{false};
 
   std::shared_ptr<Database> CurrentDatabase() const {
     MutexLock state_lock(&state_mu);
@@ -256,7 +272,8 @@ absl::StatusOr<std::optional<pb::NodeMetadata>> StateMachine::ReadNodeMetadata(
   STEAD_ASSIGN_OR_RETURN(const std::unique_ptr<Database> database,
                          Database::Open(files::JoinPath(data_dir, *active), options,
                                         Database::Mode::kReadOnly));
-  STEAD_ASSIGN_OR_RETURN(std::optional<pb::NodeMetadata> stored, database->ReadNodeMetadata());
+  STEAD_ASSIGN_OR_RETURN(std::optional<pb::NodeMetadata> stored,
+                         Observed(*database, database->ReadNodeMetadata()));
   if (!stored.has_value()) {
     return absl::DataLossError(absl::StrCat("data dir ", data_dir, ": database ", *active,
                                             " has no node metadata; wipe the volume"));
@@ -297,6 +314,8 @@ absl::Status StateMachine::Apply(const ApplyBatch& batch) {
                                                       current.term()));
   }
   const std::shared_ptr<Database> database = impl_->CurrentDatabase();
+  // Nothing is applied on a damaged state: it could not answer as the other members do.
+  STEAD_RETURN_IF_ERROR(database->damage());
   STEAD_RETURN_IF_ERROR(impl_->ValidateBatch(*database, batch));
 
   pb::SnapshotMetadata next = current;
@@ -328,8 +347,8 @@ absl::Status StateMachine::Apply(const ApplyBatch& batch) {
       "build write batch"));
   rocksdb::WriteOptions write_options;
   write_options.disableWAL = true;  // The Raft log replays; see state_machine.h.
-  STEAD_RETURN_IF_ERROR(internal::FromRocks(database->db()->Write(write_options, &write_batch),
-                                            absl::StrCat("apply entry ", batch.index)));
+  STEAD_RETURN_IF_ERROR(database->Observe(internal::FromRocks(
+      database->db()->Write(write_options, &write_batch), absl::StrCat("apply entry ", batch.index))));
   MutexLock lock(&impl_->state_mu);
   impl_->applied = std::move(next);
   return absl::OkStatus();
@@ -350,23 +369,38 @@ const pb::NodeMetadata& StateMachine::node_metadata() const { return impl_->node
 absl::StatusOr<std::optional<std::string>> StateMachine::Get(absl::string_view keyspace,
                                                              absl::string_view key) const {
   const std::shared_ptr<const Database> database = impl_->CurrentDatabase();
-  return internal::GetAt(*database, nullptr, keyspace, key);
+  STEAD_RETURN_IF_ERROR(database->damage());
+  return Observed(*database, internal::GetAt(*database, nullptr, keyspace, key));
 }
 
 absl::StatusOr<ScanResult> StateMachine::Scan(const ScanOptions& options) const {
   const std::shared_ptr<const Database> database = impl_->CurrentDatabase();
-  return internal::ScanAt(*database, nullptr, options);
+  STEAD_RETURN_IF_ERROR(database->damage());
+  return Observed(*database, internal::ScanAt(*database, nullptr, options));
 }
+
+absl::Status StateMachine::damage() const { return impl_->CurrentDatabase()->damage(); }
+
+absl::Status StateMachine::VerifyChecksums(const std::atomic<bool>& stop) {
+  const std::shared_ptr<const Database> database = impl_->CurrentDatabase();
+  STEAD_RETURN_IF_ERROR(database->damage());
+  STEAD_RETURN_IF_ERROR(database->Observe(database->VerifyChecksums(stop)));
+  impl_->checksums_verified.store(true);
+  return absl::OkStatus();
+}
+
+bool StateMachine::checksums_verified() const { return impl_->checksums_verified.load(); }
 
 absl::StatusOr<std::unique_ptr<StateSnapshot>> StateMachine::NewSnapshot() const {
   std::shared_ptr<const Database> database = impl_->CurrentDatabase();
+  STEAD_RETURN_IF_ERROR(database->damage());
   const rocksdb::Snapshot* snapshot = database->db()->GetSnapshot();
   // The applied record is read at the snapshot, so it matches the data the view shows
   // even while Apply runs concurrently.
   absl::StatusOr<pb::SnapshotMetadata> applied = database->ReadApplied(snapshot);
   if (!applied.ok()) {
     database->db()->ReleaseSnapshot(snapshot);
-    return applied.status();
+    return database->Observe(applied.status());
   }
   return std::make_unique<StateSnapshot>(
       std::make_unique<StateSnapshot::Impl>(std::move(database), snapshot, *std::move(applied)));
@@ -394,6 +428,7 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::s
     // run afterwards on files and a snapshot that no longer change.
     MutexLock write_lock(&impl_->write_mu);
     database = impl_->CurrentDatabase();
+    STEAD_RETURN_IF_ERROR(database->damage());
     state = applied();
     if (state.index() == 0) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -410,7 +445,8 @@ absl::StatusOr<pb::SnapshotManifest> StateMachine::CreateCheckpoint(const std::s
                                               absl::StrCat("checkpoint ", partial)));
     snapshot = database->db()->GetSnapshot();
   }
-  absl::StatusOr<pb::SnapshotManifest> described = impl_->DescribeState(*database, state, snapshot);
+  absl::StatusOr<pb::SnapshotManifest> described =
+      Observed(*database, impl_->DescribeState(*database, state, snapshot));
   database->db()->ReleaseSnapshot(snapshot);
   STEAD_ASSIGN_OR_RETURN(pb::SnapshotManifest manifest, std::move(described));
   STEAD_ASSIGN_OR_RETURN(manifest, DescribeCheckpointFiles(partial, std::move(manifest)));

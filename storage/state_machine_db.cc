@@ -10,7 +10,9 @@
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "rocksdb/cache.h"
+#include "rocksdb/metadata.h"
 #include "rocksdb/options.h"
+#include "rocksdb/sst_file_reader.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_buffer_manager.h"
 #include "storage/checkpoint_files.h"
@@ -87,6 +89,10 @@ bool IsUserKeyspace(absl::string_view name) {
 
 }  // namespace
 
+absl::Status WithCorruptStateAdvice(const absl::Status& damage) {
+  return absl::DataLossError(absl::StrCat(damage.message(), ": ", kCorruptStateAdvice));
+}
+
 absl::Status FromRocks(const rocksdb::Status& status, absl::string_view context) {
   if (status.ok()) return absl::OkStatus();
   const std::string message = absl::StrCat(context, ": rocksdb: ", status.ToString());
@@ -140,7 +146,11 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
       mode == Mode::kReadOnly
           ? rocksdb::DB::OpenForReadOnly(db_options, path, descriptors, &handles, &raw_db)
           : rocksdb::DB::Open(db_options, path, descriptors, &handles, &raw_db);
-  if (!opened.ok()) return FromRocks(opened, absl::StrCat("open ", path));
+  if (!opened.ok()) {
+    const absl::Status status = FromRocks(opened, absl::StrCat("open ", path));
+    // Opening reads the files' metadata blocks: damage found there is damage all the same.
+    return opened.IsCorruption() ? WithCorruptStateAdvice(status) : status;
+  }
   database->db_.reset(raw_db);
   STEAD_CHECK_EQ(handles.size(), names.size());
   for (size_t i = 0; i < names.size(); ++i) database->handles_[names[i]] = handles[i];
@@ -176,6 +186,48 @@ absl::Status Database::Close() {
   const rocksdb::Status closed = db_->Close();
   db_.reset();
   return FromRocks(closed, absl::StrCat("close ", path_));
+}
+
+absl::Status Database::VerifyChecksums(const std::atomic<bool>& stop) const {
+  STEAD_RETURN_IF_ERROR(FromRocks(db_->DisableFileDeletions(), "hold off file deletions"));
+  std::vector<rocksdb::LiveFileMetaData> live_files;
+  db_->GetLiveFilesMetaData(&live_files);
+  const absl::Status verified = [&]() -> absl::Status {
+    const rocksdb::Options options(db_->GetDBOptions(), column_family_options_);
+    rocksdb::ReadOptions read_options;
+    read_options.fill_cache = false;  // A one-off full read must not evict hot blocks.
+    for (const rocksdb::LiveFileMetaData& file : live_files) {
+      if (stop.load()) return absl::CancelledError("checksum verification stopped");
+      const std::string path = files::JoinPath(file.directory, file.relative_filename);
+      rocksdb::SstFileReader reader(options);
+      STEAD_RETURN_IF_ERROR(FromRocks(reader.Open(path), absl::StrCat("open ", path)));
+      STEAD_RETURN_IF_ERROR(FromRocks(reader.VerifyChecksum(read_options),
+                                      absl::StrCat("verify the checksums of ", path)));
+    }
+    return absl::OkStatus();
+  }();
+  // Deletions resume at once; the files verified stay what they were (SSTs are immutable).
+  const absl::Status resumed = FromRocks(db_->EnableFileDeletions(/*force=*/false),
+                                         "resume file deletions");
+  STEAD_RETURN_IF_ERROR(verified);
+  return resumed;
+}
+
+absl::Status Database::damage() const {
+  if (!damaged_.load(std::memory_order_acquire)) return absl::OkStatus();
+  MutexLock lock(&damage_mu_);
+  return damage_;
+}
+
+absl::Status Database::Observe(absl::Status status) const {
+  if (!absl::IsDataLoss(status)) return status;
+  MutexLock lock(&damage_mu_);
+  if (damage_.ok()) {
+    damage_ = WithCorruptStateAdvice(status);
+    damaged_.store(true, std::memory_order_release);
+    STEAD_LOG(logger_, Error) << damage_.message();
+  }
+  return damage_;
 }
 
 absl::Status Database::EnsureKeyspaces(const std::vector<std::string>& keyspaces) {

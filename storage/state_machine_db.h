@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "proto/raft.pb.h"
 #include "proto/snapshot.pb.h"
 #include "rocksdb/cache.h"
@@ -36,6 +37,9 @@ inline constexpr char kNodeMetadataKey[] = "node/metadata";  // pb::NodeMetadata
 // NotFound -> NotFound, Busy/TryAgain -> Unavailable, InvalidArgument ->
 // InvalidArgument, anything else (IOError, ...) -> Internal. `context` is prepended.
 absl::Status FromRocks(const rocksdb::Status& status, absl::string_view context);
+
+// `damage` (a DataLoss: RocksDB found a checksum mismatch) with kCorruptStateAdvice.
+absl::Status WithCorruptStateAdvice(const absl::Status& damage);
 
 // An open RocksDB database and its column family handles, closed on destruction.
 class Database {
@@ -84,6 +88,19 @@ class Database {
   absl::StatusOr<ContentHash> HashUserKeys(const rocksdb::Snapshot* snapshot,
                                            const std::vector<std::string>& excluded) const;
 
+  // Reads every block of every live SST file and checks its checksum, file by file,
+  // until done or `stop` is set (Cancelled): DataLoss naming the file that failed.
+  // Compactions keep running, but delete no file meanwhile.
+  absl::Status VerifyChecksums(const std::atomic<bool>& stop) const;
+
+  // OK until RocksDB reported a checksum mismatch in this database (DataLoss); from
+  // then on that DataLoss, with kCorruptStateAdvice, which every read and write of the
+  // state machine returns. Any thread.
+  absl::Status damage() const;
+  // Passes `status` through, except a DataLoss: that is recorded as the damage (logged
+  // once, at error) and the damage is returned instead. Any thread.
+  absl::Status Observe(absl::Status status) const;
+
   // Marks the directory for removal when the database is closed: ACTIVE no longer
   // names it (a checkpoint replaced it), but readers may still hold it. Any thread.
   void RemoveDirectoryOnClose() { remove_on_close_.store(true); }
@@ -106,6 +123,11 @@ class Database {
   // Set once the database was replaced; read by the destructor, which may run on any
   // thread that dropped the last reference.
   std::atomic<bool> remove_on_close_{false};
+  // Set once, by the first DataLoss Observe sees; never cleared (a new database replaces
+  // a damaged one).
+  mutable Mutex damage_mu_;
+  mutable absl::Status damage_ ABSL_GUARDED_BY(damage_mu_);
+  mutable std::atomic<bool> damaged_{false};  // damage_ is not OK; read without the lock
 };
 
 // Get and Scan over `database` at `snapshot` (nullptr: latest), shared by StateMachine

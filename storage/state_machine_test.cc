@@ -497,6 +497,114 @@ TEST(StateMachine, ActiveNamingAMissingDatabaseIsDataLoss) {
               StatusIs(absl::StatusCode::kDataLoss, "not a database directory name"));
 }
 
+// `count` entries of one 1 KB pair each, flushed into SST files.
+void ApplyFlushed(StateMachine& machine, int count) {
+  for (int i = 1; i <= count; ++i) {
+    ASSERT_OK(machine.Apply(PutBatch(static_cast<raft::Index>(i), 1,
+                                     {{absl::StrFormat("key%06d", i), std::string(1000, 'v')}})));
+  }
+  ASSERT_OK(machine.Flush().status());
+}
+
+// Complements one byte in every 4 KiB of the first half of `sst` (data blocks), in place.
+void DamageDataBlocks(const std::string& sst) {
+  const uint64_t size = std::filesystem::file_size(sst);
+  for (uint64_t offset = 100; offset < size / 2; offset += 4096) {
+    testing::FlipByteInPlace(sst, offset);
+  }
+}
+
+// Goal: a bit flipped in an SST file while the member was down is found by the
+// verification a member runs after its start, before it serves reads, not by the
+// first read of that block much later; damage in what Open reads fails the Open.
+TEST(StateMachine, VerifyChecksumsFindsABitFlippedWhileTheMemberWasDown) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  const std::atomic<bool> never_stop{false};
+  {
+    ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(data)));
+    ApplyFlushed(*machine, 200);
+    EXPECT_FALSE(machine->checksums_verified());
+    ASSERT_OK(machine->VerifyChecksums(never_stop));
+    EXPECT_TRUE(machine->checksums_verified());
+  }
+  std::vector<std::string> ssts = testing::LiveSstFiles(data);
+  ASSERT_FALSE(ssts.empty());
+  std::sort(ssts.begin(), ssts.end(), [](const std::string& a, const std::string& b) {
+    return std::filesystem::file_size(a) > std::filesystem::file_size(b);
+  });
+  testing::FlipByteInPlace(ssts.front(), 100);  // a data block of the largest file
+  {
+    ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(data)));
+    EXPECT_OK(machine->damage()) << "nothing read the damaged block yet";
+    EXPECT_THAT(machine->VerifyChecksums(never_stop),
+                StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+    EXPECT_FALSE(machine->checksums_verified());
+    EXPECT_THAT(machine->damage(), StatusIs(absl::StatusCode::kDataLoss, "checksum"));
+    const std::atomic<bool> stop{true};
+    EXPECT_THAT(machine->VerifyChecksums(stop), StatusIs(absl::StatusCode::kDataLoss));
+  }
+  for (const std::string& sst : ssts) DamageDataBlocks(sst);
+  EXPECT_THAT(StateMachine::Open(TestOptions(data)),
+              StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+}
+
+TEST(StateMachine, VerifyChecksumsStopsWhenAsked) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+  ApplyFlushed(*machine, 10);
+  const std::atomic<bool> stop{true};
+  EXPECT_THAT(machine->VerifyChecksums(stop), StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_FALSE(machine->checksums_verified());
+  EXPECT_OK(machine->damage());
+}
+
+// Goal: once a read finds a block that fails its checksum, the state machine serves
+// nothing more (every read, sound blocks included, and every apply fail with the
+// advice), so a damaged member can neither answer differently from the others nor
+// apply entries on top of damaged state.
+TEST(StateMachine, AChecksumFailureOnAReadRefusesEveryLaterReadAndApply) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(data)));
+  ApplyFlushed(*machine, 200);
+  // In memory only: readable whatever happens to the files.
+  ASSERT_OK(machine->Apply(PutBatch(201, 1, {{"fresh", "in the memtable"}})));
+  ASSERT_OK_AND_ASSIGN(const std::unique_ptr<StateSnapshot> view, machine->NewSnapshot());
+  EXPECT_OK(machine->damage());
+  for (const std::string& sst : testing::LiveSstFiles(data)) DamageDataBlocks(sst);
+
+  ScanOptions all;
+  all.limit = kMaxScanLimit;
+  EXPECT_THAT(machine->Scan(all), StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+  EXPECT_THAT(machine->damage(), StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+  EXPECT_THAT(machine->Get("kv", "fresh"),
+              StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+  EXPECT_THAT(machine->NewSnapshot(), StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+  EXPECT_THAT(view->Get("kv", "fresh"), StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+  EXPECT_THAT(view->Hash(), StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+  EXPECT_THAT(machine->Apply(PutBatch(202, 1, {{"later", "x"}})),
+              StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+  EXPECT_EQ(machine->applied_index(), 201u) << "nothing applied on a damaged state";
+  EXPECT_THAT(machine->CreateCheckpoint(dir.Sub("checkpoint")),
+              StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("checkpoint")));
+}
+
+// Goal: the content hash reads every pair, so it is the operator's way to find damage
+// (`steadctl endpoint hash`): a checksum failure there damages the state machine too.
+TEST(StateMachine, AChecksumFailureInTheContentHashRefusesEveryLaterRead) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(data)));
+  ApplyFlushed(*machine, 200);
+  for (const std::string& sst : testing::LiveSstFiles(data)) DamageDataBlocks(sst);
+  ASSERT_OK_AND_ASSIGN(const std::unique_ptr<StateSnapshot> view, machine->NewSnapshot());
+  EXPECT_THAT(view->Hash(), StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+  EXPECT_THAT(machine->Get("kv", "key000001"),
+              StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
+}
+
 // Goal: a full data volume is a clean error, never an abort. A flush that finds no
 // space is ResourceExhausted; closing the state machine afterwards (as a member that
 // stops does) returns; once there is space again, a reopen recovers what was flushed.

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/mount.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -118,18 +119,37 @@ inline std::string FirstSst(const pb::SnapshotManifest& manifest) {
   return "";
 }
 
-// Overwrites one byte of `path` at `offset` with its complement, through a fresh copy:
-// a checkpoint's SSTs are hard links to the live database, and the live one must stay
-// intact (as when the disk flips a bit in one copy).
-inline void FlipByte(const std::string& path, uint64_t offset) {
-  const std::string copy = path + ".copy";
-  std::filesystem::copy_file(path, copy);
-  std::filesystem::rename(copy, path);
+// Overwrites one byte of `path` at `offset` with its complement, in place: every hard
+// link of the file, and a process that has it open, sees the change (as when the disk
+// flips a bit under a running database).
+inline void FlipByteInPlace(const std::string& path, uint64_t offset) {
   std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
   file.seekg(static_cast<std::streamoff>(offset));
   const int original = file.get();
   file.seekp(static_cast<std::streamoff>(offset));
   file.put(static_cast<char>(~original));
+}
+
+// FlipByte, through a fresh copy: a checkpoint's SSTs are hard links to the live
+// database, and the live one must stay intact (as when the disk flips a bit in one copy).
+inline void FlipByte(const std::string& path, uint64_t offset) {
+  const std::string copy = path + ".copy";
+  std::filesystem::copy_file(path, copy);
+  std::filesystem::rename(copy, path);
+  FlipByteInPlace(path, offset);
+}
+
+// The SST files of the live database in `data_dir` (the one ACTIVE names), sorted.
+inline std::vector<std::string> LiveSstFiles(const std::string& data_dir) {
+  std::ifstream active_file(data_dir + "/ACTIVE");
+  std::string active;
+  std::getline(active_file, active);
+  std::vector<std::string> found;
+  for (const auto& entry : std::filesystem::directory_iterator(data_dir + "/" + active)) {
+    if (entry.path().extension() == ".sst") found.push_back(entry.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
 }
 
 }  // namespace stead::storage::testing

@@ -473,6 +473,7 @@ RaftStatus Raft::Status() const {
   status.role = role_;
   status.leader = leader_;
   status.commit = log_->committed();
+  status.leader_commit = role_ == Role::kLeader ? log_->committed() : leader_commit_;
   status.applied = log_->applied();
   status.last_index = log_->LastIndex();
   status.lead_transferee = lead_transferee_;

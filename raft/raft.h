@@ -188,6 +188,12 @@ struct RaftStatus {
   Index commit = 0;
   Index applied = 0;
   Index last_index = 0;
+  // How far the leader's commit index is known to have got: a leader's own commit; on a
+  // follower the highest an APPEND (accepted or not), HEARTBEAT (its `index`) or
+  // SNAPSHOT of the current leader carried this term, 0 until one arrived. A follower
+  // that lags far behind (its log needs a snapshot) learns here how far, which its own
+  // commit index cannot tell.
+  Index leader_commit = 0;
   NodeId lead_transferee = kNoNode;
   pb::ConfState conf_state;
   // Leader only: every member including itself, sorted by id.
@@ -387,6 +393,9 @@ class Raft {
 
   Role role_ = Role::kFollower;
   NodeId leader_ = kNoNode;
+  // Follower: see RaftStatus::leader_commit. Only increases within a term; reset to 0
+  // with the term.
+  Index leader_commit_ = 0;
   // Membership as of the commit index: the snapshot's plus every committed CONF_CHANGE.
   pb::ConfState conf_state_;
   // CONF_CHANGE entries in the log above the commit index, by index. A change takes

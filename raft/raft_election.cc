@@ -26,6 +26,7 @@ void Raft::ResetForTerm(Term term) {
     voted_for_ = kNoNode;
   }
   leader_ = kNoNode;
+  leader_commit_ = 0;
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
   ResetRandomizedElectionTimeout();

@@ -320,6 +320,35 @@ TEST(RaftPaper, FollowerRejectsAppendThatDoesNotMatch) {
   EXPECT_EQ(node->raft->last_index(), 6u);
 }
 
+TEST(RaftStatus, FollowerLearnsTheLeadersCommitFromMessagesItCannotFollowYet) {
+  // A follower whose log lags cannot advance its own commit index, yet must be able to
+  // tell how far behind it is (a runtime is not ready meanwhile): from the first
+  // HEARTBEAT (its uncapped `index`; `commit` is capped at our match), and from every
+  // APPEND, accepted or not.
+  auto node = MakeNode(2, {1, 2, 3});  // log 1..3, term 1
+  pb::Message heartbeat = Msg(pb::MESSAGE_TYPE_HEARTBEAT, 1, 2, 2);
+  heartbeat.set_commit(3);
+  ASSERT_OK(node->raft->Step(heartbeat));
+  EXPECT_EQ(node->raft->Status().leader_commit, 0u) << "from an older leader: unknown";
+  heartbeat.set_index(500);
+  ASSERT_OK(node->raft->Step(heartbeat));
+  EXPECT_EQ(node->raft->Status().leader_commit, 500u);
+  EXPECT_EQ(node->raft->Status().commit, 3u);
+  pb::Message append = Msg(pb::MESSAGE_TYPE_APPEND, 1, 2, 2);
+  append.set_index(900);
+  append.set_log_term(2);
+  append.set_commit(1000);
+  ASSERT_OK(node->raft->Step(append));
+  PersistReady(*node);
+  EXPECT_EQ(node->raft->Status().commit, 3u);
+  EXPECT_EQ(node->raft->Status().leader_commit, 1000u) << "from the APPEND it rejected";
+  append.set_commit(10);  // reordered: an older APPEND never lowers it
+  ASSERT_OK(node->raft->Step(append));
+  EXPECT_EQ(node->raft->Status().leader_commit, 1000u);
+  ASSERT_OK(node->raft->Step(Msg(pb::MESSAGE_TYPE_APPEND_RESPONSE, 3, 2, 3)));
+  EXPECT_EQ(node->raft->Status().leader_commit, 0u) << "a new term: unknown again";
+}
+
 TEST(RaftPaper, FollowerAcknowledgesOnlyAfterPersisting) {
   // §5.3 with thesis §10.2.1: a follower's acknowledgement vouches for durable entries,
   // so it is a message to send after persisting, and the new entries are in the same

@@ -130,6 +130,7 @@ void Raft::SendHeartbeat(NodeId to, const std::string& context) {
   // The follower may not have the leader's whole committed prefix yet; never tell it to
   // commit beyond what it is known to hold.
   message.set_commit(std::min(progress->match, log_->committed()));
+  message.set_index(log_->committed());  // informational: see raft.proto
   message.set_context(context);
   Send(std::move(message));
 }
@@ -162,6 +163,9 @@ void Raft::AdvanceCommit(Index index) {
 }
 
 absl::Status Raft::HandleAppend(const pb::Message& message) {
+  // An APPEND carries the leader's commit index as it is, whether or not our log can
+  // take its entries.
+  leader_commit_ = std::max(leader_commit_, message.commit());
   pb::Message response;
   response.set_type(pb::MESSAGE_TYPE_APPEND_RESPONSE);
   response.set_to(message.from());
@@ -204,6 +208,7 @@ absl::Status Raft::HandleAppend(const pb::Message& message) {
 }
 
 absl::Status Raft::HandleHeartbeat(const pb::Message& message) {
+  leader_commit_ = std::max(leader_commit_, message.index());
   // The leader caps the commit index at our match; anything beyond our log is a bad
   // message, not a reason to crash.
   if (message.commit() <= log_->LastIndex()) {
@@ -223,6 +228,7 @@ absl::Status Raft::HandleHeartbeat(const pb::Message& message) {
 
 absl::Status Raft::HandleSnapshot(const pb::Message& message) {
   const pb::SnapshotMetadata& snapshot = message.snapshot();
+  leader_commit_ = std::max(leader_commit_, snapshot.index());
   pb::Message response;
   response.set_type(pb::MESSAGE_TYPE_APPEND_RESPONSE);
   response.set_to(message.from());

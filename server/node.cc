@@ -1480,6 +1480,11 @@ struct Node::Impl {
     }
     if (!out.healthy) {
       out.not_ready_reason = out.unhealthy_reason;
+    } else if (status.snapshot_offered > status.applied) {
+      // Its own state is older than the log the leader still has: it serves nothing
+      // current until the snapshot is installed.
+      out.not_ready_reason = absl::StrCat("waiting for the leader's snapshot at index ",
+                                          status.snapshot_offered, " (applied ", status.applied, ")");
     } else if (draining) {
       out.not_ready_reason = "shutting down";
     } else if (!status.is_voter) {
@@ -1491,8 +1496,11 @@ struct Node::Impl {
       out.not_ready_reason = StaleVolumes();
     } else if (status.leader == raft::kNoNode) {
       out.not_ready_reason = "no leader known";
-    } else if (status.applied + kReadyApplyLag < status.commit) {
-      out.not_ready_reason = absl::StrCat("applied ", status.applied, " trails commit ", status.commit);
+    } else if (const raft::Index commit = std::max(status.commit, status.leader_commit);
+               status.applied + kReadyApplyLag < commit) {
+      // The leader's commit counts: a member whose log lags far cannot commit (nor
+      // apply) what it lacks, and would otherwise look caught up.
+      out.not_ready_reason = absl::StrCat("applied ", status.applied, " trails commit ", commit);
     } else {
       out.ready = true;
     }

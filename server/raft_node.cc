@@ -293,8 +293,14 @@ void RaftNode::ReportUnreachable(raft::NodeId peer) {
 }
 
 RaftNodeStatus RaftNode::Status() const {
-  MutexLock lock(&status_mu_);
-  return status_;
+  RaftNodeStatus status;
+  {
+    MutexLock lock(&status_mu_);
+    status = status_;
+  }
+  // Read now rather than at the last publication.
+  status.snapshot_offered = snapshots_->OfferedIndex();
+  return status;
 }
 
 void RaftNode::ScheduleTick() {
@@ -447,12 +453,38 @@ void RaftNode::SendSnapshot(pb::Message message) {
   transport_->SendSnapshot(
       std::move(message), path,
       [strand = strand_, guard = guard_, this, to, pin = *std::move(pin)](absl::Status status) {
-        PostGuarded(strand, guard, [this, to, ok = status.ok()] {
-          if (failed_) return;
-          raft_->ReportSnapshot(to, ok);
-          ProcessReadys();
-        });
+        PostGuarded(strand, guard, [this, to, status] { ReportSnapshotOutcome(to, status); });
       });
+}
+
+void RaftNode::ReportSnapshotOutcome(raft::NodeId to, const absl::Status& status) {
+  if (failed_) return;
+  if (status.ok()) {
+    snapshot_failures_.erase(to);
+    raft_->ReportSnapshot(to, true);
+    ProcessReadys();
+    return;
+  }
+  // Until the core hears of the failure it sends `to` nothing but heartbeats, so
+  // holding the report back is what spaces the offers out: a follower whose volume is
+  // too small would otherwise be offered the snapshot again at once, over and over.
+  const int failures = ++snapshot_failures_[to];
+  const absl::Duration backoff =
+      std::min(options_.snapshot_retry_min * (int64_t{1} << std::min(failures - 1, 20)),
+               options_.snapshot_retry_max);
+  STEAD_LOG(logger_, Warning) << "snapshot to node " << to << " failed (" << failures
+                              << " in a row): " << status.message() << "; offering it again in "
+                              << backoff;
+  std::unique_ptr<asio::steady_timer>& timer = snapshot_retry_timers_[to];
+  if (timer == nullptr) timer = std::make_unique<asio::steady_timer>(strand_);
+  timer->expires_after(absl::ToChronoNanoseconds(backoff));
+  timer->async_wait([guard = guard_, this, to](boost::system::error_code error) {
+    if (error) return;  // cancelled
+    MutexLock lock(&guard->mu);
+    if (guard->node == nullptr || failed_) return;
+    raft_->ReportSnapshot(to, false);
+    ProcessReadys();
+  });
 }
 
 void RaftNode::InstallSnapshot(raft::Ready ready) {
@@ -553,6 +585,7 @@ void RaftNode::PublishStatus() {
   status_.role = status.role;
   status_.leader = status.leader;
   status_.commit = status.commit;
+  status_.leader_commit = status.leader_commit;
   status_.applied = status.applied;
   status_.last_index = status.last_index;
   status_.is_voter = raft::IsVoter(status.conf_state, status.id);
@@ -567,9 +600,13 @@ void RaftNode::PublishStatus() {
 }
 
 void RaftNode::Fail(absl::Status status) {
-  STEAD_LOG(logger_, Error) << "stopping this member: " << status.ToString()
-                            << "; restart it to recover from its WAL, and check the disk "
-                               "and the log above if it fails again";
+  const char* const advice =
+      absl::IsResourceExhausted(status)
+          ? "; a volume is full: grow it (docs/resize-volumes.md), then restart this member "
+            "to recover from its WAL"
+          : "; restart it to recover from its WAL, and check the disk and the log above if it "
+            "fails again";
+  STEAD_LOG(logger_, Error) << "stopping this member: " << status.ToString() << advice;
   {
     MutexLock lock(&status_mu_);
     if (status_.fatal.ok()) status_.fatal = status;

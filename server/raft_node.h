@@ -11,7 +11,9 @@
 // hard links) and compacts the WAL to the checkpoint before it,
 // so the log always keeps about one interval of entries for followers that lag
 // briefly. A SNAPSHOT message the core sends is streamed by the transport from the
-// pinned checkpoint. A received snapshot is installed on the applier thread (the state
+// pinned checkpoint; after a failed transfer (e.g. the follower's volume is full) the
+// core hears of the failure, and may offer again, only after a backoff that doubles
+// with each consecutive failure to that follower (snapshot_retry_*). A received snapshot is installed on the applier thread (the state
 // machine first, then the WAL marker; Start() repairs a crash in between), while the
 // strand holds back further Readys.
 //
@@ -80,6 +82,11 @@ struct RaftNodeOptions {
   // Runs on the applier thread after a snapshot from the leader replaced the state
   // machine (e.g. to reload the membership it holds), before on_applied. May be null.
   std::function<void()> on_snapshot_installed;
+  // How long the leader waits after a failed snapshot transfer before it may offer that
+  // follower a snapshot again: snapshot_retry_min after the first failure in a row,
+  // doubling with each further one up to snapshot_retry_max. Default: 1 s, 30 s.
+  absl::Duration snapshot_retry_min = absl::Seconds(1);
+  absl::Duration snapshot_retry_max = absl::Seconds(30);
 };
 
 // What one committed command does. Runs on the applier thread, in log order, once per
@@ -107,6 +114,8 @@ struct RaftNodeStatus {
   raft::NodeId leader = raft::kNoNode;
   raft::Index commit = 0;
   raft::Index applied = 0;
+  // The leader's commit index as far as this member knows (raft::RaftStatus).
+  raft::Index leader_commit = 0;
   raft::Index last_index = 0;
   bool is_voter = false;
   uint64_t leader_changes = 0;
@@ -118,6 +127,10 @@ struct RaftNodeStatus {
   uint64_t snapshots_installed = 0;
   // The first index the WAL still holds (entries before it are in a checkpoint).
   raft::Index log_first_index = 0;
+  // Read when Status() is called, not published: the newest snapshot a leader offered
+  // this member (SnapshotStore::OfferedIndex); above `applied`, this member waits for it
+  // and its own state is not current.
+  raft::Index snapshot_offered = 0;
   pb::ConfState conf_state;
   // Leader only: replication progress of every member, itself included.
   std::vector<raft::PeerStatus> peers;
@@ -223,6 +236,9 @@ class RaftNode {
   void PersistAndApply(raft::Ready ready);
   void SendAll(std::vector<pb::Message>& messages);
   void SendSnapshot(pb::Message message);
+  // Tells the core how the transfer to `to` ended: at once if `status` is OK, after the
+  // backoff of that follower otherwise (see snapshot_retry_min).
+  void ReportSnapshotOutcome(raft::NodeId to, const absl::Status& status);
   void InstallSnapshot(raft::Ready ready);
   void OnAppliedOnStrand(raft::Index index);
   void ExpireWaiters(absl::Time now);
@@ -275,6 +291,11 @@ class RaftNode {
   uint64_t next_read_round_ = 1;
   uint64_t read_round_in_flight_ = 0;  // 0: none
   uint64_t reads_served_ = 0;
+  // Consecutive failed snapshot transfers per follower; erased by a successful one.
+  std::map<raft::NodeId, int> snapshot_failures_;
+  // Holds back ReportSnapshot(to, false) for that backoff; at most one wait per follower
+  // (the core offers it nothing new meanwhile).
+  std::map<raft::NodeId, std::unique_ptr<boost::asio::steady_timer>> snapshot_retry_timers_;
   uint64_t read_rounds_started_ = 0;
   absl::Time read_round_started_;
   void StartReadRound();

@@ -1,5 +1,6 @@
 #include "server/snapshot_store.h"
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -42,11 +43,16 @@ absl::StatusOr<std::unique_ptr<SnapshotStore>> SnapshotStore::Open(const std::st
                                                                    Logger logger) {
   std::unique_ptr<SnapshotStore> store(
       new SnapshotStore(files::JoinPath(data_dir, storage::kCheckpointsDirName), std::move(logger)));
-  for (const std::string& dir : {store->taken_dir_, store->received_dir_}) {
-    STEAD_RETURN_IF_ERROR(files::CreateDirectories(dir));
-    // Keeps every checkpoint; removes what an interrupted CreateCheckpoint left.
-    STEAD_RETURN_IF_ERROR(
-        storage::RemoveOldCheckpoints(dir, std::numeric_limits<size_t>::max()).status());
+  STEAD_RETURN_IF_ERROR(files::CreateDirectories(store->taken_dir_));
+  // Keeps every checkpoint; removes what an interrupted CreateCheckpoint left.
+  STEAD_RETURN_IF_ERROR(
+      storage::RemoveOldCheckpoints(store->taken_dir_, std::numeric_limits<size_t>::max())
+          .status());
+  STEAD_RETURN_IF_ERROR(files::RemoveAll(store->received_dir_));
+  STEAD_RETURN_IF_ERROR(files::CreateDirectories(store->received_dir_));
+  if (absl::StatusOr<pb::SnapshotManifest> staged = storage::ReadManifest(store->incoming_dir_);
+      staged.ok()) {
+    store->offered_index_ = staged->raft().index();
   }
   return store;
 }
@@ -141,6 +147,7 @@ absl::StatusOr<SnapshotSink::Transfer> SnapshotStore::BeginTransfer(
   MutexLock lock(&mu_);
   ++transfer_;
   transfer_snapshot_ = snapshot;
+  offered_index_ = std::max(offered_index_.load(), snapshot.index());
   writer_.reset();
   Transfer transfer;
   transfer.id = transfer_;
@@ -166,7 +173,7 @@ absl::Status SnapshotStore::WriteChunk(uint64_t transfer, const pb::SnapshotChun
   if (transfer != transfer_ || writer_ == nullptr) {
     return absl::AbortedError("superseded by a newer snapshot offer");
   }
-  STEAD_RETURN_IF_ERROR(writer_->Write(chunk));
+  STEAD_RETURN_IF_ERROR(EndTransferIfVolumeFull(writer_->Write(chunk)));
   *complete = writer_->progress().complete;
   return absl::OkStatus();
 }
@@ -176,7 +183,9 @@ absl::Status SnapshotStore::FinishTransfer(uint64_t transfer) {
   if (transfer != transfer_ || writer_ == nullptr) {
     return absl::AbortedError("superseded by a newer snapshot offer");
   }
-  STEAD_ASSIGN_OR_RETURN(const pb::SnapshotManifest manifest, writer_->Finish());
+  absl::StatusOr<pb::SnapshotManifest> finished = writer_->Finish();
+  STEAD_RETURN_IF_ERROR(EndTransferIfVolumeFull(finished.status()));
+  const pb::SnapshotManifest manifest = *std::move(finished);
   writer_.reset();
   if (!SameSnapshot(manifest.raft(), transfer_snapshot_)) {
     STEAD_RETURN_IF_ERROR(files::RemoveAll(incoming_dir_));
@@ -195,6 +204,31 @@ absl::Status SnapshotStore::FinishTransfer(uint64_t transfer) {
   STEAD_RETURN_IF_ERROR(files::Rename(incoming_dir_, received));
   STEAD_RETURN_IF_ERROR(files::SyncPath(received_dir_));
   return files::SyncPath(root_);
+}
+
+absl::Status SnapshotStore::EndTransferIfVolumeFull(absl::Status status) {
+  if (!absl::IsResourceExhausted(status)) return status;
+  writer_.reset();
+  const uint64_t offered = transfer_snapshot_.index();
+  absl::Status removed = [&]() -> absl::Status {
+    STEAD_ASSIGN_OR_RETURN(const std::vector<std::string> names,
+                           files::ListDirectory(incoming_dir_));
+    for (const std::string& name : names) {
+      if (name != storage::kManifestFileName) {
+        STEAD_RETURN_IF_ERROR(files::RemoveAll(files::JoinPath(incoming_dir_, name)));
+      }
+    }
+    return files::SyncPath(incoming_dir_);
+  }();
+  STEAD_LOG(logger_, Error) << "the data volume is full: the snapshot index=" << offered
+                            << " from the leader does not fit (" << status.message() << "); "
+                            << (removed.ok() ? std::string("removed its partial files")
+                                             : absl::StrCat("could not remove its partial files: ",
+                                                            removed.message()))
+                            << ". Grow the data volume (docs/resize-volumes.md): the leader "
+                               "offers the snapshot again, less and less often, and this member "
+                               "is not ready until it holds it";
+  return status;
 }
 
 }  // namespace stead::server

@@ -12,10 +12,17 @@
 //
 // A checkpoint being sent or installed is pinned: nothing removes it meanwhile.
 //
+// A full data volume (ResourceExhausted) ends a transfer cleanly: the partial files are
+// removed at once, so the rest of the member (its own database) keeps its space, and
+// only the manifest stays in incoming/, as the record that this member waits for that
+// snapshot (OfferedIndex, across a restart too). The error is logged with what to do;
+// the leader offers the snapshot again after a backoff (RaftNode).
+//
 // Thread-safety: every method may be called from any thread.
 #ifndef STEAD_SERVER_SNAPSHOT_STORE_H_
 #define STEAD_SERVER_SNAPSHOT_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -41,7 +48,9 @@ class SnapshotStore final : public SnapshotSink {
   using Pin = std::shared_ptr<const std::string>;
 
   // Creates the directories if missing and removes leftovers of an interrupted
-  // checkpoint (*.partial).
+  // checkpoint (*.partial), and the checkpoints in received/: Raft hands a received
+  // snapshot to the state machine in the process that received it, or never (the
+  // leader offers it again), so after a restart they only take space.
   static absl::StatusOr<std::unique_ptr<SnapshotStore>> Open(const std::string& data_dir,
                                                              Logger logger);
   ~SnapshotStore() override;
@@ -65,6 +74,10 @@ class SnapshotStore final : public SnapshotSink {
   absl::Status WriteChunk(uint64_t transfer, const pb::SnapshotChunk& chunk,
                           bool* complete) override;
   absl::Status FinishTransfer(uint64_t transfer) override;
+  // The index of the newest snapshot a leader offered this member (or whose transfer
+  // incoming/ holds, after a restart); 0 if none. While it is above the applied index
+  // the member waits for that snapshot: its own state is not current.
+  raft::Index OfferedIndex() const { return offered_index_.load(); }
   // The verified checkpoint received for `snapshot`, pinned. NotFound if none.
   absl::StatusOr<Pin> PinReceived(const pb::SnapshotMetadata& snapshot);
   // Removes the received checkpoints up to `index` (installed or superseded), except
@@ -84,6 +97,10 @@ class SnapshotStore final : public SnapshotSink {
   // Removes the checkpoints under `parent` whose index `remove` selects, unless pinned.
   template <typename Predicate>
   absl::Status RemoveUnpinned(const std::string& parent, Predicate remove);
+  // After `status`, an error of the transfer in progress: if the volume is full, ends
+  // the transfer and removes its partial files (see the top of this file). Returns
+  // `status`.
+  absl::Status EndTransferIfVolumeFull(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string root_;
   const std::string taken_dir_;
@@ -103,6 +120,9 @@ class SnapshotStore final : public SnapshotSink {
   uint64_t transfer_ ABSL_GUARDED_BY(mu_) = 0;
   pb::SnapshotMetadata transfer_snapshot_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<storage::CheckpointWriter> writer_ ABSL_GUARDED_BY(mu_);
+  // See OfferedIndex(); atomic, so the raft strand reads it without waiting for mu_,
+  // which is held across file I/O.
+  std::atomic<raft::Index> offered_index_{0};
   // Serialises Take and RemoveBelow (CreateCheckpoint and removal in one parent).
   Mutex taken_mu_;
 };

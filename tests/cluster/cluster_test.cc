@@ -50,10 +50,7 @@ class ProcessCluster : public testing::ProcessCluster {
       : testing::ProcessCluster(initial_size, std::move(root), STEAD_BINARY) {}
 };
 
-std::string TestRoot() {
-  return absl::StrCat(::testing::TempDir(), "/cluster_test_", ::getpid(), "_",
-                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
-}
+std::string TestRoot() { return testing::ClusterTestRoot("cluster_test"); }
 
 std::vector<int> Ordinals(int count) {
   std::vector<int> ordinals;
@@ -268,29 +265,6 @@ TEST(ClusterTest, FullRestartKeepsState) {
   ASSERT_OK(client.PutWithRetry("after-restart", "ok", absl::Seconds(10)));
 }
 
-// Waits until every member in `members` answers the same content hash at the same
-// applied index (writes must have stopped); whether they did.
-bool MembersHashEqual(ProcessCluster& cluster, const std::vector<int>& members) {
-  return Eventually([&] {
-    std::optional<pb::HashResponse> first;
-    for (int member : members) {
-      KvTestClient client({cluster.ClientAddress(member)});
-      pb::ClientRequest request;
-      request.mutable_hash();
-      absl::StatusOr<pb::ClientResponse> response = client.Call(request, absl::Seconds(2));
-      if (!response.ok() || response->has_error()) return false;
-      const pb::HashResponse& hash = response->hash();
-      if (!first) {
-        first = hash;
-      } else if (hash.applied_index() != first->applied_index() || hash.hash() != first->hash()) {
-        return false;
-      }
-    }
-    return true;
-  });
-}
-
-
 // Goal: a follower that was down while the leader compacted its log catches up through
 // a snapshot; SIGKILLed in the middle of that transfer and restarted, it resumes the
 // staged transfer, installs the snapshot, serves every acknowledged write from its own
@@ -357,7 +331,7 @@ TEST(ClusterTest, FollowerKilledDuringASnapshotTransferCatchesUpAfterRestart) {
         local.Get("after-snapshot", serializable, absl::Seconds(2));
     return read.ok() && *read == std::optional<std::string>("yes");
   })) << "the log after the snapshot reaches the follower";
-  EXPECT_TRUE(MembersHashEqual(cluster, {0, 1, 2})) << "the state machines hash equal";
+  EXPECT_TRUE(cluster.WaitHashesEqual({0, 1, 2})) << "the state machines hash equal";
 }
 
 // Goal: a member whose volumes are lost (killed, both directories wiped) comes back
@@ -412,7 +386,7 @@ TEST(ClusterTest, MemberWithLostVolumesRejoinsUnderANewId) {
     if (!read.ok() || *read != std::optional<std::string>(key)) ++missing;
   }
   EXPECT_EQ(missing, 0) << "of " << keys.size();
-  EXPECT_TRUE(MembersHashEqual(cluster, {0, 1, 2})) << "the state machines hash equal";
+  EXPECT_TRUE(cluster.WaitHashesEqual({0, 1, 2})) << "the state machines hash equal";
 }
 
 // The cluster id member `ordinal` answers under (the header of its own content hash);
@@ -448,7 +422,7 @@ TEST(ClusterTest, CloneFromCopiedVolumesIsANewClusterWithEveryKey) {
     keys.push_back(absl::StrCat("cloned-", i));
     ASSERT_OK(source_client.PutWithRetry(keys.back(), keys.back(), kTimeout));
   }
-  ASSERT_TRUE(MembersHashEqual(source, {0, 1, 2})) << "stead-1 applied every key";
+  ASSERT_TRUE(source.WaitHashesEqual({0, 1, 2})) << "stead-1 applied every key";
   const uint64_t source_cluster = ClusterIdOf(source, 0);
   ASSERT_NE(source_cluster, 0u);
   std::map<std::string, pb::Member> source_members;
@@ -491,7 +465,7 @@ TEST(ClusterTest, CloneFromCopiedVolumesIsANewClusterWithEveryKey) {
       EXPECT_NE(member.id(), source_member.id()) << name << " has the id of " << source_name;
     }
   }
-  EXPECT_TRUE(MembersHashEqual(clone, {0, 1, 2})) << "the clone's state machines hash equal";
+  EXPECT_TRUE(clone.WaitHashesEqual({0, 1, 2})) << "the clone's state machines hash equal";
 
   // The source carries on as it was and never hears of the clone.
   ASSERT_TRUE(source.WaitReady({0, 1, 2}));

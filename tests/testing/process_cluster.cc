@@ -16,6 +16,11 @@
 
 namespace stead::testing {
 
+std::string ClusterTestRoot(const std::string& suite) {
+  return absl::StrCat(::testing::TempDir(), "/", suite, "_", ::getpid(), "_",
+                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
+}
+
 ProcessCluster::ProcessCluster(int initial_size, std::string root, std::string binary)
     : initial_size_(initial_size), root_(std::move(root)), binary_(std::move(binary)) {
   std::filesystem::remove_all(root_);
@@ -110,6 +115,11 @@ bool ProcessCluster::Running(int ordinal) {
   return processes_.count(ordinal) && processes_.at(ordinal)->running();
 }
 
+std::optional<ExitStatus> ProcessCluster::ExitStatusOf(int ordinal) {
+  if (!processes_.count(ordinal)) return std::nullopt;
+  return processes_.at(ordinal)->WaitFor(absl::ZeroDuration());
+}
+
 int ProcessCluster::HttpStatus(int ordinal, const std::string& path) const {
   absl::StatusOr<HttpResponse> response = HttpGet("127.0.0.1", http_[ordinal], path, absl::Seconds(1));
   return response.ok() ? response->status_code : 0;
@@ -143,6 +153,30 @@ int ProcessCluster::WaitForLeader(const std::vector<int>& members, absl::Duratio
 bool ProcessCluster::WaitReady(const std::vector<int>& members, absl::Duration timeout) const {
   return Eventually(
       [&] { return std::all_of(members.begin(), members.end(), [&](int i) { return Ready(i); }); },
+      timeout);
+}
+
+bool ProcessCluster::WaitHashesEqual(const std::vector<int>& members,
+                                     absl::Duration timeout) const {
+  return Eventually(
+      [&] {
+        std::optional<pb::HashResponse> first;
+        for (int member : members) {
+          KvTestClient client({ClientAddress(member)});
+          pb::ClientRequest request;
+          request.mutable_hash();
+          absl::StatusOr<pb::ClientResponse> response = client.Call(request, absl::Seconds(2));
+          if (!response.ok() || response->has_error()) return false;
+          const pb::HashResponse& hash = response->hash();
+          if (!first) {
+            first = hash;
+          } else if (hash.applied_index() != first->applied_index() ||
+                     hash.hash() != first->hash()) {
+            return false;
+          }
+        }
+        return true;
+      },
       timeout);
 }
 

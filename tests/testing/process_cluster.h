@@ -35,6 +35,9 @@ inline constexpr absl::Duration kClusterTimeout = absl::Seconds(30);
 // The --tick-interval the processes run with.
 inline constexpr int kClusterTickMs = 50;
 
+// A root directory for the current test's cluster: "<gtest TempDir>/<suite>_<pid>_<test>".
+std::string ClusterTestRoot(const std::string& suite);
+
 // Polls `condition` every 20 ms until it holds or `timeout` passes; its last value.
 template <typename Condition>
 bool Eventually(Condition condition, absl::Duration timeout = kClusterTimeout) {
@@ -88,6 +91,9 @@ class ProcessCluster {
   // SIGTERM, then the exit status within `timeout` (nullopt if it did not exit).
   std::optional<ExitStatus> Terminate(int ordinal, absl::Duration timeout = kClusterTimeout);
   bool Running(int ordinal);
+  // How member `ordinal` ended, once it exited (on its own or signalled); nullopt while it
+  // runs or if it was never started.
+  std::optional<ExitStatus> ExitStatusOf(int ordinal);
 
   // HTTP status of GET `path` on the member's HTTP port; 0 if unreachable.
   int HttpStatus(int ordinal, const std::string& path) const;
@@ -98,6 +104,10 @@ class ProcessCluster {
   int Leader(const std::vector<int>& members) const;
   int WaitForLeader(const std::vector<int>& members, absl::Duration timeout = kClusterTimeout) const;
   bool WaitReady(const std::vector<int>& members, absl::Duration timeout = kClusterTimeout) const;
+  // Waits until every member in `members` answers the same content hash at the same
+  // applied index (writes must have stopped); whether they did.
+  bool WaitHashesEqual(const std::vector<int>& members,
+                       absl::Duration timeout = kClusterTimeout) const;
   // The member's log so far.
   std::string Log(int ordinal) const;
 

@@ -19,6 +19,17 @@ pb::Error ErrorFromStatus(const absl::Status& status, const std::optional<Member
   return error;
 }
 
+namespace {
+
+// How a read reaches a client when this member's state machine is damaged: UNAVAILABLE,
+// so the client goes to another member (with the leader hint), with the damage's
+// message, which tells the operator what to do with this one.
+absl::Status RefusalForDamage(const absl::Status& damage) {
+  return absl::UnavailableError(damage.message());
+}
+
+}  // namespace
+
 KvService::KvService(KvServiceOptions options, Logger logger, RaftNode* node,
                      const storage::StateMachine* state, MemberDirectory members,
                      AdminHandler admin)
@@ -40,6 +51,16 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
   const uint64_t id = request.request_id();
   switch (request.request_case()) {
     case pb::ClientRequest::kRange: {
+      if (absl::Status damage = state_->damage(); !damage.ok()) {
+        return Finish(ErrorResponse(id, RefusalForDamage(damage)), done);
+      }
+      if (!state_->checksums_verified()) {
+        return Finish(ErrorResponse(id, absl::UnavailableError(
+                                            "this member is still verifying its state machine's "
+                                            "checksums after its start: read from another member, "
+                                            "or retry")),
+                      done);
+      }
       if (request.range().consistency() == pb::READ_CONSISTENCY_SERIALIZABLE) {
         ServeRead(id, request.range(), done);
         return;
@@ -111,7 +132,12 @@ void KvService::ProposeWrite(pb::ClientRequest request, ResponseCallback done) {
 void KvService::ServeRead(uint64_t request_id, const pb::RangeRequest& range,
                           const ResponseCallback& done) {
   absl::StatusOr<KvRead> read = ReadRange(range, options_.max_response_bytes, *state_);
-  if (!read.ok()) return Finish(ErrorResponse(request_id, read.status()), done);
+  if (!read.ok()) {
+    // This read may be the one that found the damage.
+    const absl::Status damage = state_->damage();
+    return Finish(ErrorResponse(request_id, damage.ok() ? read.status() : RefusalForDamage(damage)),
+                  done);
+  }
   pb::ClientResponse response;
   response.set_request_id(request_id);
   response.mutable_header()->set_revision(read->revision);

@@ -4,7 +4,10 @@
 // both go through it, so a request means the same thing whichever way it arrives.
 //
 // On a member that is not the leader, writes and linearizable reads fail with
-// UNAVAILABLE and a leader hint. Membership requests and the content hash go to the
+// UNAVAILABLE and a leader hint. On a member whose state machine is damaged
+// (StateMachine::damage()) every read, serializable too, fails with UNAVAILABLE (clients
+// go to another member) carrying the damage's message, which says what to do; so does
+// every read until the state machine's checksums were verified after the start. Membership requests and the content hash go to the
 // AdminHandler.
 //
 // Writes (put, delete_range, txn) are checked (ValidateWriteRequest), stamped with this

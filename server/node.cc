@@ -1480,6 +1480,10 @@ struct Node::Impl {
     }
     if (!out.healthy) {
       out.not_ready_reason = out.unhealthy_reason;
+    } else if (!status.state_damage.ok()) {
+      out.not_ready_reason = std::string(status.state_damage.message());
+    } else if (!status.state_verified) {
+      out.not_ready_reason = "verifying the state machine's checksums after the start";
     } else if (status.snapshot_offered > status.applied) {
       // Its own state is older than the log the leader still has: it serves nothing
       // current until the snapshot is installed.

@@ -57,6 +57,8 @@ absl::Status RaftNode::Start() {
   checkpoint_work_ = std::make_unique<
       asio::executor_work_guard<asio::io_context::executor_type>>(checkpoint_io_.get_executor());
   checkpoint_thread_ = std::thread([this] { checkpoint_io_.run(); });
+  // Before any checkpoint: a checkpoint of damaged state would spread the damage.
+  asio::post(checkpoint_io_, [this] { VerifyStateChecksums(); });
   PublishStatus();  // before any strand handler runs, so Status() is never blank
   {
     MutexLock lock(&guard_->mu);
@@ -298,8 +300,11 @@ RaftNodeStatus RaftNode::Status() const {
     MutexLock lock(&status_mu_);
     status = status_;
   }
-  // Read now rather than at the last publication.
+  // Read now rather than at the last publication: the readiness check right after a
+  // read that found damage must already fail.
   status.snapshot_offered = snapshots_->OfferedIndex();
+  status.state_damage = state_machine_->damage();
+  status.state_verified = state_machine_->checksums_verified();
   return status;
 }
 
@@ -600,10 +605,13 @@ void RaftNode::PublishStatus() {
 }
 
 void RaftNode::Fail(absl::Status status) {
+  // A damaged state machine's error says what to do already (StateMachine::damage()).
   const char* const advice =
       absl::IsResourceExhausted(status)
           ? "; a volume is full: grow it (docs/resize-volumes.md), then restart this member "
             "to recover from its WAL"
+      : absl::IsDataLoss(status)
+          ? ""
           : "; restart it to recover from its WAL, and check the disk and the log above if it "
             "fails again";
   STEAD_LOG(logger_, Error) << "stopping this member: " << status.ToString() << advice;
@@ -646,6 +654,15 @@ void RaftNode::MaybeTakeCheckpoint() {
     TakeCheckpoint();
     checkpoint_running_ = false;
   });
+}
+
+void RaftNode::VerifyStateChecksums() {
+  const absl::Time start = absl::Now();
+  const absl::Status verified = state_machine_->VerifyChecksums(stopped_);
+  // A mismatch was logged by the state machine, with what to do.
+  if (!verified.ok()) return;
+  STEAD_LOG(logger_, Info) << "verified the state machine's checksums in "
+                           << absl::ToDoubleSeconds(absl::Now() - start) << " s";
 }
 
 void RaftNode::TakeCheckpoint() {

@@ -128,9 +128,13 @@ struct RaftNodeStatus {
   // The first index the WAL still holds (entries before it are in a checkpoint).
   raft::Index log_first_index = 0;
   // Read when Status() is called, not published: the newest snapshot a leader offered
-  // this member (SnapshotStore::OfferedIndex); above `applied`, this member waits for it
-  // and its own state is not current.
+  // this member (SnapshotStore::OfferedIndex; above `applied`, this member waits for it
+  // and its own state is not current), the state machine's damage and whether its
+  // checksums were verified since the start (the checkpointer thread verifies them
+  // first thing; StateMachine::VerifyChecksums). A damaged state machine serves nothing.
   raft::Index snapshot_offered = 0;
+  absl::Status state_damage;
+  bool state_verified = false;
   pb::ConfState conf_state;
   // Leader only: replication progress of every member, itself included.
   std::vector<raft::PeerStatus> peers;
@@ -254,6 +258,7 @@ class RaftNode {
   absl::Status ApplyEntry(const pb::Entry& entry);
   void MaybeTakeCheckpoint();
   // --- checkpointer thread ---
+  void VerifyStateChecksums();
   void TakeCheckpoint();
   absl::Status ReplaceState(const std::string& checkpoint_dir, const pb::SnapshotMetadata& snapshot);
 

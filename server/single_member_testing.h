@@ -73,9 +73,11 @@ class SingleMember {
     kv_options.limits = limits;
     kv_ = std::make_unique<KvService>(kv_options, logger, node_.get(), state_.get(),
                                       [](raft::NodeId) { return std::optional<MemberAddress>(); });
-    // A single voter elects itself within a few election timeouts.
+    // A single voter elects itself within a few election timeouts; reads are served
+    // once the state machine's checksums were verified.
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (node_->Status().role != raft::Role::kLeader && absl::Now() < deadline) {
+    while ((node_->Status().role != raft::Role::kLeader || !state_->checksums_verified()) &&
+           absl::Now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   }

@@ -1,8 +1,10 @@
 // Real `stead` processes on loopback whose data volume fails them: a volume too small
-// for the leader's snapshot (a tmpfs of our own, grown while the member runs). The
-// member must fail cleanly (exit 1 at worst, never a signal), serve nothing it cannot
-// vouch for, and come back by the documented steps. Every loop is bounded in time; only processes started here
+// for the leader's snapshot (a tmpfs of our own, grown while the member runs), and a
+// state machine whose SST files fail their checksums. The member must fail cleanly
+// (exit 1 at worst, never a signal), serve nothing it cannot vouch for, and come back
+// by the documented steps. Every loop is bounded in time; only processes started here
 // are signalled, and only mounts made here are unmounted.
+#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -17,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/checkpoint.h"
+#include "storage/state_machine.h"
 #include "storage/state_machine_testing.h"
 #include "tests/testing/kv_test_client.h"
 #include "tests/testing/process_cluster.h"
@@ -161,6 +164,100 @@ TEST(StorageFaultTest, FollowerWhoseDataVolumeIsTooSmallForTheSnapshotCatchesUpO
   EXPECT_THAT(local.Get("big-119", serializable, kTimeout),
               testing::IsOkAndHolds(std::optional<std::string>(written.at("big-119"))));
   cluster.Kill(follower);  // before its volume is detached
+}
+
+// Complements bytes in the data blocks of every SST of member `ordinal`'s live
+// database, in place (the running member reads the damaged bytes).
+void DamageStateMachine(const ProcessCluster& cluster, int ordinal) {
+  const std::vector<std::string> ssts = storage::testing::LiveSstFiles(cluster.DataDir(ordinal));
+  ASSERT_FALSE(ssts.empty()) << "the member flushed its state into SST files";
+  for (const std::string& sst : ssts) {
+    const uint64_t size = std::filesystem::file_size(sst);
+    for (uint64_t offset = 100; offset < size / 2; offset += 2048) {
+      storage::testing::FlipByteInPlace(sst, offset);
+    }
+  }
+}
+
+// Goal: a follower whose state machine fails its checksums serves nothing — every read
+// (serializable too) and /readyz refuse with the advice, which its log says at error
+// level — stops at its next apply rather than apply onto damaged state, finds the
+// damage again when started on that volume, and after the runbook (wipe both volumes, start)
+// rejoins under a new id and catches up.
+TEST(StorageFaultTest, FollowerWithADamagedStateMachineServesNothingAndRejoinsAfterAWipe) {
+  ProcessCluster cluster(3);
+  // Checkpoints flush the state machines, so every member holds SST files.
+  cluster.set_extra_flags({"--snapshot-entries=50"});
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  const int leader = cluster.WaitForLeader({0, 1, 2});
+  ASSERT_GE(leader, 0);
+  const int follower = (leader + 1) % 3;
+  KvTestClient client({cluster.ClientAddress(leader)});
+  const std::map<std::string, std::string> written = WriteRandom(client, "key", 200, 1000);
+  ASSERT_TRUE(cluster.WaitHashesEqual({0, 1, 2}));
+  ASSERT_TRUE(Eventually([&] {
+    return cluster.Metric(follower, "stead_raft_log_first_index").value_or(0) > 100;
+  })) << "the follower took checkpoints";
+
+  // While it runs: the first read of a damaged block finds it; then nothing is served.
+  // The other members are paused meanwhile, so no entry reaches the follower (the next
+  // one it applies stops it).
+  for (int i : {0, 1, 2}) {
+    if (i != follower) cluster.Signal(i, SIGSTOP);
+  }
+  DamageStateMachine(cluster, follower);
+  KvTestClient local({cluster.ClientAddress(follower)});
+  KvGetOptions serializable;
+  serializable.serializable = true;
+  for (const auto& [key, value] : written) {
+    if (!local.Get(key, serializable, kTimeout).ok()) break;
+  }
+  // Linearizable reads are the leader's to serve (a follower forwards them); those this
+  // member would answer from its own state are refused.
+  EXPECT_THAT(local.Get(written.begin()->first, serializable, kTimeout),
+              testing::StatusIs(absl::StatusCode::kUnavailable, storage::kCorruptStateAdvice));
+  absl::StatusOr<testing::HttpResponse> readyz =
+      testing::HttpGet("127.0.0.1", cluster.http_port(follower), "/readyz", kTimeout);
+  ASSERT_OK(readyz.status());
+  EXPECT_EQ(readyz->status_code, 503);
+  EXPECT_THAT(readyz->body, HasSubstr(storage::kCorruptStateAdvice));
+  EXPECT_EQ(ErrorLines(cluster.Log(follower), storage::kCorruptStateAdvice), 1u)
+      << "said once, at error level";
+  EXPECT_TRUE(cluster.Running(follower));
+  for (int i : {0, 1, 2}) {
+    if (i != follower) cluster.Signal(i, SIGCONT);
+  }
+
+  // The next entry it would apply stops it: exit 1, never a signal.
+  ASSERT_OK(client.PutWithRetry("after-damage", "x", kTimeout));
+  std::optional<ExitStatus> ended;
+  ASSERT_TRUE(Eventually([&] { return (ended = cluster.ExitStatusOf(follower)).has_value(); }))
+      << "the damaged follower applies nothing more";
+  EXPECT_EQ(ended->exit_code, 1) << ended->ToString();
+
+  // A restart on the damaged volume finds the damage (opening it, or verifying every
+  // block before serving reads), is never ready, and stops at its next apply.
+  const size_t log_before = cluster.Log(follower).size();
+  cluster.Start(follower);
+  ASSERT_TRUE(Eventually([&] {
+    EXPECT_FALSE(cluster.Ready(follower));
+    return absl::StrContains(cluster.Log(follower).substr(log_before),
+                             storage::kCorruptStateAdvice);
+  })) << "the damage is found at the start";
+  EXPECT_FALSE(cluster.Ready(follower));
+  ASSERT_OK(client.PutWithRetry("after-restart", "y", kTimeout));
+  ASSERT_TRUE(Eventually([&] { return (ended = cluster.ExitStatusOf(follower)).has_value(); }));
+  EXPECT_EQ(ended->exit_code, 1) << ended->ToString();
+
+  // The runbook (docs/lost-volume.md): wipe both volumes and start it.
+  cluster.Wipe(follower);
+  cluster.Start(follower);
+  ASSERT_TRUE(cluster.WaitReady({follower}, absl::Seconds(60))) << cluster.Log(follower);
+  EXPECT_TRUE(cluster.WaitHashesEqual({0, 1, 2})) << "the rejoined member caught up";
+  EXPECT_THAT(KvTestClient({cluster.ClientAddress(follower)})
+                  .Get("after-damage", serializable, kTimeout),
+              testing::IsOkAndHolds(std::optional<std::string>("x")));
 }
 
 }  // namespace

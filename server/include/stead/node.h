@@ -86,7 +86,10 @@ struct NodeStatus {
   uint64_t leader_id = 0;
   std::string leader_name;
   bool voter = false;
-  // What /readyz and /healthz answer, and why not.
+  // What /readyz and /healthz answer, and why not. Ready: a voter that knows a leader,
+  // whose state machine's checksums were verified since the start and found sound,
+  // that waits for no snapshot, and whose applied index is within 1,000 entries of the
+  // leader's commit index.
   bool ready = false;
   std::string not_ready_reason;
   bool healthy = true;

@@ -103,9 +103,7 @@ TEST(StorageFaultTest, FollowerWhoseDataVolumeIsTooSmallForTheSnapshotCatchesUpO
     volumes.push_back(std::make_unique<TmpfsMount>(cluster.DataDir(i), "20m"));
     ASSERT_TRUE(volumes.back()->mounted()) << "mount a tmpfs on " << cluster.DataDir(i);
   }
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  const int leader = cluster.WaitForLeader({0, 1, 2});
+  const int leader = cluster.StartAndWaitForLeader({0, 1, 2});
   ASSERT_GE(leader, 0);
   const int follower = (leader + 1) % 3;
   cluster.Kill(follower);
@@ -188,9 +186,7 @@ TEST(StorageFaultTest, FollowerWithADamagedStateMachineServesNothingAndRejoinsAf
   ProcessCluster cluster(3);
   // Checkpoints flush the state machines, so every member holds SST files.
   cluster.set_extra_flags({"--snapshot-entries=50"});
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  const int leader = cluster.WaitForLeader({0, 1, 2});
+  const int leader = cluster.StartAndWaitForLeader({0, 1, 2});
   ASSERT_GE(leader, 0);
   const int follower = (leader + 1) % 3;
   KvTestClient client({cluster.ClientAddress(leader)});

@@ -156,6 +156,12 @@ bool ProcessCluster::WaitReady(const std::vector<int>& members, absl::Duration t
       timeout);
 }
 
+int ProcessCluster::StartAndWaitForLeader(const std::vector<int>& members) {
+  for (int ordinal : members) Start(ordinal);
+  if (!WaitReady(members)) return -1;
+  return WaitForLeader(members);
+}
+
 bool ProcessCluster::WaitHashesEqual(const std::vector<int>& members,
                                      absl::Duration timeout) const {
   return Eventually(

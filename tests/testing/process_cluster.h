@@ -104,6 +104,9 @@ class ProcessCluster {
   int Leader(const std::vector<int>& members) const;
   int WaitForLeader(const std::vector<int>& members, absl::Duration timeout = kClusterTimeout) const;
   bool WaitReady(const std::vector<int>& members, absl::Duration timeout = kClusterTimeout) const;
+  // Starts `members`, waits until every one is ready and one of them leads; the
+  // leader's ordinal, or -1 if that did not happen within kClusterTimeout each.
+  int StartAndWaitForLeader(const std::vector<int>& members);
   // Waits until every member in `members` answers the same content hash at the same
   // applied index (writes must have stopped); whether they did.
   bool WaitHashesEqual(const std::vector<int>& members,

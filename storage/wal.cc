@@ -491,7 +491,14 @@ absl::Status Wal::CreateSegment(uint64_t sequence, raft::Index first_index) {
   };
   if (absl::Status status = file->Preallocate(options_.segment_bytes); !status.ok()) {
     discard();
-    return status;
+    if (!absl::IsResourceExhausted(status)) return status;
+    // Most likely a volume smaller than a segment (the first one fails at the first
+    // start): say how large it must be.
+    const uint64_t segment_mib = options_.segment_bytes >> 20;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        status.message(), ": each WAL segment preallocates ", segment_mib,
+        " MiB and the log moves to a new one before it drops the old, so the WAL volume "
+        "needs at least ", 2 * segment_mib, " MiB free; grow it (docs/resize-volumes.md)"));
   }
   std::string buffer;
   SegmentHeader header;

@@ -82,8 +82,10 @@ struct WalOptions {
   // Default: "".
   std::string identity;
   // A segment is closed and a new one started once it holds this many bytes (a group is
-  // never split, so a segment may exceed it by one group). Space is preallocated.
-  // 64 KiB .. 1 GiB. Default: 64 MiB.
+  // never split, so a segment may exceed it by one group). Space is preallocated, and a
+  // new segment is made before old ones are dropped: the volume needs room for two (an
+  // Open that cannot preallocate one says so, ResourceExhausted). 64 KiB .. 1 GiB.
+  // Default: 64 MiB.
   uint64_t segment_bytes = uint64_t{64} << 20;
   // Largest serialized pb::Entry accepted; larger ones fail with InvalidArgument. The
   // default leaves room for a command of kDefaultMaxEntryBytes (a maximal client

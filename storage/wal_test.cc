@@ -525,6 +525,21 @@ TEST_F(WalTest, DiskFullFromTheSeamIsResourceExhaustedAndRecoversWithoutReopen) 
   ExpectLog(*wal, 1, 8, Term1);
 }
 
+TEST_F(WalTest, AVolumeTooSmallForASegmentFailsTheOpenWithTheMinimumSize) {
+  TestFaultInjector faults;
+  WalOptions options = Options();
+  options.segment_bytes = 4 << 20;
+  options.fault_injector = &faults;
+  faults.Arm(FileFaultInjector::Op::kAllocate, ENOSPC);
+  EXPECT_THAT(Wal::Open(options),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "each WAL segment preallocates 4 MiB and the log moves to a new one "
+                       "before it drops the old, so the WAL volume needs at least 8 MiB free"));
+  faults.Disarm();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Wal> wal, Wal::Open(options));
+  ASSERT_OK(wal->Write(EntriesWrite(1, 3, 1)));
+}
+
 // The same with a real full file system: a 1 MiB tmpfs (needs root to mount).
 TEST_F(WalTest, DiskFullOnATinyTmpfsLosesNothingAndWorksAgainOnceSpaceIsFreed) {
   const std::string mount_point = dir_.path() + "/tiny";

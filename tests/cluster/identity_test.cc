@@ -33,10 +33,7 @@ class ProcessCluster : public testing::ProcessCluster {
       : testing::ProcessCluster(initial_size, std::move(root), STEAD_BINARY) {}
 };
 
-std::string TestRoot() {
-  return absl::StrCat(::testing::TempDir(), "/identity_test_", ::getpid(), "_",
-                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
-}
+std::string TestRoot() { return testing::ClusterTestRoot("identity_test"); }
 
 // Goal: a second process started by mistake under the name of a running voter (empty
 // volumes, other ports) never evicts it: the leader refuses it for as long as the

@@ -15,21 +15,16 @@
 #include "absl/strings/str_join.h"
 #include "base/check.h"
 #include "gtest/gtest.h"
+#include "wire/tls_options.h"
 
 namespace stead::testing {
 namespace {
 
-struct KeyDeleter {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct CertificateDeleter {
-  void operator()(X509* certificate) const { X509_free(certificate); }
-};
-using KeyPointer = std::unique_ptr<EVP_PKEY, KeyDeleter>;
-using CertificatePointer = std::unique_ptr<X509, CertificateDeleter>;
+using ::stead::wire::EvpKeyPointer;
+using ::stead::wire::X509Pointer;
 
-KeyPointer MakeKey() {
-  KeyPointer key(EVP_EC_gen("P-256"));
+EvpKeyPointer MakeKey() {
+  EvpKeyPointer key(EVP_EC_gen("P-256"));
   STEAD_CHECK(key != nullptr) << "EVP_EC_gen failed";
   return key;
 }
@@ -44,15 +39,16 @@ std::string ToPem(int (*write)(BIO*, void*), void* object) {
 }
 
 std::string CertificateToPem(X509* certificate) {
-  return ToPem([](BIO* bio, void* object) { return PEM_write_bio_X509(bio, static_cast<X509*>(object)); },
-               certificate);
+  return ToPem(
+      [](BIO* bio, void* object) { return PEM_write_bio_X509(bio, static_cast<X509*>(object)); },
+      certificate);
 }
 
 std::string KeyToPem(EVP_PKEY* key) {
   return ToPem(
       [](BIO* bio, void* object) {
-        return PEM_write_bio_PrivateKey(bio, static_cast<EVP_PKEY*>(object), nullptr, nullptr,
-                                        0, nullptr, nullptr);
+        return PEM_write_bio_PrivateKey(bio, static_cast<EVP_PKEY*>(object), nullptr, nullptr, 0,
+                                        nullptr, nullptr);
       },
       key);
 }
@@ -68,9 +64,9 @@ void AddExtension(X509* certificate, X509* issuer, int nid, const std::string& v
 }
 
 // A certificate for `key` named `common_name`, without issuer or signature yet.
-CertificatePointer NewCertificate(EVP_PKEY* key, const std::string& common_name, uint64_t serial,
+X509Pointer NewCertificate(EVP_PKEY* key, const std::string& common_name, uint64_t serial,
                                   absl::Time not_before, absl::Time not_after) {
-  CertificatePointer certificate(X509_new());
+  X509Pointer certificate(X509_new());
   STEAD_CHECK(certificate != nullptr);
   STEAD_CHECK(X509_set_version(certificate.get(), 2) == 1);  // v3
   STEAD_CHECK(ASN1_INTEGER_set_uint64(X509_get_serialNumber(certificate.get()), serial) == 1);
@@ -79,9 +75,9 @@ CertificatePointer NewCertificate(EVP_PKEY* key, const std::string& common_name,
   STEAD_CHECK(ASN1_TIME_set(X509_getm_notAfter(certificate.get()), absl::ToTimeT(not_after)) !=
               nullptr);
   X509_NAME* name = X509_get_subject_name(certificate.get());
-  STEAD_CHECK(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                                         reinterpret_cast<const unsigned char*>(common_name.c_str()),
-                                         -1, -1, 0) == 1);
+  STEAD_CHECK(X509_NAME_add_entry_by_txt(
+                  name, "CN", MBSTRING_UTF8,
+                  reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1, 0) == 1);
   STEAD_CHECK(X509_set_pubkey(certificate.get(), key) == 1);
   return certificate;
 }
@@ -89,8 +85,8 @@ CertificatePointer NewCertificate(EVP_PKEY* key, const std::string& common_name,
 }  // namespace
 
 struct TestCertificateAuthority::Impl {
-  KeyPointer key;
-  CertificatePointer certificate;
+  EvpKeyPointer key;
+  X509Pointer certificate;
   std::string certificate_pem;
   uint64_t next_serial = 1;
 };
@@ -98,9 +94,9 @@ struct TestCertificateAuthority::Impl {
 TestCertificateAuthority::TestCertificateAuthority(std::string common_name)
     : impl_(std::make_unique<Impl>()) {
   impl_->key = MakeKey();
-  impl_->certificate = NewCertificate(impl_->key.get(), common_name, /*serial=*/1000,
-                                      absl::Now() - absl::Hours(24 * 30),
-                                      absl::Now() + absl::Hours(24 * 30));
+  impl_->certificate =
+      NewCertificate(impl_->key.get(), common_name, /*serial=*/1000,
+                     absl::Now() - absl::Hours(24 * 30), absl::Now() + absl::Hours(24 * 30));
   X509* certificate = impl_->certificate.get();
   STEAD_CHECK(X509_set_issuer_name(certificate, X509_get_subject_name(certificate)) == 1);
   AddExtension(certificate, certificate, NID_basic_constraints, "critical,CA:TRUE");
@@ -118,8 +114,8 @@ const std::string& TestCertificateAuthority::certificate_pem() const {
 
 TestCertificate TestCertificateAuthority::Issue(const CertificateSpec& spec) {
   const uint64_t serial = spec.serial != 0 ? spec.serial : impl_->next_serial++;
-  KeyPointer key = MakeKey();
-  CertificatePointer certificate =
+  EvpKeyPointer key = MakeKey();
+  X509Pointer certificate =
       NewCertificate(key.get(), spec.common_name, serial, spec.not_before, spec.not_after);
   X509* issuer = impl_->certificate.get();
   STEAD_CHECK(X509_set_issuer_name(certificate.get(), X509_get_subject_name(issuer)) == 1);
@@ -148,8 +144,7 @@ void ReplaceFile(const std::string& path, const std::string& contents) {
 }
 
 TestPemFiles WritePemFiles(const std::string& dir, const std::string& name,
-                           const TestCertificate& certificate,
-                           const TestCertificateAuthority& ca) {
+                           const TestCertificate& certificate, const TestCertificateAuthority& ca) {
   TestPemFiles files{absl::StrCat(dir, "/", name, ".crt"), absl::StrCat(dir, "/", name, ".key"),
                      absl::StrCat(dir, "/", name, "-ca.crt")};
   ReplaceFile(files.cert_file, certificate.certificate_pem);

@@ -76,8 +76,7 @@ struct TestPemFiles {
 // Writes `certificate` and `ca`'s certificate as <dir>/<name>.crt, <name>.key and
 // <name>-ca.crt, replacing each file by a rename so a reader never sees half a file.
 TestPemFiles WritePemFiles(const std::string& dir, const std::string& name,
-                           const TestCertificate& certificate,
-                           const TestCertificateAuthority& ca);
+                           const TestCertificate& certificate, const TestCertificateAuthority& ca);
 // Replaces the file at `path` with `contents` (written aside, then renamed over it).
 void ReplaceFile(const std::string& path, const std::string& contents);
 // A new empty directory under the test's temporary directory.

@@ -6,6 +6,8 @@
 // finished (bounded by run_for), so the tests need no locks and assert only results.
 #include "wire/stream.h"
 
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <memory>
 #include <optional>
 #include <string>
@@ -302,6 +304,37 @@ TEST_F(StreamTest, ServerCertificateNotNamingTheDialedHostIsRefusedOnBothSides) 
                        "stead-1.stead (it names stead-0.stead, 127.0.0.1)"));
   EXPECT_THAT(connection.server_handshake,
               StatusIs(absl::StatusCode::kFailedPrecondition, "the peer refused our certificate"));
+}
+
+// The HTTP port reads and writes through Beast, which takes any AsyncReadStream and
+// AsyncWriteStream: a request and its response cross a TLS Stream unchanged.
+TEST_F(StreamTest, BeastHttpCrossesATlsStream) {
+  namespace http = boost::beast::http;
+  Connection connection =
+      Connect(ServerContext(server_, false), ClientContext(server_.ca_file), "stead-0.stead");
+  ASSERT_OK(connection.client_handshake);
+  http::request<http::string_body> request(http::verb::get, "/healthz", 11);
+  http::request<http::string_body> received;
+  http::response<http::string_body> response(http::status::ok, 11);
+  response.body() = "ok\n";
+  response.prepare_payload();
+  http::response<http::string_body> answer;
+  boost::beast::flat_buffer server_buffer, client_buffer;
+  http::async_write(*connection.client, request,
+                    [](boost::system::error_code error, size_t) { EXPECT_FALSE(error); });
+  http::async_read(
+      *connection.server, server_buffer, received, [&](boost::system::error_code error, size_t) {
+        ASSERT_FALSE(error);
+        http::async_write(
+            *connection.server, response,
+            [](boost::system::error_code write_error, size_t) { EXPECT_FALSE(write_error); });
+      });
+  http::async_read(*connection.client, client_buffer, answer,
+                   [](boost::system::error_code error, size_t) { EXPECT_FALSE(error); });
+  Run();
+  EXPECT_EQ(received.target(), "/healthz");
+  EXPECT_EQ(answer.result(), http::status::ok);
+  EXPECT_EQ(answer.body(), "ok\n");
 }
 
 TEST_F(StreamTest, PlainTextToTlsPortFailsWithNotTls) {

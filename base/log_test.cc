@@ -5,35 +5,21 @@
 #include <thread>
 #include <vector>
 
-#include "base/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/log_capture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace stead {
 namespace {
 
+using ::stead::testing::CapturingLogSink;
 using ::stead::testing::StatusIs;
 using ::testing::ElementsAre;
 
-class CapturingSink final : public LogSink {
- public:
-  void Write(const LogRecord& record) override {
-    MutexLock lock(&mu_);
-    lines_.push_back(FormatLogRecord(record, /*with_time=*/false));
-  }
-  std::vector<std::string> lines() {
-    MutexLock lock(&mu_);
-    return lines_;
-  }
-
- private:
-  Mutex mu_;
-  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
-};
 
 TEST(Logger, WritesOneLineWithContextFileAndMessage) {
-  auto sink = std::make_shared<CapturingSink>();
+  auto sink = std::make_shared<CapturingLogSink>();
   Logger logger = Logger(sink, LogLevel::kInfo).WithContext("node", "stead-0").WithContext("id", 7);
   const int line = __LINE__ + 1;
   STEAD_LOG(logger, Info) << "became leader term=" << 5;
@@ -42,7 +28,7 @@ TEST(Logger, WritesOneLineWithContextFileAndMessage) {
 }
 
 TEST(Logger, LevelIsSharedWithDerivedLoggersAndSkipsDisabledMessages) {
-  auto sink = std::make_shared<CapturingSink>();
+  auto sink = std::make_shared<CapturingLogSink>();
   Logger root(sink, LogLevel::kWarning);
   Logger child = root.WithContext("node", "stead-1");
   int built = 0;
@@ -58,7 +44,7 @@ TEST(Logger, LevelIsSharedWithDerivedLoggersAndSkipsDisabledMessages) {
 }
 
 TEST(Logger, TwoNodesInOneProcessKeepTheirOwnLevels) {
-  auto sink = std::make_shared<CapturingSink>();
+  auto sink = std::make_shared<CapturingLogSink>();
   Logger node_a = Logger(sink, LogLevel::kInfo).WithContext("node", "a");
   Logger node_b = Logger(sink, LogLevel::kError).WithContext("node", "b");
   STEAD_LOG(node_a, Info) << "a";
@@ -68,7 +54,7 @@ TEST(Logger, TwoNodesInOneProcessKeepTheirOwnLevels) {
 }
 
 TEST(Logger, ConcurrentWritersProduceWholeLines) {
-  auto sink = std::make_shared<CapturingSink>();
+  auto sink = std::make_shared<CapturingLogSink>();
   Logger logger(sink, LogLevel::kInfo);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {

@@ -1,9 +1,15 @@
 #include "client/connection.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "wire/stream.h"
+#include "wire/tls_context.h"
 
 namespace stead::client_internal {
 namespace {
@@ -26,15 +32,39 @@ bool SplitHostPort(const std::string& address, std::string* host, std::string* p
 
 }  // namespace
 
+absl::StatusOr<std::shared_ptr<wire::TlsContextProvider>> MakeClientTlsProvider(
+    const ClientTlsOptions& options) {
+  if (!options.enabled && options.trusted_ca_file.empty() && options.cert_file.empty() &&
+      options.key_file.empty()) {
+    return nullptr;
+  }
+  wire::TlsOptions tls{.cert_file = options.cert_file,
+                       .key_file = options.key_file,
+                       .trusted_ca_file = options.trusted_ca_file,
+                       .names = {.cert_file = "ClientTlsOptions::cert_file",
+                                 .key_file = "ClientTlsOptions::key_file",
+                                 .trusted_ca_file = "ClientTlsOptions::trusted_ca_file",
+                                 .cert_auth = ""}};
+  // Only reload failures are logged: a client library stays quiet when all is well.
+  STEAD_ASSIGN_OR_RETURN(std::unique_ptr<wire::TlsContextProvider> provider,
+                         wire::TlsContextProvider::Create(std::move(tls), wire::TlsRole::kClient,
+                                                          Logger(LogLevel::kWarning)));
+  return std::shared_ptr<wire::TlsContextProvider>(std::move(provider));
+}
+
 Connection::Connection(asio::io_context& io, std::string address, absl::Duration connect_timeout,
-                       uint32_t max_frame_bytes)
+                       uint32_t max_frame_bytes, std::shared_ptr<wire::TlsContextProvider> tls,
+                       std::string tls_server_name)
     : address_(std::move(address)),
       connect_timeout_(connect_timeout),
       max_frame_bytes_(max_frame_bytes),
       strand_(asio::make_strand(io)),
+      tls_(std::move(tls)),
+      tls_server_name_(std::move(tls_server_name)),
       resolver_(strand_),
-      socket_(strand_),
       connect_timer_(strand_) {}
+
+Connection::~Connection() = default;
 
 void Connection::Send(uint64_t request_id, std::string frame, ResponseHandler handler) {
   Enqueue(request_id, std::move(frame), Pending{std::move(handler), /*stream=*/false});
@@ -78,14 +108,18 @@ void Connection::StartConnect() {
     Fail(absl::InvalidArgumentError(absl::StrCat("endpoint '", address_, "' is not host:port")));
     return;
   }
+  stream_ = tls_ != nullptr ? std::make_shared<wire::Stream>(tcp::socket(strand_), tls_->Current())
+                            : std::make_shared<wire::Stream>(tcp::socket(strand_));
+  connect_deadline_ = absl::Now() + connect_timeout_;
   // The timer bounds resolution and connect together; on expiry it cancels both, and
-  // their handlers then see operation_aborted and fail the connection.
+  // their handlers then see operation_aborted and fail the connection. The TLS
+  // handshake has a deadline of its own: the rest of connect_timeout_.
   connect_timer_.expires_after(absl::ToChronoNanoseconds(connect_timeout_));
   connect_timer_.async_wait([self = shared_from_this(), generation](boost::system::error_code ec) {
     if (ec || generation != self->generation_ || self->state_ != State::kConnecting) return;
     self->resolver_.cancel();
     boost::system::error_code ignored;
-    self->socket_.close(ignored);  // the pending connect completes with an error
+    self->stream_->socket().close(ignored);  // the pending connect completes with an error
   });
   resolver_.async_resolve(
       host, port,
@@ -96,9 +130,9 @@ void Connection::StartConnect() {
           self->OnConnected(generation, ec);
           return;
         }
-        asio::async_connect(self->socket_, results,
-                            [self, generation](boost::system::error_code connect_error,
-                                               const tcp::endpoint&) {
+        asio::async_connect(self->stream_->socket(), results,
+                            [self, stream = self->stream_, generation](
+                                boost::system::error_code connect_error, const tcp::endpoint&) {
                               self->OnConnected(generation, connect_error);
                             });
       });
@@ -114,7 +148,35 @@ void Connection::OnConnected(uint64_t generation, const boost::system::error_cod
     return;
   }
   boost::system::error_code ignored;
-  socket_.set_option(tcp::no_delay(true), ignored);  // small frames: latency matters
+  stream_->socket().set_option(tcp::no_delay(true), ignored);  // small frames: latency matters
+  if (!stream_->is_tls()) {
+    OnReady(generation);
+    return;
+  }
+  std::string host = tls_server_name_;
+  if (host.empty()) {
+    std::string port;
+    SplitHostPort(address_, &host, &port);  // checked in StartConnect
+  }
+  // At least a millisecond: a connect that used up the budget still gets one try.
+  const absl::Duration remaining =
+      std::max(connect_deadline_ - absl::Now(), absl::Milliseconds(1));
+  stream_->AsyncClientHandshake(
+      std::move(host), remaining,
+      asio::bind_executor(strand_, [self = shared_from_this(), stream = stream_,
+                                    generation](absl::Status status) {
+        if (generation != self->generation_) return;
+        if (!status.ok()) {
+          self->Fail(absl::Status(status.code(), absl::StrCat("TLS handshake with ", self->address_,
+                                                              " failed: ", status.message())));
+          return;
+        }
+        self->OnReady(generation);
+      }));
+}
+
+void Connection::OnReady(uint64_t generation) {
+  if (generation != generation_) return;
   state_ = State::kConnected;
   StartRead();
   if (!queued_.empty()) StartWrite();
@@ -124,12 +186,12 @@ void Connection::StartWrite() {
   writing_.swap(queued_);
   queued_.clear();
   const uint64_t generation = generation_;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [self = shared_from_this(), generation](boost::system::error_code ec, size_t) {
+  asio::async_write(*stream_, asio::buffer(writing_),
+                    [self = shared_from_this(), stream = stream_, generation](
+                        boost::system::error_code ec, size_t) {
                       if (generation != self->generation_) return;
                       if (ec) {
-                        self->Fail(absl::UnavailableError(absl::StrCat(
-                            "connection to ", self->address_, " lost: ", ec.message())));
+                        self->Fail(self->Lost(*stream, ec));
                         return;
                       }
                       self->writing_.clear();
@@ -139,21 +201,33 @@ void Connection::StartWrite() {
 
 void Connection::StartRead() {
   const uint64_t generation = generation_;
-  socket_.async_read_some(asio::buffer(read_buffer_),
-                          [self = shared_from_this(), generation](boost::system::error_code ec,
-                                                                  size_t bytes) {
-                            self->OnRead(generation, ec, bytes);
-                          });
+  stream_->async_read_some(asio::buffer(read_buffer_),
+                           [self = shared_from_this(), stream = stream_, generation](
+                               boost::system::error_code ec, size_t bytes) {
+                             if (generation != self->generation_) return;
+                             if (ec) {
+                               self->Fail(self->Lost(*stream, ec));
+                               return;
+                             }
+                             self->OnRead(bytes);
+                           });
 }
 
-void Connection::OnRead(uint64_t generation, const boost::system::error_code& error, size_t bytes) {
-  if (generation != generation_) return;
-  if (error) {
-    Fail(absl::UnavailableError(absl::StrCat(
-        "connection to ", address_, " lost: ",
-        error == asio::error::eof ? "closed by the member" : error.message())));
-    return;
+absl::Status Connection::Lost(const wire::Stream& stream,
+                               const boost::system::error_code& error) const {
+  if (error == asio::error::eof) {
+    return absl::UnavailableError(
+        absl::StrCat("connection to ", address_, " lost: closed by the member"));
   }
+  // Under TLS 1.3 a member that refuses our certificate says so after our handshake
+  // has completed, in an alert on the first read: FailedPrecondition like a refusal
+  // during the handshake, as retrying cannot help.
+  const absl::Status status = stream.DescribeError(error);
+  return absl::Status(status.code(),
+                      absl::StrCat("connection to ", address_, " lost: ", status.message()));
+}
+
+void Connection::OnRead(size_t bytes) {
   reader_->Append(absl::string_view(read_buffer_.data(), bytes));
   // Bounded by what one read delivered: every iteration consumes a whole frame.
   while (true) {
@@ -195,7 +269,8 @@ void Connection::Fail(const absl::Status& status) {
   boost::system::error_code ignored;
   connect_timer_.cancel();
   resolver_.cancel();
-  socket_.close(ignored);
+  if (stream_ != nullptr) stream_->socket().close(ignored);
+  stream_.reset();
   queued_.clear();
   writing_.clear();
   absl::flat_hash_map<uint64_t, Pending> failed;

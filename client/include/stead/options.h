@@ -11,6 +11,28 @@
 
 namespace stead {
 
+// TLS to the members' client ports (their --client-cert-file and related flags).
+// Every connection verifies the member's certificate chain and that the certificate
+// names the host of the endpoint dialed (or server_name). A certificate refused by
+// either side, or a member that does not speak TLS, fails the connection with
+// FailedPrecondition saying why: retrying cannot help until the configuration changes.
+struct ClientTlsOptions {
+  // Speak TLS to the members. Implied when any file below is set. Default: false.
+  bool enabled = false;
+  // PEM file of the CA certificates that issue the members' certificates.
+  // Default: empty (the system's CA store).
+  std::string trusted_ca_file = {};
+  // PEM files of this client's certificate and its unencrypted key, presented when the
+  // members require client certificates (--client-cert-auth). Both or neither.
+  // Default: empty (no client certificate).
+  std::string cert_file = {};
+  std::string key_file = {};
+  // The name every member's certificate must hold, instead of each endpoint's host:
+  // for endpoints given as IP addresses whose certificates name only the Service.
+  // Default: empty (the endpoint's host).
+  std::string server_name = {};
+};
+
 struct ClientOptions {
   // Members to talk to, "host:port" of their client ports (a pod list, or one client
   // Service). Leader hints may add the leader's advertised address. Required, non-empty.

@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 
 namespace stead {
 
@@ -148,6 +149,40 @@ class Logger {
 
   std::shared_ptr<Shared> shared_;
   std::string context_;
+};
+
+// Lets one event through per interval and counts those held back in between, so a
+// flood of one kind of event (refused connections) is a line per interval, not a line
+// per event:
+//
+//   uint64_t held_back = 0;
+//   if (throttle.Allow(absl::Now(), &held_back)) {
+//     STEAD_LOG(logger, Warning) << "refused a connection (" << held_back << " more since)";
+//   }
+//
+// Thread-safe.
+class LogThrottle {
+ public:
+  explicit LogThrottle(absl::Duration interval) : interval_(interval) {}
+
+  // True for the first event and for the first one at least `interval` after the last
+  // one let through; `*held_back` then gets how many were refused in between.
+  bool Allow(absl::Time now, uint64_t* held_back) {
+    MutexLock lock(&mu_);
+    if (now - last_allowed_ < interval_) {
+      ++held_back_;
+      return false;
+    }
+    last_allowed_ = now;
+    *held_back = std::exchange(held_back_, 0);
+    return true;
+  }
+
+ private:
+  const absl::Duration interval_;
+  Mutex mu_;
+  absl::Time last_allowed_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t held_back_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 namespace internal {

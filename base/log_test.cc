@@ -68,6 +68,25 @@ TEST(Logger, ConcurrentWritersProduceWholeLines) {
   for (const std::string& line : lines) EXPECT_THAT(line, ::testing::MatchesRegex(".*thread=[0-3] i=[0-9]+"));
 }
 
+TEST(LogThrottle, LetsOneEventThroughPerIntervalAndCountsTheRest) {
+  LogThrottle throttle(absl::Seconds(10));
+  const absl::Time start = absl::FromUnixSeconds(1000);
+  uint64_t held_back = 99;
+  EXPECT_TRUE(throttle.Allow(start, &held_back));
+  EXPECT_EQ(held_back, 0u);
+  for (int i = 1; i <= 5; ++i) {
+    EXPECT_FALSE(throttle.Allow(start + absl::Seconds(i), &held_back)) << i;
+  }
+  EXPECT_FALSE(throttle.Allow(start + absl::Seconds(10) - absl::Nanoseconds(1), &held_back));
+  EXPECT_TRUE(throttle.Allow(start + absl::Seconds(10), &held_back));
+  EXPECT_EQ(held_back, 6u);
+  EXPECT_FALSE(throttle.Allow(start + absl::Seconds(11), &held_back));
+  EXPECT_TRUE(throttle.Allow(start + absl::Seconds(60), &held_back));
+  EXPECT_EQ(held_back, 1u);
+  EXPECT_TRUE(throttle.Allow(start + absl::Seconds(70), &held_back));
+  EXPECT_EQ(held_back, 0u);
+}
+
 TEST(ParseLogLevel, AcceptsKnownNamesAndRejectsOthers) {
   const struct {
     const char* name;

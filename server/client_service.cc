@@ -3,6 +3,7 @@
 #include <atomic>
 #include <deque>
 #include <map>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -19,6 +20,7 @@ using asio::ip::tcp;
 using boost::system::error_code;
 
 namespace {
+
 constexpr size_t kReadBufferBytes = 64 * 1024;
 
 // The request_id (field 1) of a pb::ClientRequest from the first bytes of its
@@ -31,6 +33,25 @@ uint64_t RequestIdOf(absl::string_view head) {
   uint64_t request_id = 0;
   if (input.ReadTag() != kRequestIdTag || !input.ReadVarint64(&request_id)) return 0;
   return request_id;
+}
+
+// Reads what `socket` (readable, non-blocking) holds into `reader`, through a buffer
+// of the calling thread rather than one per connection. Not a coroutine: the buffer is
+// used and released with no suspension in between (and a thread_local in a coroutine
+// frame would be resolved on whichever thread first ran it).
+boost::system::error_code ReadAvailable(tcp::socket& socket, FrameReader& reader) {
+  thread_local std::string buffer(kReadBufferBytes, '\0');
+  boost::system::error_code ec;
+  const size_t n = socket.read_some(asio::buffer(buffer), ec);
+  if (!ec) reader.Append(absl::string_view(buffer.data(), n));
+  return ec;
+}
+
+// Whether `response` is the last of its stream: a cancelled watch, the end of a
+// snapshot save, or a refusal.
+bool EndsStream(const pb::ClientResponse& response) {
+  return response.watch().canceled() || response.snapshot_save().done() ||
+         (response.has_error() && !response.has_watch());
 }
 
 }  // namespace
@@ -47,7 +68,8 @@ struct ClientService::Shared {
         backups(backups_in),
         stream_gate(std::move(stream_gate_in)),
         listener(std::make_shared<Listener>(io_in)),
-        connections(options.max_connections) {}
+        events(logger),
+        connections(options.max_connections, 0, &events) {}
 
   asio::io_context& io;
   const ClientServiceOptions options;
@@ -58,23 +80,24 @@ struct ClientService::Shared {
   const StreamGate stream_gate;
   std::atomic<bool> stopped{false};
   const std::shared_ptr<Listener> listener;
-  ConnectionSet<Connection> connections;  // so Stop can close them
+  ConnectionEventLog events;
+  ConnectionSet<Connection> connections;  // admission, and so Stop can close them
 };
 
 class ClientService::Connection : public WatchStream,
                                   public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<Shared> shared, tcp::socket socket)
-      : shared_(std::move(shared)), socket_(std::move(socket)) {
+      : shared_(std::move(shared)), socket_(std::move(socket)), deadline_(socket_.get_executor()) {
     error_code ec;
-    const tcp::endpoint remote = socket_.remote_endpoint(ec);
-    remote_ = ec ? "unknown" : absl::StrCat(remote.address().to_string(), ":", remote.port());
+    remote_ = socket_.remote_endpoint(ec);
   }
 
   void Start() {
     asio::co_spawn(socket_.get_executor(), Run(shared_from_this()), [](std::exception_ptr) {});
   }
 
+  // Thread-safe.
   void Close() {
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
       error_code ignored;
@@ -82,13 +105,28 @@ class ClientService::Connection : public WatchStream,
     });
   }
 
+  // For admission (ConnectionSet::Admit).
+  const tcp::endpoint& remote() const { return remote_; }
+  const ConnectionActivity& activity() const { return activity_; }
+
  private:
   static asio::awaitable<void> Run(std::shared_ptr<Connection> self) {
-    const absl::Status status = co_await self->ReadLoop();
+    self->deadline_.Start(self, [raw = self.get()] { raw->OnDeadline(); });
+    self->UpdateDeadline();
+    // Reads happen only once the socket is readable, and never wait (see ReadLoop).
+    error_code ec;
+    self->socket_.non_blocking(true, ec);
+    // Not a conditional expression around co_await: g++ 12 destroys its result twice.
+    absl::Status status = absl::UnavailableError(ec.message());
+    if (!ec) status = co_await self->ReadLoop();
+    if (!self->timed_out_.ok()) status = self->timed_out_;
     if (!status.ok() && !self->shared_->stopped) {
-      STEAD_LOG(self->shared_->logger, Info)
-          << "closing client connection from " << self->remote_ << ": " << status.message();
+      self->shared_->events.Log(LogLevel::kInfo,
+                                absl::StrCat("closing client connection from ",
+                                             self->remote_.address().to_string(), ":",
+                                             self->remote_.port(), ": ", status.message()));
     }
+    self->deadline_.Stop();
     error_code ignored;
     self->socket_.close(ignored);
     if (self->shared_->watches != nullptr) self->shared_->watches->CloseStream(self.get());
@@ -98,12 +136,13 @@ class ClientService::Connection : public WatchStream,
 
   asio::awaitable<absl::Status> ReadLoop() {
     FrameReader reader(shared_->options.max_frame_bytes, OversizedFrames::kSkip);
-    std::string buffer(kReadBufferBytes, '\0');
     for (;;) {
+      bool completed_a_frame = false;
       for (;;) {
         absl::StatusOr<std::optional<ReadFrame>> frame = reader.NextFrame();
         if (!frame.ok()) co_return frame.status();
         if (!frame->has_value()) break;
+        completed_a_frame = true;
         if ((*frame)->oversized_length != 0) {
           const uint64_t request_id = RequestIdOf((*frame)->payload);
           if (request_id == 0) {
@@ -122,13 +161,65 @@ class ClientService::Connection : public WatchStream,
         }
         Dispatch(std::move(request));
       }
+      // What remains is the start of the next frame (or the rest of a skipped one).
+      if (!reader.mid_frame()) {
+        frame_started_.reset();
+      } else if (completed_a_frame || !frame_started_) {
+        frame_started_ = ConnectionDeadline::Clock::now();
+      }
+      UpdateDeadline();
+      // Wait for bytes before taking a buffer, so an idle connection holds none: a
+      // port may hold tens of thousands of them.
       error_code ec;
-      const size_t n = co_await socket_.async_read_some(
-          asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+      co_await socket_.async_wait(tcp::socket::wait_read,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return absl::UnavailableError(ec.message());
+      ec = ReadAvailable(socket_, reader);
+      if (ec == asio::error::would_block) continue;
       if (ec == asio::error::eof) co_return absl::OkStatus();
       if (ec) co_return absl::UnavailableError(ec.message());
-      reader.Append(absl::string_view(buffer.data(), n));
     }
+  }
+
+  // On the strand, after anything that changes what the connection waits for: a frame
+  // that has started must complete within the read timeout; a connection with nothing
+  // in flight may stay for the idle timeout.
+  void UpdateDeadline() {
+    const ClientServiceOptions& options = shared_->options;
+    if (frame_started_) {
+      deadline_.Set(*frame_started_ + absl::ToChronoNanoseconds(options.read_timeout));
+    } else if (activity_.busy()) {
+      deadline_.Clear();
+    } else {
+      deadline_.Set(activity_.idle_since() + absl::ToChronoNanoseconds(options.idle_timeout));
+    }
+  }
+
+  void OnDeadline() {
+    timed_out_ = absl::DeadlineExceededError(
+        frame_started_
+            ? absl::StrCat("a frame started ", absl::FormatDuration(shared_->options.read_timeout),
+                           " ago is still incomplete (read timeout)")
+            : absl::StrCat("nothing in flight for ",
+                           absl::FormatDuration(shared_->options.idle_timeout),
+                           " (idle timeout)"));
+    error_code ignored;
+    socket_.close(ignored);
+  }
+
+  // On the strand: a request in flight begins; Respond ends it.
+  void BeginRequest() {
+    ++inflight_;
+    BeginWork();
+  }
+  // On the strand: a request or stream in flight begins or ends.
+  void BeginWork() {
+    activity_.Begin();
+    UpdateDeadline();
+  }
+  void EndWork() {
+    activity_.End();
+    UpdateDeadline();
   }
 
   // WatchStream: a watch's response, from the hub's thread.
@@ -136,7 +227,11 @@ class ClientService::Connection : public WatchStream,
     unsent_bytes_ += response.ByteSizeLong();
     asio::post(socket_.get_executor(),
                [self = shared_from_this(), response = std::move(response)]() mutable {
-                 if (!self->shared_->stopped) self->Enqueue(std::move(response));
+                 if (self->shared_->stopped) return;
+                 if (EndsStream(response) && self->streams_.erase(response.request_id()) > 0) {
+                   self->EndWork();
+                 }
+                 self->Enqueue(std::move(response));
                });
   }
   size_t UnsentBytes() const override { return unsent_bytes_.load(); }
@@ -149,17 +244,19 @@ class ClientService::Connection : public WatchStream,
         pb::ClientResponse refused;
         refused.set_request_id(request.request_id());
         *refused.mutable_error() = ErrorFromStatus(open, std::nullopt);
-        ++inflight_;
+        BeginRequest();
         Respond(std::move(refused));
         return;
       }
     }
     if (request.has_watch() && shared_->watches != nullptr) {
       const uint64_t id = request.request_id();
+      OpenStream(id);
       shared_->watches->Open(shared_from_this(), id, std::move(*request.mutable_watch()));
       return;
     }
     if (request.has_snapshot_save() && shared_->backups != nullptr) {
+      OpenStream(request.request_id());
       shared_->backups->OpenSnapshotSave(shared_from_this(), request.request_id(),
                                          request.snapshot_save());
       return;
@@ -173,7 +270,7 @@ class ClientService::Connection : public WatchStream,
       } else {
         *answer.mutable_error() = ErrorFromStatus(cancelled, std::nullopt);
       }
-      ++inflight_;
+      BeginRequest();
       Respond(std::move(answer));
       return;
     }
@@ -183,11 +280,11 @@ class ClientService::Connection : public WatchStream,
       refused.mutable_error()->set_code(static_cast<int32_t>(absl::StatusCode::kResourceExhausted));
       refused.mutable_error()->set_message(
           absl::StrCat(inflight_, " requests in flight on this connection: back off"));
-      ++inflight_;
+      BeginRequest();
       Respond(std::move(refused));
       return;
     }
-    ++inflight_;
+    BeginRequest();
     shared_->handler(std::move(request), [self = shared_from_this()](pb::ClientResponse response) {
       asio::post(self->socket_.get_executor(), [self, response = std::move(response)]() mutable {
         if (!self->shared_->stopped) self->Respond(std::move(response));
@@ -207,14 +304,20 @@ class ClientService::Connection : public WatchStream,
             shared_->options.max_frame_bytes,
             " bytes: keys, values and requests have size limits (README, \"Limits\")")),
         std::nullopt);
-    ++inflight_;
+    BeginRequest();
     Respond(std::move(refused));
   }
 
-  // On the strand: the one response of a request in flight.
+  // On the strand: a stream's responses arrive through Send until one ends it.
+  void OpenStream(uint64_t request_id) {
+    if (streams_.insert(request_id).second) BeginWork();
+  }
+
+  // On the strand: the one response of a request in flight (begun by BeginRequest).
   void Respond(pb::ClientResponse response) {
     STEAD_CHECK_GT(inflight_, 0u);
     --inflight_;
+    EndWork();
     unsent_bytes_ += response.ByteSizeLong();
     Enqueue(std::move(response));
   }
@@ -256,9 +359,14 @@ class ClientService::Connection : public WatchStream,
 
   const std::shared_ptr<Shared> shared_;
   tcp::socket socket_;  // its executor is this connection's strand
-  std::string remote_;
+  tcp::endpoint remote_;
+  ConnectionActivity activity_;  // requests and streams in flight
   // Strand only.
-  size_t inflight_ = 0;
+  ConnectionDeadline deadline_;
+  std::optional<ConnectionDeadline::Clock::time_point> frame_started_;  // of a partial frame
+  absl::Status timed_out_;     // why OnDeadline closed the connection
+  std::set<uint64_t> streams_;  // request ids of the open watches and snapshot saves
+  size_t inflight_ = 0;  // requests, not streams
   std::string pending_;         // framed responses not yet being written
   std::string writing_buffer_;  // what async_write is sending
   bool writing_ = false;
@@ -286,12 +394,7 @@ absl::Status ClientService::Listen(const std::string& host, uint16_t port) {
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     auto connection = std::make_shared<Connection>(shared, std::move(socket));
-    if (!shared->connections.Add(connection)) {
-      STEAD_LOG(shared->logger, Warning) << "refusing a client connection: "
-                                         << shared->connections.size() << " open";
-      return;
-    }
-    connection->Start();
+    if (shared->connections.Admit(connection)) connection->Start();
   });
   return absl::OkStatus();
 }

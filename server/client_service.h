@@ -12,6 +12,13 @@
 // and an empty or undecodable one, is garbage: it closes the connection with a logged
 // reason.
 //
+// A frame that has started must arrive whole (or be skipped whole) within the read
+// timeout (a client sending a byte a second, or a truncated frame, is closed), and a
+// connection with nothing in flight (no request, no open watch or snapshot save) is
+// closed after the idle timeout; stead::Client reconnects on its next request.
+// Admission when the port is full is the listener's (server/listener.h): the longest
+// idle connection makes room.
+//
 // Thread-safety: as PeerTransport. Stop() before destroying what the handler uses.
 #ifndef STEAD_SERVER_CLIENT_SERVICE_H_
 #define STEAD_SERVER_CLIENT_SERVICE_H_
@@ -40,8 +47,15 @@ struct ClientServiceOptions {
   // Requests in flight per connection; more are answered RESOURCE_EXHAUSTED at once.
   // Default: 1024.
   size_t max_inflight_per_connection = 1024;
-  // Connections at once; more are closed on accept. Default: 1024.
+  // Connections at once; beyond it a new one closes the longest idle one, or is closed
+  // itself when every one has requests in flight. The Node sizes it from the open
+  // file limit (DefaultConnectionCaps in listener.h, --max-client-connections).
+  // Default: 1024.
   size_t max_connections = 1024;
+  // A connection with nothing in flight for this long is closed. Default: 5 min.
+  absl::Duration idle_timeout = absl::Minutes(5);
+  // A frame must arrive whole within this long of its first byte. Default: 10 s.
+  absl::Duration read_timeout = absl::Seconds(10);
 };
 
 // Executes one request; the callback gets its response exactly once, on any thread.

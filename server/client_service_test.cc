@@ -2,6 +2,9 @@
 // and sockets; requests as raw frames, so malformed input is covered too.
 #include "server/client_service.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -30,12 +33,18 @@ class ClientServiceTest : public ::testing::Test {
     KvLimits limits;
     limits.max_key_bytes = 64;
     member_ = std::make_unique<SingleMember>(io_, root_, logger, limits);
-    service_ = std::make_unique<ClientService>(
-        io_, ClientServiceOptions(), logger,
+    service_ = StartService(ClientServiceOptions());
+  }
+
+  // A service with `options` in front of the member, listening on a free port.
+  std::unique_ptr<ClientService> StartService(ClientServiceOptions options) {
+    auto service = std::make_unique<ClientService>(
+        io_, options, Logger(LogLevel::kWarning),
         [this](pb::ClientRequest request, ResponseCallback done) {
           member_->kv().Handle(std::move(request), std::move(done));
         });
-    EXPECT_OK(service_->Listen("127.0.0.1", 0));
+    EXPECT_OK(service->Listen("127.0.0.1", 0));
+    return service;
   }
 
   ~ClientServiceTest() override {
@@ -57,6 +66,30 @@ class ClientServiceTest : public ::testing::Test {
       setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     }
     void SendRaw(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+    // False if the connection is gone.
+    bool TrySendRaw(const std::string& bytes) {
+      boost::system::error_code ec;
+      asio::write(socket_, asio::buffer(bytes), ec);
+      return !ec;
+    }
+    // Whether the server closed the connection (true) or it stayed open and silent for
+    // the 10 s receive timeout (false). Consumes whatever the server sent.
+    bool WaitUntilClosedByServer() {
+      char buffer[4096];
+      for (int i = 0; i < 10000; ++i) {
+        boost::system::error_code ec;
+        socket_.read_some(asio::buffer(buffer), ec);
+        if (ec == asio::error::eof || ec == asio::error::connection_reset) return true;
+        if (ec) return false;
+      }
+      return false;
+    }
+    // Without waiting: whether the server has closed the connection already.
+    bool ClosedByServer() {
+      char byte;
+      const ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_DONTWAIT | MSG_PEEK);
+      return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+    }
     void Send(const pb::ClientRequest& request) {
       std::string bytes;
       EXPECT_OK(AppendFrame(request, 1 << 24, &bytes));
@@ -214,6 +247,54 @@ TEST_F(ClientServiceTest, AnOversizedRequestIsAnsweredAndTheConnectionServesOn) 
   EXPECT_FALSE(client.Call(Put(8, "small", "v")).has_error());
   const pb::ClientResponse big = client.Call(Get(9, "big"));
   EXPECT_EQ(big.range().kvs_size(), 0) << "nothing of the refused request was written";
+}
+
+// Goal: a port full of idle connections still admits a new client. Method: a service
+// capped at 8 connections, 20 idle ones opened, then a request on a new connection.
+TEST_F(ClientServiceTest, IdleConnectionsBeyondTheCapMakeRoomForANewClient) {
+  ClientServiceOptions options;
+  options.max_connections = 8;
+  std::unique_ptr<ClientService> small = StartService(options);
+  std::vector<std::unique_ptr<Client>> idle;
+  for (int i = 0; i < 20; ++i) idle.push_back(std::make_unique<Client>(small->port()));
+  Client late(small->port());
+  pb::ClientResponse put = late.Call(Put(1, "late", "served"));
+  EXPECT_FALSE(put.has_error()) << put.error().message();
+  EXPECT_EQ(put.request_id(), 1u);
+  EXPECT_TRUE(idle.front()->WaitUntilClosedByServer()) << "the longest idle was evicted";
+  small->Stop();
+}
+
+// Goal: a started frame must arrive whole within the read timeout, and a connection
+// with nothing in flight goes after the idle timeout; the others are served. Method:
+// a service with a 300 ms read and 600 ms idle timeout; a frame sent a byte every
+// 50 ms, a frame cut short, a connection that never sends.
+TEST_F(ClientServiceTest, SlowTruncatedAndIdleConnectionsAreClosed) {
+  ClientServiceOptions options;
+  options.read_timeout = absl::Milliseconds(300);
+  options.idle_timeout = absl::Milliseconds(600);
+  std::unique_ptr<ClientService> service = StartService(options);
+
+  std::string frame;
+  ASSERT_OK(AppendFrame(Put(1, "slow", std::string(200, 'v')), 1 << 20, &frame));
+  Client slow(service->port());
+  size_t sent = 0;
+  while (sent < frame.size() && !slow.ClosedByServer() && slow.TrySendRaw(frame.substr(sent, 1))) {
+    ++sent;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_LT(sent, frame.size()) << "a client sending a byte every 50 ms was served";
+
+  Client truncated(service->port());
+  truncated.SendRaw(frame.substr(0, 10));
+  EXPECT_TRUE(truncated.WaitUntilClosedByServer()) << "a truncated frame was held";
+
+  Client idle(service->port());
+  EXPECT_TRUE(idle.WaitUntilClosedByServer()) << "an idle connection was held";
+
+  Client good(service->port());
+  EXPECT_FALSE(good.Call(Put(2, "quick", "served")).has_error());
+  service->Stop();
 }
 
 }  // namespace

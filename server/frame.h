@@ -74,6 +74,9 @@ class FrameReader {
 
   // Bytes received but not yet returned as a payload (or skipped).
   size_t buffered_bytes() const { return buffer_.size() - consumed_; }
+  // Whether a frame has begun and not yet been returned or skipped whole: some of its
+  // bytes are buffered, or the rest of an oversized frame is still to be discarded.
+  bool mid_frame() const { return buffered_bytes() > 0 || skip_bytes_ > 0; }
 
  private:
   // Drops the consumed prefix once it dominates the buffer, keeping appends amortised

@@ -136,5 +136,35 @@ TEST(Frame, SkippingReaderReportsAnOversizedFrameAndStaysInStep) {
   EXPECT_EQ(reader.buffered_bytes(), 0u);
 }
 
+// Goal: mid_frame() tells a reader between frames from one inside a frame, the skipped
+// rest of an oversized frame included (the client port's read timeout relies on it).
+TEST(Frame, MidFrameHoldsFromAFramesFirstByteUntilItIsReturnedOrSkippedWhole) {
+  std::string small;
+  std::string big;
+  ASSERT_OK(AppendFrame(MakeAppend(1, 10), 1 << 20, &small));
+  ASSERT_OK(AppendFrame(MakeAppend(2, 5000), 1 << 20, &big));
+  FrameReader reader(/*max_frame_bytes=*/1024, OversizedFrames::kSkip);
+  EXPECT_FALSE(reader.mid_frame());
+  reader.Append(small.substr(0, 1));
+  EXPECT_TRUE(reader.mid_frame());
+  reader.Append(small.substr(1));
+  ASSERT_OK_AND_ASSIGN(std::optional<ReadFrame> whole, reader.NextFrame());
+  ASSERT_TRUE(whole.has_value());
+  EXPECT_FALSE(reader.mid_frame());
+
+  reader.Append(big.substr(0, 100));
+  ASSERT_OK_AND_ASSIGN(std::optional<ReadFrame> head, reader.NextFrame());
+  ASSERT_TRUE(head.has_value());
+  EXPECT_GT(head->oversized_length, 0u);
+  ASSERT_OK_AND_ASSIGN(std::optional<ReadFrame> none, reader.NextFrame());
+  EXPECT_FALSE(none.has_value());
+  EXPECT_EQ(reader.buffered_bytes(), 0u);
+  EXPECT_TRUE(reader.mid_frame()) << "the rest of the oversized frame is still to come";
+  reader.Append(big.substr(100));
+  ASSERT_OK_AND_ASSIGN(none, reader.NextFrame());
+  EXPECT_FALSE(none.has_value());
+  EXPECT_FALSE(reader.mid_frame());
+}
+
 }  // namespace
 }  // namespace stead::server

@@ -26,7 +26,8 @@ struct HttpServer::Shared {
         options(options_in),
         logger(std::move(logger_in)),
         listener(std::make_shared<Listener>(io_in)),
-        connections(options.max_connections) {}
+        events(logger),
+        connections(options.max_connections, 0, &events) {}
 
   asio::io_context& io;
   const HttpServerOptions options;
@@ -34,24 +35,33 @@ struct HttpServer::Shared {
   std::map<std::string, HttpHandler> handlers;  // fixed once Listen is called
   std::atomic<bool> stopped{false};
   const std::shared_ptr<Listener> listener;
-  ConnectionSet<Connection> connections;  // so Stop can close them
+  ConnectionEventLog events;
+  ConnectionSet<Connection> connections;  // admission, and so Stop can close them
 };
 
 class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<Shared> shared, tcp::socket socket)
-      : shared_(std::move(shared)), stream_(std::move(socket)) {}
+      : shared_(std::move(shared)), stream_(std::move(socket)) {
+    error_code ec;
+    remote_ = stream_.socket().remote_endpoint(ec);
+  }
 
   void Start() {
     asio::co_spawn(stream_.get_executor(), Run(shared_from_this()), [](std::exception_ptr) {});
   }
 
+  // Thread-safe.
   void Close() {
     asio::post(stream_.get_executor(), [self = shared_from_this()] {
       error_code ignored;
       self->stream_.socket().close(ignored);
     });
   }
+
+  // For admission (ConnectionSet::Admit): busy while a request is being answered.
+  const tcp::endpoint& remote() const { return remote_; }
+  const ConnectionActivity& activity() const { return activity_; }
 
  private:
   static asio::awaitable<void> Run(std::shared_ptr<Connection> self) {
@@ -68,30 +78,44 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
       http::request_parser<http::string_body> parser;
       parser.header_limit(shared_->options.max_header_bytes);
       parser.body_limit(64 * 1024);
-      stream_.expires_after(absl::ToChronoNanoseconds(shared_->options.idle_timeout));
+      stream_.expires_after(absl::ToChronoNanoseconds(shared_->options.header_timeout));
       error_code ec;
       co_await http::async_read(stream_, buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
-      if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-          ec == asio::error::operation_aborted || ec == asio::error::eof) {
+      if (ec == beast::error::timeout) {
+        shared_->events.Log(LogLevel::kInfo,
+                            absl::StrCat("http: closing the connection from ", Remote(),
+                                         ": no request within the header timeout of ",
+                                         absl::FormatDuration(shared_->options.header_timeout)));
         co_return;
       }
-      if (ec) {
-        // Malformed or oversized request: answer once, then close (the stream cannot be
-        // trusted to resynchronise).
-        const int status = ec == http::error::header_limit ? 431 : 400;
-        STEAD_LOG(shared_->logger, Info) << "http: bad request from " << Remote() << ": "
-                                         << ec.message();
-        co_await Write(MakeResponse(status, "text/plain; charset=utf-8",
-                                    absl::StrCat(ec.message(), "\n"), 11, false, false));
+      if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+          ec == asio::error::eof) {
         co_return;
       }
-      const http::request<http::string_body>& request = parser.get();
-      const bool keep_alive = request.keep_alive();
-      http::response<http::string_body> response = Route(request);
-      response.keep_alive(keep_alive);
-      if (!co_await Write(std::move(response)) || !keep_alive) co_return;
+      activity_.Begin();
+      const bool keep_alive = co_await Answer(ec, parser.release());
+      activity_.End();
+      if (!keep_alive) co_return;
     }
+  }
+
+  // Answers one request (or the error reading it); whether the connection stays open.
+  asio::awaitable<bool> Answer(error_code read_error, http::request<http::string_body> request) {
+    if (read_error) {
+      // Malformed or oversized request: answer once, then close (the stream cannot be
+      // trusted to resynchronise).
+      const int status = read_error == http::error::header_limit ? 431 : 400;
+      shared_->events.Log(LogLevel::kInfo, absl::StrCat("http: bad request from ", Remote(),
+                                                        ": ", read_error.message()));
+      co_await Write(MakeResponse(status, "text/plain; charset=utf-8",
+                                  absl::StrCat(read_error.message(), "\n"), 11, false, false));
+      co_return false;
+    }
+    const bool keep_alive = request.keep_alive();
+    http::response<http::string_body> response = Route(request);
+    response.keep_alive(keep_alive);
+    co_return co_await Write(std::move(response)) && keep_alive;
   }
 
   http::response<http::string_body> Route(const http::request<http::string_body>& request) {
@@ -133,19 +157,19 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
 
   asio::awaitable<bool> Write(http::response<http::string_body> response) {
     error_code ec;
-    stream_.expires_after(absl::ToChronoNanoseconds(shared_->options.idle_timeout));
+    stream_.expires_after(absl::ToChronoNanoseconds(shared_->options.header_timeout));
     co_await http::async_write(stream_, response, asio::redirect_error(asio::use_awaitable, ec));
     co_return !ec;
   }
 
-  std::string Remote() {
-    error_code ec;
-    const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
-    return ec ? "unknown" : absl::StrCat(remote.address().to_string(), ":", remote.port());
+  std::string Remote() const {
+    return absl::StrCat(remote_.address().to_string(), ":", remote_.port());
   }
 
   const std::shared_ptr<Shared> shared_;
   beast::tcp_stream stream_;
+  tcp::endpoint remote_;
+  ConnectionActivity activity_;
 };
 
 HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, Logger logger)
@@ -165,12 +189,7 @@ absl::Status HttpServer::Listen(const std::string& host, uint16_t port) {
     std::shared_ptr<Shared> shared = weak.lock();
     if (shared == nullptr || shared->stopped) return;
     auto connection = std::make_shared<Connection>(shared, std::move(socket));
-    if (!shared->connections.Add(connection)) {
-      STEAD_LOG(shared->logger, Warning)
-          << "http: refusing a connection, " << shared->connections.size() << " open";
-      return;
-    }
-    connection->Start();
+    if (shared->connections.Admit(connection)) connection->Start();
   });
   return absl::OkStatus();
 }

@@ -1,7 +1,11 @@
 // HttpServer: the small HTTP/1.1 server on the HTTP port (2481) for /healthz, /readyz
 // and /metrics. Handlers are registered by exact path and answer GET and HEAD; other
 // methods get 405, unknown paths 404, malformed or oversized requests 400 or 431 and
-// the connection is closed. Keep-alive connections close after an idle timeout.
+// the connection is closed. A request (its header) must arrive within the header
+// timeout, on a new connection and between the requests of a keep-alive one. When the
+// port is full, the connection idle longest makes room for a new one (server/
+// listener.h), so /healthz and /readyz answer a probe however many idle connections
+// are open.
 //
 // Thread-safety: Handle() before Listen(); everything else from any thread. Handlers
 // run on the io_context's threads and must be quick and thread-safe (they read state
@@ -37,10 +41,13 @@ struct HttpResponse {
 using HttpHandler = std::function<HttpResponse(const HttpRequest& request)>;
 
 struct HttpServerOptions {
-  // Connections served at once; more are closed on accept. Default: 64.
+  // Connections served at once; beyond it a new one closes the longest idle one (or is
+  // closed itself while every one is being answered). Default: 64.
   size_t max_connections = 64;
-  // A connection with no complete request for this long is closed. Default: 30 s.
-  absl::Duration idle_timeout = absl::Seconds(30);
+  // A connection whose next request does not arrive whole within this long (from
+  // accept, or from the previous response) is closed; a response must be written
+  // within it too. Default: 5 s.
+  absl::Duration header_timeout = absl::Seconds(5);
   // Largest request header accepted (431 beyond). Default: 8 KiB.
   uint32_t max_header_bytes = 8 * 1024;
 };

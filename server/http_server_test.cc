@@ -123,6 +123,24 @@ TEST_F(HttpServerTest, GarbageAndOversizedHeadersAreAnsweredAndClosed) {
               StartsWith("HTTP/1.1 200 OK"));
 }
 
+// Goal: idle connections beyond the cap (a kubelet's leaked keep-alives, or an attack)
+// never keep a health probe out. Method: hold more idle connections than the server's
+// cap, then probe /readyz on a new one.
+TEST_F(HttpServerTest, ReadyzAnswersPastSeventyIdleConnections) {
+  asio::io_context client;
+  std::vector<asio::ip::tcp::socket> idle;
+  for (int i = 0; i < 70; ++i) {
+    idle.emplace_back(client);
+    boost::system::error_code ec;
+    idle.back().connect({asio::ip::make_address("127.0.0.1"), server_.port()}, ec);
+    ASSERT_FALSE(ec) << ec.message();
+  }
+  EXPECT_THAT(Exchange("GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n"),
+              StartsWith("HTTP/1.1 503 Service Unavailable"));
+  EXPECT_THAT(Exchange("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"),
+              StartsWith("HTTP/1.1 200 OK"));
+}
+
 TEST(HttpServer, ListenReportsABadAddressAndABusyPort) {
   asio::io_context io;
   HttpServer first(io, HttpServerOptions(), Logger());

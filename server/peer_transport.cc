@@ -24,11 +24,9 @@ namespace {
 constexpr uint32_t kPeerProtocolVersion = 1;
 constexpr size_t kReadBufferBytes = 64 * 1024;
 
-std::string Endpoint(const tcp::socket& socket) {
+tcp::endpoint RemoteEndpoint(const tcp::socket& socket) {
   error_code ec;
-  const tcp::endpoint remote = socket.remote_endpoint(ec);
-  if (ec) return "unknown";
-  return absl::StrCat(remote.address().to_string(), ":", remote.port());
+  return socket.remote_endpoint(ec);  // unspecified (0.0.0.0:0) if already reset
 }
 
 // Reads from `socket` into `reader` until one whole frame is buffered, then parses it.
@@ -83,48 +81,6 @@ using Strand = asio::strand<asio::io_context::executor_type>;
   do {                                              \
     if (absl::Status status_ = (expr); !status_.ok()) co_return status_; \
   } while (0)
-
-// Closes a connection that makes no progress: `on_idle` runs once no Touch() came for
-// the current timeout. Strand-only: the owner's coroutine and the timer handler share
-// one strand, so Stop() may cancel the timer directly.
-class IdleWatchdog {
- public:
-  explicit IdleWatchdog(const Strand& strand) : timer_(strand) {}
-
-  // `keep_alive` holds the owner (and so its socket) while the timer is pending.
-  void Start(absl::Duration timeout, std::shared_ptr<void> keep_alive,
-             std::function<void()> on_idle) {
-    on_idle_ = std::move(on_idle);
-    Touch(timeout);
-    Arm(std::move(keep_alive));
-  }
-  // Progress: the connection may now stay silent for `timeout`.
-  void Touch(absl::Duration timeout) {
-    deadline_ = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
-  }
-  void Stop() {
-    stopped_ = true;
-    timer_.cancel();
-  }
-
- private:
-  void Arm(std::shared_ptr<void> keep_alive) {
-    timer_.expires_at(deadline_);
-    timer_.async_wait([this, keep_alive = std::move(keep_alive)](error_code ec) mutable {
-      if (ec || stopped_) return;
-      if (std::chrono::steady_clock::now() >= deadline_) {
-        on_idle_();
-        return;
-      }
-      Arm(std::move(keep_alive));  // touched meanwhile
-    });
-  }
-
-  asio::steady_timer timer_;
-  std::chrono::steady_clock::time_point deadline_;
-  std::function<void()> on_idle_;
-  bool stopped_ = false;
-};
 
 asio::awaitable<absl::Status> WritePeerFrame(tcp::socket& socket, const pb::PeerFrame& frame,
                                              uint32_t max_frame_bytes) {
@@ -182,7 +138,8 @@ struct PeerTransport::Shared {
         cluster_id(options.cluster_id),
         node_id(options.node_id),
         listener(std::make_shared<Listener>(io_in)),
-        inbound(options.max_inbound_connections),
+        events(logger),
+        inbound(options.max_inbound_connections, options.max_authenticated_connections, &events),
         snapshot_sends(options.max_snapshot_sends) {}
 
   // Handlers run through these, never directly: they hold handler_mu while calling,
@@ -233,7 +190,8 @@ struct PeerTransport::Shared {
   Mutex handler_mu;
 
   const std::shared_ptr<Listener> listener;
-  ConnectionSet<Inbound> inbound;  // so Stop can close them
+  ConnectionEventLog events;  // of inbound connections not authenticated
+  ConnectionSet<Inbound> inbound;  // admission, and so Stop can close them
   ConnectionSet<SnapshotSend> snapshot_sends;
 
   mutable Mutex stats_mu;
@@ -490,13 +448,14 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
       : shared_(std::move(shared)),
         strand_(asio::make_strand(shared_->io)),
         socket_(std::move(socket)),
-        remote_(Endpoint(socket_)),
+        remote_(RemoteEndpoint(socket_)),
         watchdog_(strand_) {}
 
   void Start() {
     asio::co_spawn(strand_, Run(shared_from_this()), [](std::exception_ptr) {});
   }
 
+  // Thread-safe.
   void Close() {
     asio::post(strand_, [self = shared_from_this()] {
       error_code ignored;
@@ -504,15 +463,30 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     });
   }
 
+  // For admission (ConnectionSet::Admit): busy while answering a discovery question.
+  const tcp::endpoint& remote() const { return remote_; }
+  const ConnectionActivity& activity() const { return activity_; }
+
  private:
   static asio::awaitable<void> Run(std::shared_ptr<Inbound> self) {
+    self->watchdog_.Start(self, [raw = self.get()] {
+      raw->timed_out_ = true;
+      error_code ignored;
+      raw->socket_.close(ignored);
+    });
     const absl::Status status = co_await self->Serve();
     if (!status.ok() && !self->shared_->stopped) {
       const LogLevel level = absl::IsUnavailable(status) ? LogLevel::kInfo : LogLevel::kWarning;
-      if (self->shared_->logger.Enabled(level)) {
-        self->shared_->logger.Write(level, __FILE__, __LINE__,
-                                    absl::StrCat("closing peer connection from ", self->remote_,
-                                                 " (", self->peer_name_, "): ", status.message()));
+      const std::string message =
+          absl::StrCat("closing peer connection from ", self->remote_.address().to_string(), ":",
+                       self->remote_.port(), " (", self->peer_name_, "): ", status.message());
+      if (self->authenticated_) {
+        if (self->shared_->logger.Enabled(level)) {
+          self->shared_->logger.Write(level, __FILE__, __LINE__, message);
+        }
+      } else {
+        // Anyone can open these, as often as they like: a line per interval at most.
+        self->shared_->events.Log(level, message);
       }
     }
     self->watchdog_.Stop();
@@ -524,19 +498,18 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
   asio::awaitable<absl::Status> Serve() {
     FrameReader reader(shared_->options.max_frame_bytes);
     pb::PeerFrame frame;
-    {
-      asio::steady_timer deadline(strand_,
-                                  absl::ToChronoNanoseconds(shared_->options.handshake_timeout));
-      deadline.async_wait([self = shared_from_this()](error_code ec) {
-        error_code ignored;
-        if (!ec && !self->hello_done_) self->socket_.close(ignored);
-      });
-      const absl::Status read = co_await ReadPeerFrame(socket_, reader, &frame);
-      hello_done_ = true;
-      deadline.cancel();
-      if (!read.ok()) co_return Annotate(read, "waiting for hello");
+    watchdog_.SetAfter(shared_->options.hello_timeout);
+    const absl::Status first = co_await ReadPeerFrame(socket_, reader, &frame);
+    watchdog_.Clear();
+    if (timed_out_) {
+      co_return absl::DeadlineExceededError(absl::StrCat(
+          "no hello within ", absl::FormatDuration(shared_->options.hello_timeout)));
     }
-    if (frame.has_discovery_request()) co_return co_await AnswerDiscovery(frame);
+    if (!first.ok()) co_return Annotate(first, "waiting for hello");
+    if (frame.has_discovery_request()) {
+      activity_.Begin();  // answered at once, then closed: not worth evicting
+      co_return co_await AnswerDiscovery(frame);
+    }
     if (frame.has_snapshot_offer()) {
       co_return co_await ReceiveSnapshot(std::move(*frame.mutable_snapshot_offer()), reader);
     }
@@ -544,8 +517,9 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     const pb::PeerHello hello = frame.hello();
     peer_name_ = hello.from_name();
     const raft::NodeId node_id = shared_->node_id;
-    const absl::Status valid =
+    absl::Status valid =
         ValidateHello(hello, shared_->cluster_id, node_id, shared_->options.node_name);
+    if (valid.ok()) valid = Authenticate();
     if (const absl::Status sent = co_await SendHelloResponse(valid); !sent.ok()) co_return sent;
     if (!valid.ok()) co_return Annotate(valid, "refused");
 
@@ -561,6 +535,18 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
       if (shared_->stopped) co_return absl::OkStatus();
       shared_->DeliverMessage(std::move(*frame.mutable_raft()));
     }
+  }
+
+  // A peer whose hello was accepted leaves the slots of unauthenticated connections for
+  // its own, where it cannot be evicted. Unavailable when those are all taken.
+  absl::Status Authenticate() {
+    if (!shared_->inbound.Trust(this)) {
+      return absl::UnavailableError(absl::StrCat(
+          "this member holds ", shared_->inbound.trusted_size(),
+          " peer connections already (max_authenticated_connections)"));
+    }
+    authenticated_ = true;
+    return absl::OkStatus();
   }
 
   // Answers one discovery question; the connection then closes.
@@ -596,6 +582,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     absl::Status valid =
         ValidateHello(offer.hello(), shared_->cluster_id, node_id, shared_->options.node_name);
     if (valid.ok()) valid = ValidateSnapshotOffer(offer, node_id);
+    if (valid.ok()) valid = Authenticate();
     SnapshotSink* const sink = shared_->snapshot_sink;
     if (valid.ok() && sink == nullptr) {
       valid = absl::UnavailableError("this member does not take snapshots yet");
@@ -643,10 +630,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
   asio::awaitable<absl::Status> ReceiveChunks(SnapshotSink& sink, uint64_t transfer,
                                               FrameReader& reader) {
     const absl::Duration idle = shared_->options.snapshot_idle_timeout;
-    watchdog_.Start(idle, shared_from_this(), [this] {
-      error_code ignored;
-      socket_.close(ignored);
-    });
+    watchdog_.SetAfter(idle);
     pb::PeerFrame frame;
     uint64_t chunks = 0;
     for (bool complete = false; !complete;) {
@@ -662,7 +646,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
         co_return written;
       }
       shared_->CountSnapshot([bytes](auto& stats) { stats.bytes_received += bytes; });
-      watchdog_.Touch(idle);
+      watchdog_.SetAfter(idle);
       pb::PeerFrame ack;
       ack.mutable_snapshot_ack()->set_chunks(++chunks);
       if (const absl::Status sent = co_await SendFrame(ack); !sent.ok()) co_return sent;
@@ -673,10 +657,13 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
   const std::shared_ptr<Shared> shared_;
   Strand strand_;
   tcp::socket socket_;
-  const std::string remote_;
+  const tcp::endpoint remote_;
+  ConnectionActivity activity_;
+  // Strand only.
   std::string peer_name_ = "unknown";
-  bool hello_done_ = false;
-  IdleWatchdog watchdog_;
+  bool authenticated_ = false;
+  bool timed_out_ = false;  // the watchdog closed the socket
+  ConnectionDeadline watchdog_;  // the hello, then the gaps between snapshot chunks
 };
 
 // One outgoing snapshot transfer, on a connection of its own: offer, then chunks with
@@ -746,10 +733,11 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
     if (!manifest_chunk.ok()) co_return manifest_chunk.status();
     if (!manifest_chunk->has_value()) co_return absl::InternalError("checkpoint stream is empty");
 
-    watchdog_.Start(options.handshake_timeout, shared_from_this(), [this] {
+    watchdog_.Start(shared_from_this(), [this] {
       error_code ignored;
       socket_.close(ignored);
     });
+    watchdog_.SetAfter(options.handshake_timeout);
     if (absl::Status connected = co_await ResolveAndConnect(strand_, socket_, host_, port_);
         !connected.ok()) {
       co_return connected;
@@ -777,7 +765,7 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
       manifest_chunk = (*reader)->Next();
       if (!manifest_chunk.ok()) co_return manifest_chunk.status();
     }
-    watchdog_.Touch(options.snapshot_idle_timeout);
+    watchdog_.SetAfter(options.snapshot_idle_timeout);
 
     // Chunks, at most a window ahead of the acknowledgements.
     std::optional<pb::SnapshotChunk> next = std::move(*manifest_chunk);
@@ -805,7 +793,7 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
         co_return absl::InvalidArgumentError("unexpected frame in a snapshot transfer");
       }
       acknowledged = frame.snapshot_ack().chunks();
-      watchdog_.Touch(options.snapshot_idle_timeout);
+      watchdog_.SetAfter(options.snapshot_idle_timeout);
     }
     if (!frame.has_snapshot_result()) STEAD_CO_RETURN_IF_ERROR(co_await Read(frames, &frame));
     if (!frame.has_snapshot_result()) {
@@ -837,7 +825,7 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
     pace_.expires_after(absl::ToChronoNanoseconds(ahead));
     error_code ec;
     co_await pace_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    watchdog_.Touch(shared_->options.snapshot_idle_timeout);
+    watchdog_.SetAfter(shared_->options.snapshot_idle_timeout);
     if (closed_) co_return absl::UnavailableError("transport stopping");
     co_return absl::OkStatus();
   }
@@ -852,7 +840,7 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
   // Strand only.
   tcp::socket socket_;
   asio::steady_timer pace_;
-  IdleWatchdog watchdog_;
+  ConnectionDeadline watchdog_;
   bool closed_ = false;
   uint64_t bytes_sent_ = 0;
 };
@@ -889,12 +877,7 @@ absl::Status PeerTransport::Listen(const std::string& host, uint16_t port) {
     std::shared_ptr<Shared> shared = weak.lock();
     if (shared == nullptr || shared->stopped) return;
     auto inbound = std::make_shared<Inbound>(shared, std::move(socket));
-    if (!shared->inbound.Add(inbound)) {
-      STEAD_LOG(shared->logger, Warning) << "refusing a peer connection: " << shared->inbound.size()
-                                         << " already open (max_inbound_connections)";
-      return;
-    }
-    inbound->Start();
+    if (shared->inbound.Admit(inbound)) inbound->Start();
   });
   return absl::OkStatus();
 }

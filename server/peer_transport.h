@@ -5,7 +5,10 @@
 // starts with a PeerHello (cluster id, sender id, intended receiver id) that the
 // receiver checks before accepting anything else, so a process of another cluster, or
 // one that reached the wrong member, is refused with a logged reason. Garbage,
-// oversized or unexpected frames close that connection only.
+// oversized or unexpected frames close that connection only. Until its hello is
+// accepted an inbound connection competes for a few slots (and a short hello timeout)
+// with whatever else connects; once accepted it holds a slot of its own, so a flood
+// of silent sockets can neither keep a member's peers out nor displace them.
 //
 // A peer's address is a host name resolved again on every connection attempt (pod IPs
 // change when a StatefulSet pod is rescheduled); failed attempts back off
@@ -60,10 +63,19 @@ struct PeerTransportOptions {
   // Default: 50 ms to 2 s.
   absl::Duration min_reconnect_backoff = absl::Milliseconds(50);
   absl::Duration max_reconnect_backoff = absl::Seconds(2);
-  // Time allowed for connecting plus the hello exchange, either side. Default: 5 s.
+  // Time allowed for resolving, connecting and the hello exchange on a connection
+  // this member opens. Default: 5 s.
   absl::Duration handshake_timeout = absl::Seconds(5);
-  // Inbound connections held at once; more are closed on accept. Default: 256.
+  // An accepted connection whose first frame (hello, snapshot offer or discovery
+  // question) does not arrive within this long is closed. Default: 2 s.
+  absl::Duration hello_timeout = absl::Seconds(2);
+  // Accepted connections not authenticated yet (waiting for their first frame, or
+  // answering discovery); beyond it a new one closes the longest idle of them (see
+  // server/listener.h). Default: 256.
   size_t max_inbound_connections = 256;
+  // Accepted connections whose hello or snapshot offer was accepted: slots of their
+  // own, never evicted; a hello beyond it is refused. Default: 128.
+  size_t max_authenticated_connections = 128;
 
   // Snapshot transfers. Data bytes per chunk. Default: 1 MiB.
   size_t snapshot_chunk_bytes = size_t{1} << 20;

@@ -96,6 +96,8 @@ class PeerTransportTest : public ::testing::Test {
     options.max_reconnect_backoff = absl::Milliseconds(100);
     options.snapshot_chunk_bytes = 64 * 1024;
     options.snapshot_bytes_per_second = snapshot_bytes_per_second_;
+    options.max_inbound_connections = max_inbound_connections_;
+    options.handshake_timeout = handshake_timeout_;
     auto transport = std::make_unique<PeerTransport>(
         io_, options, Logger(log_, LogLevel::kInfo).WithContext("node", options.node_name),
         [inbox](pb::Message message) {
@@ -148,7 +150,10 @@ class PeerTransportTest : public ::testing::Test {
     return *inboxes_.back();
   }
 
-  uint64_t snapshot_bytes_per_second_ = 0;  // for transports started after it is set
+  // For transports started after they are set.
+  uint64_t snapshot_bytes_per_second_ = 0;
+  size_t max_inbound_connections_ = 256;
+  absl::Duration handshake_timeout_ = absl::Seconds(5);
   std::vector<std::unique_ptr<Inbox>> inboxes_;  // destroyed after the transports stop
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
@@ -256,6 +261,38 @@ TEST_F(PeerTransportTest, ReconnectsWhenThePeerComesBack) {
   }
   ASSERT_GT(inbox2_again.message_count(), 0u);
   EXPECT_GE(one->Peers().at(2).connects, 2u);
+}
+
+// Goal: silent sockets filling the peer port neither keep a member's peer out nor
+// disconnect one that said hello. Method: a port capped at 4 unauthenticated
+// connections with a hello timeout longer than the test; 8 silent sockets, then a
+// peer; then 8 more silent sockets while that peer stays connected.
+TEST_F(PeerTransportTest, SilentSocketsNeitherKeepOutNorDisplaceAPeer) {
+  max_inbound_connections_ = 4;
+  handshake_timeout_ = absl::Seconds(60);
+  Inbox& inbox1 = NewInbox();
+  Inbox& inbox2 = NewInbox();
+  PeerTransport* one = Start(1, &inbox1);
+  PeerTransport* two = Start(2, &inbox2);
+  asio::io_context client_io;
+  std::vector<asio::ip::tcp::socket> silent;
+  auto open_silent = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      silent.emplace_back(client_io);
+      boost::system::error_code ec;
+      silent.back().connect({asio::ip::make_address("127.0.0.1"), two->listen_port()}, ec);
+      ASSERT_FALSE(ec) << ec.message();
+    }
+  };
+  open_silent(8);
+  one->SetPeer(2, "127.0.0.1", two->listen_port());
+  one->Send(Heartbeat(1, 2, 1));
+  ASSERT_TRUE(inbox2.WaitFor([&] { return inbox2.messages.size() == 1; }));
+
+  open_silent(8);
+  one->Send(Heartbeat(1, 2, 2));
+  ASSERT_TRUE(inbox2.WaitFor([&] { return inbox2.messages.size() == 2; }));
+  EXPECT_EQ(one->Peers().at(2).connects, 1u) << "the peer's connection was closed";
 }
 
 TEST_F(PeerTransportTest, DropsBeyondTheQueueLimitAndReportsUnreachable) {

@@ -264,6 +264,29 @@ const FlagSpec kFlags[] = {
        STEAD_ASSIGN_OR_RETURN(c.max_response_bytes, ParseMaxResponseBytes(v, w));
        return absl::OkStatus();
      }},
+    {"max-client-connections", "N", "from the open file limit",
+     "connections the client port holds at once; when it is full a new one closes the one "
+     "idle longest (of the address holding the most)",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       int connections = 0;
+       STEAD_ASSIGN_OR_RETURN(connections, ParsePositiveInt(v, w));
+       c.max_client_connections = static_cast<size_t>(connections);
+       return absl::OkStatus();
+     }},
+    {"client-idle-timeout", "DURATION", "5m",
+     "close a client connection with nothing in flight (no request, watch or snapshot save) "
+     "for this long; clients reconnect when they need to",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.client_idle_timeout, ParsePositiveDuration(v, w));
+       return absl::OkStatus();
+     }},
+    {"client-read-timeout", "DURATION", "10s",
+     "close a client connection whose request frame, once started, does not arrive whole "
+     "within this long",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.client_read_timeout, ParsePositiveDuration(v, w));
+       return absl::OkStatus();
+     }},
     {"snapshot-send-rate", "MB/s", "0 (no limit)",
      "rate limit of one Raft snapshot sent to a follower",
      [](const std::string& v, const std::string& w, ServerConfig& c) {

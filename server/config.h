@@ -101,6 +101,12 @@ struct ServerConfig {
   uint64_t memory_limit_bytes = 0;
   // --max-response-bytes: most bytes of keys and values in one page of a range read.
   size_t max_response_bytes = kDefaultMaxResponseBytes;
+  // The client port (ClientServiceOptions): connections held at once (0: sized from
+  // the open file limit, DefaultConnectionCaps in listener.h), how long one with
+  // nothing in flight stays, and how long a request frame may take to arrive whole.
+  size_t max_client_connections = 0;
+  absl::Duration client_idle_timeout = absl::Minutes(5);
+  absl::Duration client_read_timeout = absl::Seconds(10);
 
   // The address peers reach ordinal `ordinal` at: from --peers, or in Kubernetes
   // <set>-<ordinal>.<peer-service>.<namespace>.svc.<cluster-domain>:<peer port>.

@@ -111,10 +111,13 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   args.push_back("--snapshot-send-rate=20");
   args.push_back("--memory-limit=256Mi");
   args.push_back("--max-response-bytes=3Mi");
+  args.push_back("--max-client-connections=300");
+  args.push_back("--client-read-timeout=2s");
   ASSERT_OK_AND_ASSIGN(
       ParsedCommandLine parsed,
       ParseServerCommandLine(args, Env({{"STEAD_LOG_LEVEL", "error"},
                                         {"STEAD_TICK_INTERVAL", "50ms"},
+                                        {"STEAD_CLIENT_IDLE_TIMEOUT", "90s"},
                                         {"POD_NAME", "stead-0"}})));
   EXPECT_EQ(parsed.config.log_level, LogLevel::kDebug);
   EXPECT_EQ(parsed.config.tick_interval, absl::Milliseconds(50));
@@ -126,6 +129,9 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   EXPECT_EQ(parsed.config.snapshot_entries, 50000);
   EXPECT_EQ(parsed.config.memory_limit_bytes, uint64_t{256} << 20);
   EXPECT_EQ(parsed.config.max_response_bytes, size_t{3} << 20);
+  EXPECT_EQ(parsed.config.max_client_connections, 300u);
+  EXPECT_EQ(parsed.config.client_idle_timeout, absl::Seconds(90));
+  EXPECT_EQ(parsed.config.client_read_timeout, absl::Seconds(2));
   // In Kubernetes the limit arrives in bytes, from resourceFieldRef limits.memory.
   std::vector<std::string> plain = kLocalFlags;
   ASSERT_OK_AND_ASSIGN(parsed,
@@ -166,6 +172,10 @@ TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
       {"bad response bytes", with({"--max-response-bytes=4MB"}), {}, "such as 268435456"},
       {"tiny response bytes", with({"--max-response-bytes=100"}), {}, "outside 1024"},
       {"huge response bytes", with({"--max-response-bytes=64Mi"}), {}, "(32Mi)"},
+      {"no client connections", with({"--max-client-connections=0"}), {},
+       "--max-client-connections: '0' is not a positive whole number"},
+      {"bad idle timeout", with({"--client-idle-timeout=never"}), {}, "--client-idle-timeout"},
+      {"bad read timeout", with({"--client-read-timeout=0s"}), {}, "--client-read-timeout"},
       {"bad promotion mode", with({"--promote-learners=never"}), {}, "is not auto or manual"},
       {"no name", {"--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {}, "--name"},
       {"bad name", {"--name=db", "--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {},
@@ -249,7 +259,8 @@ TEST(ServerUsage, DocumentsEveryFlagWithItsDefaultAndVariable) {
                            "--watch-history-revisions", "--watch-history-age",
                            "--snapshot-entries", "--snapshot-send-rate",
                            "--promote-learners", "--new-cluster-identity", "--memory-limit",
-                           "--max-response-bytes"}) {
+                           "--max-response-bytes", "--max-client-connections",
+                           "--client-idle-timeout", "--client-read-timeout"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
   EXPECT_THAT(usage, HasSubstr("default: 0.0.0.0:2479; env: STEAD_CLIENT_ADDR"));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "server/config.h"
+#include "server/listener.h"
 #include "stead/node.h"
 
 namespace {
@@ -48,6 +49,11 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A peer or client closing its socket must not kill the process.
   signal(SIGPIPE, SIG_IGN);
+  // Every connection is a descriptor: take all the system allows. The node sizes its
+  // connection caps from the limit and logs it.
+  if (absl::StatusOr<uint64_t> limit = stead::server::RaiseOpenFileLimit(); !limit.ok()) {
+    std::cerr << "stead: keeping the open file limit: " << limit.status().message() << "\n";
+  }
 
   absl::StatusOr<std::unique_ptr<stead::Node>> node = stead::server::StartNode(parsed->config);
   if (!node.ok()) {

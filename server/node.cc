@@ -34,6 +34,7 @@
 #include "server/http_server.h"
 #include "server/kv_apply.h"
 #include "server/kv_service.h"
+#include "server/listener.h"
 #include "server/member_admin.h"
 #include "server/member_file.h"
 #include "server/metrics.h"
@@ -163,8 +164,12 @@ struct Node::Impl {
     }
 
     RegisterMetrics();
+    const uint64_t open_file_limit = server::OpenFileLimit();
+    const server::ConnectionCaps caps = server::DefaultConnectionCaps(open_file_limit);
     server::PeerTransportOptions transport_options;
     transport_options.node_name = config.name;
+    transport_options.max_inbound_connections = caps.peer_unauthenticated;
+    transport_options.max_authenticated_connections = caps.peer_authenticated;
     transport_options.snapshot_bytes_per_second =
         static_cast<uint64_t>(config.snapshot_send_mb_per_second) * 1000 * 1000;
     transport = std::make_unique<server::PeerTransport>(
@@ -178,7 +183,9 @@ struct Node::Impl {
     transport->SetDiscoveryHandler(
         [this](const pb::DiscoveryRequest& request) { return AnswerDiscovery(request); });
 
-    http = std::make_unique<server::HttpServer>(io, server::HttpServerOptions(),
+    server::HttpServerOptions http_options;
+    http_options.max_connections = caps.http;
+    http = std::make_unique<server::HttpServer>(io, http_options,
                                                 logger.WithContext("part", "http"));
     http->Handle("/healthz", [this](const server::HttpRequest&) { return Healthz(); });
     http->Handle("/readyz", [this](const server::HttpRequest&) { return Readyz(); });
@@ -198,8 +205,17 @@ struct Node::Impl {
                                                       logger.WithContext("part", "backup"));
     watches = std::make_unique<server::WatchHub>(server::WatchHubOptions(),
                                                  logger.WithContext("part", "watch"));
+    server::ClientServiceOptions client_options;
+    client_options.max_connections =
+        config.max_client_connections != 0 ? config.max_client_connections : caps.client;
+    client_options.idle_timeout = config.client_idle_timeout;
+    client_options.read_timeout = config.client_read_timeout;
+    STEAD_LOG(logger, Info) << "open file limit " << open_file_limit << ": connections up to "
+                            << client_options.max_connections << " clients, " << caps.http
+                            << " HTTP, " << caps.peer_authenticated << " peers and "
+                            << caps.peer_unauthenticated << " others on the peer port";
     client = std::make_unique<server::ClientService>(
-        io, server::ClientServiceOptions(), logger.WithContext("part", "clients"),
+        io, client_options, logger.WithContext("part", "clients"),
         [this](pb::ClientRequest request, server::ResponseCallback done) {
           HandleRequest(std::move(request), std::move(done));
         },
@@ -1838,6 +1854,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
   number("snapshot-send-rate", options.snapshot_send_rate_mb_per_second);
   number("memory-limit", options.memory_limit_bytes);
   number("max-response-bytes", options.max_response_bytes);
+  number("max-client-connections", options.max_client_connections);
+  if (options.client_idle_timeout_ms != 0) {
+    flag("client-idle-timeout", absl::StrCat(options.client_idle_timeout_ms, "ms"));
+  }
+  if (options.client_read_timeout_ms != 0) {
+    flag("client-read-timeout", absl::StrCat(options.client_read_timeout_ms, "ms"));
+  }
   flag("restore-from", options.restore_from);
   flag("force-new-cluster", options.force_new_cluster);
   flag("new-cluster-identity", options.new_cluster_identity);

@@ -530,6 +530,18 @@ TEST(NodeStartTest, RecoveryAndTuningOptionsReachTheirFlags) {
   node = Node::Start(options);
   EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(node.status().message(), HasSubstr("max-response-bytes"));
+
+  options.max_response_bytes = 0;
+  options.max_client_connections = -3;
+  node = Node::Start(options);
+  EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(node.status().message(), HasSubstr("max-client-connections"));
+
+  options.max_client_connections = 0;
+  options.client_read_timeout_ms = -1;
+  node = Node::Start(options);
+  EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(node.status().message(), HasSubstr("client-read-timeout"));
   std::filesystem::remove_all(root);
 }
 

@@ -61,6 +61,9 @@ struct NodeOptions {
   int snapshot_send_rate_mb_per_second = 0;  // --snapshot-send-rate
   int64_t memory_limit_bytes = 0;
   int64_t max_response_bytes = 0;  // --max-response-bytes: bytes of one range page
+  int max_client_connections = 0;
+  int64_t client_idle_timeout_ms = 0;
+  int64_t client_read_timeout_ms = 0;
   // Starting from a backup, a clone, or after quorum loss (docs/restore.md,
   // docs/clone.md, docs/disaster-recovery.md).
   std::string restore_from;

@@ -652,6 +652,45 @@ TEST_F(ClientClusterTest, WatchResumesAfterItsMemberRestarts) {
   }
 }
 
+// Goal: a member closes a client connection with nothing in flight after
+// --client-idle-timeout, never one with a watch open, and stead::Client reconnects by
+// itself: its next call succeeds. Method: one member with a 300 ms idle timeout; a
+// watch (a client's first call, on its only connection) stays open well past it and
+// gets its event; once the watch is gone the member closes the idle connection (its
+// log says so) and the next call is answered on a new one.
+TEST(ClientIdleTimeoutTest, WatchesKeepTheirConnectionAndIdleOnesReconnect) {
+  ProcessCluster cluster(1, TestRoot(), STEAD_BINARY);
+  cluster.set_extra_flags({"--client-idle-timeout=300ms"});
+  cluster.Start(0);
+  ASSERT_TRUE(cluster.WaitReady({0}));
+  ClientOptions options;
+  options.endpoints = cluster.ClientEndpoints(1);
+  {
+    // So that "now" is a revision above 0; closed at once by the client, not as idle.
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> writer, Client::Create(options));
+    ASSERT_OK(writer->Put("before", "1"));
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(options));
+  {
+    EventLog seen;
+    std::unique_ptr<Watcher> watcher = client->Watch(
+        "k", {}, [&](const std::vector<WatchEvent>& events, int64_t) { seen.Add(events); });
+    ASSERT_TRUE(testing::Eventually([&] { return watcher->progress_revision() > 0; },
+                                    absl::Seconds(10)));
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // three idle timeouts
+    ASSERT_OK(client->Put("k", "1"));
+    ASSERT_TRUE(testing::Eventually([&] { return seen.events().size() == 1; }, absl::Seconds(10)));
+    EXPECT_FALSE(absl::StrContains(cluster.Log(0), "idle timeout"))
+        << "the connection of an open watch was closed as idle";
+  }
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return absl::StrContains(cluster.Log(0), "idle timeout"); }, absl::Seconds(10)))
+      << "the idle connection was not closed";
+  EXPECT_THAT(client->Get("k"), IsOkAndHolds(std::optional<std::string>("1")));
+  ASSERT_OK(client->Put("k", "2"));
+  EXPECT_THAT(client->Get("k"), IsOkAndHolds(std::optional<std::string>("2")));
+}
+
 TEST_F(ClientClusterTest, WatchFromNowAndRefusedWatches) {
   ASSERT_OK(client_->Put("before", "1"));  // so that "now" is a revision above 0
   EventLog seen;

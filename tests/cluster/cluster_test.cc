@@ -3,6 +3,7 @@
 // restart with SIGTERM under load, and bad input. Every acknowledged write must
 // survive; every loop is bounded in time; only processes started here are signalled.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -628,6 +629,120 @@ TEST(ClusterTest, RandomBytesAndForeignPeersAreRefused) {
   KvTestClient client(cluster.ClientEndpoints(3));
   ASSERT_OK(client.PutWithRetry("still", "serving", absl::Seconds(10)));
   for (int i : {0, 1, 2}) EXPECT_TRUE(cluster.Running(i));
+}
+
+// Lets this process open as many sockets as its hard limit allows; false (with a
+// gtest failure) if that is fewer than `needed`.
+bool RaiseOwnFileLimit(uint64_t needed) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return false;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return false;
+  EXPECT_GE(limit.rlim_cur, needed) << "the hard limit on open files is too low for this test";
+  return limit.rlim_cur >= needed;
+}
+
+// Opens `count` TCP connections to 127.0.0.1:`port` that never send a byte.
+std::vector<boost::asio::ip::tcp::socket> OpenIdleConnections(boost::asio::io_context& io,
+                                                               uint16_t port, int count) {
+  std::vector<boost::asio::ip::tcp::socket> sockets;
+  for (int i = 0; i < count; ++i) {
+    boost::asio::ip::tcp::socket socket(io);
+    boost::system::error_code ec;
+    socket.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
+    if (!ec) sockets.push_back(std::move(socket));
+  }
+  return sockets;
+}
+
+// Goal: idle connections far beyond the client port's cap (or the file limit) lock
+// out neither new clients nor the followers forwarding to the leader. Method: 2,000
+// idle connections to the leader's client port, capped at 300; then a client of the
+// leader and a client of a follower only (whose write is forwarded) both write.
+TEST(ClusterTest, TwoThousandIdleClientConnectionsLockOutNobody) {
+  ASSERT_TRUE(RaiseOwnFileLimit(2200));
+  ProcessCluster cluster(3, TestRoot());
+  cluster.set_extra_flags({"--max-client-connections=300"});
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  const int leader = cluster.WaitForLeader({0, 1, 2});
+  ASSERT_GE(leader, 0);
+  const int follower = (leader + 1) % 3;
+  boost::asio::io_context io;
+  const std::vector<boost::asio::ip::tcp::socket> idle =
+      OpenIdleConnections(io, cluster.client_port(leader), 2000);
+  EXPECT_EQ(idle.size(), 2000u) << "the kernel refused connections";
+
+  KvTestClient direct({cluster.ClientAddress(leader)});
+  EXPECT_OK(direct.Put("direct", "1", absl::Seconds(10)));
+  KvTestClient forwarded({cluster.ClientAddress(follower)});
+  EXPECT_OK(forwarded.Put("forwarded", "1", absl::Seconds(10)));
+  EXPECT_THAT(direct.Get("forwarded", KvGetOptions(), absl::Seconds(10)),
+              IsOkAndHolds(std::optional<std::string>("1")));
+  EXPECT_TRUE(cluster.Ready(leader));
+  EXPECT_TRUE(absl::StrContains(cluster.Log(leader), "port full (300 connections)"))
+      << "the leader logged no eviction";
+}
+
+// Goal: a flood of silent sockets on every peer port neither delays a follower that
+// restarts meanwhile nor fills the logs. Method: a follower is killed; a thread keeps
+// 300 silent sockets open to each member's peer port (reopening those the members
+// close) while the follower restarts; it must be ready well before the flood ends, and
+// the members log only a handful of warnings for the whole flood.
+TEST(ClusterTest, PeerPortFloodDoesNotDelayARestartedFollower) {
+  ASSERT_TRUE(RaiseOwnFileLimit(1200));
+  ProcessCluster cluster(3, TestRoot());
+  for (int i : {0, 1, 2}) cluster.Start(i);
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  const int leader = cluster.WaitForLeader({0, 1, 2});
+  ASSERT_GE(leader, 0);
+  const int follower = (leader + 1) % 3;
+  cluster.Kill(follower);
+  std::map<int, size_t> log_before;
+  for (int i : {0, 1, 2}) log_before[i] = cluster.Log(i).size();
+
+  constexpr absl::Duration kFlood = absl::Seconds(15);
+  std::atomic<bool> stop{false};
+  std::thread flood([&] {
+    boost::asio::io_context io;
+    std::map<int, std::vector<boost::asio::ip::tcp::socket>> sockets;
+    const absl::Time end = absl::Now() + kFlood;
+    while (!stop && absl::Now() < end) {
+      for (int i : {0, 1, 2}) {
+        // Keep 300 open: drop those the member closed, open new ones in their place.
+        std::vector<boost::asio::ip::tcp::socket>& open = sockets[i];
+        std::erase_if(open, [](boost::asio::ip::tcp::socket& socket) {
+          char byte;
+          const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_DONTWAIT | MSG_PEEK);
+          return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+        });
+        std::vector<boost::asio::ip::tcp::socket> more = OpenIdleConnections(
+            io, cluster.peer_port(i), 300 - static_cast<int>(std::min<size_t>(open.size(), 300)));
+        for (auto& socket : more) open.push_back(std::move(socket));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the flood is on
+  const absl::Time restarted = absl::Now();
+  cluster.Start(follower);
+  const bool ready = cluster.WaitReady({follower}, absl::Seconds(10));
+  const absl::Duration took = absl::Now() - restarted;
+  flood.join();  // it ends on its own: the flood lasts its whole length either way
+  ASSERT_TRUE(ready) << "the restarted follower was not ready within 10 s of the flood";
+  std::cout << "restarted follower ready after " << absl::FormatDuration(took)
+            << " under a peer-port flood\n";
+  for (int i : {0, 1, 2}) {
+    const std::string log = cluster.Log(i).substr(log_before[i]);
+    int warnings = 0;
+    for (absl::string_view line : absl::StrSplit(log, '\n')) {
+      warnings += absl::StrContains(line, " W ") || absl::StrContains(line, " E ");
+    }
+    std::cout << "stead-" << i << ": " << warnings << " warning lines during the flood\n";
+    EXPECT_LE(warnings, 12) << "stead-" << i << " logged " << warnings
+                            << " warnings during a " << absl::FormatDuration(kFlood)
+                            << " flood";
+  }
 }
 
 // Goal: the binary documents its flags, and a configuration mistake exits 2 with a

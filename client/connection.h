@@ -6,7 +6,9 @@
 //
 // The connection opens on the first Send and again on the first Send after a failure;
 // a failure (refused, reset, closed by the member, undecodable frame) answers every
-// request still pending on it with Unavailable naming the address.
+// request still pending on it with Unavailable naming the address. A member closes a
+// connection with nothing in flight after its --client-idle-timeout, and evicts idle
+// ones when its port is full: the next Send reconnects.
 //
 // With TLS, each opening takes the provider's current context (so rotated client
 // certificates are used by the next connection) and completes the handshake within

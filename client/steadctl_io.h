@@ -29,10 +29,10 @@ namespace stead::ctl {
 // JSON objects keep their fields in the order they were set, as the help texts show.
 using Json = nlohmann::ordered_json;
 
-// The most bytes steadctl reads as one value: 3 MiB, over the server's value limit
-// (max_value_bytes, 1 MiB), so that the server answers a value between the two with
-// InvalidArgument naming its limit, and under its largest request frame (4 MiB), over
-// which it closes the connection instead of answering.
+// The most bytes steadctl reads as one value: 3 MiB, over the value limit
+// (max_value_bytes, 1 MiB), so that a value between the two is refused by the client
+// library with InvalidArgument naming that limit, while reading stays bounded whatever
+// the input (`put KEY - < /dev/zero`).
 inline constexpr size_t kMaxValueInputBytes = 3u << 20;
 
 // Every byte of the file at `path` ("-": standard input) until its end. InvalidArgument

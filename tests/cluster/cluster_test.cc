@@ -145,9 +145,7 @@ TEST(ClusterTest, BootstrapInAnyOrderAndServeThroughEveryMember) {
 // acknowledged write is present after the old leader restarts and catches up.
 TEST(ClusterTest, LeaderKilledUnderWritesLosesNoAcknowledgedWrite) {
   ProcessCluster cluster(3, TestRoot());
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  const int leader = cluster.WaitForLeader({0, 1, 2});
+  const int leader = cluster.StartAndWaitForLeader({0, 1, 2});
   ASSERT_GE(leader, 0);
 
   Writer writer(cluster.ClientEndpoints(3));
@@ -186,9 +184,7 @@ TEST(ClusterTest, LeaderKilledUnderWritesLosesNoAcknowledgedWrite) {
 // linearizable read when it resumes, then steps down and catches up.
 TEST(ClusterTest, PausedLeaderServesNoStaleRead) {
   ProcessCluster cluster(3, TestRoot());
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  const int leader = cluster.WaitForLeader({0, 1, 2});
+  const int leader = cluster.StartAndWaitForLeader({0, 1, 2});
   ASSERT_GE(leader, 0);
   KvTestClient client(cluster.ClientEndpoints(3));
   ASSERT_OK(client.PutWithRetry("k", "old", absl::Seconds(10)));
@@ -274,9 +270,7 @@ TEST(ClusterTest, FollowerKilledDuringASnapshotTransferCatchesUpAfterRestart) {
   ProcessCluster cluster(3, TestRoot());
   // A short compaction interval, and a slow transfer (1 MB/s) so the kill lands in it.
   cluster.set_extra_flags({"--snapshot-entries=100", "--snapshot-send-rate=1"});
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  const int leader = cluster.WaitForLeader({0, 1, 2});
+  const int leader = cluster.StartAndWaitForLeader({0, 1, 2});
   ASSERT_GE(leader, 0);
   const int follower = (leader + 1) % 3;
   cluster.Kill(follower);
@@ -343,9 +337,7 @@ TEST(ClusterTest, MemberWithLostVolumesRejoinsUnderANewId) {
   ProcessCluster cluster(3, TestRoot());
   // The earlier id is replaced once the leader has not heard from it for 2 s.
   cluster.set_extra_flags({"--snapshot-entries=50", "--replace-silent-member-after=2s"});
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  const int leader = cluster.WaitForLeader({0, 1, 2});
+  const int leader = cluster.StartAndWaitForLeader({0, 1, 2});
   ASSERT_GE(leader, 0);
   KvTestClient client(cluster.ClientEndpoints(3));
   std::vector<std::string> keys;
@@ -663,9 +655,7 @@ TEST(ClusterTest, TwoThousandIdleClientConnectionsLockOutNobody) {
   ASSERT_TRUE(RaiseOwnFileLimit(2200));
   ProcessCluster cluster(3, TestRoot());
   cluster.set_extra_flags({"--max-client-connections=300"});
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  const int leader = cluster.WaitForLeader({0, 1, 2});
+  const int leader = cluster.StartAndWaitForLeader({0, 1, 2});
   ASSERT_GE(leader, 0);
   const int follower = (leader + 1) % 3;
   boost::asio::io_context io;
@@ -692,9 +682,7 @@ TEST(ClusterTest, TwoThousandIdleClientConnectionsLockOutNobody) {
 TEST(ClusterTest, PeerPortFloodDoesNotDelayARestartedFollower) {
   ASSERT_TRUE(RaiseOwnFileLimit(1200));
   ProcessCluster cluster(3, TestRoot());
-  for (int i : {0, 1, 2}) cluster.Start(i);
-  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
-  const int leader = cluster.WaitForLeader({0, 1, 2});
+  const int leader = cluster.StartAndWaitForLeader({0, 1, 2});
   ASSERT_GE(leader, 0);
   const int follower = (leader + 1) % 3;
   cluster.Kill(follower);

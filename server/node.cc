@@ -485,9 +485,11 @@ struct Node::Impl {
                                    ", this member to cluster ", absl::Hex(cluster_id), ": ",
                                    server::kStaleVolumesAdvice);
       STEAD_LOG(logger, Error) << stale_volumes << "; until then it serves nothing";
+      on_stale_volumes = true;
     } else if (connected && !stale_volumes.empty()) {
       STEAD_LOG(logger, Info) << "a peer of this member's cluster accepts it again: serving";
       stale_volumes.clear();
+      on_stale_volumes = false;
     }
   }
 
@@ -499,7 +501,9 @@ struct Node::Impl {
     return absl::OkStatus();
   }
 
+  // Called for every client request: the common case reads one atomic, not the mutex.
   std::string StaleVolumes() const {
+    if (!on_stale_volumes.load(std::memory_order_relaxed)) return "";
     MutexLock lock(&mu);
     return stale_volumes;
   }
@@ -1512,8 +1516,8 @@ struct Node::Impl {
       out.not_ready_reason = in_conf                ? "a learner, catching up"
                              : join_refusal.empty() ? "waiting to be added"
                                                     : join_refusal;
-    } else if (!StaleVolumes().empty()) {
-      out.not_ready_reason = StaleVolumes();
+    } else if (std::string stale = StaleVolumes(); !stale.empty()) {
+      out.not_ready_reason = std::move(stale);
     } else if (status.leader == raft::kNoNode) {
       out.not_ready_reason = "no leader known";
     } else if (const raft::Index commit = std::max(status.commit, status.leader_commit);
@@ -1780,6 +1784,7 @@ struct Node::Impl {
   // Why this member serves nothing: its peers showed its volumes are stale
   // (CheckForStaleVolumes); empty while they did not.
   std::string stale_volumes ABSL_GUARDED_BY(mu);
+  std::atomic<bool> on_stale_volumes{false};  // !stale_volumes.empty()
   // Why the leader last refused this member's join request; empty when it did not.
   std::string join_refusal ABSL_GUARDED_BY(mu);
   bool ever_member = false;  // supervisor thread (and Activate before it)

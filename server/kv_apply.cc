@@ -60,12 +60,12 @@ absl::Status ExecuteWrite(const pb::ClientRequest& request, int64_t write_revisi
 // Appends the key changes and advances meta's revision when keys changed.
 absl::StatusOr<pb::ClientResponse> ApplyNewRequest(const pb::ClientRequest& request,
                                                    const KvLimits& limits,
-                                                   const storage::StateSnapshot& snapshot,
+                                                   const storage::StateReader& state,
                                                    pb::KvMeta* meta,
                                                    std::vector<storage::Mutation>* mutations) {
   pb::ClientResponse response;
   response.set_request_id(request.request_id());
-  KvView view(&snapshot);
+  KvView view(&state);
   const int64_t write_revision = meta->revision() + 1;
   absl::Status status = ValidateWriteRequest(request, limits);
   if (status.ok()) status = ExecuteWrite(request, write_revision, limits, view, &response);
@@ -93,7 +93,7 @@ absl::StatusOr<pb::ClientResponse> ApplyNewRequest(const pb::ClientRequest& requ
 // with history_age set, also any older than that in log time (found by reading at most
 // kMaxHistoryAgeScan records from the oldest).
 absl::StatusOr<int64_t> HistoryCompactionTarget(const KvApplyOptions& options,
-                                                const storage::StateSnapshot& snapshot,
+                                                const storage::StateReader& state,
                                                 const pb::KvMeta& meta) {
   int64_t target = std::max<int64_t>(meta.compacted_revision(),
                                      meta.revision() - options.history_revisions);
@@ -106,7 +106,7 @@ absl::StatusOr<int64_t> HistoryCompactionTarget(const KvApplyOptions& options,
   scan.start_key = HistoryKey(target + 1);
   scan.end_key = HistoryKey(meta.revision());  // the newest revision always stays
   scan.limit = kMaxHistoryAgeScan;
-  STEAD_ASSIGN_OR_RETURN(storage::ScanResult stored, snapshot.Scan(scan));
+  STEAD_ASSIGN_OR_RETURN(storage::ScanResult stored, state.Scan(scan));
   for (const storage::KeyValue& pair : stored.pairs) {
     pb::RevisionEvents events;
     if (!events.ParseFromString(pair.value)) {
@@ -120,9 +120,9 @@ absl::StatusOr<int64_t> HistoryCompactionTarget(const KvApplyOptions& options,
 
 // Deletes the history of old revisions (HistoryCompactionTarget) in steps of at least
 // kHistoryCompactionStep revisions, so that a range tombstone covers many records.
-absl::Status CompactHistory(const KvApplyOptions& options, const storage::StateSnapshot& snapshot,
+absl::Status CompactHistory(const KvApplyOptions& options, const storage::StateReader& state,
                             pb::KvMeta* meta, std::vector<storage::Mutation>* mutations) {
-  STEAD_ASSIGN_OR_RETURN(const int64_t target, HistoryCompactionTarget(options, snapshot, *meta));
+  STEAD_ASSIGN_OR_RETURN(const int64_t target, HistoryCompactionTarget(options, state, *meta));
   const bool by_age = options.history_age > absl::ZeroDuration() &&
                       meta->revision() % kHistoryAgeEvery == 0;
   if (target <= meta->compacted_revision() ||
@@ -135,27 +135,47 @@ absl::Status CompactHistory(const KvApplyOptions& options, const storage::StateS
   return absl::OkStatus();
 }
 
+// What the applier remembers between commands to skip reads that cannot find
+// anything; it only ever skips such reads, so members with and without it (one that
+// restarted) apply identically.
+struct ApplyMemo {
+  raft::Index last_index = 0;  // the entry it describes the state after
+  // No session can expire until the log time passes this (SessionExpiry).
+  int64_t sessions_quiet_until_unix_ms = 0;
+};
+
 absl::StatusOr<std::string> ApplyKvCommandWith(const KvApplyOptions& options,
-                                               absl::string_view command,
-                                               const storage::StateMachine& state,
+                                               absl::string_view command, const pb::Entry& entry,
+                                               const storage::StateReader& state, ApplyMemo* memo,
                                                std::vector<storage::Mutation>* mutations) {
   pb::ClientRequest request;
   if (!request.ParseFromArray(command.data(), static_cast<int>(command.size()))) {
     return absl::InvalidArgumentError("malformed command in the log");
   }
-  // One snapshot for every read of this command. The applier is the only writer, so it
-  // equals `state`; the snapshot just gives the reads one type with ReadRange's.
-  STEAD_ASSIGN_OR_RETURN(std::unique_ptr<storage::StateSnapshot> snapshot, state.NewSnapshot());
-  STEAD_ASSIGN_OR_RETURN(pb::KvMeta meta, ReadKvMeta(*snapshot));
+  // A memo is of the state right before this entry, or of nothing (after a snapshot, or
+  // entries that are not commands, applied in between).
+  if (memo != nullptr && (entry.index() == 0 || entry.index() != memo->last_index + 1)) {
+    *memo = ApplyMemo();
+  }
+  ApplyMemo unused;
+  ApplyMemo& next_memo = memo != nullptr ? *memo : unused;
+  next_memo.last_index = entry.index();
+
+  STEAD_ASSIGN_OR_RETURN(pb::KvMeta meta, ReadKvMeta(state));
   meta.set_log_time_unix_ms(std::max(meta.log_time_unix_ms(), request.proposed_at_unix_ms()));
-  STEAD_ASSIGN_OR_RETURN(std::vector<uint64_t> expired,
-                         ExpireIdleSessions(*snapshot, meta.log_time_unix_ms(), options.session_ttl,
-                                            options.max_expired_sessions_per_command, mutations));
+  std::vector<uint64_t> expired;
+  if (meta.log_time_unix_ms() > next_memo.sessions_quiet_until_unix_ms) {
+    STEAD_ASSIGN_OR_RETURN(SessionExpiry expiry,
+                           ExpireIdleSessions(state, meta.log_time_unix_ms(), options.session_ttl,
+                                              options.max_expired_sessions_per_command, mutations));
+    expired = std::move(expiry.expired);
+    next_memo.sessions_quiet_until_unix_ms = expiry.quiet_until_unix_ms;
+  }
 
   const uint64_t client_id = request.client_id();
   std::optional<pb::ClientSession> session;
   if (client_id != 0 && std::find(expired.begin(), expired.end(), client_id) == expired.end()) {
-    STEAD_ASSIGN_OR_RETURN(session, ReadSession(*snapshot, client_id));
+    STEAD_ASSIGN_OR_RETURN(session, ReadSession(state, client_id));
   }
   pb::ClientResponse response;
   if (session && request.sequence() == session->sequence()) {
@@ -174,7 +194,7 @@ absl::StatusOr<std::string> ApplyKvCommandWith(const KvApplyOptions& options,
     response.mutable_header()->set_revision(meta.revision());
   } else {
     STEAD_ASSIGN_OR_RETURN(response,
-                           ApplyNewRequest(request, options.limits, *snapshot, &meta, mutations));
+                           ApplyNewRequest(request, options.limits, state, &meta, mutations));
     if (client_id != 0) {
       pb::ClientSession record;
       record.set_sequence(request.sequence());
@@ -183,7 +203,7 @@ absl::StatusOr<std::string> ApplyKvCommandWith(const KvApplyOptions& options,
       WriteSession(client_id, session, record, mutations);
     }
   }
-  STEAD_RETURN_IF_ERROR(CompactHistory(options, *snapshot, &meta, mutations));
+  STEAD_RETURN_IF_ERROR(CompactHistory(options, state, &meta, mutations));
   mutations->push_back(WriteKvMeta(meta));
   return response.SerializeAsString();
 }
@@ -208,17 +228,19 @@ absl::Status ValidateWriteRequest(const pb::ClientRequest& request, const KvLimi
 }
 
 ApplyFunction MakeKvApplyFunction(KvApplyOptions options) {
-  return [options = std::move(options)](absl::string_view command, const pb::Entry&,
-                                        const storage::StateMachine& state,
-                                        std::vector<storage::Mutation>* mutations) {
-    return ApplyKvCommandWith(options, command, state, mutations);
+  // Shared by the copies of the function; only the applier calls it.
+  auto memo = std::make_shared<ApplyMemo>();
+  return [options = std::move(options), memo](absl::string_view command, const pb::Entry& entry,
+                                              const storage::StateReader& state,
+                                              std::vector<storage::Mutation>* mutations) {
+    return ApplyKvCommandWith(options, command, entry, state, memo.get(), mutations);
   };
 }
 
-absl::StatusOr<std::string> ApplyKvCommand(absl::string_view command, const pb::Entry&,
-                                           const storage::StateMachine& state,
+absl::StatusOr<std::string> ApplyKvCommand(absl::string_view command, const pb::Entry& entry,
+                                           const storage::StateReader& state,
                                            std::vector<storage::Mutation>* mutations) {
-  return ApplyKvCommandWith(KvApplyOptions(), command, state, mutations);
+  return ApplyKvCommandWith(KvApplyOptions(), command, entry, state, nullptr, mutations);
 }
 
 absl::StatusOr<KvRead> ReadRange(const pb::RangeRequest& request, size_t max_response_bytes,

@@ -83,7 +83,7 @@ absl::Status ValidateWriteRequest(const pb::ClientRequest& request, const KvLimi
 ApplyFunction MakeKvApplyFunction(KvApplyOptions options);
 // The same with default options.
 absl::StatusOr<std::string> ApplyKvCommand(absl::string_view command, const pb::Entry& entry,
-                                           const storage::StateMachine& state,
+                                           const storage::StateReader& state,
                                            std::vector<storage::Mutation>* mutations);
 
 // A read served from the local state machine.

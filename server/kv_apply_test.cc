@@ -4,6 +4,7 @@
 #include "server/kv_apply.h"
 
 #include <algorithm>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -439,6 +440,65 @@ TEST_F(KvApplyTest, IdleSessionsExpireByLogTime) {
   // Client 1's new session is fresh: its retry is deduplicated.
   Write(WithSession(PutRequest("a", "3"), 1, 1, 20'100));
   EXPECT_EQ(Get("a")->value(), "2");
+}
+
+// Goal: applying commands in batches, by a function that remembers what it read
+// between commands (which session can expire when), changes nothing a command does.
+// Method: the same random log of sessioned and sessionless puts, deletes and
+// transactions, with log time crossing the session TTL many times, is applied in
+// random batches by one function and one entry at a time by a new function per entry
+// (a member that just restarted); every response and the final content of every
+// keyspace must be equal.
+TEST(KvApplyBatches, BatchesAndTheApplierMemoChangeNoResultAndNoState) {
+  const std::string root = ::testing::TempDir();
+  KvHarness batched(absl::StrCat(root, "/kv-apply-batched"), TestOptions());
+  KvHarness forgetful(absl::StrCat(root, "/kv-apply-forgetful"), TestOptions(),
+                      /*forgetful=*/true);
+  std::mt19937_64 random(7);
+  const auto draw = [&random](int n) { return static_cast<int>(random() % static_cast<uint64_t>(n)); };
+  uint64_t sequences[6] = {};
+  int64_t stamp_ms = 1'000'000;
+  int expiring_gaps = 0;
+  for (int round = 0; round < 120; ++round) {
+    std::vector<pb::ClientRequest> batch;
+    for (int i = 1 + draw(6); i > 0; --i) {
+      // Mostly small steps; now and then a gap past the TTL.
+      const int64_t step = draw(10) == 0 ? kTtlMs + draw(500) : draw(200);
+      expiring_gaps += step > kTtlMs ? 1 : 0;
+      stamp_ms += step;
+      const std::string key(1, static_cast<char>('a' + draw(5)));
+      pb::ClientRequest request;
+      switch (draw(4)) {
+        case 0:
+          request = DeleteRequest(key, "", /*prev_kv=*/true);
+          break;
+        case 1:
+          request = CompareAndSwapRequest(key, "v", "w");
+          break;
+        default:
+          request = PutRequest(key, draw(2) == 0 ? "v" : "w", /*prev_kv=*/draw(2) == 0);
+      }
+      const int client = draw(6);  // 0: no session
+      const uint64_t sequence = client == 0 ? 0 : (draw(5) == 0 && sequences[client] > 0
+                                                       ? sequences[client]  // a retry
+                                                       : ++sequences[client]);
+      batch.push_back(WithSession(request, static_cast<uint64_t>(client), sequence, stamp_ms));
+    }
+    const std::vector<pb::ClientResponse> got = batched.WriteBatch(batch);
+    ASSERT_EQ(got.size(), batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const pb::ClientResponse want = forgetful.Write(batch[i]);
+      ASSERT_EQ(got[i].SerializeAsString(), want.SerializeAsString())
+          << "round " << round << " command " << i << ": " << batch[i].ShortDebugString();
+    }
+  }
+  EXPECT_GT(expiring_gaps, 20);
+  ASSERT_OK_AND_ASSIGN(const auto batched_view, batched.state().NewSnapshot());
+  ASSERT_OK_AND_ASSIGN(const auto forgetful_view, forgetful.state().NewSnapshot());
+  ASSERT_OK_AND_ASSIGN(const storage::ContentHash batched_hash, batched_view->Hash());
+  ASSERT_OK_AND_ASSIGN(const storage::ContentHash forgetful_hash, forgetful_view->Hash());
+  EXPECT_EQ(batched_hash, forgetful_hash);
+  EXPECT_GT(batched_hash.key_count, 0u);
 }
 
 // Goal: every limit measures the user's bytes. Method: with the default limits, a put

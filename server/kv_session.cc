@@ -40,12 +40,24 @@ std::string ExpiryKey(int64_t last_seen_unix_ms, uint64_t client_id) {
          BigEndian(client_id);
 }
 
+// What an expiry index key names.
+struct IndexEntry {
+  int64_t last_seen_unix_ms = 0;
+  uint64_t client_id = 0;
+};
+
+absl::StatusOr<IndexEntry> ParseExpiryKey(absl::string_view key) {
+  if (key.size() != 17) return absl::DataLossError("sessions: malformed expiry index key");
+  return IndexEntry{static_cast<int64_t>(LoadBigEndian(key.substr(1, 8))),
+                    LoadBigEndian(key.substr(9))};
+}
+
 }  // namespace
 
-absl::StatusOr<std::optional<pb::ClientSession>> ReadSession(const storage::StateSnapshot& snapshot,
+absl::StatusOr<std::optional<pb::ClientSession>> ReadSession(const storage::StateReader& state,
                                                              uint64_t client_id) {
   STEAD_ASSIGN_OR_RETURN(std::optional<std::string> stored,
-                         snapshot.Get(kSessionsKeyspace, RecordKey(client_id)));
+                         state.Get(kSessionsKeyspace, RecordKey(client_id)));
   if (!stored) return std::nullopt;
   pb::ClientSession session;
   if (!session.ParseFromString(*stored)) {
@@ -55,29 +67,44 @@ absl::StatusOr<std::optional<pb::ClientSession>> ReadSession(const storage::Stat
   return session;
 }
 
-absl::StatusOr<std::vector<uint64_t>> ExpireIdleSessions(
-    const storage::StateSnapshot& snapshot, int64_t log_time_unix_ms, absl::Duration ttl,
-    size_t max_sessions, std::vector<storage::Mutation>* mutations) {
-  std::vector<uint64_t> expired;
-  const int64_t idle_before = log_time_unix_ms - absl::ToInt64Milliseconds(ttl);
-  if (idle_before <= 0 || max_sessions == 0) return expired;
+absl::StatusOr<SessionExpiry> ExpireIdleSessions(const storage::StateReader& state,
+                                                 int64_t log_time_unix_ms, absl::Duration ttl,
+                                                 size_t max_sessions,
+                                                 std::vector<storage::Mutation>* mutations) {
+  SessionExpiry expiry;
+  const int64_t ttl_ms = absl::ToInt64Milliseconds(ttl);
+  const int64_t idle_before = log_time_unix_ms - ttl_ms;
+  if (idle_before <= 0 || max_sessions == 0) return expiry;
+  // The oldest record first: if it is not idle, none is, and none will be until it is.
   storage::ScanOptions scan;
   scan.keyspace = kSessionsKeyspace;
   scan.start_key = std::string(1, kExpiryPrefix);
+  scan.end_key = std::string(1, kExpiryPrefix + 1);
+  scan.limit = 1;
+  STEAD_ASSIGN_OR_RETURN(const storage::ScanResult oldest, state.Scan(scan));
+  std::optional<IndexEntry> oldest_entry;
+  if (!oldest.pairs.empty()) {
+    STEAD_ASSIGN_OR_RETURN(oldest_entry, ParseExpiryKey(oldest.pairs[0].key));
+  }
+  if (!oldest_entry || oldest_entry->last_seen_unix_ms >= idle_before) {
+    // Records only ever get newer (a write moves its record to the log time, which
+    // never goes back, and a new one starts there).
+    expiry.quiet_until_unix_ms =
+        std::min(oldest_entry ? oldest_entry->last_seen_unix_ms : log_time_unix_ms,
+                 log_time_unix_ms) + ttl_ms;
+    return expiry;
+  }
   // Every index key of a record last seen strictly before idle_before sorts below this.
   scan.end_key = std::string(1, kExpiryPrefix) + BigEndian(ExpiryOrder(idle_before));
   scan.limit = std::min(max_sessions, storage::kMaxScanLimit);
-  STEAD_ASSIGN_OR_RETURN(storage::ScanResult result, snapshot.Scan(scan));
-  for (const storage::KeyValue& pair : result.pairs) {
-    if (pair.key.size() != 17) {
-      return absl::DataLossError("sessions: malformed expiry index key");
-    }
-    const uint64_t client_id = LoadBigEndian(absl::string_view(pair.key).substr(9));
+  STEAD_ASSIGN_OR_RETURN(const storage::ScanResult idle, state.Scan(scan));
+  for (const storage::KeyValue& pair : idle.pairs) {
+    STEAD_ASSIGN_OR_RETURN(const IndexEntry entry, ParseExpiryKey(pair.key));
     mutations->push_back(storage::Mutation::Delete(kSessionsKeyspace, pair.key));
-    mutations->push_back(storage::Mutation::Delete(kSessionsKeyspace, RecordKey(client_id)));
-    expired.push_back(client_id);
+    mutations->push_back(storage::Mutation::Delete(kSessionsKeyspace, RecordKey(entry.client_id)));
+    expiry.expired.push_back(entry.client_id);
   }
-  return expired;
+  return expiry;
 }
 
 void WriteSession(uint64_t client_id, const std::optional<pb::ClientSession>& previous,

@@ -27,17 +27,24 @@
 namespace stead::server {
 
 // The record of `client_id`; nullopt if there is none. DataLoss if it does not decode.
-absl::StatusOr<std::optional<pb::ClientSession>> ReadSession(const storage::StateSnapshot& snapshot,
+absl::StatusOr<std::optional<pb::ClientSession>> ReadSession(const storage::StateReader& state,
                                                              uint64_t client_id);
+
+struct SessionExpiry {
+  std::vector<uint64_t> expired;  // client ids, oldest first
+  // Until the log time passes this, no record of the state read can expire and no
+  // command need look (0: unknown, look next time).
+  int64_t quiet_until_unix_ms = 0;
+};
 
 // Appends the deletes of at most `max_sessions` records whose last_seen_unix_ms is
 // more than `ttl` before `log_time_unix_ms`, oldest first, and returns their client
 // ids. Bounded so that one command never turns into a huge batch; the rest expire with
 // the next commands.
-absl::StatusOr<std::vector<uint64_t>> ExpireIdleSessions(const storage::StateSnapshot& snapshot,
-                                                         int64_t log_time_unix_ms,
-                                                         absl::Duration ttl, size_t max_sessions,
-                                                         std::vector<storage::Mutation>* mutations);
+absl::StatusOr<SessionExpiry> ExpireIdleSessions(const storage::StateReader& state,
+                                                 int64_t log_time_unix_ms, absl::Duration ttl,
+                                                 size_t max_sessions,
+                                                 std::vector<storage::Mutation>* mutations);
 
 // Appends the mutations that store `session` for `client_id`; `previous` is the record
 // it replaces (nullopt if none, or if it was expired by this same command).

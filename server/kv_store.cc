@@ -23,17 +23,6 @@ absl::StatusOr<pb::KeyValue> DecodeStoredPair(absl::string_view key, absl::strin
   return kv;
 }
 
-// Works on a StateMachine and on a StateSnapshot alike.
-template <typename State>
-absl::StatusOr<pb::KvMeta> ReadKvMetaFrom(const State& state) {
-  STEAD_ASSIGN_OR_RETURN(std::optional<std::string> stored, state.Get(kKvMetaKeyspace, kKvMetaKey));
-  pb::KvMeta meta;
-  if (stored && !meta.ParseFromString(*stored)) {
-    return absl::DataLossError("kvmeta record does not decode");
-  }
-  return meta;
-}
-
 }  // namespace
 
 std::vector<std::string> KvKeyspaces() {
@@ -60,12 +49,13 @@ absl::StatusOr<int64_t> ParseHistoryKey(absl::string_view key) {
   return revision;
 }
 
-absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateSnapshot& snapshot) {
-  return ReadKvMetaFrom(snapshot);
-}
-
-absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateMachine& state) {
-  return ReadKvMetaFrom(state);
+absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateReader& state) {
+  STEAD_ASSIGN_OR_RETURN(std::optional<std::string> stored, state.Get(kKvMetaKeyspace, kKvMetaKey));
+  pb::KvMeta meta;
+  if (stored && !meta.ParseFromString(*stored)) {
+    return absl::DataLossError("kvmeta record does not decode");
+  }
+  return meta;
 }
 
 storage::Mutation WriteKvMeta(const pb::KvMeta& meta) {
@@ -75,7 +65,7 @@ storage::Mutation WriteKvMeta(const pb::KvMeta& meta) {
 absl::StatusOr<std::optional<pb::KeyValue>> KvView::Get(absl::string_view key) const {
   if (auto it = pending_.find(key); it != pending_.end()) return it->second;
   STEAD_ASSIGN_OR_RETURN(std::optional<std::string> stored,
-                         snapshot_->Get(storage::kDefaultKeyspace, key));
+                         state_->Get(storage::kDefaultKeyspace, key));
   if (!stored) return std::nullopt;
   return DecodeStoredPair(key, *stored);
 }
@@ -115,7 +105,7 @@ absl::StatusOr<KvPage> KvView::ScanPage(absl::string_view start, absl::string_vi
                                                    pending_count,
                                                    " keys of its range; split the transaction"));
   }
-  STEAD_ASSIGN_OR_RETURN(storage::ScanResult stored, snapshot_->Scan(scan));
+  STEAD_ASSIGN_OR_RETURN(storage::ScanResult stored, state_->Scan(scan));
   std::map<std::string, pb::KeyValue, std::less<>> merged;
   for (const storage::KeyValue& pair : stored.pairs) {
     STEAD_ASSIGN_OR_RETURN(pb::KeyValue kv, DecodeStoredPair(pair.key, pair.value));
@@ -188,7 +178,7 @@ absl::Status KvView::AppendEvents(int64_t revision, pb::RevisionEvents* events) 
       continue;
     }
     STEAD_ASSIGN_OR_RETURN(std::optional<std::string> existed,
-                           snapshot_->Get(storage::kDefaultKeyspace, key));
+                           state_->Get(storage::kDefaultKeyspace, key));
     if (!existed) {
       events->mutable_events()->RemoveLast();
       continue;

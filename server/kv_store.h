@@ -10,8 +10,8 @@
 //              changed, for watches; compacted from the oldest end (kv_apply.h).
 // The runtime must open the state machine with every keyspace of KvKeyspaces().
 //
-// Thread-safety: a KvView is used by one thread at a time; it borrows a StateSnapshot,
-// which must outlive it.
+// Thread-safety: a KvView is used by one thread at a time; it borrows a StateReader (a
+// snapshot for a read, the staged apply for a command), which must outlive it.
 #ifndef STEAD_SERVER_KV_STORE_H_
 #define STEAD_SERVER_KV_STORE_H_
 
@@ -39,8 +39,7 @@ std::vector<std::string> KvKeyspaces();
 
 // The service's meta record; a default KvMeta (revision 0) before the first write.
 // DataLoss if it does not decode.
-absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateSnapshot& snapshot);
-absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateMachine& state);
+absl::StatusOr<pb::KvMeta> ReadKvMeta(const storage::StateReader& state);
 // The mutation that stores `meta`.
 storage::Mutation WriteKvMeta(const pb::KvMeta& meta);
 
@@ -63,7 +62,7 @@ struct KvPage {
 // so that later operations of a transaction see the earlier ones.
 class KvView {
  public:
-  explicit KvView(const storage::StateSnapshot* snapshot) : snapshot_(snapshot) {}
+  explicit KvView(const storage::StateReader* state) : state_(state) {}
 
   // The pair of `key`, nullopt if absent. DataLoss if the stored value does not decode.
   absl::StatusOr<std::optional<pb::KeyValue>> Get(absl::string_view key) const;
@@ -92,7 +91,7 @@ class KvView {
   absl::StatusOr<KvPage> ScanPage(absl::string_view start, absl::string_view end, bool reverse,
                                   size_t limit, size_t max_bytes, size_t read_max_bytes) const;
 
-  const storage::StateSnapshot* const snapshot_;
+  const storage::StateReader* const state_;
   // Writes of this command by key: the new pair, or nullopt for a delete.
   std::map<std::string, std::optional<pb::KeyValue>, std::less<>> pending_;
 };

@@ -1,8 +1,9 @@
 // Test helper: the key-value state machine without Raft. KvHarness keeps a log of
-// write commands and applies each to a real StateMachine exactly as RaftNode does
-// (ApplyFunction, then StateMachine::Apply, an over-limit batch applied empty), and
-// can close and reopen the state machine — flushed, or as after a crash, replaying
-// the log from the applied index — or go back to a checkpoint and replay from there.
+// write commands and applies them to a real StateMachine exactly as RaftNode does
+// (ApplyFunction on a StagedApply, an over-limit batch staged empty, one commit per
+// batch), and can close and reopen the state machine — flushed, or as after a crash,
+// replaying the log from the applied index — or go back to a checkpoint and replay
+// from there.
 //
 // Not thread-safe.
 #ifndef STEAD_SERVER_KV_TESTING_H_
@@ -38,9 +39,12 @@ inline pb::ClientRequest CompareAndSwapRequest(const std::string& key, const std
 
 class KvHarness {
  public:
-  // Opens a state machine in `dir` (created; removed by the destructor).
-  KvHarness(std::string dir, KvApplyOptions options)
-      : dir_(std::move(dir)), apply_(MakeKvApplyFunction(std::move(options))) {
+  // Opens a state machine in `dir` (created; removed by the destructor). With
+  // `forgetful`, every entry is applied by a new ApplyFunction, as by a member that
+  // just restarted: what one function remembers between entries must not matter.
+  KvHarness(std::string dir, KvApplyOptions options, bool forgetful = false)
+      : dir_(std::move(dir)), options_(options), forgetful_(forgetful),
+        apply_(MakeKvApplyFunction(std::move(options))) {
     Open();
   }
   ~KvHarness() {
@@ -52,11 +56,17 @@ class KvHarness {
 
   // Appends `request` to the log, applies it and returns its response.
   pb::ClientResponse Write(const pb::ClientRequest& request) {
-    log_.push_back(request.SerializeAsString());
-    const std::string result = ApplyLogEntry(log_.size());
-    pb::ClientResponse response;
-    STEAD_CHECK(response.ParseFromString(result));
-    return response;
+    return WriteBatch({request}).front();
+  }
+  // Appends `requests` to the log and applies them in one batch (one commit).
+  std::vector<pb::ClientResponse> WriteBatch(const std::vector<pb::ClientRequest>& requests) {
+    const size_t first = log_.size() + 1;
+    for (const pb::ClientRequest& request : requests) log_.push_back(request.SerializeAsString());
+    std::vector<pb::ClientResponse> responses;
+    for (const std::string& result : ApplyLogEntries(first, log_.size())) {
+      STEAD_CHECK(responses.emplace_back().ParseFromString(result));
+    }
+    return responses;
   }
 
   // `max_response_bytes` as ReadRange's; 0: pages bounded by count alone.
@@ -72,9 +82,7 @@ class KvHarness {
     if (!crash) STEAD_CHECK_OK(state_->Flush().status());
     state_.reset();
     Open();
-    for (size_t index = state_->applied_index() + 1; index <= log_.size(); ++index) {
-      ApplyLogEntry(index);
-    }
+    ApplyLogEntries(state_->applied_index() + 1, log_.size());
     STEAD_CHECK_EQ(state_->applied_index(), log_.size());
   }
 
@@ -93,9 +101,7 @@ class KvHarness {
         storage::StateMachine::OpenFromCheckpoint(Options(), last_checkpoint_);
     STEAD_CHECK_OK(state.status());
     state_ = std::move(*state);
-    for (size_t index = state_->applied_index() + 1; index <= log_.size(); ++index) {
-      ApplyLogEntry(index);
-    }
+    ApplyLogEntries(state_->applied_index() + 1, log_.size());
     STEAD_CHECK_EQ(state_->applied_index(), log_.size());
     return true;
   }
@@ -123,33 +129,43 @@ class KvHarness {
     state_ = std::move(*state);
   }
 
-  // Applies log entry `index` (1-based) as RaftNode::ApplyEntry does.
-  std::string ApplyLogEntry(size_t index) {
-    pb::Entry entry;
-    entry.set_index(index);
-    entry.set_term(1);
-    storage::ApplyBatch batch;
-    batch.index = index;
-    batch.term = 1;
-    absl::StatusOr<std::string> result = apply_(log_[index - 1], entry, *state_, &batch.mutations);
-    STEAD_CHECK_OK(result.status());
-    absl::Status applied = state_->Apply(batch);
-    if (absl::IsInvalidArgument(applied)) {
-      result = applied;  // as RaftNode: the storage limit is the proposer's result
-      batch.mutations.clear();
-      applied = state_->Apply(batch);
+  // Applies log entries [first, last] (1-based) in one batch as RaftNode::ApplyEntries
+  // does and returns their results (an error as a response carrying it).
+  std::vector<std::string> ApplyLogEntries(size_t first, size_t last) {
+    const std::unique_ptr<storage::StagedApply> staged = state_->StartApply();
+    std::vector<std::string> results;
+    for (size_t index = first; index <= last; ++index) {
+      pb::Entry entry;
+      entry.set_index(index);
+      entry.set_term(1);
+      storage::ApplyBatch batch;
+      batch.index = index;
+      batch.term = 1;
+      const ApplyFunction apply = forgetful_ ? MakeKvApplyFunction(options_) : apply_;
+      absl::StatusOr<std::string> result = apply(log_[index - 1], entry, *staged, &batch.mutations);
+      STEAD_CHECK_OK(result.status());
+      absl::Status applied = staged->Stage(batch);
+      if (absl::IsInvalidArgument(applied)) {
+        result = applied;  // as RaftNode: the storage limit is the proposer's result
+        batch.mutations.clear();
+        applied = staged->Stage(batch);
+      }
+      STEAD_CHECK_OK(applied);
+      if (!result.ok()) {
+        pb::ClientResponse response;
+        response.mutable_error()->set_code(static_cast<int32_t>(result.status().code()));
+        response.mutable_error()->set_message(std::string(result.status().message()));
+        result = response.SerializeAsString();
+      }
+      results.push_back(*std::move(result));
     }
-    STEAD_CHECK_OK(applied);
-    if (!result.ok()) {
-      pb::ClientResponse response;
-      response.mutable_error()->set_code(static_cast<int32_t>(result.status().code()));
-      response.mutable_error()->set_message(std::string(result.status().message()));
-      return response.SerializeAsString();
-    }
-    return *result;
+    STEAD_CHECK_OK(staged->Commit());
+    return results;
   }
 
   const std::string dir_;
+  const KvApplyOptions options_;
+  const bool forgetful_;
   const ApplyFunction apply_;
   std::vector<std::string> log_;  // entry i + 1 is log_[i]
   int checkpoints_ = 0;

@@ -197,7 +197,26 @@ void RaftNode::ProposeConfChange(pb::ConfChange change, absl::Time deadline,
 void RaftNode::Propose(std::string command, absl::Time deadline, ProposeCallback done) {
   const std::optional<uint64_t> waiter = AddWaiter(deadline, done);
   if (!waiter) return;
-  PostToStrand([this, id = *waiter, command = std::move(command)]() mutable {
+  bool post = false;
+  {
+    MutexLock lock(&proposals_mu_);
+    proposals_.push_back(QueuedProposal{*waiter, std::move(command)});
+    post = !proposals_drain_posted_;
+    proposals_drain_posted_ = true;
+  }
+  // One strand handler proposes everything queued meanwhile, so the core puts it all in
+  // one Ready: one WAL write and one APPEND per follower for the lot.
+  if (post) PostToStrand([this] { ProposeQueued(); });
+}
+
+void RaftNode::ProposeQueued() {
+  std::vector<QueuedProposal> queued;
+  {
+    MutexLock lock(&proposals_mu_);
+    queued.swap(proposals_);
+    proposals_drain_posted_ = false;
+  }
+  for (QueuedProposal& queued_proposal : queued) {
     absl::Status status;
     if (failed_) {
       status = absl::UnavailableError("this member stopped after an error");
@@ -206,13 +225,13 @@ void RaftNode::Propose(std::string command, absl::Time deadline, ProposeCallback
     } else {
       pb::Proposal proposal;
       proposal.set_proposer_id(raft_->id());
-      proposal.set_proposal_id(id);
-      proposal.set_command(std::move(command));
+      proposal.set_proposal_id(queued_proposal.id);
+      proposal.set_command(std::move(queued_proposal.command));
       status = raft_->Propose(proposal.SerializeAsString());
     }
-    if (!status.ok()) FailWaiter(id, status);
-    ProcessReadys();
-  });
+    if (!status.ok()) FailWaiter(queued_proposal.id, status);
+  }
+  ProcessReadys();
 }
 
 void RaftNode::ReadBarrier(absl::Time deadline, ReadCallback done) {
@@ -625,15 +644,33 @@ void RaftNode::Fail(absl::Status status) {
 
 void RaftNode::ApplyEntries(std::vector<pb::Entry> entries) {
   const absl::Time start = absl::Now();
+  // The whole batch is one write: each entry's command reads the state with the
+  // earlier ones staged over it, and proposers hear of their entries only once the
+  // write that holds them is done (a read right after must see it).
+  const std::unique_ptr<storage::StagedApply> staged = state_machine_->StartApply();
+  std::vector<std::pair<uint64_t, absl::StatusOr<std::string>>> results;
   raft::Index last = 0;
+  const auto commit = [&]() -> absl::Status {
+    STEAD_RETURN_IF_ERROR(staged->Commit());
+    for (auto& [waiter, result] : results) CompleteWaiter(waiter, std::move(result));
+    results.clear();
+    return absl::OkStatus();
+  };
   for (const pb::Entry& entry : entries) {
-    if (absl::Status status = ApplyEntry(entry); !status.ok()) {
+    absl::Status status = ApplyEntry(entry, *staged, &results);
+    // Bounded, so that a long catch-up does not hold one huge batch in memory.
+    if (status.ok() && staged->staged_bytes() >= kMaxStagedApplyBytes) status = commit();
+    if (!status.ok()) {
       PostToStrand([this, status] { Fail(Annotate(status, "apply")); });
       return;
     }
     last = entry.index();
     ++entries_since_checkpoint_;
     bytes_since_checkpoint_ += entry.ByteSizeLong();
+  }
+  if (absl::Status status = commit(); !status.ok()) {
+    PostToStrand([this, status] { Fail(Annotate(status, "apply")); });
+    return;
   }
   if (options_.metrics.apply_seconds) {
     options_.metrics.apply_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
@@ -724,7 +761,9 @@ absl::Status RaftNode::ReplaceState(const std::string& checkpoint_dir,
   return absl::OkStatus();
 }
 
-absl::Status RaftNode::ApplyEntry(const pb::Entry& entry) {
+absl::Status RaftNode::ApplyEntry(
+    const pb::Entry& entry, storage::StagedApply& staged,
+    std::vector<std::pair<uint64_t, absl::StatusOr<std::string>>>* results) {
   storage::ApplyBatch batch;
   batch.index = entry.index();
   batch.term = entry.term();
@@ -753,25 +792,25 @@ absl::Status RaftNode::ApplyEntry(const pb::Entry& entry) {
       // Deterministic on every member: an undecodable entry changes nothing.
       STEAD_LOG(logger_, Error) << "entry " << entry.index() << " is not a proposal; skipped";
     } else {
-      result = apply_(proposal.command(), entry, *state_machine_, &batch.mutations);
+      result = apply_(proposal.command(), entry, staged, &batch.mutations);
       if (!result.ok()) batch.mutations.clear();
     }
   }
-  absl::Status applied = state_machine_->Apply(batch);
+  absl::Status applied = staged.Stage(batch);
   if (absl::IsInvalidArgument(applied)) {
     // Over a storage limit: the command fails for its proposer, identically on every
     // member, and the entry still counts as applied.
     result = applied;
     batch.mutations.clear();
-    applied = state_machine_->Apply(batch);
+    applied = staged.Stage(batch);
   }
   if (!applied.ok()) return applied;
   if (has_proposal && proposal.proposer_id() == options_.raft.id) {
-    CompleteWaiter(proposal.proposal_id(), std::move(result));
+    results->emplace_back(proposal.proposal_id(), std::move(result));
   } else if (conf_change_id != 0) {
     // Waiter ids start at a random 64-bit value, so another member's id matches one of
     // ours only by a negligible chance.
-    CompleteWaiter(conf_change_id, std::move(result));
+    results->emplace_back(conf_change_id, std::move(result));
   }
   return absl::OkStatus();
 }

@@ -91,11 +91,12 @@ struct RaftNodeOptions {
 
 // What one committed command does. Runs on the applier thread, in log order, once per
 // entry on every member (so it must be deterministic). It may read `state` (which holds
-// every earlier entry), appends the mutations to make and returns the result for the
+// every earlier entry: the state machine with the earlier entries of the same apply
+// batch laid over it), appends the mutations to make and returns the result for the
 // proposer, or an error that is also the proposer's result (the entry then changes
 // nothing).
 using ApplyFunction = std::function<absl::StatusOr<std::string>(
-    absl::string_view command, const pb::Entry& entry, const storage::StateMachine& state,
+    absl::string_view command, const pb::Entry& entry, const storage::StateReader& state,
     std::vector<storage::Mutation>* mutations)>;
 
 // What a committed membership change does besides changing the configuration. Runs on
@@ -254,8 +255,14 @@ class RaftNode {
   absl::Status ReconcileStorage();
 
   // --- applier thread ---
+  // A batch of committed entries is written in one state machine write, or in several
+  // of about this many bytes of mutations while a long backlog is applied.
+  static constexpr size_t kMaxStagedApplyBytes = size_t{16} << 20;
   void ApplyEntries(std::vector<pb::Entry> entries);
-  absl::Status ApplyEntry(const pb::Entry& entry);
+  // Stages `entry` in `staged`; the proposer's result, if the proposer is this member,
+  // goes to `results` (waiter id, result), handed out once the batch is committed.
+  absl::Status ApplyEntry(const pb::Entry& entry, storage::StagedApply& staged,
+                          std::vector<std::pair<uint64_t, absl::StatusOr<std::string>>>* results);
   void MaybeTakeCheckpoint();
   // --- checkpointer thread ---
   void VerifyStateChecksums();
@@ -304,6 +311,17 @@ class RaftNode {
   uint64_t read_rounds_started_ = 0;
   absl::Time read_round_started_;
   void StartReadRound();
+
+  // Proposals waiting for the strand, which proposes them all in one handler
+  // (ProposeQueued); a drain is posted when the first one arrives.
+  struct QueuedProposal {
+    uint64_t id = 0;  // its waiter
+    std::string command;
+  };
+  Mutex proposals_mu_;
+  std::vector<QueuedProposal> proposals_ ABSL_GUARDED_BY(proposals_mu_);
+  bool proposals_drain_posted_ ABSL_GUARDED_BY(proposals_mu_) = false;
+  void ProposeQueued();
 
   // Waiters for proposals: completed by the applier, expired by the strand.
   mutable Mutex waiters_mu_;

@@ -41,7 +41,7 @@ bool WaitUntil(Predicate done, absl::Duration timeout = absl::Seconds(20)) {
 
 // "put <key> <value>" becomes one Put in the kv keyspace.
 absl::StatusOr<std::string> ApplyPut(absl::string_view command, const pb::Entry&,
-                                     const storage::StateMachine&,
+                                     const storage::StateReader&,
                                      std::vector<storage::Mutation>* mutations) {
   std::vector<std::string> words = absl::StrSplit(command, ' ');
   if (words.size() != 3 || words[0] != "put") {

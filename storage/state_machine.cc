@@ -1,5 +1,6 @@
 #include "storage/state_machine.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <utility>
@@ -10,6 +11,7 @@
 #include "base/mutex.h"
 #include "base/status_macros.h"
 #include "rocksdb/utilities/checkpoint.h"
+#include "rocksdb/utilities/write_batch_with_index.h"
 #include "storage/checkpoint.h"
 #include "storage/checkpoint_files.h"
 #include "storage/state_machine_db.h"
@@ -295,8 +297,120 @@ StateMachine::~StateMachine() {
 }
 
 absl::Status StateMachine::Apply(const ApplyBatch& batch) {
-  MutexLock write_lock(&impl_->write_mu);
-  const pb::SnapshotMetadata current = applied();
+  const std::unique_ptr<StagedApply> staged = StartApply();
+  STEAD_RETURN_IF_ERROR(staged->Stage(batch));
+  return staged->Commit();
+}
+
+// ---------------------------------------------------------------------------------------
+// StagedApply
+
+namespace {
+
+bool HasDeleteRange(const ApplyBatch& batch) {
+  return std::any_of(batch.mutations.begin(), batch.mutations.end(), [](const Mutation& mutation) {
+    return mutation.type == Mutation::Type::kDeleteRange;
+  });
+}
+
+size_t MutationBytes(const ApplyBatch& batch) {
+  size_t bytes = 0;
+  for (const Mutation& mutation : batch.mutations) {
+    bytes += mutation.key.size() + mutation.value.size();
+  }
+  return bytes;
+}
+
+// Adds the mutations of `batch` to `write_batch`; their keyspaces were validated.
+absl::Status AddMutations(const Database& database, const ApplyBatch& batch,
+                          rocksdb::WriteBatchBase* write_batch) {
+  for (const Mutation& mutation : batch.mutations) {
+    rocksdb::ColumnFamilyHandle* handle = database.Keyspace(mutation.keyspace);
+    STEAD_CHECK(handle != nullptr);  // ValidateBatch checked every keyspace.
+    rocksdb::Status added;
+    switch (mutation.type) {
+      case Mutation::Type::kPut:
+        added = write_batch->Put(handle, mutation.key, mutation.value);
+        break;
+      case Mutation::Type::kDelete:
+        added = write_batch->Delete(handle, mutation.key);
+        break;
+      case Mutation::Type::kDeleteRange:
+        added = write_batch->DeleteRange(handle, mutation.key, mutation.value);
+        break;
+    }
+    STEAD_RETURN_IF_ERROR(internal::FromRocks(added, "build write batch"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+class StagedApply::Impl {
+ public:
+  Impl(StateMachine::Impl* owner, std::shared_ptr<Database> live, pb::SnapshotMetadata applied)
+      : machine(owner),
+        database(std::move(live)),
+        committed(applied),
+        staged(std::move(applied)) {}
+
+  // Writes `write_batch` with the applied state `next`, if the state machine is still at
+  // `committed` on the same database, and publishes `next`.
+  absl::Status Write(rocksdb::WriteBatch* write_batch, const pb::SnapshotMetadata& next) {
+    // The applied state travels in the same batch as the data: they are never apart.
+    STEAD_RETURN_IF_ERROR(internal::FromRocks(
+        write_batch->Put(database->meta(), internal::kAppliedKey, next.SerializeAsString()),
+        "build write batch"));
+    MutexLock write_lock(&machine->write_mu);
+    {
+      MutexLock lock(&machine->state_mu);
+      if (machine->database != database || machine->applied.index() != committed.index()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "apply: the state machine moved to index ", machine->applied.index(),
+            " while entries after ", committed.index(), " were staged"));
+      }
+    }
+    rocksdb::WriteOptions write_options;
+    write_options.disableWAL = true;  // The Raft log replays; see state_machine.h.
+    STEAD_RETURN_IF_ERROR(database->Observe(internal::FromRocks(
+        database->db()->Write(write_options, write_batch),
+        absl::StrCat("apply entries ", committed.index() + 1, "..", next.index()))));
+    MutexLock lock(&machine->state_mu);
+    machine->applied = next;
+    committed = next;
+    return absl::OkStatus();
+  }
+
+  StateMachine::Impl* const machine;
+  // Captured at the start: a commit checks it is still the live one.
+  const std::shared_ptr<Database> database;
+  pb::SnapshotMetadata committed;  // the applied state written last
+  pb::SnapshotMetadata staged;     // the applied state after the last staged entry
+  // overwrite_key: a key written twice is indexed once, which iterating it over the
+  // database needs.
+  rocksdb::WriteBatchWithIndex batch{rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true};
+  size_t staged_bytes = 0;
+};
+
+std::unique_ptr<StagedApply> StateMachine::StartApply() {
+  std::shared_ptr<Database> database;
+  pb::SnapshotMetadata applied;
+  {
+    MutexLock lock(&impl_->state_mu);
+    database = impl_->database;
+    applied = impl_->applied;
+  }
+  return std::unique_ptr<StagedApply>(new StagedApply(
+      std::make_unique<StagedApply::Impl>(impl_.get(), std::move(database), std::move(applied))));
+}
+
+StagedApply::StagedApply(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StagedApply::~StagedApply() = default;
+
+size_t StagedApply::staged_bytes() const { return impl_->staged_bytes; }
+
+absl::Status StagedApply::Stage(const ApplyBatch& batch) {
+  const pb::SnapshotMetadata& current = impl_->staged;
   if (batch.index == 0 || batch.term == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("apply: index ", batch.index, " term ", batch.term, " (both must be > 0)"));
@@ -313,45 +427,57 @@ absl::Status StateMachine::Apply(const ApplyBatch& batch) {
                                                       batch.term, " below applied term ",
                                                       current.term()));
   }
-  const std::shared_ptr<Database> database = impl_->CurrentDatabase();
+  const Database& database = *impl_->database;
   // Nothing is applied on a damaged state: it could not answer as the other members do.
-  STEAD_RETURN_IF_ERROR(database->damage());
-  STEAD_RETURN_IF_ERROR(impl_->ValidateBatch(*database, batch));
+  STEAD_RETURN_IF_ERROR(database.damage());
+  STEAD_RETURN_IF_ERROR(impl_->machine->ValidateBatch(database, batch));
 
   pb::SnapshotMetadata next = current;
   next.set_index(batch.index);
   next.set_term(batch.term);
   if (batch.conf_state.has_value()) *next.mutable_conf_state() = *batch.conf_state;
-
-  rocksdb::WriteBatch write_batch;
-  for (const Mutation& mutation : batch.mutations) {
-    rocksdb::ColumnFamilyHandle* handle = database->Keyspace(mutation.keyspace);
-    STEAD_CHECK(handle != nullptr);  // ValidateBatch checked every keyspace.
-    rocksdb::Status added;
-    switch (mutation.type) {
-      case Mutation::Type::kPut:
-        added = write_batch.Put(handle, mutation.key, mutation.value);
-        break;
-      case Mutation::Type::kDelete:
-        added = write_batch.Delete(handle, mutation.key);
-        break;
-      case Mutation::Type::kDeleteRange:
-        added = write_batch.DeleteRange(handle, mutation.key, mutation.value);
-        break;
-    }
-    STEAD_RETURN_IF_ERROR(internal::FromRocks(added, "build write batch"));
+  if (HasDeleteRange(batch)) {
+    STEAD_RETURN_IF_ERROR(Commit());
+    rocksdb::WriteBatch write_batch;
+    STEAD_RETURN_IF_ERROR(AddMutations(database, batch, &write_batch));
+    STEAD_RETURN_IF_ERROR(impl_->Write(&write_batch, next));
+    impl_->staged = std::move(next);
+    return absl::OkStatus();
   }
-  // The applied state travels in the same batch as the data: they are never apart.
-  STEAD_RETURN_IF_ERROR(internal::FromRocks(
-      write_batch.Put(database->meta(), internal::kAppliedKey, next.SerializeAsString()),
-      "build write batch"));
-  rocksdb::WriteOptions write_options;
-  write_options.disableWAL = true;  // The Raft log replays; see state_machine.h.
-  STEAD_RETURN_IF_ERROR(database->Observe(internal::FromRocks(
-      database->db()->Write(write_options, &write_batch), absl::StrCat("apply entry ", batch.index))));
-  MutexLock lock(&impl_->state_mu);
-  impl_->applied = std::move(next);
+  // An entry is staged whole or not at all: a failure to add a mutation leaves the
+  // batch at its last savepoint.
+  impl_->batch.SetSavePoint();
+  if (absl::Status added = AddMutations(database, batch, &impl_->batch); !added.ok()) {
+    impl_->batch.RollbackToSavePoint().PermitUncheckedError();
+    return added;
+  }
+  impl_->batch.PopSavePoint().PermitUncheckedError();
+  impl_->staged = std::move(next);
+  impl_->staged_bytes += MutationBytes(batch);
+  ++staged_entries_;
   return absl::OkStatus();
+}
+
+absl::Status StagedApply::Commit() {
+  if (staged_entries_ == 0) return absl::OkStatus();
+  STEAD_RETURN_IF_ERROR(impl_->Write(impl_->batch.GetWriteBatch(), impl_->staged));
+  impl_->batch.Clear();
+  impl_->staged_bytes = 0;
+  staged_entries_ = 0;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::string>> StagedApply::Get(absl::string_view keyspace,
+                                                            absl::string_view key) const {
+  const Database& database = *impl_->database;
+  STEAD_RETURN_IF_ERROR(database.damage());
+  return Observed(database, internal::GetAt(database, nullptr, keyspace, key, &impl_->batch));
+}
+
+absl::StatusOr<ScanResult> StagedApply::Scan(const ScanOptions& options) const {
+  const Database& database = *impl_->database;
+  STEAD_RETURN_IF_ERROR(database.damage());
+  return Observed(database, internal::ScanAt(database, nullptr, options, &impl_->batch));
 }
 
 pb::SnapshotMetadata StateMachine::applied() const {

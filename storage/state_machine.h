@@ -61,16 +61,13 @@
 #include "storage/content_hash.h"
 #include "storage/limits.h"
 #include "storage/node_metadata.h"
+#include "storage/state_reader.h"
 
 namespace stead::storage {
 
 // Name of the column family holding the applied state and node metadata. Not a valid
 // keyspace name.
 inline constexpr char kMetaColumnFamily[] = "meta";
-// The default user keyspace.
-inline constexpr char kDefaultKeyspace[] = "kv";
-// Most pairs one Scan may return.
-inline constexpr size_t kMaxScanLimit = 100000;
 
 // What an operator must do about a state machine that failed a checksum; the end of
 // every error such a state machine returns (docs/lost-volume.md quotes it).
@@ -151,41 +148,11 @@ struct ApplyBatch {
   std::optional<pb::ConfState> conf_state;
 };
 
-struct KeyValue {
-  std::string key;
-  std::string value;
-  bool operator==(const KeyValue&) const = default;
-};
-
-struct ScanOptions {
-  // Keyspace to read. Default: "kv".
-  std::string keyspace = kDefaultKeyspace;
-  // First key of the range, inclusive. Default: empty (from the first key).
-  std::string start_key;
-  // End of the range, exclusive; empty means no end. Default: empty.
-  std::string end_key;
-  // Return pairs from the end of the range backwards. Default: false.
-  bool reverse = false;
-  // Most pairs to return; 1..kMaxScanLimit. Default: 1000.
-  size_t limit = 1000;
-  // With max_bytes > 0, the scan also stops once the pairs returned hold at least this
-  // many bytes of keys and values: the pair that reaches it is the last one, so at most
-  // one pair's bytes more are read. Default: 0 (no byte bound).
-  size_t max_bytes = 0;
-};
-
-struct ScanResult {
-  std::vector<KeyValue> pairs;  // in key order (descending when reverse)
-  // True if the range holds more pairs than were returned: continue after the last
-  // key (forward) or before it (reverse).
-  bool more = false;
-};
-
 // A consistent read-only view of the state at one applied index. It keeps reading that
 // state even after ReplaceWithCheckpoint switched the state machine away from it (the
 // replaced database is closed and removed when its last view is destroyed). Must be
 // destroyed before the StateMachine that created it. Thread-safe.
-class StateSnapshot {
+class StateSnapshot : public StateReader {
  public:
   class Impl;
   explicit StateSnapshot(std::unique_ptr<Impl> impl);
@@ -197,8 +164,8 @@ class StateSnapshot {
   const pb::SnapshotMetadata& applied() const;
   // As StateMachine::Get / Scan, at this view.
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view keyspace,
-                                                 absl::string_view key) const;
-  absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const;
+                                                 absl::string_view key) const override;
+  absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const override;
   // The content hash of every user keyspace at this view (storage/content_hash.h)
   // except those in `excluded`: equal on members that applied the same index. Reads
   // every pair: O(data size).
@@ -208,7 +175,9 @@ class StateSnapshot {
   std::unique_ptr<Impl> impl_;
 };
 
-class StateMachine {
+class StagedApply;
+
+class StateMachine : public StateReader {
  public:
   // Opens (or, on an uninitialised dir, creates) the state machine in
   // options.data_dir and checks the node metadata against options.identity.
@@ -266,6 +235,10 @@ class StateMachine {
   //   DataLoss: the state machine is damaged (damage()); nothing is written.
   //   Other codes: RocksDB write errors.
   absl::Status Apply(const ApplyBatch& batch);
+  // Starts applying a run of entries in one write (StagedApply). The applier uses at
+  // most one at a time and commits or drops it before any other Apply, Flush,
+  // checkpoint or ReplaceWithCheckpoint of its own.
+  std::unique_ptr<StagedApply> StartApply();
 
   // The last applied index, its term and the conf state in force there.
   pb::SnapshotMetadata applied() const;
@@ -294,10 +267,10 @@ class StateMachine {
   // Value of `key` in `keyspace` at the latest applied state; nullopt if absent.
   // InvalidArgument for an unknown keyspace.
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view keyspace,
-                                                 absl::string_view key) const;
+                                                 absl::string_view key) const override;
   // Pairs of a key range in order. InvalidArgument for an unknown keyspace or a limit
   // outside 1..kMaxScanLimit.
-  absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const;
+  absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const override;
   // A consistent view of the current state for several reads. Errors only if the
   // applied record cannot be read back (I/O error, DataLoss).
   absl::StatusOr<std::unique_ptr<StateSnapshot>> NewSnapshot() const;
@@ -355,9 +328,50 @@ class StateMachine {
   absl::StatusOr<pb::SnapshotManifest> ReplaceWithCheckpoint(const std::string& checkpoint_dir);
 
  private:
+  friend class StagedApply;
   class Impl;
   explicit StateMachine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// A run of committed entries applied in one RocksDB write. Each Stage() adds an entry's
+// mutations to an indexed batch; Get and Scan read the state as if every staged entry
+// were applied (the batch laid over the database), which is what the next entry's
+// command must see; Commit() writes the lot with the applied state of the last one, so
+// after a crash the applied index still describes exactly the data present. Until
+// Commit() nothing is visible to other readers: the applier acknowledges an entry only
+// after the commit that holds it.
+//
+// Thread-safety: the applier's alone; StateMachine readers on other threads run
+// concurrently and see the state before the commit or after it.
+class StagedApply : public StateReader {
+ public:
+  ~StagedApply() override;
+  StagedApply(const StagedApply&) = delete;
+  StagedApply& operator=(const StagedApply&) = delete;
+
+  // Stages one entry. Errors as StateMachine::Apply; on an error nothing of the entry is
+  // staged and the earlier ones stay. An entry with a kDeleteRange mutation (which an
+  // indexed batch cannot hold) commits what is staged and is written on its own.
+  absl::Status Stage(const ApplyBatch& batch);
+  // Writes every staged entry and their applied state in one atomic write; OK and a
+  // no-op with nothing staged. Errors are RocksDB's; then nothing staged was written.
+  absl::Status Commit();
+
+  size_t staged_entries() const { return staged_entries_; }
+  // Bytes of the staged mutations (what the commit writes).
+  size_t staged_bytes() const;
+
+  absl::StatusOr<std::optional<std::string>> Get(absl::string_view keyspace,
+                                                 absl::string_view key) const override;
+  absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const override;
+
+ private:
+  friend class StateMachine;
+  class Impl;
+  explicit StagedApply(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  size_t staged_entries_ = 0;
 };
 
 }  // namespace stead::storage

@@ -152,6 +152,99 @@ TEST(StateMachine, ApplyThenGetAndScan) {
               StatusIs(absl::StatusCode::kInvalidArgument, "limit"));
 }
 
+// Goal: a staged run of entries reads as if applied, is invisible until its commit,
+// and commits atomically with the applied index of its last entry. Method: stage
+// entries over stored keys (overwrites, a delete, keys outside the scanned ranges) and
+// compare reads through the staged view with reads of the state machine before and
+// after the commit.
+TEST(StagedApply, StagedEntriesReadAsAppliedAndCommitTogether) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));
+  ASSERT_OK(machine->Apply(PutBatch(1, 1, {{"b", "1"}, {"d", "1"}, {"f", "1"}})));
+  const std::unique_ptr<StagedApply> staged = machine->StartApply();
+  ASSERT_OK(staged->Stage(PutBatch(2, 1, {{"a", "2"}, {"d", "2"}})));
+  ApplyBatch third;
+  third.index = 3;
+  third.term = 2;
+  third.mutations = {Mutation::Delete("kv", "b"), Mutation::Put("kv", "g", "3"),
+                     Mutation::Put("kv", "d", "3")};
+  ASSERT_OK(staged->Stage(third));
+  EXPECT_EQ(staged->staged_entries(), 2u);
+
+  EXPECT_THAT(staged->Get("kv", "d"), ::stead::testing::IsOkAndHolds(Optional(std::string("3"))));
+  EXPECT_THAT(staged->Get("kv", "b"), ::stead::testing::IsOkAndHolds(std::nullopt));
+  EXPECT_THAT(staged->Get("kv", "f"), ::stead::testing::IsOkAndHolds(Optional(std::string("1"))));
+  const struct {
+    const char* name;
+    ScanOptions options;
+    std::vector<std::string> want;
+    bool want_more;
+  } cases[] = {
+      {"all", {}, {"a", "d", "f", "g"}, false},
+      // Staged keys on both sides of the range ("a", "g") stay out of it.
+      {"range", {"kv", "b", "f", false, 100}, {"d"}, false},
+      {"reverse range", {"kv", "b", "f", true, 100}, {"d"}, false},
+      {"reverse", {"kv", "", "", true, 100}, {"g", "f", "d", "a"}, false},
+      {"limit", {"kv", "", "", false, 2}, {"a", "d"}, true},
+      {"reverse limit to the start", {"kv", "c", "", true, 2}, {"g", "f"}, true},
+      // A staged key past the end, the range's keys stored and staged.
+      {"reverse below a staged key", {"kv", "a", "e", true, 100}, {"d", "a"}, false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_OK_AND_ASSIGN(const ScanResult result, staged->Scan(c.options));
+    EXPECT_EQ(Keys(result), c.want);
+    EXPECT_EQ(result.more, c.want_more);
+  }
+  // Nothing is visible before the commit.
+  EXPECT_EQ(machine->applied_index(), 1u);
+  EXPECT_EQ(*machine->Get("kv", "d"), std::optional<std::string>("1"));
+  EXPECT_EQ(*machine->Get("kv", "a"), std::nullopt);
+
+  ASSERT_OK(staged->Commit());
+  EXPECT_EQ(staged->staged_entries(), 0u);
+  EXPECT_EQ(machine->applied_index(), 3u);
+  EXPECT_EQ(machine->applied().term(), 2u);
+  ASSERT_OK_AND_ASSIGN(const ScanResult all, machine->Scan({}));
+  EXPECT_THAT(all.pairs, ElementsAre(KeyValue{"a", "2"}, KeyValue{"d", "3"}, KeyValue{"f", "1"},
+                                     KeyValue{"g", "3"}));
+  // The view goes on after a commit.
+  ASSERT_OK(staged->Stage(PutBatch(4, 2, {{"h", "4"}})));
+  ASSERT_OK(staged->Commit());
+  EXPECT_EQ(*machine->Get("kv", "h"), std::optional<std::string>("4"));
+  EXPECT_EQ(machine->applied_index(), 4u);
+}
+
+// Goal: what cannot join a staged run is refused or written without losing the run.
+// Method: an over-limit entry is refused with nothing of it staged; a gap is refused;
+// a delete-range entry commits the run and is applied after it.
+TEST(StagedApply, RefusedEntriesLeaveTheRunAndADeleteRangeCommitsIt) {
+  TempDir dir;
+  StateMachineOptions options = TestOptions(dir.Sub("data"));
+  options.limits.max_value_bytes = 8;
+  ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(options));
+  const std::unique_ptr<StagedApply> staged = machine->StartApply();
+  ASSERT_OK(staged->Stage(PutBatch(1, 1, {{"a", "1"}, {"b", "1"}, {"c", "1"}})));
+  EXPECT_THAT(staged->Stage(PutBatch(2, 1, {{"x", "1"}, {"y", std::string(9, 'v')}})),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(staged->Get("kv", "x"), ::stead::testing::IsOkAndHolds(std::nullopt));
+  EXPECT_THAT(staged->Stage(PutBatch(3, 1, {{"x", "1"}})),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "skipped"));
+  ASSERT_OK(staged->Stage(PutBatch(2, 1, {})));  // the refused entry, applied empty
+
+  ApplyBatch erase;
+  erase.index = 3;
+  erase.term = 1;
+  erase.mutations = {Mutation::DeleteRange("kv", "a", "c"), Mutation::Put("kv", "d", "3")};
+  ASSERT_OK(staged->Stage(erase));
+  EXPECT_EQ(machine->applied_index(), 3u);  // written, with the run before it
+  EXPECT_EQ(staged->staged_entries(), 0u);
+  ASSERT_OK(staged->Stage(PutBatch(4, 1, {{"a", "4"}})));
+  ASSERT_OK(staged->Commit());
+  ASSERT_OK_AND_ASSIGN(const ScanResult all, machine->Scan({}));
+  EXPECT_THAT(all.pairs, ElementsAre(KeyValue{"a", "4"}, KeyValue{"c", "1"}, KeyValue{"d", "3"}));
+}
+
 TEST(StateMachine, DeleteRangeRemovesEveryKeyOfTheRangeOnly) {
   TempDir dir;
   ASSERT_OK_AND_ASSIGN(auto machine, StateMachine::Open(TestOptions(dir.Sub("data"))));

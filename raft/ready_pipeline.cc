@@ -32,8 +32,9 @@ void ReadyPipeline::Handle(Ready ready) {
     ready.messages_after_persist.clear();
   }
   if (ready.snapshot) {
-    // The state machine becomes the snapshot before the log records it (a crash in
-    // between leaves the state machine ahead, which the runtime repairs at start).
+    // Later Readys come after the snapshot: none is taken until the runtime installed
+    // it (RaftNode replaces its state machine first and repairs a crash before the
+    // log records it at start; the simulator installs it when the write is durable).
     const pb::SnapshotMetadata snapshot = *ready.snapshot;
     installing_ = std::move(ready);
     runtime_->InstallSnapshot(snapshot);

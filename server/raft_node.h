@@ -16,7 +16,7 @@
 // core hears of the failure, and may offer again, only after a backoff that doubles
 // with each consecutive failure to that follower (snapshot_retry_*). A received snapshot is installed on the applier thread (the state
 // machine first, then the WAL marker; Start() repairs a crash in between), while the
-// strand holds back further Readys.
+// pipeline takes no further Readys.
 //
 // Proposals carry a (proposer, id) pair so the member that proposed a command can hand
 // the apply result to its waiter. A waiter's outcome is exactly one of: the result;

@@ -174,6 +174,53 @@ TEST_F(PipelineTest, CommitOnlyHardStateNeedsNoSyncAndEntriesApplyAtOnce) {
   EXPECT_EQ(runtime_.applied, std::vector<Index>{4});
 }
 
+TEST_F(PipelineTest, NoReadyIsTakenWhileASnapshotIsInstalled) {
+  pb::Message message;
+  message.set_type(pb::MESSAGE_TYPE_SNAPSHOT);
+  message.set_from(1);
+  message.set_term(2);
+  pb::SnapshotMetadata* snapshot = message.mutable_snapshot();
+  snapshot->set_index(10);
+  snapshot->set_term(2);
+  for (NodeId voter : {1, 2, 3}) snapshot->mutable_conf_state()->add_voters(voter);
+  Step(message);
+  EXPECT_EQ(pipeline_->Drain(10), 1);
+  EXPECT_EQ(runtime_.installs, std::vector<Index>{10});
+  // The state machine is not yet the snapshot: nothing is written or acknowledged.
+  EXPECT_TRUE(pipeline_->installing_snapshot());
+  EXPECT_TRUE(runtime_.writes.empty());
+  EXPECT_TRUE(runtime_.sent.empty());
+  Step(Append(2, 10, 2, 10, {11}));
+  EXPECT_EQ(pipeline_->Drain(10), 0);
+  pipeline_->OnSnapshotInstalled(absl::OkStatus());
+  ASSERT_EQ(runtime_.writes.size(), 1u);
+  ASSERT_TRUE(runtime_.writes[0].snapshot.has_value());
+  EXPECT_EQ(runtime_.writes[0].snapshot->index(), 10u);
+  EXPECT_TRUE(runtime_.writes[0].sync);
+  EXPECT_EQ(pipeline_->Drain(10), 1);
+  ASSERT_EQ(runtime_.writes.size(), 2u);
+  ASSERT_EQ(runtime_.writes[1].entries.size(), 1u);
+  EXPECT_EQ(runtime_.writes[1].entries[0].index(), 11u);
+}
+
+TEST_F(PipelineTest, FailedSnapshotInstallStopsThePipeline) {
+  pb::Message message;
+  message.set_type(pb::MESSAGE_TYPE_SNAPSHOT);
+  message.set_from(1);
+  message.set_term(2);
+  pb::SnapshotMetadata* snapshot = message.mutable_snapshot();
+  snapshot->set_index(10);
+  snapshot->set_term(2);
+  for (NodeId voter : {1, 2, 3}) snapshot->mutable_conf_state()->add_voters(voter);
+  Step(message);
+  pipeline_->Drain(10);
+  pipeline_->OnSnapshotInstalled(absl::DataLossError("bad checkpoint"));
+  ASSERT_EQ(runtime_.failures.size(), 1u);
+  EXPECT_TRUE(absl::IsDataLoss(runtime_.failures[0]));
+  EXPECT_TRUE(runtime_.writes.empty());
+  EXPECT_TRUE(pipeline_->failed());
+}
+
 TEST_F(PipelineTest, FailedWriteStopsThePipeline) {
   Step(Append(2, 3, 1, 3, {4}));
   pipeline_->Drain(10);

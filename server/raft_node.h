@@ -31,10 +31,10 @@
 
 #include <atomic>
 #include <cstdint>
-#include <optional>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>

@@ -23,14 +23,26 @@
 //   cut A B | cut-one-way FROM TO | isolate ID | heal
 //   crash ID | restart ID | compact ID INDEX
 //   status [ID...]
+//
+// Driving one node's Readys through a ReadyPipeline by hand (raft/ready_pipeline.h):
+//   manual ID   from now on the network leaves ID's Readys to the commands below
+//   ready ID    the pipeline takes one Ready: prints what it sends at once, the write it
+//               submits, the entries it hands to the applier, the messages it holds
+//   persist ID  the oldest write becomes durable: prints the held messages now sent
+//               and the OnPersisted it reports
+//   apply ID    applies the entries handed to the applier
+// A crash loses the writes in flight and the messages held for them.
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -39,6 +51,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "raft/raft.h"
+#include "raft/ready_pipeline.h"
 #include "raft/test_network.h"
 
 #ifndef STEAD_RAFT_TESTDATA_DIR
@@ -95,6 +108,115 @@ std::string Describe(const absl::Status& status) {
   return status.ok() ? "ok" : absl::StrCat("error: ", status.ToString());
 }
 
+std::string DescribeWrite(const LogWrite& write) {
+  std::vector<std::string> parts;
+  if (write.snapshot) {
+    parts.push_back(absl::StrCat("snapshot=", write.snapshot->term(), "/", write.snapshot->index()));
+  }
+  if (!write.entries.empty()) {
+    std::vector<std::string> entries;
+    for (const pb::Entry& entry : write.entries) entries.push_back(testing::DescribeEntry(entry));
+    parts.push_back(absl::StrCat("entries=[", absl::StrJoin(entries, " "), "]"));
+  }
+  if (write.hard_state) {
+    parts.push_back(absl::StrCat("hard_state=(term=", write.hard_state->term(),
+                                 " vote=", write.hard_state->vote(),
+                                 " commit=", write.hard_state->commit(), ")"));
+  }
+  parts.push_back(write.sync ? "sync" : "no-sync");
+  return absl::StrJoin(parts, " ");
+}
+
+// The runtime under a manual node's pipeline: writes wait for `persist`, committed
+// entries for `apply`, messages go to the network's queue.
+class ManualNode final : public ReadyPipeline::Runtime {
+ public:
+  ManualNode(TestNetwork* net, NodeId id, std::vector<std::string>* out)
+      : net_(net), id_(id), out_(out), pipeline_(&net->raft(id), this) {}
+
+  void TakeReady() {
+    if (pipeline_.Drain(1) == 0) {
+      out_->push_back(absl::StrCat(id_, " has no Ready"));
+      return;
+    }
+    if (const size_t held = pipeline_.held_messages(); held > 0) {
+      out_->push_back(absl::StrCat(id_, " holds ", held, " message(s) until write ",
+                                   writes_.back().first, " is durable"));
+    }
+  }
+
+  void Persist() {
+    if (writes_.empty()) {
+      out_->push_back(absl::StrCat(id_, " has no write in flight"));
+      return;
+    }
+    auto [sequence, write] = std::move(writes_.front());
+    writes_.pop_front();
+    TestNetwork::Node& node = net_->node(id_);
+    if (write.snapshot) {
+      EXPECT_TRUE(node.storage->ApplySnapshot(*write.snapshot).ok());
+    }
+    EXPECT_TRUE(node.storage->Append(write.entries).ok());
+    if (write.hard_state) node.storage->SetHardState(*write.hard_state);
+    out_->push_back(absl::StrCat(id_, " persisted write ", sequence));
+    if (const auto position = pipeline_.OnWritten(sequence, absl::OkStatus())) {
+      out_->push_back(absl::StrCat(id_, " OnPersisted ", position->second, "/", position->first));
+    }
+  }
+
+  void ApplyNow() {
+    if (to_apply_.empty()) out_->push_back(absl::StrCat(id_, " has nothing to apply"));
+    net_->ApplyCommitted(id_, to_apply_);
+    to_apply_.clear();
+  }
+
+  // ReadyPipeline::Runtime.
+  void Submit(LogWrite write, uint64_t sequence) override {
+    out_->push_back(absl::StrCat(id_, " submits write ", sequence, ": ", DescribeWrite(write)));
+    writes_.emplace_back(sequence, std::move(write));
+  }
+  void Send(std::vector<pb::Message> messages) override {
+    for (pb::Message& message : messages) {
+      out_->push_back(absl::StrCat(id_, " sends ", testing::DescribeMessage(message)));
+      net_->Enqueue(std::move(message));
+    }
+  }
+  void Apply(std::vector<pb::Entry> entries) override {
+    for (pb::Entry& entry : entries) {
+      out_->push_back(absl::StrCat(id_, " hands to the applier ", testing::DescribeEntry(entry)));
+      to_apply_.push_back(std::move(entry));
+    }
+  }
+  absl::Time Now() override { return absl::UnixEpoch(); }
+  void InstallSnapshot(const pb::SnapshotMetadata& snapshot) override {
+    out_->push_back(
+        absl::StrCat(id_, " installs snapshot ", snapshot.term(), "/", snapshot.index()));
+    net_->node(id_).applied_index = snapshot.index();
+    pipeline_.OnSnapshotInstalled(absl::OkStatus());
+  }
+  void Fail(absl::Status status) override {
+    out_->push_back(absl::StrCat(id_, " pipeline failed: ", status.ToString()));
+  }
+  void OnSoftState(const SoftState& soft_state) override {
+    out_->push_back(absl::StrCat(id_, " is now ", RoleName(soft_state.role),
+                                 " leader=", soft_state.leader));
+  }
+  void OnReadStates(std::vector<ReadState> read_states) override {
+    for (const ReadState& state : read_states) {
+      out_->push_back(
+          absl::StrCat(id_, " read-state index=", state.index, " context=", state.context));
+    }
+  }
+
+ private:
+  TestNetwork* const net_;
+  const NodeId id_;
+  std::vector<std::string>* const out_;
+  ReadyPipeline pipeline_;
+  std::deque<std::pair<uint64_t, LogWrite>> writes_;
+  std::vector<pb::Entry> to_apply_;
+};
+
 class ScriptRunner {
  public:
   std::vector<std::string> Run(const std::string& command) {
@@ -139,9 +261,31 @@ class ScriptRunner {
     } else if (verb == "heal") {
       net_->Heal();
     } else if (verb == "crash") {
+      // The manual node's pipeline dies with the core: writes in flight and the
+      // messages held for them are lost.
+      manual_.erase(Number(args, 1));
       net_->Crash(Number(args, 1));
     } else if (verb == "restart") {
-      net_->Restart(Number(args, 1));
+      const NodeId id = Number(args, 1);
+      net_->Restart(id);
+      if (net_->node(id).manual) {
+        manual_[id] = std::make_unique<ManualNode>(net_.get(), id, &out_);
+      }
+    } else if (verb == "manual") {
+      const NodeId id = Number(args, 1);
+      net_->node(id).manual = true;
+      manual_[id] = std::make_unique<ManualNode>(net_.get(), id, &out_);
+    } else if (verb == "ready" || verb == "persist" || verb == "apply") {
+      auto it = manual_.find(Number(args, 1));
+      if (it == manual_.end()) {
+        out_.push_back(absl::StrCat("error: node ", Number(args, 1), " is not manual"));
+      } else if (verb == "ready") {
+        it->second->TakeReady();
+      } else if (verb == "persist") {
+        it->second->Persist();
+      } else {
+        it->second->ApplyNow();
+      }
     } else if (verb == "compact") {
       net_->Compact(Number(args, 1), Number(args, 2));
     } else if (verb == "status") {
@@ -207,6 +351,7 @@ class ScriptRunner {
 
   std::unique_ptr<TestNetwork> net_;
   std::vector<std::string> out_;
+  std::map<NodeId, std::unique_ptr<ManualNode>> manual_;
 };
 
 std::string Render(const std::vector<Block>& blocks) {

@@ -159,17 +159,7 @@ void TestNetwork::ProcessReady(NodeId id) {
     node.raft->OnPersisted(position->first, position->second);
   }
   for (pb::Message& message : ready.messages_after_persist) queue_.push_back(std::move(message));
-  for (const pb::Entry& entry : ready.committed_entries) {
-    STEAD_CHECK_EQ(entry.index(), node.applied_index + 1) << "node " << id;
-    node.applied_index = entry.index();
-    if (trace_ != nullptr) {
-      trace_->push_back(absl::StrCat(id, " applied ", DescribeEntry(entry)));
-    }
-    if (entry.type() == pb::ENTRY_TYPE_NORMAL && !entry.data().empty()) {
-      node.applied.emplace_back(entry.index(), entry.data());
-    }
-  }
-  if (!ready.committed_entries.empty()) node.raft->OnApplied(node.applied_index);
+  ApplyCommitted(id, ready.committed_entries);
   for (ReadState& state : ready.read_states) {
     if (trace_ != nullptr) {
       trace_->push_back(
@@ -179,11 +169,26 @@ void TestNetwork::ProcessReady(NodeId id) {
   }
 }
 
+void TestNetwork::ApplyCommitted(NodeId id, const std::vector<pb::Entry>& entries) {
+  Node& node = nodes_.at(id);
+  for (const pb::Entry& entry : entries) {
+    STEAD_CHECK_EQ(entry.index(), node.applied_index + 1) << "node " << id;
+    node.applied_index = entry.index();
+    if (trace_ != nullptr) {
+      trace_->push_back(absl::StrCat(id, " applied ", DescribeEntry(entry)));
+    }
+    if (entry.type() == pb::ENTRY_TYPE_NORMAL && !entry.data().empty()) {
+      node.applied.emplace_back(entry.index(), entry.data());
+    }
+  }
+  if (!entries.empty()) node.raft->OnApplied(node.applied_index);
+}
+
 void TestNetwork::ProcessReadys() {
   for (int round = 0; round < kMaxStabilizeRounds; ++round) {
     bool any = false;
     for (auto& [id, node] : nodes_) {
-      if (node.raft != nullptr && node.raft->HasReady()) {
+      if (node.raft != nullptr && !node.manual && node.raft->HasReady()) {
         ProcessReady(id);
         any = true;
       }

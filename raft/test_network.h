@@ -39,6 +39,9 @@ class TestNetwork {
     Index installed_snapshot_index = 0;
     std::vector<ReadState> read_states;
     Config config;
+    // Its Readys are left to the test (e.g. a ReadyPipeline driven step by step):
+    // ProcessReadys() skips it.
+    bool manual = false;
   };
 
   // Starts a bootstrapped cluster of `voters` (each persisted BootstrapEntries and
@@ -56,6 +59,10 @@ class TestNetwork {
   // Processes every pending Ready of every node (persist, acknowledge, apply, queue
   // messages), repeatedly until none has one.
   void ProcessReadys();
+  // Queues a message a manual node sends.
+  void Enqueue(pb::Message message) { queue_.push_back(std::move(message)); }
+  // Applies committed entries on `id` (in order, traced) and reports them to its core.
+  void ApplyCommitted(NodeId id, const std::vector<pb::Entry>& entries);
   // Delivers the messages queued so far (not those they cause). Returns how many were
   // delivered.
   size_t DeliverOnce();

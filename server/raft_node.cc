@@ -50,6 +50,8 @@ absl::Status RaftNode::Start() {
   absl::StatusOr<std::unique_ptr<raft::Raft>> raft = raft::Raft::Create(config, wal_);
   if (!raft.ok()) return raft.status();
   raft_ = std::move(raft).value();
+  pipeline_ = std::make_unique<raft::ReadyPipeline>(
+      raft_.get(), static_cast<raft::ReadyPipeline::Runtime*>(this));
   applier_conf_state_ = state_machine_->applied().conf_state();
   applier_work_ = std::make_unique<
       asio::executor_work_guard<asio::io_context::executor_type>>(applier_io_.get_executor());
@@ -348,66 +350,44 @@ void RaftNode::OnTick() {
 void RaftNode::ProcessReadys() {
   if (failed_) return;
   // Bounded: each Ready drains what the core accumulated; a core that keeps producing
-  // work is served again on the next input or tick.
-  for (int round = 0; round < 64 && !installing_snapshot_ && raft_->HasReady(); ++round) {
-    HandleReady(raft_->TakeReady());
-  }
+  // work is served again on the next input or tick. The pipeline takes none while a
+  // received snapshot is being installed (they come after it).
+  pipeline_->Drain(64);
   PublishStatus();
 }
 
-void RaftNode::HandleReady(raft::Ready ready) {
-  if (ready.soft_state && ready.soft_state->leader != last_leader_) {
-    last_leader_ = ready.soft_state->leader;
-    ++leader_changes_;
-    STEAD_LOG(logger_, Info) << "leader is now node " << last_leader_ << " term=" << raft_->term()
-                             << " role=" << raft::RoleName(ready.soft_state->role);
-  }
-  if (failed_) return;
-  SendAll(ready.messages);
-  if (ready.snapshot) {
-    InstallSnapshot(std::move(ready));
-    return;
-  }
-  PersistAndApply(std::move(ready));
+void RaftNode::OnSoftState(const raft::SoftState& soft_state) {
+  if (soft_state.leader == last_leader_) return;
+  last_leader_ = soft_state.leader;
+  ++leader_changes_;
+  STEAD_LOG(logger_, Info) << "leader is now node " << last_leader_ << " term=" << raft_->term()
+                           << " role=" << raft::RoleName(soft_state.role);
 }
 
-void RaftNode::PersistAndApply(raft::Ready ready) {
-  if (ready.MustPersist()) {
-    const uint64_t sequence = next_write_sequence_++;
-    in_flight_writes_.push_back(InFlightWrite{sequence, ready.PersistedPosition(),
-                                              std::move(ready.messages_after_persist),
-                                              absl::Now()});
-    storage::WalWrite write;
-    write.snapshot = std::move(ready.snapshot);
-    write.entries = std::move(ready.entries);
-    write.hard_state = std::move(ready.hard_state);
-    // A hard state that only moves the commit index needs no sync: a member that loses
-    // it learns the commit index again from the leader. Term and vote must be durable.
-    if (write.hard_state) {
-      write.sync = write.snapshot || !write.entries.empty() || !synced_hard_state_ ||
-                   write.hard_state->term() != synced_hard_state_->term() ||
-                   write.hard_state->vote() != synced_hard_state_->vote();
-      synced_hard_state_ = *write.hard_state;
-    }
-    // The WAL runs this on one of its own threads; the work belongs on the raft strand.
-    wal_->Submit(std::move(write), [strand = strand_, guard = guard_, this,
-                                    sequence](absl::Status status) {
-      PostGuarded(strand, guard, [this, sequence, status] { OnWalWritten(sequence, status); });
-    });
-  } else if (in_flight_writes_.empty()) {
-    SendAll(ready.messages_after_persist);
-  } else {
-    // They may vouch for state an earlier, still in-flight write persists.
-    auto& after = in_flight_writes_.back().messages_after_persist;
-    for (pb::Message& message : ready.messages_after_persist) after.push_back(std::move(message));
-  }
-  if (!ready.committed_entries.empty()) {
-    asio::post(applier_io_, [this, entries = std::move(ready.committed_entries)]() mutable {
-      ApplyEntries(std::move(entries));
-    });
-  }
+void RaftNode::Submit(raft::LogWrite write, uint64_t sequence) {
+  storage::WalWrite wal_write;
+  wal_write.snapshot = std::move(write.snapshot);
+  wal_write.entries = std::move(write.entries);
+  wal_write.hard_state = std::move(write.hard_state);
+  wal_write.sync = write.sync;
+  // The WAL runs this on one of its own threads; the work belongs on the raft strand.
+  wal_->Submit(std::move(wal_write), [strand = strand_, guard = guard_, this,
+                                      sequence](absl::Status status) {
+    PostGuarded(strand, guard, [this, sequence, status] { OnWalWritten(sequence, status); });
+  });
+}
+
+void RaftNode::Send(std::vector<pb::Message> messages) { SendAll(messages); }
+
+void RaftNode::Apply(std::vector<pb::Entry> committed_entries) {
+  asio::post(applier_io_, [this, entries = std::move(committed_entries)]() mutable {
+    ApplyEntries(std::move(entries));
+  });
+}
+
+void RaftNode::OnReadStates(std::vector<raft::ReadState> read_states) {
   bool round_answered = false;
-  for (raft::ReadState& read_state : ready.read_states) {
+  for (raft::ReadState& read_state : read_states) {
     if (read_state.context != absl::StrCat("round-", read_round_in_flight_)) continue;
     for (auto& [id, read] : reads_) {
       if (read.round == read_round_in_flight_) read.index = read_state.index;
@@ -417,33 +397,26 @@ void RaftNode::PersistAndApply(raft::Ready ready) {
   }
   if (round_answered) {
     CompleteReads();
-    // The reads that arrived meanwhile share the next round.
+    // The reads that arrived meanwhile share the next round (its Ready is taken by the
+    // drain this call is part of, or by the caller's next ProcessReadys).
     if (std::any_of(reads_.begin(), reads_.end(),
                     [](const auto& entry) { return entry.second.round == 0; })) {
       StartReadRound();
-      ProcessReadys();
     }
+  }
+}
+
+void RaftNode::ObserveWriteLatency(absl::Duration latency) {
+  if (options_.metrics.wal_write_seconds) {
+    options_.metrics.wal_write_seconds->Observe(absl::ToDoubleSeconds(latency));
   }
 }
 
 void RaftNode::OnWalWritten(uint64_t sequence, absl::Status status) {
   if (failed_) return;
-  STEAD_CHECK(!in_flight_writes_.empty());
-  STEAD_CHECK_EQ(in_flight_writes_.front().sequence, sequence) << "WAL completed out of order";
-  if (!status.ok()) {
-    // The WAL refuses every later write (a failed sync may have lost data) or nothing of
-    // this Ready reached the disk (full): either way the core's view of what is durable
-    // is now wrong, so this member stops and recovers from the WAL on restart.
-    Fail(Annotate(status, "WAL write"));
-    return;
-  }
-  InFlightWrite done = std::move(in_flight_writes_.front());
-  in_flight_writes_.pop_front();
-  if (options_.metrics.wal_write_seconds) {
-    options_.metrics.wal_write_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - done.submitted));
-  }
-  SendAll(done.messages_after_persist);
-  if (done.position) raft_->OnPersisted(done.position->first, done.position->second);
+  // A failure stops the pipeline, which calls Fail: this member recovers from its WAL
+  // on restart.
+  pipeline_->OnWritten(sequence, status);
   ProcessReadys();
 }
 
@@ -511,30 +484,23 @@ void RaftNode::ReportSnapshotOutcome(raft::NodeId to, const absl::Status& status
   });
 }
 
-void RaftNode::InstallSnapshot(raft::Ready ready) {
-  const pb::SnapshotMetadata snapshot = *ready.snapshot;
+void RaftNode::InstallSnapshot(const pb::SnapshotMetadata& snapshot) {
   absl::StatusOr<SnapshotStore::Pin> pin = snapshots_->PinReceived(snapshot);
   if (!pin.ok()) {
     // The transport hands the core a SNAPSHOT message only once it is staged.
-    Fail(Annotate(pin.status(), "the snapshot to install"));
+    pipeline_->OnSnapshotInstalled(Annotate(pin.status(), "the snapshot to install"));
     return;
   }
-  installing_snapshot_ = true;
   STEAD_LOG(logger_, Info) << "installing snapshot index=" << snapshot.index()
                            << " term=" << snapshot.term();
-  asio::post(applier_io_, [this, snapshot, pin = *std::move(pin),
-                           ready = std::move(ready)]() mutable {
+  asio::post(applier_io_, [this, snapshot, pin = *std::move(pin)]() mutable {
     absl::Status installed = ReplaceState(*pin, snapshot);
     pin.reset();
-    PostToStrand([this, installed = std::move(installed), ready = std::move(ready)]() mutable {
-      installing_snapshot_ = false;
-      if (!installed.ok()) {
-        Fail(Annotate(installed, "install the snapshot"));
-        return;
-      }
-      // The state machine holds the snapshot; now the WAL records it (Start() repairs a
-      // crash in between), then the rest of the Ready as usual.
-      PersistAndApply(std::move(ready));
+    PostToStrand([this, installed = std::move(installed)] {
+      if (failed_) return;
+      // The state machine holds the snapshot; now the pipeline has the WAL record it
+      // (Start() repairs a crash in between), then goes on with the Ready as usual.
+      pipeline_->OnSnapshotInstalled(installed);
       ProcessReadys();
     });
   });

@@ -1,10 +1,11 @@
 // RaftNode: drives one raft::Raft with real storage and a real network.
 //
 // It owns the raft strand (the only place the core is touched), turns a steady timer
-// into Tick(), persists each Ready through the WAL (group commit; the callback posts
-// back to the strand), sends messages through the PeerTransport, and applies committed
-// entries on its own applier thread to the StateMachine. See server/README.md for the
-// ordering rules this implements.
+// into Tick(), and is the runtime of a raft::ReadyPipeline, which owns the ordering rules
+// of each Ready (raft/ready_pipeline.h; the simulator drives the same one): its log
+// writer is the WAL (group commit; the callback posts back to the strand), its
+// transport the PeerTransport, its applier the node's own applier thread, which
+// applies committed entries to the StateMachine. See server/README.md.
 //
 // Snapshots: every snapshot_entries or snapshot_bytes of applied entries a checkpointer
 // thread takes a checkpoint (SnapshotStore; the applier waits only for its flush and
@@ -15,7 +16,7 @@
 // core hears of the failure, and may offer again, only after a backoff that doubles
 // with each consecutive failure to that follower (snapshot_retry_*). A received snapshot is installed on the applier thread (the state
 // machine first, then the WAL marker; Start() repairs a crash in between), while the
-// strand holds back further Readys.
+// pipeline takes no further Readys.
 //
 // Proposals carry a (proposer, id) pair so the member that proposed a command can hand
 // the apply result to its waiter. A waiter's outcome is exactly one of: the result;
@@ -30,10 +31,10 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +46,7 @@
 #include "base/log.h"
 #include "base/mutex.h"
 #include "raft/raft.h"
+#include "raft/ready_pipeline.h"
 #include "server/metrics.h"
 #include "server/peer_transport.h"
 #include "server/snapshot_store.h"
@@ -144,7 +146,8 @@ struct RaftNodeStatus {
   absl::Status fatal;
 };
 
-class RaftNode {
+// Privately a raft::ReadyPipeline::Runtime: the pipeline calls it on the raft strand.
+class RaftNode : private raft::ReadyPipeline::Runtime {
  public:
   using ProposeCallback = std::function<void(absl::StatusOr<std::string> result)>;
   using ReadCallback = std::function<void(absl::Status status)>;
@@ -201,13 +204,6 @@ class RaftNode {
     uint64_t round = 0;     // the ReadIndex round it waits for; 0: the next one
     raft::Index index = 0;  // set when its round was answered
   };
-  // One WAL write in flight and what waits for it.
-  struct InFlightWrite {
-    uint64_t sequence = 0;
-    std::optional<std::pair<raft::Index, raft::Term>> position;
-    std::vector<pb::Message> messages_after_persist;
-    absl::Time submitted;
-  };
 
   // Keeps handlers posted to the strand (by timers, the WAL writer and the applier)
   // from touching a stopped node: each runs with `mu` held and only while `node` is set.
@@ -235,21 +231,33 @@ class RaftNode {
   // --- raft strand ---
   void ScheduleTick();
   void OnTick();
+  // Drains the core's Readys into the pipeline.
   void ProcessReadys();
-  void HandleReady(raft::Ready ready);
+  // The WAL finished write `sequence`: tells the pipeline.
   void OnWalWritten(uint64_t sequence, absl::Status status);
-  void PersistAndApply(raft::Ready ready);
+  // raft::ReadyPipeline::Runtime, on the strand: the WAL, the transport, the applier
+  // thread, the wall clock, and what the pipeline leaves to the node (leader changes,
+  // read rounds, installing a snapshot, stopping).
+  void Submit(raft::LogWrite write, uint64_t sequence) override;
+  void Send(std::vector<pb::Message> messages) override;
+  void Apply(std::vector<pb::Entry> committed_entries) override;
+  absl::Time Now() override { return absl::Now(); }
+  void OnSoftState(const raft::SoftState& soft_state) override;
+  void OnReadStates(std::vector<raft::ReadState> read_states) override;
+  void ObserveWriteLatency(absl::Duration latency) override;
+  // Switches the state machine to the received checkpoint on the applier thread, then
+  // tells the pipeline, which writes the snapshot to the WAL.
+  void InstallSnapshot(const pb::SnapshotMetadata& snapshot) override;
   void SendAll(std::vector<pb::Message>& messages);
   void SendSnapshot(pb::Message message);
   // Tells the core how the transfer to `to` ended: at once if `status` is OK, after the
   // backoff of that follower otherwise (see snapshot_retry_min).
   void ReportSnapshotOutcome(raft::NodeId to, const absl::Status& status);
-  void InstallSnapshot(raft::Ready ready);
   void OnAppliedOnStrand(raft::Index index);
   void ExpireWaiters(absl::Time now);
   void CompleteReads();
   void PublishStatus();
-  void Fail(absl::Status status);
+  void Fail(absl::Status status) override;
 
   // --- before the core exists ---
   absl::Status ReconcileStorage();
@@ -274,9 +282,6 @@ class RaftNode {
   storage::StateMachine* const state_machine_;
   PeerTransport* const transport_;
   SnapshotStore* const snapshots_;
-  // The last hard state handed to the WAL (strand only): a later one that differs only
-  // in its commit index is written without a sync.
-  std::optional<pb::HardState> synced_hard_state_;
   const ApplyFunction apply_;
   const ConfChangeFunction on_conf_change_;
   const Logger logger_;
@@ -288,11 +293,9 @@ class RaftNode {
 
   // Raft strand only.
   std::unique_ptr<raft::Raft> raft_;
+  // Created with the core: the Ready ordering rules, with this node as its runtime.
+  std::unique_ptr<raft::ReadyPipeline> pipeline_;
   bool failed_ = false;  // set by Fail(): the core is no longer driven
-  // A received snapshot is being installed: Readys wait (they come after it).
-  bool installing_snapshot_ = false;
-  uint64_t next_write_sequence_ = 1;
-  std::deque<InFlightWrite> in_flight_writes_;
   raft::NodeId last_leader_ = raft::kNoNode;
   uint64_t leader_changes_ = 0;
   // Linearizable reads share ReadIndex rounds (one heartbeat round each): a read joins

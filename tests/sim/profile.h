@@ -102,8 +102,9 @@ struct Profile {
   uint64_t max_message_bytes = 1 << 20;
   uint64_t max_inflight_messages = 256;
   bool unsafe_commit_previous_term_entries = false;
-  // Simulator self-test: the simulated runtime sends messages_after_persist (votes,
-  // append acknowledgements) before the Ready is durable, the "ack before fsync" bug.
+  // Simulator self-test: every node's Ready pipeline sends messages_after_persist
+  // (votes, append acknowledgements) before the write covering them is durable, the
+  // "ack before fsync" bug (raft::PipelineOptions::unsafe_send_before_persist_for_testing).
   bool unsafe_send_before_persist = false;
 
   // One line, for the failure report.

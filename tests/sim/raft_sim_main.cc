@@ -8,7 +8,7 @@
 // step, trace tail) and exits 1. --steps=N and --tick-skew=PERCENT override the
 // profile's step count and clock-rate skew; --unsafe
 // turns on Config::unsafe_commit_previous_term_entries_for_testing; --unsafe-runtime
-// makes the simulated runtime acknowledge before persisting; --keep-going runs
+// makes the shared Ready pipeline acknowledge before persisting; --keep-going runs
 // the remaining seeds after a violation; --trace prints every simulator event.
 #include <cstdint>
 #include <cstdio>

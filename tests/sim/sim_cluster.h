@@ -1,6 +1,6 @@
 // Internal to tests/sim: the simulated cluster's types and the Simulator class, whose
 // implementation is split by concern across simulator.cc (event loop, nodes, the
-// Ready pipeline), sim_network.cc (messages, snapshots streaming, partitions),
+// runtime under each node's raft::ReadyPipeline: storage, apply), sim_network.cc (messages, snapshots streaming, partitions),
 // sim_nemesis.cc (faults, membership changes, transfers, clients) and sim_checks.cc
 // (per-step invariants and the final checks). Only simulator.h is the public entry.
 //
@@ -28,6 +28,7 @@
 #include "proto/raft.pb.h"
 #include "raft/memory_log_storage.h"
 #include "raft/raft.h"
+#include "raft/ready_pipeline.h"
 #include "raft/types.h"
 #include "tests/sim/invariants.h"
 #include "tests/sim/linearizability.h"
@@ -83,12 +84,35 @@ struct LaterEvent {
   }
 };
 
-// A Ready taken from the core, waiting to become durable.
-struct QueuedReady {
-  raft::Ready ready;
-  // The term the node led when it took this Ready (0 if it was not leader): every entry
+// A write the node's pipeline submitted, waiting to become durable.
+struct QueuedWrite {
+  raft::LogWrite write;
+  uint64_t sequence = 0;
+  // The term the node led when it took the Ready (0 if it was not leader): every entry
   // in it was then in a leader's log, which Leader Completeness constrains.
   Term leader_term = 0;
+};
+
+class Simulator;
+struct Node;
+
+// The simulated runtime under one node's pipeline: simulated storage is its log writer,
+// the simulated network its transport, the simulated state machine its applier.
+class NodeRuntime final : public raft::ReadyPipeline::Runtime {
+ public:
+  NodeRuntime(Simulator* simulator, Node* node) : simulator_(simulator), node_(node) {}
+  void Submit(raft::LogWrite write, uint64_t sequence) override;
+  void Send(std::vector<pb::Message> messages) override;
+  void Apply(std::vector<pb::Entry> committed_entries) override;
+  absl::Time Now() override;
+  void InstallSnapshot(const pb::SnapshotMetadata& snapshot) override;
+  void Fail(absl::Status status) override;
+  void OnReadyTaken(const raft::Ready& ready) override;
+  void OnReadStates(std::vector<raft::ReadState> read_states) override;
+
+ private:
+  Simulator* const simulator_;
+  Node* const node_;
 };
 
 struct Node {
@@ -104,8 +128,10 @@ struct Node {
   StateMachine snapshot_state;  // the state at storage->LatestSnapshot()
   // Volatile.
   std::unique_ptr<raft::Raft> raft;                       // null while down
+  std::unique_ptr<NodeRuntime> runtime;                   // with `raft`
+  std::unique_ptr<raft::ReadyPipeline> pipeline;          // with `raft`
   std::map<Index, StateMachine> staged_snapshots;         // received checkpoints, by index
-  std::deque<QueuedReady> persist_queue;                  // taken, not yet durable
+  std::deque<QueuedWrite> persist_queue;                  // submitted, not yet durable
   uint64_t persist_done_time = 0;                         // when the last queued Ready is durable
   std::vector<std::pair<Index, uint64_t>> pending_reads;  // (read index, op id)
   Index taken_last_index = 0;                             // last index handed out for persistence
@@ -203,7 +229,13 @@ class Simulator {
   int DownCount() const;
   Index SettledLastIndex(const Node& node) const;
   void Drain(Node& node);
-  void HandleReady(Node& node, raft::Ready ready);
+  // The pipeline's runtime (NodeRuntime forwards here).
+  friend class NodeRuntime;
+  void CheckReady(Node& node, const raft::Ready& ready);
+  void SubmitWrite(Node& node, raft::LogWrite write, uint64_t sequence);
+  void ApplyCommitted(Node& node, const std::vector<pb::Entry>& entries);
+  void AddReadStates(Node& node, const std::vector<raft::ReadState>& read_states);
+  // A write becomes durable: the oldest in the node's persist queue.
   void Persist(Node& node);
   // Steps of Persist(); each returns false after reporting a violation.
   bool PersistSnapshot(Node& node, const pb::SnapshotMetadata& metadata);

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "tests/sim/sim_cluster.h"
 
 namespace stead::sim {
@@ -172,6 +173,11 @@ void Simulator::Start(Node& node) {
     return;
   }
   node.raft = std::move(created).value();
+  node.runtime = std::make_unique<NodeRuntime>(this, &node);
+  node.pipeline = std::make_unique<raft::ReadyPipeline>(
+      node.raft.get(), node.runtime.get(),
+      raft::PipelineOptions{.unsafe_send_before_persist_for_testing =
+                                profile_.unsafe_send_before_persist});
   ++node.incarnation;
   node.taken_last_index = node.storage->LastIndex();
   node.was_leader = false;
@@ -194,10 +200,10 @@ Index Simulator::SettledLastIndex(const Node& node) const {
   // core's memory (a follower truncated a stale suffix, then won an election before the
   // truncation was durable); only the prefix before it is the node's current log.
   Index last = node.storage->LastIndex();
-  for (const QueuedReady& queued : node.persist_queue) {
-    if (queued.ready.snapshot.has_value()) return node.storage->FirstIndex() - 1;
-    if (!queued.ready.entries.empty()) {
-      last = std::min(last, queued.ready.entries.front().index() - 1);
+  for (const QueuedWrite& queued : node.persist_queue) {
+    if (queued.write.snapshot.has_value()) return node.storage->FirstIndex() - 1;
+    if (!queued.write.entries.empty()) {
+      last = std::min(last, queued.write.entries.front().index() - 1);
     }
   }
   return last;
@@ -224,7 +230,9 @@ void Simulator::CrashAndScheduleRestart(Node& node, const char* why) {
 
 void Simulator::Crash(Node& node, const char* why) {
   Trace(absl::StrCat("crash node=", node.id, " (", why, ") losing ", node.persist_queue.size(),
-                     " unpersisted readys"));
+                     " unpersisted writes"));
+  node.pipeline.reset();
+  node.runtime.reset();
   node.raft.reset();
   node.muted = false;
   node.persist_queue.clear();
@@ -236,15 +244,14 @@ void Simulator::Crash(Node& node, const char* why) {
 void Simulator::Drain(Node& node) {
   // Bounded: a core that never stops producing Readys is a bug, not a hang.
   for (int i = 0; i < 1000 && node.up() && !failed(); ++i) {
-    if (!node.raft->HasReady()) return;
-    HandleReady(node, node.raft->TakeReady());
+    if (node.pipeline->Drain(1) == 0) return;
   }
   if (node.up() && node.raft->HasReady() && !failed()) {
     Fail(absl::StrCat("node ", node.id, " kept producing Readys (1000 in one step)"));
   }
 }
 
-void Simulator::HandleReady(Node& node, raft::Ready ready) {
+void Simulator::CheckReady(Node& node, const raft::Ready& ready) {
   if (ready.soft_state.has_value()) {
     Trace(absl::StrCat("node=", node.id, " role=", raft::RoleName(ready.soft_state->role),
                        " leader=", ready.soft_state->leader, " term=", node.raft->term()));
@@ -260,14 +267,10 @@ void Simulator::HandleReady(Node& node, raft::Ready ready) {
   }
   if (ready.snapshot.has_value()) node.taken_last_index = ready.snapshot->index();
   if (!ready.entries.empty()) node.taken_last_index = ready.entries.back().index();
+}
 
-  for (const pb::Message& message : ready.messages) Send(node, message);
-  if (profile_.unsafe_send_before_persist) {
-    // The runtime bug of etcd#14370: acknowledging what is not yet durable.
-    for (const pb::Message& message : ready.messages_after_persist) Send(node, message);
-    ready.messages_after_persist.clear();
-  }
-  for (const raft::ReadState& read : ready.read_states) {
+void Simulator::AddReadStates(Node& node, const std::vector<raft::ReadState>& read_states) {
+  for (const raft::ReadState& read : read_states) {
     uint64_t op_id = 0;
     if (!absl::SimpleAtoi(read.context, &op_id) || ops_.count(op_id) == 0) {
       Fail(absl::StrCat("node ", node.id, " answered an unknown read '", read.context, "'"));
@@ -276,19 +279,30 @@ void Simulator::HandleReady(Node& node, raft::Ready ready) {
     node.pending_reads.emplace_back(read.index, op_id);
   }
   AnswerReads(node);
-  if (ready.hard_state.has_value() || ready.snapshot.has_value() || !ready.entries.empty() ||
-      !ready.committed_entries.empty() || !ready.messages_after_persist.empty()) {
-    // Durable some time later, strictly in the order Readys were taken.
-    node.persist_done_time = std::max(now_ + PersistDelay(), node.persist_done_time);
-    Event persist;
-    persist.kind = EventKind::kPersist;
-    persist.node = node.id;
-    persist.incarnation = node.incarnation;
-    persist.time = node.persist_done_time;
-    Schedule(std::move(persist));
-    const Term leader_term = node.raft->role() == raft::Role::kLeader ? node.raft->term() : Term{0};
-    node.persist_queue.push_back(QueuedReady{std::move(ready), leader_term});
+}
+
+void Simulator::SubmitWrite(Node& node, raft::LogWrite write, uint64_t sequence) {
+  // Durable some time later, strictly in the order of submission.
+  node.persist_done_time = std::max(now_ + PersistDelay(), node.persist_done_time);
+  Event persist;
+  persist.kind = EventKind::kPersist;
+  persist.node = node.id;
+  persist.incarnation = node.incarnation;
+  persist.time = node.persist_done_time;
+  Schedule(std::move(persist));
+  const Term leader_term = node.raft->role() == raft::Role::kLeader ? node.raft->term() : Term{0};
+  node.persist_queue.push_back(QueuedWrite{std::move(write), sequence, leader_term});
+}
+
+void Simulator::ApplyCommitted(Node& node, const std::vector<pb::Entry>& entries) {
+  // The applier: synchronous here, so applied state is reported at once.
+  for (const pb::Entry& entry : entries) {
+    ApplyEntry(node, entry);
+    if (failed() || !node.up()) return;
   }
+  node.raft->OnApplied(node.state.applied);
+  MaybeCompact(node);
+  AnswerReads(node);
 }
 
 bool Simulator::PersistSnapshot(Node& node, const pb::SnapshotMetadata& metadata) {
@@ -377,33 +391,22 @@ bool Simulator::PersistHardState(Node& node, const pb::HardState& after) {
 
 void Simulator::Persist(Node& node) {
   if (node.persist_queue.empty()) {
-    Fail(absl::StrCat("node ", node.id, ": persist event without a queued Ready"));
+    Fail(absl::StrCat("node ", node.id, ": persist event without a queued write"));
     return;
   }
-  raft::Ready ready = std::move(node.persist_queue.front().ready);
-  const Term leader_term = node.persist_queue.front().leader_term;
+  QueuedWrite queued = std::move(node.persist_queue.front());
   node.persist_queue.pop_front();
+  const raft::LogWrite& write = queued.write;
 
-  // The contract's order (snapshot, entries, hard state); the whole Ready becomes
-  // durable in this one step, as if written atomically.
-  if (ready.snapshot.has_value() && !PersistSnapshot(node, *ready.snapshot)) return;
-  if (!ready.entries.empty() && !PersistEntries(node, ready.entries, leader_term)) return;
-  if (ready.hard_state.has_value() && !PersistHardState(node, *ready.hard_state)) return;
-  const uint64_t incarnation = node.incarnation;
-  for (const pb::Message& message : ready.messages_after_persist) Send(node, message);
-  if (node.incarnation != incarnation) return;
-  if (const auto position = ready.PersistedPosition(); position.has_value()) {
-    node.raft->OnPersisted(position->first, position->second);
-  }
-  for (const pb::Entry& entry : ready.committed_entries) {
-    ApplyEntry(node, entry);
-    if (failed() || !node.up()) return;
-  }
-  if (!ready.committed_entries.empty()) {
-    node.raft->OnApplied(node.state.applied);
-    MaybeCompact(node);
-  }
-  AnswerReads(node);
+  // The contract's order (snapshot, entries, hard state); the whole write becomes
+  // durable in this one step, as if written atomically (synced or not: a crash loses
+  // only what is still queued).
+  if (write.snapshot.has_value() && !PersistSnapshot(node, *write.snapshot)) return;
+  if (!write.entries.empty() && !PersistEntries(node, write.entries, queued.leader_term)) return;
+  if (write.hard_state.has_value() && !PersistHardState(node, *write.hard_state)) return;
+  // The pipeline sends the messages held for this write and calls OnPersisted.
+  node.pipeline->OnWritten(queued.sequence, absl::OkStatus());
+  if (failed() || !node.up()) return;
   Drain(node);
 }
 
@@ -573,6 +576,41 @@ void Simulator::AnswerReads(Node& node) {
     }
     it = reads.erase(it);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// The runtime under each node's pipeline.
+
+void NodeRuntime::Submit(raft::LogWrite write, uint64_t sequence) {
+  simulator_->SubmitWrite(*node_, std::move(write), sequence);
+}
+
+void NodeRuntime::Send(std::vector<pb::Message> messages) {
+  for (const pb::Message& message : messages) simulator_->Send(*node_, message);
+}
+
+void NodeRuntime::Apply(std::vector<pb::Entry> committed_entries) {
+  simulator_->ApplyCommitted(*node_, committed_entries);
+}
+
+absl::Time NodeRuntime::Now() {
+  return absl::UnixEpoch() + absl::Microseconds(static_cast<int64_t>(simulator_->now_));
+}
+
+void NodeRuntime::InstallSnapshot(const pb::SnapshotMetadata& /*snapshot*/) {
+  // The simulated state machine becomes the staged snapshot when the write holding it
+  // is durable (PersistSnapshot), so a crash never leaves it ahead of the log.
+  node_->pipeline->OnSnapshotInstalled(absl::OkStatus());
+}
+
+void NodeRuntime::Fail(absl::Status status) {
+  simulator_->Fail(absl::StrCat("node ", node_->id, " pipeline stopped: ", status.ToString()));
+}
+
+void NodeRuntime::OnReadyTaken(const raft::Ready& ready) { simulator_->CheckReady(*node_, ready); }
+
+void NodeRuntime::OnReadStates(std::vector<raft::ReadState> read_states) {
+  simulator_->AddReadStates(*node_, read_states);
 }
 
 SimResult Simulator::Run() {

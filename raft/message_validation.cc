@@ -3,6 +3,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "raft/read_only.h"
 
 namespace stead::raft {
 namespace {
@@ -51,12 +52,13 @@ absl::Status ValidateConfState(const pb::Message& message) {
 
 bool IsResponse(pb::MessageType type) {
   return type == pb::MESSAGE_TYPE_PRE_VOTE_RESPONSE || type == pb::MESSAGE_TYPE_VOTE_RESPONSE ||
-         type == pb::MESSAGE_TYPE_APPEND_RESPONSE || type == pb::MESSAGE_TYPE_HEARTBEAT_RESPONSE;
+         type == pb::MESSAGE_TYPE_APPEND_RESPONSE || type == pb::MESSAGE_TYPE_HEARTBEAT_RESPONSE ||
+         type == pb::MESSAGE_TYPE_READ_INDEX_RESPONSE;
 }
 
 absl::Status ValidateMessage(const pb::Message& message, NodeId self) {
   if (message.type() <= pb::MESSAGE_TYPE_UNSPECIFIED ||
-      message.type() > pb::MESSAGE_TYPE_TIMEOUT_NOW) {
+      message.type() > pb::MESSAGE_TYPE_READ_INDEX_RESPONSE) {
     return Invalid(message, "unknown type");
   }
   if (message.from() == kNoNode) return Invalid(message, "from is 0");
@@ -91,6 +93,13 @@ absl::Status ValidateMessage(const pb::Message& message, NodeId self) {
         return Invalid(message, "snapshot term above the message term");
       }
       return ValidateConfState(message);
+    case pb::MESSAGE_TYPE_READ_INDEX:
+    case pb::MESSAGE_TYPE_READ_INDEX_RESPONSE:
+      // Reserved contexts (lease heartbeats, the leader's own keys) never travel here.
+      if (message.context().empty() || message.context()[0] == kReservedContextByte) {
+        return Invalid(message, "read context is empty or reserved");
+      }
+      return absl::OkStatus();
     default:
       return absl::OkStatus();
   }

@@ -16,7 +16,8 @@ namespace stead::raft {
 // index + 1, known types, terms > 0 that never decrease, start at or after log_term and
 // never exceed the message term; log_term == 0 exactly when index == 0 for APPEND; a
 // snapshot with index > 0 and term > 0 and a conf_state with voters, no node id 0 and
-// no id listed twice for SNAPSHOT. Errors: InvalidArgument.
+// no id listed twice for SNAPSHOT; a non-empty context that is not reserved (see
+// kReservedContextByte) for READ_INDEX and READ_INDEX_RESPONSE. Errors: InvalidArgument.
 absl::Status ValidateMessage(const pb::Message& message, NodeId self);
 
 // Whether `type` is a response to a request (the answering side never changes role).

@@ -84,6 +84,28 @@ TEST(MessageValidation, Table) {
          m.mutable_snapshot()->mutable_conf_state()->add_learners(1);
        },
        "twice"},
+      {"read index",
+       [](pb::Message& m) {
+         m.clear_entries();
+         m.set_type(pb::MESSAGE_TYPE_READ_INDEX);
+         m.set_context("r");
+       },
+       ""},
+      {"read index without context",
+       [](pb::Message& m) {
+         m.clear_entries();
+         m.set_type(pb::MESSAGE_TYPE_READ_INDEX);
+       },
+       "empty or reserved"},
+      {"read index response with a reserved context",
+       [](pb::Message& m) {
+         m.clear_entries();
+         m.set_type(pb::MESSAGE_TYPE_READ_INDEX_RESPONSE);
+         m.set_context("\x01lease:1");
+       },
+       "empty or reserved"},
+      {"entries on a read index", [](pb::Message& m) { m.set_type(pb::MESSAGE_TYPE_READ_INDEX); },
+       "entries in a message"},
       {"snapshot without index",
        [](pb::Message& m) {
          m.clear_entries();

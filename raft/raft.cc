@@ -267,6 +267,9 @@ absl::Status Raft::StepLeader(const pb::Message& message) {
     case pb::MESSAGE_TYPE_HEARTBEAT_RESPONSE:
       HandleHeartbeatResponse(message);
       return absl::OkStatus();
+    case pb::MESSAGE_TYPE_READ_INDEX:
+      HandleReadIndexRequest(message);
+      return absl::OkStatus();
     case pb::MESSAGE_TYPE_APPEND:
     case pb::MESSAGE_TYPE_HEARTBEAT:
     case pb::MESSAGE_TYPE_SNAPSHOT:
@@ -296,6 +299,10 @@ absl::Status Raft::StepCandidate(const pb::Message& message) {
     case pb::MESSAGE_TYPE_VOTE_RESPONSE:
       HandleVoteResponse(message);
       return absl::OkStatus();
+    case pb::MESSAGE_TYPE_READ_INDEX_RESPONSE:
+      // Asked as a follower of this term (a pre-candidate keeps its term).
+      HandleReadIndexResponse(message);
+      return absl::OkStatus();
     default:
       return absl::OkStatus();
   }
@@ -317,6 +324,9 @@ absl::Status Raft::StepFollower(const pb::Message& message) {
       return HandleSnapshot(message);
     case pb::MESSAGE_TYPE_TIMEOUT_NOW:
       HandleTimeoutNow(message);
+      return absl::OkStatus();
+    case pb::MESSAGE_TYPE_READ_INDEX_RESPONSE:
+      HandleReadIndexResponse(message);
       return absl::OkStatus();
     default:
       return absl::OkStatus();

@@ -31,7 +31,8 @@
 //   - membership changes one server at a time (§4.1), only after the leader committed an
 //     entry of its term, with at most one change not yet committed; a change takes effect
 //     on each node when that node learns it is committed;
-//   - ReadIndex reads (§6.4) and optional lease reads (§6.4.1, see ReadOnlyMode).
+//   - ReadIndex reads (§6.4), also on followers through the leader, and optional lease
+//     reads (§6.4.1, see ReadOnlyMode).
 //
 // Thread-safety: not thread-safe; call every method from one thread (the raft strand).
 #ifndef STEAD_RAFT_RAFT_H_
@@ -247,11 +248,17 @@ class Raft {
   absl::Status ProposeConfChange(const pb::ConfChange& change);
 
   // Starts a linearizable read; the answer arrives as a ReadState carrying `context`,
-  // which must be non-empty and unique among the reads in progress. A deposed leader
-  // never answers, so the caller needs a deadline. Errors: Unavailable "not leader";
-  // InvalidArgument for an empty context or one starting with "\x01lease:" (reserved
-  // for lease heartbeats); AlreadyExists for a context in progress; ResourceExhausted
-  // beyond 4096 reads in progress.
+  // which must be non-empty and unique among this node's reads in progress. On the
+  // leader the read is confirmed as in ReadOnlyMode. A follower or learner sends the
+  // leader a READ_INDEX request; the leader serves it like its own read and answers
+  // with its confirmed read index, which the follower hands out as the ReadState (apply
+  // through it, then read locally). A deposed leader never answers, and a lost request
+  // or answer is never repeated, so the caller needs a deadline. Errors: Unavailable
+  // "not leader" on a candidate or a follower that knows no leader; InvalidArgument for
+  // an empty context or one starting with "\x01" (reserved for the core's own
+  // contexts); on the leader, AlreadyExists for a context in progress and
+  // ResourceExhausted beyond 4096 reads in progress (a follower cannot tell: the leader
+  // leaves such a request unanswered).
   absl::Status ReadIndex(std::string context);
 
   // Hands leadership to `target`: catches it up, then sends TIMEOUT_NOW. Proposals are
@@ -367,8 +374,16 @@ class Raft {
   void HandleTimeoutNow(const pb::Message& message);
 
   // --- raft_read.cc ---
+  // Leader: starts the read tracked under `key` (a local context, or the key of a
+  // follower's read); the errors of ReadIndex.
+  absl::Status StartRead(std::string key);
   // Serves a read now that the leader has committed an entry of its term.
-  void ServeRead(std::string context);
+  void ServeRead(std::string key);
+  // Hands out a confirmed read: a ReadState for a local one, a READ_INDEX_RESPONSE to
+  // the member that asked for a follower's.
+  void DeliverRead(ReadState state);
+  void HandleReadIndexRequest(const pb::Message& message);
+  void HandleReadIndexResponse(const pb::Message& message);
   void ServePendingReads();
   void HandleReadAck(const pb::Message& message);
   bool CommittedInCurrentTerm() const;
@@ -429,7 +444,7 @@ class Raft {
   // Leader: proposals were appended since the last broadcast. APPENDs are built when
   // the Ready is taken, so many proposals between two Readys travel in one message.
   bool broadcast_pending_ = false;
-  // Leader: read contexts received before it committed an entry of its term.
+  // Leader: read keys received before it committed an entry of its term.
   std::vector<std::string> reads_waiting_for_commit_;
 
   // Outputs not yet handed out in a Ready.

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "raft/raft.h"
 #include "raft/test_network.h"
@@ -20,7 +21,8 @@ using testing::TestNetwork;
 pb::Message RandomMessage(std::mt19937_64& random, Raft& target) {
   auto pick = [&](uint64_t bound) { return random() % bound; };
   pb::Message message;
-  message.set_type(static_cast<pb::MessageType>(pick(12)));
+  // Every type, READ_INDEX and its response included, plus one unknown.
+  message.set_type(static_cast<pb::MessageType>(pick(14)));
   message.set_from(pick(6));
   message.set_to(pick(8) == 0 ? pick(6) : target.id());
   const Term term = target.term();
@@ -34,6 +36,8 @@ pb::Message RandomMessage(std::mt19937_64& random, Raft& target) {
   message.set_reject_hint_term(pick(term + 3));
   message.set_transfer(pick(4) == 0);
   if (pick(3) == 0) message.set_context(std::to_string(pick(5)));
+  // The key a leader gives a follower's read: a forged one must be refused.
+  if (pick(10) == 0) message.set_context(absl::StrCat("\x01read:", pick(6), ":", pick(5)));
   const uint64_t entry_count = pick(4);
   for (uint64_t i = 0; i < entry_count; ++i) {
     pb::Entry* entry = message.add_entries();

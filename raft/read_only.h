@@ -22,6 +22,10 @@ namespace stead::raft {
 
 struct ReadState;
 
+// Read contexts starting with this byte are the core's own (lease heartbeats, the keys
+// of reads the leader serves for other members); a client's may not.
+inline constexpr char kReservedContextByte = '\x01';
+
 class ReadOnly {
  public:
   // The most requests a leader keeps waiting; beyond it ReadIndex() is refused.

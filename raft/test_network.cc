@@ -72,7 +72,11 @@ std::string DescribeMessage(const pb::Message& m) {
       absl::StrAppend(&out, " commit=", m.commit());
       [[fallthrough]];
     case pb::MESSAGE_TYPE_HEARTBEAT_RESPONSE:
+    case pb::MESSAGE_TYPE_READ_INDEX:
       if (!m.context().empty()) absl::StrAppend(&out, " context=", absl::CHexEscape(m.context()));
+      break;
+    case pb::MESSAGE_TYPE_READ_INDEX_RESPONSE:
+      absl::StrAppend(&out, " index=", m.index(), " context=", absl::CHexEscape(m.context()));
       break;
     case pb::MESSAGE_TYPE_PRE_VOTE_RESPONSE:
     case pb::MESSAGE_TYPE_VOTE_RESPONSE:

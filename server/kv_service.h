@@ -3,8 +3,9 @@
 // pb::ClientResponse. The client port (ClientService) and the embedded stead::Node
 // both go through it, so a request means the same thing whichever way it arrives.
 //
-// On a member that is not the leader, writes and linearizable reads fail with
-// UNAVAILABLE and a leader hint. On a member whose state machine is damaged
+// On a member that is not the leader, writes fail with UNAVAILABLE and a leader hint;
+// linearizable reads are served on every member (RaftNode::ReadBarrier asks the leader
+// for the read index) and fail with UNAVAILABLE only when no leader is known. On a member whose state machine is damaged
 // (StateMachine::damage()) every read, serializable too, fails with UNAVAILABLE (clients
 // go to another member) carrying the damage's message, which says what to do; so does
 // every read until the state machine's checksums were verified after the start. Membership requests and the content hash go to the

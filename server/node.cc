@@ -1170,26 +1170,52 @@ struct Node::Impl {
       in_flight.fetch_sub(1);
     };
     if (std::optional<std::string> leader = LeaderToForwardTo(request)) {
-      forwarded_total->Increment();
-      const absl::Duration timeout =
-          request.timeout_ms() == 0 ? absl::Seconds(5) : absl::Milliseconds(request.timeout_ms());
-      forwarder->Forward(*leader, std::move(request), absl::Now() + std::min(timeout, absl::Seconds(60)),
-                         std::move(finish));
-      return;
+      return ForwardToLeader(*leader, std::move(request), std::move(finish));
+    }
+    if (request.has_range() && request.range().consistency() != pb::READ_CONSISTENCY_SERIALIZABLE &&
+        !request.forwarded()) {
+      // A linearizable read is served here, also on a follower (its read barrier asks
+      // the leader for the read index, then waits for the local state machine). When
+      // this member cannot serve it (UNAVAILABLE: it knows no leader, its state is
+      // damaged or not yet verified), the leader may, if this member knows one now.
+      finish = [this, retry = request, finish = std::move(finish)](
+                   pb::ClientResponse response) mutable {
+        if (response.has_error() &&
+            response.error().code() == static_cast<int32_t>(absl::StatusCode::kUnavailable)) {
+          if (std::optional<std::string> leader = LeaderClientAddress()) {
+            return ForwardToLeader(*leader, std::move(retry), std::move(finish));
+          }
+        }
+        finish(std::move(response));
+      };
     }
     service->Handle(std::move(request), std::move(finish));
   }
 
-  // The leader's client address when `request` must be served by the leader, this
-  // member is not it, and it knows who is; nullopt to serve it here.
+  void ForwardToLeader(const std::string& leader, pb::ClientRequest request,
+                       ResponseCallback finish) {
+    forwarded_total->Increment();
+    const absl::Duration timeout =
+        request.timeout_ms() == 0 ? absl::Seconds(5) : absl::Milliseconds(request.timeout_ms());
+    forwarder->Forward(leader, std::move(request), absl::Now() + std::min(timeout, absl::Seconds(60)),
+                       std::move(finish));
+  }
+
+  // The leader's client address when `request` must be served by the leader (writes and
+  // membership calls; linearizable reads are served by every member), this member is
+  // not it, and it knows who is; nullopt to serve it here.
   std::optional<std::string> LeaderToForwardTo(const pb::ClientRequest& request) const {
     if (request.forwarded()) return std::nullopt;  // one hop at most
     const bool needs_leader =
         request.has_put() || request.has_delete_range() || request.has_txn() ||
         request.has_member_remove() || request.has_member_promote() ||
-        request.has_leader_transfer() ||
-        (request.has_range() && request.range().consistency() != pb::READ_CONSISTENCY_SERIALIZABLE);
+        request.has_leader_transfer();
     if (!needs_leader) return std::nullopt;
+    return LeaderClientAddress();
+  }
+
+  // The leader's client address when this member is not the leader and knows who is.
+  std::optional<std::string> LeaderClientAddress() const {
     server::RaftNode* node = raft_ptr.load();
     if (node == nullptr) return std::nullopt;
     const server::RaftNodeStatus status = node->Status();
@@ -1565,9 +1591,10 @@ struct Node::Impl {
     gauge("stead_raft_last_index", "Last index of this member's log.", [](const S& s) { return s.last_index; });
     gauge("stead_raft_leader_changes", "Leader changes seen since start.",
           [](const S& s) { return s.leader_changes; });
-    gauge("stead_raft_reads", "Linearizable reads confirmed (ReadIndex) since start, as leader.",
-          [](const S& s) { return s.reads; });
-    gauge("stead_raft_read_rounds", "ReadIndex heartbeat rounds those reads shared.",
+    gauge("stead_raft_reads", "Linearizable reads confirmed (ReadIndex) here since start, as "
+          "leader or follower.", [](const S& s) { return s.reads; });
+    gauge("stead_raft_read_rounds", "ReadIndex rounds those reads shared (a heartbeat round on "
+          "the leader, one request to the leader on a follower).",
           [](const S& s) { return s.read_rounds; });
     metrics.AddGaugeFunction("stead_ready", "1 if /readyz answers 200.",
                              [this] { return GetStatus().ready ? 1.0 : 0.0; });

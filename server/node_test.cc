@@ -143,7 +143,7 @@ class EmbeddedClusterTest : public ::testing::Test {
 
 // Goal: three Nodes in one process bootstrap a cluster (started in reverse order),
 // elect one leader, and serve writes and reads through the embedded API on any member
-// (followers forward to the leader).
+// (followers forward writes to the leader).
 TEST_F(EmbeddedClusterTest, ThreeNodesFormAClusterAndServe) {
   StartCluster(3);
   const int leader = WaitForLeader();
@@ -165,7 +165,8 @@ TEST_F(EmbeddedClusterTest, ThreeNodesFormAClusterAndServe) {
     })) << "stead-" << ordinal << " never applied the write";
   }
 
-  // A follower passes writes and linearizable reads on to the leader.
+  // A follower passes writes on to the leader; the other follower serves the
+  // linearizable read itself and sees the write the leader acknowledged.
   const int follower = (leader + 1) % 3;
   ASSERT_OK(nodes_[follower]->Put("greeting", "from a follower"));
   EXPECT_THAT(nodes_[leader]->Get("greeting"),

@@ -37,6 +37,9 @@ RaftNode::RaftNode(asio::io_context& io, RaftNodeOptions options, storage::Wal* 
       strand_(asio::make_strand(io)),
       tick_timer_(strand_) {
   std::random_device random;
+  // A restarted follower may still get the answer to a round its previous life asked
+  // for; a random start keeps that answer from matching a round of this life.
+  next_read_round_ = ((uint64_t{random()} << 32) ^ random()) | 1;
   MutexLock lock(&waiters_mu_);
   next_proposal_id_ = (uint64_t{random()} << 32) ^ random();
 }
@@ -246,10 +249,8 @@ void RaftNode::ReadBarrier(absl::Time deadline, ReadCallback done) {
       done(absl::UnavailableError("this member stopped after an error"));
       return;
     }
-    if (raft_->role() != raft::Role::kLeader) {
-      done(absl::UnavailableError(absl::StrCat("not leader; leader is node ", raft_->leader())));
-      return;
-    }
+    // A follower's round asks the leader for its read index; a follower that knows no
+    // leader fails its reads when the round cannot start (StartReadRound).
     if (reads_.size() >= options_.max_pending_requests) {
       done(absl::ResourceExhaustedError(
           absl::StrCat(reads_.size(), " reads pending (max_pending_requests): back off")));
@@ -263,6 +264,7 @@ void RaftNode::ReadBarrier(absl::Time deadline, ReadCallback done) {
 
 void RaftNode::StartReadRound() {
   const uint64_t round = next_read_round_++;
+  if (next_read_round_ == 0) next_read_round_ = 1;  // 0 means no round
   if (absl::Status status = raft_->ReadIndex(absl::StrCat("round-", round)); !status.ok()) {
     for (auto it = reads_.begin(); it != reads_.end();) {
       if (it->second.round == 0) {
@@ -275,6 +277,7 @@ void RaftNode::StartReadRound() {
     return;
   }
   read_round_in_flight_ = round;
+  read_round_leader_ = raft_->leader();
   read_round_started_ = absl::Now();
   ++read_rounds_started_;
   for (auto& [id, read] : reads_) {
@@ -536,15 +539,20 @@ void RaftNode::ExpireWaiters(absl::Time now) {
       ++it;
     }
   }
-  // A round the core never answers (leadership lost meanwhile) must not hold up the
-  // reads behind it: after an election timeout they get a round of their own.
+  // A round the core never answers (leadership lost meanwhile, the request to the leader
+  // or its answer lost) must not hold up the reads behind it: after an election timeout,
+  // or at once when the leader changed, they get a round of their own (on a follower
+  // that knows no leader, that fails them with Unavailable).
   if (read_round_in_flight_ != 0 &&
-      now - read_round_started_ > options_.tick_interval * 2 * options_.raft.election_timeout_ticks) {
+      (raft_->leader() != read_round_leader_ ||
+       now - read_round_started_ >
+           options_.tick_interval * 2 * options_.raft.election_timeout_ticks)) {
     read_round_in_flight_ = 0;
-    if (!reads_.empty() && raft_->role() == raft::Role::kLeader) {
-      for (auto& [id, read] : reads_) {
-        if (read.index == 0) read.round = 0;
-      }
+    for (auto& [id, read] : reads_) {
+      if (read.index == 0) read.round = 0;
+    }
+    if (std::any_of(reads_.begin(), reads_.end(),
+                    [](const auto& entry) { return entry.second.round == 0; })) {
       StartReadRound();
     }
   }

@@ -122,7 +122,8 @@ struct RaftNodeStatus {
   raft::Index last_index = 0;
   bool is_voter = false;
   uint64_t leader_changes = 0;
-  // Linearizable reads served, and the ReadIndex (heartbeat) rounds they shared.
+  // Linearizable reads served here (as leader or follower), and the ReadIndex rounds
+  // they shared (heartbeat rounds on the leader, requests to the leader on a follower).
   uint64_t reads = 0;
   uint64_t read_rounds = 0;
   // Checkpoints taken for log compaction, and snapshots installed from a leader.
@@ -180,9 +181,12 @@ class RaftNode : private raft::ReadyPipeline::Runtime {
   // the outcomes of Propose. `change.id` is set by the node.
   void ProposeConfChange(pb::ConfChange change, absl::Time deadline, ProposeCallback done);
   // Linearizable read barrier (ReadIndex): `done(OK)` once the local state machine has
-  // applied every write committed before the call; then read it locally. Unavailable
-  // when this member is not the leader; DeadlineExceeded when the leader could not
-  // confirm its leadership in time (e.g. it was deposed).
+  // applied every write committed before the call; then read it locally. Works on every
+  // member: on a follower or learner each round is one request to the leader, which
+  // answers with its confirmed commit index, and the barrier passes once this member
+  // applied through it. Unavailable when this member knows no leader;
+  // DeadlineExceeded when the leader could not confirm its leadership in time (e.g. it
+  // was deposed) or this member did not apply through the read index in time.
   void ReadBarrier(absl::Time deadline, ReadCallback done);
   // Asks the core to hand leadership to `target`; the outcome is observed in Status().
   void TransferLeadership(raft::NodeId target);
@@ -298,9 +302,10 @@ class RaftNode : private raft::ReadyPipeline::Runtime {
   bool failed_ = false;  // set by Fail(): the core is no longer driven
   raft::NodeId last_leader_ = raft::kNoNode;
   uint64_t leader_changes_ = 0;
-  // Linearizable reads share ReadIndex rounds (one heartbeat round each): a read joins
-  // the next round to start, never one already in flight (its commit index may predate
-  // the read). One round is in flight at a time.
+  // Linearizable reads share ReadIndex rounds (one heartbeat round each on the leader,
+  // one request to the leader on a follower): a read joins the next round to start,
+  // never one already in flight (its commit index may predate the read). One round is
+  // in flight at a time.
   uint64_t next_read_id_ = 1;
   std::map<uint64_t, PendingRead> reads_;  // by read id
   uint64_t next_read_round_ = 1;
@@ -313,6 +318,9 @@ class RaftNode : private raft::ReadyPipeline::Runtime {
   std::map<raft::NodeId, std::unique_ptr<boost::asio::steady_timer>> snapshot_retry_timers_;
   uint64_t read_rounds_started_ = 0;
   absl::Time read_round_started_;
+  // The leader the round in flight was asked of (this member on the leader): a round
+  // outlives no leader change.
+  raft::NodeId read_round_leader_ = raft::kNoNode;
   void StartReadRound();
 
   // Proposals waiting for the strand, which proposes them all in one handler

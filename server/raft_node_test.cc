@@ -259,7 +259,7 @@ TEST_F(RaftNodeTest, ConcurrentReadsShareReadIndexRounds) {
       << "reads waiting together share one heartbeat round";
 }
 
-TEST_F(RaftNodeTest, FollowersRefuseProposalsAndReadsNamingTheLeader) {
+TEST_F(RaftNodeTest, FollowersRefuseProposalsNamingTheLeader) {
   StartAll();
   Member* leader = WaitForLeader();
   ASSERT_NE(leader, nullptr);
@@ -267,7 +267,58 @@ TEST_F(RaftNodeTest, FollowersRefuseProposalsAndReadsNamingTheLeader) {
   ASSERT_TRUE(WaitUntil([&] { return follower->node().Status().leader == leader->id(); }));
   EXPECT_THAT(follower->Propose("put a b"),
               StatusIs(absl::StatusCode::kUnavailable, absl::StrCat("leader is node ", leader->id())));
+}
+
+// Goal: a follower serves linearizable reads itself: reads issued together share one
+// request to the leader per round, and each passes only once the follower applied every
+// write the leader acknowledged before it.
+TEST_F(RaftNodeTest, FollowerReadsShareRoundsAndSeeAcknowledgedWrites) {
+  StartAll();
+  Member* leader = WaitForLeader();
+  ASSERT_NE(leader, nullptr);
+  Member* follower = members_[leader->id() % kMembers].get();
+  ASSERT_TRUE(WaitUntil([&] { return follower->node().Status().leader == leader->id(); }));
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_OK(leader->Propose(absl::StrCat("put k", i, " v", i)));
+    ASSERT_OK(follower->ReadBarrier());
+    EXPECT_EQ(follower->Get(absl::StrCat("k", i)), absl::StrCat("v", i))
+        << "a follower's read sees the write acknowledged just before it";
+  }
+  ASSERT_OK(leader->Propose("put last v"));
+  constexpr int kReads = 300;
+  std::atomic<int> succeeded{0};
+  std::atomic<int> finished{0};
+  for (int i = 0; i < kReads; ++i) {
+    follower->node().ReadBarrier(absl::Now() + absl::Seconds(10), [&](absl::Status status) {
+      if (status.ok() && follower->Get("last") == "v") ++succeeded;
+      ++finished;
+    });
+  }
+  ASSERT_TRUE(WaitUntil([&] { return finished.load() == kReads; }));
+  EXPECT_EQ(succeeded.load(), kReads);
+  ASSERT_TRUE(WaitUntil([&] { return follower->node().Status().reads >= kReads + 20; }));
+  const RaftNodeStatus status = follower->node().Status();
+  EXPECT_GE(status.read_rounds, 21u);
+  EXPECT_LE(status.read_rounds, static_cast<uint64_t>(20 + kReads / 10))
+      << "reads waiting together share one request to the leader";
+  EXPECT_EQ(leader->node().Status().reads, 0u) << "the leader served none of them itself";
+}
+
+// Goal: a follower that knows no leader refuses reads at once with Unavailable (the
+// server then tries elsewhere) instead of letting them wait for their deadline.
+TEST_F(RaftNodeTest, AFollowerWithoutALeaderRefusesReads) {
+  StartAll();
+  Member* leader = WaitForLeader();
+  ASSERT_NE(leader, nullptr);
+  Member* follower = members_[leader->id() % kMembers].get();
+  Member* other = members_[(leader->id() + 1) % kMembers].get();
+  ASSERT_TRUE(WaitUntil([&] { return follower->node().Status().leader == leader->id(); }));
+  leader->Stop();
+  other->Stop();
+  ASSERT_TRUE(WaitUntil([&] { return follower->node().Status().leader == raft::kNoNode; }));
+  const absl::Time start = absl::Now();
   EXPECT_THAT(follower->ReadBarrier(), StatusIs(absl::StatusCode::kUnavailable, "not leader"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
 }
 
 TEST_F(RaftNodeTest, ACommandTheStateMachineRejectsFailsOnlyThatCommand) {

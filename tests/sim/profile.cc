@@ -69,6 +69,7 @@ std::string Profile::Describe() const {
       " compaction=", compaction_threshold, " tick_skew%=", tick_skew_percent,
       " election_timeout=", election_timeout_ticks, " heartbeat=", heartbeat_interval_ticks,
       " pre_vote=", pre_vote, " check_quorum=", check_quorum, " lease_reads=", lease_reads,
+      " follower_reads=", follower_read_probability,
       " max_message_bytes=", max_message_bytes, " inflight=", max_inflight_messages,
       " unsafe_commit=", unsafe_commit_previous_term_entries);
 }
@@ -166,6 +167,8 @@ absl::StatusOr<Profile> MakeProfile(absl::string_view name, uint64_t seed) {
                      "': use voters3, voters5, learners, membership, snapshots, durability, lease, "
                      "chaos or figure8"));
   }
+  // Drawn last, so that every other knob of a seed stays what it was before it existed.
+  p.follower_read_probability = dice.Pick({0.0, 0.3, 0.7});
   return p;
 }
 

@@ -85,6 +85,9 @@ struct Profile {
   int clients = 3;
   double write_probability = 0.5;
   double read_probability = 0.3;
+  // A read goes to a random follower or learner (served through the leader's read
+  // index) with this probability instead of the node the client believes leads.
+  double follower_read_probability = 0.0;
   int keys = 5;
 
   // Each node's tick period is drawn within +/- this percentage of a tick (clock-rate

@@ -164,6 +164,7 @@ struct ClientOp {
   uint64_t incarnation = 0;
   Index index = 0;      // writes: where the proposer appended it
   bool failed = false;  // definitely not executed
+  bool at_follower = false;  // reads: asked of a node that was not leader
   // Writes: when some node first applied it. The entry was committed before, so a
   // response could have been sent then; this bounds writes whose proposer never
   // answered (crashed) and keeps the linearizability search small.
@@ -266,6 +267,8 @@ class Simulator {
   void ClientLoad();
   struct Client;
   Node* ClientTarget(Client& client);
+  // A random running node that is not leader (a follower read), or null.
+  Node* FollowerTarget();
   Node* Leader();
 
   // --- Checks.

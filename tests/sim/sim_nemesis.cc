@@ -223,6 +223,15 @@ Node* Simulator::ClientTarget(Client& client) {
   return &nodes_[up[Range(0, up.size() - 1)]];
 }
 
+Node* Simulator::FollowerTarget() {
+  std::vector<NodeId> followers;
+  for (const auto& [id, node] : nodes_) {
+    if (node.up() && node.raft->role() != raft::Role::kLeader) followers.push_back(id);
+  }
+  if (followers.empty()) return nullptr;
+  return &nodes_[followers[Range(0, followers.size() - 1)]];
+}
+
 void Simulator::ClientLoad() {
   // Each client has at most one request outstanding, like a real synchronous client; it
   // gives up after a timeout (the outcome then stays unknown) and moves on. This bounds
@@ -238,7 +247,13 @@ void Simulator::ClientLoad() {
     }
     const bool write = Chance(profile_.write_probability);
     if (!write && !Chance(profile_.read_probability)) continue;
-    Node* target = ClientTarget(client);
+    // Reads sometimes go to a follower or learner, which asks the leader for the read
+    // index (only drawn in worlds that enable it, so the others replay as before).
+    Node* target = !write && profile_.follower_read_probability > 0 &&
+                           Chance(profile_.follower_read_probability)
+                       ? FollowerTarget()
+                       : nullptr;
+    if (target == nullptr) target = ClientTarget(client);
     if (target == nullptr) continue;
     ClientOp op;
     op.id = next_op_id_++;
@@ -247,6 +262,7 @@ void Simulator::ClientLoad() {
     op.node = target->id;
     op.incarnation = target->incarnation;
     op.call_time = Clock();
+    op.at_follower = !write && target->raft->role() != raft::Role::kLeader;
     if (write) {
       op.value = static_cast<int64_t>(op.id);
       // Not drained until every client had its turn: proposals of one tick are batched

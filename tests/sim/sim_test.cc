@@ -69,6 +69,24 @@ TEST(SimSnapshotsCoverage, SnapshotsAreActuallyInstalled) {
   EXPECT_GT(total.partitions, 0u);
 }
 
+TEST(SimFollowerReadsCoverage, FollowersAndLearnersServeReads) {
+  // Goal: worlds with follower reads must really answer reads on followers and learners
+  // (through the leader's read index), so the linearizability check covers them.
+  SimStats total;
+  uint64_t worlds = 0;
+  for (uint64_t seed = 3000; seed < 3030; ++seed) {
+    absl::StatusOr<Profile> profile = MakeProfile("learners", seed);
+    ASSERT_TRUE(profile.ok());
+    if (profile->follower_read_probability == 0) continue;
+    ++worlds;
+    const SimResult result = RunSimulation(*profile, seed);
+    ASSERT_TRUE(result.ok()) << result.report;
+    Accumulate(result.stats, total);
+  }
+  ASSERT_GT(worlds, 0u);
+  EXPECT_GT(total.follower_reads_done, worlds * 2);
+}
+
 TEST(SimMembershipCoverage, ConfChangesAndTransfersHappen) {
   SimStats total;
   for (uint64_t seed = 2000; seed < 2020; ++seed) {

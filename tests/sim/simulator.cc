@@ -573,6 +573,7 @@ void Simulator::AnswerReads(Node& node) {
       op.value = value == node.state.kv.end() ? kAbsentValue : value->second;
       op.return_time = Clock();
       ++result_.stats.reads_done;
+      if (op.at_follower) ++result_.stats.follower_reads_done;
     }
     it = reads.erase(it);
   }
@@ -702,6 +703,7 @@ void Accumulate(const SimStats& run, SimStats& total) {
   total.messages += run.messages;
   total.writes_acked += run.writes_acked;
   total.reads_done += run.reads_done;
+  total.follower_reads_done += run.follower_reads_done;
   total.violations += run.violations;
 }
 
@@ -711,6 +713,7 @@ std::string SummaryLine(uint64_t seeds, const SimStats& stats) {
                       " conf_changes=", stats.conf_changes, " transfers=", stats.transfers,
                       " crashes=", stats.crashes, " partitions=", stats.partitions,
                       " writes_acked=", stats.writes_acked, " reads=", stats.reads_done,
+                      " follower_reads=", stats.follower_reads_done,
                       " violations=", stats.violations);
 }
 

@@ -34,6 +34,7 @@ struct SimStats {
   uint64_t messages = 0;  // messages delivered
   uint64_t writes_acked = 0;
   uint64_t reads_done = 0;
+  uint64_t follower_reads_done = 0;  // of reads_done, asked of a follower or learner
   uint64_t violations = 0;
 };
 

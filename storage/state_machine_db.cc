@@ -10,6 +10,8 @@
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "rocksdb/cache.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
 #include "rocksdb/metadata.h"
 #include "rocksdb/options.h"
 #include "rocksdb/sst_file_reader.h"
@@ -73,13 +75,22 @@ rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions(const StateMachineOptions& 
                                                      const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.write_buffer_size = options.write_buffer_bytes;
+  // Every applied write reads the key's previous version first (its revisions): a
+  // bloom filter per SST file, and one over each memtable, let that read skip the
+  // files and memtables that do not hold the key instead of searching each.
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  cf_options.memtable_whole_key_filtering = true;
+  cf_options.memtable_prefix_bloom_size_ratio = 0.02;
   if (cache != nullptr) {
     cf_options.write_buffer_size =
         std::min(options.write_buffer_bytes, std::max<size_t>(options.memory_limit_bytes / 16, 1 << 20));
-    rocksdb::BlockBasedTableOptions table;
     table.block_cache = cache;
-    cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    // The filters count against the memory limit too.
+    table.cache_index_and_filter_blocks = true;
+    table.pin_l0_filter_and_index_blocks_in_cache = true;
   }
+  cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   return cf_options;
 }
 

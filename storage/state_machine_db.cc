@@ -311,6 +311,9 @@ absl::StatusOr<std::optional<pb::NodeMetadata>> Database::ReadNodeMetadata() con
   std::string bytes;
   const rocksdb::Status got = db_->Get(rocksdb::ReadOptions(), meta_, kNodeMetadataKey, &bytes);
   if (got.IsNotFound()) return std::optional<pb::NodeMetadata>();
+  if (got.IsCorruption()) {
+    return WithCorruptStateAdvice(FromRocks(got, absl::StrCat("read node metadata in ", path_)));
+  }
   STEAD_RETURN_IF_ERROR(FromRocks(got, absl::StrCat("read node metadata in ", path_)));
   STEAD_ASSIGN_OR_RETURN(pb::NodeMetadata metadata,
                          Annotate(DecodeNodeMetadata(bytes), absl::StrCat(path_, ": meta")));

@@ -637,7 +637,12 @@ TEST(StateMachine, VerifyChecksumsFindsABitFlippedWhileTheMemberWasDown) {
     const std::atomic<bool> stop{true};
     EXPECT_THAT(machine->VerifyChecksums(stop), StatusIs(absl::StatusCode::kDataLoss));
   }
-  for (const std::string& sst : ssts) DamageDataBlocks(sst);
+  // The first block of a file is a data block; a small file's may end before offset
+  // 100, where a damaged filter block is no error (the data is then read unfiltered).
+  for (const std::string& sst : ssts) {
+    DamageDataBlocks(sst);
+    testing::FlipByteInPlace(sst, 10);
+  }
   EXPECT_THAT(StateMachine::Open(TestOptions(data)),
               StatusIs(absl::StatusCode::kDataLoss, kCorruptStateAdvice));
 }

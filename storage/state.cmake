@@ -1,5 +1,6 @@
 # The RocksDB state machine, node metadata and checkpoints (the data volume).
 target_sources(stead_storage PRIVATE
+  apply_cache.cc
   backup_file.cc
   checkpoint.cc
   checkpoint_stream.cc

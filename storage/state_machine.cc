@@ -5,6 +5,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
@@ -390,6 +391,35 @@ class StagedApply::Impl {
   // database needs.
   rocksdb::WriteBatchWithIndex batch{rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true};
   size_t staged_bytes = 0;
+  // What the staged entries wrote, by keyspace and key (nullopt: deleted): what Get
+  // finds first, and what the commit hands to the cache.
+  struct StagedValue {
+    size_t keyspace_size = 0;  // the id is keyspace, '\0', key
+    std::optional<std::string> value;
+  };
+  absl::flat_hash_map<std::string, StagedValue> staged_values;
+
+  static std::string StagedId(absl::string_view keyspace, absl::string_view key) {
+    return absl::StrCat(keyspace, absl::string_view("\0", 1), key);
+  }
+  void StageValues(const ApplyBatch& entry) {
+    for (const Mutation& mutation : entry.mutations) {
+      std::optional<std::string> value;
+      if (mutation.type == Mutation::Type::kPut) value = mutation.value;
+      staged_values.insert_or_assign(StagedId(mutation.keyspace, mutation.key),
+                                     StagedValue{mutation.keyspace.size(), std::move(value)});
+    }
+  }
+  // After a commit: the cache follows what it wrote.
+  void UpdateCache() {
+    ApplyCache& cache = database->apply_cache();
+    for (auto& [id, staged_value] : staged_values) {
+      const absl::string_view whole(id);
+      cache.Update(whole.substr(0, staged_value.keyspace_size),
+                   whole.substr(staged_value.keyspace_size + 1), std::move(staged_value.value));
+    }
+    staged_values.clear();
+  }
 };
 
 std::unique_ptr<StagedApply> StateMachine::StartApply() {
@@ -442,6 +472,16 @@ absl::Status StagedApply::Stage(const ApplyBatch& batch) {
     STEAD_RETURN_IF_ERROR(AddMutations(database, batch, &write_batch));
     STEAD_RETURN_IF_ERROR(impl_->Write(&write_batch, next));
     impl_->staged = std::move(next);
+    for (const Mutation& mutation : batch.mutations) {
+      if (mutation.type == Mutation::Type::kDeleteRange) {
+        database.apply_cache().EraseRange(mutation.keyspace, mutation.key, mutation.value);
+      } else {
+        database.apply_cache().Update(mutation.keyspace, mutation.key,
+                                      mutation.type == Mutation::Type::kPut
+                                          ? std::optional<std::string>(mutation.value)
+                                          : std::nullopt);
+      }
+    }
     return absl::OkStatus();
   }
   // An entry is staged whole or not at all: a failure to add a mutation leaves the
@@ -452,6 +492,7 @@ absl::Status StagedApply::Stage(const ApplyBatch& batch) {
     return added;
   }
   impl_->batch.PopSavePoint().PermitUncheckedError();
+  impl_->StageValues(batch);
   impl_->staged = std::move(next);
   impl_->staged_bytes += MutationBytes(batch);
   ++staged_entries_;
@@ -461,6 +502,7 @@ absl::Status StagedApply::Stage(const ApplyBatch& batch) {
 absl::Status StagedApply::Commit() {
   if (staged_entries_ == 0) return absl::OkStatus();
   STEAD_RETURN_IF_ERROR(impl_->Write(impl_->batch.GetWriteBatch(), impl_->staged));
+  impl_->UpdateCache();
   impl_->batch.Clear();
   impl_->staged_bytes = 0;
   staged_entries_ = 0;
@@ -471,7 +513,20 @@ absl::StatusOr<std::optional<std::string>> StagedApply::Get(absl::string_view ke
                                                             absl::string_view key) const {
   const Database& database = *impl_->database;
   STEAD_RETURN_IF_ERROR(database.damage());
-  return Observed(database, internal::GetAt(database, nullptr, keyspace, key, &impl_->batch));
+  if (database.Keyspace(keyspace) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown keyspace '", keyspace, "'"));
+  }
+  const auto staged = impl_->staged_values.find(Impl::StagedId(keyspace, key));
+  if (staged != impl_->staged_values.end()) return staged->second.value;
+  if (std::optional<std::optional<std::string>> cached =
+          database.apply_cache().Find(keyspace, key)) {
+    return *std::move(cached);
+  }
+  // The database holds what was committed: nothing of this run is in it.
+  STEAD_ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                         Observed(database, internal::GetAt(database, nullptr, keyspace, key)));
+  database.apply_cache().Insert(keyspace, key, stored);
+  return stored;
 }
 
 absl::StatusOr<ScanResult> StagedApply::Scan(const ScanOptions& options) const {

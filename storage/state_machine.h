@@ -104,6 +104,10 @@ struct StateMachineOptions {
   // most a quarter of it, each at most a sixteenth); the other half is left to the
   // process. While ReplaceWithCheckpoint has two databases open, each has its own.
   size_t memory_limit_bytes = 0;
+  // Values the applier read or wrote lately, kept so the next command on the same key
+  // need not search RocksDB for it (storage/apply_cache.h); with memory_limit_bytes set,
+  // at most a sixteenth of it. Default: 32 MiB.
+  size_t apply_cache_bytes = size_t{32} << 20;
   // Wall clock, only for the human-readable creation times in metadata and manifests.
   // Default: absl::Now.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
@@ -340,7 +344,8 @@ class StateMachine : public StateReader {
 // command must see; Commit() writes the lot with the applied state of the last one, so
 // after a crash the applied index still describes exactly the data present. Until
 // Commit() nothing is visible to other readers: the applier acknowledges an entry only
-// after the commit that holds it.
+// after the commit that holds it. Get reads what is staged, then the database's
+// ApplyCache, then RocksDB; each commit updates the cache with what it wrote.
 //
 // Thread-safety: the applier's alone; StateMachine readers on other threads run
 // concurrently and see the state before the commit or after it.

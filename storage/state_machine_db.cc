@@ -94,6 +94,12 @@ rocksdb::ColumnFamilyOptions MakeColumnFamilyOptions(const StateMachineOptions& 
   return cf_options;
 }
 
+// StateMachineOptions::apply_cache_bytes, within the memory limit.
+size_t ApplyCacheBytes(const StateMachineOptions& options) {
+  if (options.memory_limit_bytes == 0) return options.apply_cache_bytes;
+  return std::min(options.apply_cache_bytes, options.memory_limit_bytes / 16);
+}
+
 bool IsUserKeyspace(absl::string_view name) {
   return name != kMetaColumnFamily && name != rocksdb::kDefaultColumnFamilyName;
 }
@@ -125,6 +131,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
     database->block_cache_ = rocksdb::NewLRUCache(options.memory_limit_bytes / 2);
   }
   database->column_family_options_ = MakeColumnFamilyOptions(options, database->block_cache_);
+  database->apply_cache_ = std::make_unique<ApplyCache>(ApplyCacheBytes(options));
   const rocksdb::DBOptions db_options =
       MakeDbOptions(options, mode == Mode::kCreate, database->block_cache_);
 

@@ -25,6 +25,7 @@
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
+#include "storage/apply_cache.h"
 #include "storage/content_hash.h"
 #include "storage/state_machine.h"
 
@@ -68,6 +69,9 @@ class Database {
   // "default" are not user keyspaces).
   rocksdb::ColumnFamilyHandle* Keyspace(absl::string_view name) const;
   std::vector<std::string> KeyspaceNames() const;
+
+  // What the applier read or wrote lately in this database (StagedApply).
+  ApplyCache& apply_cache() const { return *apply_cache_; }
 
   // Flushes every column family in one atomic flush and waits for it.
   absl::Status FlushAll();
@@ -121,6 +125,7 @@ class Database {
   rocksdb::ColumnFamilyOptions column_family_options_;
   // With StateMachineOptions::memory_limit_bytes: the cache every column family shares.
   std::shared_ptr<rocksdb::Cache> block_cache_;
+  std::unique_ptr<ApplyCache> apply_cache_;
   // Set once the database was replaced; read by the destructor, which may run on any
   // thread that dropped the last reference.
   std::atomic<bool> remove_on_close_{false};

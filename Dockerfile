@@ -21,7 +21,7 @@ RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
       cmake ninja-build g++ pkg-config \
       librocksdb-dev libboost-dev libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev \
-      nlohmann-json3-dev \
+      nlohmann-json3-dev libjemalloc-dev \
       libgtest-dev libgmock-dev libbenchmark-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

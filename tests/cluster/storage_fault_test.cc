@@ -169,12 +169,18 @@ TEST(StorageFaultTest, FollowerWhoseDataVolumeIsTooSmallForTheSnapshotCatchesUpO
 void DamageStateMachine(const ProcessCluster& cluster, int ordinal) {
   const std::vector<std::string> ssts = storage::testing::LiveSstFiles(cluster.DataDir(ordinal));
   ASSERT_FALSE(ssts.empty()) << "the member flushed its state into SST files";
+  int damaged = 0;
   for (const std::string& sst : ssts) {
-    const uint64_t size = std::filesystem::file_size(sst);
+    // The member runs: a compaction may have removed the file since it was listed.
+    std::error_code error;
+    const uint64_t size = std::filesystem::file_size(sst, error);
+    if (error) continue;
     for (uint64_t offset = 100; offset < size / 2; offset += 2048) {
       storage::testing::FlipByteInPlace(sst, offset);
     }
+    ++damaged;
   }
+  ASSERT_GT(damaged, 0) << "every SST file was compacted away while being damaged";
 }
 
 // Goal: a follower whose state machine fails its checksums serves nothing — every read

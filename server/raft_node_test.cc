@@ -407,9 +407,14 @@ TEST_F(RaftNodeTest, ACrashBetweenInstallingAndLoggingASnapshotIsRepairedAtStart
   ASSERT_TRUE(WaitUntil([&] { return follower->Get("first") == "1"; }));
   follower->Stop();
   for (int i = 0; i < 120; ++i) ASSERT_OK(leader->Propose(absl::StrCat("put k", i, " v", i)));
-  ASSERT_OK_AND_ASSIGN(std::vector<storage::CheckpointInfo> checkpoints,
-                       storage::ListCheckpoints(leader->dir() + "/data/checkpoints/raft"));
-  ASSERT_FALSE(checkpoints.empty());
+  // The checkpointer thread takes them after the applies that make one due.
+  std::vector<storage::CheckpointInfo> checkpoints;
+  ASSERT_TRUE(WaitUntil([&] {
+    absl::StatusOr<std::vector<storage::CheckpointInfo>> listed =
+        storage::ListCheckpoints(leader->dir() + "/data/checkpoints/raft");
+    if (listed.ok()) checkpoints = *std::move(listed);
+    return !checkpoints.empty();
+  })) << "the leader took a checkpoint";
   {
     // The first step of an install, done by hand: the WAL still ends where it was.
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<storage::StateMachine> state,

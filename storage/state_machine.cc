@@ -12,7 +12,6 @@
 #include "base/mutex.h"
 #include "base/status_macros.h"
 #include "rocksdb/utilities/checkpoint.h"
-#include "rocksdb/utilities/write_batch_with_index.h"
 #include "storage/checkpoint.h"
 #include "storage/checkpoint_files.h"
 #include "storage/state_machine_db.h"
@@ -324,7 +323,7 @@ size_t MutationBytes(const ApplyBatch& batch) {
 
 // Adds the mutations of `batch` to `write_batch`; their keyspaces were validated.
 absl::Status AddMutations(const Database& database, const ApplyBatch& batch,
-                          rocksdb::WriteBatchBase* write_batch) {
+                          rocksdb::WriteBatch* write_batch) {
   for (const Mutation& mutation : batch.mutations) {
     rocksdb::ColumnFamilyHandle* handle = database.Keyspace(mutation.keyspace);
     STEAD_CHECK(handle != nullptr);  // ValidateBatch checked every keyspace.
@@ -382,36 +381,47 @@ class StagedApply::Impl {
     return absl::OkStatus();
   }
 
-  StateMachine::Impl* const machine;
-  // Captured at the start: a commit checks it is still the live one.
-  const std::shared_ptr<Database> database;
-  pb::SnapshotMetadata committed;  // the applied state written last
-  pb::SnapshotMetadata staged;     // the applied state after the last staged entry
-  // overwrite_key: a key written twice is indexed once, which iterating it over the
-  // database needs.
-  rocksdb::WriteBatchWithIndex batch{rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true};
-  size_t staged_bytes = 0;
-  // What the staged entries wrote, by keyspace and key (nullopt: deleted): what Get
-  // finds first, and what the commit hands to the cache.
+  // The final value of every key the staged entries wrote, by keyspace and key
+  // (nullopt: deleted). Later entries read it first; the commit writes only it, so a
+  // key written by many entries of a run (the service's meta record, written by every
+  // command) reaches the memtable once.
   struct StagedValue {
+    rocksdb::ColumnFamilyHandle* keyspace = nullptr;
     size_t keyspace_size = 0;  // the id is keyspace, '\0', key
     std::optional<std::string> value;
   };
-  absl::flat_hash_map<std::string, StagedValue> staged_values;
-
   static std::string StagedId(absl::string_view keyspace, absl::string_view key) {
     return absl::StrCat(keyspace, absl::string_view("\0", 1), key);
   }
+  // Stages the puts and deletes of `entry`; ValidateBatch checked its keyspaces.
   void StageValues(const ApplyBatch& entry) {
     for (const Mutation& mutation : entry.mutations) {
       std::optional<std::string> value;
       if (mutation.type == Mutation::Type::kPut) value = mutation.value;
-      staged_values.insert_or_assign(StagedId(mutation.keyspace, mutation.key),
-                                     StagedValue{mutation.keyspace.size(), std::move(value)});
+      rocksdb::ColumnFamilyHandle* keyspace = database->Keyspace(mutation.keyspace);
+      STEAD_CHECK(keyspace != nullptr);
+      staged_values.insert_or_assign(
+          StagedId(mutation.keyspace, mutation.key),
+          StagedValue{keyspace, mutation.keyspace.size(), std::move(value)});
     }
+    staged_bytes += MutationBytes(entry);
+    ++staged_entries;
   }
-  // After a commit: the cache follows what it wrote.
-  void UpdateCache() {
+
+  // Writes what is staged with the applied state of the last staged entry, then hands
+  // it to the cache.
+  absl::Status Commit() {
+    if (staged_entries == 0) return absl::OkStatus();
+    rocksdb::WriteBatch write_batch;
+    for (const auto& [id, staged_value] : staged_values) {
+      const rocksdb::Slice key(id.data() + staged_value.keyspace_size + 1,
+                               id.size() - staged_value.keyspace_size - 1);
+      STEAD_RETURN_IF_ERROR(internal::FromRocks(
+          staged_value.value ? write_batch.Put(staged_value.keyspace, key, *staged_value.value)
+                             : write_batch.Delete(staged_value.keyspace, key),
+          "build write batch"));
+    }
+    STEAD_RETURN_IF_ERROR(Write(&write_batch, staged));
     ApplyCache& cache = database->apply_cache();
     for (auto& [id, staged_value] : staged_values) {
       const absl::string_view whole(id);
@@ -419,7 +429,19 @@ class StagedApply::Impl {
                    whole.substr(staged_value.keyspace_size + 1), std::move(staged_value.value));
     }
     staged_values.clear();
+    staged_bytes = 0;
+    staged_entries = 0;
+    return absl::OkStatus();
   }
+
+  StateMachine::Impl* const machine;
+  // Captured at the start: a commit checks it is still the live one.
+  const std::shared_ptr<Database> database;
+  pb::SnapshotMetadata committed;  // the applied state written last
+  pb::SnapshotMetadata staged;     // the applied state after the last staged entry
+  absl::flat_hash_map<std::string, StagedValue> staged_values;
+  size_t staged_bytes = 0;
+  size_t staged_entries = 0;
 };
 
 std::unique_ptr<StagedApply> StateMachine::StartApply() {
@@ -437,6 +459,7 @@ std::unique_ptr<StagedApply> StateMachine::StartApply() {
 StagedApply::StagedApply(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StagedApply::~StagedApply() = default;
 
+size_t StagedApply::staged_entries() const { return impl_->staged_entries; }
 size_t StagedApply::staged_bytes() const { return impl_->staged_bytes; }
 
 absl::Status StagedApply::Stage(const ApplyBatch& batch) {
@@ -484,30 +507,12 @@ absl::Status StagedApply::Stage(const ApplyBatch& batch) {
     }
     return absl::OkStatus();
   }
-  // An entry is staged whole or not at all: a failure to add a mutation leaves the
-  // batch at its last savepoint.
-  impl_->batch.SetSavePoint();
-  if (absl::Status added = AddMutations(database, batch, &impl_->batch); !added.ok()) {
-    impl_->batch.RollbackToSavePoint().PermitUncheckedError();
-    return added;
-  }
-  impl_->batch.PopSavePoint().PermitUncheckedError();
   impl_->StageValues(batch);
   impl_->staged = std::move(next);
-  impl_->staged_bytes += MutationBytes(batch);
-  ++staged_entries_;
   return absl::OkStatus();
 }
 
-absl::Status StagedApply::Commit() {
-  if (staged_entries_ == 0) return absl::OkStatus();
-  STEAD_RETURN_IF_ERROR(impl_->Write(impl_->batch.GetWriteBatch(), impl_->staged));
-  impl_->UpdateCache();
-  impl_->batch.Clear();
-  impl_->staged_bytes = 0;
-  staged_entries_ = 0;
-  return absl::OkStatus();
-}
+absl::Status StagedApply::Commit() { return impl_->Commit(); }
 
 absl::StatusOr<std::optional<std::string>> StagedApply::Get(absl::string_view keyspace,
                                                             absl::string_view key) const {
@@ -532,7 +537,10 @@ absl::StatusOr<std::optional<std::string>> StagedApply::Get(absl::string_view ke
 absl::StatusOr<ScanResult> StagedApply::Scan(const ScanOptions& options) const {
   const Database& database = *impl_->database;
   STEAD_RETURN_IF_ERROR(database.damage());
-  return Observed(database, internal::ScanAt(database, nullptr, options, &impl_->batch));
+  // Scans are rare in the apply path (expiring sessions, compacting history, range
+  // reads of a txn): the run is written first and the scan reads the database alone.
+  STEAD_RETURN_IF_ERROR(impl_->Commit());
+  return Observed(database, internal::ScanAt(database, nullptr, options));
 }
 
 pb::SnapshotMetadata StateMachine::applied() const {

@@ -338,17 +338,18 @@ class StateMachine : public StateReader {
   std::unique_ptr<Impl> impl_;
 };
 
-// A run of committed entries applied in one RocksDB write. Each Stage() adds an entry's
-// mutations to an indexed batch; Get and Scan read the state as if every staged entry
-// were applied (the batch laid over the database), which is what the next entry's
-// command must see; Commit() writes the lot with the applied state of the last one, so
-// after a crash the applied index still describes exactly the data present. Until
-// Commit() nothing is visible to other readers: the applier acknowledges an entry only
-// after the commit that holds it. Get reads what is staged, then the database's
-// ApplyCache, then RocksDB; each commit updates the cache with what it wrote.
+// A run of committed entries applied in one RocksDB write. Each Stage() records the
+// final value of every key an entry writes; Get reads the state as if every staged
+// entry were applied (the staged values, then the database's ApplyCache, then RocksDB),
+// which is what the next entry's command must see; Commit() writes the final values
+// with the applied state of the last entry, so after a crash the applied index still
+// describes exactly the data present, and a key written by many entries of the run is
+// written once. A Scan (rare while applying) commits the run first and reads the
+// database. Until a commit nothing is visible to other readers: the applier
+// acknowledges an entry only after the commit that holds it.
 //
 // Thread-safety: the applier's alone; StateMachine readers on other threads run
-// concurrently and see the state before the commit or after it.
+// concurrently and see the state before a commit or after it.
 class StagedApply : public StateReader {
  public:
   ~StagedApply() override;
@@ -356,14 +357,14 @@ class StagedApply : public StateReader {
   StagedApply& operator=(const StagedApply&) = delete;
 
   // Stages one entry. Errors as StateMachine::Apply; on an error nothing of the entry is
-  // staged and the earlier ones stay. An entry with a kDeleteRange mutation (which an
-  // indexed batch cannot hold) commits what is staged and is written on its own.
+  // staged and the earlier ones stay. An entry with a kDeleteRange mutation commits
+  // what is staged and is written on its own.
   absl::Status Stage(const ApplyBatch& batch);
   // Writes every staged entry and their applied state in one atomic write; OK and a
   // no-op with nothing staged. Errors are RocksDB's; then nothing staged was written.
   absl::Status Commit();
 
-  size_t staged_entries() const { return staged_entries_; }
+  size_t staged_entries() const;
   // Bytes of the staged mutations (what the commit writes).
   size_t staged_bytes() const;
 
@@ -376,7 +377,6 @@ class StagedApply : public StateReader {
   class Impl;
   explicit StagedApply(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
-  size_t staged_entries_ = 0;
 };
 
 }  // namespace stead::storage

@@ -374,8 +374,8 @@ absl::StatusOr<ContentHash> Database::HashUserKeys(
 
 absl::StatusOr<std::optional<std::string>> GetAt(const Database& database,
                                                  const rocksdb::Snapshot* snapshot,
-                                                 absl::string_view keyspace, absl::string_view key,
-                                                 rocksdb::WriteBatchWithIndex* overlay) {
+                                                 absl::string_view keyspace,
+                                                 absl::string_view key) {
   rocksdb::ColumnFamilyHandle* handle = database.Keyspace(keyspace);
   if (handle == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("unknown keyspace '", keyspace, "'"));
@@ -383,19 +383,15 @@ absl::StatusOr<std::optional<std::string>> GetAt(const Database& database,
   rocksdb::ReadOptions read_options;
   read_options.snapshot = snapshot;
   std::string value;
-  const rocksdb::Slice key_slice(key.data(), key.size());
   const rocksdb::Status got =
-      overlay != nullptr
-          ? overlay->GetFromBatchAndDB(database.db(), read_options, handle, key_slice, &value)
-          : database.db()->Get(read_options, handle, key_slice, &value);
+      database.db()->Get(read_options, handle, rocksdb::Slice(key.data(), key.size()), &value);
   if (got.IsNotFound()) return std::optional<std::string>();
   STEAD_RETURN_IF_ERROR(FromRocks(got, absl::StrCat("get from keyspace ", keyspace)));
   return std::optional<std::string>(std::move(value));
 }
 
 absl::StatusOr<ScanResult> ScanAt(const Database& database, const rocksdb::Snapshot* snapshot,
-                                  const ScanOptions& options,
-                                  rocksdb::WriteBatchWithIndex* overlay) {
+                                  const ScanOptions& options) {
   rocksdb::ColumnFamilyHandle* handle = database.Keyspace(options.keyspace);
   if (handle == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("unknown keyspace '", options.keyspace, "'"));
@@ -416,25 +412,13 @@ absl::StatusOr<ScanResult> ScanAt(const Database& database, const rocksdb::Snaps
   if (!options.start_key.empty()) read_options.iterate_lower_bound = &lower;
   if (!options.end_key.empty()) read_options.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(database.db()->NewIterator(read_options, handle));
-  if (overlay != nullptr) {
-    // Without the bounds: the merged iterator gives up at the first overlay key past
-    // the upper bound, even in a reverse scan that has yet to reach the range.
-    it.reset(overlay->NewIteratorWithBase(handle, it.release()));
-  }
-  // The overlay's keys are not bounded: seek and check them here.
-  const auto below_end = [&] { return upper.empty() || it->key().compare(upper) < 0; };
-  const auto from_start = [&] { return it->key().compare(lower) >= 0; };
   if (options.reverse) {
     it->SeekToLast();
-    while (it->Valid() && !below_end()) it->Prev();
   } else {
-    it->Seek(lower);
+    it->SeekToFirst();
   }
-  const auto in_range = [&] {
-    return it->Valid() && (options.reverse ? from_start() : below_end());
-  };
   size_t bytes = 0;
-  while (in_range() && result.pairs.size() < options.limit &&
+  while (it->Valid() && result.pairs.size() < options.limit &&
          (options.max_bytes == 0 || bytes < options.max_bytes)) {
     bytes += it->key().size() + it->value().size();
     result.pairs.push_back(KeyValue{it->key().ToString(), it->value().ToString()});
@@ -444,7 +428,7 @@ absl::StatusOr<ScanResult> ScanAt(const Database& database, const rocksdb::Snaps
       it->Next();
     }
   }
-  result.more = in_range();
+  result.more = it->Valid();
   STEAD_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("scan keyspace ", options.keyspace)));
   return result;
 }

@@ -24,7 +24,6 @@
 #include "proto/snapshot.pb.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
-#include "rocksdb/utilities/write_batch_with_index.h"
 #include "storage/apply_cache.h"
 #include "storage/content_hash.h"
 #include "storage/state_machine.h"
@@ -136,16 +135,14 @@ class Database {
   mutable std::atomic<bool> damaged_{false};  // damage_ is not OK; read without the lock
 };
 
-// Get and Scan over `database` at `snapshot` (nullptr: latest), with `overlay` (if
-// set) laid over it, shared by StateMachine, StateSnapshot and StagedApply. Contracts
-// as in state_machine.h.
+// Get and Scan over `database` at `snapshot` (nullptr: latest), shared by
+// StateMachine, StateSnapshot and StagedApply. Contracts as in state_machine.h.
 absl::StatusOr<std::optional<std::string>> GetAt(const Database& database,
                                                  const rocksdb::Snapshot* snapshot,
-                                                 absl::string_view keyspace, absl::string_view key,
-                                                 rocksdb::WriteBatchWithIndex* overlay = nullptr);
+                                                 absl::string_view keyspace,
+                                                 absl::string_view key);
 absl::StatusOr<ScanResult> ScanAt(const Database& database, const rocksdb::Snapshot* snapshot,
-                                  const ScanOptions& options,
-                                  rocksdb::WriteBatchWithIndex* overlay = nullptr);
+                                  const ScanOptions& options);
 
 }  // namespace stead::storage::internal
 

@@ -153,7 +153,8 @@ TEST(StateMachine, ApplyThenGetAndScan) {
 }
 
 // Goal: a staged run of entries reads as if applied, is invisible until its commit,
-// and commits atomically with the applied index of its last entry. Method: stage
+// and commits atomically with the applied index of its last entry, each key written
+// once with its last value; a scan commits the run before it reads. Method: stage
 // entries over stored keys (overwrites, a delete, keys outside the scanned ranges) and
 // compare reads through the staged view with reads of the state machine before and
 // after the commit.
@@ -174,28 +175,6 @@ TEST(StagedApply, StagedEntriesReadAsAppliedAndCommitTogether) {
   EXPECT_THAT(staged->Get("kv", "d"), ::stead::testing::IsOkAndHolds(Optional(std::string("3"))));
   EXPECT_THAT(staged->Get("kv", "b"), ::stead::testing::IsOkAndHolds(std::nullopt));
   EXPECT_THAT(staged->Get("kv", "f"), ::stead::testing::IsOkAndHolds(Optional(std::string("1"))));
-  const struct {
-    const char* name;
-    ScanOptions options;
-    std::vector<std::string> want;
-    bool want_more;
-  } cases[] = {
-      {"all", {}, {"a", "d", "f", "g"}, false},
-      // Staged keys on both sides of the range ("a", "g") stay out of it.
-      {"range", {"kv", "b", "f", false, 100}, {"d"}, false},
-      {"reverse range", {"kv", "b", "f", true, 100}, {"d"}, false},
-      {"reverse", {"kv", "", "", true, 100}, {"g", "f", "d", "a"}, false},
-      {"limit", {"kv", "", "", false, 2}, {"a", "d"}, true},
-      {"reverse limit to the start", {"kv", "c", "", true, 2}, {"g", "f"}, true},
-      // A staged key past the end, the range's keys stored and staged.
-      {"reverse below a staged key", {"kv", "a", "e", true, 100}, {"d", "a"}, false},
-  };
-  for (const auto& c : cases) {
-    SCOPED_TRACE(c.name);
-    ASSERT_OK_AND_ASSIGN(const ScanResult result, staged->Scan(c.options));
-    EXPECT_EQ(Keys(result), c.want);
-    EXPECT_EQ(result.more, c.want_more);
-  }
   // Nothing is visible before the commit.
   EXPECT_EQ(machine->applied_index(), 1u);
   EXPECT_EQ(*machine->Get("kv", "d"), std::optional<std::string>("1"));
@@ -208,11 +187,34 @@ TEST(StagedApply, StagedEntriesReadAsAppliedAndCommitTogether) {
   ASSERT_OK_AND_ASSIGN(const ScanResult all, machine->Scan({}));
   EXPECT_THAT(all.pairs, ElementsAre(KeyValue{"a", "2"}, KeyValue{"d", "3"}, KeyValue{"f", "1"},
                                      KeyValue{"g", "3"}));
-  // The view goes on after a commit.
-  ASSERT_OK(staged->Stage(PutBatch(4, 2, {{"h", "4"}})));
-  ASSERT_OK(staged->Commit());
-  EXPECT_EQ(*machine->Get("kv", "h"), std::optional<std::string>("4"));
-  EXPECT_EQ(machine->applied_index(), 4u);
+
+  // The view goes on after a commit; a scan writes the run before it reads.
+  ASSERT_OK(staged->Stage(PutBatch(4, 2, {{"h", "4"}, {"a", "4"}})));
+  ASSERT_OK(staged->Stage(PutBatch(5, 2, {{"c", "5"}})));
+  const struct {
+    const char* name;
+    ScanOptions options;
+    std::vector<std::string> want;
+    bool want_more;
+  } cases[] = {
+      {"all", {}, {"a", "c", "d", "f", "g", "h"}, false},
+      {"range", {"kv", "b", "f", false, 100}, {"c", "d"}, false},
+      {"reverse range", {"kv", "b", "f", true, 100}, {"d", "c"}, false},
+      {"reverse", {"kv", "", "", true, 100}, {"h", "g", "f", "d", "c", "a"}, false},
+      {"limit", {"kv", "", "", false, 2}, {"a", "c"}, true},
+      {"reverse limit to the start", {"kv", "c", "", true, 2}, {"h", "g"}, true},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_OK_AND_ASSIGN(const ScanResult result, staged->Scan(c.options));
+    EXPECT_EQ(Keys(result), c.want);
+    EXPECT_EQ(result.more, c.want_more);
+    EXPECT_EQ(staged->staged_entries(), 0u);
+    EXPECT_EQ(machine->applied_index(), 5u);
+  }
+  EXPECT_EQ(*machine->Get("kv", "a"), std::optional<std::string>("4"));
+  ASSERT_OK(staged->Commit());  // nothing left to write
+  EXPECT_EQ(machine->applied_index(), 5u);
 }
 
 // Goal: what cannot join a staged run is refused or written without losing the run.
@@ -275,6 +277,25 @@ TEST(StagedApply, ReadsMatchAModelWhateverTheCacheHolds) {
         ASSERT_EQ(got, want) << keyspace << "/" << key;
       }
     };
+    // A scan of a random range of one keyspace, forwards or in reverse.
+    const auto check_scan = [&](const StateReader& reader) {
+      ScanOptions scan;
+      scan.keyspace = random_keyspace();
+      scan.start_key = random_key();
+      scan.end_key = std::string(1, static_cast<char>(scan.start_key[0] + 1 + draw(4)));
+      scan.reverse = draw(2) == 0;
+      scan.limit = 100;
+      std::vector<KeyValue> want;
+      for (auto it = model.lower_bound({scan.keyspace, scan.start_key});
+           it != model.end() && it->first.first == scan.keyspace && it->first.second < scan.end_key;
+           ++it) {
+        want.push_back(KeyValue{it->first.second, it->second});
+      }
+      if (scan.reverse) std::reverse(want.begin(), want.end());
+      ASSERT_OK_AND_ASSIGN(const ScanResult got, reader.Scan(scan));
+      ASSERT_EQ(got.pairs, want) << scan.keyspace << " [" << scan.start_key << ", "
+                                 << scan.end_key << ")" << (scan.reverse ? " reverse" : "");
+    };
     raft::Index index = 0;
     for (int run = 0; run < 60; ++run) {
       const std::unique_ptr<StagedApply> staged = machine->StartApply();
@@ -304,6 +325,7 @@ TEST(StagedApply, ReadsMatchAModelWhateverTheCacheHolds) {
         }
         ASSERT_OK(staged->Stage(entry));
         check_reads(*staged, 6);
+        if (draw(4) == 0) check_scan(*staged);
       }
       ASSERT_OK(staged->Commit());
       check_reads(*staged, 6);

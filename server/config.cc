@@ -257,6 +257,16 @@ const FlagSpec kFlags[] = {
        STEAD_ASSIGN_OR_RETURN(c.memory_limit_bytes, ParseMemoryLimit(v, w));
        return absl::OkStatus();
      }},
+    {"io-threads", "N", "half the CPUs this process may use, 1 to 8",
+     "threads that run the raft core and the client, peer and HTTP ports (the applier and "
+     "the WAL have their own); the CPUs count the cgroup's CPU quota",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.io_threads, ParsePositiveInt(v, w));
+       if (c.io_threads > 64) {
+         return absl::InvalidArgumentError(absl::StrCat(w, ": '", v, "' is above 64"));
+       }
+       return absl::OkStatus();
+     }},
     {"max-response-bytes", "BYTES", "4Mi",
      "most bytes of keys and values in one page of a range read, e.g. 4194304 or 4Mi "
      "(1Ki..32Mi); a page holds at least one pair, and the client continues with the next",

@@ -99,6 +99,9 @@ struct ServerConfig {
   // --memory-limit: what this member may use (in Kubernetes the container's limit);
   // RocksDB's block cache and memtables get half of it. 0: RocksDB's defaults.
   uint64_t memory_limit_bytes = 0;
+  // --io-threads: threads serving the raft strand and the ports; 0: DefaultIoThreads
+  // of the CPUs this process may use (server/cpus.h).
+  int io_threads = 0;
   // --max-response-bytes: most bytes of keys and values in one page of a range read.
   size_t max_response_bytes = kDefaultMaxResponseBytes;
   // The client port (ClientServiceOptions): connections held at once (0: sized from

@@ -113,6 +113,7 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   args.push_back("--max-response-bytes=3Mi");
   args.push_back("--max-client-connections=300");
   args.push_back("--client-read-timeout=2s");
+  args.push_back("--io-threads=3");
   ASSERT_OK_AND_ASSIGN(
       ParsedCommandLine parsed,
       ParseServerCommandLine(args, Env({{"STEAD_LOG_LEVEL", "error"},
@@ -132,6 +133,7 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   EXPECT_EQ(parsed.config.max_client_connections, 300u);
   EXPECT_EQ(parsed.config.client_idle_timeout, absl::Seconds(90));
   EXPECT_EQ(parsed.config.client_read_timeout, absl::Seconds(2));
+  EXPECT_EQ(parsed.config.io_threads, 3);
   // In Kubernetes the limit arrives in bytes, from resourceFieldRef limits.memory.
   std::vector<std::string> plain = kLocalFlags;
   ASSERT_OK_AND_ASSIGN(parsed,
@@ -141,6 +143,7 @@ TEST(ParseServerCommandLine, FlagsOverrideEnvironmentWhichOverridesDefaults) {
   EXPECT_EQ(parsed.config.max_response_bytes, 65536u);
   ASSERT_OK_AND_ASSIGN(parsed, ParseServerCommandLine(plain, Env({})));
   EXPECT_EQ(parsed.config.max_response_bytes, size_t{4} << 20) << "the default";
+  EXPECT_EQ(parsed.config.io_threads, 0) << "the default: from the CPUs";
 }
 
 TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
@@ -176,6 +179,8 @@ TEST(ParseServerCommandLine, EachMistakeGetsItsOwnMessage) {
        "--max-client-connections: '0' is not a positive whole number"},
       {"bad idle timeout", with({"--client-idle-timeout=never"}), {}, "--client-idle-timeout"},
       {"bad read timeout", with({"--client-read-timeout=0s"}), {}, "--client-read-timeout"},
+      {"no io threads", with({"--io-threads=0"}), {}, "--io-threads: '0' is not a positive"},
+      {"too many io threads", with({"--io-threads=65"}), {}, "--io-threads: '65' is above 64"},
       {"bad promotion mode", with({"--promote-learners=never"}), {}, "is not auto or manual"},
       {"no name", {"--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {}, "--name"},
       {"bad name", {"--name=db", "--data-dir=/d", "--wal-dir=/w", "--peer-service=s"}, {},
@@ -260,7 +265,8 @@ TEST(ServerUsage, DocumentsEveryFlagWithItsDefaultAndVariable) {
                            "--snapshot-entries", "--snapshot-send-rate",
                            "--promote-learners", "--new-cluster-identity", "--memory-limit",
                            "--max-response-bytes", "--max-client-connections",
-                           "--client-idle-timeout", "--client-read-timeout"}) {
+                           "--client-idle-timeout", "--client-read-timeout",
+                           "--io-threads"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
   EXPECT_THAT(usage, HasSubstr("default: 0.0.0.0:2479; env: STEAD_CLIENT_ADDR"));

@@ -29,6 +29,7 @@
 #include "server/client_service.h"
 #include "server/watch_hub.h"
 #include "server/config.h"
+#include "server/cpus.h"
 #include "server/discovery.h"
 #include "server/forwarder.h"
 #include "server/http_server.h"
@@ -224,7 +225,10 @@ struct Node::Impl {
     // Last: discovery answers carry the client and HTTP ports, which are bound now.
     STEAD_RETURN_IF_ERROR(transport->Listen(config.peer_addr.host, config.peer_addr.port));
 
-    for (int i = 0; i < 2; ++i) io_threads.emplace_back([this] { io.run(); });
+    const int threads = config.io_threads > 0
+                            ? config.io_threads
+                            : server::DefaultIoThreads(server::AvailableCpus());
+    for (int i = 0; i < threads; ++i) io_threads.emplace_back([this] { io.run(); });
 
     // After the listeners: the member record of the restored member carries its ports.
     // Before anything talks to peers: the supervisor is not running yet and the
@@ -245,7 +249,7 @@ struct Node::Impl {
     STEAD_LOG(logger, Info) << "listening: clients " << config.client_addr.host << ":"
                             << client->port() << ", peers " << config.peer_addr.host << ":"
                             << transport->listen_port() << ", http " << config.http_addr.host
-                            << ":" << http->port();
+                            << ":" << http->port() << "; " << io_threads.size() << " io threads";
     return absl::OkStatus();
   }
 
@@ -1885,6 +1889,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
   number("snapshot-entries", options.snapshot_entries);
   number("snapshot-send-rate", options.snapshot_send_rate_mb_per_second);
   number("memory-limit", options.memory_limit_bytes);
+  number("io-threads", options.io_threads);
   number("max-response-bytes", options.max_response_bytes);
   number("max-client-connections", options.max_client_connections);
   if (options.client_idle_timeout_ms != 0) {

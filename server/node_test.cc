@@ -543,6 +543,12 @@ TEST(NodeStartTest, RecoveryAndTuningOptionsReachTheirFlags) {
   node = Node::Start(options);
   EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(node.status().message(), HasSubstr("client-read-timeout"));
+
+  options.client_read_timeout_ms = 0;
+  options.io_threads = -2;
+  node = Node::Start(options);
+  EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(node.status().message(), HasSubstr("io-threads"));
   std::filesystem::remove_all(root);
 }
 

@@ -60,6 +60,7 @@ struct NodeOptions {
   int64_t snapshot_entries = 0;
   int snapshot_send_rate_mb_per_second = 0;  // --snapshot-send-rate
   int64_t memory_limit_bytes = 0;
+  int io_threads = 0;  // --io-threads; 0: half the CPUs this process may use, 1 to 8
   int64_t max_response_bytes = 0;  // --max-response-bytes: bytes of one range page
   int max_client_connections = 0;
   int64_t client_idle_timeout_ms = 0;

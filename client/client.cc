@@ -23,6 +23,7 @@
 #include "base/mutex.h"
 #include "base/status_macros.h"
 #include "client/connection.h"
+#include "wire/tls_context.h"
 #include "client/watcher.h"
 #include "proto/kv.pb.h"
 #include "server/frame.h"
@@ -184,8 +185,8 @@ class Client::Impl {
  public:
   using Done = std::function<void(absl::StatusOr<pb::ClientResponse>)>;
 
-  explicit Impl(ClientOptions options)
-      : options_(std::move(options)), work_(asio::make_work_guard(io_)), rng_(std::random_device{}()) {
+  Impl(ClientOptions options, std::shared_ptr<wire::TlsContextProvider> tls)
+      : options_(std::move(options)), tls_(std::move(tls)), work_(asio::make_work_guard(io_)), rng_(std::random_device{}()) {
     {
       MutexLock lock(&mu_);
       for (const std::string& address : options_.endpoints) AddEndpointLocked(address);
@@ -280,8 +281,9 @@ class Client::Impl {
     auto endpoint = std::make_unique<Endpoint>();
     endpoint->address = address;
     for (int i = 0; i < options_.connections_per_endpoint; ++i) {
-      endpoint->connections.push_back(std::make_shared<Connection>(
-          io_, address, options_.connect_timeout, options_.max_frame_bytes));
+      endpoint->connections.push_back(
+          std::make_shared<Connection>(io_, address, options_.connect_timeout,
+                                       options_.max_frame_bytes, tls_, options_.tls.server_name));
     }
     endpoints_.push_back(std::move(endpoint));
     return endpoints_.back().get();
@@ -301,6 +303,7 @@ class Client::Impl {
   void ReleaseSession(Session session);
 
   const ClientOptions options_;
+  const std::shared_ptr<wire::TlsContextProvider> tls_;  // null: plain TCP
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::thread> threads_;
@@ -574,7 +577,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   if (options.max_inflight_calls == 0) {
     return absl::InvalidArgumentError("max_inflight_calls must be positive");
   }
-  return std::unique_ptr<Client>(new Client(std::make_unique<Impl>(std::move(options))));
+  // The TLS files are read now, so a mistake fails here, naming the field.
+  std::shared_ptr<wire::TlsContextProvider> tls;
+  STEAD_ASSIGN_OR_RETURN(tls, client_internal::MakeClientTlsProvider(options.tls));
+  return std::unique_ptr<Client>(new Client(std::make_unique<Impl>(std::move(options), std::move(tls))));
 }
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

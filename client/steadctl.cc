@@ -44,6 +44,8 @@
 #include "client/steadctl_snapshot.h"
 #include "client/steadctl_txn.h"
 #include "stead/client.h"
+#include "wire/tls_context.h"
+#include "wire/tls_verify.h"
 
 namespace {
 
@@ -108,6 +110,11 @@ constexpr char kMainHelp[] =
     "                        default 127.0.0.1:2479,127.0.0.1:2489,127.0.0.1:2499)\n"
     "  --output=table|json   output format (default table)\n"
     "  --timeout=DURATION    deadline of each request, retries included (default 5s)\n"
+    "  --cacert=FILE         TLS: PEM CA certificates that issue the members' certificates\n"
+    "                        (their client and HTTP ports); TLS is on with any of these three\n"
+    "  --cert=FILE, --key=FILE\n"
+    "                        TLS: this client's certificate and key, for members that require\n"
+    "                        client certificates (--client-cert-auth)\n"
     "  --help, --version\n"
     "\n"
     "output: tables print one key and value per line, escaped: \\\\ \\t \\n \\r, and\n"
@@ -233,6 +240,7 @@ const std::map<std::string, std::string>& CommandHelp() {
 
 struct Flags {
   std::string endpoints;
+  stead::ClientTlsOptions tls;  // --cacert, --cert, --key
   std::string output = "table";
   absl::Duration timeout = absl::Seconds(5);
   bool serializable = false;
@@ -350,6 +358,15 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       if (!v.ok()) return v.status();
       if (v->empty()) return absl::InvalidArgumentError("--value-file needs a PATH");
       flags.value_file = *v;
+    } else if (name == "--cacert" || name == "--cert" || name == "--key") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      if (v->empty()) return absl::InvalidArgumentError(absl::StrCat(name, " needs a FILE"));
+      std::string& field = name == "--cacert" ? flags.tls.trusted_ca_file
+                           : name == "--cert" ? flags.tls.cert_file
+                                              : flags.tls.key_file;
+      field = *v;
+      flags.tls.enabled = true;
     } else if (name == "--endpoints") {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();
@@ -501,10 +518,76 @@ int ConnectTcp(const std::string& host, int port, absl::Time deadline) {
   return fd;
 }
 
-// One blocking HTTP/1.0 GET on host:port, bounded by `timeout`: the status code and
-// body, or nullopt.
+// The status code and body of an HTTP response, or nullopt if it is not one.
+std::optional<std::pair<int, std::string>> ParseHttpResponse(const std::string& response) {
+  int code = 0;
+  const size_t body = response.find("\r\n\r\n");
+  std::vector<std::string> words = absl::StrSplit(response.substr(0, response.find("\r\n")), ' ');
+  if (body == std::string::npos || words.size() < 2 || !absl::SimpleAtoi(words[1], &code)) {
+    return std::nullopt;
+  }
+  return std::make_pair(code, response.substr(body + 4));
+}
+
+// One blocking HTTP/1.0 GET over TLS on the connected `fd` (owned), verifying that the
+// member's certificate names `host`: as HttpGet.
+std::optional<std::pair<int, std::string>> HttpsGet(int fd, const std::string& host,
+                                                    const std::string& path, absl::Time deadline,
+                                                    const stead::ClientTlsOptions& tls) {
+  namespace asio = boost::asio;
+  const stead::wire::TlsOptions options = {.cert_file = tls.cert_file,
+                                           .key_file = tls.key_file,
+                                           .trusted_ca_file = tls.trusted_ca_file};
+  absl::StatusOr<stead::wire::TlsMaterial> material =
+      stead::wire::LoadTlsMaterial(options, stead::wire::TlsRole::kClient, absl::Now());
+  absl::StatusOr<std::shared_ptr<asio::ssl::context>> context =
+      material.ok() ? stead::wire::MakeTlsContext(options, stead::wire::TlsRole::kClient, *material)
+                    : material.status();
+  if (!context.ok()) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  asio::io_context io;
+  asio::ssl::stream<asio::ip::tcp::socket> stream(io, **context);
+  sockaddr_storage local{};
+  socklen_t length = sizeof local;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length);
+  boost::system::error_code ec;
+  stream.next_layer().assign(local.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(),
+                             fd, ec);
+  if (ec) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  const std::string name = tls.server_name.empty() ? host : tls.server_name;
+  SSL* ssl = stream.native_handle();
+  if (stead::wire::IsIpAddress(name)) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str());
+  } else {
+    SSL_set1_host(ssl, name.c_str());
+  }
+  std::optional<std::pair<int, std::string>> result;
+  stream.handshake(asio::ssl::stream_base::client, ec);
+  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", host, "\r\n\r\n");
+  if (!ec) asio::write(stream, asio::buffer(request), ec);
+  if (!ec) {
+    std::string response;
+    char buffer[8192];
+    while (absl::Now() < deadline && response.size() < (4u << 20)) {
+      const size_t n = stream.read_some(asio::buffer(buffer), ec);
+      if (ec) break;
+      response.append(buffer, n);
+    }
+    result = ParseHttpResponse(response);
+  }
+  return result;  // the stream closes the socket
+}
+
+// One blocking HTTP/1.0 GET on host:port, bounded by `timeout`, over TLS when `tls` is
+// enabled: the status code and body, or nullopt.
 std::optional<std::pair<int, std::string>> HttpGet(const std::string& host, int port,
-                                                   const std::string& path, absl::Duration timeout) {
+                                                   const std::string& path, absl::Duration timeout,
+                                                   const stead::ClientTlsOptions& tls) {
   const absl::Time deadline = absl::Now() + timeout;
   const int fd = ConnectTcp(host, port, deadline);
   if (fd < 0) return std::nullopt;
@@ -513,6 +596,7 @@ std::optional<std::pair<int, std::string>> HttpGet(const std::string& host, int 
   tv.tv_usec = static_cast<suseconds_t>(absl::ToInt64Microseconds(timeout) % 1000000);
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (tls.enabled) return HttpsGet(fd, host, path, deadline, tls);
   std::optional<std::pair<int, std::string>> result;
   const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", host, "\r\n\r\n");
   if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
@@ -524,12 +608,7 @@ std::optional<std::pair<int, std::string>> HttpGet(const std::string& host, int 
       if (n <= 0) break;
       response.append(buffer, static_cast<size_t>(n));
     }
-    int code = 0;
-    const size_t body = response.find("\r\n\r\n");
-    std::vector<std::string> words = absl::StrSplit(response.substr(0, response.find("\r\n")), ' ');
-    if (body != std::string::npos && words.size() >= 2 && absl::SimpleAtoi(words[1], &code)) {
-      result = std::make_pair(code, response.substr(body + 4));
-    }
+    result = ParseHttpResponse(response);
   }
   ::close(fd);
   return result;
@@ -981,8 +1060,8 @@ int ClusterCommand(stead::Client& client, const Flags& flags) {
     int port = 0;
     std::optional<std::pair<int, std::string>> ready, metrics;
     if (HttpAddressOf(m, flags.http_port_offset, &host, &port)) {
-      ready = HttpGet(host, port, "/readyz", absl::Seconds(2));
-      if (!health) metrics = HttpGet(host, port, "/metrics", absl::Seconds(2));
+      ready = HttpGet(host, port, "/readyz", absl::Seconds(2), flags.tls);
+      if (!health) metrics = HttpGet(host, port, "/metrics", absl::Seconds(2), flags.tls);
     }
     const bool is_ready = ready.has_value() && ready->first == 200;
     all_ready = all_ready && is_ready;
@@ -1054,6 +1133,7 @@ int SnapshotCommand(stead::Client& client, const Flags& flags) {
   snapshot.json = flags.output == "json";
   snapshot.endpoint = flags.endpoint;
   snapshot.client = &client;
+  snapshot.tls = flags.tls;
   snapshot.force = flags.force;
   snapshot.data_dir = flags.data_dir;
   snapshot.wal_dir = flags.wal_dir;
@@ -1151,6 +1231,7 @@ int main(int argc, char** argv) {
   options.endpoints = absl::StrSplit(flags->endpoints, ',', absl::SkipWhitespace());
   options.default_timeout = flags->timeout;
   options.attempt_timeout = std::min(flags->timeout, absl::Seconds(2));
+  options.tls = flags->tls;
   absl::StatusOr<std::unique_ptr<stead::Client>> client = stead::Client::Create(options);
   if (!client.ok()) return FailStatus(client.status());
   if (help_key == "get") return Get(**client, *flags);

@@ -18,6 +18,7 @@
 #include "base/mutex.h"
 #include "base/status_macros.h"
 #include "client/connection.h"
+#include "wire/tls_context.h"
 #include "client/steadctl_io.h"
 #include "proto/kv.pb.h"
 #include "server/frame.h"
@@ -317,8 +318,10 @@ absl::Status Save(const SnapshotFlags& flags, const std::string& path) {
 
   asio::io_context io;
   auto work = asio::make_work_guard(io);
-  auto connection = std::make_shared<client_internal::Connection>(io, endpoint, absl::Seconds(5),
-                                                                  64u << 20);
+  STEAD_ASSIGN_OR_RETURN(std::shared_ptr<wire::TlsContextProvider> tls,
+                         client_internal::MakeClientTlsProvider(flags.tls));
+  auto connection = std::make_shared<client_internal::Connection>(
+      io, endpoint, absl::Seconds(5), 64u << 20, tls, flags.tls.server_name);
   const absl::Time started = absl::Now();
   // Runs on the connection's strand. Writing to FILE here, before the next read, is
   // the flow control: while the disk is slower than the member, the socket fills and

@@ -34,6 +34,7 @@ struct SnapshotFlags {
   // `client`.
   std::string endpoint;
   stead::Client* client = nullptr;
+  stead::ClientTlsOptions tls;  // --cacert, --cert, --key: for the save connection
   bool force = false;  // save: replace an existing FILE
   // restore: the new member's volumes, name and advertised addresses.
   std::string data_dir, wal_dir, name, peer_addr, client_addr;

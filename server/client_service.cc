@@ -12,6 +12,8 @@
 #include "base/status_macros.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "server/listener.h"
+#include "wire/stream.h"
+#include "wire/tls_context.h"
 
 namespace stead::server {
 
@@ -22,6 +24,11 @@ using boost::system::error_code;
 namespace {
 
 constexpr size_t kReadBufferBytes = 64 * 1024;
+// A TLS connection reads through a buffer of its own (the TLS layer may hold decrypted
+// bytes the socket no longer signals); one TLS record at most.
+constexpr size_t kTlsReadBufferBytes = 16 * 1024;
+// How many first bytes of a plain connection tell a TLS ClientHello (LooksLikeTlsClientHello).
+constexpr size_t kClientHelloProbeBytes = 3;
 
 // The request_id (field 1) of a pb::ClientRequest from the first bytes of its
 // encoding, where encoders put it (fields in number order); 0 when they do not start
@@ -36,14 +43,21 @@ uint64_t RequestIdOf(absl::string_view head) {
 }
 
 // Reads what `socket` (readable, non-blocking) holds into `reader`, through a buffer
-// of the calling thread rather than one per connection. Not a coroutine: the buffer is
-// used and released with no suspension in between (and a thread_local in a coroutine
-// frame would be resolved on whichever thread first ran it).
-boost::system::error_code ReadAvailable(tcp::socket& socket, FrameReader& reader) {
+// of the calling thread rather than one per connection, and keeps the connection's
+// first bytes in `first_bytes` until it holds kClientHelloProbeBytes. Not a
+// coroutine: the buffer is used and released with no suspension in between (and a
+// thread_local in a coroutine frame would be resolved on whichever thread first ran it).
+boost::system::error_code ReadAvailable(tcp::socket& socket, FrameReader& reader,
+                                        std::string& first_bytes) {
   thread_local std::string buffer(kReadBufferBytes, '\0');
   boost::system::error_code ec;
   const size_t n = socket.read_some(asio::buffer(buffer), ec);
-  if (!ec) reader.Append(absl::string_view(buffer.data(), n));
+  if (ec) return ec;
+  const absl::string_view read(buffer.data(), n);
+  if (first_bytes.size() < kClientHelloProbeBytes) {
+    first_bytes.append(read.data(), std::min(n, kClientHelloProbeBytes - first_bytes.size()));
+  }
+  reader.Append(read);
   return ec;
 }
 
@@ -87,21 +101,26 @@ struct ClientService::Shared {
 class ClientService::Connection : public WatchStream,
                                   public std::enable_shared_from_this<Connection> {
  public:
-  Connection(std::shared_ptr<Shared> shared, tcp::socket socket)
-      : shared_(std::move(shared)), socket_(std::move(socket)), deadline_(socket_.get_executor()) {
+  // TLS when `tls` is set (a context from the port's provider), plain otherwise.
+  Connection(std::shared_ptr<Shared> shared, tcp::socket socket,
+             std::shared_ptr<asio::ssl::context> tls)
+      : shared_(std::move(shared)),
+        stream_(tls != nullptr ? wire::Stream(std::move(socket), std::move(tls))
+                               : wire::Stream(std::move(socket))),
+        deadline_(stream_.get_executor()) {
     error_code ec;
-    remote_ = socket_.remote_endpoint(ec);
+    remote_ = stream_.socket().remote_endpoint(ec);
   }
 
   void Start() {
-    asio::co_spawn(socket_.get_executor(), Run(shared_from_this()), [](std::exception_ptr) {});
+    asio::co_spawn(stream_.get_executor(), Run(shared_from_this()), [](std::exception_ptr) {});
   }
 
   // Thread-safe.
   void Close() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
       error_code ignored;
-      self->socket_.close(ignored);
+      self->stream_.socket().close(ignored);
     });
   }
 
@@ -113,22 +132,34 @@ class ClientService::Connection : public WatchStream,
   static asio::awaitable<void> Run(std::shared_ptr<Connection> self) {
     self->deadline_.Start(self, [raw = self.get()] { raw->OnDeadline(); });
     self->UpdateDeadline();
-    // Reads happen only once the socket is readable, and never wait (see ReadLoop).
-    error_code ec;
-    self->socket_.non_blocking(true, ec);
+    absl::Status status = absl::OkStatus();
+    if (self->stream_.is_tls()) {
+      // Bounded by the read timeout like a frame: a socket that never finishes its
+      // handshake holds its slot no longer than one that never finishes a frame.
+      status = co_await self->stream_.AsyncServerHandshake(self->shared_->options.read_timeout,
+                                                           asio::use_awaitable);
+      if (!status.ok()) status = Annotate(status, "TLS handshake");
+    } else {
+      // Plain reads happen only once the socket is readable, and never wait (see ReadLoop).
+      error_code ec;
+      self->stream_.socket().non_blocking(true, ec);
+      if (ec) status = absl::UnavailableError(ec.message());
+    }
     // Not a conditional expression around co_await: g++ 12 destroys its result twice.
-    absl::Status status = absl::UnavailableError(ec.message());
-    if (!ec) status = co_await self->ReadLoop();
+    if (status.ok()) status = co_await self->ReadLoop();
     if (!self->timed_out_.ok()) status = self->timed_out_;
     if (!status.ok() && !self->shared_->stopped) {
-      self->shared_->events.Log(LogLevel::kInfo,
-                                absl::StrCat("closing client connection from ",
-                                             self->remote_.address().to_string(), ":",
-                                             self->remote_.port(), ": ", status.message()));
+      // A refused certificate or the wrong protocol is a configuration to fix, not
+      // routine churn.
+      self->shared_->events.Log(
+          status.code() == absl::StatusCode::kFailedPrecondition ? LogLevel::kWarning
+                                                                 : LogLevel::kInfo,
+          absl::StrCat("closing client connection from ", self->remote_.address().to_string(),
+                       ":", self->remote_.port(), ": ", status.message()));
     }
     self->deadline_.Stop();
     error_code ignored;
-    self->socket_.close(ignored);
+    self->stream_.socket().close(ignored);
     if (self->shared_->watches != nullptr) self->shared_->watches->CloseStream(self.get());
     if (self->shared_->backups != nullptr) self->shared_->backups->CloseStream(self.get());
     self->shared_->connections.Remove(self.get());
@@ -168,13 +199,27 @@ class ClientService::Connection : public WatchStream,
         frame_started_ = ConnectionDeadline::Clock::now();
       }
       UpdateDeadline();
+      error_code ec;
+      if (stream_.is_tls()) {
+        if (tls_buffer_.empty()) tls_buffer_.resize(kTlsReadBufferBytes);
+        const size_t n = co_await stream_.async_read_some(
+            asio::buffer(tls_buffer_), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec == asio::error::eof) co_return absl::OkStatus();
+        if (ec) co_return stream_.DescribeError(ec);
+        reader.Append(absl::string_view(tls_buffer_.data(), n));
+        continue;
+      }
       // Wait for bytes before taking a buffer, so an idle connection holds none: a
       // port may hold tens of thousands of them.
-      error_code ec;
-      co_await socket_.async_wait(tcp::socket::wait_read,
-                                  asio::redirect_error(asio::use_awaitable, ec));
+      co_await stream_.socket().async_wait(tcp::socket::wait_read,
+                                           asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return absl::UnavailableError(ec.message());
-      ec = ReadAvailable(socket_, reader);
+      const bool probing = first_bytes_.size() < kClientHelloProbeBytes;
+      ec = ReadAvailable(stream_.socket(), reader, first_bytes_);
+      if (probing && wire::LooksLikeTlsClientHello(first_bytes_)) {
+        // Read as a frame, its first bytes would be a length near 369 MB.
+        co_return absl::FailedPreconditionError(wire::kTlsOnPlainPortMessage);
+      }
       if (ec == asio::error::would_block) continue;
       if (ec == asio::error::eof) co_return absl::OkStatus();
       if (ec) co_return absl::UnavailableError(ec.message());
@@ -204,7 +249,7 @@ class ClientService::Connection : public WatchStream,
                            absl::FormatDuration(shared_->options.idle_timeout),
                            " (idle timeout)"));
     error_code ignored;
-    socket_.close(ignored);
+    stream_.socket().close(ignored);
   }
 
   // On the strand: a request in flight begins; Respond ends it.
@@ -225,7 +270,7 @@ class ClientService::Connection : public WatchStream,
   // WatchStream: a watch's response, from the hub's thread.
   void Send(pb::ClientResponse response) override {
     unsent_bytes_ += response.ByteSizeLong();
-    asio::post(socket_.get_executor(),
+    asio::post(stream_.get_executor(),
                [self = shared_from_this(), response = std::move(response)]() mutable {
                  if (self->shared_->stopped) return;
                  if (EndsStream(response) && self->streams_.erase(response.request_id()) > 0) {
@@ -286,7 +331,7 @@ class ClientService::Connection : public WatchStream,
     }
     BeginRequest();
     shared_->handler(std::move(request), [self = shared_from_this()](pb::ClientResponse response) {
-      asio::post(self->socket_.get_executor(), [self, response = std::move(response)]() mutable {
+      asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
         if (!self->shared_->stopped) self->Respond(std::move(response));
       });
     });
@@ -344,12 +389,12 @@ class ClientService::Connection : public WatchStream,
     writing_buffer_.swap(pending_);
     pending_.clear();
     const size_t bytes = std::exchange(pending_bytes_, 0);
-    asio::async_write(socket_, asio::buffer(writing_buffer_),
+    asio::async_write(stream_, asio::buffer(writing_buffer_),
                       [self = shared_from_this(), bytes](error_code ec, size_t) {
                         self->unsent_bytes_ -= bytes;
                         if (ec) {
                           error_code ignored;
-                          self->socket_.close(ignored);
+                          self->stream_.socket().close(ignored);
                           self->writing_ = false;
                           return;
                         }
@@ -358,7 +403,7 @@ class ClientService::Connection : public WatchStream,
   }
 
   const std::shared_ptr<Shared> shared_;
-  tcp::socket socket_;  // its executor is this connection's strand
+  wire::Stream stream_;  // plain or TLS; its executor is this connection's strand
   tcp::endpoint remote_;
   ConnectionActivity activity_;  // requests and streams in flight
   // Strand only.
@@ -366,6 +411,8 @@ class ClientService::Connection : public WatchStream,
   std::optional<ConnectionDeadline::Clock::time_point> frame_started_;  // of a partial frame
   absl::Status timed_out_;     // why OnDeadline closed the connection
   std::set<uint64_t> streams_;  // request ids of the open watches and snapshot saves
+  std::string first_bytes_;     // of a plain connection, to tell a TLS ClientHello
+  std::string tls_buffer_;      // a TLS connection's read buffer, once it reads
   size_t inflight_ = 0;  // requests, not streams
   std::string pending_;         // framed responses not yet being written
   std::string writing_buffer_;  // what async_write is sending
@@ -393,7 +440,8 @@ absl::Status ClientService::Listen(const std::string& host, uint16_t port) {
     if (shared == nullptr || shared->stopped) return;
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    auto connection = std::make_shared<Connection>(shared, std::move(socket));
+    auto connection = std::make_shared<Connection>(
+        shared, std::move(socket), shared->options.tls != nullptr ? shared->options.tls->Current() : nullptr);
     if (shared->connections.Admit(connection)) connection->Start();
   });
   return absl::OkStatus();

@@ -19,6 +19,14 @@
 // Admission when the port is full is the listener's (server/listener.h): the longest
 // idle connection makes room.
 //
+// TLS: with ClientServiceOptions::tls every connection is TLS (wire::Stream) and must
+// complete its handshake within the read timeout; a client certificate is verified
+// (and required, with the provider's require_peer_certificate). Each connection takes
+// the provider's current context, so rewritten certificate files reach new
+// connections only. A plain port whose first bytes are a TLS ClientHello logs
+// wire::kTlsOnPlainPortMessage and closes that connection; a TLS port receiving plain
+// bytes fails that handshake. Either way the port goes on serving the others.
+//
 // Thread-safety: as PeerTransport. Stop() before destroying what the handler uses.
 #ifndef STEAD_SERVER_CLIENT_SERVICE_H_
 #define STEAD_SERVER_CLIENT_SERVICE_H_
@@ -37,6 +45,7 @@
 #include "server/frame.h"
 #include "server/kv_service.h"
 #include "server/watch_hub.h"
+#include "wire/tls_context.h"
 
 namespace stead::server {
 
@@ -56,6 +65,9 @@ struct ClientServiceOptions {
   absl::Duration idle_timeout = absl::Minutes(5);
   // A frame must arrive whole within this long of its first byte. Default: 10 s.
   absl::Duration read_timeout = absl::Seconds(10);
+  // The TLS contexts of new connections (a server-role provider); null: plain TCP.
+  // Default: null.
+  std::shared_ptr<wire::TlsContextProvider> tls = nullptr;
 };
 
 // Executes one request; the callback gets its response exactly once, on any thread.

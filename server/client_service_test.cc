@@ -15,7 +15,11 @@
 #include "gtest/gtest.h"
 #include "server/kv_apply.h"
 #include "server/single_member_testing.h"
+#include "tests/testing/log_capture.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_certificates.h"
+#include "tests/testing/tls_test_client.h"
+#include "wire/stream.h"
 
 namespace stead::server {
 namespace {
@@ -37,9 +41,10 @@ class ClientServiceTest : public ::testing::Test {
   }
 
   // A service with `options` in front of the member, listening on a free port.
-  std::unique_ptr<ClientService> StartService(ClientServiceOptions options) {
+  std::unique_ptr<ClientService> StartService(ClientServiceOptions options,
+                                              Logger logger = Logger(LogLevel::kWarning)) {
     auto service = std::make_unique<ClientService>(
-        io_, options, Logger(LogLevel::kWarning),
+        io_, options, logger,
         [this](pb::ClientRequest request, ResponseCallback done) {
           member_->kv().Handle(std::move(request), std::move(done));
         });
@@ -294,6 +299,152 @@ TEST_F(ClientServiceTest, SlowTruncatedAndIdleConnectionsAreClosed) {
 
   Client good(service->port());
   EXPECT_FALSE(good.Call(Put(2, "quick", "served")).has_error());
+  service->Stop();
+}
+
+// TLS material of the port tests: a CA, the member's certificate for 127.0.0.1, a
+// client certificate of the same CA and one of another CA.
+struct PortCertificates {
+  PortCertificates() : ca("client port CA"), stranger_ca("another CA") {
+    dir = testing::MakeTempDir();
+    server = testing::WritePemFiles(
+        dir, "server", ca.Issue({.common_name = "stead-0", .ip_addresses = {"127.0.0.1"}}), ca);
+    client = testing::WritePemFiles(dir, "client", ca.Issue({.common_name = "app"}), ca);
+    stranger = testing::WritePemFiles(dir, "stranger", stranger_ca.Issue({.common_name = "app"}),
+                                      stranger_ca);
+  }
+  wire::TlsOptions ServerOptions(bool require_client_certificate) const {
+    return {.cert_file = server.cert_file,
+            .key_file = server.key_file,
+            .trusted_ca_file = server.ca_file,
+            .require_peer_certificate = require_client_certificate};
+  }
+  wire::TlsOptions ClientOptions(const testing::TestPemFiles& identity) const {
+    return {.cert_file = identity.cert_file, .key_file = identity.key_file,
+            .trusted_ca_file = server.ca_file};
+  }
+  testing::TestCertificateAuthority ca, stranger_ca;
+  std::string dir;
+  testing::TestPemFiles server, client, stranger;
+};
+
+// One request over a TLS client connection: its response, or the error that ended
+// the connection.
+absl::StatusOr<pb::ClientResponse> CallOverTls(testing::TlsTestClient& client,
+                                               const pb::ClientRequest& request) {
+  std::string bytes;
+  STEAD_RETURN_IF_ERROR(AppendFrame(request, 1 << 24, &bytes));
+  STEAD_RETURN_IF_ERROR(client.Write(bytes));
+  FrameReader reader(1 << 24);
+  for (int i = 0; i < 1000; ++i) {
+    STEAD_ASSIGN_OR_RETURN(std::optional<std::string> payload, reader.Next());
+    if (payload) {
+      pb::ClientResponse response;
+      if (!response.ParseFromString(*payload)) return absl::DataLossError("undecodable");
+      return response;
+    }
+    STEAD_ASSIGN_OR_RETURN(std::string read, client.Read());
+    reader.Append(read);
+  }
+  return absl::DeadlineExceededError("no response");
+}
+
+TEST_F(ClientServiceTest, TlsPortServesCertifiedClientsAndRefusesOthers) {
+  PortCertificates certificates;
+  auto sink = std::make_shared<testing::CapturingLogSink>();
+  ClientServiceOptions options;
+  ASSERT_OK_AND_ASSIGN(options.tls,
+                       wire::TlsContextProvider::Create(certificates.ServerOptions(true),
+                                                        wire::TlsRole::kServer,
+                                                        Logger(LogLevel::kWarning)));
+  std::unique_ptr<ClientService> service =
+      StartService(options, Logger(sink, LogLevel::kInfo));
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::TlsTestClient> good,
+                       testing::TlsTestClient::Connect(
+                           service->port(), certificates.ClientOptions(certificates.client)));
+  EXPECT_EQ(good->served_common_name(), "stead-0");
+  ASSERT_OK_AND_ASSIGN(pb::ClientResponse put, CallOverTls(*good, Put(1, "colour", "blue")));
+  EXPECT_FALSE(put.has_error()) << put.error().message();
+
+  // No client certificate, or one of another CA: refused (under TLS 1.3 on the first read).
+  for (const wire::TlsOptions& refused :
+       {wire::TlsOptions{.trusted_ca_file = certificates.server.ca_file},
+        certificates.ClientOptions(certificates.stranger)}) {
+    SCOPED_TRACE(refused.cert_file);
+    absl::StatusOr<std::unique_ptr<testing::TlsTestClient>> client =
+        testing::TlsTestClient::Connect(service->port(), refused);
+    if (client.ok()) {
+      EXPECT_FALSE(CallOverTls(**client, Get(3, "colour")).ok());
+    }
+  }
+  // Plain bytes on the TLS port: the handshake fails and the connection closes
+  // (not logged: the port logs one warning per 10 s, and the refusals came first).
+  Client plain(service->port());
+  plain.Send(Get(2, "colour"));
+  EXPECT_TRUE(plain.WaitUntilClosedByServer());
+
+  // The port goes on serving, on the old connection and a new one.
+  ASSERT_OK_AND_ASSIGN(pb::ClientResponse get, CallOverTls(*good, Get(4, "colour")));
+  ASSERT_EQ(get.range().kvs_size(), 1);
+  EXPECT_EQ(get.range().kvs(0).value(), "blue");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::TlsTestClient> again,
+                       testing::TlsTestClient::Connect(
+                           service->port(), certificates.ClientOptions(certificates.client)));
+  ASSERT_OK(CallOverTls(*again, Get(5, "colour")).status());
+  service->Stop();
+  bool said_no_certificate = false;
+  for (const std::string& line : sink->lines()) {
+    said_no_certificate = said_no_certificate || line.find("certificate") != std::string::npos;
+  }
+  EXPECT_TRUE(said_no_certificate) << ::testing::PrintToString(sink->lines());
+}
+
+TEST_F(ClientServiceTest, PlainPortClosesATlsClientHelloWithAMessageAndServesOn) {
+  auto sink = std::make_shared<testing::CapturingLogSink>();
+  std::unique_ptr<ClientService> service =
+      StartService(ClientServiceOptions(), Logger(sink, LogLevel::kInfo));
+  PortCertificates certificates;
+  // A real TLS client: its ClientHello would read as a frame of about 369 MB.
+  EXPECT_FALSE(testing::TlsTestClient::Connect(service->port(),
+                                               certificates.ClientOptions(certificates.client))
+                   .ok());
+  Client client(service->port());
+  EXPECT_FALSE(client.Call(Put(1, "k", "v")).has_error());
+  service->Stop();
+  bool logged = false;
+  for (const std::string& line : sink->lines()) {
+    logged = logged || line.find(std::string(wire::kTlsOnPlainPortMessage)) != std::string::npos;
+  }
+  EXPECT_TRUE(logged);
+}
+
+TEST_F(ClientServiceTest, RewrittenCertificateFilesReachNewConnectionsOnly) {
+  PortCertificates certificates;
+  ClientServiceOptions options;
+  ASSERT_OK_AND_ASSIGN(options.tls, wire::TlsContextProvider::Create(
+                                        certificates.ServerOptions(false), wire::TlsRole::kServer,
+                                        Logger(LogLevel::kWarning),
+                                        {.check_interval = absl::ZeroDuration()}));
+  std::unique_ptr<ClientService> service = StartService(options);
+  const wire::TlsOptions client_options = {.trusted_ca_file = certificates.server.ca_file};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::TlsTestClient> before,
+                       testing::TlsTestClient::Connect(service->port(), client_options));
+  const uint64_t old_serial = before->served_serial();
+
+  const testing::TestCertificate renewed =
+      certificates.ca.Issue({.common_name = "stead-0", .ip_addresses = {"127.0.0.1"}});
+  testing::ReplaceFile(certificates.server.cert_file, renewed.certificate_pem);
+  testing::ReplaceFile(certificates.server.key_file, renewed.private_key_pem);
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::TlsTestClient> after,
+                       testing::TlsTestClient::Connect(service->port(), client_options));
+  EXPECT_EQ(after->served_serial(), renewed.serial);
+  EXPECT_NE(after->served_serial(), old_serial);
+  // The connection made before the rotation still works.
+  ASSERT_OK_AND_ASSIGN(pb::ClientResponse put, CallOverTls(*before, Put(1, "k", "v")));
+  EXPECT_FALSE(put.has_error());
+  ASSERT_OK(CallOverTls(*after, Get(2, "k")).status());
   service->Stop();
 }
 

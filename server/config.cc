@@ -91,7 +91,30 @@ struct FlagSpec {
   const char* default_text;
   const char* help;
   absl::Status (*apply)(const std::string& value, const std::string& what, ServerConfig& config);
+  // A switch: given alone on the command line it means "true" and takes no value.
+  bool boolean = false;
 };
+
+// A switch's value: true or false (also 1/0, yes/no), as etcd's boolean flags.
+absl::StatusOr<bool> ParseBool(const std::string& text, const std::string& what) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  if (lower == "true" || lower == "1" || lower == "yes") return true;
+  if (lower == "false" || lower == "0" || lower == "no") return false;
+  return absl::InvalidArgumentError(absl::StrCat(what, ": '", text, "' is not true or false"));
+}
+
+// The peer port's TLS is mutual whenever it is on: a member must prove it holds a
+// certificate of the cluster's CA before it may send Raft messages.
+absl::Status ApplyPeerCertAuth(const std::string& value, const std::string& what,
+                               ServerConfig&) {
+  STEAD_ASSIGN_OR_RETURN(const bool on, ParseBool(value, what));
+  if (!on) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, "=false: members always verify each other's certificates when the peer port "
+              "speaks TLS; drop the flag"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ApplyHostPort(const std::string& value, const std::string& what, HostPort& out) {
   STEAD_ASSIGN_OR_RETURN(out, ParseHostPort(value, what));
@@ -309,6 +332,79 @@ const FlagSpec kFlags[] = {
        c.snapshot_send_mb_per_second = rate;
        return absl::OkStatus();
      }},
+    // TLS, each port on its own (etcd's names). See server/README.md, "TLS".
+    {"client-cert-file", "FILE", "", "client port: PEM certificate (chain) of this member; setting it makes the port speak TLS only",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.client_tls.cert_file = v;
+       return absl::OkStatus();
+     }},
+    {"client-key-file", "FILE", "", "client port: PEM private key of --client-cert-file",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.client_tls.key_file = v;
+       return absl::OkStatus();
+     }},
+    {"client-trusted-ca-file", "FILE", "",
+     "client port: PEM CA certificates that issue client certificates (verified when presented)",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.client_tls.trusted_ca_file = v;
+       return absl::OkStatus();
+     }},
+    {"client-cert-auth", "BOOL", "false",
+     "client port: refuse clients without a certificate from --client-trusted-ca-file",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.client_tls.require_peer_certificate, ParseBool(v, w));
+       return absl::OkStatus();
+     },
+     true},
+    {"peer-cert-file", "FILE", "",
+     "peer port: PEM certificate (chain) of this member, naming its advertised host; setting "
+     "it makes members speak mutual TLS (served, and presented when dialing peers)",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.peer_tls.cert_file = v;
+       return absl::OkStatus();
+     }},
+    {"peer-key-file", "FILE", "", "peer port: PEM private key of --peer-cert-file",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.peer_tls.key_file = v;
+       return absl::OkStatus();
+     }},
+    {"peer-trusted-ca-file", "FILE", "",
+     "peer port: PEM CA certificates that issue the members' certificates (required with "
+     "--peer-cert-file)",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.peer_tls.trusted_ca_file = v;
+       return absl::OkStatus();
+     }},
+    {"peer-cert-auth", "BOOL", "true with --peer-cert-file",
+     "peer port: members always require each other's certificates under TLS; only true is "
+     "accepted",
+     ApplyPeerCertAuth, true},
+    {"http-cert-file", "FILE", "",
+     "HTTP port: PEM certificate (chain); setting it serves /healthz, /readyz and /metrics "
+     "over HTTPS only",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.http_tls.cert_file = v;
+       return absl::OkStatus();
+     }},
+    {"http-key-file", "FILE", "", "HTTP port: PEM private key of --http-cert-file",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.http_tls.key_file = v;
+       return absl::OkStatus();
+     }},
+    {"http-trusted-ca-file", "FILE", "",
+     "HTTP port: PEM CA certificates that issue client certificates (verified when presented)",
+     [](const std::string& v, const std::string&, ServerConfig& c) {
+       c.http_tls.trusted_ca_file = v;
+       return absl::OkStatus();
+     }},
+    {"http-cert-auth", "BOOL", "false",
+     "HTTP port: refuse clients without a certificate from --http-trusted-ca-file (probes "
+     "then need one too)",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.http_tls.require_peer_certificate, ParseBool(v, w));
+       return absl::OkStatus();
+     },
+     true},
 };
 
 const FlagSpec* FindFlag(absl::string_view name) {
@@ -316,6 +412,28 @@ const FlagSpec* FindFlag(absl::string_view name) {
     if (name == flag.name) return &flag;
   }
   return nullptr;
+}
+
+// Each port's TLS settings, checked by reading the files as the port will: a missing
+// file, a key that does not match, an expired certificate stop the start here with
+// the flag named, before anything listens.
+absl::Status ValidateTls(ServerConfig& config) {
+  const absl::Time now = absl::Now();
+  for (wire::TlsOptions* options : {&config.client_tls, &config.peer_tls, &config.http_tls}) {
+    const bool any = !options->cert_file.empty() || !options->key_file.empty() ||
+                     !options->trusted_ca_file.empty() || options->require_peer_certificate;
+    if (!any) continue;
+    if (options == &config.peer_tls) {
+      if (options->trusted_ca_file.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            options->names.trusted_ca_file, " is required with ", options->names.cert_file,
+            ": members verify each other's certificates (mutual TLS) against it"));
+      }
+      options->require_peer_certificate = true;
+    }
+    STEAD_RETURN_IF_ERROR(wire::ValidateTlsOptions(*options, wire::TlsRole::kServer, now));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Validate(ServerConfig& config) {
@@ -374,7 +492,7 @@ absl::Status Validate(ServerConfig& config) {
         config.election_ticks, "); the usual ratio is 1:10"));
   }
   if (config.advertise_host.empty()) config.advertise_host = config.PeerAddressOf(member).host;
-  return absl::OkStatus();
+  return ValidateTls(config);
 }
 
 }  // namespace
@@ -524,6 +642,8 @@ absl::StatusOr<ParsedCommandLine> ParseServerCommandLine(const std::vector<std::
     std::string value;
     if (equals != absl::string_view::npos) {
       value = std::string(arg.substr(equals + 1));
+    } else if (FindFlag(name)->boolean) {
+      value = "true";  // a switch takes no separate value: --client-cert-auth
     } else if (i + 1 < args.size()) {
       value = args[++i];
     } else {

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "base/log.h"
 #include "server/kv_limits.h"
+#include "wire/tls_options.h"
 
 namespace stead::server {
 
@@ -110,11 +111,24 @@ struct ServerConfig {
   size_t max_client_connections = 0;
   absl::Duration client_idle_timeout = absl::Minutes(5);
   absl::Duration client_read_timeout = absl::Seconds(10);
+  // TLS of each port, from --<port>-cert-file, --<port>-key-file,
+  // --<port>-trusted-ca-file and --<port>-cert-auth; a port speaks TLS exactly when its
+  // cert_file is set (TlsEnabled), and validation at start refused any other setting
+  // without it. The peer port's TLS is always mutual (require_peer_certificate), and
+  // the member dials its peers with the same files. The member's forwarder dials the
+  // leader's client port with client_tls's files (its certificate as client
+  // certificate, its trusted CA for the leader's).
+  wire::TlsOptions client_tls = {.names = wire::TlsSettingNames::ForPort("client")};
+  wire::TlsOptions peer_tls = {.names = wire::TlsSettingNames::ForPort("peer")};
+  wire::TlsOptions http_tls = {.names = wire::TlsSettingNames::ForPort("http")};
 
   // The address peers reach ordinal `ordinal` at: from --peers, or in Kubernetes
   // <set>-<ordinal>.<peer-service>.<namespace>.svc.<cluster-domain>:<peer port>.
   HostPort PeerAddressOf(const MemberName& member) const;
 };
+
+// Whether a port configured with `options` speaks TLS: its certificate is set.
+inline bool TlsEnabled(const wire::TlsOptions& options) { return !options.cert_file.empty(); }
 
 // Reads the environment; tests pass a map instead of the process's environment.
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;

@@ -7,6 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_certificates.h"
 
 namespace stead::server {
 namespace {
@@ -266,11 +267,124 @@ TEST(ServerUsage, DocumentsEveryFlagWithItsDefaultAndVariable) {
                            "--promote-learners", "--new-cluster-identity", "--memory-limit",
                            "--max-response-bytes", "--max-client-connections",
                            "--client-idle-timeout", "--client-read-timeout",
-                           "--io-threads"}) {
+                           "--io-threads",
+                           "--client-cert-file", "--client-key-file", "--client-trusted-ca-file",
+                           "--client-cert-auth", "--peer-cert-file", "--peer-key-file",
+                           "--peer-trusted-ca-file", "--peer-cert-auth", "--http-cert-file",
+                           "--http-key-file", "--http-trusted-ca-file", "--http-cert-auth"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
   EXPECT_THAT(usage, HasSubstr("default: 0.0.0.0:2479; env: STEAD_CLIENT_ADDR"));
   EXPECT_THAT(usage, HasSubstr("env: STEAD_INITIAL_CLUSTER_SIZE"));
+  EXPECT_THAT(usage, HasSubstr("env: STEAD_PEER_TRUSTED_CA_FILE"));
+}
+
+// Certificate files for the TLS flags: a good pair, an expired one, and a key of
+// another certificate.
+struct TlsFiles {
+  TlsFiles() : ca("config test CA") {
+    const std::string dir = testing::MakeTempDir();
+    good = testing::WritePemFiles(dir, "good", ca.Issue({.common_name = "stead-1",
+                                                        .ip_addresses = {"127.0.0.1"}}),
+                                  ca);
+    expired = testing::WritePemFiles(
+        dir, "expired",
+        ca.Issue({.not_before = absl::Now() - absl::Hours(48),
+                  .not_after = absl::Now() - absl::Hours(24)}),
+        ca);
+    other = testing::WritePemFiles(dir, "other", ca.Issue({}), ca);
+  }
+  testing::TestCertificateAuthority ca;
+  testing::TestPemFiles good, expired, other;
+};
+
+TEST(ParseServerCommandLine, TlsFlagsOfEachPortFromFlagsAndEnvironment) {
+  TlsFiles files;
+  std::vector<std::string> args = kLocalFlags;
+  for (const std::string& flag :
+       {"--client-cert-file=" + files.good.cert_file, "--client-key-file=" + files.good.key_file,
+        "--client-trusted-ca-file=" + files.good.ca_file, std::string("--client-cert-auth"),
+        "--peer-cert-file=" + files.good.cert_file, "--peer-key-file=" + files.good.key_file,
+        "--peer-trusted-ca-file=" + files.good.ca_file}) {
+    args.push_back(flag);
+  }
+  ASSERT_OK_AND_ASSIGN(ParsedCommandLine parsed,
+                       ParseServerCommandLine(args, Env({{"STEAD_HTTP_CERT_FILE", files.good.cert_file},
+                                                         {"STEAD_HTTP_KEY_FILE", files.good.key_file}})));
+  const ServerConfig& config = parsed.config;
+  EXPECT_TRUE(TlsEnabled(config.client_tls));
+  EXPECT_EQ(config.client_tls.cert_file, files.good.cert_file);
+  EXPECT_EQ(config.client_tls.trusted_ca_file, files.good.ca_file);
+  EXPECT_TRUE(config.client_tls.require_peer_certificate) << "--client-cert-auth alone is true";
+  EXPECT_EQ(config.client_tls.names.cert_file, "--client-cert-file");
+  EXPECT_TRUE(TlsEnabled(config.peer_tls));
+  EXPECT_TRUE(config.peer_tls.require_peer_certificate) << "the peer port's TLS is mutual";
+  EXPECT_EQ(config.peer_tls.names.key_file, "--peer-key-file");
+  EXPECT_TRUE(TlsEnabled(config.http_tls));
+  EXPECT_EQ(config.http_tls.key_file, files.good.key_file);
+  EXPECT_FALSE(config.http_tls.require_peer_certificate);
+
+  // A switch is also given a value, and from the environment.
+  args = kLocalFlags;
+  args.push_back("--client-cert-file=" + files.good.cert_file);
+  args.push_back("--client-key-file=" + files.good.key_file);
+  args.push_back("--client-cert-auth=false");
+  ASSERT_OK_AND_ASSIGN(parsed, ParseServerCommandLine(args, Env({})));
+  EXPECT_FALSE(parsed.config.client_tls.require_peer_certificate);
+  args.pop_back();
+  ASSERT_OK_AND_ASSIGN(parsed,
+                       ParseServerCommandLine(args, Env({{"STEAD_CLIENT_CERT_AUTH", "true"},
+                                                         {"STEAD_CLIENT_TRUSTED_CA_FILE",
+                                                          files.good.ca_file}})));
+  EXPECT_TRUE(parsed.config.client_tls.require_peer_certificate);
+
+  // Without any of them every port is plain.
+  ASSERT_OK_AND_ASSIGN(parsed, ParseServerCommandLine(kLocalFlags, Env({})));
+  EXPECT_FALSE(TlsEnabled(parsed.config.client_tls));
+  EXPECT_FALSE(TlsEnabled(parsed.config.peer_tls));
+  EXPECT_FALSE(TlsEnabled(parsed.config.http_tls));
+}
+
+TEST(ParseServerCommandLine, BadTlsSettingsNameTheFlag) {
+  TlsFiles files;
+  const struct {
+    const char* name;
+    std::vector<std::string> flags;
+    absl::StatusCode code;
+    std::string message;
+  } cases[] = {
+      {"missing file",
+       {"--client-cert-file=/nonexistent/tls.crt", "--client-key-file=" + files.good.key_file},
+       absl::StatusCode::kInvalidArgument, "--client-cert-file /nonexistent/tls.crt"},
+      {"key of another certificate",
+       {"--peer-cert-file=" + files.good.cert_file, "--peer-key-file=" + files.other.key_file,
+        "--peer-trusted-ca-file=" + files.good.ca_file},
+       absl::StatusCode::kInvalidArgument, "--peer-key-file"},
+      {"expired certificate",
+       {"--http-cert-file=" + files.expired.cert_file, "--http-key-file=" + files.expired.key_file},
+       absl::StatusCode::kFailedPrecondition, "--http-cert-file"},
+      {"key without certificate", {"--client-key-file=" + files.good.key_file},
+       absl::StatusCode::kInvalidArgument, "--client-cert-file and --client-key-file"},
+      {"cert auth without CA",
+       {"--client-cert-file=" + files.good.cert_file, "--client-key-file=" + files.good.key_file,
+        "--client-cert-auth"},
+       absl::StatusCode::kInvalidArgument, "--client-cert-auth needs --client-trusted-ca-file"},
+      {"peer TLS without CA",
+       {"--peer-cert-file=" + files.good.cert_file, "--peer-key-file=" + files.good.key_file},
+       absl::StatusCode::kInvalidArgument, "--peer-trusted-ca-file is required"},
+      {"peer TLS not mutual",
+       {"--peer-cert-file=" + files.good.cert_file, "--peer-key-file=" + files.good.key_file,
+        "--peer-trusted-ca-file=" + files.good.ca_file, "--peer-cert-auth=false"},
+       absl::StatusCode::kInvalidArgument, "--peer-cert-auth=false"},
+      {"not a boolean", {"--client-cert-auth=maybe"}, absl::StatusCode::kInvalidArgument,
+       "--client-cert-auth: 'maybe' is not true or false"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<std::string> args = kLocalFlags;
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    EXPECT_THAT(ParseServerCommandLine(args, Env({})), StatusIs(c.code, c.message));
+  }
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "base/asio.h"
 #include "base/status_macros.h"
 #include "server/frame.h"
+#include "wire/stream.h"
 
 namespace stead::server {
 
@@ -25,7 +26,8 @@ constexpr uint32_t kMaxDiscoveryFrameBytes = 1 << 20;
 
 absl::StatusOr<pb::DiscoveryResponse> AskPeer(const HostPort& address,
                                               const pb::DiscoveryRequest& request,
-                                              absl::Duration timeout) {
+                                              absl::Duration timeout,
+                                              const std::shared_ptr<wire::TlsContextProvider>& tls) {
   pb::PeerFrame question;
   *question.mutable_discovery_request() = request;
   std::string out;
@@ -37,7 +39,10 @@ absl::StatusOr<pb::DiscoveryResponse> AskPeer(const HostPort& address,
   // do, and the deadline is simply how long this context may run.
   asio::io_context io;
   tcp::resolver resolver(io);
-  tcp::socket socket(io);
+  std::unique_ptr<wire::Stream> stream =
+      tls != nullptr ? std::make_unique<wire::Stream>(tcp::socket(io), tls->Current())
+                     : std::make_unique<wire::Stream>(tcp::socket(io));
+  wire::Stream& socket = *stream;
   FrameReader reader(kMaxDiscoveryFrameBytes);
   std::string buffer(4096, '\0');
   std::optional<absl::StatusOr<pb::DiscoveryResponse>> result;
@@ -64,6 +69,10 @@ absl::StatusOr<pb::DiscoveryResponse> AskPeer(const HostPort& address,
       return;
     }
     socket.async_read_some(asio::buffer(buffer), [&](const error_code& ec, size_t n) {
+      if (ec && ec != asio::error::eof) {
+        if (!result) result = Annotate(socket.DescribeError(ec), "read answer");
+        return;
+      }
       if (ec) return fail("read answer", ec);
       reader.Append(absl::string_view(buffer.data(), n));
       read_more();
@@ -74,11 +83,19 @@ absl::StatusOr<pb::DiscoveryResponse> AskPeer(const HostPort& address,
       address.host, std::to_string(address.port),
       [&](const error_code& resolved, const tcp::resolver::results_type& endpoints) {
         if (resolved) return fail(absl::StrCat("resolve ", address.host), resolved);
-        asio::async_connect(socket, endpoints, [&](const error_code& connected, const tcp::endpoint&) {
+        asio::async_connect(socket.socket(), endpoints, [&](const error_code& connected,
+                                                            const tcp::endpoint&) {
           if (connected) return fail("connect", connected);
-          asio::async_write(socket, asio::buffer(out), [&](const error_code& written, size_t) {
-            if (written) return fail("send question", written);
-            read_more();
+          // Under TLS the peer's certificate must name the host asked.
+          socket.AsyncClientHandshake(address.host, timeout, [&](absl::Status handshake) {
+            if (!handshake.ok()) {
+              if (!result) result = Annotate(handshake, "TLS handshake");
+              return;
+            }
+            asio::async_write(socket, asio::buffer(out), [&](const error_code& written, size_t) {
+              if (written) return fail("send question", written);
+              read_more();
+            });
           });
         });
       });

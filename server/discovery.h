@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "proto/peer.pb.h"
 #include "server/config.h"
+#include "wire/tls_context.h"
 
 namespace stead::server {
 
@@ -16,10 +17,12 @@ inline constexpr uint32_t kDiscoveryProtocolVersion = 1;
 // Asks the member at `address` (its peer port) one question and returns its answer.
 // Blocks the calling thread for at most `timeout` (resolve, connect, exchange).
 // Unavailable when it cannot be reached in time; InvalidArgument when it answers
-// with something else than a discovery response.
-absl::StatusOr<pb::DiscoveryResponse> AskPeer(const HostPort& address,
-                                              const pb::DiscoveryRequest& request,
-                                              absl::Duration timeout);
+// with something else than a discovery response. With `tls` (the member's client-role
+// provider of the peer port's files) the question goes over TLS, the peer's
+// certificate must name address.host, and a refused certificate is FailedPrecondition.
+absl::StatusOr<pb::DiscoveryResponse> AskPeer(
+    const HostPort& address, const pb::DiscoveryRequest& request, absl::Duration timeout,
+    const std::shared_ptr<wire::TlsContextProvider>& tls = nullptr);
 
 }  // namespace stead::server
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/config.h"
 #include "server/frame.h"
+#include "wire/stream.h"
 
 namespace stead::server {
 
@@ -32,9 +33,11 @@ pb::ClientResponse Failure(uint64_t request_id, const absl::Status& status) {
 // The connection to one leader address. Everything runs on its strand.
 class Forwarder::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(asio::io_context& io, std::string address, Logger logger)
+  Connection(asio::io_context& io, std::string address, Logger logger,
+             std::shared_ptr<wire::TlsContextProvider> tls)
       : strand_(asio::make_strand(io)),
-        socket_(strand_),
+        tls_(std::move(tls)),
+        socket_(std::make_shared<wire::Stream>(tcp::socket(strand_))),
         resolver_(strand_),
         expiry_(strand_),
         address_(std::move(address)),
@@ -88,22 +91,37 @@ class Forwarder::Connection : public std::enable_shared_from_this<Connection> {
     absl::StatusOr<HostPort> target = ParseHostPort(address_, "leader address", "");
     if (!target.ok()) return FailAll(target.status());
     state_ = State::kConnecting;
+    // A new stream per opening: a TLS session cannot be reused after a close, and each
+    // opening takes the newest context (certificate rotation).
+    socket_ = tls_ != nullptr
+                  ? std::make_shared<wire::Stream>(tcp::socket(strand_), tls_->Current())
+                  : std::make_shared<wire::Stream>(tcp::socket(strand_));
     resolver_.async_resolve(
         target->host, std::to_string(target->port),
-        [self = shared_from_this(), generation = generation_](
+        [self = shared_from_this(), generation = generation_, host = target->host](
             const error_code& resolved, const tcp::resolver::results_type& endpoints) {
           if (generation != self->generation_) return;
           if (resolved) return self->Broken(absl::StrCat("resolve: ", resolved.message()));
-          asio::async_connect(self->socket_, endpoints,
-                              [self, generation](const error_code& connected, const tcp::endpoint&) {
-                                if (generation != self->generation_) return;
-                                if (connected) return self->Broken(absl::StrCat("connect: ", connected.message()));
-                                error_code ignored;
-                                self->socket_.set_option(tcp::no_delay(true), ignored);
-                                self->state_ = State::kOpen;
-                                self->ReadMore();
-                                self->WriteMore();
-                              });
+          asio::async_connect(
+              self->socket_->socket(), endpoints,
+              [self, generation, host](const error_code& connected, const tcp::endpoint&) {
+                if (generation != self->generation_) return;
+                if (connected) return self->Broken(absl::StrCat("connect: ", connected.message()));
+                error_code ignored;
+                self->socket_->socket().set_option(tcp::no_delay(true), ignored);
+                // Under TLS the leader's certificate must name the host of its address.
+                self->socket_->AsyncClientHandshake(
+                    host, absl::Seconds(5),
+                    asio::bind_executor(self->strand_, [self, generation](absl::Status handshake) {
+                      if (generation != self->generation_) return;
+                      if (!handshake.ok()) {
+                        return self->Broken(absl::StrCat("TLS handshake: ", handshake.message()));
+                      }
+                      self->state_ = State::kOpen;
+                      self->ReadMore();
+                      self->WriteMore();
+                    }));
+              });
         });
   }
 
@@ -115,21 +133,27 @@ class Forwarder::Connection : public std::enable_shared_from_this<Connection> {
     writing_ = true;
     writing_buffer_.swap(outgoing_);
     outgoing_.clear();
-    asio::async_write(socket_, asio::buffer(writing_buffer_),
-                      [self = shared_from_this(), generation = generation_](const error_code& written,
-                                                                           size_t) {
+    asio::async_write(*socket_, asio::buffer(writing_buffer_),
+                      [self = shared_from_this(), stream = socket_,
+                       generation = generation_](const error_code& written, size_t) {
                         if (generation != self->generation_) return;
-                        if (written) return self->Broken(absl::StrCat("send: ", written.message()));
+                        if (written) {
+                          return self->Broken(absl::StrCat(
+                              "send: ", stream->DescribeError(written).message()));
+                        }
                         self->WriteMore();
                       });
   }
 
   void ReadMore() {
-    socket_.async_read_some(
+    socket_->async_read_some(
         asio::buffer(read_buffer_),
-        [self = shared_from_this(), generation = generation_](const error_code& read, size_t n) {
+        [self = shared_from_this(), stream = socket_, generation = generation_](
+            const error_code& read, size_t n) {
           if (generation != self->generation_) return;
-          if (read) return self->Broken(absl::StrCat("receive: ", read.message()));
+          if (read) {
+            return self->Broken(absl::StrCat("receive: ", stream->DescribeError(read).message()));
+          }
           self->reader_->Append(absl::string_view(self->read_buffer_.data(), n));
           for (;;) {
             absl::StatusOr<std::optional<std::string>> payload = self->reader_->Next();
@@ -161,7 +185,7 @@ class Forwarder::Connection : public std::enable_shared_from_this<Connection> {
     if (state_ == State::kIdle) return;
     STEAD_LOG(logger_, Info) << "connection to the leader at " << address_ << " lost: " << why;
     error_code ignored;
-    socket_.close(ignored);
+    socket_->socket().close(ignored);
     state_ = State::kIdle;
     ++generation_;  // callbacks of the old socket change nothing now
     writing_ = false;
@@ -176,7 +200,7 @@ class Forwarder::Connection : public std::enable_shared_from_this<Connection> {
     for (auto& [id, request] : pending) request.done(Failure(request.caller_request_id, status));
     if (closed_) {
       error_code ignored;
-      socket_.close(ignored);
+      socket_->socket().close(ignored);
       expiry_.cancel();
     }
   }
@@ -205,7 +229,10 @@ class Forwarder::Connection : public std::enable_shared_from_this<Connection> {
   enum class State { kIdle, kConnecting, kOpen };
 
   asio::strand<asio::io_context::executor_type> strand_;
-  tcp::socket socket_;
+  const std::shared_ptr<wire::TlsContextProvider> tls_;  // null: plain TCP
+  // Replaced on every opening; each operation's handler holds the one it runs on, so
+  // a stream closed by Broken() lives until its pending operations completed.
+  std::shared_ptr<wire::Stream> socket_;
   tcp::resolver resolver_;
   asio::steady_timer expiry_;
   const std::string address_;
@@ -223,7 +250,9 @@ class Forwarder::Connection : public std::enable_shared_from_this<Connection> {
   std::optional<FrameReader> reader_{std::in_place, kMaxResponseBytes};
 };
 
-Forwarder::Forwarder(asio::io_context& io, Logger logger) : io_(io), logger_(std::move(logger)) {}
+Forwarder::Forwarder(asio::io_context& io, Logger logger,
+                     std::shared_ptr<wire::TlsContextProvider> tls)
+    : io_(io), logger_(std::move(logger)), tls_(std::move(tls)) {}
 
 Forwarder::~Forwarder() { Stop(); }
 
@@ -234,7 +263,7 @@ void Forwarder::Forward(const std::string& address, pb::ClientRequest request, a
     MutexLock lock(&mu_);
     if (!stopped_) {
       std::shared_ptr<Connection>& slot = connections_[address];
-      if (slot == nullptr) slot = std::make_shared<Connection>(io_, address, logger_);
+      if (slot == nullptr) slot = std::make_shared<Connection>(io_, address, logger_, tls_);
       connection = slot;
     }
   }

@@ -8,6 +8,11 @@
 // DeadlineExceeded at its deadline (the outcome of a write is then unknown; clients
 // retry with the same client id and sequence).
 //
+// When the members' client ports speak TLS, so does the forwarder: with `tls` (a
+// client-role provider of the member's client port files: its certificate is the
+// forwarder's client certificate, its trusted CA verifies the leader's) it checks that
+// the leader's certificate names the host of the address it dials.
+//
 // Thread-safety: every method may be called from any thread.
 #ifndef STEAD_SERVER_FORWARDER_H_
 #define STEAD_SERVER_FORWARDER_H_
@@ -22,12 +27,15 @@
 #include "base/mutex.h"
 #include "proto/kv.pb.h"
 #include "server/kv_service.h"
+#include "wire/tls_context.h"
 
 namespace stead::server {
 
 class Forwarder {
  public:
-  Forwarder(boost::asio::io_context& io, Logger logger);
+  // `tls`: null for plain TCP.
+  Forwarder(boost::asio::io_context& io, Logger logger,
+            std::shared_ptr<wire::TlsContextProvider> tls = nullptr);
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;
   ~Forwarder();  // Stop()
@@ -44,6 +52,7 @@ class Forwarder {
   class Connection;
   boost::asio::io_context& io_;
   const Logger logger_;
+  const std::shared_ptr<wire::TlsContextProvider> tls_;
   Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::shared_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,7 @@
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "server/listener.h"
+#include "wire/stream.h"
 
 namespace stead::server {
 
@@ -41,8 +42,13 @@ struct HttpServer::Shared {
 
 class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(std::shared_ptr<Shared> shared, tcp::socket socket)
-      : shared_(std::move(shared)), stream_(std::move(socket)) {
+  // TLS when `tls` is set (a context from the port's provider), plain otherwise.
+  Connection(std::shared_ptr<Shared> shared, tcp::socket socket,
+             std::shared_ptr<asio::ssl::context> tls)
+      : shared_(std::move(shared)),
+        stream_(tls != nullptr ? wire::Stream(std::move(socket), std::move(tls))
+                               : wire::Stream(std::move(socket))),
+        deadline_(stream_.get_executor()) {
     error_code ec;
     remote_ = stream_.socket().remote_endpoint(ec);
   }
@@ -65,7 +71,26 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   static asio::awaitable<void> Run(std::shared_ptr<Connection> self) {
-    co_await self->Serve();
+    self->deadline_.Start(self, [raw = self.get()] {
+      raw->timed_out_ = true;
+      error_code ignored;
+      raw->stream_.socket().close(ignored);
+    });
+    if (self->stream_.is_tls()) {
+      // Within the header timeout, as the request that follows.
+      const absl::Status handshake = co_await self->stream_.AsyncServerHandshake(
+          self->shared_->options.header_timeout, asio::use_awaitable);
+      if (handshake.ok()) {
+        co_await self->Serve();
+      } else if (!self->shared_->stopped) {
+        self->shared_->events.Log(
+            LogLevel::kWarning, absl::StrCat("http: closing the connection from ", self->Remote(),
+                                             ": TLS handshake: ", handshake.message()));
+      }
+    } else {
+      co_await self->Serve();
+    }
+    self->deadline_.Stop();
     error_code ignored;
     self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     self->stream_.socket().close(ignored);
@@ -78,11 +103,11 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
       http::request_parser<http::string_body> parser;
       parser.header_limit(shared_->options.max_header_bytes);
       parser.body_limit(64 * 1024);
-      stream_.expires_after(absl::ToChronoNanoseconds(shared_->options.header_timeout));
+      deadline_.SetAfter(shared_->options.header_timeout);
       error_code ec;
       co_await http::async_read(stream_, buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
-      if (ec == beast::error::timeout) {
+      if (timed_out_) {
         shared_->events.Log(LogLevel::kInfo,
                             absl::StrCat("http: closing the connection from ", Remote(),
                                          ": no request within the header timeout of ",
@@ -157,9 +182,9 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
 
   asio::awaitable<bool> Write(http::response<http::string_body> response) {
     error_code ec;
-    stream_.expires_after(absl::ToChronoNanoseconds(shared_->options.header_timeout));
+    deadline_.SetAfter(shared_->options.header_timeout);
     co_await http::async_write(stream_, response, asio::redirect_error(asio::use_awaitable, ec));
-    co_return !ec;
+    co_return !ec && !timed_out_;
   }
 
   std::string Remote() const {
@@ -167,9 +192,12 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
   }
 
   const std::shared_ptr<Shared> shared_;
-  beast::tcp_stream stream_;
+  wire::Stream stream_;  // plain or TLS; its executor is this connection's strand
   tcp::endpoint remote_;
   ConnectionActivity activity_;
+  // Strand only: the header (and write) timeout, and whether it closed the socket.
+  ConnectionDeadline deadline_;
+  bool timed_out_ = false;
 };
 
 HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, Logger logger)
@@ -188,7 +216,9 @@ absl::Status HttpServer::Listen(const std::string& host, uint16_t port) {
   shared_->listener->Start([weak = std::weak_ptr<Shared>(shared_)](tcp::socket socket) {
     std::shared_ptr<Shared> shared = weak.lock();
     if (shared == nullptr || shared->stopped) return;
-    auto connection = std::make_shared<Connection>(shared, std::move(socket));
+    auto connection = std::make_shared<Connection>(
+        shared, std::move(socket),
+        shared->options.tls != nullptr ? shared->options.tls->Current() : nullptr);
     if (shared->connections.Admit(connection)) connection->Start();
   });
   return absl::OkStatus();

@@ -7,6 +7,10 @@
 // listener.h), so /healthz and /readyz answer a probe however many idle connections
 // are open.
 //
+// With HttpServerOptions::tls (--http-cert-file) the port speaks HTTPS only, each
+// connection with the provider's current context (rotated files reach new
+// connections); the handshake must complete within the header timeout.
+//
 // Thread-safety: Handle() before Listen(); everything else from any thread. Handlers
 // run on the io_context's threads and must be quick and thread-safe (they read state
 // published by the node, never wait on the raft strand).
@@ -23,6 +27,7 @@
 #include "absl/time/time.h"
 #include "base/asio.h"
 #include "base/log.h"
+#include "wire/tls_context.h"
 
 namespace stead::server {
 
@@ -50,6 +55,9 @@ struct HttpServerOptions {
   absl::Duration header_timeout = absl::Seconds(5);
   // Largest request header accepted (431 beyond). Default: 8 KiB.
   uint32_t max_header_bytes = 8 * 1024;
+  // The TLS contexts of new connections (a server-role provider); null: plain HTTP.
+  // Default: null.
+  std::shared_ptr<wire::TlsContextProvider> tls = nullptr;
 };
 
 class HttpServer {

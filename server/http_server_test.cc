@@ -9,6 +9,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_certificates.h"
+#include "tests/testing/tls_test_client.h"
 
 namespace stead::server {
 namespace {
@@ -153,6 +155,68 @@ TEST(HttpServer, ListenReportsABadAddressAndABusyPort) {
   first.Stop();
   second.Stop();
   io.run();
+}
+
+TEST(HttpServer, HttpsPortServesProbesOverTlsOnlyAndRotatesItsCertificate) {
+  testing::TestCertificateAuthority ca("HTTP CA");
+  const std::string dir = testing::MakeTempDir();
+  const testing::TestPemFiles files = testing::WritePemFiles(
+      dir, "http", ca.Issue({.common_name = "stead-0", .ip_addresses = {"127.0.0.1"}}), ca);
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  HttpServerOptions options;
+  options.header_timeout = absl::Seconds(2);
+  ASSERT_OK_AND_ASSIGN(options.tls,
+                       wire::TlsContextProvider::Create(
+                           {.cert_file = files.cert_file, .key_file = files.key_file},
+                           wire::TlsRole::kServer, Logger(), {.check_interval = absl::ZeroDuration()}));
+  HttpServer server(io, options, Logger());
+  server.Handle("/healthz", [](const HttpRequest&) { return HttpResponse{200, "text/plain", "ok\n"}; });
+  ASSERT_OK(server.Listen("127.0.0.1", 0));
+  std::thread thread([&] { io.run(); });
+  const wire::TlsOptions client_options = {.trusted_ca_file = files.ca_file};
+  auto get = [&](testing::TlsTestClient& client) -> std::string {
+    EXPECT_OK(client.Write("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    std::string received;
+    for (int i = 0; i < 100; ++i) {
+      absl::StatusOr<std::string> read = client.Read();
+      if (!read.ok()) break;
+      received += *read;
+    }
+    return received;
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::TlsTestClient> client,
+                         testing::TlsTestClient::Connect(server.port(), client_options));
+    EXPECT_THAT(get(*client), HasSubstr("\r\n\r\nok\n"));
+  }
+  // Plain HTTP on the HTTPS port gets no answer.
+  {
+    asio::io_context plain_io;
+    asio::ip::tcp::socket plain(plain_io);
+    plain.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+    asio::write(plain, asio::buffer(std::string("GET /healthz HTTP/1.1\r\n\r\n")));
+    const timeval tv{5, 0};
+    setsockopt(plain.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buffer[512];
+    boost::system::error_code ec;
+    const size_t n = plain.read_some(asio::buffer(buffer), ec);
+    EXPECT_THAT(std::string(buffer, ec ? 0 : n), Not(HasSubstr("200 OK")));
+  }
+  // A rewritten certificate is served to the next connection.
+  const testing::TestCertificate renewed =
+      ca.Issue({.common_name = "stead-0", .ip_addresses = {"127.0.0.1"}});
+  testing::ReplaceFile(files.cert_file, renewed.certificate_pem);
+  testing::ReplaceFile(files.key_file, renewed.private_key_pem);
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::TlsTestClient> client,
+                         testing::TlsTestClient::Connect(server.port(), client_options));
+    EXPECT_EQ(client->served_serial(), renewed.serial);
+    EXPECT_THAT(get(*client), HasSubstr("\r\n\r\nok\n"));
+  }
+  server.Stop();
+  work.reset();
+  thread.join();
 }
 
 }  // namespace

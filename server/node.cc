@@ -31,6 +31,7 @@
 #include "server/config.h"
 #include "server/cpus.h"
 #include "server/discovery.h"
+#include "wire/tls_context.h"
 #include "server/forwarder.h"
 #include "server/http_server.h"
 #include "server/kv_apply.h"
@@ -165,10 +166,14 @@ struct Node::Impl {
     }
 
     RegisterMetrics();
+    STEAD_RETURN_IF_ERROR(MakeTlsProviders());
     const uint64_t open_file_limit = server::OpenFileLimit();
     const server::ConnectionCaps caps = server::DefaultConnectionCaps(open_file_limit);
     server::PeerTransportOptions transport_options;
     transport_options.node_name = config.name;
+    transport_options.tls_server = peer_tls_server;
+    transport_options.tls_client = peer_tls_client;
+    transport_options.advertised_host = config.advertise_host;
     transport_options.max_inbound_connections = caps.peer_unauthenticated;
     transport_options.max_authenticated_connections = caps.peer_authenticated;
     transport_options.snapshot_bytes_per_second =
@@ -186,6 +191,7 @@ struct Node::Impl {
 
     server::HttpServerOptions http_options;
     http_options.max_connections = caps.http;
+    http_options.tls = http_tls;
     http = std::make_unique<server::HttpServer>(io, http_options,
                                                 logger.WithContext("part", "http"));
     http->Handle("/healthz", [this](const server::HttpRequest&) { return Healthz(); });
@@ -198,7 +204,8 @@ struct Node::Impl {
     });
     STEAD_RETURN_IF_ERROR(http->Listen(config.http_addr.host, config.http_addr.port));
 
-    forwarder = std::make_unique<server::Forwarder>(io, logger.WithContext("part", "forward"));
+    forwarder = std::make_unique<server::Forwarder>(io, logger.WithContext("part", "forward"),
+                                                    forward_tls);
     server::BackupServiceOptions backup_options;
     // Reserved for saves; the runtime's own checkpoints live beside it.
     backup_options.checkpoint_dir = config.data_dir + "/checkpoints/backup";
@@ -211,6 +218,7 @@ struct Node::Impl {
         config.max_client_connections != 0 ? config.max_client_connections : caps.client;
     client_options.idle_timeout = config.client_idle_timeout;
     client_options.read_timeout = config.client_read_timeout;
+    client_options.tls = client_tls;
     STEAD_LOG(logger, Info) << "open file limit " << open_file_limit << ": connections up to "
                             << client_options.max_connections << " clients, " << caps.http
                             << " HTTP, " << caps.peer_authenticated << " peers and "
@@ -250,6 +258,26 @@ struct Node::Impl {
                             << client->port() << ", peers " << config.peer_addr.host << ":"
                             << transport->listen_port() << ", http " << config.http_addr.host
                             << ":" << http->port() << "; " << io_threads.size() << " io threads";
+    return absl::OkStatus();
+  }
+
+  // The TLS context providers of the ports that speak TLS, and of this member's own
+  // dials: to peers with the peer port's files, to the leader's client port with the
+  // client port's. Every port takes its contexts from a provider, so rewritten files
+  // reach new connections without a restart.
+  absl::Status MakeTlsProviders() {
+    const Logger tls_logger = logger.WithContext("part", "tls");
+    auto make = [&](const wire::TlsOptions& options, wire::TlsRole role,
+                    std::shared_ptr<wire::TlsContextProvider>* out) -> absl::Status {
+      if (!server::TlsEnabled(options)) return absl::OkStatus();
+      STEAD_ASSIGN_OR_RETURN(*out, wire::TlsContextProvider::Create(options, role, tls_logger));
+      return absl::OkStatus();
+    };
+    STEAD_RETURN_IF_ERROR(make(config.client_tls, wire::TlsRole::kServer, &client_tls));
+    STEAD_RETURN_IF_ERROR(make(config.client_tls, wire::TlsRole::kClient, &forward_tls));
+    STEAD_RETURN_IF_ERROR(make(config.peer_tls, wire::TlsRole::kServer, &peer_tls_server));
+    STEAD_RETURN_IF_ERROR(make(config.peer_tls, wire::TlsRole::kClient, &peer_tls_client));
+    STEAD_RETURN_IF_ERROR(make(config.http_tls, wire::TlsRole::kServer, &http_tls));
     return absl::OkStatus();
   }
 
@@ -562,7 +590,7 @@ struct Node::Impl {
         absl::StatusOr<MemberName> seed = server::ParseMemberName(name);
         const bool initial = seed.ok() && seed->ordinal < config.initial_cluster_size;
         absl::StatusOr<pb::DiscoveryResponse> answer =
-            server::AskPeer(address, request, kDiscoveryTimeout);
+            server::AskPeer(address, request, kDiscoveryTimeout, peer_tls_client);
         if (!answer.ok()) {
           if (initial) waiting_for.push_back(absl::StrCat(name, " (", answer.status().message(), ")"));
           continue;
@@ -921,7 +949,7 @@ struct Node::Impl {
     for (const HostPort& target : targets) {
       if (stopping) return;
       absl::StatusOr<pb::DiscoveryResponse> answer =
-          server::AskPeer(target, request, kDiscoveryTimeout);
+          server::AskPeer(target, request, kDiscoveryTimeout, peer_tls_client);
       if (!answer.ok()) continue;
       uint64_t expected_cluster;
       {
@@ -979,7 +1007,7 @@ struct Node::Impl {
     for (const HostPort& target : targets) {
       if (stopping) return false;
       absl::StatusOr<pb::DiscoveryResponse> answer =
-          server::AskPeer(target, request, kDiscoveryTimeout);
+          server::AskPeer(target, request, kDiscoveryTimeout, peer_tls_client);
       if (!answer.ok() || answer->cluster_id() != expected_cluster ||
           answer->leader().id() == raft::kNoNode ||
           answer->leader().id() != answer->responder().id()) {
@@ -1793,6 +1821,9 @@ struct Node::Impl {
   std::unique_ptr<server::WatchHub> watches;
   std::unique_ptr<server::ClientService> client;
   std::unique_ptr<server::Forwarder> forwarder;
+  // Null for a port without TLS (MakeTlsProviders).
+  std::shared_ptr<wire::TlsContextProvider> client_tls, forward_tls, peer_tls_server,
+      peer_tls_client, http_tls;
   std::unique_ptr<server::BackupService> backups;
   // Set once by Activate; the atomics are what handlers on other threads read.
   std::unique_ptr<storage::Wal> wal;
@@ -1862,9 +1893,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
   flag("name", options.name);
   flag("data-dir", options.data_dir);
   flag("wal-dir", options.wal_dir);
-  flag("client-addr", options.client_addr);
-  flag("peer-addr", options.peer_addr);
-  flag("http-addr", options.http_addr);
+  // An embedded member listens on loopback unless told otherwise: the application
+  // decides what it exposes, not the library.
+  flag("client-addr", options.client_addr.empty() ? kEmbeddedClientAddr : options.client_addr);
+  flag("peer-addr", options.peer_addr.empty() ? kEmbeddedPeerAddr : options.peer_addr);
+  flag("http-addr", options.http_addr.empty() ? kEmbeddedHttpAddr : options.http_addr);
   flag("advertise-host", options.advertise_host);
   flag("peers", options.peers);
   flag("peer-service", options.peer_service);
@@ -1897,6 +1930,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
   }
   if (options.client_read_timeout_ms != 0) {
     flag("client-read-timeout", absl::StrCat(options.client_read_timeout_ms, "ms"));
+  }
+  for (const auto& [port, tls] : {std::pair<const char*, const NodeTlsOptions*>{"client", &options.client_tls},
+                                 {"peer", &options.peer_tls},
+                                 {"http", &options.http_tls}}) {
+    flag(absl::StrCat(port, "-cert-file").c_str(), tls->cert_file);
+    flag(absl::StrCat(port, "-key-file").c_str(), tls->key_file);
+    flag(absl::StrCat(port, "-trusted-ca-file").c_str(), tls->trusted_ca_file);
+    if (tls->cert_auth) flag(absl::StrCat(port, "-cert-auth").c_str(), "true");
   }
   flag("restore-from", options.restore_from);
   flag("force-new-cluster", options.force_new_cluster);

@@ -18,6 +18,8 @@
 #include "base/check.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_certificates.h"
+#include "tests/testing/tls_test_client.h"
 #include "server/kv_testing.h"
 #include "server/peer_transport.h"
 #include "tests/testing/kv_test_client.h"
@@ -581,6 +583,48 @@ TEST(NodeStartTest, BadOptionsAndForeignVolumesAreRefused) {
   absl::StatusOr<std::unique_ptr<Node>> wrong = Node::Start(options);
   EXPECT_THAT(wrong, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(wrong.status().message(), HasSubstr("stead-0"));
+  std::filesystem::remove_all(root);
+}
+
+// Goal: the embedding's TLS options reach their flags: a bad file is refused naming
+// the flag, and good ones make each port speak TLS with its certificate.
+TEST(NodeStartTest, TlsOptionsReachTheirFlagsAndEachPortSpeaksTls) {
+  const std::string root = absl::StrCat(::testing::TempDir(), "/node_tls_", ::getpid());
+  std::filesystem::remove_all(root);
+  NodeOptions options = OneMemberOptions(root);
+  options.tick_interval_ms = 20;
+  testing::TestCertificateAuthority ca("embedded CA");
+  const std::string dir = testing::MakeTempDir();
+  auto files = [&](const std::string& name) {
+    return testing::WritePemFiles(
+        dir, name, ca.Issue({.common_name = name, .ip_addresses = {"127.0.0.1"}}), ca);
+  };
+  const testing::TestPemFiles client = files("client-port"), peer = files("peer-port"),
+                              http = files("http-port"), app = files("app");
+  options.client_tls = {client.cert_file, "/nonexistent/client.key", client.ca_file, true};
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(options);
+  EXPECT_THAT(node, StatusIs(absl::StatusCode::kInvalidArgument, "--client-key-file"));
+
+  options.client_tls.key_file = client.key_file;
+  options.peer_tls = {peer.cert_file, peer.key_file, peer.ca_file, false};
+  options.http_tls = {http.cert_file, http.key_file, "", false};
+  node = Node::Start(options);
+  ASSERT_OK(node.status());
+  ASSERT_OK((*node)->WaitUntilReady(kClusterTimeout));
+  ASSERT_OK((*node)->Put("k", "v"));
+  const NodeStatus status = (*node)->Status();
+  const wire::TlsOptions with_certificate = {
+      .cert_file = app.cert_file, .key_file = app.key_file, .trusted_ca_file = app.ca_file};
+  for (const auto& [port, common_name] :
+       {std::pair<uint16_t, std::string>{status.client_port, "client-port"},
+        {status.peer_port, "peer-port"},
+        {status.http_port, "http-port"}}) {
+    SCOPED_TRACE(common_name);
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::TlsTestClient> probe,
+                         testing::TlsTestClient::Connect(port, with_certificate));
+    EXPECT_EQ(probe->served_common_name(), common_name);
+  }
+  node->reset();
   std::filesystem::remove_all(root);
 }
 

@@ -10,7 +10,9 @@
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "proto/peer.pb.h"
+#include "server/config.h"
 #include "server/listener.h"
+#include "wire/stream.h"
 #include "storage/checkpoint_stream.h"
 
 namespace stead::server {
@@ -29,8 +31,26 @@ tcp::endpoint RemoteEndpoint(const tcp::socket& socket) {
   return socket.remote_endpoint(ec);  // unspecified (0.0.0.0:0) if already reset
 }
 
+// A stream over `socket`: TLS with the current context of `tls`, plain without one.
+std::unique_ptr<wire::Stream> MakeStream(tcp::socket socket,
+                                         const std::shared_ptr<wire::TlsContextProvider>& tls) {
+  if (tls == nullptr) return std::make_unique<wire::Stream>(std::move(socket));
+  return std::make_unique<wire::Stream>(std::move(socket), tls->Current());
+}
+
+// Under TLS, a member proves the host it announces (where its peers dial it) with its
+// certificate, as a dialer's certificate proves the host dialed. Plain: nothing to check.
+absl::Status CheckAnnouncedHost(const wire::Stream& stream, const std::string& host) {
+  if (!stream.is_tls()) return absl::OkStatus();
+  if (host.empty()) {
+    return absl::FailedPreconditionError(
+        "the peer announced no host to check its certificate against");
+  }
+  return stream.CheckPeerNamesHost(host);
+}
+
 // Reads from `socket` into `reader` until one whole frame is buffered, then parses it.
-asio::awaitable<absl::Status> ReadPeerFrame(tcp::socket& socket, FrameReader& reader,
+asio::awaitable<absl::Status> ReadPeerFrame(wire::Stream& socket, FrameReader& reader,
                                             pb::PeerFrame* frame) {
   std::string buffer(kReadBufferBytes, '\0');
   for (;;) {
@@ -42,10 +62,8 @@ asio::awaitable<absl::Status> ReadPeerFrame(tcp::socket& socket, FrameReader& re
     error_code ec;
     const size_t n = co_await socket.async_read_some(
         asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      co_return absl::UnavailableError(
-          ec == asio::error::eof ? std::string("connection closed by the peer") : ec.message());
-    }
+    if (ec == asio::error::eof) co_return absl::UnavailableError("connection closed by the peer");
+    if (ec) co_return socket.DescribeError(ec);
     reader.Append(absl::string_view(buffer.data(), n));
   }
 }
@@ -82,7 +100,7 @@ using Strand = asio::strand<asio::io_context::executor_type>;
     if (absl::Status status_ = (expr); !status_.ok()) co_return status_; \
   } while (0)
 
-asio::awaitable<absl::Status> WritePeerFrame(tcp::socket& socket, const pb::PeerFrame& frame,
+asio::awaitable<absl::Status> WritePeerFrame(wire::Stream& socket, const pb::PeerFrame& frame,
                                              uint32_t max_frame_bytes) {
   std::string bytes;
   if (absl::Status framed = AppendFrame(frame, max_frame_bytes, &bytes); !framed.ok()) {
@@ -91,22 +109,27 @@ asio::awaitable<absl::Status> WritePeerFrame(tcp::socket& socket, const pb::Peer
   error_code ec;
   co_await asio::async_write(socket, asio::buffer(bytes),
                              asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return absl::UnavailableError(ec.message());
+  if (ec) co_return socket.DescribeError(ec);
   co_return absl::OkStatus();
 }
 
-// Resolves `host` now (pod IPs change, so never cached) and connects.
-asio::awaitable<absl::Status> ResolveAndConnect(const Strand& strand, tcp::socket& socket,
-                                                std::string host, uint16_t port) {
+// Resolves `host` now (pod IPs change, so never cached) and connects; under TLS then
+// handshakes, checking that the peer's certificate names `host`.
+asio::awaitable<absl::Status> ResolveAndConnect(const Strand& strand, wire::Stream& stream,
+                                                std::string host, uint16_t port,
+                                                absl::Duration handshake_timeout) {
   error_code ec;
   tcp::resolver resolver(strand);
   const auto endpoints = co_await resolver.async_resolve(
       host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return absl::UnavailableError(absl::StrCat("resolve ", host, ": ", ec.message()));
-  co_await asio::async_connect(socket, endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  co_await asio::async_connect(stream.socket(), endpoints,
+                               asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
-  socket.set_option(tcp::no_delay(true), ec);
-  co_return absl::OkStatus();
+  stream.socket().set_option(tcp::no_delay(true), ec);
+  const absl::Status handshake =
+      co_await stream.AsyncClientHandshake(host, handshake_timeout, asio::use_awaitable);
+  co_return Annotate(handshake, "TLS handshake");
 }
 
 // What a follower checks of an offer besides its hello.
@@ -164,6 +187,7 @@ struct PeerTransport::Shared {
     hello.set_from_id(node_id);
     hello.set_from_name(options.node_name);
     hello.set_to_id(to);
+    hello.set_from_host(options.advertised_host);
     return hello;
   }
   void FinishSnapshotSend(const SnapshotDone& done, absl::Status status) {
@@ -237,7 +261,7 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
       self->wake_.cancel();
       self->backoff_timer_.cancel();
       error_code ignored;
-      if (self->socket_ != nullptr) self->socket_->close(ignored);
+      if (self->socket_ != nullptr) self->socket_->socket().close(ignored);
     });
   }
 
@@ -269,7 +293,11 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
   static asio::awaitable<void> Run(std::shared_ptr<Outbound> self) {
     absl::Duration backoff = self->shared_->options.min_reconnect_backoff;
     while (!self->closed_ && !self->shared_->stopped) {
-      tcp::socket socket(self->strand_);
+      // A new stream per attempt: a TLS session cannot be reused after a close, and
+      // each attempt takes the newest context (certificate rotation).
+      std::unique_ptr<wire::Stream> stream =
+          MakeStream(tcp::socket(self->strand_), self->shared_->options.tls_client);
+      wire::Stream& socket = *stream;
       self->socket_ = &socket;
       const absl::Status connected = co_await self->Connect(socket);
       if (connected.ok()) {
@@ -293,7 +321,7 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
       }
       self->socket_ = nullptr;
       error_code ignored;
-      socket.close(ignored);
+      socket.socket().close(ignored);
       // Messages queued for a broken connection are stale by the time it is back.
       self->CountDropped(self->queue_.size());
       if (!self->queue_.empty()) self->ReportUnreachable();
@@ -310,7 +338,7 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
 
   // Resolves the host now (never cached), connects and exchanges hellos, all within
   // the handshake timeout.
-  asio::awaitable<absl::Status> Connect(tcp::socket& socket) {
+  asio::awaitable<absl::Status> Connect(wire::Stream& socket) {
     asio::steady_timer deadline(strand_,
                                 absl::ToChronoNanoseconds(shared_->options.handshake_timeout));
     // The handler runs on strand_ like this coroutine; `pending` tells it whether the
@@ -318,7 +346,7 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
     auto pending = std::make_shared<bool>(true);
     deadline.async_wait([pending, &socket](error_code ec) {
       error_code ignored;
-      if (!ec && *pending) socket.close(ignored);  // unblocks whichever step is pending
+      if (!ec && *pending) socket.socket().close(ignored);  // unblocks whichever step is pending
     });
     const absl::Status status = co_await ConnectAndHello(socket);
     *pending = false;
@@ -326,8 +354,9 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
     co_return status;
   }
 
-  asio::awaitable<absl::Status> ConnectAndHello(tcp::socket& socket) {
-    if (const absl::Status connected = co_await ResolveAndConnect(strand_, socket, host_, port_);
+  asio::awaitable<absl::Status> ConnectAndHello(wire::Stream& socket) {
+    if (const absl::Status connected = co_await ResolveAndConnect(
+            strand_, socket, host_, port_, shared_->options.handshake_timeout);
         !connected.ok()) {
       co_return connected;
     }
@@ -338,7 +367,7 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
     STEAD_CHECK_OK(AppendFrame(hello_frame, shared_->options.max_frame_bytes, &bytes));
     co_await asio::async_write(socket, asio::buffer(bytes),
                                asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return absl::UnavailableError(absl::StrCat("send hello: ", ec.message()));
+    if (ec) co_return Annotate(socket.DescribeError(ec), "send hello");
 
     FrameReader reader(shared_->options.max_frame_bytes);
     pb::PeerFrame response;
@@ -372,7 +401,7 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
   }
 
   // Writes queued frames until the connection breaks or the peer is closed.
-  asio::awaitable<absl::Status> WriteLoop(tcp::socket& socket) {
+  asio::awaitable<absl::Status> WriteLoop(wire::Stream& socket) {
     std::string batch;
     while (!closed_ && !shared_->stopped) {
       if (queue_.empty()) {
@@ -391,7 +420,7 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         CountDropped(count);
-        co_return absl::UnavailableError(ec.message());
+        co_return socket.DescribeError(ec);
       }
       MutexLock lock(&state_mu_);
       state_.messages_sent += count;
@@ -435,7 +464,7 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
   size_t queued_bytes_ = 0;
   bool overflowing_ = false;
   bool closed_ = false;
-  tcp::socket* socket_ = nullptr;  // the live socket while Run holds one
+  wire::Stream* socket_ = nullptr;  // the live stream while Run holds one
 
   mutable Mutex state_mu_;
   PeerState state_ ABSL_GUARDED_BY(state_mu_);
@@ -444,11 +473,13 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
 // One accepted connection: check the hello, then deliver Raft messages.
 class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
  public:
+  // `socket`'s executor is a strand of its own (Listener).
   Inbound(std::shared_ptr<Shared> shared, tcp::socket socket)
       : shared_(std::move(shared)),
-        strand_(asio::make_strand(shared_->io)),
-        socket_(std::move(socket)),
-        remote_(RemoteEndpoint(socket_)),
+        remote_(RemoteEndpoint(socket)),
+        socket_holder_(MakeStream(std::move(socket), shared_->options.tls_server)),
+        socket_(*socket_holder_),
+        strand_(socket_.get_executor()),
         watchdog_(strand_) {}
 
   void Start() {
@@ -459,7 +490,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
   void Close() {
     asio::post(strand_, [self = shared_from_this()] {
       error_code ignored;
-      self->socket_.close(ignored);
+      self->socket_.socket().close(ignored);
     });
   }
 
@@ -472,7 +503,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     self->watchdog_.Start(self, [raw = self.get()] {
       raw->timed_out_ = true;
       error_code ignored;
-      raw->socket_.close(ignored);
+      raw->socket_.socket().close(ignored);
     });
     const absl::Status status = co_await self->Serve();
     if (!status.ok() && !self->shared_->stopped) {
@@ -491,14 +522,21 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     }
     self->watchdog_.Stop();
     error_code ignored;
-    self->socket_.close(ignored);
+    self->socket_.socket().close(ignored);
     self->shared_->inbound.Remove(self.get());
   }
 
   asio::awaitable<absl::Status> Serve() {
     FrameReader reader(shared_->options.max_frame_bytes);
     pb::PeerFrame frame;
+    // The handshake and the first frame share the hello timeout: a socket that never
+    // completes either holds an unauthenticated slot that long at most.
     watchdog_.SetAfter(shared_->options.hello_timeout);
+    if (socket_.is_tls()) {
+      const absl::Status handshake = co_await socket_.AsyncServerHandshake(
+          shared_->options.hello_timeout, asio::use_awaitable);
+      if (!handshake.ok()) co_return Annotate(handshake, "TLS handshake");
+    }
     const absl::Status first = co_await ReadPeerFrame(socket_, reader, &frame);
     watchdog_.Clear();
     if (timed_out_) {
@@ -519,6 +557,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     const raft::NodeId node_id = shared_->node_id;
     absl::Status valid =
         ValidateHello(hello, shared_->cluster_id, node_id, shared_->options.node_name);
+    if (valid.ok()) valid = CheckAnnouncedHost(socket_, hello.from_host());
     if (valid.ok()) valid = Authenticate();
     if (const absl::Status sent = co_await SendHelloResponse(valid); !sent.ok()) co_return sent;
     if (!valid.ok()) co_return Annotate(valid, "refused");
@@ -552,6 +591,12 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
   // Answers one discovery question; the connection then closes.
   asio::awaitable<absl::Status> AnswerDiscovery(const pb::PeerFrame& request) {
     peer_name_ = request.discovery_request().from().name();
+    if (socket_.is_tls()) {
+      const std::string& address = request.discovery_request().from().peer_address();
+      absl::StatusOr<HostPort> asker = ParseHostPort(address, "the asker's peer address", "");
+      if (!asker.ok()) co_return asker.status();
+      STEAD_CO_RETURN_IF_ERROR(CheckAnnouncedHost(socket_, asker->host));
+    }
     std::optional<pb::DiscoveryResponse> answer =
         shared_->AnswerDiscovery(request.discovery_request());
     if (!answer) co_return absl::UnavailableError("not answering discovery (stopping)");
@@ -582,6 +627,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
     absl::Status valid =
         ValidateHello(offer.hello(), shared_->cluster_id, node_id, shared_->options.node_name);
     if (valid.ok()) valid = ValidateSnapshotOffer(offer, node_id);
+    if (valid.ok()) valid = CheckAnnouncedHost(socket_, offer.hello().from_host());
     if (valid.ok()) valid = Authenticate();
     SnapshotSink* const sink = shared_->snapshot_sink;
     if (valid.ok() && sink == nullptr) {
@@ -655,9 +701,10 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
   }
 
   const std::shared_ptr<Shared> shared_;
-  Strand strand_;
-  tcp::socket socket_;
   const tcp::endpoint remote_;
+  const std::unique_ptr<wire::Stream> socket_holder_;
+  wire::Stream& socket_;  // plain or TLS
+  const asio::any_io_executor strand_;  // the socket's
   ConnectionActivity activity_;
   // Strand only.
   std::string peer_name_ = "unknown";
@@ -679,7 +726,8 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
         port_(port),
         done_(std::move(done)),
         strand_(asio::make_strand(shared_->io)),
-        socket_(strand_),
+        socket_holder_(MakeStream(tcp::socket(strand_), shared_->options.tls_client)),
+        socket_(*socket_holder_),
         pace_(strand_),
         watchdog_(strand_) {}
 
@@ -692,7 +740,7 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
       self->closed_ = true;
       self->pace_.cancel();
       error_code ignored;
-      self->socket_.close(ignored);
+      self->socket_.socket().close(ignored);
     });
   }
 
@@ -703,7 +751,7 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
     absl::Status status = co_await self->Transfer();
     self->watchdog_.Stop();
     error_code ignored;
-    self->socket_.close(ignored);
+    self->socket_.socket().close(ignored);
     const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
     if (status.ok()) {
       self->shared_->CountSnapshot([](auto& stats) { ++stats.sends_completed; });
@@ -735,10 +783,11 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
 
     watchdog_.Start(shared_from_this(), [this] {
       error_code ignored;
-      socket_.close(ignored);
+      socket_.socket().close(ignored);
     });
     watchdog_.SetAfter(options.handshake_timeout);
-    if (absl::Status connected = co_await ResolveAndConnect(strand_, socket_, host_, port_);
+    if (absl::Status connected = co_await ResolveAndConnect(strand_, socket_, host_, port_,
+                                                            options.handshake_timeout);
         !connected.ok()) {
       co_return connected;
     }
@@ -838,7 +887,8 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
   const SnapshotDone done_;
   Strand strand_;
   // Strand only.
-  tcp::socket socket_;
+  const std::unique_ptr<wire::Stream> socket_holder_;
+  wire::Stream& socket_;  // plain or TLS
   asio::steady_timer pace_;
   ConnectionDeadline watchdog_;
   bool closed_ = false;

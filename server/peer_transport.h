@@ -10,6 +10,15 @@
 // with whatever else connects; once accepted it holds a slot of its own, so a flood
 // of silent sockets can neither keep a member's peers out nor displace them.
 //
+// With TLS (PeerTransportOptions::tls_server and tls_client) every connection is
+// mutual TLS: the dialer checks that the peer's certificate names the host it dials;
+// the accepting side requires a certificate of its trusted CA and checks that it names
+// the host the dialer announces (hello, snapshot offer, or the asker's peer address in
+// a discovery question) before the usual checks of the hello. A member of another
+// cluster holding a certificate of the same CA is still refused by its cluster id.
+// Each connection takes the providers' current context, so rotated certificate files
+// reach new connections and never break established ones.
+//
 // A peer's address is a host name resolved again on every connection attempt (pod IPs
 // change when a StatefulSet pod is rescheduled); failed attempts back off
 // exponentially up to a cap. Messages are queued per peer up to a byte limit and
@@ -45,6 +54,7 @@
 #include "raft/types.h"
 #include "server/frame.h"
 #include "storage/checkpoint_stream.h"
+#include "wire/tls_context.h"
 
 namespace stead::server {
 
@@ -54,6 +64,15 @@ struct PeerTransportOptions {
   uint64_t cluster_id = 0;
   raft::NodeId node_id = raft::kNoNode;
   std::string node_name;  // for peers' logs
+  // Mutual TLS between members (--peer-cert-file and related flags): tls_server gives
+  // the contexts of accepted connections (a server-role provider requiring a client
+  // certificate), tls_client those of connections this member opens (client role,
+  // the same files). Both null: plain TCP. Default: null.
+  std::shared_ptr<wire::TlsContextProvider> tls_server = nullptr;
+  std::shared_ptr<wire::TlsContextProvider> tls_client = nullptr;
+  // The host peers dial this member at (its advertised host), announced in every hello.
+  // Under TLS the receiver checks that this member's certificate names it. Default: empty.
+  std::string advertised_host;
   // Largest frame sent or accepted. Default: kDefaultMaxFrameBytes (16 MiB).
   uint32_t max_frame_bytes = kDefaultMaxFrameBytes;
   // Bytes of outgoing frames buffered per peer; beyond it messages are dropped.

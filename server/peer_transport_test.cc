@@ -19,6 +19,7 @@
 #include "storage/checkpoint_files.h"
 #include "storage/state_machine_testing.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_certificates.h"
 
 namespace stead::server {
 namespace {
@@ -98,6 +99,11 @@ class PeerTransportTest : public ::testing::Test {
     options.snapshot_bytes_per_second = snapshot_bytes_per_second_;
     options.max_inbound_connections = max_inbound_connections_;
     options.handshake_timeout = handshake_timeout_;
+    if (tls_) {
+      options.tls_server = tls_->server;
+      options.tls_client = tls_->client;
+      options.advertised_host = tls_->host;
+    }
     auto transport = std::make_unique<PeerTransport>(
         io_, options, Logger(log_, LogLevel::kInfo).WithContext("node", options.node_name),
         [inbox](pb::Message message) {
@@ -150,7 +156,45 @@ class PeerTransportTest : public ::testing::Test {
     return *inboxes_.back();
   }
 
+  // A member's TLS identity: its certificate of `ca` (naming `dns_names` and
+  // `ips`), served and presented, trusting `ca` (or `trusted`), announcing 127.0.0.1.
+  struct TlsIdentity {
+    std::shared_ptr<wire::TlsContextProvider> server;
+    std::shared_ptr<wire::TlsContextProvider> client;
+    std::string host;
+  };
+  TlsIdentity MakeTlsIdentity(testing::TestCertificateAuthority& ca, const std::string& name,
+                              std::vector<std::string> dns_names, std::vector<std::string> ips,
+                              const testing::TestCertificateAuthority* trusted = nullptr) {
+    const testing::TestPemFiles files = testing::WritePemFiles(
+        tls_dir_, name,
+        ca.Issue({.common_name = name, .dns_names = std::move(dns_names),
+                  .ip_addresses = std::move(ips)}),
+        ca);
+    wire::TlsOptions options = {.cert_file = files.cert_file,
+                                .key_file = files.key_file,
+                                .trusted_ca_file = files.ca_file,
+                                .require_peer_certificate = true,
+                                .names = wire::TlsSettingNames::ForPort("peer")};
+    if (trusted != nullptr) {  // trusts another CA than its certificate's
+      options.trusted_ca_file = tls_dir_ + "/" + name + "-trusted.crt";
+      testing::ReplaceFile(options.trusted_ca_file, trusted->certificate_pem());
+    }
+    TlsIdentity identity;
+    identity.server = wire::TlsContextProvider::Create(options, wire::TlsRole::kServer,
+                                                       Logger(LogLevel::kWarning))
+                          .value();
+    options.require_peer_certificate = false;
+    identity.client = wire::TlsContextProvider::Create(options, wire::TlsRole::kClient,
+                                                       Logger(LogLevel::kWarning))
+                          .value();
+    identity.host = "127.0.0.1";
+    return identity;
+  }
+
   // For transports started after they are set.
+  std::optional<TlsIdentity> tls_;
+  std::string tls_dir_ = testing::MakeTempDir();
   uint64_t snapshot_bytes_per_second_ = 0;
   size_t max_inbound_connections_ = 256;
   absl::Duration handshake_timeout_ = absl::Seconds(5);
@@ -471,6 +515,81 @@ TEST_F(PeerTransportTest, ASnapshotTransferDoesNotHoldUpMessages) {
   ASSERT_TRUE(inbox2.WaitFor([&] { return inbox2.messages.size() >= 100; }));
   EXPECT_FALSE(done.load()) << "heartbeats arrived while the transfer was still running";
   ASSERT_TRUE(inbox2.WaitFor([&] { return done.load(); }));
+}
+
+}  // namespace snapshots
+
+TEST_F(PeerTransportTest, MutualTlsCarriesMessagesBetweenCertifiedMembersOnly) {
+  testing::TestCertificateAuthority ca("cluster CA");
+  testing::TestCertificateAuthority stranger_ca("another CA");
+  Inbox& inbox2 = NewInbox();
+  tls_ = MakeTlsIdentity(ca, "stead-2", {}, {"127.0.0.1"});
+  PeerTransport* two = Start(2, &inbox2);
+  tls_ = MakeTlsIdentity(ca, "stead-1", {}, {"127.0.0.1"});
+  PeerTransport* one = Start(1, &NewInbox());
+  one->SetPeer(2, "127.0.0.1", two->listen_port());
+  one->Send(Heartbeat(1, 2, 1));
+  ASSERT_TRUE(inbox2.WaitFor([&] { return inbox2.messages.size() == 1; }));
+
+  // Each refused, with its reason in the intruder's log (the member's own warnings
+  // about unauthenticated connections are throttled), and nothing delivered:
+  struct Intruder {
+    const char* what;
+    std::optional<TlsIdentity> tls;
+    uint64_t cluster;
+    const char* logged;
+  };
+  const Intruder intruders[] = {
+      // a certificate of the cluster's CA, but a member of another cluster;
+      {"other cluster", MakeTlsIdentity(ca, "stead-1", {}, {"127.0.0.1"}), 0xbad,
+       "belongs to cluster bad"},
+      // a certificate that does not name the host the member announces;
+      {"misnamed", MakeTlsIdentity(ca, "stead-1", {"stead-1.elsewhere"}, {}), kCluster,
+       "the certificate does not name 127.0.0.1"},
+      // a certificate of another CA (the intruder trusts the cluster's);
+      {"other CA", MakeTlsIdentity(stranger_ca, "stead-1", {}, {"127.0.0.1"}, &ca), kCluster,
+       "the peer refused our certificate"},
+      // no TLS at all.
+      {"plain", std::nullopt, kCluster, "hello response: connection closed by the peer"},
+  };
+  for (const Intruder& intruder : intruders) {
+    SCOPED_TRACE(intruder.what);
+    tls_ = intruder.tls;
+    Inbox& inbox = NewInbox();
+    PeerTransport* stranger = Start(1, &inbox, intruder.cluster);
+    stranger->SetPeer(2, "127.0.0.1", two->listen_port());
+    stranger->Send(Heartbeat(1, 2, 99));
+    EXPECT_TRUE(inbox.WaitFor([&] { return stranger->Peers().at(2).connect_failures > 0; }));
+    EXPECT_TRUE(inbox2.WaitFor([&] { return log_->Contains(intruder.logged); }));
+    stranger->Stop();
+  }
+  // The dialer checks the name too: a peer whose certificate does not name the host
+  // dialed is not sent anything.
+  tls_ = MakeTlsIdentity(ca, "stead-3", {"stead-3.elsewhere"}, {});
+  Inbox& inbox3 = NewInbox();
+  PeerTransport* misnamed = Start(3, &inbox3);
+  one->SetPeer(3, "127.0.0.1", misnamed->listen_port());
+  one->Send(Heartbeat(1, 3, 5));
+  EXPECT_TRUE(inbox3.WaitFor([&] { return one->Peers().at(3).connect_failures > 0; }));
+  EXPECT_EQ(inbox3.message_count(), 0u);
+
+  one->Send(Heartbeat(1, 2, 2));
+  ASSERT_TRUE(inbox2.WaitFor([&] { return inbox2.messages.size() == 2; }));
+  MutexLock lock(&inbox2.mu);
+  EXPECT_EQ(inbox2.messages[1].commit(), 2u) << "only the member's messages arrived";
+}
+
+namespace snapshots {
+
+TEST_F(PeerTransportTest, SnapshotsTravelOverMutualTls) {
+  testing::TestCertificateAuthority ca("cluster CA");
+  tls_ = MakeTlsIdentity(ca, "stead-x", {}, {"127.0.0.1"});
+  TempDir dir;
+  MakeCheckpoint(dir.Sub("checkpoint"), 42, 3, 5, 300 * 1024);
+  SnapshotLink link = LinkForSnapshots(dir.Sub("follower"));
+  ASSERT_OK(SendSnapshot(link.one, SnapshotMessage(1, 2, 42, 3), dir.Sub("checkpoint")));
+  ASSERT_TRUE(link.inbox->WaitFor([&] { return !link.inbox->messages.empty(); }));
+  EXPECT_EQ(link.two->SnapshotStats().receives_completed, 1u);
 }
 
 }  // namespace snapshots

@@ -60,6 +60,7 @@ struct Options {
   std::string target;  // leader | rr; default leader for put, rr for get
   double timeout_s = 30;
   uint64_t seed = 1;
+  stead::ClientTlsOptions tls;  // --cacert, --cert, --key
 };
 
 [[noreturn]] void Usage(int exit_code) {
@@ -81,7 +82,10 @@ struct Options {
       "  --target=leader|rr        leader: all conns to the Raft leader (found with a member list);\n"
       "                            rr: conns round-robin over all endpoints. Default leader for put, rr for get\n"
       "  --timeout=S               per-request deadline (default 30)\n"
-      "  --seed=N                  RNG seed (default 1)\n");
+      "  --seed=N                  RNG seed (default 1)\n"
+      "  --cacert=FILE             TLS: CA certificates of the members' client ports (TLS is on\n"
+      "                            with any of these three)\n"
+      "  --cert=FILE --key=FILE    TLS: client certificate and key (--client-cert-auth)\n");
   std::exit(exit_code);
 }
 
@@ -152,6 +156,9 @@ Options ParseArgs(int argc, char** argv) {
         o.endpoints.push_back(NormalizeEndpoint(std::string(e)));
       }
     }
+    else if (ParseFlag(arg, "cacert", &v)) { need("cacert"); o.tls.trusted_ca_file = v; o.tls.enabled = true; }
+    else if (ParseFlag(arg, "cert", &v)) { need("cert"); o.tls.cert_file = v; o.tls.enabled = true; }
+    else if (ParseFlag(arg, "key", &v)) { need("key"); o.tls.key_file = v; o.tls.enabled = true; }
     else if (ParseFlag(arg, "clients", &v)) { need("clients"); o.clients = Number<int>("clients", v); }
     else if (ParseFlag(arg, "conns", &v)) { need("conns"); o.conns = Number<int>("conns", v); }
     else if (ParseFlag(arg, "threads", &v)) { need("threads"); o.threads = Number<int>("threads", v); }
@@ -192,9 +199,11 @@ Options ParseArgs(int argc, char** argv) {
 }
 
 // The endpoint of the leader, from a member list; empty with a reason in `info`.
-std::string FindLeader(const std::vector<std::string>& endpoints, std::string* info) {
+std::string FindLeader(const std::vector<std::string>& endpoints,
+                       const stead::ClientTlsOptions& tls, std::string* info) {
   stead::ClientOptions options;
   options.endpoints = endpoints;
+  options.tls = tls;
   options.route_to_leader = false;
   absl::StatusOr<std::unique_ptr<stead::Client>> client = stead::Client::Create(options);
   if (!client.ok()) {
@@ -339,7 +348,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> used;
   std::string leader_info;
   if (o.target == "leader") {
-    const std::string leader = FindLeader(o.endpoints, &leader_info);
+    const std::string leader = FindLeader(o.endpoints, o.tls, &leader_info);
     if (leader.empty()) {
       std::fprintf(stderr, "could not find the leader among the endpoints: %s\n", leader_info.c_str());
       return 1;
@@ -358,6 +367,7 @@ int main(int argc, char** argv) {
   client_options.route_to_leader = o.target == "leader";
   client_options.default_timeout = absl::Seconds(o.timeout_s);
   client_options.attempt_timeout = absl::Seconds(o.timeout_s);
+  client_options.tls = o.tls;
   absl::StatusOr<std::unique_ptr<stead::Client>> client = stead::Client::Create(client_options);
   if (!client.ok()) {
     std::fprintf(stderr, "%s\n", client.status().ToString().c_str());

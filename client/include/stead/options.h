@@ -66,6 +66,8 @@ struct ClientOptions {
   // Largest response frame accepted; a bigger one closes the connection.
   // Default: 64 MiB.
   uint32_t max_frame_bytes = 64u << 20;
+  // TLS to the members' client ports. Default: off (plain TCP).
+  ClientTlsOptions tls = {};
 };
 
 // Options common to every call.

@@ -33,15 +33,34 @@
 
 namespace stead {
 
+// The TLS settings of one port: the `stead` flags --<port>-cert-file,
+// --<port>-key-file, --<port>-trusted-ca-file and --<port>-cert-auth. A port speaks
+// TLS when cert_file is set; the files are checked at Start (InvalidArgument naming
+// the flag) and reloaded when they change (certificate rotation). For the peer port
+// TLS is always mutual: trusted_ca_file is required and cert_auth implied.
+struct NodeTlsOptions {
+  std::string cert_file;
+  std::string key_file;
+  std::string trusted_ca_file;
+  bool cert_auth = false;
+};
+
+// Loopback listen addresses of an embedded Node whose options name none; the `stead`
+// binary listens on 0.0.0.0 instead.
+inline constexpr const char* kEmbeddedClientAddr = "127.0.0.1:2479";
+inline constexpr const char* kEmbeddedPeerAddr = "127.0.0.1:2480";
+inline constexpr const char* kEmbeddedHttpAddr = "127.0.0.1:2481";
+
 // Each field is the `stead` flag of the same name (see `stead --help` for what it
-// means); an empty string or 0 keeps that flag's default.
+// means); an empty string or 0 keeps that flag's default, but for the listen
+// addresses: an embedded Node binds loopback (kEmbedded*Addr) unless given another.
 struct NodeOptions {
   std::string name;      // "<set>-<ordinal>", e.g. "stead-0"; required
   std::string data_dir;  // required
   std::string wal_dir;   // required; another directory (volume) than data_dir
-  std::string client_addr;  // listen "host:port"
-  std::string peer_addr;
-  std::string http_addr;
+  std::string client_addr;  // listen "host:port"; default kEmbeddedClientAddr (loopback)
+  std::string peer_addr;    // default kEmbeddedPeerAddr
+  std::string http_addr;    // default kEmbeddedHttpAddr
   std::string advertise_host;
   std::string peers;  // "name=host:port,...": outside Kubernetes
   std::string peer_service;  // in a StatefulSet, with namespace_name and cluster_domain
@@ -65,6 +84,10 @@ struct NodeOptions {
   int max_client_connections = 0;
   int64_t client_idle_timeout_ms = 0;
   int64_t client_read_timeout_ms = 0;
+  // TLS of each port (docs/security.md); all off by default.
+  NodeTlsOptions client_tls;
+  NodeTlsOptions peer_tls;
+  NodeTlsOptions http_tls;
   // Starting from a backup, a clone, or after quorum loss (docs/restore.md,
   // docs/clone.md, docs/disaster-recovery.md).
   std::string restore_from;

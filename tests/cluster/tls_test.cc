@@ -1,0 +1,176 @@
+// TLS on real `stead` processes: three members with mutual TLS between them and TLS
+// with client certificates on their client ports (HTTP stays plain for the harness's
+// probes; the HTTPS port is tested in http_server_test and node_test). Writes and
+// reads through stead::Client over TLS; a rotation of every member's certificate
+// files under a write load loses no request and reaches new connections; bad clients
+// are refused while the members go on serving. Refusals between members (a name that
+// does not match, a certificate of the right CA in another cluster) are covered in
+// server/peer_transport_test.cc.
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "stead/client.h"
+#include "tests/testing/process_cluster.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_certificates.h"
+#include "tests/testing/tls_test_client.h"
+
+namespace stead {
+namespace {
+
+using testing::ProcessCluster;
+using testing::TestCertificateAuthority;
+using testing::TestPemFiles;
+
+class TlsClusterTest : public ::testing::Test {
+ protected:
+  TlsClusterTest()
+      : cluster_(3, testing::ClusterTestRoot("tls"), STEAD_BINARY),
+        ca_("cluster CA"),
+        dir_(testing::MakeTempDir()) {
+    for (int i = 0; i < 3; ++i) {
+      member_files_.push_back(testing::WritePemFiles(dir_, cluster_.Name(i), Issue(i), ca_));
+    }
+    app_ = testing::WritePemFiles(dir_, "app", ca_.Issue({.common_name = "app"}), ca_);
+  }
+
+  testing::TestCertificate Issue(int ordinal) {
+    return ca_.Issue({.common_name = cluster_.Name(ordinal), .ip_addresses = {"127.0.0.1"}});
+  }
+
+  void StartMember(int ordinal) {
+    const TestPemFiles& files = member_files_[ordinal];
+    cluster_.set_extra_flags({"--client-cert-file=" + files.cert_file,
+                              "--client-key-file=" + files.key_file,
+                              "--client-trusted-ca-file=" + files.ca_file, "--client-cert-auth",
+                              "--peer-cert-file=" + files.cert_file,
+                              "--peer-key-file=" + files.key_file,
+                              "--peer-trusted-ca-file=" + files.ca_file});
+    cluster_.Start(ordinal);
+  }
+
+  ClientOptions TlsClientOptions() const {
+    ClientOptions options;
+    options.endpoints = cluster_.ClientEndpoints(3);
+    options.tls = {.enabled = true,
+                   .trusted_ca_file = app_.ca_file,
+                   .cert_file = app_.cert_file,
+                   .key_file = app_.key_file};
+    return options;
+  }
+
+  ProcessCluster cluster_;
+  TestCertificateAuthority ca_;
+  std::string dir_;
+  std::vector<TestPemFiles> member_files_;
+  TestPemFiles app_;
+};
+
+TEST_F(TlsClusterTest, ServesOverTlsRotatesUnderLoadAndRefusesBadClients) {
+  for (int i = 0; i < 3; ++i) StartMember(i);
+  ASSERT_TRUE(cluster_.WaitReady({0, 1, 2}));
+  ASSERT_GE(cluster_.WaitForLeader({0, 1, 2}), 0);
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(TlsClientOptions()));
+  ASSERT_OK(client->Put("greeting", "hello"));
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> value, client->Get("greeting"));
+  EXPECT_EQ(value, "hello");
+
+  // A few writers for a few seconds; every member's files are rewritten meanwhile.
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::atomic<int> successes{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 3; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 100000 && !stop; ++i) {
+        const absl::Status put = client->Put(absl::StrCat("w", w, "-", i), "v");
+        (put.ok() ? successes : failures).fetch_add(1);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  std::vector<uint64_t> renewed_serials;
+  for (int i = 0; i < 3; ++i) {
+    const testing::TestCertificate renewed = Issue(i);
+    testing::ReplaceFile(member_files_[i].cert_file, renewed.certificate_pem);
+    testing::ReplaceFile(member_files_[i].key_file, renewed.private_key_pem);
+    renewed_serials.push_back(renewed.serial);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  stop = true;
+  for (std::thread& writer : writers) writer.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GT(successes.load(), 0);
+
+  // New connections see each member's new certificate (the providers look at most
+  // once a second).
+  const wire::TlsOptions app_tls = {
+      .cert_file = app_.cert_file, .key_file = app_.key_file, .trusted_ca_file = app_.ca_file};
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(cluster_.Name(i));
+    EXPECT_TRUE(testing::Eventually([&] {
+      absl::StatusOr<std::unique_ptr<testing::TlsTestClient>> probe =
+          testing::TlsTestClient::Connect(cluster_.client_port(i), app_tls);
+      return probe.ok() && (*probe)->served_serial() == renewed_serials[i];
+    }, absl::Seconds(10)));
+  }
+  // The members talk to each other with the new certificates too: a write commits.
+  ASSERT_OK(client->Put("after-rotation", "yes"));
+
+  // Bad clients, each refused; the members serve on.
+  {
+    TestCertificateAuthority stranger_ca("another CA");
+    const TestPemFiles stranger =
+        testing::WritePemFiles(dir_, "stranger", stranger_ca.Issue({.common_name = "app"}), stranger_ca);
+    const TestPemFiles expired = testing::WritePemFiles(
+        dir_, "expired",
+        ca_.Issue({.common_name = "app", .not_before = absl::Now() - absl::Hours(48),
+                   .not_after = absl::Now() - absl::Hours(24)}),
+        ca_);
+    for (const TestPemFiles& bad : {stranger, expired}) {
+      SCOPED_TRACE(bad.cert_file);
+      absl::StatusOr<std::unique_ptr<testing::TlsTestClient>> probe =
+          testing::TlsTestClient::Connect(cluster_.client_port(0),
+                                          {.cert_file = bad.cert_file,
+                                           .key_file = bad.key_file,
+                                           .trusted_ca_file = app_.ca_file});
+      if (probe.ok()) {
+        ASSERT_OK((*probe)->Write("x"));
+        EXPECT_FALSE((*probe)->Read().ok()) << "refused on the first read under TLS 1.3";
+      }
+    }
+    // Plain bytes on a TLS client port: closed.
+    ClientOptions plain = TlsClientOptions();
+    plain.tls = {};
+    plain.endpoints = {cluster_.ClientAddress(0)};
+    plain.default_timeout = absl::Seconds(2);
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> plain_client, Client::Create(plain));
+    EXPECT_FALSE(plain_client->Put("plain", "no").ok());
+  }
+  ASSERT_OK(client->Put("still", "serving"));
+  ASSERT_OK_AND_ASSIGN(value, client->Get("still"));
+  EXPECT_EQ(value, "serving");
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(cluster_.Running(i));
+}
+
+// A member refuses to start on a bad certificate, naming the flag, with the exit
+// code of a configuration error.
+TEST_F(TlsClusterTest, ABadCertificateStopsTheStartNamingTheFlag) {
+  cluster_.set_extra_flags({"--peer-cert-file=" + member_files_[0].cert_file,
+                            "--peer-key-file=" + app_.key_file,
+                            "--peer-trusted-ca-file=" + member_files_[0].ca_file});
+  cluster_.Start(0);
+  ASSERT_TRUE(testing::Eventually([&] { return cluster_.ExitStatusOf(0).has_value(); },
+                                  absl::Seconds(10)));
+  EXPECT_EQ(cluster_.ExitStatusOf(0)->exit_code, 2);
+  EXPECT_NE(cluster_.Log(0).find("--peer-key-file"), std::string::npos) << cluster_.Log(0);
+}
+
+}  // namespace
+}  // namespace stead

@@ -231,7 +231,7 @@ void Connection::OnRead(size_t bytes) {
   reader_->Append(absl::string_view(read_buffer_.data(), bytes));
   // Bounded by what one read delivered: every iteration consumes a whole frame.
   while (true) {
-    absl::StatusOr<std::optional<std::string>> payload = reader_->Next();
+    absl::StatusOr<std::optional<absl::string_view>> payload = reader_->Next();
     if (!payload.ok()) {
       Fail(absl::UnavailableError(
           absl::StrCat("connection to ", address_, ": ", payload.status().message())));

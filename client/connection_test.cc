@@ -62,7 +62,7 @@ class MemberSession : public std::enable_shared_from_this<MemberSession> {
           self->reader_.Append(absl::string_view(self->buffer_.data(), bytes));
           std::string out;
           while (true) {
-            absl::StatusOr<std::optional<std::string>> payload = self->reader_.Next();
+            absl::StatusOr<std::optional<absl::string_view>> payload = self->reader_.Next();
             if (!payload.ok()) return;  // as a member does: the connection closes
             if (!payload->has_value()) break;
             pb::ClientRequest request;

@@ -103,10 +103,10 @@ class ClientServiceTest : public ::testing::Test {
     // The next response, or nullopt when the server closed the connection.
     std::optional<pb::ClientResponse> Receive() {
       for (int i = 0; i < 10000; ++i) {
-        absl::StatusOr<std::optional<std::string>> payload = reader_.Next();
+        absl::StatusOr<std::optional<absl::string_view>> payload = reader_.Next();
         if (payload.ok() && payload->has_value()) {
           pb::ClientResponse response;
-          EXPECT_TRUE(response.ParseFromString(**payload));
+          EXPECT_OK(ParseFramePayload(**payload, "client response", &response));
           return response;
         }
         char buffer[4096];
@@ -337,10 +337,10 @@ absl::StatusOr<pb::ClientResponse> CallOverTls(testing::TlsTestClient& client,
   STEAD_RETURN_IF_ERROR(client.Write(bytes));
   FrameReader reader(1 << 24);
   for (int i = 0; i < 1000; ++i) {
-    STEAD_ASSIGN_OR_RETURN(std::optional<std::string> payload, reader.Next());
+    STEAD_ASSIGN_OR_RETURN(std::optional<absl::string_view> payload, reader.Next());
     if (payload) {
       pb::ClientResponse response;
-      if (!response.ParseFromString(*payload)) return absl::DataLossError("undecodable");
+      STEAD_RETURN_IF_ERROR(ParseFramePayload(*payload, "client response", &response));
       return response;
     }
     STEAD_ASSIGN_OR_RETURN(std::string read, client.Read());

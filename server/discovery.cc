@@ -51,7 +51,7 @@ absl::StatusOr<pb::DiscoveryResponse> AskPeer(const HostPort& address,
   };
 
   std::function<void()> read_more = [&] {
-    absl::StatusOr<std::optional<std::string>> payload = reader.Next();
+    absl::StatusOr<std::optional<absl::string_view>> payload = reader.Next();
     if (!payload.ok()) {
       result = payload.status();
       return;

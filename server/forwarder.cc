@@ -156,7 +156,7 @@ class Forwarder::Connection : public std::enable_shared_from_this<Connection> {
           }
           self->reader_->Append(absl::string_view(self->read_buffer_.data(), n));
           for (;;) {
-            absl::StatusOr<std::optional<std::string>> payload = self->reader_->Next();
+            absl::StatusOr<std::optional<absl::string_view>> payload = self->reader_->Next();
             if (!payload.ok()) return self->Broken(std::string(payload.status().message()));
             if (!payload->has_value()) break;
             pb::ClientResponse response;

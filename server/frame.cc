@@ -1,9 +1,11 @@
 #include "server/frame.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/check.h"
 #include "base/status_macros.h"
 
 namespace stead::server {
@@ -44,11 +46,44 @@ absl::Status AppendFrame(const google::protobuf::MessageLite& message, uint32_t 
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<std::string>> FrameReader::Next() {
+void FrameReader::Append(absl::string_view bytes) {
+  if (bytes.empty()) return;
+  const absl::Span<char> room = PrepareAppend(bytes.size());
+  std::memcpy(room.data(), bytes.data(), bytes.size());
+  CommitAppend(bytes.size());
+}
+
+absl::Span<char> FrameReader::PrepareAppend(size_t min_bytes) {
+  Reserve(min_bytes);
+  return absl::Span<char>(buffer_.get() + end_, capacity_ - end_);
+}
+
+void FrameReader::CommitAppend(size_t bytes) {
+  STEAD_CHECK(bytes <= capacity_ - end_);
+  end_ += bytes;
+}
+
+void FrameReader::Reserve(size_t bytes) {
+  if (capacity_ - end_ >= bytes) return;
+  const size_t buffered = buffered_bytes();
+  if (buffered + bytes <= capacity_ && begin_ > 0) {
+    std::memmove(buffer_.get(), buffer_.get() + begin_, buffered);
+  } else {
+    const size_t capacity = std::max(2 * capacity_, buffered + bytes);
+    std::unique_ptr<char[]> grown(new char[capacity]);
+    if (buffered > 0) std::memcpy(grown.get(), buffer_.get() + begin_, buffered);
+    buffer_ = std::move(grown);
+    capacity_ = capacity;
+  }
+  begin_ = 0;
+  end_ = buffered;
+}
+
+absl::StatusOr<std::optional<absl::string_view>> FrameReader::Next() {
   for (;;) {
     STEAD_ASSIGN_OR_RETURN(std::optional<ReadFrame> frame, NextFrame());
     if (!frame.has_value()) return std::nullopt;
-    if (frame->oversized_length == 0) return std::move(frame->payload);
+    if (frame->oversized_length == 0) return frame->payload;
   }
 }
 
@@ -56,13 +91,12 @@ absl::StatusOr<std::optional<ReadFrame>> FrameReader::NextFrame() {
   if (!error_.ok()) return error_;
   if (skip_bytes_ > 0) {
     const size_t skipped = std::min(skip_bytes_, buffered_bytes());
-    consumed_ += skipped;
+    begin_ += skipped;
     skip_bytes_ -= skipped;
-    Compact();
     if (skip_bytes_ > 0) return std::nullopt;
   }
   if (buffered_bytes() < kFrameHeaderBytes) return std::nullopt;
-  const uint32_t length = DecodeLength(buffer_.data() + consumed_);
+  const uint32_t length = DecodeLength(buffer_.get() + begin_);
   if (length == 0 || (length > max_frame_bytes_ && oversized_ == OversizedFrames::kFail)) {
     error_ = absl::InvalidArgumentError(
         length == 0 ? std::string("empty frame")
@@ -77,18 +111,10 @@ absl::StatusOr<std::optional<ReadFrame>> FrameReader::NextFrame() {
     take = std::min<size_t>(length, kOversizedHeadBytes);
   }
   if (buffered_bytes() - kFrameHeaderBytes < take) return std::nullopt;
-  frame.payload = buffer_.substr(consumed_ + kFrameHeaderBytes, take);
-  consumed_ += kFrameHeaderBytes + take;
+  frame.payload = absl::string_view(buffer_.get() + begin_ + kFrameHeaderBytes, take);
+  begin_ += kFrameHeaderBytes + take;
   skip_bytes_ = length - take;
-  Compact();
   return frame;
-}
-
-void FrameReader::Compact() {
-  if (consumed_ > buffer_.size() / 2) {
-    buffer_.erase(0, consumed_);
-    consumed_ = 0;
-  }
 }
 
 absl::Status ParseFramePayload(absl::string_view payload, absl::string_view what,

@@ -9,12 +9,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "google/protobuf/message_lite.h"
 
 namespace stead::server {
@@ -44,13 +46,16 @@ inline constexpr size_t kOversizedHeadBytes = 11;
 // A frame read by FrameReader::NextFrame().
 struct ReadFrame {
   // The whole payload; for an oversized frame only its first (up to
-  // kOversizedHeadBytes) bytes.
-  std::string payload;
+  // kOversizedHeadBytes) bytes. A view into the reader's buffer: valid until the next
+  // Append or PrepareAppend on the reader.
+  absl::string_view payload;
   // Non-zero for a frame over the limit: its length. Its remaining bytes are skipped.
   uint32_t oversized_length = 0;
 };
 
-// Splits a byte stream into frame payloads. Not thread-safe; one per connection.
+// Splits a byte stream into frame payloads without copying them: a payload is a view
+// into the reader's buffer, parsed where the socket's bytes landed. Not thread-safe;
+// one per connection.
 class FrameReader {
  public:
   explicit FrameReader(uint32_t max_frame_bytes = kDefaultMaxFrameBytes,
@@ -58,13 +63,19 @@ class FrameReader {
       : max_frame_bytes_(max_frame_bytes), oversized_(oversized) {}
 
   // Adds bytes received from the socket.
-  void Append(absl::string_view bytes) { buffer_.append(bytes.data(), bytes.size()); }
+  void Append(absl::string_view bytes);
+  // For reading from a socket straight into the buffer: room for at least `min_bytes`
+  // after the buffered bytes, filled by the caller, who then calls CommitAppend with
+  // the number of bytes written (at most the room's size). The room is not cleared.
+  absl::Span<char> PrepareAppend(size_t min_bytes);
+  void CommitAppend(size_t bytes);
 
   // The next complete payload, std::nullopt when more bytes are needed, or
   // InvalidArgument for a zero or oversized length (the connection must be closed:
   // the stream cannot be resynchronised). After an error every call returns it again.
   // With OversizedFrames::kSkip an oversized frame is skipped silently (use NextFrame).
-  absl::StatusOr<std::optional<std::string>> Next();
+  // The payload is a view, valid until the next Append or PrepareAppend.
+  absl::StatusOr<std::optional<absl::string_view>> Next();
 
   // As Next(), but with OversizedFrames::kSkip a frame over the limit is not an error:
   // it is returned with its head and length once its head has arrived, and its other
@@ -73,20 +84,24 @@ class FrameReader {
   absl::StatusOr<std::optional<ReadFrame>> NextFrame();
 
   // Bytes received but not yet returned as a payload (or skipped).
-  size_t buffered_bytes() const { return buffer_.size() - consumed_; }
+  size_t buffered_bytes() const { return end_ - begin_; }
   // Whether a frame has begun and not yet been returned or skipped whole: some of its
   // bytes are buffered, or the rest of an oversized frame is still to be discarded.
   bool mid_frame() const { return buffered_bytes() > 0 || skip_bytes_ > 0; }
 
  private:
-  // Drops the consumed prefix once it dominates the buffer, keeping appends amortised
-  // O(1).
-  void Compact();
+  // Makes room for `bytes` after end_: moves the buffered bytes to the front, or grows
+  // the buffer. Invalidates returned payloads.
+  void Reserve(size_t bytes);
 
   const uint32_t max_frame_bytes_;
   const OversizedFrames oversized_;
-  std::string buffer_;
-  size_t consumed_ = 0;    // prefix of buffer_ already returned or skipped
+  // buffer_[begin_, end_) is buffered; [end_, capacity_) is free. Not zero-filled: a
+  // read of 64 KiB would otherwise clear 64 KiB first.
+  std::unique_ptr<char[]> buffer_;
+  size_t capacity_ = 0;
+  size_t begin_ = 0;
+  size_t end_ = 0;
   size_t skip_bytes_ = 0;  // bytes of an oversized frame still to discard
   absl::Status error_;
 };

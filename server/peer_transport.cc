@@ -49,22 +49,23 @@ absl::Status CheckAnnouncedHost(const wire::Stream& stream, const std::string& h
   return stream.CheckPeerNamesHost(host);
 }
 
-// Reads from `socket` into `reader` until one whole frame is buffered, then parses it.
+// Reads from `socket` straight into `reader` until one whole frame is buffered, then
+// parses it where it landed.
 asio::awaitable<absl::Status> ReadPeerFrame(wire::Stream& socket, FrameReader& reader,
                                             pb::PeerFrame* frame) {
-  std::string buffer(kReadBufferBytes, '\0');
   for (;;) {
-    absl::StatusOr<std::optional<std::string>> payload = reader.Next();
+    absl::StatusOr<std::optional<absl::string_view>> payload = reader.Next();
     if (!payload.ok()) co_return payload.status();
     if (payload->has_value()) {
       co_return ParseFramePayload(**payload, "peer frame", frame);
     }
     error_code ec;
+    const absl::Span<char> room = reader.PrepareAppend(kReadBufferBytes);
     const size_t n = co_await socket.async_read_some(
-        asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+        asio::buffer(room.data(), room.size()), asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::eof) co_return absl::UnavailableError("connection closed by the peer");
     if (ec) co_return socket.DescribeError(ec);
-    reader.Append(absl::string_view(buffer.data(), n));
+    reader.CommitAppend(n);
   }
 }
 

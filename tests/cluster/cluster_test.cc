@@ -607,10 +607,10 @@ TEST(ClusterTest, RandomBytesAndForeignPeersAreRefused) {
     const size_t n = socket.read_some(boost::asio::buffer(answer), ec);
     server::FrameReader reader(1 << 20);
     reader.Append(absl::string_view(answer.data(), n));
-    absl::StatusOr<std::optional<std::string>> payload = reader.Next();
+    absl::StatusOr<std::optional<absl::string_view>> payload = reader.Next();
     ASSERT_TRUE(payload.ok() && payload->has_value());
     pb::PeerFrame response;
-    ASSERT_TRUE(response.ParseFromString(**payload));
+    ASSERT_TRUE(response.ParseFromArray(payload->value().data(), static_cast<int>(payload->value().size())));
     EXPECT_FALSE(response.hello_response().accepted());
     EXPECT_THAT(response.hello_response().reason(), ::testing::HasSubstr("cluster"));
   }

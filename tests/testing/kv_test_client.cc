@@ -207,7 +207,7 @@ struct KvTestClient::Connection {
       return SocketError(ec, address, "send");
     }
     for (int reads = 0; reads < kMaxReadsPerCall; ++reads) {
-      absl::StatusOr<std::optional<std::string>> payload = reader->Next();
+      absl::StatusOr<std::optional<absl::string_view>> payload = reader->Next();
       if (!payload.ok()) {
         Close();
         return absl::InternalError(absl::StrCat(address, ": ", payload.status().message()));

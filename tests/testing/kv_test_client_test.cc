@@ -132,11 +132,11 @@ class NotLeaderServer {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     server::FrameReader reader;
     for (int reads = 0; reads < 1000; ++reads) {
-      absl::StatusOr<std::optional<std::string>> payload = reader.Next();
+      absl::StatusOr<std::optional<absl::string_view>> payload = reader.Next();
       if (!payload.ok()) break;
       if (payload->has_value()) {
         pb::ClientRequest request;
-        if (!request.ParseFromString(**payload)) break;
+        if (!request.ParseFromArray(payload->value().data(), static_cast<int>(payload->value().size()))) break;
         pb::ClientResponse response;
         response.set_request_id(request.request_id());
         response.mutable_error()->set_code(static_cast<int32_t>(absl::StatusCode::kUnavailable));

@@ -112,9 +112,10 @@ constexpr char kMainHelp[] =
     "  --timeout=DURATION    deadline of each request, retries included (default 5s)\n"
     "  --cacert=FILE         TLS: PEM CA certificates that issue the members' certificates\n"
     "                        (their client and HTTP ports); TLS is on with any of these three\n"
+    "                        (env STEAD_CACERT)\n"
     "  --cert=FILE, --key=FILE\n"
     "                        TLS: this client's certificate and key, for members that require\n"
-    "                        client certificates (--client-cert-auth)\n"
+    "                        client certificates (--client-cert-auth; env STEAD_CERT, STEAD_KEY)\n"
     "  --help, --version\n"
     "\n"
     "output: tables print one key and value per line, escaped: \\\\ \\t \\n \\r, and\n"
@@ -296,6 +297,15 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags flags;
   const char* env = std::getenv("STEAD_ENDPOINTS");
   flags.endpoints = env != nullptr && *env != '\0' ? env : kDefaultEndpoints;
+  // In a pod (a preStop hook, a backup job) TLS comes from the environment.
+  for (auto [variable, field] : {std::pair{"STEAD_CACERT", &flags.tls.trusted_ca_file},
+                                 std::pair{"STEAD_CERT", &flags.tls.cert_file},
+                                 std::pair{"STEAD_KEY", &flags.tls.key_file}}) {
+    const char* value = std::getenv(variable);
+    if (value == nullptr || *value == '\0') continue;
+    *field = value;
+    flags.tls.enabled = true;
+  }
   bool positional_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];

@@ -13,10 +13,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "stead/client.h"
 #include "tests/testing/process_cluster.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
 #include "tests/testing/test_certificates.h"
 #include "tests/testing/tls_test_client.h"
 
@@ -26,6 +28,37 @@ namespace {
 using testing::ProcessCluster;
 using testing::TestCertificateAuthority;
 using testing::TestPemFiles;
+
+struct CtlRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs steadctl with `args` and exactly the environment `env`.
+CtlRun Steadctl(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  static int runs = 0;
+  const std::string err_path =
+      absl::StrCat(testing::MakeTempDir(), "/steadctl-", runs++, ".err");
+  std::vector<std::string> argv = {STEADCTL_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CtlRun run;
+  absl::StatusOr<std::unique_ptr<testing::Subprocess>> process = testing::Subprocess::Start(
+      {.argv = argv, .env = env, .log_path = err_path, .capture_stdout = true, .stdin_path = ""});
+  if (!process.ok()) {
+    ADD_FAILURE() << process.status();
+    return run;
+  }
+  for (int line = 0; line < 100; ++line) {
+    absl::StatusOr<std::string> text = (*process)->ReadLine(absl::Seconds(30));
+    if (!text.ok()) break;
+    absl::StrAppend(&run.out, *text, "\n");
+  }
+  std::optional<testing::ExitStatus> status = (*process)->WaitFor(absl::Seconds(30));
+  run.exit_code = status.has_value() && status->exited() ? status->exit_code : -1;
+  run.err = testing::ReadFileToString(err_path).value_or("");
+  return run;
+}
 
 class TlsClusterTest : public ::testing::Test {
  protected:
@@ -126,8 +159,8 @@ TEST_F(TlsClusterTest, ServesOverTlsRotatesUnderLoadAndRefusesBadClients) {
   // Bad clients, each refused; the members serve on.
   {
     TestCertificateAuthority stranger_ca("another CA");
-    const TestPemFiles stranger =
-        testing::WritePemFiles(dir_, "stranger", stranger_ca.Issue({.common_name = "app"}), stranger_ca);
+    const TestPemFiles stranger = testing::WritePemFiles(
+        dir_, "stranger", stranger_ca.Issue({.common_name = "app"}), stranger_ca);
     const TestPemFiles expired = testing::WritePemFiles(
         dir_, "expired",
         ca_.Issue({.common_name = "app", .not_before = absl::Now() - absl::Hours(48),
@@ -157,6 +190,25 @@ TEST_F(TlsClusterTest, ServesOverTlsRotatesUnderLoadAndRefusesBadClients) {
   ASSERT_OK_AND_ASSIGN(value, client->Get("still"));
   EXPECT_EQ(value, "serving");
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(cluster_.Running(i));
+
+  // steadctl speaks TLS with its flags, or with the environment alone (as a preStop
+  // hook or a backup job in a pod does), and fails without them.
+  const std::string endpoints =
+      "STEAD_ENDPOINTS=" + absl::StrJoin(cluster_.ClientEndpoints(3), ",");
+  const CtlRun put = Steadctl({"--cacert=" + app_.ca_file, "--cert=" + app_.cert_file,
+                               "--key=" + app_.key_file, "put", "ctl", "over-tls"},
+                              {endpoints});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  const CtlRun get = Steadctl({"get", "ctl"}, {endpoints, "STEAD_CACERT=" + app_.ca_file,
+                                               "STEAD_CERT=" + app_.cert_file,
+                                               "STEAD_KEY=" + app_.key_file});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_NE(get.out.find("over-tls"), std::string::npos) << get.out;
+  const CtlRun plain_get = Steadctl({"--timeout=2s", "get", "ctl"}, {endpoints});
+  EXPECT_NE(plain_get.exit_code, 0) << plain_get.out;
+  const CtlRun missing = Steadctl({"get", "ctl"}, {endpoints, "STEAD_CACERT=/nonexistent/ca.crt"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("/nonexistent/ca.crt"), std::string::npos) << missing.err;
 }
 
 // A member refuses to start on a bad certificate, naming the flag, with the exit

@@ -47,41 +47,18 @@ std::string TestRoot() {
                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
 }
 
-struct CtlRun {
-  int exit_code = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
+using CtlRun = testing::CompletedRun;
 
 // Runs steadctl with `args` (and STEAD_ENDPOINTS unset unless given in `env`), reading
 // the file `stdin_path` as its stdin (empty: none).
 CtlRun Steadctl(const std::vector<std::string>& args, std::vector<std::string> env = {},
                 const std::string& stdin_path = "") {
-  static int runs = 0;
   const std::string dir = absl::StrCat(::testing::TempDir(), "/steadctl_test_", ::getpid());
   std::filesystem::create_directories(dir);
-  const std::string err_path = absl::StrCat(dir, "/run-", runs++, ".err");
   std::vector<std::string> argv = {STEADCTL_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
   if (env.empty()) env.push_back("STEAD_ENDPOINTS=");
-  CtlRun run;
-  absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
-      {.argv = argv, .env = env, .log_path = err_path, .capture_stdout = true,
-       .stdin_path = stdin_path});
-  if (!process.ok()) {
-    ADD_FAILURE() << process.status();
-    return run;
-  }
-  // Bounded: at most 10,000 lines within 30 s each.
-  for (int line = 0; line < 10000; ++line) {
-    absl::StatusOr<std::string> text = (*process)->ReadLine(absl::Seconds(30));
-    if (!text.ok()) break;
-    absl::StrAppend(&run.out, *text, "\n");
-  }
-  std::optional<testing::ExitStatus> status = (*process)->WaitFor(absl::Seconds(30));
-  run.exit_code = status.has_value() && status->exited() ? status->exit_code : -1;
-  run.err = testing::ReadFileToString(err_path).value_or("");
-  return run;
+  return testing::RunToCompletion({.argv = argv, .env = env, .stdin_path = stdin_path}, dir);
 }
 
 // Starts members 0, 1 and 2 of `cluster` and waits until all are Ready and one of them

@@ -29,35 +29,12 @@ using testing::ProcessCluster;
 using testing::TestCertificateAuthority;
 using testing::TestPemFiles;
 
-struct CtlRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs steadctl with `args` and exactly the environment `env`.
-CtlRun Steadctl(const std::vector<std::string>& args, const std::vector<std::string>& env) {
-  static int runs = 0;
-  const std::string err_path =
-      absl::StrCat(testing::MakeTempDir(), "/steadctl-", runs++, ".err");
+// Runs steadctl with `args`, `env` added to this process's environment.
+testing::CompletedRun Steadctl(const std::vector<std::string>& args,
+                               const std::vector<std::string>& env) {
   std::vector<std::string> argv = {STEADCTL_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
-  CtlRun run;
-  absl::StatusOr<std::unique_ptr<testing::Subprocess>> process = testing::Subprocess::Start(
-      {.argv = argv, .env = env, .log_path = err_path, .capture_stdout = true, .stdin_path = ""});
-  if (!process.ok()) {
-    ADD_FAILURE() << process.status();
-    return run;
-  }
-  for (int line = 0; line < 100; ++line) {
-    absl::StatusOr<std::string> text = (*process)->ReadLine(absl::Seconds(30));
-    if (!text.ok()) break;
-    absl::StrAppend(&run.out, *text, "\n");
-  }
-  std::optional<testing::ExitStatus> status = (*process)->WaitFor(absl::Seconds(30));
-  run.exit_code = status.has_value() && status->exited() ? status->exit_code : -1;
-  run.err = testing::ReadFileToString(err_path).value_or("");
-  return run;
+  return testing::RunToCompletion({.argv = argv, .env = env}, testing::MakeTempDir());
 }
 
 class TlsClusterTest : public ::testing::Test {
@@ -195,18 +172,18 @@ TEST_F(TlsClusterTest, ServesOverTlsRotatesUnderLoadAndRefusesBadClients) {
   // hook or a backup job in a pod does), and fails without them.
   const std::string endpoints =
       "STEAD_ENDPOINTS=" + absl::StrJoin(cluster_.ClientEndpoints(3), ",");
-  const CtlRun put = Steadctl({"--cacert=" + app_.ca_file, "--cert=" + app_.cert_file,
+  const testing::CompletedRun put = Steadctl({"--cacert=" + app_.ca_file, "--cert=" + app_.cert_file,
                                "--key=" + app_.key_file, "put", "ctl", "over-tls"},
                               {endpoints});
   EXPECT_EQ(put.exit_code, 0) << put.err;
-  const CtlRun get = Steadctl({"get", "ctl"}, {endpoints, "STEAD_CACERT=" + app_.ca_file,
+  const testing::CompletedRun get = Steadctl({"get", "ctl"}, {endpoints, "STEAD_CACERT=" + app_.ca_file,
                                                "STEAD_CERT=" + app_.cert_file,
                                                "STEAD_KEY=" + app_.key_file});
   EXPECT_EQ(get.exit_code, 0) << get.err;
   EXPECT_NE(get.out.find("over-tls"), std::string::npos) << get.out;
-  const CtlRun plain_get = Steadctl({"--timeout=2s", "get", "ctl"}, {endpoints});
+  const testing::CompletedRun plain_get = Steadctl({"--timeout=2s", "get", "ctl"}, {endpoints});
   EXPECT_NE(plain_get.exit_code, 0) << plain_get.out;
-  const CtlRun missing = Steadctl({"get", "ctl"}, {endpoints, "STEAD_CACERT=/nonexistent/ca.crt"});
+  const testing::CompletedRun missing = Steadctl({"get", "ctl"}, {endpoints, "STEAD_CACERT=/nonexistent/ca.crt"});
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("/nonexistent/ca.crt"), std::string::npos) << missing.err;
 }

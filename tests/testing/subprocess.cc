@@ -338,6 +338,29 @@ absl::StatusOr<uint16_t> FreeLoopbackPort() {
   return absl::ResourceExhaustedError("no free loopback port between 20000 and 32000");
 }
 
+CompletedRun RunToCompletion(SubprocessOptions options, const std::string& scratch_dir,
+                             absl::Duration timeout) {
+  static std::atomic<int> runs{0};
+  options.capture_stdout = true;
+  options.log_path = absl::StrCat(scratch_dir, "/run-", ::getpid(), "-", runs++, ".err");
+  CompletedRun run;
+  absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(options);
+  if (!process.ok()) {
+    run.err = absl::StrCat("could not start ", options.argv[0], ": ", process.status().message());
+    return run;
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  for (int line = 0; line < 100000; ++line) {
+    absl::StatusOr<std::string> text = (*process)->ReadLine(deadline - absl::Now());
+    if (!text.ok()) break;
+    absl::StrAppend(&run.out, *text, "\n");
+  }
+  std::optional<ExitStatus> status = (*process)->WaitFor(deadline - absl::Now());
+  run.exit_code = status.has_value() && status->exited() ? status->exit_code : -1;
+  run.err = ReadFileToString(options.log_path).value_or("");
+  return run;
+}
+
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) {

@@ -40,19 +40,19 @@ struct ExitStatus {
 struct SubprocessOptions {
   // argv[0] is the path of the executable (not searched in PATH); the rest are its
   // arguments. Required, non-empty.
-  std::vector<std::string> argv;
+  std::vector<std::string> argv = {};
   // "NAME=value" entries added to this process's environment for the child; an entry
   // replaces a variable of the same name. Default: none (the environment as is).
-  std::vector<std::string> env;
+  std::vector<std::string> env = {};
   // File the child's stdout and stderr are appended to (created if missing). Empty:
   // the child writes to this process's stdout and stderr. Default: empty.
-  std::string log_path;
+  std::string log_path = {};
   // When true the child's stdout goes to a pipe read with ReadLine() instead of the
   // log; stderr still goes to the log. Default: false.
   bool capture_stdout = false;
   // File the child reads as its stdin (e.g. a value for `steadctl put KEY -`). Empty:
   // /dev/null. Default: empty.
-  std::string stdin_path;
+  std::string stdin_path = {};
 };
 
 // One child process: fork + execve, so it is a fresh process image (its own threads,
@@ -113,6 +113,21 @@ class Subprocess {
   bool stdout_closed_ = false;            // read() returned end of file
   std::optional<ExitStatus> exit_status_;  // set once reaped; then pid_ is never signalled
 };
+
+// What a child run to completion by RunToCompletion printed and how it ended.
+struct CompletedRun {
+  int exit_code = -1;  // -1: it did not exit by itself in time (then it was killed)
+  std::string out;     // its stdout, whole lines
+  std::string err;     // its stderr
+};
+
+// Runs `options.argv` with `options.env` (and options.stdin_path) until it exits, at
+// most `timeout` (then it is killed): its stdout and stderr and its exit code. Sets
+// capture_stdout and log_path itself (stderr goes to a file under `scratch_dir`).
+// Bounded: at most 100,000 lines of output. A child that cannot start gives exit code
+// -1 and the reason in `err`.
+CompletedRun RunToCompletion(SubprocessOptions options, const std::string& scratch_dir,
+                             absl::Duration timeout = absl::Seconds(30));
 
 // A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral
 // range (so no outgoing connection takes it meanwhile) and not handed out before by

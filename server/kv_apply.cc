@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "server/auth_store.h"
 #include "server/kv_ops.h"
 #include "server/kv_session.h"
 #include "server/kv_store.h"
@@ -65,6 +66,18 @@ absl::StatusOr<pb::ClientResponse> ApplyNewRequest(const pb::ClientRequest& requ
                                                    std::vector<storage::Mutation>* mutations) {
   pb::ClientResponse response;
   response.set_request_id(request.request_id());
+  if (request.has_auth()) {
+    // Auth changes touch only the auth keyspace: the store revision stays.
+    absl::StatusOr<pb::AuthResponse> changed = ApplyAuthChange(request.auth(), state, mutations);
+    if (changed.ok()) {
+      *response.mutable_auth() = *std::move(changed);
+    } else {
+      if (!IsRequestError(changed.status())) return changed.status();
+      SetError(changed.status(), &response);
+    }
+    response.mutable_header()->set_revision(meta->revision());
+    return response;
+  }
   KvView view(&state);
   const int64_t write_revision = meta->revision() + 1;
   absl::Status status = ValidateWriteRequest(request, limits);
@@ -222,8 +235,10 @@ absl::Status ValidateWriteRequest(const pb::ClientRequest& request, const KvLimi
       return ValidateDeleteRange(request.delete_range(), limits);
     case pb::ClientRequest::kTxn:
       return ValidateTxn(request.txn(), limits);
+    case pb::ClientRequest::kAuth:
+      return ValidateAuthChange(request.auth());
     default:
-      return absl::InvalidArgumentError("not a write request (put, delete_range or txn)");
+      return absl::InvalidArgumentError("not a write request (put, delete_range, txn or auth)");
   }
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "server/auth_store.h"
 #include "server/kv_apply.h"
 #include "server/kv_store.h"
 
@@ -103,6 +104,37 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
       return Finish(ErrorResponse(id, absl::UnimplementedError(
                                           "snapshot saves are served on the client port only")),
                     done);
+    case pb::ClientRequest::kAuth: {
+      if (IsAuthChange(request.auth())) {
+        if (options_.authorizer == nullptr) {
+          return Finish(ErrorResponse(id, absl::UnimplementedError("auth is not served here")),
+                        done);
+        }
+        if (absl::Status ready = options_.authorizer->PrepareChange(request.mutable_auth());
+            !ready.ok()) {
+          return Finish(ErrorResponse(id, ready), done);
+        }
+        return ProposeWrite(std::move(request), std::move(done));
+      }
+      absl::StatusOr<pb::AuthResponse> listed = ReadAuth(request.auth(), *state_);
+      if (!listed.ok()) return Finish(ErrorResponse(id, listed.status()), done);
+      pb::ClientResponse response;
+      response.set_request_id(id);
+      *response.mutable_auth() = *std::move(listed);
+      return Finish(std::move(response), done);
+    }
+    case pb::ClientRequest::kAuthenticate: {
+      if (options_.authorizer == nullptr) {
+        return Finish(ErrorResponse(id, absl::UnimplementedError("auth is not served here")), done);
+      }
+      absl::StatusOr<pb::AuthenticateResponse> token =
+          options_.authorizer->Authenticate(request.authenticate());
+      if (!token.ok()) return Finish(ErrorResponse(id, token.status()), done);
+      pb::ClientResponse response;
+      response.set_request_id(id);
+      *response.mutable_authenticate() = *std::move(token);
+      return Finish(std::move(response), done);
+    }
     case pb::ClientRequest::REQUEST_NOT_SET:
       return Finish(ErrorResponse(id, absl::InvalidArgumentError("request has no operation")),
                     done);

@@ -9,7 +9,8 @@
 // (StateMachine::damage()) every read, serializable too, fails with UNAVAILABLE (clients
 // go to another member) carrying the damage's message, which says what to do; so does
 // every read until the state machine's checksums were verified after the start. Membership requests and the content hash go to the
-// AdminHandler.
+// AdminHandler. Auth changes are proposed like writes (their passwords hashed first),
+// auth listings are served from the local state, `authenticate` by the Authorizer.
 //
 // Writes (put, delete_range, txn) are checked (ValidateWriteRequest), stamped with this
 // member's clock (ClientRequest.proposed_at_unix_ms, the log time of session expiry)
@@ -34,6 +35,7 @@
 #include "absl/time/time.h"
 #include "base/log.h"
 #include "proto/kv.pb.h"
+#include "server/auth_check.h"
 #include "server/kv_limits.h"
 #include "server/raft_node.h"
 #include "storage/state_machine.h"
@@ -54,6 +56,11 @@ struct KvServiceOptions {
   size_t max_response_bytes = kDefaultMaxResponseBytes;
   // Wall clock for the proposer's stamp on writes. Default: absl::Now.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
+  // Serves `authenticate` and readies auth changes (hashes passwords) before they are
+  // proposed; borrowed, must outlive the service. Null: both are refused. The checks
+  // of who may do what happen before a request reaches the service (auth_check.h).
+  // Default: null.
+  const Authorizer* authorizer = nullptr;
 };
 
 // Who a node id is, for leader hints: member name and client address ("host:port").

@@ -26,7 +26,8 @@ absl::StatusOr<pb::KeyValue> DecodeStoredPair(absl::string_view key, absl::strin
 }  // namespace
 
 std::vector<std::string> KvKeyspaces() {
-  return {storage::kDefaultKeyspace, kKvMetaKeyspace, kSessionsKeyspace, kHistoryKeyspace};
+  return {storage::kDefaultKeyspace, kKvMetaKeyspace, kSessionsKeyspace, kHistoryKeyspace,
+          kAuthKeyspace};
 }
 
 std::string HistoryKey(int64_t revision) {

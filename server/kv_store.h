@@ -8,6 +8,7 @@
 //   `sessions` exactly-once client records (server/kv_session.h).
 //   `history`  revision (8 bytes, big-endian) -> pb::RevisionEvents: what each revision
 //              changed, for watches; compacted from the oldest end (kv_apply.h).
+//   `auth`     users, roles and the auth switch (server/auth_store.h).
 // The runtime must open the state machine with every keyspace of KvKeyspaces().
 //
 // Thread-safety: a KvView is used by one thread at a time; it borrows a StateReader (a
@@ -33,8 +34,10 @@ namespace stead::server {
 inline constexpr char kKvMetaKeyspace[] = "kvmeta";
 inline constexpr char kSessionsKeyspace[] = "sessions";
 inline constexpr char kHistoryKeyspace[] = "history";
+// Users, roles and the auth switch (server/auth_store.h).
+inline constexpr char kAuthKeyspace[] = "auth";
 
-// The keyspaces the key-value service needs: kv, kvmeta, sessions and history.
+// The keyspaces the key-value service needs: kv, kvmeta, sessions, history and auth.
 std::vector<std::string> KvKeyspaces();
 
 // The service's meta record; a default KvMeta (revision 0) before the first write.

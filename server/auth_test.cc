@@ -1,0 +1,315 @@
+// Unit tests of auth: the state machine's auth changes (through KvHarness), the
+// permission check, tokens and password hashes.
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "server/auth_check.h"
+#include "server/auth_store.h"
+#include "server/auth_token.h"
+#include "server/kv_testing.h"
+#include "tests/testing/status_matchers.h"
+
+namespace stead::server {
+namespace {
+
+using ::stead::testing::StatusIs;
+
+pb::ClientRequest Auth(pb::AuthRequest auth) {
+  pb::ClientRequest request;
+  *request.mutable_auth() = std::move(auth);
+  return request;
+}
+pb::ClientRequest UserAdd(const std::string& name, uint32_t iterations = 1) {
+  pb::AuthRequest auth;
+  auth.mutable_user_add()->set_name(name);
+  *auth.mutable_user_add()->mutable_hash() = *HashPassword("pw-" + name, iterations);
+  return Auth(auth);
+}
+pb::ClientRequest GrantRole(const std::string& user, const std::string& role) {
+  pb::AuthRequest auth;
+  auth.mutable_user_grant_role()->set_user(user);
+  auth.mutable_user_grant_role()->set_role(role);
+  return Auth(auth);
+}
+pb::ClientRequest RevokeRole(const std::string& user, const std::string& role) {
+  pb::AuthRequest auth;
+  auth.mutable_user_revoke_role()->set_user(user);
+  auth.mutable_user_revoke_role()->set_role(role);
+  return Auth(auth);
+}
+pb::ClientRequest RoleAdd(const std::string& name) {
+  pb::AuthRequest auth;
+  auth.mutable_role_add()->set_name(name);
+  return Auth(auth);
+}
+pb::ClientRequest Grant(const std::string& role, pb::Permission::Type type, const std::string& key,
+                        const std::string& range_end = "") {
+  pb::AuthRequest auth;
+  auth.mutable_role_grant_permission()->set_role(role);
+  pb::Permission* permission = auth.mutable_role_grant_permission()->mutable_permission();
+  permission->set_type(type);
+  permission->set_key(key);
+  permission->set_range_end(range_end);
+  return Auth(auth);
+}
+pb::ClientRequest Enable() {
+  pb::AuthRequest auth;
+  auth.mutable_enable()->set_token_secret(std::string(32, 's'));
+  return Auth(auth);
+}
+
+int32_t Code(const pb::ClientResponse& response) { return response.error().code(); }
+constexpr int32_t kFailedPrecondition = static_cast<int32_t>(absl::StatusCode::kFailedPrecondition);
+
+class AuthApplyTest : public ::testing::Test {
+ protected:
+  AuthApplyTest()
+      : harness_(absl::StrCat(::testing::TempDir(), "/auth-apply-",
+                              ::testing::UnitTest::GetInstance()->current_test_info()->name()),
+                 KvApplyOptions()) {}
+  KvHarness harness_;
+};
+
+TEST_F(AuthApplyTest, EnableNeedsARootUserWithTheRootRole) {
+  EXPECT_EQ(Code(harness_.Write(Enable())), kFailedPrecondition);
+  EXPECT_FALSE(harness_.Write(UserAdd("root")).has_error());
+  EXPECT_EQ(Code(harness_.Write(Enable())), kFailedPrecondition);
+  EXPECT_FALSE(harness_.Write(GrantRole("root", "root")).has_error());
+  const pb::ClientResponse enabled = harness_.Write(Enable());
+  ASSERT_FALSE(enabled.has_error()) << enabled.error().message();
+  EXPECT_TRUE(enabled.auth().status().enabled());
+  ASSERT_OK_AND_ASSIGN(pb::AuthMeta meta, ReadAuthMeta(harness_.state()));
+  EXPECT_TRUE(meta.enabled());
+  EXPECT_EQ(meta.revision(), 3);  // two changes and the enable; refusals change nothing
+  EXPECT_EQ(meta.token_secret(), std::string(32, 's'));
+  // While enabled the root user keeps its role and cannot go.
+  EXPECT_EQ(Code(harness_.Write(RevokeRole("root", "root"))), kFailedPrecondition);
+  pb::AuthRequest remove;
+  remove.mutable_user_delete()->set_name("root");
+  EXPECT_EQ(Code(harness_.Write(Auth(remove))), kFailedPrecondition);
+}
+
+TEST_F(AuthApplyTest, EachChangeIsAppliedAndBumpsTheRevisionButNotTheStoreRevision) {
+  ASSERT_FALSE(harness_.Write(UserAdd("alice")).has_error());
+  EXPECT_EQ(Code(harness_.Write(UserAdd("alice"))), kFailedPrecondition);
+  ASSERT_FALSE(harness_.Write(RoleAdd("app")).has_error());
+  EXPECT_EQ(Code(harness_.Write(GrantRole("alice", "nosuch"))), kFailedPrecondition);
+  ASSERT_FALSE(harness_.Write(GrantRole("alice", "app")).has_error());
+  ASSERT_FALSE(harness_.Write(Grant("app", pb::Permission::TYPE_READ, "a/", "a0")).has_error());
+  ASSERT_FALSE(harness_.Write(Grant("app", pb::Permission::TYPE_READWRITE, "k")).has_error());
+  EXPECT_EQ(Code(harness_.Write(Grant("root", pb::Permission::TYPE_READ, "k"))), kFailedPrecondition);
+
+  ASSERT_OK_AND_ASSIGN(std::optional<pb::AuthUser> alice, ReadAuthUser(harness_.state(), "alice"));
+  ASSERT_TRUE(alice.has_value());
+  EXPECT_EQ(std::vector<std::string>(alice->roles().begin(), alice->roles().end()),
+            std::vector<std::string>{"app"});
+  EXPECT_TRUE(VerifyPassword("pw-alice", alice->password()));
+  ASSERT_OK_AND_ASSIGN(std::optional<pb::AuthRole> app, ReadAuthRole(harness_.state(), "app"));
+  ASSERT_EQ(app->permissions_size(), 2);
+
+  pb::AuthRequest revoke;
+  revoke.mutable_role_revoke_permission()->set_role("app");
+  revoke.mutable_role_revoke_permission()->set_key("k");
+  ASSERT_FALSE(harness_.Write(Auth(revoke)).has_error());
+  ASSERT_OK_AND_ASSIGN(app, ReadAuthRole(harness_.state(), "app"));
+  EXPECT_EQ(app->permissions_size(), 1);
+
+  // A changed password gives the user a new generation (its old tokens stop working).
+  pb::AuthRequest password;
+  password.mutable_user_change_password()->set_name("alice");
+  *password.mutable_user_change_password()->mutable_hash() = *HashPassword("new", 1);
+  ASSERT_FALSE(harness_.Write(Auth(password)).has_error());
+  ASSERT_OK_AND_ASSIGN(std::optional<pb::AuthUser> changed, ReadAuthUser(harness_.state(), "alice"));
+  EXPECT_GT(changed->generation(), alice->generation());
+  EXPECT_TRUE(VerifyPassword("new", changed->password()));
+
+  // Deleting a role removes it from its users.
+  pb::AuthRequest drop;
+  drop.mutable_role_delete()->set_name("app");
+  ASSERT_FALSE(harness_.Write(Auth(drop)).has_error());
+  ASSERT_OK_AND_ASSIGN(changed, ReadAuthUser(harness_.state(), "alice"));
+  EXPECT_EQ(changed->roles_size(), 0);
+
+  pb::AuthRequest list;
+  list.mutable_user_list();
+  ASSERT_OK_AND_ASSIGN(pb::AuthResponse users, ReadAuth(list, harness_.state()));
+  ASSERT_EQ(users.users_size(), 1);
+  EXPECT_FALSE(users.users(0).has_password());  // listings never carry hashes
+  EXPECT_EQ(users.status().revision(), 8);  // the eight changes that were not refused
+  ASSERT_OK_AND_ASSIGN(pb::KvMeta kv, ReadKvMeta(harness_.state()));
+  EXPECT_EQ(kv.revision(), 0);
+}
+
+TEST_F(AuthApplyTest, APasswordNeverReachesTheLog) {
+  pb::AuthRequest add;
+  add.mutable_user_add()->set_name("bob");
+  add.mutable_user_add()->set_password("secret");
+  EXPECT_EQ(Code(harness_.Write(Auth(add))), static_cast<int32_t>(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(std::optional<pb::AuthUser> bob, ReadAuthUser(harness_.state(), "bob"));
+  EXPECT_FALSE(bob.has_value());
+}
+
+TEST_F(AuthApplyTest, ApplyIsDeterministicAcrossReplayAndRestart) {
+  std::vector<pb::ClientRequest> log = {UserAdd("root"), GrantRole("root", "root"), RoleAdd("r"),
+                                        Grant("r", pb::Permission::TYPE_READ, "x"), Enable()};
+  for (const pb::ClientRequest& request : log) ASSERT_FALSE(harness_.Write(request).has_error());
+  ASSERT_OK_AND_ASSIGN(pb::AuthResponse before, ReadAuth(Auth([] {
+                                                           pb::AuthRequest r;
+                                                           r.mutable_role_list();
+                                                           return r;
+                                                         }()).auth(),
+                                                         harness_.state()));
+  harness_.Restart(/*crash=*/true);
+  KvHarness other(absl::StrCat(::testing::TempDir(), "/auth-apply-other"), KvApplyOptions());
+  for (const pb::ClientRequest& request : log) other.Write(request);
+  for (const KvHarness* h : {&harness_, &other}) {
+    ASSERT_OK_AND_ASSIGN(pb::AuthMeta meta, ReadAuthMeta(h->state()));
+    EXPECT_EQ(meta.revision(), 5);
+    EXPECT_TRUE(meta.enabled());
+    pb::AuthRequest list;
+    list.mutable_role_list();
+    ASSERT_OK_AND_ASSIGN(pb::AuthResponse roles, ReadAuth(list, h->state()));
+    EXPECT_EQ(roles.SerializeAsString(), before.SerializeAsString());
+  }
+}
+
+// ---- the permission check ----
+
+Grants GrantsWith(std::vector<std::tuple<pb::Permission::Type, std::string, std::string>> list) {
+  Grants grants;
+  for (auto& [type, key, end] : list) {
+    pb::Permission& permission = grants.permissions.emplace_back();
+    permission.set_type(type);
+    permission.set_key(key);
+    permission.set_range_end(end);
+  }
+  return grants;
+}
+pb::ClientRequest Range(const std::string& key, const std::string& end = "") {
+  pb::ClientRequest request;
+  request.mutable_range()->set_key(key);
+  request.mutable_range()->set_range_end(end);
+  return request;
+}
+pb::ClientRequest Put(const std::string& key) {
+  pb::ClientRequest request;
+  request.mutable_put()->set_key(key);
+  return request;
+}
+
+constexpr auto kRead = pb::Permission::TYPE_READ;
+constexpr auto kWrite = pb::Permission::TYPE_READWRITE;
+const std::string kAll(1, '\0');
+
+TEST(CheckPermission, RangesPrefixesAndKeys) {
+  const Grants grants = GrantsWith({{kRead, "a/", "a0"},       // prefix a/
+                                    {kWrite, "b", "c"},         // [b, c)
+                                    {kWrite, "c", "d"},         // adjacent: [b, d) together
+                                    {kRead, "k", ""},           // one key
+                                    {kRead, "z", kAll}});       // every key >= z
+  EXPECT_OK(CheckPermission(grants, Range("a/x")));
+  EXPECT_OK(CheckPermission(grants, Range("a/", "a0")));
+  EXPECT_THAT(CheckPermission(grants, Range("a", "a0")), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(CheckPermission(grants, Range("a/", "a1")), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(CheckPermission(grants, Put("a/x")), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_OK(CheckPermission(grants, Range("b", "d")));  // readwrite implies read, spans join
+  EXPECT_OK(CheckPermission(grants, Put("cz")));
+  EXPECT_THAT(CheckPermission(grants, Put("d")), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_OK(CheckPermission(grants, Range("k")));
+  EXPECT_THAT(CheckPermission(grants, Range("k", "l")), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_OK(CheckPermission(grants, Range("zz", kAll)));
+  EXPECT_THAT(CheckPermission(grants, Range("y", kAll)), StatusIs(absl::StatusCode::kPermissionDenied));
+  pb::ClientRequest remove;
+  remove.mutable_delete_range()->set_key("b");
+  remove.mutable_delete_range()->set_range_end("e");
+  EXPECT_THAT(CheckPermission(grants, remove), StatusIs(absl::StatusCode::kPermissionDenied));
+  remove.mutable_delete_range()->set_range_end("d");
+  EXPECT_OK(CheckPermission(grants, remove));
+}
+
+TEST(CheckPermission, ATxnWithOneForbiddenKeyIsDenied) {
+  const Grants grants = GrantsWith({{kWrite, "w", ""}, {kRead, "r", ""}});
+  pb::ClientRequest txn;
+  txn.mutable_txn()->add_compare()->set_key("r");
+  txn.mutable_txn()->add_success()->mutable_put()->set_key("w");
+  txn.mutable_txn()->add_failure()->mutable_range()->set_key("r");
+  EXPECT_OK(CheckPermission(grants, txn));
+  for (int which = 0; which < 3; ++which) {
+    pb::ClientRequest bad = txn;
+    if (which == 0) bad.mutable_txn()->add_compare()->set_key("x");
+    if (which == 1) bad.mutable_txn()->add_failure()->mutable_put()->set_key("r");  // read only
+    if (which == 2) bad.mutable_txn()->add_success()->mutable_delete_range()->set_key("x");
+    EXPECT_THAT(CheckPermission(grants, bad), StatusIs(absl::StatusCode::kPermissionDenied)) << which;
+  }
+}
+
+TEST(CheckPermission, WatchesNeedReadAndAdminCallsNeedRoot) {
+  const Grants grants = GrantsWith({{kRead, "a", "b"}});
+  pb::ClientRequest watch;
+  watch.mutable_watch()->set_key("a");
+  watch.mutable_watch()->set_range_end("b");
+  EXPECT_OK(CheckPermission(grants, watch));
+  watch.mutable_watch()->set_range_end("c");
+  EXPECT_THAT(CheckPermission(grants, watch), StatusIs(absl::StatusCode::kPermissionDenied));
+  std::vector<pb::ClientRequest> admin(6);
+  admin[0].mutable_member_list();
+  admin[1].mutable_member_remove();
+  admin[2].mutable_snapshot_save();
+  admin[3].mutable_leader_transfer();
+  admin[4].mutable_hash();
+  admin[5].mutable_auth()->mutable_user_list();
+  Grants root;
+  root.root = true;
+  for (const pb::ClientRequest& request : admin) {
+    EXPECT_THAT(CheckPermission(grants, request), StatusIs(absl::StatusCode::kPermissionDenied));
+    EXPECT_OK(CheckPermission(root, request));
+  }
+}
+
+// ---- tokens and passwords ----
+
+TEST(AuthToken, SignedTokensVerifyUntilTheyExpire) {
+  pb::AuthTokenBody body;
+  body.set_user("alice");
+  body.set_generation(3);
+  const absl::Time now = absl::FromUnixSeconds(1000000);
+  body.set_expires_unix_ms(absl::ToUnixMillis(now + absl::Minutes(5)));
+  const std::string secret(32, 'k');
+  const std::string token = SignToken(body, secret);
+  ASSERT_OK_AND_ASSIGN(pb::AuthTokenBody verified, VerifyToken(token, secret, now));
+  EXPECT_EQ(verified.user(), "alice");
+  EXPECT_EQ(verified.generation(), 3);
+  EXPECT_THAT(VerifyToken(token, secret, now + absl::Minutes(5)),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(VerifyToken(token, std::string(32, 'x'), now),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  // Forgeries: another user under the old signature, a flipped bit, a truncation.
+  pb::AuthTokenBody forged = body;
+  forged.set_user("root");
+  std::string swapped = forged.SerializeAsString() + token.substr(token.size() - 32);
+  EXPECT_THAT(VerifyToken(swapped, secret, now), StatusIs(absl::StatusCode::kUnauthenticated));
+  std::string flipped = token;
+  flipped[2] ^= 1;
+  EXPECT_THAT(VerifyToken(flipped, secret, now), StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(VerifyToken(token.substr(0, 20), secret, now),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(VerifyToken(token, "", now), StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+TEST(PasswordHash, SaltsDifferAndOnlyTheRightPasswordVerifies) {
+  ASSERT_OK_AND_ASSIGN(pb::PasswordHash first, HashPassword("hunter2", 1000));
+  ASSERT_OK_AND_ASSIGN(pb::PasswordHash second, HashPassword("hunter2", 1000));
+  EXPECT_NE(first.salt(), second.salt());
+  EXPECT_NE(first.hash(), second.hash());
+  EXPECT_EQ(first.iterations(), 1000u);
+  EXPECT_TRUE(VerifyPassword("hunter2", first));
+  EXPECT_TRUE(VerifyPassword("hunter2", second));
+  EXPECT_FALSE(VerifyPassword("hunter3", first));
+  EXPECT_FALSE(VerifyPassword("", first));
+  EXPECT_FALSE(VerifyPassword("hunter2", pb::PasswordHash()));
+}
+
+}  // namespace
+}  // namespace stead::server

@@ -1,5 +1,7 @@
 #include "server/client_service.h"
 
+#include "server/auth_check.h"
+
 #include <atomic>
 #include <deque>
 #include <map>
@@ -11,6 +13,7 @@
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "server/auth_check.h"
 #include "server/listener.h"
 #include "wire/stream.h"
 #include "wire/tls_context.h"
@@ -139,6 +142,10 @@ class ClientService::Connection : public WatchStream,
       status = co_await self->stream_.AsyncServerHandshake(self->shared_->options.read_timeout,
                                                            asio::use_awaitable);
       if (!status.ok()) status = Annotate(status, "TLS handshake");
+      if (status.ok() && self->shared_->options.certificate_identity) {
+        absl::StatusOr<wire::PeerIdentity> identity = self->stream_.PeerCertificateIdentity();
+        if (identity.ok()) self->certificate_user_ = CertificateUser(*identity);
+      }
     } else {
       // Plain reads happen only once the socket is readable, and never wait (see ReadLoop).
       error_code ec;
@@ -273,17 +280,58 @@ class ClientService::Connection : public WatchStream,
     asio::post(stream_.get_executor(),
                [self = shared_from_this(), response = std::move(response)]() mutable {
                  if (self->shared_->stopped) return;
-                 if (EndsStream(response) && self->streams_.erase(response.request_id()) > 0) {
-                   self->EndWork();
+                 if (self->revoked_.contains(response.request_id())) {
+                   // Ended for lost permission: the hub's own last word is dropped.
+                   if (EndsStream(response)) self->revoked_.erase(response.request_id());
+                   self->unsent_bytes_ -= response.ByteSizeLong();
+                   return;
+                 }
+                 if (!self->StillAllowed(&response)) {
+                   self->shared_->watches->Cancel(self.get(), response.request_id()).IgnoreError();
+                 }
+                 if (EndsStream(response)) {
+                   self->watch_requests_.erase(response.request_id());
+                   if (self->streams_.erase(response.request_id()) > 0) self->EndWork();
                  }
                  self->Enqueue(std::move(response));
                });
   }
   size_t UnsentBytes() const override { return unsent_bytes_.load(); }
 
+  // On the strand: whether the reader of the watch `response` belongs to may still
+  // read what it carries. If not, `response` becomes the watch's last one, with the
+  // refusal, and the caller cancels the watch in the hub.
+  bool StillAllowed(pb::ClientResponse* response) {
+    if (!response->has_watch() || response->watch().events_size() == 0) return true;
+    auto found = watch_requests_.find(response->request_id());
+    if (found == watch_requests_.end()) return true;
+    absl::Status allowed = shared_->options.authorize(&found->second, certificate_user_);
+    if (allowed.ok()) return true;
+    unsent_bytes_ -= response->ByteSizeLong();
+    const uint64_t id = response->request_id();
+    response->Clear();
+    response->set_request_id(id);
+    response->mutable_watch()->set_canceled(true);
+    *response->mutable_error() = ErrorFromStatus(allowed, std::nullopt);
+    unsent_bytes_ += response->ByteSizeLong();
+    revoked_.insert(id);
+    return false;
+  }
+
   // Runs on the connection's strand. Every request gets exactly one response, but a
   // watch: it gets a stream of them from the hub.
   void Dispatch(pb::ClientRequest request) {
+    if (shared_->options.authorize && !request.has_watch_cancel()) {
+      if (absl::Status allowed = shared_->options.authorize(&request, certificate_user_);
+          !allowed.ok()) {
+        pb::ClientResponse refused;
+        refused.set_request_id(request.request_id());
+        *refused.mutable_error() = ErrorFromStatus(allowed, std::nullopt);
+        BeginRequest();
+        Respond(std::move(refused));
+        return;
+      }
+    }
     if ((request.has_watch() || request.has_snapshot_save()) && shared_->stream_gate) {
       if (absl::Status open = shared_->stream_gate(); !open.ok()) {
         pb::ClientResponse refused;
@@ -297,6 +345,7 @@ class ClientService::Connection : public WatchStream,
     if (request.has_watch() && shared_->watches != nullptr) {
       const uint64_t id = request.request_id();
       OpenStream(id);
+      if (shared_->options.authorize) watch_requests_[id] = request;
       shared_->watches->Open(shared_from_this(), id, std::move(*request.mutable_watch()));
       return;
     }
@@ -411,6 +460,11 @@ class ClientService::Connection : public WatchStream,
   std::optional<ConnectionDeadline::Clock::time_point> frame_started_;  // of a partial frame
   absl::Status timed_out_;     // why OnDeadline closed the connection
   std::set<uint64_t> streams_;  // request ids of the open watches and snapshot saves
+  std::string certificate_user_;  // set once, after the handshake
+  // With authorize: each open watch's request (checked again before each event), and
+  // the watches ended for a lost permission whose last hub response is still to come.
+  std::map<uint64_t, pb::ClientRequest> watch_requests_;
+  std::set<uint64_t> revoked_;
   std::string first_bytes_;     // of a plain connection, to tell a TLS ClientHello
   std::string tls_buffer_;      // a TLS connection's read buffer, once it reads
   size_t inflight_ = 0;  // requests, not streams

@@ -68,6 +68,18 @@ struct ClientServiceOptions {
   // The TLS contexts of new connections (a server-role provider); null: plain TCP.
   // Default: null.
   std::shared_ptr<wire::TlsContextProvider> tls = nullptr;
+  // Use the name a verified client certificate gives (CertificateUser in
+  // auth_check.h) as the caller's user name (--client-cert-auth). Default: false.
+  bool certificate_identity = false;
+  // Who may do what (Authorizer::Check): asked for every request before it is served
+  // (watch cancels and oversized frames aside) with the caller's certificate user
+  // (empty without one); a refusal is the request's answer. Asked again before each
+  // watch response carrying events: a watch whose reader lost the permission ends
+  // with PERMISSION_DENIED (or UNAUTHENTICATED) instead of delivering them. The check
+  // may set the request's auth_token (for forwarding). Null: everything is allowed.
+  // Default: null.
+  std::function<absl::Status(pb::ClientRequest* request, const std::string& certificate_user)>
+      authorize = nullptr;
 };
 
 // Executes one request; the callback gets its response exactly once, on any thread.

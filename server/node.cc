@@ -32,6 +32,8 @@
 #include "server/cpus.h"
 #include "server/discovery.h"
 #include "wire/tls_context.h"
+#include "server/auth_check.h"
+#include "server/auth_store.h"
 #include "server/forwarder.h"
 #include "server/http_server.h"
 #include "server/kv_apply.h"
@@ -219,6 +221,13 @@ struct Node::Impl {
     client_options.idle_timeout = config.client_idle_timeout;
     client_options.read_timeout = config.client_read_timeout;
     client_options.tls = client_tls;
+    client_options.certificate_identity =
+        client_tls != nullptr && config.client_tls.require_peer_certificate;
+    client_options.authorize = [this](pb::ClientRequest* request, const std::string& user) {
+      const server::Authorizer* auth = authorizer_ptr.load();
+      if (auth == nullptr) return absl::UnavailableError("this member is not serving yet");
+      return auth->Check(request, user);
+    };
     STEAD_LOG(logger, Info) << "open file limit " << open_file_limit << ": connections up to "
                             << client_options.max_connections << " clients, " << caps.http
                             << " HTTP, " << caps.peer_authenticated << " peers and "
@@ -732,7 +741,9 @@ struct Node::Impl {
           OnConfChangeApplied(change, after, mutations);
         });
     STEAD_RETURN_IF_ERROR(Annotate(raft->Start(), "start raft"));
+    authorizer = std::make_unique<server::Authorizer>(server::AuthorizerOptions(), state.get());
     server::KvServiceOptions kv_options;
+    kv_options.authorizer = authorizer.get();
     kv_options.cluster_id = cluster;
     kv_options.max_response_bytes = config.max_response_bytes;
     kv = std::make_unique<server::KvService>(
@@ -743,6 +754,7 @@ struct Node::Impl {
           HandleAdmin(request, deadline, std::move(done));
         });
     raft_ptr = raft.get();
+    authorizer_ptr = authorizer.get();
     kv_ptr = kv.get();
     watches->Attach(state.get());
     backups->Attach(state.get());
@@ -1240,6 +1252,7 @@ struct Node::Impl {
     if (request.forwarded()) return std::nullopt;  // one hop at most
     const bool needs_leader =
         request.has_put() || request.has_delete_range() || request.has_txn() ||
+        (request.has_auth() && server::IsAuthChange(request.auth())) ||
         request.has_member_remove() || request.has_member_promote() ||
         request.has_leader_transfer();
     if (!needs_leader) return std::nullopt;
@@ -1829,7 +1842,9 @@ struct Node::Impl {
   std::unique_ptr<storage::Wal> wal;
   std::unique_ptr<storage::StateMachine> state;
   std::unique_ptr<server::RaftNode> raft;
+  std::unique_ptr<server::Authorizer> authorizer;  // before kv, which borrows it
   std::unique_ptr<server::KvService> kv;
+  std::atomic<const server::Authorizer*> authorizer_ptr{nullptr};
   std::atomic<server::RaftNode*> raft_ptr{nullptr};
   std::atomic<server::KvService*> kv_ptr{nullptr};
 

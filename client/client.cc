@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <random>
@@ -219,6 +220,9 @@ class Client::Impl {
   void Start(pb::ClientRequest request, Route route, absl::Duration timeout, Done done,
              std::string endpoint = "");
 
+  // One auth call, waited for (its error as the status).
+  absl::StatusOr<pb::ClientResponse> CallAuth(pb::AuthRequest auth, CallOptions options);
+
   std::string leader_address() const {
     MutexLock lock(&mu_);
     return leader_address_;
@@ -239,6 +243,19 @@ class Client::Impl {
     context.max_frame_bytes = options_.max_frame_bytes;
     context.initial_backoff = options_.initial_backoff;
     context.max_backoff = options_.max_backoff;
+    context.auth_token = [this] {
+      StartAuthenticateIfNeeded();
+      MutexLock lock(&mu_);
+      return token_;
+    };
+    context.refresh_auth_token = [this] {
+      {
+        MutexLock lock(&mu_);
+        token_.clear();
+        auth_off_ = false;
+      }
+      StartAuthenticateIfNeeded();
+    };
     return context;
   }
 
@@ -272,6 +289,7 @@ class Client::Impl {
     std::shared_ptr<Connection> connection;  // of the current attempt
     std::string hinted_address;              // leader hint for the next attempt
     absl::Status last_error;
+    bool reauthenticated = false;  // got a new token after an UNAUTHENTICATED answer
   };
 
   Endpoint* AddEndpointLocked(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -301,6 +319,13 @@ class Client::Impl {
   void SetLeader(const std::string& address);
   Session AcquireSession();
   void ReleaseSession(Session session);
+  // Whether calls must wait for a (new) token before their next attempt.
+  bool NeedsToken() const;
+  // Queues `call` until the token arrives, starting an authenticate if none runs.
+  void WaitForToken(const std::shared_ptr<Call>& call);
+  // Starts an authenticate when a token is needed and none runs.
+  void StartAuthenticateIfNeeded();
+  void OnAuthenticated(absl::StatusOr<pb::ClientResponse> result);
 
   const ClientOptions options_;
   const std::shared_ptr<wire::TlsContextProvider> tls_;  // null: plain TCP
@@ -322,7 +347,72 @@ class Client::Impl {
   absl::Time last_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::vector<Session> free_sessions_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  // Auth (ClientOptions::user): the current token, when to get a new one, whether the
+  // cluster said auth is off, and the calls waiting for an authenticate in flight.
+  std::string token_ ABSL_GUARDED_BY(mu_);
+  absl::Time token_refresh_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool auth_off_ ABSL_GUARDED_BY(mu_) = false;
+  bool authenticating_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::shared_ptr<Call>> token_waiters_ ABSL_GUARDED_BY(mu_);
 };
+
+bool Client::Impl::NeedsToken() const {
+  if (options_.user.empty()) return false;
+  MutexLock lock(&mu_);
+  return !auth_off_ && (token_.empty() || absl::Now() >= token_refresh_at_);
+}
+
+void Client::Impl::WaitForToken(const std::shared_ptr<Call>& call) {
+  {
+    MutexLock lock(&mu_);
+    token_waiters_.push_back(call);
+  }
+  StartAuthenticateIfNeeded();
+}
+
+void Client::Impl::StartAuthenticateIfNeeded() {
+  if (!NeedsToken()) return;
+  {
+    MutexLock lock(&mu_);
+    if (authenticating_) return;
+    authenticating_ = true;
+  }
+  pb::ClientRequest request;
+  request.mutable_authenticate()->set_name(options_.user);
+  request.mutable_authenticate()->set_password(options_.password);
+  Start(std::move(request), Route::kAny, options_.default_timeout,
+        [this](absl::StatusOr<pb::ClientResponse> result) { OnAuthenticated(std::move(result)); });
+}
+
+void Client::Impl::OnAuthenticated(absl::StatusOr<pb::ClientResponse> result) {
+  std::vector<std::shared_ptr<Call>> waiters;
+  absl::Status failed;
+  {
+    MutexLock lock(&mu_);
+    authenticating_ = false;
+    waiters.swap(token_waiters_);
+    if (result.ok() && result->has_authenticate()) {
+      token_ = result->authenticate().token();
+      // A new token a while before it expires (a third of its life, at most a minute).
+      const absl::Time expires = absl::FromUnixMillis(result->authenticate().expires_unix_ms());
+      const absl::Duration life = expires - absl::Now();
+      token_refresh_at_ = expires - std::min(absl::Minutes(1), life / 3);
+    } else if (absl::IsFailedPrecondition(result.status())) {
+      auth_off_ = true;  // no token needed until a member answers UNAUTHENTICATED
+      token_.clear();
+    } else {
+      failed = result.ok() ? absl::InternalError("answer to authenticate is not a token")
+                           : result.status();
+    }
+  }
+  for (const std::shared_ptr<Call>& call : waiters) {
+    asio::post(call->strand, [this, call, failed] {
+      if (call->finished) return;
+      if (!failed.ok()) return Finish(call, failed);
+      Attempt(call);
+    });
+  }
+}
 
 void Client::Impl::Start(pb::ClientRequest request, Route route, absl::Duration timeout, Done done,
                          std::string endpoint) {
@@ -344,7 +434,9 @@ void Client::Impl::Start(pb::ClientRequest request, Route route, absl::Duration 
   auto call = std::make_shared<Call>(io_);
   call->route = route;
   call->endpoint = std::move(endpoint);
-  call->is_write = request.has_put() || request.has_delete_range() || request.has_txn();
+  call->is_write = request.has_put() || request.has_delete_range() || request.has_txn() ||
+                   (request.has_auth() && !request.auth().has_user_list() &&
+                    !request.auth().has_role_list() && !request.auth().has_status());
   call->deadline = absl::Now() + (timeout > absl::ZeroDuration() ? timeout : options_.default_timeout);
   call->done = std::move(done);
   if (call->is_write) {
@@ -453,6 +545,11 @@ void Client::Impl::Attempt(const std::shared_ptr<Call>& call) {
     Finish(call, std::move(last));
     return;
   }
+  if (!call->request.has_authenticate()) {
+    if (NeedsToken()) return WaitForToken(call);
+    MutexLock lock(&mu_);
+    call->request.set_auth_token(token_);
+  }
   if (call->route == Route::kLeader) MaybeRefreshLeader();
   call->connection = PickConnection(*call);
   call->hinted_address.clear();
@@ -502,6 +599,18 @@ void Client::Impl::OnAnswer(const std::shared_ptr<Call>& call,
   }
   const pb::Error& error = answer->error();
   absl::Status status = StatusFromError(error);
+  if (absl::IsUnauthenticated(status) && !options_.user.empty() && !call->reauthenticated &&
+      !call->request.has_authenticate()) {
+    // An expired token, or auth enabled since: one new token, then the same call.
+    call->reauthenticated = true;
+    {
+      MutexLock lock(&mu_);
+      if (token_ == call->request.auth_token()) token_.clear();
+      auth_off_ = false;
+    }
+    RetryAfter(call, std::move(status), absl::ZeroDuration());
+    return;
+  }
   if (!Retriable(status.code())) {
     Finish(call, std::move(status));
     return;
@@ -576,6 +685,20 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   }
   if (options.max_inflight_calls == 0) {
     return absl::InvalidArgumentError("max_inflight_calls must be positive");
+  }
+  if (!options.password_file.empty()) {
+    if (!options.password.empty()) {
+      return absl::InvalidArgumentError("password and password_file exclude each other");
+    }
+    std::ifstream file(options.password_file);
+    if (!file || !std::getline(file, options.password)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read the password file ", options.password_file));
+    }
+    if (!options.password.empty() && options.password.back() == '\r') options.password.pop_back();
+  }
+  if (options.user.empty() != options.password.empty()) {
+    return absl::InvalidArgumentError("a user needs a password (or neither: a certificate)");
   }
   // The TLS files are read now, so a mistake fails here, naming the field.
   std::shared_ptr<wire::TlsContextProvider> tls;
@@ -1030,6 +1153,159 @@ absl::StatusOr<bool> Client::CompareAndSwap(std::string_view key,
   absl::StatusOr<TxnResult> result = Txn(request, options);
   if (!result.ok()) return result.status();
   return result->succeeded;
+}
+
+}  // namespace stead
+
+// ---- Auth management ----
+
+namespace stead {
+namespace {
+
+absl::Status ToAuthStatus(absl::StatusOr<pb::ClientResponse> response) {
+  if (!response.ok()) return response.status();
+  if (!response->has_auth()) return absl::InternalError("answer to an auth call is not one");
+  return absl::OkStatus();
+}
+
+pb::Permission PermissionToProto(const Permission& permission) {
+  pb::Permission out;
+  out.set_type(permission.type == Permission::Type::kReadWrite ? pb::Permission::TYPE_READWRITE
+                                                               : pb::Permission::TYPE_READ);
+  out.set_key(permission.key);
+  out.set_range_end(permission.range_end);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<pb::ClientResponse> Client::Impl::CallAuth(pb::AuthRequest auth,
+                                                         CallOptions options) {
+  pb::ClientRequest request;
+  const bool change = !auth.has_user_list() && !auth.has_role_list() && !auth.has_status();
+  *request.mutable_auth() = std::move(auth);
+  return Wait<absl::StatusOr<pb::ClientResponse>>([&](auto done) {
+    Start(std::move(request), change ? Route::kLeader : Route::kAny, options.timeout,
+                 [done = std::move(done)](absl::StatusOr<pb::ClientResponse> r) {
+                   if (r.ok() && r->has_error()) return done(StatusFromError(r->error()));
+                   done(std::move(r));
+                 });
+  });
+}
+
+absl::Status Client::UserAdd(std::string_view name, std::string_view password,
+                             CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_user_add()->set_name(std::string(name));
+  auth.mutable_user_add()->set_password(std::string(password));
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::Status Client::UserDelete(std::string_view name, CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_user_delete()->set_name(std::string(name));
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::Status Client::UserChangePassword(std::string_view name, std::string_view password,
+                                        CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_user_change_password()->set_name(std::string(name));
+  auth.mutable_user_change_password()->set_password(std::string(password));
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::Status Client::UserGrantRole(std::string_view user, std::string_view role,
+                                   CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_user_grant_role()->set_user(std::string(user));
+  auth.mutable_user_grant_role()->set_role(std::string(role));
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::Status Client::UserRevokeRole(std::string_view user, std::string_view role,
+                                    CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_user_revoke_role()->set_user(std::string(user));
+  auth.mutable_user_revoke_role()->set_role(std::string(role));
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::StatusOr<std::vector<AuthUser>> Client::UserList(CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_user_list();
+  STEAD_ASSIGN_OR_RETURN(pb::ClientResponse response, impl_->CallAuth(std::move(auth), options));
+  std::vector<AuthUser> users;
+  for (const pb::AuthUser& user : response.auth().users()) {
+    users.push_back(AuthUser{user.name(), {user.roles().begin(), user.roles().end()}});
+  }
+  return users;
+}
+
+absl::Status Client::RoleAdd(std::string_view name, CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_role_add()->set_name(std::string(name));
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::Status Client::RoleDelete(std::string_view name, CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_role_delete()->set_name(std::string(name));
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::Status Client::RoleGrantPermission(std::string_view role, const Permission& permission,
+                                         CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_role_grant_permission()->set_role(std::string(role));
+  *auth.mutable_role_grant_permission()->mutable_permission() = PermissionToProto(permission);
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::Status Client::RoleRevokePermission(std::string_view role, std::string_view key,
+                                          std::string_view range_end, CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_role_revoke_permission()->set_role(std::string(role));
+  auth.mutable_role_revoke_permission()->set_key(std::string(key));
+  auth.mutable_role_revoke_permission()->set_range_end(std::string(range_end));
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::StatusOr<std::vector<AuthRole>> Client::RoleList(CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_role_list();
+  STEAD_ASSIGN_OR_RETURN(pb::ClientResponse response, impl_->CallAuth(std::move(auth), options));
+  std::vector<AuthRole> roles;
+  for (const pb::AuthRole& role : response.auth().roles()) {
+    AuthRole& out = roles.emplace_back();
+    out.name = role.name();
+    for (const pb::Permission& permission : role.permissions()) {
+      out.permissions.push_back(Permission{
+          permission.type() == pb::Permission::TYPE_READWRITE ? Permission::Type::kReadWrite
+                                                              : Permission::Type::kRead,
+          permission.key(), permission.range_end()});
+    }
+  }
+  return roles;
+}
+
+absl::Status Client::AuthEnable(CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_enable();
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::Status Client::AuthDisable(CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_disable();
+  return ToAuthStatus(impl_->CallAuth(std::move(auth), options));
+}
+
+absl::StatusOr<AuthStatus> Client::GetAuthStatus(CallOptions options) {
+  pb::AuthRequest auth;
+  auth.mutable_status();
+  STEAD_ASSIGN_OR_RETURN(pb::ClientResponse response, impl_->CallAuth(std::move(auth), options));
+  return AuthStatus{response.auth().status().enabled(), response.auth().status().revision()};
 }
 
 }  // namespace stead

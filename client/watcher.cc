@@ -81,6 +81,7 @@ class Watcher::State : public std::enable_shared_from_this<State> {
     request.set_request_id(request_id_);
     *request.mutable_watch() = request_;
     request.mutable_watch()->set_start_revision(next_);
+    request.set_auth_token(context_.auth_token());
     std::string frame;
     if (absl::Status framed = server::AppendFrame(request, context_.max_frame_bytes, &frame);
         !framed.ok()) {
@@ -106,8 +107,15 @@ class Watcher::State : public std::enable_shared_from_this<State> {
       absl::Status status(code, answer->error().message());
       // A member that stops, or one that found this client too slow: go on elsewhere.
       if (absl::IsUnavailable(status) || absl::IsResourceExhausted(status)) return Resume();
+      // An expired token: resume with a new one, a few times (a wrong password stays).
+      if (absl::IsUnauthenticated(status) && unauthenticated_ < 3) {
+        ++unauthenticated_;
+        context_.refresh_auth_token();
+        return Resume();
+      }
       return End(std::move(status));
     }
+    unauthenticated_ = 0;
     const pb::WatchResponse& watch = answer->watch();
     if (watch.canceled()) return Resume();  // ended by the member without a reason
     std::vector<WatchEvent> events;
@@ -166,6 +174,7 @@ class Watcher::State : public std::enable_shared_from_this<State> {
   // On the strand only.
   std::shared_ptr<Connection> connection_;
   uint64_t request_id_ = 0;  // of the open stream; 0 when none
+  int unauthenticated_ = 0;  // UNAUTHENTICATED answers in a row
   int64_t next_ = 0;         // the next revision to deliver; 0 until the first answer
   absl::Duration backoff_;
   bool ended_ = false;

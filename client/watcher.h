@@ -29,6 +29,10 @@ struct WatchContext {
   uint32_t max_frame_bytes = 0;
   absl::Duration initial_backoff;
   absl::Duration max_backoff;
+  // The token to open a watch with (empty: none), and a request to get a new one after
+  // an UNAUTHENTICATED answer (the watch resumes a few times meanwhile).
+  std::function<std::string()> auth_token = [] { return std::string(); };
+  std::function<void()> refresh_auth_token = [] {};
 };
 
 // Opens the watch of `request`; the Watcher cancels it when destroyed.

@@ -28,6 +28,9 @@
 //   FailedPrecondition the cluster refused the request as asked (see the message), e.g.
 //                      a learner not caught up for MemberPromote
 //   Cancelled          the Client was destroyed with the call in flight
+//   PermissionDenied   auth is enabled and the user lacks the permission (not retried)
+//   Unauthenticated    auth is enabled and the user, password or certificate is not
+//                      accepted (not retried, but for one new token)
 // A missing key is not an error: Get returns an empty optional; nor is a compare of a
 // transaction that does not hold: Txn returns succeeded == false.
 //
@@ -103,6 +106,28 @@ struct ContentHash {
   uint64_t applied_index = 0;  // the index the hash was computed at
   int64_t revision = 0;        // the store revision at that index
   uint64_t key_count = 0;      // pairs hashed (user keys and the service's own records)
+};
+
+// Auth management (docs/security.md). A permission: read or read-write access to the
+// key `key`, or with range_end to [key, range_end) ("\0": every key >= key); a prefix
+// is [prefix, PrefixEnd(prefix)).
+struct Permission {
+  enum class Type { kRead, kReadWrite };
+  Type type = Type::kRead;
+  std::string key;
+  std::string range_end;
+};
+struct AuthUser {
+  std::string name;
+  std::vector<std::string> roles;
+};
+struct AuthRole {
+  std::string name;
+  std::vector<Permission> permissions;
+};
+struct AuthStatus {
+  bool enabled = false;
+  int64_t revision = 0;  // +1 with every change of users, roles or the switch
 };
 
 // One condition of a transaction (Client::Txn) on the key `key`, or with range_end on
@@ -289,6 +314,32 @@ class Client {
   // ResourceExhausted when the member is busy with other hash requests. Reads the
   // member's whole state: for checks and tests, not a hot path.
   absl::StatusOr<ContentHash> Hash(std::string_view endpoint, CallOptions options = {});
+
+  // ---- Auth management: every call needs the root role once auth is enabled. ----
+  // Changes go through the leader's log; FailedPrecondition for a user or role that
+  // does not exist (or already does), and for enabling auth without a user `root`
+  // holding the role `root`. A user without a password can authenticate only with a
+  // client certificate naming it. The role `root` is built in.
+  absl::Status UserAdd(std::string_view name, std::string_view password, CallOptions options = {});
+  absl::Status UserDelete(std::string_view name, CallOptions options = {});
+  absl::Status UserChangePassword(std::string_view name, std::string_view password,
+                                  CallOptions options = {});
+  absl::Status UserGrantRole(std::string_view user, std::string_view role,
+                             CallOptions options = {});
+  absl::Status UserRevokeRole(std::string_view user, std::string_view role,
+                              CallOptions options = {});
+  absl::StatusOr<std::vector<AuthUser>> UserList(CallOptions options = {});
+  absl::Status RoleAdd(std::string_view name, CallOptions options = {});
+  absl::Status RoleDelete(std::string_view name, CallOptions options = {});
+  // Grants `permission` (replacing the type of one on the same key and range).
+  absl::Status RoleGrantPermission(std::string_view role, const Permission& permission,
+                                   CallOptions options = {});
+  absl::Status RoleRevokePermission(std::string_view role, std::string_view key,
+                                    std::string_view range_end = "", CallOptions options = {});
+  absl::StatusOr<std::vector<AuthRole>> RoleList(CallOptions options = {});
+  absl::Status AuthEnable(CallOptions options = {});
+  absl::Status AuthDisable(CallOptions options = {});
+  absl::StatusOr<AuthStatus> GetAuthStatus(CallOptions options = {});
 
   // Watches `key` (or the range of options.range_end) from options.start_revision:
   // `on_events` receives every change exactly once, in revision order, on an I/O

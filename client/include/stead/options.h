@@ -68,6 +68,15 @@ struct ClientOptions {
   uint32_t max_frame_bytes = 64u << 20;
   // TLS to the members' client ports. Default: off (plain TCP).
   ClientTlsOptions tls = {};
+  // With auth enabled on the cluster (docs/security.md): the user, and its password
+  // or a file holding it (its first line). The client exchanges them for a token
+  // (`authenticate`) before its first call, attaches it to every request, and gets a
+  // new one when it expires or a member answers UNAUTHENTICATED. While auth is off
+  // the client sends no token. Without a user, a client certificate (tls.cert_file)
+  // may be the identity. Default: empty (no user).
+  std::string user = {};
+  std::string password = {};
+  std::string password_file = {};
 };
 
 // Options common to every call.

@@ -41,6 +41,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/steadctl_io.h"
+#include "client/steadctl_auth.h"
 #include "client/steadctl_snapshot.h"
 #include "client/steadctl_txn.h"
 #include "stead/client.h"
@@ -57,6 +58,7 @@ constexpr int kExitFailedCompare = 4;  // `txn` ran its --else branch
 constexpr int kExitUnavailable = 5;
 constexpr int kExitFailedPrecondition = 6;
 constexpr int kExitDataLoss = 7;
+constexpr int kExitDenied = 8;  // permission denied, or not authenticated
 
 constexpr char kDefaultEndpoints[] = "127.0.0.1:2479,127.0.0.1:2489,127.0.0.1:2499";
 
@@ -104,6 +106,11 @@ constexpr char kMainHelp[] =
     "                   --client-addr=H:P\n"
     "                                  make empty volumes the first member of a new\n"
     "                                  cluster holding the backup's data\n"
+    "  user add|passwd|delete|list|grant-role|revoke-role\n"
+    "                                  manage users (see steadctl user --help)\n"
+    "  role add|delete|list|grant-permission|revoke-permission\n"
+    "                                  manage roles and their key permissions\n"
+    "  auth enable|disable|status      switch authentication and permissions on or off\n"
     "\n"
     "global flags:\n"
     "  --endpoints=H:P,...   client addresses of members (env STEAD_ENDPOINTS;\n"
@@ -116,6 +123,9 @@ constexpr char kMainHelp[] =
     "  --cert=FILE, --key=FILE\n"
     "                        TLS: this client's certificate and key, for members that require\n"
     "                        client certificates (--client-cert-auth; env STEAD_CERT, STEAD_KEY)\n"
+    "  --user=NAME           authenticate as NAME once the cluster has auth enabled; the\n"
+    "                        password comes from --password-file=FILE (its first line) or\n"
+    "                        is asked on the terminal, never on the command line\n"
     "  --help, --version\n"
     "\n"
     "output: tables print one key and value per line, escaped: \\\\ \\t \\n \\r, and\n"
@@ -230,6 +240,9 @@ const std::map<std::string, std::string>& CommandHelp() {
                    "have the same hash; compare them once writes have stopped and the applied\n"
                    "indexes agree. An endpoint that fails is reported on stderr (json: an\n"
                    "\"error\" field) and the exit code is that of its failure (5 unreachable).\n"},
+      {"user", stead::ctl::kUserHelp},
+      {"role", stead::ctl::kRoleHelp},
+      {"auth", stead::ctl::kAuthHelp},
       {"snapshot", stead::ctl::kSnapshotHelp},
       {"snapshot save", stead::ctl::kSnapshotSaveHelp},
       {"snapshot verify", stead::ctl::kSnapshotVerifyHelp},
@@ -267,6 +280,9 @@ struct Flags {
   std::string value_file;
   // txn: the texts of --if, --then and --else, each in order (steadctl_txn.h).
   std::vector<std::string> txn_ifs, txn_thens, txn_elses;
+  // --user, --password-file; user/role: --range-end, --new-password-file, --no-password.
+  std::string user, password_file, range_end, new_password_file;
+  bool no_password = false;
   std::vector<std::string> args;  // command and its positional arguments
 };
 
@@ -285,6 +301,8 @@ int ExitCodeOf(const absl::Status& status) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded: return kExitUnavailable;
     case absl::StatusCode::kFailedPrecondition: return kExitFailedPrecondition;
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated: return kExitDenied;
     default: return kExitError;
   }
 }
@@ -339,6 +357,20 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       flags.prefix = true;
     } else if (name == "--cluster") {
       flags.cluster = true;
+    } else if (name == "--no-password") {
+      flags.no_password = true;
+    } else if (name == "--password") {
+      return absl::InvalidArgumentError(
+          "no password on the command line: use --password-file=FILE, or type it when asked");
+    } else if (name == "--user" || name == "--password-file" || name == "--range-end" ||
+               name == "--new-password-file") {
+      absl::StatusOr<std::string> v = take();
+      if (!v.ok()) return v.status();
+      std::string& field = name == "--user"            ? flags.user
+                           : name == "--password-file" ? flags.password_file
+                           : name == "--range-end"     ? flags.range_end
+                                                       : flags.new_password_file;
+      field = *std::move(v);
     } else if (name == "--force") {
       flags.force = true;
     } else if (name == "--endpoint" || name == "--data-dir" || name == "--wal-dir" ||
@@ -1242,6 +1274,15 @@ int main(int argc, char** argv) {
   options.default_timeout = flags->timeout;
   options.attempt_timeout = std::min(flags->timeout, absl::Seconds(2));
   options.tls = flags->tls;
+  if (!flags->user.empty()) {
+    options.user = flags->user;
+    absl::StatusOr<std::string> password = stead::ctl::ReadPassword(
+        flags->password_file, absl::StrCat("Password of ", flags->user, ": "));
+    if (!password.ok()) return FailStatus(password.status());
+    options.password = *std::move(password);
+  } else if (!flags->password_file.empty()) {
+    return Fail(kExitInvalidArgument, "--password-file needs --user");
+  }
   absl::StatusOr<std::unique_ptr<stead::Client>> client = stead::Client::Create(options);
   if (!client.ok()) return FailStatus(client.status());
   if (help_key == "get") return Get(**client, *flags);
@@ -1254,5 +1295,17 @@ int main(int argc, char** argv) {
   if (help_key == "leader") return LeaderCommand(**client, *flags);
   if (help_key == "endpoint") return EndpointCommand(**client, *flags);
   if (help_key == "snapshot") return SnapshotCommand(**client, *flags);
+  if (help_key == "user" || help_key == "role" || help_key == "auth") {
+    stead::ctl::AuthFlags auth;
+    auth.args = flags->args;
+    auth.json = flags->output == "json";
+    auth.timeout = flags->timeout;
+    auth.range_end = flags->range_end;
+    auth.prefix = flags->prefix;
+    auth.new_password_file = flags->new_password_file;
+    auth.no_password = flags->no_password;
+    const absl::Status status = stead::ctl::RunAuthCommand(**client, auth);
+    return status.ok() ? kExitOk : FailStatus(status);
+  }
   return ClusterCommand(**client, *flags);
 }

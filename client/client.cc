@@ -220,6 +220,23 @@ class Client::Impl {
   void Start(pb::ClientRequest request, Route route, absl::Duration timeout, Done done,
              std::string endpoint = "");
 
+  // Client::AuthToken.
+  absl::StatusOr<std::string> WaitForAuthToken(absl::Duration timeout) {
+    StartAuthenticateIfNeeded();
+    const absl::Time deadline = absl::Now() + timeout;
+    for (;;) {
+      {
+        MutexLock lock(&mu_);
+        if (!authenticating_) {
+          if (!last_auth_error_.ok()) return last_auth_error_;
+          return token_;
+        }
+      }
+      if (absl::Now() >= deadline) return absl::DeadlineExceededError("no token in time");
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
   // One auth call, waited for (its error as the status).
   absl::StatusOr<pb::ClientResponse> CallAuth(pb::AuthRequest auth, CallOptions options);
 
@@ -354,6 +371,7 @@ class Client::Impl {
   bool auth_off_ ABSL_GUARDED_BY(mu_) = false;
   bool authenticating_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::shared_ptr<Call>> token_waiters_ ABSL_GUARDED_BY(mu_);
+  absl::Status last_auth_error_ ABSL_GUARDED_BY(mu_);  // of the last authenticate
 };
 
 bool Client::Impl::NeedsToken() const {
@@ -404,6 +422,7 @@ void Client::Impl::OnAuthenticated(absl::StatusOr<pb::ClientResponse> result) {
       failed = result.ok() ? absl::InternalError("answer to authenticate is not a token")
                            : result.status();
     }
+    last_auth_error_ = failed;
   }
   for (const std::shared_ptr<Call>& call : waiters) {
     asio::post(call->strand, [this, call, failed] {
@@ -1191,6 +1210,11 @@ absl::StatusOr<pb::ClientResponse> Client::Impl::CallAuth(pb::AuthRequest auth,
                    done(std::move(r));
                  });
   });
+}
+
+absl::StatusOr<std::string> Client::AuthToken(CallOptions options) {
+  return impl_->WaitForAuthToken(options.timeout > absl::ZeroDuration() ? options.timeout
+                                                                       : absl::Seconds(5));
 }
 
 absl::Status Client::UserAdd(std::string_view name, std::string_view password,

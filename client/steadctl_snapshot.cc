@@ -313,6 +313,11 @@ absl::Status Save(const SnapshotFlags& flags, const std::string& path) {
   pb::ClientRequest request;
   request.set_request_id(1);
   request.mutable_snapshot_save();
+  if (flags.client != nullptr) {
+    // With --user: the stream is opened on a connection of its own, with the token.
+    STEAD_ASSIGN_OR_RETURN(std::string token, flags.client->AuthToken());
+    request.set_auth_token(std::move(token));
+  }
   std::string frame;
   STEAD_RETURN_IF_ERROR(server::AppendFrame(request, 1u << 20, &frame));
 

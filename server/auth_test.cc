@@ -63,6 +63,32 @@ pb::ClientRequest Enable() {
 int32_t Code(const pb::ClientResponse& response) { return response.error().code(); }
 constexpr int32_t kFailedPrecondition = static_cast<int32_t>(absl::StatusCode::kFailedPrecondition);
 
+Grants GrantsWith(std::vector<std::tuple<pb::Permission::Type, std::string, std::string>> list) {
+  Grants grants;
+  for (auto& [type, key, end] : list) {
+    pb::Permission& permission = grants.permissions.emplace_back();
+    permission.set_type(type);
+    permission.set_key(key);
+    permission.set_range_end(end);
+  }
+  return grants;
+}
+pb::ClientRequest Range(const std::string& key, const std::string& end = "") {
+  pb::ClientRequest request;
+  request.mutable_range()->set_key(key);
+  request.mutable_range()->set_range_end(end);
+  return request;
+}
+pb::ClientRequest Put(const std::string& key) {
+  pb::ClientRequest request;
+  request.mutable_put()->set_key(key);
+  return request;
+}
+
+constexpr auto kRead = pb::Permission::TYPE_READ;
+constexpr auto kWrite = pb::Permission::TYPE_READWRITE;
+const std::string kAll(1, '\0');
+
 class AuthApplyTest : public ::testing::Test {
  protected:
   AuthApplyTest()
@@ -175,33 +201,97 @@ TEST_F(AuthApplyTest, ApplyIsDeterministicAcrossReplayAndRestart) {
   }
 }
 
-// ---- the permission check ----
+// ---- the Authorizer: identity and checks against the current state ----
 
-Grants GrantsWith(std::vector<std::tuple<pb::Permission::Type, std::string, std::string>> list) {
-  Grants grants;
-  for (auto& [type, key, end] : list) {
-    pb::Permission& permission = grants.permissions.emplace_back();
-    permission.set_type(type);
-    permission.set_key(key);
-    permission.set_range_end(end);
+TEST_F(AuthApplyTest, AuthorizerIdentifiesByTokenOrCertificateAgainstTheCurrentState) {
+  absl::Time now = absl::FromUnixSeconds(2000000000);
+  AuthorizerOptions options;
+  options.password_iterations = 1;
+  options.clock = [&now] { return now; };
+  Authorizer authorizer(options, &harness_.state());
+  pb::ClientRequest get = Range("app/x");
+  // Auth off: everything passes, and authenticate says no token is needed.
+  EXPECT_OK(authorizer.Check(&get, ""));
+  pb::AuthenticateRequest login;
+  login.set_name("alice");
+  login.set_password("pw-alice");
+  EXPECT_THAT(authorizer.Authenticate(login), StatusIs(absl::StatusCode::kFailedPrecondition));
+
+  for (const pb::ClientRequest& request :
+       {UserAdd("root"), GrantRole("root", "root"), UserAdd("alice"), RoleAdd("app"),
+        Grant("app", kWrite, "app/", "app0"), GrantRole("alice", "app"), Enable()}) {
+    ASSERT_FALSE(harness_.Write(request).has_error());
   }
-  return grants;
-}
-pb::ClientRequest Range(const std::string& key, const std::string& end = "") {
-  pb::ClientRequest request;
-  request.mutable_range()->set_key(key);
-  request.mutable_range()->set_range_end(end);
-  return request;
-}
-pb::ClientRequest Put(const std::string& key) {
-  pb::ClientRequest request;
-  request.mutable_put()->set_key(key);
-  return request;
+  pb::ClientRequest anonymous = get;
+  EXPECT_THAT(authorizer.Check(&anonymous, ""), StatusIs(absl::StatusCode::kUnauthenticated));
+
+  login.set_password("wrong");
+  absl::StatusOr<pb::AuthenticateResponse> refused = authorizer.Authenticate(login);
+  login.set_name("nobody");
+  absl::StatusOr<pb::AuthenticateResponse> unknown = authorizer.Authenticate(login);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_EQ(refused.status(), unknown.status());  // the same words for both
+  login.set_name("alice");
+  login.set_password("pw-alice");
+  ASSERT_OK_AND_ASSIGN(pb::AuthenticateResponse token, authorizer.Authenticate(login));
+  pb::ClientRequest with_token = get;
+  with_token.set_auth_token(token.token());
+  EXPECT_OK(authorizer.Check(&with_token, ""));
+  pb::ClientRequest other = Put("other");
+  other.set_auth_token(token.token());
+  EXPECT_THAT(authorizer.Check(&other, ""), StatusIs(absl::StatusCode::kPermissionDenied));
+
+  // A certificate's user gets a token minted for forwarding, which checks as alice.
+  pb::ClientRequest by_certificate = Put("app/y");
+  EXPECT_OK(authorizer.Check(&by_certificate, "alice"));
+  ASSERT_FALSE(by_certificate.auth_token().empty());
+  pb::ClientRequest forwarded = Put("app/z");
+  forwarded.set_auth_token(by_certificate.auth_token());
+  EXPECT_OK(authorizer.Check(&forwarded, "root"));  // the token wins over the connection
+  pb::ClientRequest stranger = get;
+  EXPECT_THAT(authorizer.Check(&stranger, "mallory"), StatusIs(absl::StatusCode::kUnauthenticated));
+
+  // The role goes: the same token is denied at once.
+  ASSERT_FALSE(harness_.Write(RevokeRole("alice", "app")).has_error());
+  with_token.clear_auth_token();
+  with_token.set_auth_token(token.token());
+  EXPECT_THAT(authorizer.Check(&with_token, ""), StatusIs(absl::StatusCode::kPermissionDenied));
+  // A new password ends the token; so does its expiry.
+  pb::AuthRequest password;
+  password.mutable_user_change_password()->set_name("alice");
+  *password.mutable_user_change_password()->mutable_hash() = *HashPassword("new", 1);
+  ASSERT_FALSE(harness_.Write(Auth(password)).has_error());
+  EXPECT_THAT(authorizer.Check(&with_token, ""), StatusIs(absl::StatusCode::kUnauthenticated));
+  login.set_password("new");
+  ASSERT_OK_AND_ASSIGN(token, authorizer.Authenticate(login));
+  pb::ClientRequest shared = Range("app/x");
+  shared.set_auth_token(token.token());
+  EXPECT_THAT(authorizer.Check(&shared, ""), StatusIs(absl::StatusCode::kPermissionDenied));
+  now += options.token_ttl;
+  EXPECT_THAT(authorizer.Check(&shared, ""), StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
-constexpr auto kRead = pb::Permission::TYPE_READ;
-constexpr auto kWrite = pb::Permission::TYPE_READWRITE;
-const std::string kAll(1, '\0');
+TEST(AuthorizerPrepare, PasswordsAreHashedAndEnableGetsASecret) {
+  AuthorizerOptions options;
+  options.password_iterations = 10;
+  Authorizer authorizer(options, nullptr);
+  pb::AuthRequest add;
+  add.mutable_user_add()->set_name("alice");
+  add.mutable_user_add()->set_password("secret");
+  ASSERT_OK(authorizer.PrepareChange(&add));
+  EXPECT_TRUE(add.user_add().password().empty());
+  EXPECT_TRUE(VerifyPassword("secret", add.user_add().hash()));
+  EXPECT_OK(ValidateAuthChange(add));
+  pb::AuthRequest enable_a, enable_b;
+  enable_a.mutable_enable();
+  enable_b.mutable_enable();
+  ASSERT_OK(authorizer.PrepareChange(&enable_a));
+  ASSERT_OK(authorizer.PrepareChange(&enable_b));
+  EXPECT_EQ(enable_a.enable().token_secret().size(), 32u);
+  EXPECT_NE(enable_a.enable().token_secret(), enable_b.enable().token_secret());
+}
+
+// ---- the permission check ----
 
 TEST(CheckPermission, RangesPrefixesAndKeys) {
   const Grants grants = GrantsWith({{kRead, "a/", "a0"},       // prefix a/

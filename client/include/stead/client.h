@@ -114,8 +114,8 @@ struct ContentHash {
 struct Permission {
   enum class Type { kRead, kReadWrite };
   Type type = Type::kRead;
-  std::string key;
-  std::string range_end;
+  std::string key = {};
+  std::string range_end = {};
 };
 struct AuthUser {
   std::string name;
@@ -314,6 +314,12 @@ class Client {
   // ResourceExhausted when the member is busy with other hash requests. Reads the
   // member's whole state: for checks and tests, not a hot path.
   absl::StatusOr<ContentHash> Hash(std::string_view endpoint, CallOptions options = {});
+
+  // The token this client attaches to its requests (ClientOptions::user), getting one
+  // first if it has none or it is about to expire: for a request sent on a connection
+  // of one's own (steadctl's snapshot save). Empty without a user or while auth is
+  // off. Unauthenticated for a wrong user or password.
+  absl::StatusOr<std::string> AuthToken(CallOptions options = {});
 
   // ---- Auth management: every call needs the root role once auth is enabled. ----
   // Changes go through the leader's log; FailedPrecondition for a user or role that

@@ -167,8 +167,8 @@ std::string CertificateUser(const wire::PeerIdentity& identity) {
 Authorizer::Authorizer(AuthorizerOptions options, const storage::StateMachine* state)
     : options_(std::move(options)), state_(state) {}
 
-absl::Status Authorizer::Check(pb::ClientRequest* request,
-                               const std::string& certificate_user) const {
+absl::Status Authorizer::Check(pb::ClientRequest* request, const std::string& certificate_user,
+                               bool ongoing) const {
   STEAD_ASSIGN_OR_RETURN(std::unique_ptr<storage::StateSnapshot> snapshot, state_->NewSnapshot());
   STEAD_ASSIGN_OR_RETURN(pb::AuthMeta meta, ReadAuthMeta(*snapshot));
   if (!meta.enabled() || request->has_authenticate()) return absl::OkStatus();
@@ -176,7 +176,7 @@ absl::Status Authorizer::Check(pb::ClientRequest* request,
   std::optional<pb::AuthUser> user;
   if (!request->auth_token().empty()) {
     absl::StatusOr<pb::AuthTokenBody> body =
-        VerifyToken(request->auth_token(), meta.token_secret(), now);
+        VerifyToken(request->auth_token(), meta.token_secret(), ongoing ? absl::InfinitePast() : now);
     if (!body.ok()) return body.status();
     STEAD_ASSIGN_OR_RETURN(user, ReadAuthUser(*snapshot, body->user()));
     if (!user || user->generation() != body->generation()) return Unauthenticated();

@@ -78,7 +78,10 @@ class Authorizer {
   // With auth disabled everything is allowed. A request whose identity is the
   // certificate gets a token of that user in auth_token, so that the leader re-checks
   // it as the same user if the request is forwarded.
-  absl::Status Check(pb::ClientRequest* request, const std::string& certificate_user) const;
+  // With `ongoing` (a watch opened earlier, checked again), a token's expiry is not
+  // checked: its signature, its user's generation and the permission are.
+  absl::Status Check(pb::ClientRequest* request, const std::string& certificate_user,
+                     bool ongoing = false) const;
 
   // Serves `authenticate`: a token for a correct name and password; UNAUTHENTICATED
   // with the same message for an unknown user and a wrong password (an unknown user

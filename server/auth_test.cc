@@ -267,8 +267,17 @@ TEST_F(AuthApplyTest, AuthorizerIdentifiesByTokenOrCertificateAgainstTheCurrentS
   pb::ClientRequest shared = Range("app/x");
   shared.set_auth_token(token.token());
   EXPECT_THAT(authorizer.Check(&shared, ""), StatusIs(absl::StatusCode::kPermissionDenied));
+  pb::ClientRequest watch;
+  watch.set_auth_token(token.token());
+  watch.mutable_watch()->set_key("app/x");
   now += options.token_ttl;
   EXPECT_THAT(authorizer.Check(&shared, ""), StatusIs(absl::StatusCode::kUnauthenticated));
+  // An open watch is checked again for its permission, not for its token's expiry.
+  EXPECT_THAT(authorizer.Check(&watch, "", /*ongoing=*/true),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  ASSERT_FALSE(harness_.Write(GrantRole("alice", "app")).has_error());
+  EXPECT_OK(authorizer.Check(&watch, "", /*ongoing=*/true));
+  EXPECT_THAT(authorizer.Check(&watch, ""), StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
 TEST(AuthorizerPrepare, PasswordsAreHashedAndEnableGetsASecret) {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -305,7 +306,8 @@ class ClientService::Connection : public WatchStream,
     if (!response->has_watch() || response->watch().events_size() == 0) return true;
     auto found = watch_requests_.find(response->request_id());
     if (found == watch_requests_.end()) return true;
-    absl::Status allowed = shared_->options.authorize(&found->second, certificate_user_);
+    pb::ClientRequest request = found->second;  // the check may add a token to it
+    absl::Status allowed = shared_->options.authorize(&request, certificate_user_, true);
     if (allowed.ok()) return true;
     unsent_bytes_ -= response->ByteSizeLong();
     const uint64_t id = response->request_id();
@@ -321,8 +323,10 @@ class ClientService::Connection : public WatchStream,
   // Runs on the connection's strand. Every request gets exactly one response, but a
   // watch: it gets a stream of them from the hub.
   void Dispatch(pb::ClientRequest request) {
+    std::optional<pb::ClientRequest> watch_as_sent;
+    if (shared_->options.authorize && request.has_watch()) watch_as_sent = request;
     if (shared_->options.authorize && !request.has_watch_cancel()) {
-      if (absl::Status allowed = shared_->options.authorize(&request, certificate_user_);
+      if (absl::Status allowed = shared_->options.authorize(&request, certificate_user_, false);
           !allowed.ok()) {
         pb::ClientResponse refused;
         refused.set_request_id(request.request_id());
@@ -345,7 +349,7 @@ class ClientService::Connection : public WatchStream,
     if (request.has_watch() && shared_->watches != nullptr) {
       const uint64_t id = request.request_id();
       OpenStream(id);
-      if (shared_->options.authorize) watch_requests_[id] = request;
+      if (watch_as_sent) watch_requests_[id] = *std::move(watch_as_sent);
       shared_->watches->Open(shared_from_this(), id, std::move(*request.mutable_watch()));
       return;
     }
@@ -461,7 +465,7 @@ class ClientService::Connection : public WatchStream,
   absl::Status timed_out_;     // why OnDeadline closed the connection
   std::set<uint64_t> streams_;  // request ids of the open watches and snapshot saves
   std::string certificate_user_;  // set once, after the handshake
-  // With authorize: each open watch's request (checked again before each event), and
+  // With authorize: each open watch's request as sent (checked again before each event), and
   // the watches ended for a lost permission whose last hub response is still to come.
   std::map<uint64_t, pb::ClientRequest> watch_requests_;
   std::set<uint64_t> revoked_;

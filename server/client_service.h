@@ -73,12 +73,14 @@ struct ClientServiceOptions {
   bool certificate_identity = false;
   // Who may do what (Authorizer::Check): asked for every request before it is served
   // (watch cancels and oversized frames aside) with the caller's certificate user
-  // (empty without one); a refusal is the request's answer. Asked again before each
-  // watch response carrying events: a watch whose reader lost the permission ends
-  // with PERMISSION_DENIED (or UNAUTHENTICATED) instead of delivering them. The check
-  // may set the request's auth_token (for forwarding). Null: everything is allowed.
-  // Default: null.
-  std::function<absl::Status(pb::ClientRequest* request, const std::string& certificate_user)>
+  // (empty without one); a refusal is the request's answer. Asked again, with
+  // `ongoing`, before each watch response carrying events: a watch whose reader lost
+  // the permission (or was deleted, or got a new password) ends with PERMISSION_DENIED
+  // (or UNAUTHENTICATED) instead of delivering them; the token it was opened with may
+  // expire meanwhile. The check may set the request's auth_token (for forwarding).
+  // Null: everything is allowed. Default: null.
+  std::function<absl::Status(pb::ClientRequest* request, const std::string& certificate_user,
+                             bool ongoing)>
       authorize = nullptr;
 };
 

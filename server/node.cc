@@ -223,10 +223,11 @@ struct Node::Impl {
     client_options.tls = client_tls;
     client_options.certificate_identity =
         client_tls != nullptr && config.client_tls.require_peer_certificate;
-    client_options.authorize = [this](pb::ClientRequest* request, const std::string& user) {
+    client_options.authorize = [this](pb::ClientRequest* request, const std::string& user,
+                                      bool ongoing) {
       const server::Authorizer* auth = authorizer_ptr.load();
       if (auth == nullptr) return absl::UnavailableError("this member is not serving yet");
-      return auth->Check(request, user);
+      return auth->Check(request, user, ongoing);
     };
     STEAD_LOG(logger, Info) << "open file limit " << open_file_limit << ": connections up to "
                             << client_options.max_connections << " clients, " << caps.http

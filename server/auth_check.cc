@@ -167,6 +167,68 @@ std::string CertificateUser(const wire::PeerIdentity& identity) {
 Authorizer::Authorizer(AuthorizerOptions options, const storage::StateMachine* state)
     : options_(std::move(options)), state_(state) {}
 
+Authorizer::~Authorizer() { Stop(); }
+
+void Authorizer::Enqueue(std::function<void(absl::Status)> job) const {
+  bool stopped = false;
+  {
+    MutexLock lock(&mu_);
+    stopped = stopped_;
+    if (!stopped && jobs_.size() < kMaxPendingHashes) {
+      jobs_.push_back(std::move(job));
+      if (!worker_.joinable()) worker_ = std::thread([this] { RunJobs(); });
+      wake_.Signal();
+      return;
+    }
+  }
+  job(stopped ? absl::UnavailableError("this member is stopping")
+              : absl::ResourceExhaustedError(
+                    "too many password checks waiting on this member: retry"));
+}
+
+void Authorizer::RunJobs() const {
+  MutexLock lock(&mu_);
+  for (;;) {
+    while (jobs_.empty() && !stopped_) wake_.Wait(&mu_);
+    if (jobs_.empty()) return;
+    std::function<void(absl::Status)> job = std::move(jobs_.front());
+    jobs_.pop_front();
+    const absl::Status run = stopped_ ? absl::UnavailableError("this member is stopping")
+                                      : absl::OkStatus();
+    mu_.Unlock();
+    job(run);
+    mu_.Lock();
+  }
+}
+
+void Authorizer::Stop() const {
+  {
+    MutexLock lock(&mu_);
+    stopped_ = true;
+    wake_.SignalAll();
+  }
+  // Only the owner calls Stop, never a job: joining here cannot be from the worker.
+  if (worker_.joinable()) worker_.join();
+}
+
+void Authorizer::AuthenticateAsync(
+    pb::AuthenticateRequest request,
+    std::function<void(absl::StatusOr<pb::AuthenticateResponse>)> done) const {
+  Enqueue([this, request = std::move(request), done = std::move(done)](absl::Status run) {
+    if (!run.ok()) return done(run);
+    done(Authenticate(request));
+  });
+}
+
+void Authorizer::PrepareChangeAsync(
+    pb::AuthRequest request, std::function<void(absl::StatusOr<pb::AuthRequest>)> done) const {
+  Enqueue([this, request = std::move(request), done = std::move(done)](absl::Status run) mutable {
+    if (!run.ok()) return done(run);
+    if (absl::Status ready = PrepareChange(&request); !ready.ok()) return done(ready);
+    done(std::move(request));
+  });
+}
+
 absl::Status Authorizer::Check(pb::ClientRequest* request, const std::string& certificate_user,
                                bool ongoing) const {
   STEAD_ASSIGN_OR_RETURN(std::unique_ptr<storage::StateSnapshot> snapshot, state_->NewSnapshot());

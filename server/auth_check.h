@@ -24,18 +24,22 @@
 // UNAUTHENTICATED. Every check reads the current auth state, so a revoked role or a
 // deleted user takes effect on the next request of connections already open.
 //
-// Thread-safety: thread-safe (reads snapshots of the state machine).
+// Thread-safety: thread-safe (reads snapshots of the state machine; hashing runs on a
+// thread of its own).
 #ifndef STEAD_SERVER_AUTH_CHECK_H_
 #define STEAD_SERVER_AUTH_CHECK_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "proto/kv.pb.h"
 #include "storage/state_machine.h"
 #include "wire/tls_verify.h"
@@ -72,6 +76,22 @@ class Authorizer {
  public:
   // Borrows `state`, which must outlive it.
   Authorizer(AuthorizerOptions options, const storage::StateMachine* state);
+  ~Authorizer();  // Stop()
+  Authorizer(const Authorizer&) = delete;
+  Authorizer& operator=(const Authorizer&) = delete;
+
+  // The work of Authenticate and PrepareChange (a PBKDF2 each: about 0.1 s of a core)
+  // on this authorizer's own thread, one at a time, so that it never holds a network
+  // thread and password guesses on one member run one after the other. At most
+  // kMaxPendingHashes wait; more are refused with RESOURCE_EXHAUSTED. `done` runs
+  // exactly once, on that thread (or at once when refused or stopped).
+  static constexpr size_t kMaxPendingHashes = 64;
+  void AuthenticateAsync(pb::AuthenticateRequest request,
+                         std::function<void(absl::StatusOr<pb::AuthenticateResponse>)> done) const;
+  void PrepareChangeAsync(pb::AuthRequest request,
+                          std::function<void(absl::StatusOr<pb::AuthRequest>)> done) const;
+  // Refuses the work still waiting (UNAVAILABLE) and joins the thread. Idempotent.
+  void Stop() const;
 
   // Checks a request arriving on the client port from a caller whose verified
   // certificate names `certificate_user` (empty: none, or not used for identity).
@@ -95,8 +115,17 @@ class Authorizer {
   absl::Status PrepareChange(pb::AuthRequest* request) const;
 
  private:
+  // A job gets OK to run, or the reason it will not.
+  void Enqueue(std::function<void(absl::Status)> job) const;
+  void RunJobs() const;
+
   const AuthorizerOptions options_;
   const storage::StateMachine* const state_;
+  mutable Mutex mu_;
+  mutable CondVar wake_;
+  mutable std::deque<std::function<void(absl::Status)>> jobs_ ABSL_GUARDED_BY(mu_);
+  mutable bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  mutable std::thread worker_;  // started with the first job
 };
 
 }  // namespace stead::server

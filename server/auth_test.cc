@@ -1,9 +1,11 @@
 // Unit tests of auth: the state machine's auth changes (through KvHarness), the
 // permission check, tokens and password hashes.
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/mutex.h"
 #include "gtest/gtest.h"
 #include "server/auth_check.h"
 #include "server/auth_store.h"
@@ -298,6 +300,46 @@ TEST(AuthorizerPrepare, PasswordsAreHashedAndEnableGetsASecret) {
   ASSERT_OK(authorizer.PrepareChange(&enable_b));
   EXPECT_EQ(enable_a.enable().token_secret().size(), 32u);
   EXPECT_NE(enable_a.enable().token_secret(), enable_b.enable().token_secret());
+}
+
+TEST(AuthorizerAsync, HashingRunsOnItsOwnThreadAndStopRefusesTheRest) {
+  AuthorizerOptions options;
+  options.password_iterations = 1000;
+  Authorizer authorizer(options, nullptr);
+  Mutex mu;
+  CondVar done_cv;
+  std::vector<absl::Status> results;
+  std::thread::id ran_on;
+  for (int i = 0; i < 3; ++i) {
+    pb::AuthRequest add;
+    add.mutable_user_add()->set_name("u");
+    add.mutable_user_add()->set_password("pw");
+    authorizer.PrepareChangeAsync(add, [&](absl::StatusOr<pb::AuthRequest> ready) {
+      MutexLock lock(&mu);
+      ran_on = std::this_thread::get_id();
+      results.push_back(ready.status());
+      if (ready.ok()) {
+        EXPECT_TRUE(VerifyPassword("pw", ready->user_add().hash()));
+      }
+      done_cv.SignalAll();
+    });
+  }
+  {
+    MutexLock lock(&mu);
+    for (int round = 0; round < 100 && results.size() < 3; ++round) {
+      done_cv.WaitWithTimeout(&mu, absl::Milliseconds(100));
+    }
+    ASSERT_EQ(results.size(), 3u);
+    for (const absl::Status& status : results) EXPECT_OK(status);
+    EXPECT_NE(ran_on, std::this_thread::get_id());
+  }
+  authorizer.Stop();
+  absl::Status after_stop;
+  authorizer.AuthenticateAsync(pb::AuthenticateRequest(),
+                               [&](absl::StatusOr<pb::AuthenticateResponse> r) {
+                                 after_stop = r.status();
+                               });
+  EXPECT_THAT(after_stop, StatusIs(absl::StatusCode::kUnavailable));
 }
 
 // ---- the permission check ----

@@ -110,11 +110,15 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
           return Finish(ErrorResponse(id, absl::UnimplementedError("auth is not served here")),
                         done);
         }
-        if (absl::Status ready = options_.authorizer->PrepareChange(request.mutable_auth());
-            !ready.ok()) {
-          return Finish(ErrorResponse(id, ready), done);
-        }
-        return ProposeWrite(std::move(request), std::move(done));
+        pb::AuthRequest change = std::move(*request.mutable_auth());
+        options_.authorizer->PrepareChangeAsync(
+            std::move(change), [this, request = std::move(request), done = std::move(done)](
+                                   absl::StatusOr<pb::AuthRequest> ready) mutable {
+              if (!ready.ok()) return Finish(ErrorResponse(request.request_id(), ready.status()), done);
+              *request.mutable_auth() = *std::move(ready);
+              ProposeWrite(std::move(request), std::move(done));
+            });
+        return;
       }
       absl::StatusOr<pb::AuthResponse> listed = ReadAuth(request.auth(), *state_);
       if (!listed.ok()) return Finish(ErrorResponse(id, listed.status()), done);
@@ -127,13 +131,16 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
       if (options_.authorizer == nullptr) {
         return Finish(ErrorResponse(id, absl::UnimplementedError("auth is not served here")), done);
       }
-      absl::StatusOr<pb::AuthenticateResponse> token =
-          options_.authorizer->Authenticate(request.authenticate());
-      if (!token.ok()) return Finish(ErrorResponse(id, token.status()), done);
-      pb::ClientResponse response;
-      response.set_request_id(id);
-      *response.mutable_authenticate() = *std::move(token);
-      return Finish(std::move(response), done);
+      options_.authorizer->AuthenticateAsync(
+          request.authenticate(),
+          [this, id, done = std::move(done)](absl::StatusOr<pb::AuthenticateResponse> token) {
+            if (!token.ok()) return Finish(ErrorResponse(id, token.status()), done);
+            pb::ClientResponse response;
+            response.set_request_id(id);
+            *response.mutable_authenticate() = *std::move(token);
+            Finish(std::move(response), done);
+          });
+      return;
     }
     case pb::ClientRequest::REQUEST_NOT_SET:
       return Finish(ErrorResponse(id, absl::InvalidArgumentError("request has no operation")),

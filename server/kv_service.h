@@ -57,9 +57,9 @@ struct KvServiceOptions {
   // Wall clock for the proposer's stamp on writes. Default: absl::Now.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   // Serves `authenticate` and readies auth changes (hashes passwords) before they are
-  // proposed; borrowed, must outlive the service. Null: both are refused. The checks
-  // of who may do what happen before a request reaches the service (auth_check.h).
-  // Default: null.
+  // proposed, both on its own thread; borrowed, must outlive the service and be
+  // stopped before it goes. Null: both are refused. The checks of who may do what
+  // happen before a request reaches the service (auth_check.h). Default: null.
   const Authorizer* authorizer = nullptr;
 };
 

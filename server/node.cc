@@ -1793,6 +1793,7 @@ struct Node::Impl {
     if (supervisor.joinable()) supervisor.join();
     if (watches) watches->Stop();  // tells watchers to go elsewhere, while connections are up
     if (client) client->Stop();
+    if (authorizer) authorizer->Stop();  // its last callbacks run before kv goes
     if (forwarder) forwarder->Stop();
     if (http) http->Stop();
     // After this no transport handler runs, so nothing reaches the raft node.

@@ -187,17 +187,18 @@ void Authorizer::Enqueue(std::function<void(absl::Status)> job) const {
 }
 
 void Authorizer::RunJobs() const {
-  MutexLock lock(&mu_);
   for (;;) {
-    while (jobs_.empty() && !stopped_) wake_.Wait(&mu_);
-    if (jobs_.empty()) return;
-    std::function<void(absl::Status)> job = std::move(jobs_.front());
-    jobs_.pop_front();
-    const absl::Status run = stopped_ ? absl::UnavailableError("this member is stopping")
-                                      : absl::OkStatus();
-    mu_.Unlock();
+    std::function<void(absl::Status)> job;
+    absl::Status run;
+    {
+      MutexLock lock(&mu_);
+      while (jobs_.empty() && !stopped_) wake_.Wait(&mu_);
+      if (jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+      if (stopped_) run = absl::UnavailableError("this member is stopping");
+    }
     job(run);
-    mu_.Lock();
   }
 }
 

@@ -259,6 +259,21 @@ absl::Status Authorizer::Check(pb::ClientRequest* request, const std::string& ce
   return CheckPermission(grants, *request);
 }
 
+absl::Status Authorizer::AttachRootToken(pb::ClientRequest* request) const {
+  STEAD_ASSIGN_OR_RETURN(std::unique_ptr<storage::StateSnapshot> snapshot, state_->NewSnapshot());
+  STEAD_ASSIGN_OR_RETURN(pb::AuthMeta meta, ReadAuthMeta(*snapshot));
+  if (!meta.enabled()) return absl::OkStatus();
+  // Enabled auth always has a root user holding the root role (auth_store.h).
+  STEAD_ASSIGN_OR_RETURN(std::optional<pb::AuthUser> root, ReadAuthUser(*snapshot, kRootUser));
+  if (!root) return absl::InternalError("auth is enabled without a root user");
+  pb::AuthTokenBody body;
+  body.set_user(root->name());
+  body.set_generation(root->generation());
+  body.set_expires_unix_ms(absl::ToUnixMillis(options_.clock() + options_.token_ttl));
+  request->set_auth_token(SignToken(body, meta.token_secret()));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<pb::AuthenticateResponse> Authorizer::Authenticate(
     const pb::AuthenticateRequest& request) const {
   STEAD_ASSIGN_OR_RETURN(std::unique_ptr<storage::StateSnapshot> snapshot, state_->NewSnapshot());

@@ -103,6 +103,11 @@ class Authorizer {
   absl::Status Check(pb::ClientRequest* request, const std::string& certificate_user,
                      bool ongoing = false) const;
 
+  // For a request of the embedded API (trusted, never checked here): with auth
+  // enabled, a token of the root user, so that the leader serves it if it is
+  // forwarded. Nothing while auth is disabled.
+  absl::Status AttachRootToken(pb::ClientRequest* request) const;
+
   // Serves `authenticate`: a token for a correct name and password; UNAUTHENTICATED
   // with the same message for an unknown user and a wrong password (an unknown user
   // costs a hash too). FailedPrecondition while auth is disabled: no token is needed

@@ -117,7 +117,8 @@ class AuthChange {
   }
   absl::StatusOr<pb::AuthRole> ExistingRole(absl::string_view name) const {
     if (IsRootRole(name)) {
-      return absl::FailedPreconditionError("the root role holds every permission already");
+      return absl::FailedPreconditionError(
+          "the root role is built in: it holds every permission and cannot be changed");
     }
     STEAD_ASSIGN_OR_RETURN(std::optional<pb::AuthRole> role, ReadAuthRole(state_, name));
     if (!role) return NoRole(name);

@@ -243,6 +243,12 @@ TEST_F(AuthApplyTest, AuthorizerIdentifiesByTokenOrCertificateAgainstTheCurrentS
   other.set_auth_token(token.token());
   EXPECT_THAT(authorizer.Check(&other, ""), StatusIs(absl::StatusCode::kPermissionDenied));
 
+  // The embedded API's requests go as root once auth is on.
+  pb::ClientRequest embedded;
+  embedded.mutable_member_remove()->set_name("stead-2");
+  ASSERT_OK(authorizer.AttachRootToken(&embedded));
+  EXPECT_OK(authorizer.Check(&embedded, "stead-1"));
+
   // A certificate's user gets a token minted for forwarding, which checks as alice.
   pb::ClientRequest by_certificate = Put("app/y");
   EXPECT_OK(authorizer.Check(&by_certificate, "alice"));

@@ -1274,6 +1274,10 @@ struct Node::Impl {
   // Waits for the response of a request made without a socket.
   absl::StatusOr<pb::ClientResponse> Call(pb::ClientRequest request, absl::Duration timeout) {
     request.set_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(timeout)));
+    // The embedded API is trusted; a request it makes that is forwarded goes as root.
+    if (const server::Authorizer* auth = authorizer_ptr.load(); auth != nullptr) {
+      STEAD_RETURN_IF_ERROR(auth->AttachRootToken(&request));
+    }
     auto promise = std::make_shared<std::promise<pb::ClientResponse>>();
     std::future<pb::ClientResponse> future = promise->get_future();
     HandleRequest(std::move(request),

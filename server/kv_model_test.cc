@@ -7,6 +7,8 @@
 // (clean, or a crash that replays the log), and checkpoints taken and later installed
 // as a Raft snapshot is (the log after them then applies again). At the end, the watch
 // history replayed from revision 1 must rebuild the same keys. A failure prints the seed.
+#include <unistd.h>
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -522,7 +524,7 @@ TEST(KvModel, ThousandsOfShortSequencesMatchTheModel) {
   constexpr uint64_t kSequences = 1000;
   constexpr uint64_t kPerStore = 100;
   for (uint64_t first = 1; first <= kSequences && !HasFailure(); first += kPerStore) {
-    World world(absl::StrCat(::testing::TempDir(), "/kv-model-", first));
+    World world(absl::StrCat(::testing::TempDir(), "/kv-model-", ::getpid(), "-", first));
     for (uint64_t seed = first; seed < first + kPerStore && !HasFailure(); ++seed) {
       pb::ClientRequest clear;
       *clear.mutable_delete_range() = pb::DeleteRangeRequest();
@@ -540,7 +542,7 @@ TEST(KvModel, ThousandsOfShortSequencesMatchTheModel) {
 
 TEST(KvModel, LongSequencesWithRestartsMatchTheModel) {
   for (uint64_t seed = 100001; seed <= 100005 && !HasFailure(); ++seed) {
-    World world(absl::StrCat(::testing::TempDir(), "/kv-model-", seed));
+    World world(absl::StrCat(::testing::TempDir(), "/kv-model-", ::getpid(), "-", seed));
     RunSequence(world, seed, /*steps=*/1200, /*restart_per_mille=*/30);
     world.harness.Restart(/*crash=*/true);
     CheckRead(world, Everything(), absl::StrCat("final scan of seed ", seed));

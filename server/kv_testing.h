@@ -39,12 +39,14 @@ inline pb::ClientRequest CompareAndSwapRequest(const std::string& key, const std
 
 class KvHarness {
  public:
-  // Opens a state machine in `dir` (created; removed by the destructor). With
+  // Opens a state machine in `dir` (emptied first: a run that was killed leaves its
+  // directory; created; removed by the destructor). With
   // `forgetful`, every entry is applied by a new ApplyFunction, as by a member that
   // just restarted: what one function remembers between entries must not matter.
   KvHarness(std::string dir, KvApplyOptions options, bool forgetful = false)
       : dir_(std::move(dir)), options_(options), forgetful_(forgetful),
         apply_(MakeKvApplyFunction(std::move(options))) {
+    std::filesystem::remove_all(dir_);
     Open();
   }
   ~KvHarness() {

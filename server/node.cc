@@ -227,7 +227,13 @@ struct Node::Impl {
                                       bool ongoing) {
       const server::Authorizer* auth = authorizer_ptr.load();
       if (auth == nullptr) return absl::UnavailableError("this member is not serving yet");
-      return auth->Check(request, user, ongoing);
+      absl::Status checked = auth->Check(request, user, ongoing);
+      // On a damaged state machine the check's own read fails: the member serves
+      // nothing, and says so as the key-value service does (UNAVAILABLE, the advice).
+      if (absl::Status damage = state->damage(); !checked.ok() && !damage.ok()) {
+        return absl::UnavailableError(damage.message());
+      }
+      return checked;
     };
     STEAD_LOG(logger, Info) << "open file limit " << open_file_limit << ": connections up to "
                             << client_options.max_connections << " clients, " << caps.http

@@ -186,6 +186,13 @@ class PodRuntime:
                 return path
             if "persistentVolumeClaim" in volume:
                 return self.cluster.pvc_dir(volume["persistentVolumeClaim"]["claimName"])
+            if volume.get("secret", {}).get("optional"):
+                # The emulation holds no Secrets: an optional one that does not exist is
+                # mounted empty, as the kubelet mounts it.
+                path = os.path.join(self.dir, "volumes", volume_name)
+                os.makedirs(path, exist_ok=True)
+                self.cluster.own(path)
+                return path
             raise Unsupported(f"volume {volume}")
         raise LookupError(f"{self.name}: no volume named {volume_name}")
 

@@ -42,6 +42,30 @@ def render(kustomization_dir):
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
+def without_tls(objects):
+    """`objects` with k8s/components/tls taken out: the emulation plays no cert-manager
+    (no Certificates, no Secrets, no HTTPS probes), so a rendering that includes the
+    component (the prod overlay's, under the clone example) runs its pods plain. What
+    is removed is exactly what the component adds; anything else TLS stays Unsupported."""
+    kept = [o for o in objects if not o.get("apiVersion", "").startswith("cert-manager.io/")]
+    tls_volumes = {"tls-peer", "tls-server", "tls-client"}
+    tls_env = re.compile(r"STEAD_((CLIENT|PEER|HTTP)_(CERT_FILE|KEY_FILE|TRUSTED_CA_FILE|CERT_AUTH)"
+                         r"|CACERT|CERT|KEY)")
+    for o in kept:
+        if o["kind"] != "StatefulSet":
+            continue
+        pod = o["spec"]["template"]["spec"]
+        pod["volumes"] = [v for v in pod.get("volumes", []) if v["name"] not in tls_volumes]
+        for container in pod["containers"]:
+            container["env"] = [e for e in container.get("env", [])
+                                if not tls_env.fullmatch(e["name"])]
+            container["volumeMounts"] = [m for m in container.get("volumeMounts", [])
+                                         if m["name"] not in tls_volumes]
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                container.get(probe, {}).get("httpGet", {}).pop("scheme", None)
+    return kept
+
+
 def find(objects, kind, name=None):
     matches = [o for o in objects if o["kind"] == kind and
                (name is None or o["metadata"]["name"] == name)]

@@ -143,7 +143,7 @@ class Test:
         self.loads = []
 
     def new_cluster(self, kustomization, subnet, prefix, root, snapshots=None):
-        objects = k8s.render(kustomization)
+        objects = k8s.without_tls(k8s.render(kustomization))
         os.makedirs(root, exist_ok=True)
         os.chmod(root, 0o755)
         cluster = k8s.Cluster(objects, root, self.netns, self.bin, 5, subnet, prefix, snapshots)

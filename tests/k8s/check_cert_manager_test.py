@@ -15,6 +15,7 @@ import unittest
 
 import yaml
 
+sys.dont_write_bytecode = True  # nothing written into the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import check_cert_manager  # noqa: E402
 

@@ -108,8 +108,7 @@ void Connection::StartConnect() {
     Fail(absl::InvalidArgumentError(absl::StrCat("endpoint '", address_, "' is not host:port")));
     return;
   }
-  stream_ = tls_ != nullptr ? std::make_shared<wire::Stream>(tcp::socket(strand_), tls_->Current())
-                            : std::make_shared<wire::Stream>(tcp::socket(strand_));
+  stream_ = std::make_shared<wire::Stream>(tcp::socket(strand_), tls_);
   connect_deadline_ = absl::Now() + connect_timeout_;
   // The timer bounds resolution and connect together; on expiry it cancels both, and
   // their handlers then see operation_aborted and fail the connection. The TLS

@@ -105,12 +105,10 @@ struct ClientService::Shared {
 class ClientService::Connection : public WatchStream,
                                   public std::enable_shared_from_this<Connection> {
  public:
-  // TLS when `tls` is set (a context from the port's provider), plain otherwise.
-  Connection(std::shared_ptr<Shared> shared, tcp::socket socket,
-             std::shared_ptr<asio::ssl::context> tls)
+  // TLS when the port has a provider (`shared->options.tls`), plain otherwise.
+  Connection(std::shared_ptr<Shared> shared, tcp::socket socket)
       : shared_(std::move(shared)),
-        stream_(tls != nullptr ? wire::Stream(std::move(socket), std::move(tls))
-                               : wire::Stream(std::move(socket))),
+        stream_(std::move(socket), shared_->options.tls),
         deadline_(stream_.get_executor()) {
     error_code ec;
     remote_ = stream_.socket().remote_endpoint(ec);
@@ -147,7 +145,10 @@ class ClientService::Connection : public WatchStream,
         absl::StatusOr<wire::PeerIdentity> identity = self->stream_.PeerCertificateIdentity();
         if (identity.ok()) self->certificate_user_ = CertificateUser(*identity);
       }
-    } else {
+    }
+    // A plain connection, or one that a port in TLS transition found plain (the
+    // handshake then ends plain).
+    if (status.ok() && !self->stream_.is_tls()) {
       // Plain reads happen only once the socket is readable, and never wait (see ReadLoop).
       error_code ec;
       self->stream_.socket().non_blocking(true, ec);
@@ -498,8 +499,7 @@ absl::Status ClientService::Listen(const std::string& host, uint16_t port) {
     if (shared == nullptr || shared->stopped) return;
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    auto connection = std::make_shared<Connection>(
-        shared, std::move(socket), shared->options.tls != nullptr ? shared->options.tls->Current() : nullptr);
+    auto connection = std::make_shared<Connection>(shared, std::move(socket));
     if (shared->connections.Admit(connection)) connection->Start();
   });
   return absl::OkStatus();

@@ -419,6 +419,35 @@ TEST_F(ClientServiceTest, PlainPortClosesATlsClientHelloWithAMessageAndServesOn)
   EXPECT_TRUE(logged);
 }
 
+// --tls-transition: one port serves plain and TLS clients side by side, and a plain
+// connection found by the handshake reads without blocking the port's thread (a client
+// that sent half a frame holds nobody up).
+TEST_F(ClientServiceTest, TransitionPortServesPlainAndTlsClientsSideBySide) {
+  PortCertificates certificates;
+  ClientServiceOptions options;
+  wire::TlsOptions server_options = certificates.ServerOptions(true);
+  server_options.allow_plain = true;
+  ASSERT_OK_AND_ASSIGN(options.tls,
+                       wire::TlsContextProvider::Create(server_options, wire::TlsRole::kServer,
+                                                        Logger(LogLevel::kWarning)));
+  std::unique_ptr<ClientService> service = StartService(options);
+
+  Client plain(service->port());
+  EXPECT_FALSE(plain.Call(Put(1, "k", "plain")).has_error());
+  Client half(service->port());
+  std::string frame;
+  ASSERT_OK(AppendFrame(Put(2, "k", "half"), 1 << 24, &frame));
+  half.SendRaw(frame.substr(0, frame.size() / 2));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::TlsTestClient> tls,
+                       testing::TlsTestClient::Connect(
+                           service->port(), certificates.ClientOptions(certificates.client)));
+  ASSERT_OK_AND_ASSIGN(pb::ClientResponse get, CallOverTls(*tls, Get(3, "k")));
+  ASSERT_EQ(get.range().kvs_size(), 1) << get.DebugString();
+  EXPECT_EQ(get.range().kvs(0).value(), "plain");
+  EXPECT_FALSE(plain.Call(Put(4, "k", "again")).has_error());
+  service->Stop();
+}
+
 TEST_F(ClientServiceTest, RewrittenCertificateFilesReachNewConnectionsOnly) {
   PortCertificates certificates;
   ClientServiceOptions options;

@@ -405,6 +405,15 @@ const FlagSpec kFlags[] = {
        return absl::OkStatus();
      },
      true},
+    {"tls-transition", "BOOL", "false",
+     "while switching a running cluster to or from TLS by rolling restarts: ports with TLS "
+     "also accept plain connections, and this member falls back to plain to ports without "
+     "TLS (docs/security.md); turn it off once every member has switched",
+     [](const std::string& v, const std::string& w, ServerConfig& c) {
+       STEAD_ASSIGN_OR_RETURN(c.tls_transition, ParseBool(v, w));
+       return absl::OkStatus();
+     },
+     true},
 };
 
 const FlagSpec* FindFlag(absl::string_view name) {
@@ -432,6 +441,19 @@ absl::Status ValidateTls(ServerConfig& config) {
       options->require_peer_certificate = true;
     }
     STEAD_RETURN_IF_ERROR(wire::ValidateTlsOptions(*options, wire::TlsRole::kServer, now));
+  }
+  if (config.tls_transition) {
+    bool any_tls = false;
+    for (wire::TlsOptions* options : {&config.client_tls, &config.peer_tls, &config.http_tls}) {
+      options->allow_plain = TlsEnabled(*options);
+      any_tls = any_tls || options->allow_plain;
+    }
+    if (!any_tls) {
+      return absl::InvalidArgumentError(
+          "--tls-transition needs TLS on a port (--client-cert-file, --peer-cert-file or "
+          "--http-cert-file): it lets those ports accept plain connections too while a "
+          "cluster switches");
+    }
   }
   return absl::OkStatus();
 }

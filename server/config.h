@@ -121,6 +121,11 @@ struct ServerConfig {
   wire::TlsOptions client_tls = {.names = wire::TlsSettingNames::ForPort("client")};
   wire::TlsOptions peer_tls = {.names = wire::TlsSettingNames::ForPort("peer")};
   wire::TlsOptions http_tls = {.names = wire::TlsSettingNames::ForPort("http")};
+  // --tls-transition: for switching a running cluster to or from TLS by rolling
+  // restarts (docs/security.md). Every port with TLS also accepts plain connections,
+  // and this member's own connections fall back to plain when the other side's port
+  // has no TLS (TlsOptions::allow_plain, set on each TLS port by validation).
+  bool tls_transition = false;
 
   // The address peers reach ordinal `ordinal` at: from --peers, or in Kubernetes
   // <set>-<ordinal>.<peer-service>.<namespace>.svc.<cluster-domain>:<peer port>.

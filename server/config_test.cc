@@ -338,6 +338,15 @@ TEST(ParseServerCommandLine, TlsFlagsOfEachPortFromFlagsAndEnvironment) {
                                                           files.good.ca_file}})));
   EXPECT_TRUE(parsed.config.client_tls.require_peer_certificate);
 
+  // --tls-transition lets each port with TLS, and only those, take plain connections.
+  EXPECT_FALSE(parsed.config.client_tls.allow_plain);
+  args.push_back("--tls-transition");
+  ASSERT_OK_AND_ASSIGN(parsed, ParseServerCommandLine(args, Env({})));
+  EXPECT_TRUE(parsed.config.tls_transition);
+  EXPECT_TRUE(parsed.config.client_tls.allow_plain);
+  EXPECT_FALSE(parsed.config.peer_tls.allow_plain);
+  EXPECT_FALSE(parsed.config.http_tls.allow_plain);
+
   // Without any of them every port is plain.
   ASSERT_OK_AND_ASSIGN(parsed, ParseServerCommandLine(kLocalFlags, Env({})));
   EXPECT_FALSE(TlsEnabled(parsed.config.client_tls));
@@ -376,6 +385,8 @@ TEST(ParseServerCommandLine, BadTlsSettingsNameTheFlag) {
        {"--peer-cert-file=" + files.good.cert_file, "--peer-key-file=" + files.good.key_file,
         "--peer-trusted-ca-file=" + files.good.ca_file, "--peer-cert-auth=false"},
        absl::StatusCode::kInvalidArgument, "--peer-cert-auth=false"},
+      {"transition without TLS", {"--tls-transition"}, absl::StatusCode::kInvalidArgument,
+       "--tls-transition needs TLS on a port"},
       {"not a boolean", {"--client-cert-auth=maybe"}, absl::StatusCode::kInvalidArgument,
        "--client-cert-auth: 'maybe' is not true or false"},
   };

@@ -39,10 +39,7 @@ absl::StatusOr<pb::DiscoveryResponse> AskPeer(const HostPort& address,
   // do, and the deadline is simply how long this context may run.
   asio::io_context io;
   tcp::resolver resolver(io);
-  std::unique_ptr<wire::Stream> stream =
-      tls != nullptr ? std::make_unique<wire::Stream>(tcp::socket(io), tls->Current())
-                     : std::make_unique<wire::Stream>(tcp::socket(io));
-  wire::Stream& socket = *stream;
+  wire::Stream socket(tcp::socket(io), tls);
   FrameReader reader(kMaxDiscoveryFrameBytes);
   std::string buffer(4096, '\0');
   std::optional<absl::StatusOr<pb::DiscoveryResponse>> result;

@@ -93,9 +93,7 @@ class Forwarder::Connection : public std::enable_shared_from_this<Connection> {
     state_ = State::kConnecting;
     // A new stream per opening: a TLS session cannot be reused after a close, and each
     // opening takes the newest context (certificate rotation).
-    socket_ = tls_ != nullptr
-                  ? std::make_shared<wire::Stream>(tcp::socket(strand_), tls_->Current())
-                  : std::make_shared<wire::Stream>(tcp::socket(strand_));
+    socket_ = std::make_shared<wire::Stream>(tcp::socket(strand_), tls_);
     resolver_.async_resolve(
         target->host, std::to_string(target->port),
         [self = shared_from_this(), generation = generation_, host = target->host](

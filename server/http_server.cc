@@ -42,12 +42,10 @@ struct HttpServer::Shared {
 
 class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  // TLS when `tls` is set (a context from the port's provider), plain otherwise.
-  Connection(std::shared_ptr<Shared> shared, tcp::socket socket,
-             std::shared_ptr<asio::ssl::context> tls)
+  // TLS when the port has a provider (`shared->options.tls`), plain otherwise.
+  Connection(std::shared_ptr<Shared> shared, tcp::socket socket)
       : shared_(std::move(shared)),
-        stream_(tls != nullptr ? wire::Stream(std::move(socket), std::move(tls))
-                               : wire::Stream(std::move(socket))),
+        stream_(std::move(socket), shared_->options.tls),
         deadline_(stream_.get_executor()) {
     error_code ec;
     remote_ = stream_.socket().remote_endpoint(ec);
@@ -216,9 +214,7 @@ absl::Status HttpServer::Listen(const std::string& host, uint16_t port) {
   shared_->listener->Start([weak = std::weak_ptr<Shared>(shared_)](tcp::socket socket) {
     std::shared_ptr<Shared> shared = weak.lock();
     if (shared == nullptr || shared->stopped) return;
-    auto connection = std::make_shared<Connection>(
-        shared, std::move(socket),
-        shared->options.tls != nullptr ? shared->options.tls->Current() : nullptr);
+    auto connection = std::make_shared<Connection>(shared, std::move(socket));
     if (shared->connections.Admit(connection)) connection->Start();
   });
   return absl::OkStatus();

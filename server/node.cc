@@ -294,6 +294,12 @@ struct Node::Impl {
     STEAD_RETURN_IF_ERROR(make(config.peer_tls, wire::TlsRole::kServer, &peer_tls_server));
     STEAD_RETURN_IF_ERROR(make(config.peer_tls, wire::TlsRole::kClient, &peer_tls_client));
     STEAD_RETURN_IF_ERROR(make(config.http_tls, wire::TlsRole::kServer, &http_tls));
+    if (config.tls_transition) {
+      STEAD_LOG(tls_logger, Warning)
+          << "--tls-transition: the ports with TLS also accept plain connections, and "
+             "connections to members without TLS fall back to plain; once every member "
+             "runs with TLS, restart each without --tls-transition (docs/security.md)";
+    }
     return absl::OkStatus();
   }
 
@@ -1966,6 +1972,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const NodeOptions& options) {
     flag(absl::StrCat(port, "-trusted-ca-file").c_str(), tls->trusted_ca_file);
     if (tls->cert_auth) flag(absl::StrCat(port, "-cert-auth").c_str(), "true");
   }
+  if (options.tls_transition) flag("tls-transition", "true");
   flag("restore-from", options.restore_from);
   flag("force-new-cluster", options.force_new_cluster);
   flag("new-cluster-identity", options.new_cluster_identity);

@@ -32,12 +32,6 @@ tcp::endpoint RemoteEndpoint(const tcp::socket& socket) {
 }
 
 // A stream over `socket`: TLS with the current context of `tls`, plain without one.
-std::unique_ptr<wire::Stream> MakeStream(tcp::socket socket,
-                                         const std::shared_ptr<wire::TlsContextProvider>& tls) {
-  if (tls == nullptr) return std::make_unique<wire::Stream>(std::move(socket));
-  return std::make_unique<wire::Stream>(std::move(socket), tls->Current());
-}
-
 // Under TLS, a member proves the host it announces (where its peers dial it) with its
 // certificate, as a dialer's certificate proves the host dialed. Plain: nothing to check.
 absl::Status CheckAnnouncedHost(const wire::Stream& stream, const std::string& host) {
@@ -297,7 +291,7 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
       // A new stream per attempt: a TLS session cannot be reused after a close, and
       // each attempt takes the newest context (certificate rotation).
       std::unique_ptr<wire::Stream> stream =
-          MakeStream(tcp::socket(self->strand_), self->shared_->options.tls_client);
+          std::make_unique<wire::Stream>(tcp::socket(self->strand_), self->shared_->options.tls_client);
       wire::Stream& socket = *stream;
       self->socket_ = &socket;
       const absl::Status connected = co_await self->Connect(socket);
@@ -478,7 +472,7 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
   Inbound(std::shared_ptr<Shared> shared, tcp::socket socket)
       : shared_(std::move(shared)),
         remote_(RemoteEndpoint(socket)),
-        socket_holder_(MakeStream(std::move(socket), shared_->options.tls_server)),
+        socket_holder_(std::make_unique<wire::Stream>(std::move(socket), shared_->options.tls_server)),
         socket_(*socket_holder_),
         strand_(socket_.get_executor()),
         watchdog_(strand_) {}
@@ -727,7 +721,7 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
         port_(port),
         done_(std::move(done)),
         strand_(asio::make_strand(shared_->io)),
-        socket_holder_(MakeStream(tcp::socket(strand_), shared_->options.tls_client)),
+        socket_holder_(std::make_unique<wire::Stream>(tcp::socket(strand_), shared_->options.tls_client)),
         socket_(*socket_holder_),
         pace_(strand_),
         watchdog_(strand_) {}

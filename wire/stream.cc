@@ -82,9 +82,118 @@ bool LooksLikeTlsClientHello(absl::string_view first_bytes) {
 
 Stream::Stream(Socket socket) : stream_(std::in_place_type<Socket>, std::move(socket)) {}
 
-Stream::Stream(Socket socket, std::shared_ptr<boost::asio::ssl::context> context)
+Stream::Stream(Socket socket, std::shared_ptr<boost::asio::ssl::context> context,
+               bool allow_plain)
     : context_(std::move(context)),
-      stream_(std::in_place_type<TlsStream>, std::move(socket), *context_) {}
+      stream_(std::in_place_type<TlsStream>, std::move(socket), *context_),
+      allow_plain_(allow_plain) {}
+
+Stream::Stream(Socket socket, const std::shared_ptr<TlsContextProvider>& tls)
+    : context_(tls != nullptr ? tls->Current() : nullptr),
+      stream_(std::in_place_type<Socket>, std::move(socket)),
+      allow_plain_(tls != nullptr && tls->options().allow_plain) {
+  if (context_ != nullptr) {
+    Socket plain = std::move(std::get<Socket>(stream_));
+    stream_.emplace<TlsStream>(std::move(plain), *context_);
+  }
+}
+
+void Stream::StartHandshake(boost::asio::ssl::stream_base::handshake_type type,
+                            absl::Duration timeout, absl::Status prepared,
+                            absl::AnyInvocable<void(absl::Status)> done) {
+  auto* tls = std::get_if<TlsStream>(&stream_);
+  if (tls == nullptr || !prepared.ok()) {
+    done(std::move(prepared));
+    return;
+  }
+  auto state = std::make_shared<HandshakeState>(get_executor());
+  state->type = type;
+  state->timeout = timeout;
+  state->on_done = std::move(done);
+  state->timer.expires_after(absl::ToChronoNanoseconds(timeout));
+  // `done` guards `this`: once the handshake completed, the owner may have destroyed
+  // the stream, and a late expiry must not touch it.
+  state->timer.async_wait([this, state](const boost::system::error_code& error) {
+    if (error || state->done) return;
+    state->timed_out = true;
+    boost::system::error_code ignored;
+    socket().close(ignored);  // the pending step completes with operation_aborted
+  });
+  if (allow_plain_ && type == boost::asio::ssl::stream_base::server) {
+    ServerHandshakeOrPlain(std::move(state));
+  } else if (allow_plain_) {
+    ClientHandshakeOrPlain(std::move(state));
+  } else {
+    tls->async_handshake(type, [this, state](const boost::system::error_code& error) {
+      FinishHandshake(state, error);
+    });
+  }
+}
+
+void Stream::ServerHandshakeOrPlain(std::shared_ptr<HandshakeState> state) {
+  // The client's first byte tells TLS from plain.
+  socket().async_wait(Socket::wait_read, [this, state](const boost::system::error_code& error) {
+    if (error) return FinishHandshake(state, error);
+    if (!FirstByteStartsTlsRecord()) {
+      BecomePlain();
+      return FinishHandshake(state, {});
+    }
+    std::get<TlsStream>(stream_).async_handshake(
+        state->type,
+        [this, state](const boost::system::error_code& handshake) { FinishHandshake(state, handshake); });
+  });
+}
+
+void Stream::ClientHandshakeOrPlain(std::shared_ptr<HandshakeState> state) {
+  boost::system::error_code ignored;
+  const Socket::endpoint_type server = socket().remote_endpoint(ignored);
+  std::get<TlsStream>(stream_).async_handshake(
+      state->type, [this, state, server](const boost::system::error_code& error) {
+        if (!error || state->timed_out || !ServerSpeaksPlain(error)) {
+          return FinishHandshake(state, error);
+        }
+        // The server's port has no TLS: the same address once more, without TLS, within
+        // the same deadline.
+        BecomePlain();
+        boost::system::error_code closed;
+        socket().close(closed);
+        socket().async_connect(server, [this, state](const boost::system::error_code& connected) {
+          boost::system::error_code no_delay;
+          if (!connected) socket().set_option(boost::asio::ip::tcp::no_delay(true), no_delay);
+          FinishHandshake(state, connected);
+        });
+      });
+}
+
+void Stream::FinishHandshake(const std::shared_ptr<HandshakeState>& state,
+                             const boost::system::error_code& error) {
+  state->done = true;
+  state->timer.cancel();
+  state->on_done(HandshakeResult(error, state->timed_out, state->timeout));
+}
+
+bool Stream::FirstByteStartsTlsRecord() {
+  unsigned char first = 0;
+  boost::system::error_code error;
+  const size_t n = socket().receive(boost::asio::buffer(&first, 1),
+                                    boost::asio::socket_base::message_peek, error);
+  return error || n == 0 || first == kTlsHandshakeRecord;
+}
+
+bool Stream::ServerSpeaksPlain(const boost::system::error_code& error) {
+  if (error == boost::asio::error::eof || error == boost::asio::ssl::error::stream_truncated ||
+      error == boost::asio::error::connection_reset) {
+    return true;
+  }
+  return error.category() == boost::asio::error::get_ssl_category() &&
+         IsNotTls(ERR_GET_REASON(static_cast<unsigned long>(error.value())));
+}
+
+void Stream::BecomePlain() {
+  Socket plain = std::move(std::get<TlsStream>(stream_).next_layer());
+  stream_.emplace<Socket>(std::move(plain));
+  context_.reset();
+}
 
 Stream::Socket& Stream::socket() {
   if (auto* tls = std::get_if<TlsStream>(&stream_)) return tls->next_layer();

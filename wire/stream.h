@@ -14,6 +14,14 @@
 // A plain Stream's handshakes complete at once with OK, so a service calls them
 // whatever its configuration.
 //
+// With TlsOptions::allow_plain (a cluster switching to or from TLS), a TLS Stream may
+// end its handshake as a plain one: on the accepting side when the first byte the
+// client sends does not start a TLS record (22, which neither stead's frames, whose
+// length would exceed any limit, nor HTTP can start with); on the dialing side when
+// the server ends the handshake as a port without TLS does (closes, resets, or answers
+// without TLS), by connecting once more to the same address without TLS. is_tls()
+// tells which it became.
+//
 // There is no TLS close_notify exchange on close: stead's frames carry their own
 // length, so a truncated stream is seen by the frame reader, and waiting for the
 // peer's close_notify would let a stalled peer hold a closing connection open.
@@ -29,11 +37,13 @@
 #include <utility>
 #include <variant>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "wire/asio_ssl.h"
+#include "wire/tls_context.h"
 #include "wire/tls_verify.h"
 
 namespace stead::wire {
@@ -59,7 +69,11 @@ class Stream {
   explicit Stream(Socket socket);
   // A TLS stream over `socket` with `context` (a TlsContextProvider's Current()), which
   // the stream keeps alive: a reload never changes an open connection.
-  Stream(Socket socket, std::shared_ptr<boost::asio::ssl::context> context);
+  Stream(Socket socket, std::shared_ptr<boost::asio::ssl::context> context,
+         bool allow_plain = false);
+  // Plain when `tls` is null; otherwise TLS with the provider's current context and its
+  // options' allow_plain.
+  Stream(Socket socket, const std::shared_ptr<TlsContextProvider>& tls);
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
@@ -121,12 +135,15 @@ class Stream {
   absl::Status CheckPeerNamesHost(absl::string_view host) const;
 
  private:
-  // One handshake in flight: the deadline timer and whether it fired.
+  // One handshake in flight: its deadline timer, whether it fired, and the completion.
   struct HandshakeState {
     explicit HandshakeState(const executor_type& executor) : timer(executor) {}
     boost::asio::steady_timer timer;
     bool done = false;
     bool timed_out = false;
+    boost::asio::ssl::stream_base::handshake_type type = boost::asio::ssl::stream_base::client;
+    absl::Duration timeout;
+    absl::AnyInvocable<void(absl::Status)> on_done;
   };
 
   // Sets the name the server's certificate must hold; InvalidArgument if empty.
@@ -141,44 +158,41 @@ class Stream {
                       absl::Status prepared, Token&& token) {
     return boost::asio::async_initiate<Token, void(absl::Status)>(
         [this, type, timeout, prepared = std::move(prepared)](auto handler) mutable {
-          auto* tls = std::get_if<TlsStream>(&stream_);
-          if (tls == nullptr || !prepared.ok()) {
-            Complete(std::move(handler), std::move(prepared));
-            return;
-          }
-          auto state = std::make_shared<HandshakeState>(get_executor());
-          state->timer.expires_after(absl::ToChronoNanoseconds(timeout));
-          // `done` guards `this`: once the handshake completed, the owner may have
-          // destroyed the stream, and a late expiry must not touch it.
-          state->timer.async_wait([this, state](const boost::system::error_code& error) {
-            if (error || state->done) return;
-            state->timed_out = true;
-            boost::system::error_code ignored;
-            socket().close(ignored);  // the handshake completes with operation_aborted
-          });
-          tls->async_handshake(type, [this, state, timeout, handler = std::move(handler)](
-                                         const boost::system::error_code& error) mutable {
-            state->done = true;
-            state->timer.cancel();
-            Complete(std::move(handler), HandshakeResult(error, state->timed_out, timeout));
-          });
+          auto executor = boost::asio::get_associated_executor(handler, get_executor());
+          StartHandshake(type, timeout, std::move(prepared),
+                         [handler = std::move(handler), executor](absl::Status status) mutable {
+                           // Never inline: the handler runs on its own executor.
+                           boost::asio::post(executor, [handler = std::move(handler),
+                                                        status = std::move(status)]() mutable {
+                             std::move(handler)(std::move(status));
+                           });
+                         });
         },
         token);
   }
 
-  // Runs `handler` with `status` on the handler's own executor.
-  template <typename Handler>
-  void Complete(Handler handler, absl::Status status) {
-    auto executor = boost::asio::get_associated_executor(handler, get_executor());
-    boost::asio::post(executor,
-                      [handler = std::move(handler), status = std::move(status)]() mutable {
-                        std::move(handler)(std::move(status));
-                      });
-  }
+  // The handshake behind AsyncHandshake; calls `done` once, from the stream's executor.
+  void StartHandshake(boost::asio::ssl::stream_base::handshake_type type, absl::Duration timeout,
+                      absl::Status prepared, absl::AnyInvocable<void(absl::Status)> done);
+  // allow_plain: the steps of each side's handshake after the deadline is armed.
+  void ServerHandshakeOrPlain(std::shared_ptr<HandshakeState> state);
+  void ClientHandshakeOrPlain(std::shared_ptr<HandshakeState> state);
+  // Ends the handshake of `state` with `error` (none: OK).
+  void FinishHandshake(const std::shared_ptr<HandshakeState>& state,
+                       const boost::system::error_code& error);
+
+  // allow_plain: whether the bytes waiting on the socket begin with a TLS record; true
+  // when none are left (the handshake then reports the close).
+  bool FirstByteStartsTlsRecord();
+  // allow_plain: whether a failed client handshake means the server's port has no TLS.
+  static bool ServerSpeaksPlain(const boost::system::error_code& error);
+  // Drops TLS: the stream becomes a plain one over the same socket.
+  void BecomePlain();
 
   // Declared before stream_: the TLS stream's SSL object uses the context.
   std::shared_ptr<boost::asio::ssl::context> context_;
   std::variant<Socket, TlsStream> stream_;
+  bool allow_plain_ = false;
   std::string peer_name_;  // the host a client handshake expects; for messages
 };
 

@@ -44,8 +44,9 @@ struct Connection {
   absl::Status client_handshake = absl::UnknownError("client handshake did not complete");
 };
 
-std::unique_ptr<Stream> MakeStream(tcp::socket socket, const SslContext& context) {
-  return context != nullptr ? std::make_unique<Stream>(std::move(socket), context)
+std::unique_ptr<Stream> MakeStream(tcp::socket socket, const SslContext& context,
+                                   bool allow_plain = false) {
+  return context != nullptr ? std::make_unique<Stream>(std::move(socket), context, allow_plain)
                             : std::make_unique<Stream>(std::move(socket));
 }
 
@@ -68,13 +69,13 @@ class StreamTest : public ::testing::Test {
     Connection connection;
     acceptor_.async_accept([&](boost::system::error_code error, tcp::socket socket) {
       ASSERT_FALSE(error) << error.message();
-      connection.server = MakeStream(std::move(socket), server_context);
+      connection.server = MakeStream(std::move(socket), server_context, server_allows_plain_);
       connection.server->AsyncServerHandshake(
           server_timeout, [&](absl::Status status) { connection.server_handshake = status; });
     });
     tcp::socket socket(io_);
     socket.connect(acceptor_.local_endpoint());
-    connection.client = MakeStream(std::move(socket), client_context);
+    connection.client = MakeStream(std::move(socket), client_context, client_allows_plain_);
     connection.client->AsyncClientHandshake(peer_name, kHandshakeTimeout, [&](absl::Status status) {
       connection.client_handshake = status;
     });
@@ -157,6 +158,9 @@ class StreamTest : public ::testing::Test {
   asio::io_context io_;
   tcp::acceptor acceptor_;
   int handshakes_seen_ = 0;
+  // TlsOptions::allow_plain of the ends Connect makes.
+  bool server_allows_plain_ = false;
+  bool client_allows_plain_ = false;
 };
 
 TEST(LooksLikeTlsClientHello, RecognisesTlsRecordsNotFrames) {
@@ -397,6 +401,122 @@ TEST_F(StreamTest, ClientHandshakeNeedsAPeerName) {
                                   absl::Milliseconds(200));
   EXPECT_THAT(connection.client_handshake,
               StatusIs(absl::StatusCode::kInvalidArgument, "needs the name"));
+}
+
+// allow_plain (--tls-transition): a TLS port also takes plain clients, each connection
+// becoming what its first byte says; the TLS rules are unchanged for TLS clients.
+TEST_F(StreamTest, AllowPlainServerTakesPlainClientsPlainAndTlsClientsWithTls) {
+  server_allows_plain_ = true;
+  {
+    // A plain client speaks first, as stead's clients and members and HTTP clients do.
+    std::string received(11, '\0');
+    std::unique_ptr<Stream> server;
+    absl::Status server_handshake = absl::UnknownError("did not complete");
+    acceptor_.async_accept([&](boost::system::error_code error, tcp::socket socket) {
+      ASSERT_FALSE(error);
+      server = MakeStream(std::move(socket), ServerContext(server_, true), /*allow_plain=*/true);
+      server->AsyncServerHandshake(kHandshakeTimeout, [&](absl::Status status) {
+        server_handshake = status;
+        if (status.ok()) {
+          asio::async_read(*server, asio::buffer(received),
+                           [](boost::system::error_code read, size_t) { EXPECT_FALSE(read); });
+        }
+      });
+    });
+    tcp::socket client(io_);
+    client.connect(acceptor_.local_endpoint());
+    asio::write(client, asio::buffer(std::string("plain frame")));
+    Run();
+    ASSERT_OK(server_handshake);
+    EXPECT_FALSE(server->is_tls());
+    EXPECT_EQ(received, "plain frame");
+  }
+
+  Connection tls = Connect(ServerContext(server_, true), ClientContext(server_.ca_file, &alice_),
+                           "stead-0.stead");
+  ASSERT_OK(tls.server_handshake);
+  ASSERT_OK(tls.client_handshake);
+  EXPECT_TRUE(tls.server->is_tls());
+  EXPECT_EQ(Echo(tls, std::string(50000, 'y')), std::string(50000, 'y'));
+  ASSERT_OK_AND_ASSIGN(PeerIdentity client, tls.server->PeerCertificateIdentity());
+  EXPECT_EQ(client.common_name, "alice");
+
+  // A TLS client without the required certificate is refused as without allow_plain.
+  Connection anonymous = Connect(ServerContext(server_, true), ClientContext(server_.ca_file),
+                                 "stead-0.stead");
+  EXPECT_THAT(anonymous.server_handshake,
+              StatusIs(absl::StatusCode::kFailedPrecondition, "presented no certificate"));
+}
+
+TEST_F(StreamTest, AllowPlainServerStillEndsASilentConnectionAtTheDeadline) {
+  server_allows_plain_ = true;
+  Connection connection =
+      Connect(ServerContext(server_, false), nullptr, "127.0.0.1", absl::Milliseconds(200));
+  EXPECT_THAT(
+      connection.server_handshake,
+      StatusIs(absl::StatusCode::kUnavailable, "the TLS handshake did not finish within 200ms"));
+}
+
+// A plain port as stead's are: a connection whose first bytes are a TLS ClientHello is
+// closed; any other is echoed back. Serves `connections` connections.
+void ServePlainPort(tcp::acceptor& acceptor, int connections) {
+  if (connections == 0) return;
+  acceptor.async_accept([&acceptor, connections](boost::system::error_code error,
+                                                 tcp::socket socket) {
+    ASSERT_FALSE(error);
+    auto stream = std::make_shared<Stream>(std::move(socket));
+    auto buffer = std::make_shared<std::string>(64, '\0');
+    stream->async_read_some(asio::buffer(*buffer), [stream, buffer](boost::system::error_code read,
+                                                                    size_t bytes) {
+      if (read) return;
+      buffer->resize(bytes);
+      if (LooksLikeTlsClientHello(*buffer)) {
+        boost::system::error_code ignored;
+        stream->socket().close(ignored);
+        return;
+      }
+      asio::async_write(*stream, asio::buffer(*buffer),
+                        [stream, buffer](boost::system::error_code, size_t) {});
+    });
+    ServePlainPort(acceptor, connections - 1);
+  });
+}
+
+TEST_F(StreamTest, AllowPlainClientConnectsAgainWithoutTlsToAPortWithoutTls) {
+  ServePlainPort(acceptor_, 2);
+  tcp::socket socket(io_);
+  socket.connect(acceptor_.local_endpoint());
+  Stream client(std::move(socket), ClientContext(server_.ca_file, &alice_), /*allow_plain=*/true);
+  absl::Status handshake = absl::UnknownError("did not complete");
+  std::string echoed(5, '\0');
+  client.AsyncClientHandshake("127.0.0.1", kHandshakeTimeout, [&](absl::Status status) {
+    handshake = status;
+    if (!status.ok()) return;
+    asio::async_write(client, asio::buffer(std::string("hello")),
+                      [](boost::system::error_code error, size_t) { EXPECT_FALSE(error); });
+    asio::async_read(client, asio::buffer(echoed),
+                     [](boost::system::error_code error, size_t) { EXPECT_FALSE(error); });
+  });
+  Run();
+  ASSERT_OK(handshake);
+  EXPECT_FALSE(client.is_tls());
+  EXPECT_EQ(echoed, "hello");
+}
+
+TEST_F(StreamTest, AllowPlainClientDoesNotFallBackWhenTheServerRefusesItsCertificateOrName) {
+  client_allows_plain_ = true;
+  const TestPemFiles stranger =
+      WritePemFiles(dir_, "stranger", other_ca_.Issue({.common_name = "alice"}), other_ca_);
+  Connection refused_by_server = Connect(ServerContext(server_, true),
+                                         ClientContext(server_.ca_file, &stranger), "stead-0.stead");
+  EXPECT_THAT(ClientOutcome(refused_by_server), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(refused_by_server.client->is_tls());
+
+  Connection wrong_name = Connect(ServerContext(server_, false), ClientContext(server_.ca_file),
+                                  "stead-9.stead");
+  EXPECT_THAT(wrong_name.client_handshake,
+              StatusIs(absl::StatusCode::kFailedPrecondition, "refused the peer's certificate"));
+  EXPECT_TRUE(wrong_name.client->is_tls());
 }
 
 // Rotation as cert-manager does it: the files are replaced while a connection is open.

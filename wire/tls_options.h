@@ -54,6 +54,11 @@ struct TlsOptions {
   // trusted CA (mutual TLS; etcd's --client-cert-auth). Without it a presented
   // certificate is still verified, and a client may present none. Default: false.
   bool require_peer_certificate = false;
+  // For switching a running cluster to or from TLS by rolling restarts
+  // (--tls-transition): a server also accepts plain connections, told apart by their
+  // first byte; a client whose TLS handshake the server ends as a port without TLS
+  // would connects again without TLS. Default: false.
+  bool allow_plain = false;
   // How errors name the settings above. Default: the flag names without a port prefix.
   TlsSettingNames names = {};
 };

@@ -7,11 +7,13 @@
 // does not match, a certificate of the right CA in another cluster) are covered in
 // server/peer_transport_test.cc.
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
@@ -53,14 +55,17 @@ class TlsClusterTest : public ::testing::Test {
     return ca_.Issue({.common_name = cluster_.Name(ordinal), .ip_addresses = {"127.0.0.1"}});
   }
 
-  void StartMember(int ordinal) {
+  void StartMember(int ordinal, bool transition = false) {
     const TestPemFiles& files = member_files_[ordinal];
-    cluster_.set_extra_flags({"--client-cert-file=" + files.cert_file,
-                              "--client-key-file=" + files.key_file,
-                              "--client-trusted-ca-file=" + files.ca_file, "--client-cert-auth",
-                              "--peer-cert-file=" + files.cert_file,
-                              "--peer-key-file=" + files.key_file,
-                              "--peer-trusted-ca-file=" + files.ca_file});
+    std::vector<std::string> flags = {"--client-cert-file=" + files.cert_file,
+                                      "--client-key-file=" + files.key_file,
+                                      "--client-trusted-ca-file=" + files.ca_file,
+                                      "--client-cert-auth",
+                                      "--peer-cert-file=" + files.cert_file,
+                                      "--peer-key-file=" + files.key_file,
+                                      "--peer-trusted-ca-file=" + files.ca_file};
+    if (transition) flags.push_back("--tls-transition");
+    cluster_.set_extra_flags(std::move(flags));
     cluster_.Start(ordinal);
   }
 
@@ -186,6 +191,138 @@ TEST_F(TlsClusterTest, ServesOverTlsRotatesUnderLoadAndRefusesBadClients) {
   const testing::CompletedRun missing = Steadctl({"get", "ctl"}, {endpoints, "STEAD_CACERT=/nonexistent/ca.crt"});
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("/nonexistent/ca.crt"), std::string::npos) << missing.err;
+}
+
+// Writers that put until stopped, each keeping the keys the cluster acknowledged.
+class Writers {
+ public:
+  Writers(Client& client, const std::string& prefix, int count) {
+    acknowledged_.resize(count);
+    for (int w = 0; w < count; ++w) {
+      threads_.emplace_back([this, &client, prefix, w] {
+        for (int i = 0; i < 1000000 && !stop_; ++i) {
+          const std::string key = absl::StrCat(prefix, w, "-", i);
+          const absl::Status put = client.Put(key, "v");
+          if (put.ok()) {
+            acknowledged_[w].push_back(key);
+            ++acknowledged_count_;
+          } else if (++failures_ <= 5) {
+            ADD_FAILURE() << key << ": " << put;
+          }
+        }
+      });
+    }
+  }
+  ~Writers() { Stop(); }
+
+  // Joins the writers; the keys they got acknowledged.
+  std::vector<std::string> Stop() {
+    stop_ = true;
+    for (std::thread& thread : threads_) {
+      if (thread.joinable()) thread.join();
+    }
+    std::vector<std::string> keys;
+    for (const std::vector<std::string>& own : acknowledged_) {
+      keys.insert(keys.end(), own.begin(), own.end());
+    }
+    return keys;
+  }
+  int acknowledged() const { return acknowledged_count_; }
+  int failures() const { return failures_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> acknowledged_count_{0};
+  std::atomic<int> failures_{0};
+  std::vector<std::vector<std::string>> acknowledged_;
+  std::vector<std::thread> threads_;
+};
+
+// Switching a running cluster from plain to TLS by two rolling restarts, as
+// docs/security.md describes: every member restarted with its certificates and
+// --tls-transition; the clients moved to TLS; every member restarted without it.
+// Writes go on throughout (plain, then over TLS), grow during every restart, none
+// fails, and every acknowledged one is read back from every member at the end.
+TEST_F(TlsClusterTest, RollingSwitchFromPlainToTlsKeepsServing) {
+  for (int i = 0; i < 3; ++i) cluster_.Start(i);
+  ASSERT_TRUE(cluster_.WaitReady({0, 1, 2}));
+  ASSERT_GE(cluster_.WaitForLeader({0, 1, 2}), 0);
+  ClientOptions plain_options;
+  plain_options.endpoints = cluster_.ClientEndpoints(3);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> plain_client, Client::Create(plain_options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> tls_client, Client::Create(TlsClientOptions()));
+
+  // Restarts every member with `start`; writes must be acknowledged while each is down
+  // and back.
+  auto roll = [&](const Writers& writers, const std::function<void(int)>& start) {
+    for (int i = 2; i >= 0; --i) {
+      SCOPED_TRACE(absl::StrCat("restarting ", cluster_.Name(i)));
+      const std::optional<testing::ExitStatus> exit = cluster_.Terminate(i);
+      ASSERT_TRUE(exit.has_value());
+      EXPECT_EQ(exit->exit_code, 0);
+      start(i);
+      ASSERT_TRUE(cluster_.WaitReady({i}));
+      const int before = writers.acknowledged();
+      EXPECT_TRUE(testing::Eventually([&] { return writers.acknowledged() > before + 20; },
+                                      absl::Seconds(10)));
+    }
+  };
+
+  // Step 1: plain clients write while the members move to TLS with --tls-transition.
+  Writers plain_writers(*plain_client, "plain", 3);
+  roll(plain_writers, [&](int i) { StartMember(i, /*transition=*/true); });
+  ASSERT_GE(cluster_.WaitForLeader({0, 1, 2}), 0);
+  // In transition a member serves TLS clients and plain ones alike.
+  Writers tls_writers(*tls_client, "tls", 3);
+  EXPECT_TRUE(testing::Eventually([&] { return tls_writers.acknowledged() > 20; },
+                                  absl::Seconds(10)));
+  std::vector<std::string> acknowledged = plain_writers.Stop();
+  EXPECT_EQ(plain_writers.failures(), 0);
+
+  // Step 2: with every client on TLS, the members drop --tls-transition one by one.
+  roll(tls_writers, [&](int i) { StartMember(i); });
+  const std::vector<std::string> tls_acknowledged = tls_writers.Stop();
+  EXPECT_EQ(tls_writers.failures(), 0);
+  acknowledged.insert(acknowledged.end(), tls_acknowledged.begin(), tls_acknowledged.end());
+
+  // TLS only now: a plain client is refused, and the members talk TLS among themselves.
+  plain_options.endpoints = {cluster_.ClientAddress(0)};
+  plain_options.default_timeout = absl::Seconds(2);
+  ASSERT_OK_AND_ASSIGN(plain_client, Client::Create(plain_options));
+  EXPECT_FALSE(plain_client->Put("plain-after", "no").ok());
+  ASSERT_OK(tls_client->Put("tls-after", "yes"));
+
+  // Every member at the same content hash, with every acknowledged write.
+  EXPECT_TRUE(testing::Eventually([&] {
+    std::optional<ContentHash> first;
+    for (const std::string& endpoint : cluster_.ClientEndpoints(3)) {
+      absl::StatusOr<ContentHash> hash = tls_client->Hash(endpoint);
+      if (!hash.ok()) return false;
+      if (!first) first = *hash;
+      if (hash->applied_index != first->applied_index || hash->hash != first->hash) return false;
+    }
+    return true;
+  }, absl::Seconds(20)));
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(cluster_.Name(i));
+    ClientOptions one = TlsClientOptions();
+    one.endpoints = {cluster_.ClientAddress(i)};
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> member, Client::Create(one));
+    absl::flat_hash_set<std::string> keys;
+    std::string begin = "\x01";
+    for (int page = 0; page < 10000; ++page) {
+      ASSERT_OK_AND_ASSIGN(RangeResult result,
+                           member->Range(begin, {.range_end = std::string(1, '\0'),
+                                                 .keys_only = true,
+                                                 .serializable = true}));
+      for (const KeyValue& kv : result.kvs) keys.insert(kv.key);
+      if (!result.more) break;
+      begin = result.next_key;
+    }
+    int missing = 0;
+    for (const std::string& key : acknowledged) missing += keys.contains(key) ? 0 : 1;
+    EXPECT_EQ(missing, 0) << "of " << acknowledged.size() << " acknowledged writes";
+  }
 }
 
 // A member refuses to start on a bad certificate, naming the flag, with the exit

@@ -88,6 +88,7 @@ struct NodeOptions {
   NodeTlsOptions client_tls;
   NodeTlsOptions peer_tls;
   NodeTlsOptions http_tls;
+  bool tls_transition = false;  // --tls-transition: switching a running cluster to TLS
   // Starting from a backup, a clone, or after quorum loss (docs/restore.md,
   // docs/clone.md, docs/disaster-recovery.md).
   std::string restore_from;

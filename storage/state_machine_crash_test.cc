@@ -17,9 +17,9 @@
 //     the next Open must see the old state or the new one, whole.
 //
 // The children (ApplierChild, ReplaceChild) are entry points, not tests: state.cmake
-// keeps them out of ctest. The child is a fresh process image, not just a fork: a forked copy of a process
-// whose RocksDB thread pool already ran has no background threads, so its flushes
-// would never happen.
+// keeps them out of ctest. A child is a fresh process image, not just a fork: a forked
+// copy of a process whose RocksDB thread pool already ran has no background threads, so
+// its flushes would never happen.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>

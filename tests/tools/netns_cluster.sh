@@ -83,12 +83,14 @@ up() {
   need_root
   command -v ip >/dev/null || fail "no 'ip' command (apt-get install iproute2)"
   local count=${1:-} i ns
-  [[ $count =~ ^[0-9]+$ ]] && ((count >= 1 && count <= 200)) || fail "usage: up N SUBNET (N in 1..200)"
+  [[ $count =~ ^[0-9]+$ ]] && ((count >= 1 && count <= 200)) ||
+    fail "usage: up N SUBNET (N in 1..200)"
   [[ ${2:-} =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/24$ ]] || fail "usage: up N SUBNET (SUBNET a.b.c.0/24)"
   members=$count net=${BASH_REMATCH[1]} subnet=$2
   [[ ! -e $state/cluster ]] || fail "cluster '$prefix' is already up ($state); run down first"
   ! ip -4 -o addr show | grep " inet $net\." >/dev/null || fail "$subnet overlaps an address here"
-  ! ip -4 route show | awk '{print $1}' | grep -x "$subnet" >/dev/null || fail "$subnet is routed already"
+  ! ip -4 route show | awk '{print $1}' | grep -x "$subnet" >/dev/null ||
+    fail "$subnet is routed already"
   ! ip link show "$bridge" >/dev/null 2>&1 || fail "link $bridge exists already"
   for ((i = 0; i < members; i++)); do
     ! netns_exists "$(netns_of "$i")" || fail "namespace $(netns_of "$i") exists already"
@@ -141,7 +143,9 @@ exec_in() {
 }
 
 # Signals every process in member $1's namespace.
-signal_member() { ip netns pids "$(netns_of "$1")" 2>/dev/null | xargs -r kill -s "$2" 2>/dev/null || true; }
+signal_member() {
+  ip netns pids "$(netns_of "$1")" 2>/dev/null | xargs -r kill -s "$2" 2>/dev/null || true
+}
 
 down() {
   need_root

@@ -8,16 +8,18 @@
 //     With RocksDB's WAL off this rests on atomic flushes of all column families
 //     (state_machine.h), which only a real kill exercises together with RocksDB's
 //     background flush threads.
-//   * FlushedStateSurvivesPowerLoss: the child runs under ../shared/faultio.c, is
-//     killed by SIGKILL, at an fsync or mid-write, and then the page cache is dropped
-//     (faultio-powerloss.py); every state a Flush() reported durable must survive.
+//   * FlushedStateSurvivesPowerLoss: the child runs with the storage fault library
+//     (tests/tools/storage_faults.h), is killed by SIGKILL, at an fsync or mid-write,
+//     and then the page cache is dropped (StorageFaults::LosePower); every state a
+//     Flush() reported durable must survive.
 //   * KilledReplaceLeavesTheOldOrTheNewState: a child (ReplaceChild) replaces an open
 //     state machine's state with a checkpoint and SIGKILLs itself at one step of it;
 //     the next Open must see the old state or the new one, whole.
 //
-// The child is a fresh process image, not just a fork: a forked copy of a process
-// whose RocksDB thread pool already ran has no background threads, so its flushes
-// would never happen.
+// The children (ApplierChild, ReplaceChild) are entry points, not tests: state.cmake
+// keeps them out of ctest. A child is a fresh process image, not just a fork: a forked
+// copy of a process whose RocksDB thread pool already ran has no background threads, so
+// its flushes would never happen.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -26,8 +28,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -40,11 +40,13 @@
 #include "storage/state_machine_testing.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
+#include "tests/tools/storage_faults.h"
 
 namespace stead::storage {
 namespace {
 
 using stead::testing::ExitStatus;
+using stead::testing::StorageFaults;
 using stead::testing::Subprocess;
 using stead::testing::SubprocessOptions;
 using testing::TempDir;
@@ -215,55 +217,31 @@ TEST(StateMachineCrash, SigkillNeverSeparatesIndexFromData) {
   EXPECT_GT(previous, 0u) << "automatic flushes should have made some state durable";
 }
 
-// Starts a fresh sync log that declares every file now in `data_dir` synced at its
-// current size: the state at the start of a round (written by this process, outside
-// faultio) is the durable base the round's power loss falls back to.
-void MarkEverythingSynced(const std::string& data_dir, const std::string& sync_log) {
-  std::ofstream log(sync_log, std::ios::trunc);
-  std::error_code error;
-  for (auto it = std::filesystem::recursive_directory_iterator(data_dir, error);
-       !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
-    if (it->is_regular_file()) log << "S " << it->file_size() << " " << it->path().string() << "\n";
-  }
-}
-
 // Goal: a state Flush() reported durable survives a crash and the loss of every write
 // not fsynced since (power loss); RocksDB's WAL being off must not weaken that.
-// Method: the child runs under faultio with a sync log; each round it is killed by
-// SIGKILL, at its next fsync (crash-before-fsync) or in the middle of a write
-// (torn-write), or hits a full disk or a failing fsync; faultio-powerloss.py then cuts
-// every file back to its last synced size; the reopened state must be consistent and at
-// or past the last durable report (a Flush that failed reported nothing).
+// Method: the child runs with the storage fault library and a sync log; each round it
+// is killed by SIGKILL, at its next fsync (crash-before-fsync) or in the middle of a
+// write (torn-write), or hits a full disk or a failing fsync; LosePower then cuts every
+// file back to its last synced size; the reopened state must be consistent and at or
+// past the last durable report (a Flush that failed reported nothing). Each round
+// starts from the state the previous reopen left, which this process wrote without the
+// library: MarkEverythingSynced makes it the base the round's power loss falls back to.
 TEST(StateMachineCrash, FlushedStateSurvivesPowerLoss) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "LD_PRELOAD interposition does not mix with sanitizer runtimes";
-#endif
-  const std::string shared = STEAD_SHARED_DIR;
-  if (!std::filesystem::exists(shared + "/faultio.c") ||
-      !std::filesystem::exists(shared + "/faultio-powerloss.py")) {
-    GTEST_SKIP() << "no " << shared << "/faultio.c or faultio-powerloss.py";
-  }
   TempDir dir;
-  const std::string library = dir.Sub("libfaultio.so");
-  const std::string compile =
-      absl::StrCat("gcc -shared -fPIC -O2 -o ", library, " ", shared, "/faultio.c -ldl");
-  ASSERT_EQ(std::system(compile.c_str()), 0) << compile;
   const std::string data = dir.Sub("data");
-  const std::string ctl = dir.Sub("fault.ctl");
-  const std::string sync_log = dir.Sub("sync.log");
-  const std::vector<std::string> env = {"LD_PRELOAD=" + library, "FAULTIO_PATH=" + data,
-                                        "FAULTIO_CTL=" + ctl, "FAULTIO_SYNC_LOG=" + sync_log};
+  const StorageFaults faults(data, dir.path());
+  const std::vector<std::string> env = faults.ChildEnv();
   std::mt19937_64 random(20261122);
   raft::Index durable = 0;
-  // 0: SIGKILL; faultio: 1 crash at fsync, 2 torn write, 3 disk full, 4 fsync EIO. On
-  // the last two the child sees an error and exits, or RocksDB aborts (TESTING.md B5).
+  // 0: SIGKILL; faults: 1 crash at fsync, 2 torn write, 3 disk full, 4 fsync EIO. On
+  // the last two the child sees an error and exits, or RocksDB aborts.
   const char* const kFaults[] = {"", "crash-before-fsync", "torn-write", "write-enospc",
                                  "fsync-eio"};
   for (int round = 0; round < 10; ++round) {
     const int mode = round % 5;
     SCOPED_TRACE(absl::StrCat("round ", round, " mode ", mode));
-    std::filesystem::remove(ctl);
-    MarkEverythingSynced(data, sync_log);
+    ASSERT_OK(faults.SetFault(""));
+    ASSERT_OK(faults.MarkEverythingSynced());
     Applier applier(data, /*flush_every=*/50, env);
     ASSERT_TRUE(applier.started());
     const raft::Index target = durable + 100 + random() % 400;
@@ -271,16 +249,14 @@ TEST(StateMachineCrash, FlushedStateSurvivesPowerLoss) {
         applier.ReadUntil([&] { return applier.applied() >= target; }, std::chrono::seconds(60));
     ASSERT_TRUE(reached) << "the applier died or stalled before the fault";
     if (mode != 0) {
-      std::ofstream(ctl) << kFaults[mode];
+      ASSERT_OK(faults.SetFault(kFaults[mode]));
       // The child dies at its next sync or write, or exits on the error; bound the wait.
       applier.ReadUntil([] { return false; }, std::chrono::seconds(20));
     }
     applier.Kill();
-    std::filesystem::remove(ctl);
+    ASSERT_OK(faults.SetFault(""));
     durable = std::max(durable, applier.durable());
-    const std::string powerloss =
-        absl::StrCat("python3 ", shared, "/faultio-powerloss.py ", sync_log, " ", data, " > /dev/null");
-    ASSERT_EQ(std::system(powerloss.c_str()), 0) << powerloss;
+    ASSERT_OK(faults.LosePower().status());
 
     const raft::Index recovered = CheckRecovered(data);
     EXPECT_GE(recovered, durable) << "a state reported durable was lost";

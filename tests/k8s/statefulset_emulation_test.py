@@ -460,7 +460,7 @@ def main():
     parser.add_argument("--steadctl", required=True, help="the steadctl binary")
     parser.add_argument("--load-tool", required=True, help="the stead-load-check binary")
     parser.add_argument("--netns-script",
-                        default=os.path.join(SOURCE_DIR, "../shared/netns-cluster.sh"))
+                        default=os.path.join(SOURCE_DIR, "tests/tools/netns_cluster.sh"))
     parser.add_argument("--subnet", default="10.79.0.0/24")
     parser.add_argument("--restore-subnet", default="10.79.1.0/24")
     parser.add_argument("--clone-subnet", default="10.79.2.0/24")

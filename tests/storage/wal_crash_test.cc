@@ -3,18 +3,17 @@
 // Goal: every write the WAL acknowledged survives a crash followed by the loss of the
 // page cache (power loss), and recovery never finds a corrupt entry.
 // Method: each round starts wal_crash_writer (which appends, truncates and compacts with
-// pipelined, group-committed writes and prints each acknowledgement) under
-// LD_PRELOAD=libfaultio.so with a sync log; kills it with SIGKILL at a random moment, or
-// lets faultio kill it mid-write (torn-write) or at an fsync (crash-before-fsync), or
-// makes its fsyncs fail with EIO (fsync-eio: the WAL must fail and acknowledge nothing
-// more, and what it acknowledged before must survive); then
-// emulates power loss with faultio-powerloss.py (every file cut back to its last
-// synced size, never-synced files deleted); then reopens the WAL in this process and
-// checks it against the acknowledgements. The seed fixes the kill moments and modes.
+// pipelined, group-committed writes and prints each acknowledgement) with the storage
+// fault library (tests/tools/storage_faults.h) and a sync log; kills it with SIGKILL at
+// a random moment, or lets the library kill it mid-write (torn-write) or at an fsync
+// (crash-before-fsync), or makes its fsyncs fail with EIO (fsync-eio: the WAL must fail
+// and acknowledge nothing more, and what it acknowledged before must survive); then
+// emulates power loss (every file cut back to its last synced size, never-synced files
+// deleted); then reopens the WAL in this process and checks it against the
+// acknowledgements. The seed fixes the kill moments and modes.
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
 #include <string>
@@ -28,6 +27,7 @@
 #include "tests/storage/crash_entries.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
+#include "tests/tools/storage_faults.h"
 
 namespace stead::storage {
 namespace {
@@ -113,22 +113,9 @@ class Writer {
 class WalCrashTest : public ::testing::Test {
  protected:
   void SetUp() override {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    GTEST_SKIP() << "LD_PRELOAD interposition does not mix with sanitizer runtimes";
-#endif
-    const std::string shared = STEAD_SHARED_DIR;
-    if (!std::filesystem::exists(shared + "/faultio.c") ||
-        !std::filesystem::exists(shared + "/faultio-powerloss.py")) {
-      GTEST_SKIP() << "no " << shared << "/faultio.c or faultio-powerloss.py";
-    }
     std::string pattern = "/tmp/stead_wal_crash.XXXXXX";
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     root_ = pattern;
-    library_ = root_ + "/libfaultio.so";
-    const std::string compile =
-        absl::StrCat("gcc -shared -fPIC -O2 -o ", library_, " ", shared, "/faultio.c -ldl");
-    ASSERT_EQ(std::system(compile.c_str()), 0) << compile;
-    powerloss_ = shared + "/faultio-powerloss.py";
   }
   void TearDown() override {
     if (root_.empty()) return;
@@ -137,8 +124,6 @@ class WalCrashTest : public ::testing::Test {
   }
 
   std::string root_;
-  std::string library_;
-  std::string powerloss_;
 };
 
 void CheckRecoveredLog(const std::string& dir, const Expectations& expect) {
@@ -179,8 +164,7 @@ void CheckRecoveredLog(const std::string& dir, const Expectations& expect) {
 
 TEST_F(WalCrashTest, AcknowledgedEntriesSurviveKillAndPowerLoss) {
   const std::string dir = root_ + "/wal";
-  const std::string ctl = root_ + "/fault.ctl";
-  const std::string sync_log = root_ + "/sync.log";
+  const stead::testing::StorageFaults faults(dir, root_);
   std::mt19937_64 rng(kSeed);
   Expectations expect;
   for (int round = 1; round <= kRounds; ++round) {
@@ -189,11 +173,10 @@ TEST_F(WalCrashTest, AcknowledgedEntriesSurviveKillAndPowerLoss) {
     const char* const kFaults[] = {"", "torn-write", "crash-before-fsync", "fsync-eio"};
     expect.failures.clear();
     SCOPED_TRACE(absl::StrCat("seed=", kSeed, " round=", round, " mode=", mode));
-    std::filesystem::remove(ctl);
+    ASSERT_OK(faults.SetFault(""));
     {
       Writer writer({STEAD_WAL_CRASH_WRITER, dir, std::to_string(round), std::to_string(rng())},
-                    {"LD_PRELOAD=" + library_, "FAULTIO_PATH=" + dir, "FAULTIO_CTL=" + ctl,
-                     "FAULTIO_SYNC_LOG=" + sync_log});
+                    faults.ChildEnv());
       ASSERT_TRUE(writer.started());
       const auto start = std::chrono::steady_clock::now();
       const auto fault_at = start + std::chrono::milliseconds(150 + rng() % 700);
@@ -201,15 +184,15 @@ TEST_F(WalCrashTest, AcknowledgedEntriesSurviveKillAndPowerLoss) {
         if (mode == 0) {
           writer.Kill();
         } else {
-          std::ofstream(ctl) << kFaults[mode];
+          ASSERT_OK(faults.SetFault(kFaults[mode]));
         }
-        // faultio kills the writer at its next write or sync, or (fsync-eio) the writer
+        // The library kills the writer at its next write or sync, or (fsync-eio) the writer
         // stops at its first failed write; bound the wait anyway.
         writer.ReadUntil(std::chrono::steady_clock::now() + std::chrono::seconds(20), expect);
       }
       writer.Kill();
     }
-    std::filesystem::remove(ctl);
+    ASSERT_OK(faults.SetFault(""));
     if (mode == 3) {
       // The failed fdatasync's error, which the WAL reports and then refuses writes.
       EXPECT_FALSE(expect.failures.empty()) << "fsync-eio was never reported";
@@ -220,9 +203,7 @@ TEST_F(WalCrashTest, AcknowledgedEntriesSurviveKillAndPowerLoss) {
       ASSERT_TRUE(expect.failures.empty()) << expect.failures.front();
     }
     ASSERT_EQ(expect.acks_after_failure, 0);
-    const std::string powerloss =
-        absl::StrCat("python3 ", powerloss_, " ", sync_log, " ", dir, " > /dev/null");
-    ASSERT_EQ(std::system(powerloss.c_str()), 0) << powerloss;
+    ASSERT_OK(faults.LosePower().status());
     ASSERT_NO_FATAL_FAILURE(CheckRecoveredLog(dir, expect));
   }
   // The test only means something if the writer got acknowledgements.

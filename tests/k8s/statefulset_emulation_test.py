@@ -445,7 +445,12 @@ class Test:
         assert "re-identif" in c.pods[0].output(), "stead-0 of the clone did not re-identify"
         self.check_tls_on(c)
         load = self.start_load(c, "clone")
-        c.delete_pods([0])
+        was_leader = c.is_leader(c.pods[0])  # its metrics, over HTTPS
+        assert was_leader is not None, "the clone's stead-0 serves no metrics over HTTPS"
+        deleted = c.delete_pods([0])[0]
+        assert deleted["exit_code"] == 0 and not deleted["killed"], deleted
+        if was_leader:  # the preStop hook's steadctl speaks TLS to its member
+            assert deleted["leader_after_pre_stop"] is False, deleted
         c.create_pods([0])
         assert c.wait_ready([0], 120), "the clone's stead-0 not Ready after a restart"
         assert {m["id"] for m in self.members(c)["members"]} == ids, "restart changed identities"

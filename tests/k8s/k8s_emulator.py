@@ -7,6 +7,8 @@ under its DNS name, with the container's command, args and env (downward API fil
 in) from the manifest, its volumeMounts bound in a private mount namespace onto a
 directory per PVC, as the securityContext's user, with the probes polled from the host
 and termination run as preStop, SIGTERM, then SIGKILL after the grace period.
+cert-manager is played too (k8s_cert_manager.py): the Secrets of the rendering's
+Certificates exist, and secret volumes that name them hold their keys.
 
 Only what stead's manifests use is supported; anything else raises Unsupported, so
 a manifest change the emulation cannot follow fails loudly instead of being ignored.
@@ -16,19 +18,18 @@ import http.client
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
 
 import yaml
 
-
-class Unsupported(Exception):
-    """The manifest uses something this emulation does not play."""
+from k8s_cert_manager import CertManager, Unsupported  # noqa: F401  (one Unsupported for all)
+from k8s_service_proxy import ServiceProxy
 
 
 def log(message):
@@ -42,28 +43,11 @@ def render(kustomization_dir):
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
-def without_tls(objects):
-    """`objects` with k8s/components/tls taken out: the emulation plays no cert-manager
-    (no Certificates, no Secrets, no HTTPS probes), so a rendering that includes the
-    component (the prod overlay's, under the clone example) runs its pods plain. What
-    is removed is exactly what the component adds; anything else TLS stays Unsupported."""
-    kept = [o for o in objects if not o.get("apiVersion", "").startswith("cert-manager.io/")]
-    tls_volumes = {"tls-peer", "tls-server", "tls-client"}
-    tls_env = re.compile(r"STEAD_((CLIENT|PEER|HTTP)_(CERT_FILE|KEY_FILE|TRUSTED_CA_FILE|CERT_AUTH)"
-                         r"|CACERT|CERT|KEY)")
-    for o in kept:
-        if o["kind"] != "StatefulSet":
-            continue
-        pod = o["spec"]["template"]["spec"]
-        pod["volumes"] = [v for v in pod.get("volumes", []) if v["name"] not in tls_volumes]
-        for container in pod["containers"]:
-            container["env"] = [e for e in container.get("env", [])
-                                if not tls_env.fullmatch(e["name"])]
-            container["volumeMounts"] = [m for m in container.get("volumeMounts", [])
-                                         if m["name"] not in tls_volumes]
-            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-                container.get(probe, {}).get("httpGet", {}).pop("scheme", None)
-    return kept
+def http_scheme(get):
+    scheme = get.get("scheme", "HTTP")
+    if scheme not in ("HTTP", "HTTPS"):
+        raise Unsupported(f"httpGet scheme {scheme}")
+    return scheme
 
 
 def find(objects, kind, name=None):
@@ -97,60 +81,34 @@ def duration(seconds_field, default):
     return float(seconds_field) if seconds_field is not None else float(default)
 
 
-class ServiceProxy:
-    """A ClusterIP Service: accepts on (address, port) and forwards each connection to
-    the target port of one Ready pod, as kube-proxy does. Connections already made
-    stay with their pod when it stops being Ready."""
-
-    def __init__(self, address, port, backends):
-        self.backends = backends  # callable: [(ip, port)] of Ready endpoints
-        self.listener = socket.create_server((address, port), reuse_port=False)
-        self.listener.settimeout(0.2)
-        self.stopping = False
-        self.next = 0
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.stopping:
+def http_request(ip, port, path, timeout, context=None, server_hostname=None):
+    """(status, body) of GET path on ip:port, over TLS with `context` when given (checking
+    that the certificate names `server_hostname` if the context checks names); None when
+    the port does not answer, or not with HTTP."""
+    try:
+        conn = http.client.HTTPConnection(ip, port, timeout=timeout)
+        if context is not None:
+            # Dialled by address, verified by name: as a client that resolved the name.
+            sock = socket.create_connection((ip, port), timeout=timeout)
+            conn.sock = context.wrap_socket(sock, server_hostname=server_hostname)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        answer = (response.status, response.read().decode())
+        if context is not None:
             try:
-                conn, _ = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            endpoints = self.backends()
-            if not endpoints:
-                conn.close()  # no Ready endpoint: refused, as with no iptables rule
-                continue
-            self.next += 1
-            target = endpoints[self.next % len(endpoints)]
-            threading.Thread(target=self._pipe, args=(conn, target), daemon=True).start()
+                conn.sock.unwrap()  # close_notify, as the kubelet's TLS client sends
+            except (OSError, ValueError):
+                pass  # the member closed first
+        conn.close()
+        return answer
+    except (OSError, http.client.HTTPException):
+        return None
 
-    def _pipe(self, conn, target):
-        try:
-            upstream = socket.create_connection(target, timeout=2)
-        except OSError:
-            conn.close()
-            return
-        upstream.settimeout(None)
-        pair = {conn: upstream, upstream: conn}
-        try:
-            while not self.stopping:
-                readable, _, _ = select.select(list(pair), [], [], 0.5)
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    pair[sock].sendall(data)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            upstream.close()
 
-    def stop(self):
-        self.stopping = True
-        self.listener.close()
-        self.thread.join(timeout=2)
+# The kubelet's HTTPS probes: TLS without checking the certificate.
+KUBELET_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+KUBELET_TLS.check_hostname = False
+KUBELET_TLS.verify_mode = ssl.CERT_NONE
 
 
 class PodRuntime:
@@ -210,15 +168,32 @@ class PodRuntime:
                 return path
             if "persistentVolumeClaim" in volume:
                 return self.cluster.pvc_dir(volume["persistentVolumeClaim"]["claimName"])
-            if volume.get("secret", {}).get("optional"):
-                # The emulation holds no Secrets: an optional one that does not exist is
-                # mounted empty, as the kubelet mounts it.
-                path = os.path.join(self.dir, "volumes", volume_name)
-                os.makedirs(path, exist_ok=True)
-                self.cluster.own(path)
-                return path
+            if "secret" in volume:
+                return self.secret_volume(volume_name, volume["secret"])
             raise Unsupported(f"volume {volume}")
         raise LookupError(f"{self.name}: no volume named {volume_name}")
+
+    def secret_volume(self, volume_name, source):
+        """A secret volume as the kubelet writes it for the pod: each key of the Secret a
+        file of mode defaultMode, in the group fsGroup. A Secret that nobody makes is
+        Unsupported unless optional; then the volume is empty, as the kubelet mounts it."""
+        if set(source) - {"secretName", "optional", "defaultMode"}:
+            raise Unsupported(f"secret volume {volume_name}: {source}")
+        secret = self.cluster.cert_manager.secret(source["secretName"])
+        if secret is None and not source.get("optional"):
+            raise Unsupported(f"Secret {source['secretName']}, made by no Certificate")
+        path = os.path.join(self.dir, "volumes", volume_name)
+        os.makedirs(path, exist_ok=True)
+        self.cluster.own(path)
+        group = self.spec.get("securityContext", {}).get("fsGroup", 0)
+        for key in os.listdir(secret) if secret else []:
+            shutil.copyfile(os.path.join(secret, key), os.path.join(path, key))
+            os.chown(os.path.join(path, key), 0, group)
+            os.chmod(os.path.join(path, key), source.get("defaultMode", 0o644))
+        return path
+
+    def is_secret_volume(self, volume_name):
+        return any(v["name"] == volume_name and "secret" in v for v in self.spec.get("volumes", []))
 
     def container_argv(self, container, hosts_file=None):
         """argv that sets up the container's mount namespace and user and execs its
@@ -232,8 +207,9 @@ class PodRuntime:
         for mount in container.get("volumeMounts", []):
             if mount.get("subPath"):
                 raise Unsupported("subPath")
+            # Secret volumes are read-only whatever the mount says, as the kubelet mounts them.
             mounts.append((self.volume_source(mount["name"]), mount["mountPath"],
-                           bool(mount.get("readOnly"))))
+                           bool(mount.get("readOnly")) or self.is_secret_volume(mount["name"])))
         script = self.cluster.mount_script(mounts, container, hosts_file)
         user = self.cluster.user_args(self.spec, container)
         return ["unshare", "--mount", "--propagation", "private", "--",
@@ -324,15 +300,10 @@ class Pod(PodRuntime):
         if get is None:
             raise Unsupported(f"probe {probe}")
         port = self.cluster.port_number(self.container, get["port"])
-        try:
-            conn = http.client.HTTPConnection(self.ip, port,
-                                              timeout=duration(probe.get("timeoutSeconds"), 1))
-            conn.request("GET", get["path"])
-            status = conn.getresponse().status
-            conn.close()
-            return 200 <= status < 400
-        except OSError:
-            return False
+        context = KUBELET_TLS if http_scheme(get) == "HTTPS" else None
+        answer = http_request(self.ip, port, get["path"],
+                              duration(probe.get("timeoutSeconds"), 1), context)
+        return answer is not None and 200 <= answer[0] < 400
 
     def _probe_until_exit(self):
         startup = self.container.get("startupProbe")
@@ -486,6 +457,7 @@ class Cluster:
         self.revision = 1
         self.template = self.sts["spec"]["template"]
         self.check_supported()
+        self.cert_manager = CertManager(objects, os.path.join(root, "cert-manager"))
         subprocess.run([netns_script, "up", str(slots), subnet], env=self.netns_env,
                        check=True, stdout=subprocess.DEVNULL)
         self.host_ip = subnet.rsplit(".", 1)[0] + ".1"
@@ -689,18 +661,68 @@ class Cluster:
 
     # --- probes and commands from the host -----------------------------------------
 
-    def http_get(self, pod, path):
-        """(status, body) of GET path on the pod's http port, or None if unreachable."""
-        port = self.port_number(pod.container, "http")
-        try:
-            conn = http.client.HTTPConnection(pod.ip, port, timeout=3)
-            conn.request("GET", path)
-            response = conn.getresponse()
-            answer = (response.status, response.read().decode())
-            conn.close()
-            return answer
-        except OSError:
+    def tool_tls(self):
+        """{"cacert", "cert", "key"}: the host paths of the files the pods' own tools
+        (steadctl in the preStop hook) are given by STEAD_CACERT, STEAD_CERT and
+        STEAD_KEY, for the test's requests to speak TLS as they do; None without TLS."""
+        container = self.template["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        files = {}
+        for flag, variable in (("cacert", "STEAD_CACERT"), ("cert", "STEAD_CERT"),
+                               ("key", "STEAD_KEY")):
+            if env.get(variable):
+                files[flag] = self.secret_file(container, env[variable])
+        return files or None
+
+    def secret_file(self, container, path):
+        """The host file of a cert-manager Secret's key that `container` sees at `path`."""
+        directory, _, key = path.rpartition("/")
+        volumes = {v["name"]: v for v in self.template["spec"].get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            secret = volumes.get(mount["name"], {}).get("secret", {}).get("secretName")
+            if mount["mountPath"].rstrip("/") == directory and self.cert_manager.secret(secret):
+                return os.path.join(self.cert_manager.secret(secret), key)
+        raise Unsupported(f"{path} is not a key of a mounted cert-manager Secret")
+
+    def tls_flags(self):
+        """steadctl's and stead-load-check's flags for this cluster: TLS with the tools'
+        client certificate when the members speak TLS, else none."""
+        return [f"--{flag}={path}" for flag, path in (self.tool_tls() or {}).items()]
+
+    def http_context(self, container):
+        """The TLS context of the test's own requests to the http port (None: plain):
+        HTTPS when the kubelet's probes use it, checking the member's certificate
+        against the cluster's CA and presenting the tools' client certificate."""
+        schemes = {http_scheme(probe["httpGet"]) for probe in (
+            container.get(kind) for kind in ("startupProbe", "livenessProbe", "readinessProbe"))
+            if probe and "httpGet" in probe
+            and self.port_number(container, probe["httpGet"]["port"]) ==
+            self.port_number(container, "http")}
+        if len(schemes) > 1:
+            raise Unsupported(f"probes of one port with schemes {sorted(schemes)}")
+        if schemes != {"HTTPS"}:
             return None
+        tls = self.tool_tls()
+        if tls is None:
+            return KUBELET_TLS
+        context = ssl.create_default_context(cafile=tls["cacert"])
+        context.load_cert_chain(tls["cert"], tls["key"])
+        return context
+
+    def pod_dns_name(self, pod):
+        return f"{pod.name}.{self.peer_service}.{self.namespace}.svc.cluster.local"
+
+    def http_get(self, pod, path, scheme=None):
+        """(status, body) of GET path on the pod's http port, or None if unreachable.
+        HTTPS (checking the pod's certificate names it) when the probes use HTTPS;
+        `scheme` forces one."""
+        port = self.port_number(pod.container, "http")
+        context = self.http_context(pod.container)
+        if scheme == "HTTP":
+            context = None
+        elif scheme == "HTTPS" and context is None:
+            raise ValueError(f"{pod.name}: no HTTPS on the http port")
+        return http_request(pod.ip, port, path, 3, context, self.pod_dns_name(pod))
 
     def metrics(self, pod):
         """The pod's /metrics as {name: value} (unlabelled series), None if unreachable."""

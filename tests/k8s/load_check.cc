@@ -5,9 +5,12 @@
 //
 //   stead-load-check write --endpoints=H:P[,H:P] --prefix=P --acked-file=F [--writers=4]
 //       [--request-timeout=10s] [--value-bytes=64] [--max-seconds=600]
-//       [--route-to-leader=true|false]
+//       [--route-to-leader=true|false] [--cacert=F] [--cert=F --key=F]
 //   stead-load-check verify --endpoints=H:P[,H:P] --acked-file=F [--prefix=P]
-//       [--timeout=30s] [--route-to-leader=true|false]
+//       [--timeout=30s] [--route-to-leader=true|false] [--cacert=F] [--cert=F --key=F]
+//
+// --cacert, --cert and --key (as stead-bench's) turn TLS on to the members' client
+// ports, with a client certificate where they require one.
 //
 // `write` runs --writers threads over one stead::Client. Each puts P/<writer>/<sequence>
 // with a value that encodes the key (load_check_lib.h), and only once the cluster
@@ -34,6 +37,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -81,10 +85,19 @@ constexpr char kMainHelp[] =
     "exit codes: 0 ok, 1 failed (write: nothing acknowledged; verify: a key missing or\n"
     "            wrong), 2 bad flags, 5 (verify) the cluster did not answer in time\n";
 
+// The flags both commands take for TLS, as stead-bench's.
+constexpr char kTlsHelp[] =
+    "\n"
+    "TLS (on with any of these):\n"
+    "  --cacert=FILE           PEM CA certificates that issue the members' certificates\n"
+    "  --cert=FILE --key=FILE  this client's certificate and key, for members that\n"
+    "                          require client certificates (--client-cert-auth)\n";
+
 constexpr char kWriteHelp[] =
     "usage: stead-load-check write --endpoints=H:P[,H:P] --prefix=P --acked-file=F\n"
     "           [--writers=4] [--request-timeout=10s] [--value-bytes=64]\n"
     "           [--max-seconds=600] [--route-to-leader=true|false]\n"
+    "           [--cacert=F] [--cert=F --key=F]\n"
     "\n"
     "Each of --writers threads puts P/<writer>/<sequence> (sequence zero-padded to 10\n"
     "digits) with a value of --value-bytes (at least the key and 10) that encodes the\n"
@@ -109,6 +122,7 @@ constexpr char kWriteHelp[] =
 constexpr char kVerifyHelp[] =
     "usage: stead-load-check verify --endpoints=H:P[,H:P] --acked-file=F [--prefix=P]\n"
     "           [--timeout=30s] [--route-to-leader=true|false]\n"
+    "           [--cacert=F] [--cert=F --key=F]\n"
     "\n"
     "Reads every key listed in F (each once) with linearizable Range reads over the keys\n"
     "under P/ (every key of F must lie there), or without --prefix under the longest\n"
@@ -212,6 +226,7 @@ struct CommonFlags {
   std::string endpoints;
   std::string acked_file;
   bool route_to_leader = true;
+  ClientTlsOptions tls;  // --cacert, --cert, --key
 };
 
 absl::StatusOr<CommonFlags> ParseCommonFlags(const Args& args) {
@@ -219,6 +234,16 @@ absl::StatusOr<CommonFlags> ParseCommonFlags(const Args& args) {
   STEAD_ASSIGN_OR_RETURN(flags.endpoints, RequiredFlag(args, "endpoints"));
   STEAD_ASSIGN_OR_RETURN(flags.acked_file, RequiredFlag(args, "acked-file"));
   STEAD_ASSIGN_OR_RETURN(flags.route_to_leader, BoolFlag(args, "route-to-leader", true));
+  for (auto [name, field] :
+       {std::pair{"cacert", &flags.tls.trusted_ca_file}, std::pair{"cert", &flags.tls.cert_file},
+        std::pair{"key", &flags.tls.key_file}}) {
+    if (!args.values.contains(name)) continue;
+    STEAD_ASSIGN_OR_RETURN(*field, RequiredFlag(args, name));
+    flags.tls.enabled = true;
+  }
+  if (flags.tls.cert_file.empty() != flags.tls.key_file.empty()) {
+    return absl::InvalidArgumentError("--cert and --key go together");
+  }
   return flags;
 }
 
@@ -229,6 +254,7 @@ absl::StatusOr<std::unique_ptr<Client>> CreateClient(const CommonFlags& flags,
   options.endpoints = absl::StrSplit(flags.endpoints, ',', absl::SkipWhitespace());
   options.default_timeout = timeout;
   options.route_to_leader = flags.route_to_leader;
+  options.tls = flags.tls;
   return Client::Create(std::move(options));
 }
 
@@ -621,12 +647,13 @@ int Main(int argc, char** argv) {
     std::fputs(kMainHelp, stderr);
     return Fail(kExitBadFlags, command.empty() ? "no command" : "unknown command " + command);
   }
-  const std::set<std::string> allowed =
-      write ? std::set<std::string>{"endpoints",   "prefix",          "acked-file",
-                                    "writers",     "request-timeout", "value-bytes",
-                                    "max-seconds", "route-to-leader"}
-            : std::set<std::string>{"endpoints", "acked-file", "prefix", "timeout",
-                                    "route-to-leader"};
+  std::set<std::string> allowed = {"endpoints", "acked-file", "prefix", "route-to-leader",
+                                   "cacert",    "cert",       "key"};
+  if (write) {
+    allowed.insert({"writers", "request-timeout", "value-bytes", "max-seconds"});
+  } else {
+    allowed.insert("timeout");
+  }
   absl::StatusOr<Args> args = ParseArgs(argc, argv, allowed);
   if (!args.ok()) {
     return Fail(kExitBadFlags, absl::StrCat(args.status().message(), " (see stead-load-check ",
@@ -634,6 +661,7 @@ int Main(int argc, char** argv) {
   }
   if (args->help) {
     std::fputs(write ? kWriteHelp : kVerifyHelp, stdout);
+    std::fputs(kTlsHelp, stdout);
     return kExitOk;
   }
   return write ? Write(*args) : Verify(*args);

@@ -1,7 +1,8 @@
 // The real stead-load-check binary against a real 3-member cluster: `write` under a
 // follower restart, stopped by SIGTERM, then `verify` finding every acknowledged key,
-// and finding the one key deleted behind its back; flags, help and an unreachable
-// cluster give their documented exit codes.
+// and finding the one key deleted behind its back; both over TLS with a client
+// certificate to members that require one; flags, help and an unreachable cluster
+// give their documented exit codes.
 #include <signal.h>
 
 #include <filesystem>
@@ -24,6 +25,7 @@
 #include "tests/testing/process_cluster.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/test_certificates.h"
 
 namespace stead {
 namespace {
@@ -186,6 +188,58 @@ TEST(LoadCheckTest, VerifyFindsEveryAcknowledgedWriteAcrossARestartAndALostOne) 
   EXPECT_THAT(after.err, HasSubstr("wrong value " + corrupt + "\n"));
 }
 
+// Goal: the load check against members that speak only TLS and require client
+// certificates (the tls component of k8s/): with --cacert, --cert and --key `write`
+// is acknowledged and `verify` finds every key; without them the members refuse the
+// connection, so `verify` cannot read and says the cluster did not answer.
+TEST(LoadCheckTest, WritesAndVerifiesOverTlsWithAClientCertificate) {
+  const std::string root = TestRoot();
+  ProcessCluster cluster(3, root, STEAD_BINARY);
+  testing::TestCertificateAuthority ca("load check CA");
+  const std::string dir = testing::MakeTempDir();
+  for (int i : {0, 1, 2}) {
+    const testing::TestPemFiles member = testing::WritePemFiles(
+        dir, cluster.Name(i),
+        ca.Issue({.common_name = cluster.Name(i), .ip_addresses = {"127.0.0.1"}}), ca);
+    cluster.set_extra_flags(
+        {"--client-cert-file=" + member.cert_file, "--client-key-file=" + member.key_file,
+         "--client-trusted-ca-file=" + member.ca_file, "--client-cert-auth",
+         "--peer-cert-file=" + member.cert_file, "--peer-key-file=" + member.key_file,
+         "--peer-trusted-ca-file=" + member.ca_file});
+    cluster.Start(i);
+  }
+  ASSERT_TRUE(cluster.WaitReady({0, 1, 2}));
+  ASSERT_GE(cluster.WaitForLeader({0, 1, 2}), 0);
+  const testing::TestPemFiles client =
+      testing::WritePemFiles(dir, "load", ca.Issue({.common_name = "load"}), ca);
+  const std::vector<std::string> tls = {"--cacert=" + client.ca_file, "--cert=" + client.cert_file,
+                                        "--key=" + client.key_file};
+  const std::string endpoints = "--endpoints=" + absl::StrJoin(cluster.ClientEndpoints(3), ",");
+  const std::string acked_file = root + "/acked";
+
+  std::vector<std::string> write = {"write",        endpoints,
+                                    "--prefix=tls", "--acked-file=" + acked_file,
+                                    "--writers=2",  "--max-seconds=1"};
+  write.insert(write.end(), tls.begin(), tls.end());
+  const Outcome load = LoadCheck(write);
+  ASSERT_EQ(load.exit_code, kExitOk) << load.out << load.err;
+  const int64_t acked = Field(ResultFields(load.out), "acked");
+  EXPECT_GT(acked, 0);
+  EXPECT_EQ(Field(ResultFields(load.out), "failed_attempts"), 0) << load.err;
+
+  std::vector<std::string> verify = {"verify", endpoints, "--acked-file=" + acked_file,
+                                     "--timeout=10s"};
+  verify.insert(verify.end(), tls.begin(), tls.end());
+  const Outcome verified = LoadCheck(verify);
+  EXPECT_EQ(verified.exit_code, kExitOk) << verified.out << verified.err;
+  EXPECT_EQ(Field(ResultFields(verified.out), "checked"), acked);
+  EXPECT_EQ(Field(ResultFields(verified.out), "missing"), 0);
+
+  const Outcome plain =
+      LoadCheck({"verify", endpoints, "--acked-file=" + acked_file, "--timeout=2s"});
+  EXPECT_EQ(plain.exit_code, kExitUnavailable) << plain.out << plain.err;
+}
+
 // Goal: help, bad flags, a reused acknowledged-keys file and an unreachable cluster
 // each give their documented exit code and a message naming the cause, without a
 // cluster.
@@ -231,6 +285,9 @@ TEST(LoadCheckTest, HelpBadFlagsAndUnreachableClusterExitCodes) {
       {"keys of an earlier run",
        {"write", endpoints, "--prefix=old", "--acked-file=" + acked_file},
        "lists old/0/0000000000 already"},
+      {"certificate without its key",
+       {"write", endpoints, "--prefix=p", "--acked-file=" + root + "/new", "--cert=c.pem"},
+       "--key"},
       {"no acked file", {"verify", endpoints, "--acked-file=" + root + "/none"}, "none"},
       {"key outside the prefix",
        {"verify", endpoints, "--prefix=new", "--acked-file=" + acked_file},

@@ -19,10 +19,12 @@ writes are all read back afterwards:
   7. scaling that new cluster up onto the retained volume of the old cluster: the
      member refuses to serve, with the message of docs/lost-volume.md;
   8. k8s/examples/clone started on copies of the old cluster's stead-0 volumes: the
-     same content under new identities.
+     same content under new identities, with TLS on (its prod base has the tls
+     component; the emulator plays cert-manager): plain requests and clients without
+     a certificate are refused on the members' ports.
 
-Needs root, kubectl, python3-yaml, iproute2, iptables, util-linux. Exit 0 on success,
-1 on failure, 77 when it cannot run here (ctest SKIP).
+Needs root, kubectl, openssl, python3-yaml, iproute2, iptables, util-linux. Exit 0 on
+success, 1 on failure, 77 when it cannot run here (ctest SKIP).
 
   tests/k8s/statefulset_emulation_test.py --stead=build/dev/server/stead \
       --steadctl=build/dev/client/steadctl --load-tool=build/dev/tests/k8s/stead-load-check
@@ -74,7 +76,7 @@ def skip(reason):
 def check_prerequisites():
     if os.geteuid() != 0:
         skip("needs root (network namespaces, bind mounts)")
-    for tool in ("kubectl", "ip", "iptables", "unshare", "nsenter", "setpriv"):
+    for tool in ("kubectl", "openssl", "ip", "iptables", "unshare", "nsenter", "setpriv"):
         if shutil.which(tool) is None:
             skip(f"{tool} not found")
     try:
@@ -90,7 +92,8 @@ from k8s_emulator import log  # noqa: E402
 
 
 class Load:
-    """stead-load-check writing through the client Service until stopped."""
+    """stead-load-check writing through the client Service until stopped (over TLS with
+    the tools' client certificate where the cluster has TLS on)."""
 
     def __init__(self, cluster, tool, work, name):
         self.cluster, self.tool, self.name = cluster, tool, name
@@ -101,7 +104,8 @@ class Load:
         self.process = subprocess.Popen(
             cluster.host_command([tool, "write", f"--endpoints={self.endpoint}",
                                   f"--prefix={self.prefix}", f"--acked-file={self.acked}",
-                                  "--writers=4", "--request-timeout=10s"]),
+                                  "--writers=4", "--request-timeout=10s",
+                                  *cluster.tls_flags()]),
             stdout=subprocess.PIPE, stderr=self.stderr, text=True, start_new_session=True)
 
     def stop(self):
@@ -119,7 +123,8 @@ class Load:
         cluster = cluster or self.cluster
         endpoint = f"{cluster.client_service_name()}:{cluster.client_service_port()}"
         result = cluster.run_host([self.tool, "verify", f"--endpoints={endpoint}",
-                                   f"--acked-file={self.acked}", f"--prefix={self.prefix}"],
+                                   f"--acked-file={self.acked}", f"--prefix={self.prefix}",
+                                   *cluster.tls_flags()],
                                   timeout=120, check=False)
         log(f"verify {self.name}: {result.stdout.strip()}")
         if result.returncode != 0:
@@ -143,17 +148,19 @@ class Test:
         self.loads = []
 
     def new_cluster(self, kustomization, subnet, prefix, root, snapshots=None):
-        objects = k8s.without_tls(k8s.render(kustomization))
+        objects = k8s.render(kustomization)
         os.makedirs(root, exist_ok=True)
         os.chmod(root, 0o755)
         cluster = k8s.Cluster(objects, root, self.netns, self.bin, 5, subnet, prefix, snapshots)
         self.clusters.append(cluster)
         return cluster
 
-    def steadctl(self, cluster, *args, timeout=30):
-        endpoint = f"{cluster.client_service_name()}:{cluster.client_service_port()}"
+    def steadctl(self, cluster, *args, timeout=30, endpoint=None):
+        """steadctl through the client Service (or `endpoint`), over TLS with the tools'
+        client certificate where the cluster has TLS on."""
+        endpoint = endpoint or f"{cluster.client_service_name()}:{cluster.client_service_port()}"
         return cluster.run_host([os.path.join(self.bin, "steadctl"), f"--endpoints={endpoint}",
-                                 *args], timeout=timeout + 10)
+                                 *cluster.tls_flags(), *args], timeout=timeout + 10)
 
     def members(self, cluster):
         out = self.steadctl(cluster, "--output=json", "member", "list").stdout
@@ -436,8 +443,14 @@ class Test:
         ids = {m["id"] for m in self.members(c)["members"]}
         assert len(ids) == 3 and not ids & self.source_ids, (ids, self.source_ids)
         assert "re-identif" in c.pods[0].output(), "stead-0 of the clone did not re-identify"
+        self.check_tls_on(c)
         load = self.start_load(c, "clone")
-        c.delete_pods([0])
+        was_leader = c.is_leader(c.pods[0])  # its metrics, over HTTPS
+        assert was_leader is not None, "the clone's stead-0 serves no metrics over HTTPS"
+        deleted = c.delete_pods([0])[0]
+        assert deleted["exit_code"] == 0 and not deleted["killed"], deleted
+        if was_leader:  # the preStop hook's steadctl speaks TLS to its member
+            assert deleted["leader_after_pre_stop"] is False, deleted
         c.create_pods([0])
         assert c.wait_ready([0], 120), "the clone's stead-0 not Ready after a restart"
         assert {m["id"] for m in self.members(c)["members"]} == ids, "restart changed identities"
@@ -445,6 +458,35 @@ class Test:
         load.verify()
         for earlier in self.loads_in_backup:
             earlier.verify(c)
+
+    def check_tls_on(self, c):
+        """The members speak only TLS, with client certificates required on the client
+        port, and serve /readyz over HTTPS with a certificate that names them."""
+        tls = c.tool_tls()
+        assert tls and set(tls) == {"cacert", "cert", "key"}, f"no TLS for the tools: {tls}"
+        pod = c.pods[1]
+        endpoint = f"{c.pod_dns_name(pod)}:{c.port_number(pod.container, 'client')}"
+        started = time.monotonic()
+        refusals = {"plain": [], "TLS without a client certificate": [f"--cacert={tls['cacert']}"]}
+        steadctl = os.path.join(self.bin, "steadctl")
+        refused = {name: subprocess.Popen(  # at once: each retries until its deadline
+            c.host_command([steadctl, f"--endpoints={endpoint}", *flags, "--timeout=1s",
+                            "member", "list"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True) for name, flags in refusals.items()}
+        for name, process in refused.items():
+            out, err = process.communicate(timeout=30)
+            log(f"steadctl to {endpoint}, {name}: exit {process.returncode}: "
+                f"{err.strip().splitlines()[-1:]}")
+            assert process.returncode != 0, f"{name}: a member answered: {out}"
+        members = json.loads(self.steadctl(c, "--output=json", "member", "list",
+                                           endpoint=endpoint).stdout)["members"]
+        assert len(members) == 3, members
+        readyz = c.http_get(pod, "/readyz", scheme="HTTPS")
+        assert readyz and readyz[0] == 200, f"{pod.name} HTTPS /readyz: {readyz}"
+        plain = c.http_get(pod, "/readyz", scheme="HTTP")
+        assert plain is None or plain[0] >= 400, f"{pod.name} answers plain HTTP: {plain}"
+        log(f"TLS on: plain and certificate-less clients refused, HTTPS /readyz {readyz[0]}, "
+            f"plain HTTP {plain} ({time.monotonic() - started:.1f} s)")
 
     def cleanup(self):
         for load in self.loads:

@@ -2,7 +2,7 @@
 
 Renders a kustomization with `kubectl kustomize` and runs what it describes the way
 the kubelet and the controllers would, with nothing about the pods written here by
-hand: each pod is a process tree in its own network namespace (../shared/netns-cluster.sh)
+hand: each pod is a process tree in its own network namespace (tests/tools/netns_cluster.sh)
 under its DNS name, with the container's command, args and env (downward API filled
 in) from the manifest, its volumeMounts bound in a private mount namespace onto a
 directory per PVC, as the securityContext's user, with the probes polled from the host

@@ -2,7 +2,7 @@
 """The manifests of k8s/ played as a StatefulSet on this host (tests/k8s/README.md).
 
 Renders tests/k8s/emulation (the dev overlay with the backup component), runs its pods
-with k8s_emulator.py over ../shared/netns-cluster.sh, and goes through what operators
+with k8s_emulator.py over tests/tools/netns_cluster.sh, and goes through what operators
 do, each step under a client load through the client Service whose acknowledged
 writes are all read back afterwards:
 

@@ -101,6 +101,13 @@ function checkClaimSpec(spec, segments, out) {
   }
 }
 
+// A pod template: its labels and its pod spec. Returns the names its containers mount.
+function checkTemplate(template, segments, options, out) {
+  if (!isObject(template)) return new Set();
+  checkLabels(template.metadata?.labels, [...segments, 'metadata', 'labels'], out);
+  return checkPodSpec(template.spec, [...segments, 'spec'], options, out);
+}
+
 function checkStatefulSet(object, out) {
   const spec = object.spec;
   const templates = list(spec.volumeClaimTemplates);
@@ -117,7 +124,7 @@ function checkStatefulSet(object, out) {
   uniqueNames(templates.map((t, i) => ({ value: t?.metadata?.name,
     segments: ['spec', 'volumeClaimTemplates', String(i), 'metadata', 'name'] })),
   'volumeClaimTemplate', out);
-  const mounted = checkPodSpec(spec.template?.spec, ['spec', 'template', 'spec'],
+  const mounted = checkTemplate(spec.template, ['spec', 'template'],
     { claims, restartPolicies: ['Always'] }, out);
   templates.forEach((template, i) => {
     const name = template?.metadata?.name;
@@ -247,9 +254,8 @@ function checkCronJob(object, out) {
     const bad = cronError(schedule);
     if (bad) out.push({ segments: ['spec', 'schedule'], message: `schedule: ${bad}`, check: 'cron-schedule' });
   }
-  checkPodSpec(object.spec?.jobTemplate?.spec?.template?.spec,
-    ['spec', 'jobTemplate', 'spec', 'template', 'spec'],
-    { restartPolicies: ['OnFailure', 'Never'] }, out);
+  checkTemplate(object.spec?.jobTemplate?.spec?.template,
+    ['spec', 'jobTemplate', 'spec', 'template'], { restartPolicies: ['OnFailure', 'Never'] }, out);
 }
 
 function checkConfigKeys(object, out) {
@@ -292,11 +298,10 @@ export function checkRules(object) {
     if (kind === 'StatefulSet') {
       checkStatefulSet(object, out);
     } else {
-      checkPodSpec(object.spec.template?.spec, ['spec', 'template', 'spec'],
-        { restartPolicies: ['Always'] }, out);
+      checkTemplate(object.spec.template, ['spec', 'template'], { restartPolicies: ['Always'] }, out);
     }
   } else if (group === 'batch' && kind === 'Job') {
-    checkPodSpec(object.spec?.template?.spec, ['spec', 'template', 'spec'],
+    checkTemplate(object.spec?.template, ['spec', 'template'],
       { restartPolicies: ['OnFailure', 'Never'] }, out);
   } else if (group === 'batch' && kind === 'CronJob') {
     checkCronJob(object, out);

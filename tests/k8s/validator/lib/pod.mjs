@@ -55,7 +55,7 @@ function checkContainer(container, segments, volumes, claims, out) {
   const ports = list(container.ports);
   const portNames = new Set();
   ports.forEach((port, i) => {
-    if (!isObject(port) || port.name === undefined) return;
+    if (!isObject(port) || typeof port.name !== 'string') return;  // else a schema error
     const bad = ianaServiceName(port.name);
     if (bad) out.push({ segments: [...segments, 'ports', String(i), 'name'], message: bad, check: 'name' });
     portNames.add(port.name);
@@ -109,7 +109,7 @@ export function checkPodSpec(spec, segments, { claims = null, restartPolicies },
     ...list(spec.containers).map((c, i) => ({ c, at: [...segments, 'containers', String(i)] })),
   ].filter(({ c }) => isObject(c));
   for (const { c, at } of containers) {
-    const bad = c.name === undefined ? null : dns1123Label(c.name);
+    const bad = typeof c.name === 'string' ? dns1123Label(c.name) : null;
     if (bad) out.push({ segments: [...at, 'name'], message: `container name ${bad}`, check: 'name' });
   }
   uniqueNames(containers.map(({ c, at }) => ({ value: c.name, segments: [...at, 'name'] })),
@@ -117,7 +117,7 @@ export function checkPodSpec(spec, segments, { claims = null, restartPolicies },
 
   const volumes = list(spec.volumes);
   volumes.forEach((volume, i) => {
-    const bad = volume?.name === undefined ? null : dns1123Label(volume.name);
+    const bad = typeof volume?.name === 'string' ? dns1123Label(volume.name) : null;
     if (bad) {
       out.push({ segments: [...segments, 'volumes', String(i), 'name'],
         message: `volume name ${bad}`, check: 'name' });

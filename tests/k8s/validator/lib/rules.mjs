@@ -21,7 +21,7 @@ function nameRule(kind) {
 function checkLabels(labels, segments, out) {
   if (!isObject(labels)) return;
   for (const [key, value] of Object.entries(labels)) {
-    const bad = qualifiedName(key) ?? labelValue(value);
+    const bad = qualifiedName(key) ?? (typeof value === 'string' ? labelValue(value) : null);
     if (bad) out.push({ segments: [...segments, key], message: bad, check: 'labels' });
   }
 }
@@ -32,11 +32,11 @@ function checkMetadata(object, out) {
     if (metadata.generateName === undefined) {
       out.push({ segments: ['metadata'], message: 'missing metadata.name', check: 'name' });
     }
-  } else {
+  } else if (typeof metadata.name === 'string') {  // else a schema error
     const bad = nameRule(object.kind)(metadata.name);
     if (bad) out.push({ segments: ['metadata', 'name'], message: bad, check: 'name' });
   }
-  if (metadata.namespace !== undefined) {
+  if (typeof metadata.namespace === 'string') {
     const bad = dns1123Label(metadata.namespace);
     if (bad) out.push({ segments: ['metadata', 'namespace'], message: bad, check: 'name' });
   }
@@ -115,8 +115,13 @@ function checkStatefulSet(object, out) {
   templates.forEach((template, i) => {
     const at = ['spec', 'volumeClaimTemplates', String(i)];
     const name = template?.metadata?.name;
-    const bad = name === undefined ? 'a volumeClaimTemplate needs metadata.name' : dns1123Label(name);
-    if (bad) out.push({ segments: [...at, 'metadata'], message: bad, check: 'name' });
+    if (name === undefined) {
+      out.push({ segments: [...at, 'metadata'], message: 'a volumeClaimTemplate needs metadata.name',
+        check: 'name' });
+    } else if (typeof name === 'string') {
+      const bad = dns1123Label(name);
+      if (bad) out.push({ segments: [...at, 'metadata', 'name'], message: bad, check: 'name' });
+    }
     if (typeof name === 'string') claims.add(name);
     checkLabels(template?.metadata?.labels, [...at, 'metadata', 'labels'], out);
     checkClaimSpec(template?.spec, [...at, 'spec'], out);
@@ -168,7 +173,7 @@ function checkService(object, out) {
         out.push({ segments: at, message: 'each port needs a name when there are several',
           check: 'service' });
       }
-    } else {
+    } else if (typeof port.name === 'string') {
       const bad = dns1123Label(port.name);
       if (bad) out.push({ segments: [...at, 'name'], message: `port name ${bad}`, check: 'name' });
     }

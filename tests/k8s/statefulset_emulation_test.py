@@ -68,6 +68,9 @@ patches:
 STALE_VOLUME_MESSAGE = "this member's volumes are stale"
 
 
+# What a member logs when the leader accepts it as a learner (server/node.cc).
+JOINED_AS_LEARNER = "accepted this member: adding it as a learner"
+
 def skip(reason):
     print(f"SKIP: {reason}")
     sys.exit(77)
@@ -302,9 +305,10 @@ class Test:
         load.verify()
 
     def joined_as_learner(self, a, ordinals):
-        """Whether each new member's log says it was added as a learner (promotion can
-        be quicker than `member list` polling)."""
-        return all("learner" in a.pods[o].output() for o in ordinals)
+        """Whether each new member's log says the leader added it as a learner
+        (promotion can be quicker than `member list` polling). Only a member that joined
+        through the leader's learner path logs this line (server/node.cc)."""
+        return all(JOINED_AS_LEARNER in a.pods[o].output() for o in ordinals)
 
     # 5 ------------------------------------------------------------------------------
     def scale_down_by_runbook(self, a, ordinals):

@@ -168,7 +168,10 @@ bool ProgressTracker::QuorumActive(NodeId self) const {
 }
 
 void ProgressTracker::ClearRecentActive() {
-  for (auto& [id, progress] : progress_) progress.recent_active = false;
+  for (auto& [id, progress] : progress_) {
+    progress.active_last_round = progress.recent_active;
+    progress.recent_active = false;
+  }
 }
 
 VoteResult ProgressTracker::RecordVote(NodeId id, bool granted) {

@@ -38,6 +38,9 @@ struct Progress {
   bool probe_sent = false;
   // Heard from the member since the last CheckQuorum round.
   bool recent_active = false;
+  // recent_active as the last CheckQuorum round ended: with it, "heard lately" does not
+  // drop to nobody at the start of every round (PeerStatus::recent_active).
+  bool active_last_round = false;
   bool is_learner = false;
   Inflights inflights;
 

@@ -160,6 +160,11 @@ TEST(ProgressTracker, QuorumActive) {
   EXPECT_TRUE(tracker.QuorumActive(1));
   tracker.ClearRecentActive();
   EXPECT_FALSE(tracker.QuorumActive(1));
+  // The round that just ended is kept, for status reports, until the next one ends.
+  EXPECT_TRUE(tracker.Find(3)->active_last_round);
+  EXPECT_FALSE(tracker.Find(2)->active_last_round);
+  tracker.ClearRecentActive();
+  EXPECT_FALSE(tracker.Find(3)->active_last_round);
 }
 
 }  // namespace

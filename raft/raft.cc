@@ -492,7 +492,7 @@ RaftStatus Raft::Status() const {
     for (const auto& [peer, progress] : progress_->all()) {
       status.peers.push_back(PeerStatus{peer, progress.is_learner, progress.state, progress.match,
                                         progress.next, progress.inflights.count(),
-                                        progress.recent_active});
+                                        progress.recent_active || progress.active_last_round});
     }
   }
   return status;

@@ -176,6 +176,9 @@ struct PeerStatus {
   Index match = 0;
   Index next = 0;
   size_t inflight_count = 0;
+  // Heard from the peer in the current or the previous CheckQuorum round (an election
+  // timeout each): not "nobody" just after a round starts, as the quorum check's own
+  // flag is.
   bool recent_active = false;
 };
 

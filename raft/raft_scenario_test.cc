@@ -582,6 +582,34 @@ TEST(RaftScenario, ReportUnreachableGoesBackToProbing) {
   EXPECT_EQ(state_of(2), ProgressState::kReplicate);
 }
 
+TEST(RaftScenario, PeersThatAnswerStayRecentlyActiveAcrossCheckQuorumRounds) {
+  // Goal: the status a leader reports (what a leadership transfer and learner promotion
+  // go by) does not drop to "nobody heard lately" at the start of each CheckQuorum
+  // round, before the peers have had a chance to answer.
+  TestNetwork net({1, 2, 3});
+  net.Elect(1);
+  for (int tick = 0; tick < 40; ++tick) {
+    net.Tick(1);  // the leader's tick, before its heartbeats are delivered
+    for (const PeerStatus& peer : net.raft(1).Status().peers) {
+      if (peer.id == 1) continue;
+      EXPECT_TRUE(peer.recent_active) << "peer " << peer.id << " after tick " << tick;
+    }
+    net.Stabilize();
+  }
+  ASSERT_EQ(net.raft(1).role(), Role::kLeader);
+  // A peer that stops answering is reported inactive within two rounds.
+  net.Isolate(3);
+  net.TickAll(25);
+  ASSERT_EQ(net.raft(1).role(), Role::kLeader);
+  bool reported = false;
+  for (const PeerStatus& peer : net.raft(1).Status().peers) {
+    if (peer.id != 3) continue;
+    reported = true;
+    EXPECT_FALSE(peer.recent_active);
+  }
+  EXPECT_TRUE(reported);
+}
+
 TEST(RaftScenario, PipelinedReadysPersistInOrder) {
   // Goal: the runtime may take several Readys before persisting any. Entries commit only
   // once the leader's own copy is durable and a quorum acknowledged them.

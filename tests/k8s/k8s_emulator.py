@@ -454,6 +454,7 @@ class Cluster:
                               CLUSTER_NAMESPACE=self.namespace, CLUSTER_PREFIX=prefix)
         self.created_mountpoints = []
         self.pods = {}
+        self.every_pod = []  # every pod ever created, deleted ones too (their exits count)
         self.revision = 1
         self.template = self.sts["spec"]["template"]
         self.check_supported()
@@ -605,6 +606,7 @@ class Cluster:
             if ordinal in self.pods:
                 raise RuntimeError(f"pod {ordinal} exists")
             self.pods[ordinal] = Pod(self, ordinal, self.template, self.revision)
+            self.every_pod.append(self.pods[ordinal])
             log(f"{self.pods[ordinal].name}: created (revision {self.revision})")
 
     def delete_pods(self, ordinals):

@@ -68,6 +68,9 @@ patches:
 STALE_VOLUME_MESSAGE = "this member's volumes are stale"
 
 
+# Writes the load must get acknowledged while a disruption happens (4 writers, several
+# seconds each: hundreds when the cluster serves).
+MIN_WRITES_DURING_A_DISRUPTION = 20
 # What a member logs when the leader accepts it as a learner (server/node.cc).
 JOINED_AS_LEARNER = "accepted this member: adding it as a learner"
 
@@ -98,7 +101,7 @@ class Load:
     """stead-load-check writing through the client Service until stopped (over TLS with
     the tools' client certificate where the cluster has TLS on)."""
 
-    def __init__(self, cluster, tool, work, name):
+    def __init__(self, cluster, tool, work, name, route_to_leader=True):
         self.cluster, self.tool, self.name = cluster, tool, name
         self.acked = os.path.join(work, f"acked-{name}")
         self.prefix = f"load/{name}"
@@ -108,6 +111,7 @@ class Load:
             cluster.host_command([tool, "write", f"--endpoints={self.endpoint}",
                                   f"--prefix={self.prefix}", f"--acked-file={self.acked}",
                                   "--writers=4", "--request-timeout=10s",
+                                  f"--route-to-leader={str(route_to_leader).lower()}",
                                   *cluster.tls_flags()]),
             stdout=subprocess.PIPE, stderr=self.stderr, text=True, start_new_session=True)
 
@@ -119,6 +123,25 @@ class Load:
         log(f"load {self.name}: {line}")
         if self.process.returncode != 0:
             raise AssertionError(f"load {self.name} exited {self.process.returncode}")
+        return result
+
+    def acked_count(self):
+        """Writes acknowledged so far (the tool appends and flushes each one)."""
+        try:
+            with open(self.acked) as acked:
+                return sum(1 for _ in acked)
+        except FileNotFoundError:
+            return 0
+
+    def writes_during(self, what, disruption):
+        """Runs `disruption` and asserts that writes were acknowledged while it ran: a
+        stalled load would otherwise pass with "no failed attempts"."""
+        before = self.acked_count()
+        result = disruption()
+        grown = self.acked_count() - before
+        log(f"load {self.name}: {grown} writes acknowledged during {what}")
+        assert grown >= MIN_WRITES_DURING_A_DISRUPTION, (
+            f"only {grown} writes acknowledged during {what}: the load stalled")
         return result
 
     def verify(self, cluster=None):
@@ -169,8 +192,10 @@ class Test:
         out = self.steadctl(cluster, "--output=json", "member", "list").stdout
         return json.loads(out)
 
-    def start_load(self, cluster, name):
-        load = Load(cluster, self.load_tool, self.work, name)
+    def start_load(self, cluster, name, route_to_leader=True):
+        """A load through the client Service; with route_to_leader off every request
+        goes through the Service to whichever member it picks, which forwards it."""
+        load = Load(cluster, self.load_tool, self.work, name, route_to_leader)
         self.loads.append(load)
         time.sleep(3)
         return load
@@ -194,9 +219,13 @@ class Test:
         self.scenario_clone()
 
     def check_no_restarts(self, cluster):
-        """No container exited on its own (a crash the kubelet would hide by restarting)."""
-        crashed = {pod.name: pod.exits for pod in cluster.pods.values() if pod.exits}
+        """No container exited on its own (a crash the kubelet would hide by restarting),
+        in the pods that run and in those deleted since they were created; then every
+        member at one content hash."""
+        crashed = [(pod.name, pod.revision, pod.exits) for pod in cluster.every_pod if pod.exits]
         assert not crashed, f"containers exited and were restarted: {crashed}"
+        if cluster.pods:
+            self.content_hash(cluster)
 
     def wait_for(self, what, predicate, timeout):
         deadline = time.monotonic() + timeout
@@ -242,9 +271,11 @@ class Test:
         load = self.start_load(a, "recreate")
         ordinal = self.leader_ordinal(a)
         before = {m["name"]: m["id"] for m in self.members(a)["members"]}
-        a.delete_pods([ordinal])
-        a.create_pods([ordinal])
-        assert a.wait_ready([ordinal], 120), f"stead-{ordinal} not Ready again within 120 s"
+        def recreate():
+            a.delete_pods([ordinal])
+            a.create_pods([ordinal])
+            assert a.wait_ready([ordinal], 120), f"stead-{ordinal} not Ready again within 120 s"
+        load.writes_during("the leader's recreation", recreate)
         after = {m["name"]: m["id"] for m in self.members(a)["members"]}
         assert after == before, f"membership changed: {before} -> {after}"
         time.sleep(3)
@@ -255,15 +286,18 @@ class Test:
     def scenario_rolling_update(self, a):
         log("== 3. rolling update of every pod")
         load = self.start_load(a, "rolling")
+        service_load = self.start_load(a, "rolling-service", route_to_leader=False)
         template = copy.deepcopy(a.template)
         template["metadata"].setdefault("annotations", {})["emulation/revision"] = "2"
         leaders = []
 
         def before_delete(pod):
             leaders.append((pod.name, a.is_leader(pod)))
-        results = a.rolling_update(template, 180, before_delete)
+        results = service_load.writes_during("the rolling update", lambda: load.writes_during(
+            "the rolling update", lambda: a.rolling_update(template, 180, before_delete)))
         time.sleep(3)
         stats = load.stop()
+        service_stats = service_load.stop()
         for result in results:
             assert result["exit_code"] == 0 and not result["killed"], result
         was_leader = [name for name, leading in leaders if leading]
@@ -276,7 +310,10 @@ class Test:
         # The client library retries what a planned restart causes (a member going,
         # a leadership handover): no request reaches the application as failed.
         assert stats["failed_attempts"] == "0", f"requests failed during the rollout: {stats}"
+        assert service_stats["failed_attempts"] == "0", (
+            f"requests through the Service failed during the rollout: {service_stats}")
         load.verify()
+        service_load.verify()
 
     # 4 ------------------------------------------------------------------------------
     def scenario_scale_up(self, a, ordinals, name):
@@ -294,7 +331,8 @@ class Test:
             learners_seen.update(m["name"] for m in members if m["is_learner"] and m["name"])
             voters = {m["name"] for m in members if not m["is_learner"]}
             return all(n in voters for n in names) and a.wait_ready(ordinals, 0)
-        self.wait_for(f"{names} voters and Ready", joined, 180)
+        load.writes_during("the scale-up",
+                           lambda: self.wait_for(f"{names} voters and Ready", joined, 180))
         for ordinal in ordinals:
             installed = a.metrics(a.pods[ordinal])["stead_snapshots_installed"]
             assert installed >= 1, f"stead-{ordinal} was not cloned from a checkpoint"
@@ -331,7 +369,7 @@ class Test:
     def scenario_scale_down(self, a):
         log("== 5. scale down 5 -> 3 by the runbook; then up to 5 again")
         load = self.start_load(a, "scale-down")
-        self.scale_down_by_runbook(a, [3, 4])
+        load.writes_during("the scale-down", lambda: self.scale_down_by_runbook(a, [3, 4]))
         load.stop()
         load.verify()
         self.scenario_scale_up(a, [3, 4], "scale-up-again")
@@ -411,15 +449,27 @@ class Test:
         log(f"stead-3 /readyz: {readyz}")
         assert readyz[0] == 503 and not pod.ready, "stead-3 on a stale volume is Ready"
         assert self.voters(b) == ["stead-0", "stead-1", "stead-2"], self.voters(b)
+        # Asked directly, the stale member serves not even a serializable read.
+        endpoint = f"{b.pod_dns_name(pod)}:{b.port_number(pod.container, 'client')}"
+        read = b.run_host([os.path.join(self.bin, "steadctl"), f"--endpoints={endpoint}",
+                           *b.tls_flags(), "--timeout=3s", "get", "--serializable",
+                           f"{load.prefix}/0"], timeout=30, check=False)
+        log(f"serializable get from stead-3: exit {read.returncode}: "
+            f"{read.stderr.strip().splitlines()[-1:]}")
+        assert read.returncode not in (0, 3), f"stead-3 served a read: {read.stdout}"
+        assert STALE_VOLUME_MESSAGE in read.stderr or "unavailable" in read.stderr.lower(), \
+            read.stderr
         log("docs/lost-volume.md: delete the pod and its PVCs")
-        b.delete_pods([3])
-        b.delete_volumes(3)
-        b.create_pods([3])
-        self.wait_for("stead-3 a voter and Ready",
-                      lambda: "stead-3" in self.voters(b) and b.wait_ready([3], 0), 180)
-        self.check_no_restarts(b)
+        def runbook():
+            b.delete_pods([3])
+            b.delete_volumes(3)
+            b.create_pods([3])
+            self.wait_for("stead-3 a voter and Ready",
+                          lambda: "stead-3" in self.voters(b) and b.wait_ready([3], 0), 180)
+        load.writes_during("stead-3's runbook", runbook)
         load.stop()
         load.verify()
+        self.check_no_restarts(b)
         b.down()
         self.clusters.remove(b)
 
@@ -462,6 +512,7 @@ class Test:
         load.verify()
         for earlier in self.loads_in_backup:
             earlier.verify(c)
+        self.check_no_restarts(c)
 
     def check_tls_on(self, c):
         """The members speak only TLS, with client certificates required on the client

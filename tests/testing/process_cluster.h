@@ -8,6 +8,9 @@
 //   const int leader = cluster.WaitForLeader({0, 1, 2});
 //   cluster.Kill(leader);
 //
+//   ...
+//   EXPECT_OK(cluster.CheckEveryMemberHas({0, 1, 2}, acknowledged));
+//
 // Raft timing of the processes: 50 ms ticks, elections after 0.5-1 s.
 //
 // Not thread-safe: use from the test's main thread.
@@ -24,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tests/testing/subprocess.h"
@@ -98,6 +102,10 @@ class ProcessCluster {
   // HTTP status of GET `path` on the member's HTTP port; 0 if unreachable.
   int HttpStatus(int ordinal, const std::string& path) const;
   bool Ready(int ordinal) const { return HttpStatus(ordinal, "/readyz") == 200; }
+  // Bytes sent to the member's client port that it has not read yet (the kernel's
+  // receive queues of the connections, from /proc/net/tcp): a request waiting for a
+  // member stopped with SIGSTOP.
+  int64_t UnreadClientBytes(int ordinal) const;
   // A metric of member `ordinal` (first series of that name); nullopt if unreachable.
   std::optional<double> Metric(int ordinal, const std::string& name) const;
   // The ordinal among `members` that reports itself leader; -1 if none does.
@@ -111,10 +119,29 @@ class ProcessCluster {
   // applied index (writes must have stopped); whether they did.
   bool WaitHashesEqual(const std::vector<int>& members,
                        absl::Duration timeout = kClusterTimeout) const;
+  // Whether every member in `members` holds `expected` (key -> value, e.g. a test's
+  // acknowledged writes), checked member by member so that a lagging or diverged
+  // member cannot hide behind the leader: waits as WaitHashesEqual, then reads every
+  // key of `expected` from each member's own state (serializable ranges sent to that
+  // member only, paging through [first key, last key]). Call it once writes stopped.
+  // OK, or an error whose message names, per member, the keys missing or holding
+  // another value (the first few, and their counts) or why it could not be read:
+  // FailedPrecondition when the hashes never agreed within `timeout` (with each
+  // member's last answer), DataLoss when they did but a member lacks a pair.
+  absl::Status CheckEveryMemberHas(const std::vector<int>& members,
+                                   const std::map<std::string, std::string>& expected,
+                                   absl::Duration timeout = kClusterTimeout) const;
   // The member's log so far.
   std::string Log(int ordinal) const;
 
  private:
+  // One round of WaitHashesEqual: whether every member answered the same hash at the
+  // same applied index, and a line per member of what it answered.
+  bool HashesEqualNow(const std::vector<int>& members, std::string* answers) const;
+  // What member `ordinal`'s own state lacks of `expected`: empty when it holds every
+  // pair, else one line of the report. Reads until `deadline` (at least once per page).
+  std::string MissingFrom(int ordinal, const std::map<std::string, std::string>& expected,
+                          absl::Time deadline) const;
   const int initial_size_;
   const std::string root_;
   const std::string binary_;

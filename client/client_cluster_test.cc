@@ -70,7 +70,7 @@ class ClientClusterTest : public ::testing::Test {
 // t/0, t/1, ... in order and its counter key t/last = n after each, retrying a
 // failed write until it is acknowledged; the leader is killed meanwhile. Afterwards
 // every acknowledged key reads back, once (version 1), and each counter holds its
-// thread's last n.
+// thread's last n; once the killed leader is restarted, every member holds them all.
 TEST_F(ClientClusterTest, LeaderKilledWhileSixteenThreadsWriteInOrderLosesNothing) {
   constexpr int kThreads = 16;
   constexpr int kWritesPerThread = 150;
@@ -125,6 +125,17 @@ TEST_F(ClientClusterTest, LeaderKilledWhileSixteenThreadsWriteInOrderLosesNothin
   EXPECT_LE(rewritten, retried) << "keys written twice by the retries of one call";
   std::cout << "calls that failed and were repeated by the test: " << retried
             << "; keys written more than once: " << rewritten << "\n";
+
+  // The killed leader comes back and catches up: then every member, it included, holds
+  // every pair in its own state.
+  cluster_->Start(leader);
+  ASSERT_TRUE(cluster_->WaitReady({0, 1, 2})) << "the restarted stead-" << leader;
+  std::map<std::string, std::string> written;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int n = 0; n <= last_written[t]; ++n) written[absl::StrCat(t, "/", n)] = absl::StrCat(n);
+    written[absl::StrCat(t, "/last")] = absl::StrCat(last_written[t]);
+  }
+  EXPECT_OK(cluster_->CheckEveryMemberHas({0, 1, 2}, written));
 }
 
 // Goal: thousands of asynchronous calls in flight on one connection per member all

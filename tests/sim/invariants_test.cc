@@ -17,15 +17,25 @@ pb::Entry MakeEntry(raft::Index index, raft::Term term, const std::string& data)
   return entry;
 }
 
+// The check a violation names, kNone when there is none.
+Check CheckOf(const Violation& violation) { return violation.check; }
+
+SafetyChecker::AppliedEntry Applied(raft::Term term, uint64_t content_hash, uint64_t chain_hash,
+                                    uint64_t state_hash = 0) {
+  return SafetyChecker::AppliedEntry{term, content_hash, chain_hash, state_hash};
+}
+
 TEST(SafetyChecker, ElectionSafetyAllowsOneLeaderPerTerm) {
   SafetyChecker checker;
   bool is_new = false;
-  EXPECT_EQ(checker.OnLeader(3, 1, &is_new), "");
+  EXPECT_EQ(CheckOf(checker.OnLeader(3, 1, &is_new)), Check::kNone);
   EXPECT_TRUE(is_new);
-  EXPECT_EQ(checker.OnLeader(3, 1, &is_new), "");  // the same leader seen again
+  EXPECT_EQ(CheckOf(checker.OnLeader(3, 1, &is_new)), Check::kNone);  // the same leader again
   EXPECT_FALSE(is_new);
-  EXPECT_EQ(checker.OnLeader(4, 2, &is_new), "");
-  EXPECT_NE(checker.OnLeader(3, 2, &is_new).find("election safety"), std::string::npos);
+  EXPECT_EQ(CheckOf(checker.OnLeader(4, 2, &is_new)), Check::kNone);
+  const Violation v = checker.OnLeader(3, 2, &is_new);
+  EXPECT_EQ(v.check, Check::kElectionSafety);
+  EXPECT_EQ(v.ToString().rfind("election safety: ", 0), 0u) << v.ToString();
 }
 
 TEST(SafetyChecker, LogMatchingComparesContentAndPredecessor) {
@@ -44,9 +54,10 @@ TEST(SafetyChecker, LogMatchingComparesContentAndPredecessor) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     SafetyChecker checker;
-    ASSERT_EQ(checker.OnPersistedEntries(1, 1, {MakeEntry(2, 2, "a"), MakeEntry(3, 2, "x")}), "");
-    const std::string violation = checker.OnPersistedEntries(2, c.previous_term, c.entries);
-    EXPECT_EQ(!violation.empty(), c.want_violation) << violation;
+    ASSERT_FALSE(checker.OnPersistedEntries(1, 1, {MakeEntry(2, 2, "a"), MakeEntry(3, 2, "x")}));
+    const Violation violation = checker.OnPersistedEntries(2, c.previous_term, c.entries);
+    EXPECT_EQ(violation.check, c.want_violation ? Check::kLogMatching : Check::kNone)
+        << violation.ToString();
   }
 }
 
@@ -55,15 +66,37 @@ TEST(SafetyChecker, StateMachineSafetyComparesEntriesAndPrefixes) {
   const pb::Entry entry = MakeEntry(5, 2, "put");
   const uint64_t content = EntryContentHash(entry);
   bool is_new = false;
-  EXPECT_EQ(checker.OnApplied(1, 5, 2, content, /*chain_hash=*/77, /*node_term=*/2, &is_new), "");
+  EXPECT_FALSE(checker.OnApplied(1, 5, Applied(2, content, /*chain_hash=*/77, /*state_hash=*/9),
+                                 /*node_term=*/2, &is_new));
   EXPECT_TRUE(is_new);
-  EXPECT_EQ(checker.OnApplied(2, 5, 2, content, 77, 3, &is_new), "");
+  EXPECT_FALSE(checker.OnApplied(2, 5, Applied(2, content, 77, 9), 3, &is_new));
   EXPECT_FALSE(is_new);
-  EXPECT_NE(checker.OnApplied(3, 5, 3, content, 77, 3, &is_new).find("state machine safety"),
-            std::string::npos);
-  EXPECT_NE(checker.OnApplied(3, 5, 2, content, 78, 3, &is_new).find("prefix"), std::string::npos);
-  EXPECT_EQ(checker.OnSnapshotState(4, 5, 77), "");
-  EXPECT_NE(checker.OnSnapshotState(4, 5, 99), "");
+  EXPECT_EQ(CheckOf(checker.OnApplied(3, 5, Applied(3, content, 77, 9), 3, &is_new)),
+            Check::kStateMachineSafety);
+  const Violation prefix = checker.OnApplied(3, 5, Applied(2, content, 78, 9), 3, &is_new);
+  EXPECT_EQ(prefix.check, Check::kStateMachineSafety);
+  EXPECT_NE(prefix.what.find("prefix"), std::string::npos) << prefix.what;
+  EXPECT_FALSE(checker.OnSnapshotState(4, 5, 77, 9));
+  EXPECT_EQ(CheckOf(checker.OnSnapshotState(4, 5, 99, 9)), Check::kStateMachineSafety);
+}
+
+TEST(SafetyChecker, StateMachineContentComparesStatesAtOneIndex) {
+  // Goal: the same entries applied in the same order must leave the same contents; an
+  // applier that loses a write keeps every Raft invariant and only this check sees it.
+  SafetyChecker checker;
+  const uint64_t content = EntryContentHash(MakeEntry(5, 2, "put"));
+  bool is_new = false;
+  ASSERT_FALSE(checker.OnApplied(1, 5, Applied(2, content, 77, /*state_hash=*/9), 2, &is_new));
+  const Violation v = checker.OnApplied(2, 5, Applied(2, content, 77, 10), 2, &is_new);
+  EXPECT_EQ(v.check, Check::kStateMachineContent);
+  EXPECT_NE(v.what.find("node 2 and node 1"), std::string::npos) << v.what;
+  // A snapshot carries contents too: same prefix, other data.
+  EXPECT_EQ(CheckOf(checker.OnSnapshotState(3, 5, 77, 10)), Check::kStateMachineContent);
+  // A state machine rolled back by a crash that applies the index again is compared
+  // like any other.
+  EXPECT_FALSE(checker.OnApplied(1, 5, Applied(2, content, 77, 9), 3, &is_new));
+  EXPECT_EQ(CheckOf(checker.OnApplied(1, 5, Applied(2, content, 77, 8), 3, &is_new)),
+            Check::kStateMachineContent);
 }
 
 TEST(SafetyChecker, LeaderCompletenessOnlyBindsLeadersAfterTheCommitTerm) {
@@ -72,27 +105,26 @@ TEST(SafetyChecker, LeaderCompletenessOnlyBindsLeadersAfterTheCommitTerm) {
   // (the false alarm the commit-term bound exists to avoid).
   SafetyChecker checker;
   const pb::Entry committed = MakeEntry(145, 3, "written in term 3");
-  EXPECT_EQ(checker.OnCommitted(/*leader=*/2, /*leader_term=*/5, committed), "");
+  EXPECT_FALSE(checker.OnCommitted(/*leader=*/2, /*leader_term=*/5, committed));
   const pb::Entry other = MakeEntry(145, 4, "the deposed leader's own");
-  EXPECT_EQ(checker.CheckLeaderEntry(1, 4, other), "");
-  EXPECT_EQ(checker.CheckLeaderEntry(1, 5, other), "");
-  EXPECT_NE(checker.CheckLeaderEntry(3, 6, other).find("leader completeness"), std::string::npos);
-  EXPECT_EQ(checker.CheckLeaderEntry(3, 6, committed), "");
+  EXPECT_FALSE(checker.CheckLeaderEntry(1, 4, other));
+  EXPECT_FALSE(checker.CheckLeaderEntry(1, 5, other));
+  EXPECT_EQ(CheckOf(checker.CheckLeaderEntry(3, 6, other)), Check::kLeaderCompleteness);
+  EXPECT_FALSE(checker.CheckLeaderEntry(3, 6, committed));
   EXPECT_EQ(checker.MaxCommittedBefore(5), 0u);
   EXPECT_EQ(checker.MaxCommittedBefore(6), 145u);
 
   // A later observation with a smaller term tightens the bound.
   bool is_new = false;
-  EXPECT_EQ(checker.OnApplied(3, 145, 3, EntryContentHash(committed), 1, /*node_term=*/4, &is_new),
-            "");
-  EXPECT_NE(checker.CheckLeaderEntry(1, 5, other), "");
+  EXPECT_FALSE(checker.OnApplied(3, 145, Applied(3, EntryContentHash(committed), 1),
+                                 /*node_term=*/4, &is_new));
+  EXPECT_EQ(CheckOf(checker.CheckLeaderEntry(1, 5, other)), Check::kLeaderCompleteness);
 }
 
 TEST(SafetyChecker, TwoDifferentCommitsAtOneIndexAreReported) {
   SafetyChecker checker;
-  EXPECT_EQ(checker.OnCommitted(1, 2, MakeEntry(7, 2, "a")), "");
-  EXPECT_NE(checker.OnCommitted(2, 3, MakeEntry(7, 3, "b")).find("state machine safety"),
-            std::string::npos);
+  EXPECT_FALSE(checker.OnCommitted(1, 2, MakeEntry(7, 2, "a")));
+  EXPECT_EQ(CheckOf(checker.OnCommitted(2, 3, MakeEntry(7, 3, "b"))), Check::kStateMachineSafety);
 }
 
 }  // namespace

@@ -69,9 +69,11 @@ std::string Profile::Describe() const {
       " compaction=", compaction_threshold, " tick_skew%=", tick_skew_percent,
       " election_timeout=", election_timeout_ticks, " heartbeat=", heartbeat_interval_ticks,
       " pre_vote=", pre_vote, " check_quorum=", check_quorum, " lease_reads=", lease_reads,
-      " follower_reads=", follower_read_probability,
-      " max_message_bytes=", max_message_bytes, " inflight=", max_inflight_messages,
-      " unsafe_commit=", unsafe_commit_previous_term_entries);
+      " follower_reads=", follower_read_probability, " max_message_bytes=", max_message_bytes,
+      " inflight=", max_inflight_messages, " state_flush=", state_flush_probability,
+      " unsafe_commit=", unsafe_commit_previous_term_entries,
+      " unsafe_send_before_persist=", unsafe_send_before_persist,
+      " unsafe_local_reads=", unsafe_local_reads, " unsafe_drop_apply=", unsafe_drop_apply);
 }
 
 std::vector<std::string> ProfileNames() {
@@ -167,8 +169,12 @@ absl::StatusOr<Profile> MakeProfile(absl::string_view name, uint64_t seed) {
                      "': use voters3, voters5, learners, membership, snapshots, durability, lease, "
                      "chaos or figure8"));
   }
-  // Drawn last, so that every other knob of a seed stays what it was before it existed.
+  // Drawn last, so that every other knob of a seed stays what it was before they
+  // existed.
   p.follower_read_probability = dice.Pick({0.0, 0.3, 0.7});
+  // Some worlds flush the state machine after every apply, some rarely, and some only
+  // at checkpoints and snapshot installs (a crash then replays everything after them).
+  p.state_flush_probability = dice.Pick({0.0, 0.02, 0.2, 1.0});
   return p;
 }
 

@@ -76,6 +76,12 @@ struct Profile {
   // (0: never).
   uint64_t max_persist_delay = 50;
   uint64_t compaction_threshold = 0;
+  // The state machine's writes are not synced per apply (as in production, whose
+  // RocksDB runs without its WAL): after each applied batch its state becomes durable
+  // with this probability (a memtable flush); checkpoints and snapshot installs always
+  // flush. A crash rolls the state machine back to its last flush and the node applies
+  // the committed entries after it again. 1.0: every apply is durable.
+  double state_flush_probability = 1.0;
   // Snapshot streaming takes up to this many ticks and fails with the drop rate.
   uint64_t snapshot_transfer_ticks = 10;
 
@@ -109,6 +115,16 @@ struct Profile {
   // (votes, append acknowledgements) before the write covering them is durable, the
   // "ack before fsync" bug (raft::PipelineOptions::unsafe_send_before_persist_for_testing).
   bool unsafe_send_before_persist = false;
+  // Simulator self-test: a leader that has committed an entry of its term answers
+  // linearizable reads at its own commit index without the heartbeat round of a read
+  // index (nothing confirms it still leads), the stale-read bug of a deposed leader
+  // that does not know it yet. Follower reads are unchanged.
+  bool unsafe_local_reads = false;
+  // Simulator self-test: the applier of the highest-numbered initial voter drops the
+  // write of the first command it applies while recording the entry as applied (index,
+  // prefix, exactly-once record), the "lost write batch" bug only a comparison of
+  // state machine contents sees.
+  bool unsafe_drop_apply = false;
 
   // One line, for the failure report.
   std::string Describe() const;

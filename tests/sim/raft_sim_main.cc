@@ -8,8 +8,10 @@
 // step, trace tail) and exits 1. --steps=N and --tick-skew=PERCENT override the
 // profile's step count and clock-rate skew; --unsafe
 // turns on Config::unsafe_commit_previous_term_entries_for_testing; --unsafe-runtime
-// makes the shared Ready pipeline acknowledge before persisting; --keep-going runs
-// the remaining seeds after a violation; --trace prints every simulator event.
+// makes the shared Ready pipeline acknowledge before persisting; --unsafe-reads makes
+// leaders serve reads without a read index round; --unsafe-apply makes one member's
+// applier drop a write; --keep-going runs the remaining seeds after a violation;
+// --trace prints every simulator event.
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -35,7 +37,7 @@ int Usage(const char* message) {
       stderr,
       "raft_sim: %s\nusage: raft_sim [--profile=NAME|all] [--seeds=N] "
       "[--first-seed=S] [--seed=S] [--steps=N] [--tick-skew=PERCENT] [--unsafe] [--unsafe-runtime] "
-      "[--keep-going] [--trace]\n",
+      "[--unsafe-reads] [--unsafe-apply] [--keep-going] [--trace]\n",
       message);
   return 2;
 }
@@ -52,6 +54,8 @@ int main(int argc, char** argv) {
   bool keep_going = false;
   bool trace = false;
   bool unsafe_runtime = false;
+  bool unsafe_reads = false;
+  bool unsafe_apply = false;
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     std::string value;
@@ -72,6 +76,10 @@ int main(int argc, char** argv) {
       unsafe = true;
     } else if (arg == "--unsafe-runtime") {
       unsafe_runtime = true;
+    } else if (arg == "--unsafe-reads") {
+      unsafe_reads = true;
+    } else if (arg == "--unsafe-apply") {
+      unsafe_apply = true;
     } else if (arg == "--trace") {
       trace = true;
     } else if (arg == "--keep-going") {
@@ -99,6 +107,8 @@ int main(int argc, char** argv) {
       if (tick_skew >= 0) profile->tick_skew_percent = static_cast<uint64_t>(tick_skew);
       profile->unsafe_commit_previous_term_entries = unsafe;
       profile->unsafe_send_before_persist = unsafe_runtime;
+      profile->unsafe_local_reads = unsafe_reads;
+      profile->unsafe_drop_apply = unsafe_apply;
       const stead::sim::SimResult result = stead::sim::RunSimulation(*profile, seed, trace);
       stead::sim::Accumulate(result.stats, total);
       ++ran;

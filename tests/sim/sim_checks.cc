@@ -23,19 +23,18 @@ void Simulator::CheckNewLeader(Node& node) {
     absl::StatusOr<std::vector<pb::Entry>> entries =
         storage.Entries(storage.FirstIndex(), last_checked + 1, UINT64_MAX);
     if (!entries.ok()) {
-      return Fail(absl::StrCat("leader ", node.id, " storage: ", entries.status().ToString()));
+      return Fail(Check::kContract,
+                  absl::StrCat("leader ", node.id, " storage: ", entries.status().ToString()));
     }
     for (const pb::Entry& entry : *entries) {
-      if (std::string v = checker_.CheckLeaderEntry(node.id, term, entry); !v.empty()) {
-        return Fail(v);
-      }
+      if (Violation v = checker_.CheckLeaderEntry(node.id, term, entry)) return Fail(v);
     }
   }
   const Index committed = checker_.MaxCommittedBefore(term);
   if (node.raft->last_index() < committed) {
-    Fail(absl::StrCat("leader completeness: leader ", node.id, " of term ", term,
-                      " has last index ", node.raft->last_index(), " but index ", committed,
-                      " was committed"));
+    Fail(Check::kLeaderCompleteness,
+         absl::StrCat("leader ", node.id, " of term ", term, " has last index ",
+                      node.raft->last_index(), " but index ", committed, " was committed"));
   }
 }
 
@@ -50,12 +49,11 @@ void Simulator::ReportLeaderCommits(Node& node) {
   node.reported_commit = high;
   absl::StatusOr<std::vector<pb::Entry>> entries = node.storage->Entries(low, high + 1, UINT64_MAX);
   if (!entries.ok()) {
-    return Fail(absl::StrCat("leader ", node.id, " storage: ", entries.status().ToString()));
+    return Fail(Check::kContract,
+                absl::StrCat("leader ", node.id, " storage: ", entries.status().ToString()));
   }
   for (const pb::Entry& entry : *entries) {
-    if (std::string v = checker_.OnCommitted(node.id, node.raft->term(), entry); !v.empty()) {
-      return Fail(v);
-    }
+    if (Violation v = checker_.OnCommitted(node.id, node.raft->term(), entry)) return Fail(v);
   }
   if (entries->back().term() != node.raft->term() && high > node.commit_at_election) {
     // Only the unsafe rule moves a leader's commit index onto an older term's entry.
@@ -80,11 +78,12 @@ void Simulator::CheckAfterStep() {
     if (!node.up()) continue;
     raft::Raft& raft = *node.raft;
     if (raft.term() < node.last_term) {
-      return Fail(
-          absl::StrCat("node ", id, " term went back from ", node.last_term, " to ", raft.term()));
+      return Fail(Check::kMonotonicity, absl::StrCat("node ", id, " term went back from ",
+                                                     node.last_term, " to ", raft.term()));
     }
     if (raft.commit_index() < node.last_commit) {
-      return Fail(absl::StrCat("node ", id, " commit index went back from ", node.last_commit,
+      return Fail(Check::kMonotonicity,
+                  absl::StrCat("node ", id, " commit index went back from ", node.last_commit,
                                " to ", raft.commit_index()));
     }
     node.last_term = raft.term();
@@ -92,7 +91,7 @@ void Simulator::CheckAfterStep() {
     const bool leader = raft.role() == raft::Role::kLeader;
     if (leader) {
       bool is_new = false;
-      if (std::string v = checker_.OnLeader(raft.term(), id, &is_new); !v.empty()) return Fail(v);
+      if (Violation v = checker_.OnLeader(raft.term(), id, &is_new)) return Fail(v);
       if (is_new) {
         ++result_.stats.elections;
         node.commit_at_election = raft.commit_index();
@@ -167,7 +166,8 @@ void Simulator::FinalChecks() {
     if (!op.is_write || op.return_time == 0 || op.failed) continue;
     for (const NodeId id : members) {
       if (nodes_[id].state.applied_commands.count(op_id) == 0) {
-        return Fail(absl::StrCat("acknowledged write ", op_id, " (key ", op.key, " index ",
+        return Fail(Check::kAcknowledgedWrites,
+                    absl::StrCat("acknowledged write ", op_id, " (key ", op.key, " index ",
                                  op.index, ") is missing on member ", id));
       }
     }
@@ -195,7 +195,10 @@ void Simulator::FinalChecks() {
   }
   const LinearizabilityResult linearizable = CheckKvLinearizable(history);
   if (!linearizable.linearizable) {
-    Fail(absl::StrCat("client history: ", linearizable.explanation));
+    // A search that gave up proves nothing either way: reported apart from a refuted
+    // history, so a test expecting a refutation is not satisfied by a timeout.
+    Fail(linearizable.search_exhausted ? Check::kLinearizabilityUndecided : Check::kLinearizability,
+         absl::StrCat("client history: ", linearizable.explanation));
   }
 }
 

@@ -1,8 +1,9 @@
 // Internal to tests/sim: the simulated cluster's types and the Simulator class, whose
 // implementation is split by concern across simulator.cc (event loop, nodes, the
-// runtime under each node's raft::ReadyPipeline: storage, apply), sim_network.cc (messages, snapshots streaming, partitions),
-// sim_nemesis.cc (faults, membership changes, transfers, clients) and sim_checks.cc
-// (per-step invariants and the final checks). Only simulator.h is the public entry.
+// runtime under each node's raft::ReadyPipeline: storage, apply), sim_network.cc (messages,
+// snapshots streaming, partitions), sim_nemesis.cc (faults, membership changes, transfers, clients)
+// and sim_checks.cc (per-step invariants and the final checks). Only simulator.h is the public
+// entry.
 //
 // Thread-safety: a Simulator is single-threaded.
 #ifndef STEAD_TESTS_SIM_SIM_CLUSTER_H_
@@ -54,6 +55,15 @@ struct StateMachine {
   // Membership as of `applied`, tracked from applied CONF_CHANGE entries; it is the
   // conf_state a snapshot at `applied` records.
   pb::ConfState conf_state;
+
+  // Fingerprint of the data (the key-value pairs), what production's content hash
+  // covers: equal on every node at one applied index (State Machine Content).
+  uint64_t ContentHash() const {
+    uint64_t hash = kFnvOffset;
+    for (const auto& [key, value] : kv)
+      hash = FnvMix(FnvMix(hash, key), static_cast<uint64_t>(value));
+    return hash;
+  }
 };
 
 enum class EventKind {
@@ -122,9 +132,13 @@ struct Node {
   bool stop_scheduled = false;
   // Incremented on every crash and restart; events of an older life are ignored.
   uint64_t incarnation = 0;
-  // Durable: the log volume and the state machine's data volume.
+  // Durable: the log volume and the state machine's data volume. Production's state
+  // machine does not sync each apply (storage/state_machine.h): what is durable is the
+  // state as of its last flush, which a crash rolls `state` back to; the core then
+  // hands out the committed entries after it again from the log.
   std::unique_ptr<raft::MemoryLogStorage> storage;
-  StateMachine state;
+  StateMachine state;           // as applied (lost back to durable_state by a crash)
+  StateMachine durable_state;   // as of the last flush
   StateMachine snapshot_state;  // the state at storage->LatestSnapshot()
   // Volatile.
   std::unique_ptr<raft::Raft> raft;                       // null while down
@@ -162,8 +176,8 @@ struct ClientOp {
   uint64_t return_time = 0;  // 0 while pending
   NodeId node = raft::kNoNode;
   uint64_t incarnation = 0;
-  Index index = 0;      // writes: where the proposer appended it
-  bool failed = false;  // definitely not executed
+  Index index = 0;           // writes: where the proposer appended it
+  bool failed = false;       // definitely not executed
   bool at_follower = false;  // reads: asked of a node that was not leader
   // Writes: when some node first applied it. The entry was committed before, so a
   // response could have been sent then; this bounds writes whose proposer never
@@ -205,10 +219,15 @@ class Simulator {
   void Trace(const std::string& line);
   uint64_t Clock() { return ++logical_clock_; }
 
-  // --- Violations.
-  void Fail(const std::string& what);
-  bool FailFalse(const std::string& what) {
-    Fail(what);
+  // --- Violations: the first one ends the run.
+  void Fail(Check check, const std::string& what);
+  void Fail(const Violation& violation) { Fail(violation.check, violation.what); }
+  bool FailFalse(Check check, const std::string& what) {
+    Fail(check, what);
+    return false;
+  }
+  bool FailFalse(const Violation& violation) {
+    Fail(violation);
     return false;
   }
   bool failed() const { return !violation_.empty(); }
@@ -227,6 +246,9 @@ class Simulator {
   void Start(Node& node);
   void Crash(Node& node, const char* why);
   void CrashAndScheduleRestart(Node& node, const char* why);
+  // The state machine's memtables reach disk: after an applied batch (drawn per seed),
+  // at a checkpoint and at a snapshot install.
+  void FlushStateMachine(Node& node);
   int DownCount() const;
   Index SettledLastIndex(const Node& node) const;
   void Drain(Node& node);
@@ -251,6 +273,9 @@ class Simulator {
   void AcknowledgeWrite(Node& node, const pb::Entry& entry);
   void MaybeCompact(Node& node);
   void AnswerReads(Node& node);
+  // Planted bugs (Profile::unsafe_*): whether the bug acts here.
+  bool UnsafeLocalReadServes(const Node& node) const;
+  bool UnsafeDropApply(const Node& node, const pb::Entry& entry);
 
   // --- Network.
   bool Blocked(NodeId from, NodeId to) const { return blocked_.count({from, to}) > 0; }
@@ -305,6 +330,8 @@ class Simulator {
   uint64_t partition_end_ = 0;
   std::map<uint64_t, StateMachine> transfers_;
   uint64_t next_transfer_ = 1;
+  // Profile::unsafe_drop_apply: the index whose write was dropped (0: not yet).
+  Index dropped_apply_index_ = 0;
 
   struct Client {
     uint64_t op = 0;  // outstanding request, 0 when idle

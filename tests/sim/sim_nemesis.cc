@@ -272,6 +272,10 @@ void Simulator::ClientLoad() {
       }
       op.index = target->raft->last_index();
       pending_writes_[{target->id, op.index}] = op.id;
+    } else if (UnsafeLocalReadServes(*target)) {
+      // The planted stale-read bug: the leader's own commit index as the read index,
+      // with no heartbeat round; answered below, once the read is recorded.
+      target->pending_reads.emplace_back(target->raft->commit_index(), op.id);
     } else if (!target->raft->ReadIndex(absl::StrCat(op.id)).ok()) {
       continue;
     }
@@ -279,6 +283,7 @@ void Simulator::ClientLoad() {
     client.op = op.id;
     client.deadline = now_ + timeout;
     touched.insert(target->id);
+    if (!write) AnswerReads(*target);
   }
   for (const NodeId id : touched) {
     Node* node = Find(id);

@@ -42,7 +42,8 @@ void Simulator::Send(Node& from, const pb::Message& message) {
 void Simulator::SendSnapshot(Node& from, const pb::Message& message) {
   // The "bytes" are the sender's state machine at its latest checkpoint.
   if (from.snapshot_state.applied != message.snapshot().index()) {
-    return Fail(absl::StrCat("node ", from.id, " sends snapshot index ", message.snapshot().index(),
+    return Fail(Check::kContract,
+                absl::StrCat("node ", from.id, " sends snapshot index ", message.snapshot().index(),
                              " but its latest checkpoint is at ", from.snapshot_state.applied));
   }
   const uint64_t transfer = next_transfer_++;
@@ -72,6 +73,7 @@ void Simulator::SnapshotDone(Event& event) {
     ++result_.stats.messages;
     if (const absl::Status status = to->raft->Step(event.message); !status.ok()) {
       return Fail(
+          Check::kContract,
           absl::StrCat("node ", to_id, " rejected a SNAPSHOT message: ", status.ToString()));
     }
     Drain(*to);
@@ -97,9 +99,9 @@ void Simulator::Deliver(Event& event) {
           m.index()),
       static_cast<uint64_t>(m.entries_size()));
   if (const absl::Status status = to->raft->Step(event.message); !status.ok()) {
-    return Fail(absl::StrCat("node ", to->id, " rejected message type ",
-                             pb::MessageType_Name(event.message.type()), " from ",
-                             event.message.from(), ": ", status.ToString()));
+    return Fail(Check::kContract, absl::StrCat("node ", to->id, " rejected message type ",
+                                               pb::MessageType_Name(event.message.type()), " from ",
+                                               event.message.from(), ": ", status.ToString()));
   }
   Drain(*to);
 }

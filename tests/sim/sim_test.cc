@@ -1,6 +1,7 @@
 // The seeded simulation suite: every profile over a fixed seed range, with zero
-// violations, plus the simulator's own tests (replay determinism, and that it catches
-// a deliberately broken commit rule).
+// violations, plus the simulator's own tests: replay determinism, and planted bugs
+// (an unsafe commit rule, acknowledging before persisting, stale reads, a dropped
+// apply), each of which must be reported by the check meant to catch it.
 //
 // Each TEST covers one profile and one seed range so ctest runs them in parallel; the
 // ranges add up to 1,175 seeds (plus the coverage, determinism and self-test runs).
@@ -40,6 +41,8 @@ void RunSeeds(const std::string& profile_name, uint64_t first_seed, uint64_t cou
   // The runs did real work: guard against a simulator that silently does nothing.
   EXPECT_GT(total.elections, count);
   EXPECT_GT(total.commits, count * 10);
+  // Crashes lost unflushed state machine tails, which had to be applied again.
+  EXPECT_GT(total.state_rollbacks, 0u);
 }
 
 TEST(SimVoters3, Seeds1To150) { RunSeeds("voters3", 1, 150); }
@@ -123,11 +126,13 @@ TEST(SimDeterminism, SameSeedReplaysBitForBit) {
 }
 
 TEST(SimSelfTest, UnsafeOldTermCommitIsCaught) {
-  // Goal: prove the simulator can fail. Method: turn on the core's test-only switch
-  // that lets a leader commit an entry of an earlier term by counting replicas (the
-  // Figure 8 bug of the Raft paper, §5.4.2) and run the figure8 profile, whose leaders
-  // crash right after replicating to a minority. Some seed must report a violation,
-  // and the report must name the seed so it can be replayed.
+  // Goal: prove the simulator can fail, through the right check. Method: turn on the
+  // core's test-only switch that lets a leader commit an entry of an earlier term by
+  // counting replicas (the Figure 8 bug of the Raft paper, §5.4.2) and run the figure8
+  // profile, whose leaders crash right after replicating to a minority. Some seed must
+  // report a violation, Leader Completeness must be what reports it (the next leader
+  // lacks the entry the unsafe rule committed), and the report must name the seed so
+  // it can be replayed.
   uint64_t caught = 0;
   std::string first_report;
   for (uint64_t seed = 1; seed <= 300 && caught < 2; ++seed) {
@@ -138,6 +143,8 @@ TEST(SimSelfTest, UnsafeOldTermCommitIsCaught) {
     if (!result.ok()) {
       ++caught;
       if (first_report.empty()) first_report = result.report;
+      EXPECT_EQ(result.check, Check::kLeaderCompleteness) << result.report;
+      EXPECT_NE(result.report.find(": leader completeness: "), std::string::npos);
       EXPECT_NE(result.report.find("seed=" + std::to_string(seed)), std::string::npos);
       EXPECT_NE(result.report.find("--seed=" + std::to_string(seed)), std::string::npos);
     }
@@ -169,18 +176,21 @@ TEST(SimSelfTest, AckBeforePersistIsCaught) {
     const std::string first_line = result.report.substr(0, result.report.find('\n'));
     std::cout << first_line << std::endl;
     EXPECT_NE(result.report.find("--seed=" + std::to_string(seed)), std::string::npos);
-    EXPECT_TRUE(first_line.find("election safety") != std::string::npos ||
-                first_line.find("leader completeness") != std::string::npos ||
-                first_line.find("state machine safety") != std::string::npos)
-        << "not a lost-durability violation: " << first_line;
+    // A vote lost in the crash shows as two leaders of one term (Election Safety); a lost
+    // append acknowledgement as a committed entry missing from a later leader's log
+    // (Leader Completeness) or replaced by another one (State Machine Safety).
+    EXPECT_TRUE(result.check == Check::kElectionSafety ||
+                result.check == Check::kLeaderCompleteness ||
+                result.check == Check::kStateMachineSafety)
+        << "not a lost-durability violation: " << result.check << "\n"
+        << result.report;
   }
   ASSERT_FALSE(caught.empty()) << "acknowledging before persisting went unnoticed";
   for (uint64_t seed = 1; seed <= last_seed; ++seed) {
     absl::StatusOr<Profile> profile = MakeProfile("durability", seed);
     ASSERT_TRUE(profile.ok());
     const SimResult result = RunSimulation(*profile, seed);
-    EXPECT_TRUE(result.ok()) << "seed " << seed << " fails without the bug too:\n"
-                             << result.report;
+    EXPECT_TRUE(result.ok()) << "seed " << seed << " fails without the bug too:\n" << result.report;
   }
 }
 
@@ -192,6 +202,105 @@ TEST(SimSelfTest, Figure8ProfileIsCleanWithTheSafeRule) {
     ASSERT_TRUE(profile.ok());
     const SimResult result = RunSimulation(*profile, seed);
     ASSERT_TRUE(result.ok()) << result.report;
+  }
+}
+
+// A voters3 world where only a partition can depose a leader: no crashes, no lost or
+// long-delayed messages, equal clock rates, and CheckQuorum off so that a leader cut off
+// from the others keeps believing it leads for the whole partition (with it on, the
+// overlap with its successor lasts a few ticks). Clients stick to the leader they know
+// and some move on to the new one, on few keys, so the old leader is asked for keys the
+// new one has since written.
+Profile StaleLeaderWorld(uint64_t seed, double partition_probability) {
+  absl::StatusOr<Profile> profile = MakeProfile("voters3", seed);
+  EXPECT_TRUE(profile.ok());
+  profile->crash_probability = 0;
+  profile->drop_probability = 0;
+  profile->long_delay_probability = 0;
+  profile->tick_skew_percent = 0;
+  profile->check_quorum = false;
+  profile->partition_probability = partition_probability;
+  profile->partition_ticks = 120;
+  profile->clients = 6;
+  profile->keys = 2;
+  profile->write_probability = 0.5;
+  profile->read_probability = 0.8;
+  return *profile;
+}
+
+TEST(SimSelfTest, StaleReadIsCaught) {
+  // Goal: the linearizability checker catches a leader that serves reads without a
+  // read index round: a leader partitioned away answers from its own state after a
+  // new leader committed writes on the other side. Method: the planted bug
+  // (Profile::unsafe_local_reads) in worlds whose leaders are deposed only by
+  // partitions; a seed must fail through the linearizability check with reads answered
+  // by a deposed leader. The same seeds must pass without partitions (the bug is then
+  // harmless: nobody is deposed) and without the bug (ReadIndex keeps deposed leaders
+  // from answering), so the partitioned old leader and the bug together are the cause.
+  // Bounded: at most 30 seeds, stopping at the first catch.
+  uint64_t caught = 0;
+  uint64_t last_seed = 0;
+  for (uint64_t seed = 1; seed <= 30 && caught == 0; ++seed) {
+    last_seed = seed;
+    Profile profile = StaleLeaderWorld(seed, /*partition_probability=*/0.05);
+    profile.unsafe_local_reads = true;
+    const SimResult result = RunSimulation(profile, seed);
+    if (result.ok()) continue;
+    caught = seed;
+    std::cout << result.report.substr(0, result.report.find("  replay:")) << std::endl;
+    EXPECT_EQ(result.check, Check::kLinearizability) << result.report;
+    EXPECT_GT(result.stats.partitions, 0u);
+    EXPECT_GT(result.stats.deposed_leader_reads, 0u) << "no read was served by a deposed leader";
+  }
+  ASSERT_NE(caught, 0u) << "stale reads of a partitioned old leader went unnoticed";
+  for (uint64_t seed = 1; seed <= last_seed; ++seed) {
+    SCOPED_TRACE(seed);
+    Profile without_partitions = StaleLeaderWorld(seed, 0);
+    without_partitions.unsafe_local_reads = true;
+    const SimResult unpartitioned = RunSimulation(without_partitions, seed);
+    EXPECT_TRUE(unpartitioned.ok()) << unpartitioned.report;
+    EXPECT_EQ(unpartitioned.stats.deposed_leader_reads, 0u);
+    const SimResult safe = RunSimulation(StaleLeaderWorld(seed, 0.05), seed);
+    EXPECT_TRUE(safe.ok()) << "seed fails without the bug too:\n" << safe.report;
+  }
+}
+
+TEST(SimSelfTest, DroppedApplyIsCaught) {
+  // Goal: the state machine content check catches an applier that loses a write on one
+  // member while every Raft invariant holds (same entries, same order, same applied
+  // index and prefix hash; the command is even recorded as applied, so the
+  // exactly-once and acknowledged-write checks see nothing). Method: the planted bug
+  // (Profile::unsafe_drop_apply) in voters3 worlds; every seed must fail through
+  // State Machine Content, and pass without the bug. Bounded: 5 seeds.
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SCOPED_TRACE(seed);
+    absl::StatusOr<Profile> profile = MakeProfile("voters3", seed);
+    ASSERT_TRUE(profile.ok());
+    const SimResult safe = RunSimulation(*profile, seed);
+    EXPECT_TRUE(safe.ok()) << safe.report;
+    profile->unsafe_drop_apply = true;
+    const SimResult result = RunSimulation(*profile, seed);
+    EXPECT_EQ(result.check, Check::kStateMachineContent) << result.report;
+    EXPECT_NE(result.report.find("planted bug: drops the write"), std::string::npos);
+    if (seed == 1) std::cout << result.report.substr(0, result.report.find('\n')) << std::endl;
+  }
+}
+
+TEST(SimStateMachineCoverage, CrashesRollBackUnflushedState) {
+  // Goal: crashes really lose the unflushed tail of state machines (which the nodes then
+  // apply again from the log, compared index by index with what was applied first), in
+  // worlds with and without snapshots, and the runs stay clean.
+  for (const char* name : {"durability", "snapshots"}) {
+    SCOPED_TRACE(name);
+    SimStats total;
+    for (uint64_t seed = 4000; seed < 4010; ++seed) {
+      absl::StatusOr<Profile> profile = MakeProfile(name, seed);
+      ASSERT_TRUE(profile.ok());
+      const SimResult result = RunSimulation(*profile, seed);
+      ASSERT_TRUE(result.ok()) << result.report;
+      Accumulate(result.stats, total);
+    }
+    EXPECT_GT(total.state_rollbacks, 0u);
   }
 }
 

@@ -28,14 +28,15 @@ void Simulator::Trace(const std::string& line) {
   if (tail_.size() > TraceSink::kTailLines) tail_.pop_front();
 }
 
-void Simulator::Fail(const std::string& what) {
+void Simulator::Fail(Check check, const std::string& what) {
   if (failed()) return;
-  violation_ = what;
+  violation_ = absl::StrCat(CheckName(check), ": ", what);
+  result_.check = check;
   result_.stats.violations = 1;
   std::string report =
-      absl::StrCat("VIOLATION seed=", seed_, " step=", result_.stats.steps, " t=", now_, ": ", what,
-                   "\n  replay: raft_sim --profile=", profile_.name, " --seed=", seed_, "\n  ",
-                   profile_.Describe(), "\n  trace tail (oldest first):\n");
+      absl::StrCat("VIOLATION seed=", seed_, " step=", result_.stats.steps, " t=", now_, ": ",
+                   violation_, "\n  replay: raft_sim --profile=", profile_.name, " --seed=", seed_,
+                   "\n  ", profile_.Describe(), "\n  trace tail (oldest first):\n");
   for (const std::string& line : tail_) absl::StrAppend(&report, "    ", line, "\n");
   result_.report = std::move(report);
 }
@@ -129,6 +130,8 @@ void Simulator::Dispatch(Event& event) {
       Node* node = Find(event.node);
       if (node == nullptr || node->removed) return;
       Trace(absl::StrCat("stop removed node=", node->id));
+      // A clean shutdown, which flushes the state machine (it never restarts anyway).
+      FlushStateMachine(*node);
       if (node->up()) Crash(*node, "removed");
       node->removed = true;
       return;
@@ -168,7 +171,8 @@ void Simulator::Start(Node& node) {
   absl::StatusOr<std::unique_ptr<raft::Raft>> created =
       raft::Raft::Create(std::move(config), node.storage.get());
   if (!created.ok()) {
-    Fail(absl::StrCat("node ", node.id,
+    Fail(Check::kContract,
+         absl::StrCat("node ", node.id,
                       " failed to start from its persisted state: ", created.status().ToString()));
     return;
   }
@@ -230,7 +234,13 @@ void Simulator::CrashAndScheduleRestart(Node& node, const char* why) {
 
 void Simulator::Crash(Node& node, const char* why) {
   Trace(absl::StrCat("crash node=", node.id, " (", why, ") losing ", node.persist_queue.size(),
-                     " unpersisted writes"));
+                     " unpersisted writes; state machine back from ", node.state.applied, " to ",
+                     node.durable_state.applied));
+  // What the state machine applied since its last flush is gone (production replays it
+  // from the log, which keeps every entry after the last checkpoint); the core restarts
+  // with the flushed applied index and hands the later committed entries out again.
+  if (node.state.applied != node.durable_state.applied) ++result_.stats.state_rollbacks;
+  node.state = node.durable_state;
   node.pipeline.reset();
   node.runtime.reset();
   node.raft.reset();
@@ -247,7 +257,8 @@ void Simulator::Drain(Node& node) {
     if (node.pipeline->Drain(1) == 0) return;
   }
   if (node.up() && node.raft->HasReady() && !failed()) {
-    Fail(absl::StrCat("node ", node.id, " kept producing Readys (1000 in one step)"));
+    Fail(Check::kContract,
+         absl::StrCat("node ", node.id, " kept producing Readys (1000 in one step)"));
   }
 }
 
@@ -260,7 +271,8 @@ void Simulator::CheckReady(Node& node, const raft::Ready& ready) {
   if (!ready.entries.empty() && node.was_leader && !ready.soft_state.has_value() &&
       node.raft->role() == raft::Role::kLeader && node.leader_term == node.raft->term() &&
       ready.entries.front().index() != node.taken_last_index + 1) {
-    Fail(absl::StrCat("leader append-only: leader ", node.id, " of term ", node.leader_term,
+    Fail(Check::kLeaderAppendOnly,
+         absl::StrCat("leader ", node.id, " of term ", node.leader_term,
                       " handed out entries from index ", ready.entries.front().index(),
                       " after index ", node.taken_last_index));
     return;
@@ -273,7 +285,8 @@ void Simulator::AddReadStates(Node& node, const std::vector<raft::ReadState>& re
   for (const raft::ReadState& read : read_states) {
     uint64_t op_id = 0;
     if (!absl::SimpleAtoi(read.context, &op_id) || ops_.count(op_id) == 0) {
-      Fail(absl::StrCat("node ", node.id, " answered an unknown read '", read.context, "'"));
+      Fail(Check::kContract,
+           absl::StrCat("node ", node.id, " answered an unknown read '", read.context, "'"));
       return;
     }
     node.pending_reads.emplace_back(read.index, op_id);
@@ -300,33 +313,45 @@ void Simulator::ApplyCommitted(Node& node, const std::vector<pb::Entry>& entries
     ApplyEntry(node, entry);
     if (failed() || !node.up()) return;
   }
+  // No die is drawn in worlds that flush every apply, so they replay as before the
+  // state machine could lose its tail.
+  if (profile_.state_flush_probability >= 1.0 || Chance(profile_.state_flush_probability)) {
+    FlushStateMachine(node);
+  }
   node.raft->OnApplied(node.state.applied);
   MaybeCompact(node);
   AnswerReads(node);
 }
 
+void Simulator::FlushStateMachine(Node& node) { node.durable_state = node.state; }
+
 bool Simulator::PersistSnapshot(Node& node, const pb::SnapshotMetadata& metadata) {
   raft::MemoryLogStorage& storage = *node.storage;
   const auto staged = node.staged_snapshots.find(metadata.index());
   if (staged == node.staged_snapshots.end()) {
-    return FailFalse(absl::StrCat("node ", node.id, " was told to install snapshot index ",
+    return FailFalse(Check::kContract,
+                     absl::StrCat("node ", node.id, " was told to install snapshot index ",
                                   metadata.index(), " whose bytes were never staged"));
   }
   if (metadata.index() < node.state.applied) {
-    return FailFalse(absl::StrCat("node ", node.id, " installs snapshot index ", metadata.index(),
+    return FailFalse(Check::kStateMachineSafety,
+                     absl::StrCat("node ", node.id, " installs snapshot index ", metadata.index(),
                                   " below its applied index ", node.state.applied));
   }
   if (const absl::Status status = storage.ApplySnapshot(metadata); !status.ok()) {
-    return FailFalse(absl::StrCat("node ", node.id, " snapshot install: ", status.ToString()));
+    return FailFalse(Check::kContract,
+                     absl::StrCat("node ", node.id, " snapshot install: ", status.ToString()));
   }
   node.state = staged->second;
   node.snapshot_state = staged->second;
+  // Production flushes the switched-in checkpoint before the WAL records the snapshot.
+  node.durable_state = staged->second;
   node.staged_snapshots.erase(node.staged_snapshots.begin(), std::next(staged));
   ++result_.stats.snapshots;
   Trace(absl::StrCat("node=", node.id, " installed snapshot index=", metadata.index(),
                      " term=", metadata.term()));
-  if (std::string v = checker_.OnSnapshotState(node.id, metadata.index(), node.state.chain_hash);
-      !v.empty()) {
+  if (Violation v = checker_.OnSnapshotState(node.id, metadata.index(), node.state.chain_hash,
+                                             node.state.ContentHash())) {
     return FailFalse(v);
   }
   return true;
@@ -346,25 +371,26 @@ bool Simulator::PersistEntries(Node& node, const std::vector<pb::Entry>& entries
     if (before > 0) {
       absl::StatusOr<Term> term = storage.TermAt(before);
       if (!term.ok()) {
-        return FailFalse(absl::StrCat("node ", node.id, " persists index ", before + 1,
-                                      " but holds no entry at ", before, ": ",
-                                      term.status().ToString()));
+        return FailFalse(Check::kContract, absl::StrCat("node ", node.id, " persists index ",
+                                                        before + 1, " but holds no entry at ",
+                                                        before, ": ", term.status().ToString()));
       }
       previous_term = *term;
     }
-    if (std::string v = checker_.OnPersistedEntries(node.id, previous_term, kept); !v.empty()) {
+    if (Violation v = checker_.OnPersistedEntries(node.id, previous_term, kept)) {
       return FailFalse(v);
     }
     if (leader_term != 0) {
       for (const pb::Entry& entry : kept) {
-        if (std::string v = checker_.CheckLeaderEntry(node.id, leader_term, entry); !v.empty()) {
+        if (Violation v = checker_.CheckLeaderEntry(node.id, leader_term, entry)) {
           return FailFalse(v);
         }
       }
     }
   }
   if (const absl::Status status = storage.Append(entries); !status.ok()) {
-    return FailFalse(absl::StrCat("node ", node.id, " append: ", status.ToString()));
+    return FailFalse(Check::kContract,
+                     absl::StrCat("node ", node.id, " append: ", status.ToString()));
   }
   return true;
 }
@@ -373,16 +399,18 @@ bool Simulator::PersistHardState(Node& node, const pb::HardState& after) {
   raft::MemoryLogStorage& storage = *node.storage;
   const pb::HardState before = storage.hard_state();
   if (after.term() < before.term()) {
-    return FailFalse(
-        absl::StrCat("node ", node.id, " persisted term ", after.term(), " after ", before.term()));
+    return FailFalse(Check::kMonotonicity, absl::StrCat("node ", node.id, " persisted term ",
+                                                        after.term(), " after ", before.term()));
   }
   if (after.term() == before.term() && before.vote() != raft::kNoNode &&
       after.vote() != before.vote()) {
-    return FailFalse(absl::StrCat("node ", node.id, " changed its persisted vote in term ",
+    return FailFalse(Check::kMonotonicity,
+                     absl::StrCat("node ", node.id, " changed its persisted vote in term ",
                                   after.term(), " from ", before.vote(), " to ", after.vote()));
   }
   if (after.commit() < before.commit()) {
-    return FailFalse(absl::StrCat("node ", node.id, " persisted commit ", after.commit(), " after ",
+    return FailFalse(Check::kMonotonicity,
+                     absl::StrCat("node ", node.id, " persisted commit ", after.commit(), " after ",
                                   before.commit()));
   }
   storage.SetHardState(after);
@@ -391,7 +419,8 @@ bool Simulator::PersistHardState(Node& node, const pb::HardState& after) {
 
 void Simulator::Persist(Node& node) {
   if (node.persist_queue.empty()) {
-    Fail(absl::StrCat("node ", node.id, ": persist event without a queued write"));
+    Fail(Check::kContract,
+         absl::StrCat("node ", node.id, ": persist event without a queued write"));
     return;
   }
   QueuedWrite queued = std::move(node.persist_queue.front());
@@ -419,13 +448,14 @@ bool Simulator::ApplyCommand(Node& node, const pb::Entry& entry) {
   if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &op_id) ||
       !absl::SimpleAtoi(parts[1], &key) || !absl::SimpleAtoi(parts[2], &value)) {
     return FailFalse(
+        Check::kContract,
         absl::StrCat("node ", node.id, " applied a command nobody proposed: '", entry.data(), "'"));
   }
   if (!state.applied_commands.insert(op_id).second) {
-    return FailFalse(absl::StrCat("node ", node.id, " applied command ", op_id, " twice (again at ",
-                                  entry.index(), ")"));
+    return FailFalse(Check::kExactlyOnce, absl::StrCat("node ", node.id, " applied command ", op_id,
+                                                       " twice (again at ", entry.index(), ")"));
   }
-  state.kv[key] = value;
+  if (!UnsafeDropApply(node, entry)) state.kv[key] = value;
   if (const auto op = ops_.find(op_id); op != ops_.end() && op->second.first_applied_time == 0) {
     op->second.first_applied_time = Clock();
   }
@@ -437,6 +467,7 @@ bool Simulator::ApplyConfChange(Node& node, const pb::Entry& entry) {
   pb::ConfChange change;
   if (!change.ParseFromString(entry.data())) {
     return FailFalse(
+        Check::kContract,
         absl::StrCat("node ", node.id, " applied an unparsable conf change at ", entry.index()));
   }
   std::set<uint64_t> voters(state.conf_state.voters().begin(), state.conf_state.voters().end());
@@ -457,7 +488,8 @@ bool Simulator::ApplyConfChange(Node& node, const pb::Entry& entry) {
       ScheduleStop(target);
       break;
     default:
-      return FailFalse(absl::StrCat("node ", node.id, " applied a conf change of unknown type"));
+      return FailFalse(Check::kContract,
+                       absl::StrCat("node ", node.id, " applied a conf change of unknown type"));
   }
   state.conf_state.clear_voters();
   state.conf_state.clear_learners();
@@ -489,8 +521,7 @@ bool Simulator::CheckLeadersHold(const pb::Entry& entry) {
     if (index < other.storage->FirstIndex() || index > SettledLastIndex(other)) continue;
     absl::StatusOr<std::vector<pb::Entry>> held = other.storage->Entries(index, index + 1, 1);
     if (!held.ok() || held->empty()) continue;
-    if (std::string v = checker_.CheckLeaderEntry(id, other.raft->term(), held->front());
-        !v.empty()) {
+    if (Violation v = checker_.CheckLeaderEntry(id, other.raft->term(), held->front())) {
       return FailFalse(v);
     }
   }
@@ -518,8 +549,8 @@ void Simulator::AcknowledgeWrite(Node& node, const pb::Entry& entry) {
 void Simulator::ApplyEntry(Node& node, const pb::Entry& entry) {
   StateMachine& state = node.state;
   if (entry.index() != state.applied + 1) {
-    return Fail(absl::StrCat("node ", node.id, " was handed committed index ", entry.index(),
-                             " after applying ", state.applied));
+    return Fail(Check::kApplyOrder, absl::StrCat("node ", node.id, " was handed committed index ",
+                                                 entry.index(), " after applying ", state.applied));
   }
   const uint64_t content = EntryContentHash(entry);
   state.chain_hash = FnvMix(FnvMix(FnvMix(state.chain_hash, entry.index()), entry.term()), content);
@@ -530,9 +561,10 @@ void Simulator::ApplyEntry(Node& node, const pb::Entry& entry) {
     if (!ApplyConfChange(node, entry)) return;
   }
   bool is_new = false;
-  if (std::string v = checker_.OnApplied(node.id, entry.index(), entry.term(), content,
-                                         state.chain_hash, node.raft->term(), &is_new);
-      !v.empty()) {
+  const SafetyChecker::AppliedEntry applied{entry.term(), content, state.chain_hash,
+                                            state.ContentHash()};
+  if (Violation v =
+          checker_.OnApplied(node.id, entry.index(), applied, node.raft->term(), &is_new)) {
     return Fail(v);
   }
   if (is_new) {
@@ -552,10 +584,12 @@ void Simulator::MaybeCompact(Node& node) {
   }
   if (const absl::Status status = node.storage->Compact(node.state.applied, node.state.conf_state);
       !status.ok()) {
-    return Fail(absl::StrCat("node ", node.id, " compaction at ", node.state.applied, ": ",
-                             status.ToString()));
+    return Fail(Check::kContract, absl::StrCat("node ", node.id, " compaction at ",
+                                               node.state.applied, ": ", status.ToString()));
   }
   node.snapshot_state = node.state;
+  // The checkpoint flushes the state machine first.
+  node.durable_state = node.state;
   ++result_.stats.compactions;
   Trace(absl::StrCat("node=", node.id, " compacted through ", node.state.applied));
 }
@@ -574,9 +608,32 @@ void Simulator::AnswerReads(Node& node) {
       op.return_time = Clock();
       ++result_.stats.reads_done;
       if (op.at_follower) ++result_.stats.follower_reads_done;
+      if (node.raft->role() == raft::Role::kLeader &&
+          checker_.newest_leader_term() > node.raft->term()) {
+        ++result_.stats.deposed_leader_reads;
+      }
     }
     it = reads.erase(it);
   }
+}
+
+bool Simulator::UnsafeLocalReadServes(const Node& node) const {
+  if (!profile_.unsafe_local_reads || node.raft->role() != raft::Role::kLeader) return false;
+  // The bug skips only the heartbeat round that confirms no newer leader exists (thesis
+  // §6.4 step 3); a leader that has not committed an entry of its term yet (step 1)
+  // still takes the proper path, so only a deposed leader can answer stale.
+  const absl::StatusOr<Term> term = node.storage->TermAt(node.raft->commit_index());
+  return term.ok() && *term == node.raft->term();
+}
+
+bool Simulator::UnsafeDropApply(const Node& node, const pb::Entry& entry) {
+  if (!profile_.unsafe_drop_apply || dropped_apply_index_ != 0 ||
+      node.id != static_cast<NodeId>(profile_.voters)) {
+    return false;
+  }
+  dropped_apply_index_ = entry.index();
+  Trace(absl::StrCat("node=", node.id, " planted bug: drops the write of index ", entry.index()));
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -605,7 +662,8 @@ void NodeRuntime::InstallSnapshot(const pb::SnapshotMetadata& /*snapshot*/) {
 }
 
 void NodeRuntime::Fail(absl::Status status) {
-  simulator_->Fail(absl::StrCat("node ", node_->id, " pipeline stopped: ", status.ToString()));
+  simulator_->Fail(Check::kContract,
+                   absl::StrCat("node ", node_->id, " pipeline stopped: ", status.ToString()));
 }
 
 void NodeRuntime::OnReadyTaken(const raft::Ready& ready) { simulator_->CheckReady(*node_, ready); }
@@ -622,7 +680,7 @@ SimResult Simulator::Run() {
     Node& node = AddNode(id);
     if (const absl::Status status = node.storage->Append(raft::Raft::BootstrapEntries(voters));
         !status.ok()) {
-      Fail(absl::StrCat("bootstrap append: ", status.ToString()));
+      Fail(Check::kContract, absl::StrCat("bootstrap append: ", status.ToString()));
       return result_;
     }
     pb::HardState hard_state;
@@ -639,6 +697,7 @@ SimResult Simulator::Run() {
 
   uint64_t settle_deadline = 0;
   std::string not_converged = "never checked";
+  bool checked = false;  // converged and the final checks ran
   // The event queue never empties (ticks reschedule themselves); the step and time
   // bounds end the run.
   const uint64_t kMaxSteps = profile_.steps * 20;
@@ -669,16 +728,23 @@ SimResult Simulator::Run() {
     if (settling_ && nemesis_tick) {
       if (Converged(&not_converged)) {
         FinalChecks();
+        checked = true;
         break;
       }
       if (now_ >= settle_deadline) {
-        Fail(absl::StrCat("liveness: no convergence ", profile_.settle_ticks,
-                          " ticks after healing: ", not_converged));
+        Fail(Check::kLiveness, absl::StrCat("no convergence ", profile_.settle_ticks,
+                                            " ticks after healing: ", not_converged));
         break;
       }
     }
   }
-  if (!failed() && !settling_) Fail("run ended before the settle phase (step bound)");
+  // A run that ends any other way (the step bound while settling, say, in a world
+  // whose events never stop coming) has proven nothing and must not pass.
+  if (!failed() && !checked) {
+    Fail(Check::kLiveness,
+         settling_ ? absl::StrCat("step bound hit while settling, not converged: ", not_converged)
+                   : "run ended before the settle phase (step bound)");
+  }
   result_.trace_hash = trace_hash_;
   return result_;
 }
@@ -704,6 +770,8 @@ void Accumulate(const SimStats& run, SimStats& total) {
   total.writes_acked += run.writes_acked;
   total.reads_done += run.reads_done;
   total.follower_reads_done += run.follower_reads_done;
+  total.deposed_leader_reads += run.deposed_leader_reads;
+  total.state_rollbacks += run.state_rollbacks;
   total.violations += run.violations;
 }
 
@@ -714,7 +782,8 @@ std::string SummaryLine(uint64_t seeds, const SimStats& stats) {
                       " crashes=", stats.crashes, " partitions=", stats.partitions,
                       " writes_acked=", stats.writes_acked, " reads=", stats.reads_done,
                       " follower_reads=", stats.follower_reads_done,
-                      " violations=", stats.violations);
+                      " deposed_leader_reads=", stats.deposed_leader_reads,
+                      " state_rollbacks=", stats.state_rollbacks, " violations=", stats.violations);
 }
 
 }  // namespace stead::sim

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 
+#include "tests/sim/invariants.h"
 #include "tests/sim/profile.h"
 
 namespace stead::sim {
@@ -35,6 +36,13 @@ struct SimStats {
   uint64_t writes_acked = 0;
   uint64_t reads_done = 0;
   uint64_t follower_reads_done = 0;  // of reads_done, asked of a follower or learner
+  // Reads answered by a node that believed it led while a leader of a newer term had
+  // been elected: a deposed leader cut off from the cluster (ReadIndex keeps these
+  // linearizable; reads served without it are stale).
+  uint64_t deposed_leader_reads = 0;
+  // Crashes that rolled a state machine back to its last flush (losing applied
+  // entries the core then handed out again).
+  uint64_t state_rollbacks = 0;
   uint64_t violations = 0;
 };
 
@@ -43,8 +51,11 @@ struct SimResult {
   SimStats stats;
   // A fingerprint of every event of the run (FNV-1a); equal for equal seeds.
   uint64_t trace_hash = 0;
-  // Empty when the run was clean; otherwise the first violation: what, at which step,
-  // how to replay, the profile and a readable tail of the trace.
+  // The check that reported the first violation (kNone for a clean run): tests of
+  // planted bugs assert it.
+  Check check = Check::kNone;
+  // Empty when the run was clean; otherwise the first violation: which check, what, at
+  // which step, how to replay, the profile and a readable tail of the trace.
   std::string report;
   bool ok() const { return stats.violations == 0; }
 };

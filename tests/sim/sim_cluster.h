@@ -60,8 +60,9 @@ struct StateMachine {
   // covers: equal on every node at one applied index (State Machine Content).
   uint64_t ContentHash() const {
     uint64_t hash = kFnvOffset;
-    for (const auto& [key, value] : kv)
+    for (const auto& [key, value] : kv) {
       hash = FnvMix(FnvMix(hash, key), static_cast<uint64_t>(value));
+    }
     return hash;
   }
 };

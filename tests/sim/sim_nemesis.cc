@@ -263,6 +263,7 @@ void Simulator::ClientLoad() {
     op.incarnation = target->incarnation;
     op.call_time = Clock();
     op.at_follower = !write && target->raft->role() != raft::Role::kLeader;
+    bool answer_now = false;
     if (write) {
       op.value = static_cast<int64_t>(op.id);
       // Not drained until every client had its turn: proposals of one tick are batched
@@ -276,6 +277,7 @@ void Simulator::ClientLoad() {
       // The planted stale-read bug: the leader's own commit index as the read index,
       // with no heartbeat round; answered below, once the read is recorded.
       target->pending_reads.emplace_back(target->raft->commit_index(), op.id);
+      answer_now = true;
     } else if (!target->raft->ReadIndex(absl::StrCat(op.id)).ok()) {
       continue;
     }
@@ -283,7 +285,7 @@ void Simulator::ClientLoad() {
     client.op = op.id;
     client.deadline = now_ + timeout;
     touched.insert(target->id);
-    if (!write) AnswerReads(*target);
+    if (answer_now) AnswerReads(*target);
   }
   for (const NodeId id : touched) {
     Node* node = Find(id);

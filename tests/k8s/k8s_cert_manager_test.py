@@ -22,20 +22,16 @@ import unittest
 
 sys.dont_write_bytecode = True  # nothing written into the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import k8s_emulator  # noqa: E402
 from k8s_cert_manager import CertManager, Unsupported  # noqa: E402
+from k8s_emulator import find  # noqa: E402
 
 K8S_DIR = None
 SECRETS = ["stead-ca", "stead-peer-tls", "stead-root-client-tls", "stead-server-tls"]
 
 
 def render(overlay):
-    out = subprocess.run(["kubectl", "kustomize", os.path.join(K8S_DIR, overlay)],
-                         check=True, capture_output=True, text=True).stdout
-    return [o for o in yaml.safe_load_all(out) if o]
-
-
-def find(objects, kind, name):
-    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
+    return k8s_emulator.render(os.path.join(K8S_DIR, overlay))
 
 
 def x509(path, *args):

@@ -281,6 +281,8 @@ absl::StatusOr<pb::AuthenticateResponse> Authorizer::Authenticate(
   if (!meta.enabled()) {
     return absl::FailedPreconditionError("auth is not enabled: no token is needed");
   }
+  const absl::Time now = options_.clock();
+  STEAD_RETURN_IF_ERROR(throttle_.Admit(request.name(), now));
   STEAD_ASSIGN_OR_RETURN(std::optional<pb::AuthUser> user, ReadAuthUser(*snapshot, request.name()));
   // An unknown user costs a hash too, so timing does not tell it from a wrong password.
   static const pb::PasswordHash* const kDecoy = [] {
@@ -288,12 +290,13 @@ absl::StatusOr<pb::AuthenticateResponse> Authorizer::Authenticate(
     return hash;
   }();
   const pb::PasswordHash& hash = user && user->has_password() ? user->password() : *kDecoy;
-  const bool verified = VerifyPassword(request.password(), hash);
-  if (!user || !user->has_password() || !verified) return Unauthenticated();
+  const bool verified = VerifyPassword(request.password(), hash) && user && user->has_password();
+  throttle_.Record(request.name(), verified, now);
+  if (!verified) return Unauthenticated();
   pb::AuthTokenBody body;
   body.set_user(user->name());
   body.set_generation(user->generation());
-  body.set_expires_unix_ms(absl::ToUnixMillis(options_.clock() + options_.token_ttl));
+  body.set_expires_unix_ms(absl::ToUnixMillis(now + options_.token_ttl));
   pb::AuthenticateResponse response;
   response.set_token(SignToken(body, meta.token_secret()));
   response.set_expires_unix_ms(body.expires_unix_ms());

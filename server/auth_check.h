@@ -41,6 +41,7 @@
 #include "absl/time/time.h"
 #include "base/mutex.h"
 #include "proto/kv.pb.h"
+#include "server/auth_throttle.h"
 #include "storage/state_machine.h"
 #include "wire/tls_verify.h"
 
@@ -70,6 +71,8 @@ struct AuthorizerOptions {
   uint32_t password_iterations = 200000;
   // Default: absl::Now.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
+  // How failed `authenticate` calls for one name slow further ones (auth_throttle.h).
+  GuessThrottleOptions guess_throttle = {};
 };
 
 class Authorizer {
@@ -126,6 +129,7 @@ class Authorizer {
 
   const AuthorizerOptions options_;
   const storage::StateMachine* const state_;
+  const GuessThrottle throttle_{options_.guess_throttle};
   mutable Mutex mu_;
   mutable CondVar wake_;
   mutable std::deque<std::function<void(absl::Status)>> jobs_ ABSL_GUARDED_BY(mu_);

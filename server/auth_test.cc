@@ -6,9 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/mutex.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/auth_check.h"
 #include "server/auth_store.h"
+#include "server/auth_throttle.h"
 #include "server/auth_token.h"
 #include "server/kv_testing.h"
 #include "tests/testing/status_matchers.h"
@@ -286,6 +288,80 @@ TEST_F(AuthApplyTest, AuthorizerIdentifiesByTokenOrCertificateAgainstTheCurrentS
   ASSERT_FALSE(harness_.Write(GrantRole("alice", "app")).has_error());
   EXPECT_OK(authorizer.Check(&watch, "", /*ongoing=*/true));
   EXPECT_THAT(authorizer.Check(&watch, ""), StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+// Password guessing: a name that failed too often waits, longer with each failure, even
+// with the right password; other names are not held up; a success clears the name.
+TEST_F(AuthApplyTest, RepeatedFailedLoginsForANameAreRefusedForAWhile) {
+  absl::Time now = absl::FromUnixSeconds(2000000000);
+  AuthorizerOptions options;
+  options.password_iterations = 1;
+  options.clock = [&now] { return now; };
+  options.guess_throttle = {.free_failures = 3, .first_wait = absl::Seconds(2)};
+  Authorizer authorizer(options, &harness_.state());
+  for (const pb::ClientRequest& request :
+       {UserAdd("root"), GrantRole("root", "root"), UserAdd("alice"), UserAdd("bob"),
+        Enable()}) {
+    ASSERT_FALSE(harness_.Write(request).has_error());
+  }
+  auto login = [&](const std::string& name, const std::string& password) {
+    pb::AuthenticateRequest request;
+    request.set_name(name);
+    request.set_password(password);
+    return authorizer.Authenticate(request).status();
+  };
+  const std::string generic = "authentication failed";
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_THAT(login("alice", "guess"), StatusIs(absl::StatusCode::kUnauthenticated, generic));
+  }
+  // The fourth failure starts the wait: even the right password is refused, unhashed.
+  EXPECT_THAT(login("alice", "guess"), StatusIs(absl::StatusCode::kUnauthenticated, generic));
+  EXPECT_THAT(login("alice", "pw-alice"),
+              StatusIs(absl::StatusCode::kUnauthenticated, "too many failed attempts"));
+  EXPECT_OK(login("bob", "pw-bob"));
+  // An unknown name is throttled the same way, so the refusal reveals no user.
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(login("nobody", "guess").ok());
+  EXPECT_THAT(login("nobody", "guess"),
+              StatusIs(absl::StatusCode::kUnauthenticated, "too many failed attempts"));
+
+  now += absl::Seconds(2);
+  EXPECT_THAT(login("alice", "guess"), StatusIs(absl::StatusCode::kUnauthenticated, generic));
+  // The fifth failure doubles the wait.
+  now += absl::Seconds(3);
+  EXPECT_THAT(login("alice", "pw-alice"),
+              StatusIs(absl::StatusCode::kUnauthenticated, "retry in 1s"));
+  now += absl::Seconds(1);
+  EXPECT_OK(login("alice", "pw-alice"));
+  // A success clears the count.
+  EXPECT_THAT(login("alice", "guess"), StatusIs(absl::StatusCode::kUnauthenticated, generic));
+  EXPECT_OK(login("alice", "pw-alice"));
+}
+
+TEST(GuessThrottle, WaitsDoubleUpToTheCapAndTheIdlestNameIsForgotten) {
+  const absl::Time start = absl::FromUnixSeconds(1000);
+  GuessThrottle throttle({.free_failures = 1,
+                          .first_wait = absl::Seconds(1),
+                          .max_wait = absl::Seconds(4),
+                          .max_names = 2});
+  absl::Time now = start;
+  std::vector<absl::Duration> waits;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_OK(throttle.Admit("a", now));
+    throttle.Record("a", false, now);
+    absl::Duration waited = absl::ZeroDuration();
+    while (!throttle.Admit("a", now + waited).ok()) waited += absl::Seconds(1);
+    waits.push_back(waited);
+    now += waited;
+  }
+  EXPECT_THAT(waits, ::testing::ElementsAre(absl::ZeroDuration(), absl::Seconds(1),
+                                            absl::Seconds(2), absl::Seconds(4), absl::Seconds(4),
+                                            absl::Seconds(4)));
+  // Two names fit; a third evicts the one idle longest ("a").
+  throttle.Record("b", false, now + absl::Seconds(1));
+  throttle.Record("b", false, now + absl::Seconds(1));
+  throttle.Record("c", false, now + absl::Seconds(2));
+  EXPECT_OK(throttle.Admit("a", now));
+  EXPECT_FALSE(throttle.Admit("b", now + absl::Seconds(1)).ok());
 }
 
 TEST(AuthorizerPrepare, PasswordsAreHashedAndEnableGetsASecret) {

@@ -85,6 +85,9 @@ class FrameReader {
 
   // Bytes received but not yet returned as a payload (or skipped).
   size_t buffered_bytes() const { return end_ - begin_; }
+  // Those bytes; after an error, from the start of the frame that caused it (so a
+  // port can tell what the other side sent instead of a frame).
+  absl::string_view buffered() const { return {buffer_.get() + begin_, buffered_bytes()}; }
   // Whether a frame has begun and not yet been returned or skipped whole: some of its
   // bytes are buffered, or the rest of an oversized frame is still to be discarded.
   bool mid_frame() const { return buffered_bytes() > 0 || skip_bytes_ > 0; }

@@ -538,6 +538,10 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
       co_return absl::DeadlineExceededError(absl::StrCat(
           "no hello within ", absl::FormatDuration(shared_->options.hello_timeout)));
     }
+    if (!first.ok() && !socket_.is_tls() && wire::LooksLikeTlsClientHello(reader.buffered())) {
+      // A member with peer TLS dialing this plain port: say so, as the client port does.
+      co_return absl::FailedPreconditionError(wire::kTlsOnPlainPortMessage);
+    }
     if (!first.ok()) co_return Annotate(first, "waiting for hello");
     if (frame.has_discovery_request()) {
       activity_.Begin();  // answered at once, then closed: not worth evicting

@@ -19,6 +19,7 @@
 #include "storage/checkpoint_files.h"
 #include "storage/state_machine_testing.h"
 #include "tests/testing/status_matchers.h"
+#include "wire/stream.h"
 #include "tests/testing/test_certificates.h"
 
 namespace stead::server {
@@ -276,6 +277,22 @@ TEST_F(PeerTransportTest, GarbageFromARawSocketClosesOnlyThatConnection) {
   one->SetPeer(2, "127.0.0.1", two->listen_port());
   one->Send(Heartbeat(1, 2, 5));
   ASSERT_TRUE(inbox2.WaitFor([&] { return inbox2.messages.size() == 1; }));
+}
+
+TEST_F(PeerTransportTest, APlainPortNamesATlsClientHello) {
+  Inbox& inbox = NewInbox();
+  PeerTransport* plain = Start(2, &inbox);
+  asio::io_context client_io;
+  asio::ip::tcp::socket raw(client_io);
+  boost::system::error_code ec;
+  raw.connect({asio::ip::make_address("127.0.0.1"), plain->listen_port()}, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  // The first bytes of every TLS ClientHello: a handshake record of TLS 1.0 framing.
+  const std::string client_hello("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+  asio::write(raw, asio::buffer(client_hello), ec);
+  ASSERT_TRUE(inbox.WaitFor(
+      [&] { return log_->Contains(std::string(wire::kTlsOnPlainPortMessage)); }));
+  EXPECT_FALSE(log_->Contains("exceeds the limit"));
 }
 
 TEST_F(PeerTransportTest, ReconnectsWhenThePeerComesBack) {

@@ -291,7 +291,8 @@ class PeerTransport::Outbound : public std::enable_shared_from_this<Outbound> {
       // A new stream per attempt: a TLS session cannot be reused after a close, and
       // each attempt takes the newest context (certificate rotation).
       std::unique_ptr<wire::Stream> stream =
-          std::make_unique<wire::Stream>(tcp::socket(self->strand_), self->shared_->options.tls_client);
+          std::make_unique<wire::Stream>(tcp::socket(self->strand_),
+                                         self->shared_->options.tls_client);
       wire::Stream& socket = *stream;
       self->socket_ = &socket;
       const absl::Status connected = co_await self->Connect(socket);
@@ -472,7 +473,8 @@ class PeerTransport::Inbound : public std::enable_shared_from_this<Inbound> {
   Inbound(std::shared_ptr<Shared> shared, tcp::socket socket)
       : shared_(std::move(shared)),
         remote_(RemoteEndpoint(socket)),
-        socket_holder_(std::make_unique<wire::Stream>(std::move(socket), shared_->options.tls_server)),
+        socket_holder_(
+            std::make_unique<wire::Stream>(std::move(socket), shared_->options.tls_server)),
         socket_(*socket_holder_),
         strand_(socket_.get_executor()),
         watchdog_(strand_) {}
@@ -725,7 +727,8 @@ class PeerTransport::SnapshotSend : public std::enable_shared_from_this<Snapshot
         port_(port),
         done_(std::move(done)),
         strand_(asio::make_strand(shared_->io)),
-        socket_holder_(std::make_unique<wire::Stream>(tcp::socket(strand_), shared_->options.tls_client)),
+        socket_holder_(
+            std::make_unique<wire::Stream>(tcp::socket(strand_), shared_->options.tls_client)),
         socket_(*socket_holder_),
         pace_(strand_),
         watchdog_(strand_) {}

@@ -140,7 +140,9 @@ void Stream::ServerHandshakeOrPlain(std::shared_ptr<HandshakeState> state) {
     }
     std::get<TlsStream>(stream_).async_handshake(
         state->type,
-        [this, state](const boost::system::error_code& handshake) { FinishHandshake(state, handshake); });
+        [this, state](const boost::system::error_code& handshake) {
+          FinishHandshake(state, handshake);
+        });
   });
 }
 

@@ -34,7 +34,9 @@ endif()
 # Builds one GoogleTest binary and registers each of its tests with ctest under LABELS
 # (one of unit, sim, cluster, fuzz-replay, soak). Every test binary links gmock_main and
 # the shared test helpers. TSAN marks binaries that exercise threads: a ThreadSanitizer
-# build (the tsan preset) builds and registers only those. TEST_FILTER leaves out of
+# build (the tsan preset) builds and registers only those. STEAD_TEST_LABELS, when set,
+# is a regular expression: binaries whose label it does not match are neither built nor
+# registered (the asan preset runs only unit, sim and fuzz-replay). TEST_FILTER leaves out of
 # ctest the cases it excludes (e.g. "-Suite.Child": a child process's entry point, which
 # would only skip when run on its own). A GTEST_SKIP shows as "Skipped" in ctest
 # (gtest_discover_tests sets SKIP_REGULAR_EXPRESSION), and scripts/test lists it.
@@ -49,7 +51,8 @@ function(stead_test)
   add_executable(${ARG_NAME} ${ARG_SOURCES})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_LIBS} stead::testing GTest::gmock_main
                         stead_warnings)
-  if(STEAD_SANITIZE STREQUAL "thread" AND NOT ARG_TSAN)
+  if((STEAD_SANITIZE STREQUAL "thread" AND NOT ARG_TSAN) OR
+     (STEAD_TEST_LABELS AND NOT ARG_LABELS MATCHES "^(${STEAD_TEST_LABELS})$"))
     # Still defined, so callers may add properties, but neither built nor registered.
     set_target_properties(${ARG_NAME} PROPERTIES EXCLUDE_FROM_ALL ON)
     return()

@@ -10,8 +10,9 @@ and termination run as preStop, SIGTERM, then SIGKILL after the grace period.
 cert-manager is played too (k8s_cert_manager.py): the Secrets of the rendering's
 Certificates exist, and secret volumes that name them hold their keys.
 
-Only what stead's manifests use is supported; anything else raises Unsupported, so
-a manifest change the emulation cannot follow fails loudly instead of being ignored.
+Only what stead's manifests use is supported: every field of a rendering is played or
+knowingly left aside (k8s_fields.py), and anything else raises Unsupported, so a
+manifest change the emulation cannot follow fails loudly instead of being ignored.
 """
 
 import http.client
@@ -29,6 +30,7 @@ import time
 import yaml
 
 from k8s_cert_manager import CertManager, Unsupported  # noqa: F401  (one Unsupported for all)
+from k8s_fields import check_fields
 from k8s_service_proxy import ServiceProxy
 
 
@@ -192,8 +194,12 @@ class PodRuntime:
             os.chmod(os.path.join(path, key), source.get("defaultMode", 0o644))
         return path
 
-    def is_secret_volume(self, volume_name):
-        return any(v["name"] == volume_name and "secret" in v for v in self.spec.get("volumes", []))
+    def is_read_only_volume(self, volume_name):
+        """Secret volumes, whatever the mount says (as the kubelet mounts them), and PVCs
+        the pod asks for with readOnly."""
+        return any(v["name"] == volume_name and
+                   ("secret" in v or v.get("persistentVolumeClaim", {}).get("readOnly"))
+                   for v in self.spec.get("volumes", []))
 
     def container_argv(self, container, hosts_file=None):
         """argv that sets up the container's mount namespace and user and execs its
@@ -207,9 +213,8 @@ class PodRuntime:
         for mount in container.get("volumeMounts", []):
             if mount.get("subPath"):
                 raise Unsupported("subPath")
-            # Secret volumes are read-only whatever the mount says, as the kubelet mounts them.
             mounts.append((self.volume_source(mount["name"]), mount["mountPath"],
-                           bool(mount.get("readOnly")) or self.is_secret_volume(mount["name"])))
+                           bool(mount.get("readOnly")) or self.is_read_only_volume(mount["name"])))
         script = self.cluster.mount_script(mounts, container, hosts_file)
         user = self.cluster.user_args(self.spec, container)
         return ["unshare", "--mount", "--propagation", "private", "--",
@@ -467,6 +472,7 @@ class Cluster:
         self.proxies = [self.start_service(s) for s in self.client_services()]
 
     def check_supported(self):
+        check_fields(self.objects)
         spec = self.sts["spec"]
         if spec.get("podManagementPolicy") != "Parallel":
             raise Unsupported("podManagementPolicy other than Parallel")
@@ -641,6 +647,7 @@ class Cluster:
     def rolling_update(self, template, timeout_per_pod, before_delete=lambda pod: None):
         """RollingUpdate with partition 0: highest ordinal first, each replaced pod
         Ready for minReadySeconds before the next goes."""
+        check_fields([{"kind": "StatefulSet", "spec": {"template": template}}])
         min_ready = duration(self.sts["spec"].get("minReadySeconds"), 0)
         self.revision += 1
         self.template = template

@@ -630,6 +630,13 @@ TEST_F(ClientClusterTest, CompareAndSwapCountersCountExactlyWhileLeadersDie) {
   }
   EXPECT_EQ(events.size(), static_cast<size_t>(kThreads * kIncrements));
   EXPECT_EQ(last_revision, after.revision);
+
+  // Every member, the three restarted leaders included, holds every final count.
+  std::map<std::string, std::string> counts;
+  for (int t = 0; t < kThreads; ++t) {
+    counts[absl::StrCat("counter/", t)] = absl::StrCat(kIncrements);
+  }
+  EXPECT_OK(cluster_->CheckEveryMemberHas({0, 1, 2}, counts));
 }
 
 // The member serving a watch dies and comes back (the watcher knows no other): the
@@ -661,6 +668,11 @@ TEST_F(ClientClusterTest, WatchResumesAfterItsMemberRestarts) {
   for (int i = 0; i < kWrites; ++i) {
     EXPECT_EQ(events[static_cast<size_t>(i)].kv.value, absl::StrCat(i)) << "event " << i;
   }
+  // The restarted member caught up with the writes it missed, as did the others.
+  EXPECT_OK(cluster_->CheckEveryMemberHas(
+      {0, 1, 2}, {{"r/0", absl::StrCat(kWrites - 3)},
+                  {"r/1", absl::StrCat(kWrites - 2)},
+                  {"r/2", absl::StrCat(kWrites - 1)}}));
 }
 
 // Goal: a member closes a client connection with nothing in flight after

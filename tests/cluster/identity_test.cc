@@ -80,6 +80,8 @@ TEST(IdentityTest, ASecondProcessUnderARunningMembersNameIsRefused) {
            members.at("stead-1").id() != running_id && !members.at("stead-1").is_learner();
   }, absl::Seconds(60))) << "the newcomer did not take the name over";
   ASSERT_TRUE(cluster.WaitReady({4}));
+  // The newcomer under stead-1's name holds what the cluster acknowledged before.
+  EXPECT_OK(cluster.CheckEveryMemberHas({0, 2, 4}, {{"still", "serving"}}));
 }
 
 // Goal: a member started on volumes of another cluster (here: an earlier cluster on
@@ -142,6 +144,7 @@ TEST(IdentityTest, AMemberOnAnotherClustersVolumesServesNothing) {
     EXPECT_TRUE(cluster.Ready(i));
     EXPECT_FALSE(absl::StrContains(cluster.Log(i), kStaleVolumes)) << cluster.Name(i);
   }
+  EXPECT_OK(cluster.CheckEveryMemberHas({1, 2}, {{"new-cluster", "yes"}, {"after", "yes"}}));
   std::filesystem::remove_all(kept);
 }
 

@@ -647,7 +647,8 @@ class Cluster:
     def rolling_update(self, template, timeout_per_pod, before_delete=lambda pod: None):
         """RollingUpdate with partition 0: highest ordinal first, each replaced pod
         Ready for minReadySeconds before the next goes."""
-        check_fields([{"kind": "StatefulSet", "spec": {"template": template}}])
+        check_fields([{"kind": "StatefulSet", "metadata": self.sts["metadata"],
+                       "spec": {"template": template}}])
         min_ready = duration(self.sts["spec"].get("minReadySeconds"), 0)
         self.revision += 1
         self.template = template

@@ -44,6 +44,8 @@ PLAYED = [
     ("*", "apiVersion"), ("*", "kind"), ("*", "metadata.name"), ("*", "metadata.namespace"),
     # The client Service's pods: those whose template labels its selector matches.
     ("StatefulSet", "spec.template.metadata.labels.*"),
+    # Any change of the template, an annotation's too, is a revision to roll out.
+    ("StatefulSet", "spec.template.metadata.annotations.*"),
     ("Service", "spec.selector.*"),
     # The StatefulSet controller.
     ("StatefulSet", "spec.replicas"),

@@ -50,6 +50,11 @@ class FieldsTest(unittest.TestCase):
             with self.subTest(name):
                 k8s_fields.check_fields(objects)
 
+    def test_the_rolling_updates_template_is_played(self):
+        def annotate(sts):
+            sts["spec"]["template"]["metadata"]["annotations"] = {"emulation/revision": "2"}
+        k8s_fields.check_fields(self.with_statefulset(annotate))
+
     def assert_unsupported(self, objects, *fragments):
         with self.assertRaises(Unsupported) as raised:
             k8s_fields.check_fields(objects)

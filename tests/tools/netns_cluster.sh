@@ -2,7 +2,8 @@
 # netns_cluster.sh: the pods of a StatefulSet as network namespaces on this host, named
 # and addressed as behind a headless Service; the pod network of the StatefulSet
 # emulation (tests/k8s/k8s_emulator.py). Needs root, iproute2, util-linux (unshare) and
-# hostname.
+# hostname; the network faults iptables, and for delay the nfq_delay helper (built
+# from tests/tools/nfq_delay.c with libnetfilter_queue).
 #
 #   netns_cluster.sh up N SUBNET    members 0..N-1 on a bridge; SUBNET is a.b.c.0/24,
 #                                   the host side of the bridge a.b.c.1, member I
@@ -16,6 +17,25 @@
 #   netns_cluster.sh down           kills what runs in the members and removes the
 #                                   namespaces, links, route and files (nothing up: a
 #                                   no-op)
+#
+# Network faults (iptables in the members' namespaces; each adds to those in force,
+# idempotently, until heal; "host" is the host side of the bridge, where clients run):
+#   partition I [J|host ...]        drops every packet between member I and each one
+#                                   named (default: every other member and the host),
+#                                   both directions
+#   bridge A B                      partition A B: cuts A from B only, so that any third
+#                                   member still reaches both
+#   loss I PCT                      drops PCT% (0..100) of the packets arriving at member
+#                                   I; 0 removes the fault
+#   delay I MS [JITTER_MS]          holds each packet arriving at member I for MS plus a
+#                                   random 0..JITTER_MS ms, in order (no reordering), by
+#                                   the nfq_delay helper named by NETNS_NFQ_DELAY, which
+#                                   runs in the member on NFQUEUE queue I; MS 0 removes it
+#   heal I|all                      removes every fault of member I (partitions with it
+#                                   on either side, loss, delay), or of all members
+#   faults                          prints the faults in force, one a line, as
+#                                   "partition I J|host", "loss I PCT",
+#                                   "delay I MS JITTER_MS"
 #
 # Names come from the environment, as the StatefulSet has them (defaults in brackets):
 #   CLUSTER_STS [kv]  CLUSTER_SVC [kv-headless]  CLUSTER_NAMESPACE [default]
@@ -179,6 +199,195 @@ down() {
   echo "netns_cluster: cluster '$prefix' removed" >&2
 }
 
+# Network faults. Those in force are the lines of $state/faults, in the form `faults`
+# prints. Each command rewrites that file, then rebuilds from it the chains stead-in
+# and stead-out of every member, which INPUT and OUTPUT jump to, each with one
+# iptables-restore (atomic: no moment without the faults that stay). Only eth0 is
+# filtered, so a member still reaches itself. Drops come before the NFQUEUE rule: a
+# packet the helper lets go leaves the chain accepted.
+
+fault_setup() {
+  load
+  need_root
+  command -v iptables-restore >/dev/null || fail "no 'iptables-restore' (apt-get install iptables)"
+}
+
+fault_lines() { if [[ -f $state/faults ]]; then cat "$state/faults"; fi; }
+
+# Replaces the faults with the lines on stdin, each once.
+save_faults() {
+  sort -u > "$state/faults.new"
+  mv "$state/faults.new" "$state/faults"
+}
+
+# A member index or "host" (the bridge's address, where the host's clients come from).
+peer_check() { [[ ${1:-} == host ]] || member_index "${1:-}"; }
+peer_address() { if [[ $1 == host ]]; then echo "$net.1"; else address_of "$1"; fi; }
+
+# The partition line of two peers: members in increasing order, the host last.
+partition_line() {
+  if [[ $2 == host ]] || (($1 < $2)); then echo "partition $1 $2"; else echo "partition $2 $1"; fi
+}
+
+apply_member() {
+  local m=$1 kind a b peer drops="" loss="" queue="" ns
+  ns=$(netns_of "$m")
+  while read -r kind a b _; do
+    case $kind in
+      partition)
+        peer=""
+        [[ $a == "$m" ]] && peer=$b
+        [[ $b == "$m" ]] && peer=$a
+        [[ -n $peer ]] || continue
+        peer=$(peer_address "$peer")
+        drops+="-A stead-in -i eth0 -s $peer -j DROP"$'\n'
+        drops+="-A stead-out -o eth0 -d $peer -j DROP"$'\n'
+        ;;
+      loss)
+        [[ $a == "$m" ]] || continue
+        if ((b >= 100)); then
+          loss="-A stead-in -i eth0 -j DROP"$'\n'
+        else
+          loss="-A stead-in -i eth0 -m statistic --mode random"
+          loss+=" --probability $(printf '0.%02d' "$b") -j DROP"$'\n'
+        fi
+        ;;
+      delay)
+        [[ $a == "$m" ]] || continue
+        # Bypass: should the helper die, packets pass undelayed rather than vanish.
+        queue="-A stead-in -i eth0 -j NFQUEUE --queue-num $m --queue-bypass"$'\n'
+        ;;
+    esac
+  done < <(fault_lines)
+  printf '*filter\n:stead-in - [0:0]\n:stead-out - [0:0]\n%s%s%sCOMMIT\n' \
+    "$drops" "$loss" "$queue" | ip netns exec "$ns" iptables-restore -w --noflush ||
+    fail "iptables-restore failed in $ns"
+  ip netns exec "$ns" iptables -w -C INPUT -j stead-in 2>/dev/null ||
+    ip netns exec "$ns" iptables -w -I INPUT 1 -j stead-in
+  ip netns exec "$ns" iptables -w -C OUTPUT -j stead-out 2>/dev/null ||
+    ip netns exec "$ns" iptables -w -I OUTPUT 1 -j stead-out
+}
+
+apply_all() {
+  local i
+  for ((i = 0; i < members; i++)); do apply_member "$i"; done
+}
+
+# The delay helper of member $1, if it runs (a PID reused by another process is not it).
+delay_pid() {
+  local file=$state/delay-$1.pid pid
+  [[ -f $file ]] || return 1
+  pid=$(<"$file")
+  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep nfq_delay >/dev/null &&
+    echo "$pid"
+}
+
+stop_delay() {
+  local pid attempt
+  if pid=$(delay_pid "$1"); then
+    # TERM: it lets go of the packets it holds before exiting.
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((attempt = 0; attempt < 40; attempt++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$state/delay-$1.pid" "$state/delay-$1.log"
+}
+
+start_delay() {
+  local i=$1 helper=${NETNS_NFQ_DELAY:-} log=$state/delay-$1.log pid attempt
+  [[ -n $helper ]] ||
+    fail "delay needs the nfq_delay helper: set NETNS_NFQ_DELAY to its path" \
+      "(build/<preset>/tests/tools/nfq_delay)"
+  [[ -x $helper ]] || fail "NETNS_NFQ_DELAY '$helper' is not an executable"
+  helper=$(realpath "$helper")
+  : > "$log"
+  # Its own session, so it outlives this script and the caller's process group; down
+  # kills it with everything else in the member.
+  setsid ip netns exec "$(netns_of "$i")" "$helper" "$i" "$2" "$3" </dev/null >"$log" 2>&1 &
+  pid=$!
+  echo "$pid" > "$state/delay-$i.pid"
+  # The NFQUEUE rule only once the queue is bound (up to 5 s).
+  for ((attempt = 0; attempt < 100; attempt++)); do
+    ! grep -x ready "$log" >/dev/null || return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$state/delay-$i.pid"
+  fail "nfq_delay for member $i did not start: $(cat "$log")"
+}
+
+partition() {
+  fault_setup
+  local i=${1:-} peer peers lines=() j
+  member_index "$i"
+  shift
+  peers=("$@")
+  if ((${#peers[@]} == 0)); then
+    for ((j = 0; j < members; j++)); do ((j == i)) || peers+=("$j"); done
+    peers+=(host)
+  fi
+  for peer in "${peers[@]}"; do
+    peer_check "$peer"
+    [[ $peer != "$i" ]] || fail "member $i cannot be cut from itself"
+    lines+=("$(partition_line "$i" "$peer")")
+  done
+  { fault_lines; printf '%s\n' "${lines[@]}"; } | save_faults
+  apply_all
+}
+
+loss() {
+  fault_setup
+  local i=${1:-} pct=${2:-}
+  member_index "$i"
+  [[ $pct =~ ^[0-9]+$ ]] && ((10#$pct <= 100)) || fail "usage: loss I PCT (PCT in 0..100)"
+  {
+    fault_lines | awk -v m="$i" '!($1 == "loss" && $2 == m)'
+    ((pct == 0)) || echo "loss $i $((10#$pct))"
+  } | save_faults
+  apply_all
+}
+
+delay() {
+  fault_setup
+  local i=${1:-} ms=${2:-} jitter=${3:-0} line
+  member_index "$i"
+  [[ $ms =~ ^[0-9]+$ && $jitter =~ ^[0-9]+$ ]] && ((10#$ms <= 3600000 && 10#$jitter <= 3600000)) ||
+    fail "usage: delay I MS [JITTER_MS] (each in 0..3600000)"
+  line="delay $i $((10#$ms)) $((10#$jitter))"
+  # The same delay again: the helper in force stays.
+  if fault_lines | grep -x "$line" >/dev/null && delay_pid "$i" >/dev/null; then return 0; fi
+  # First the rule goes, then the helper: no packet is queued with no one to take it.
+  fault_lines | awk -v m="$i" '!($1 == "delay" && $2 == m)' | save_faults
+  apply_member "$i"
+  stop_delay "$i"
+  ((10#$ms + 10#$jitter > 0)) || return 0
+  start_delay "$i" "$ms" "$jitter"
+  { fault_lines; echo "$line"; } | save_faults
+  apply_member "$i"
+}
+
+heal() {
+  fault_setup
+  local target=${1:-} i
+  [[ -n $target ]] || fail "usage: heal I|all"
+  if [[ $target == all ]]; then
+    : | save_faults
+  else
+    member_index "$target"
+    fault_lines | awk -v m="$target" \
+      '!(($1 == "partition" && ($2 == m || $3 == m)) || (($1 == "loss" || $1 == "delay") && $2 == m))' |
+      save_faults
+  fi
+  apply_all
+  for ((i = 0; i < members; i++)); do
+    if [[ $target == all || $target == "$i" ]]; then stop_delay "$i"; fi
+  done
+}
+
 command=${1:-}
 shift || true
 case $command in
@@ -187,6 +396,15 @@ case $command in
   ip) load; member_index "${1:-}"; address_of "$1" ;;
   hosts) load; cat "$state/hosts" ;;
   down) down ;;
+  partition) partition "$@" ;;
+  bridge)
+    (($# == 2)) || fail "usage: bridge A B"
+    partition "$@"
+    ;;
+  heal) heal "$@" ;;
+  delay) delay "$@" ;;
+  loss) loss "$@" ;;
+  faults) load; fault_lines ;;
   help | -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
   *) fail "unknown command '$command' (--help lists them)" ;;
 esac

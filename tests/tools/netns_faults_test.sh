@@ -176,7 +176,7 @@ for from in 1 host; do
   fi
 done
 got=$(rtt 1 2 5)
-if [[ -n $got ]] && (($(printf '%.0f' "$got") < 100)); then
+if [[ -n $got ]] && (($(printf '%.0f' "$got") < 200)); then
   check "1 to 2 is not delayed" ok
 else
   check "1 to 2 is not delayed" "'$got' ms"
@@ -195,7 +195,7 @@ fi
 "$cluster" heal 0
 faults_are ""
 got=$(rtt 1 0 5)
-if [[ -n $got ]] && (($(printf '%.0f' "$got") < 100)); then
+if [[ -n $got ]] && (($(printf '%.0f' "$got") < 200)); then
   check "heal 0 removes the delay" ok
 else
   check "heal 0 removes the delay" "'$got' ms"

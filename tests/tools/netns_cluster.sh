@@ -30,7 +30,9 @@
 #   delay I MS [JITTER_MS]          holds each packet arriving at member I for MS plus a
 #                                   random 0..JITTER_MS ms, in order (no reordering), by
 #                                   the nfq_delay helper named by NETNS_NFQ_DELAY, which
-#                                   runs in the member on NFQUEUE queue I; MS 0 removes it
+#                                   runs in the member on NFQUEUE queue I; MS 0 removes it.
+#                                   The jitter is drawn from NETNS_NFQ_SEED + I when that
+#                                   is set (a run's faults replay by seed)
 #   heal I|all                      removes every fault of member I (partitions with it
 #                                   on either side, loss, delay), or of all members
 #   faults                          prints the faults in force, one a line, as
@@ -306,7 +308,13 @@ start_delay() {
   : > "$log"
   # Its own session, so it outlives this script and the caller's process group; down
   # kills it with everything else in the member.
-  setsid ip netns exec "$(netns_of "$i")" "$helper" "$i" "$2" "$3" </dev/null >"$log" 2>&1 &
+  local seed=()
+  if [[ -n ${NETNS_NFQ_SEED:-} ]]; then
+    [[ $NETNS_NFQ_SEED =~ ^[0-9]+$ ]] || fail "NETNS_NFQ_SEED '$NETNS_NFQ_SEED' is not a number"
+    seed=($(((10#$NETNS_NFQ_SEED + i) % 2147483648)))
+  fi
+  setsid ip netns exec "$(netns_of "$i")" "$helper" "$i" "$2" "$3" "${seed[@]}" \
+    </dev/null >"$log" 2>&1 &
   pid=$!
   echo "$pid" > "$state/delay-$i.pid"
   # The NFQUEUE rule only once the queue is bound (up to 5 s).
@@ -318,6 +326,19 @@ start_delay() {
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$state/delay-$i.pid"
   fail "nfq_delay for member $i did not start: $(cat "$log")"
+}
+
+# The faults in force; a delay whose helper died (its packets now pass undelayed) says so.
+faults() {
+  load
+  local kind a rest
+  while read -r kind a rest; do
+    if [[ $kind == delay ]] && ! delay_pid "$a" >/dev/null; then
+      echo "$kind $a $rest (helper not running)"
+    else
+      echo "$kind $a $rest"
+    fi
+  done < <(fault_lines)
 }
 
 partition() {
@@ -404,7 +425,7 @@ case $command in
   heal) heal "$@" ;;
   delay) delay "$@" ;;
   loss) loss "$@" ;;
-  faults) load; fault_lines ;;
+  faults) faults ;;
   help | -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
   *) fail "unknown command '$command' (--help lists them)" ;;
 esac

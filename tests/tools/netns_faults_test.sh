@@ -182,8 +182,15 @@ else
   check "1 to 2 is not delayed" "'$got' ms"
 fi
 # A jitter larger than the gaps between packets: a netem-like jitter would reorder them.
-"$cluster" delay 0 50 100
+NETNS_NFQ_SEED=7 "$cluster" delay 0 50 100
 faults_are "delay 0 50 100"
+helper_pid=$(cat /run/stead-netns/fnet/delay-0.pid)
+got=$(tr '\0' ' ' < "/proc/$helper_pid/cmdline")
+if [[ $got == *"nfq_delay 0 50 100 7 " ]]; then
+  check "the helper of member 0 has queue 0 and seed 7" ok
+else
+  check "the helper of member 0 has queue 0 and seed 7" "'$got'"
+fi
 read -r _ received _ in_order _ first_ms < <(probe_from 1 udp "$(address 0)" "$udp_port" 200 2) ||
   true
 if ((received == 200 && in_order == 1)) && (($(printf '%.0f' "$first_ms") >= 50)); then
@@ -192,6 +199,9 @@ else
   check "delay 0 50 100 keeps the order of 200 datagrams" \
     "received $received, in order $in_order, first after $first_ms ms"
 fi
+kill -KILL "$helper_pid"
+sleep 0.2
+faults_are "delay 0 50 100 (helper not running)"
 "$cluster" heal 0
 faults_are ""
 got=$(rtt 1 0 5)

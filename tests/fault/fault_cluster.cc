@@ -35,7 +35,8 @@ absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Up(FaultClusterOptio
   }
   if (::geteuid() != 0) return absl::FailedPreconditionError("network namespaces need root");
   std::error_code error;
-  std::filesystem::create_directories(options.run_dir, error);
+  // The script's stderr files go to scratch/, away from the volumes and logs.
+  std::filesystem::create_directories(options.run_dir + "/scratch", error);
   if (error) {
     return absl::InternalError(absl::StrCat("cannot create ", options.run_dir, ": ",
                                             error.message()));
@@ -96,7 +97,7 @@ absl::StatusOr<std::string> FaultCluster::Script(const std::vector<std::string>&
   MutexLock lock(&script_mu_);
   SubprocessOptions run{.argv = {"/bin/bash", options_.netns_script}, .env = ScriptEnv()};
   run.argv.insert(run.argv.end(), args.begin(), args.end());
-  CompletedRun done = testing::RunToCompletion(std::move(run), options_.run_dir, timeout);
+  CompletedRun done = testing::RunToCompletion(std::move(run), options_.run_dir + "/scratch", timeout);
   if (done.exit_code != 0) {
     return absl::InternalError(absl::StrCat("netns_cluster.sh ", absl::StrJoin(args, " "),
                                             " (exit ", done.exit_code, "): ",

@@ -38,8 +38,8 @@ absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Up(FaultClusterOptio
   // The script's stderr files go to scratch/, away from the volumes and logs.
   std::filesystem::create_directories(options.run_dir + "/scratch", error);
   if (error) {
-    return absl::InternalError(absl::StrCat("cannot create ", options.run_dir, ": ",
-                                            error.message()));
+    return absl::InternalError(
+        absl::StrCat("cannot create ", options.run_dir, ": ", error.message()));
   }
   std::unique_ptr<FaultCluster> cluster(new FaultCluster(std::move(options)));
   const FaultClusterOptions& o = cluster->options_;
@@ -82,7 +82,8 @@ std::string FaultCluster::LogPath(int member) const {
 
 std::vector<std::string> FaultCluster::ClientEndpoints() const {
   std::vector<std::string> endpoints;
-  for (int i = 0; i < options_.members; ++i) endpoints.push_back(absl::StrCat(Ip(i), ":", kClientPort));
+  for (int i = 0; i < options_.members; ++i)
+    endpoints.push_back(absl::StrCat(Ip(i), ":", kClientPort));
   return endpoints;
 }
 
@@ -97,11 +98,12 @@ absl::StatusOr<std::string> FaultCluster::Script(const std::vector<std::string>&
   MutexLock lock(&script_mu_);
   SubprocessOptions run{.argv = {"/bin/bash", options_.netns_script}, .env = ScriptEnv()};
   run.argv.insert(run.argv.end(), args.begin(), args.end());
-  CompletedRun done = testing::RunToCompletion(std::move(run), options_.run_dir + "/scratch", timeout);
+  CompletedRun done =
+      testing::RunToCompletion(std::move(run), options_.run_dir + "/scratch", timeout);
   if (done.exit_code != 0) {
     return absl::InternalError(absl::StrCat("netns_cluster.sh ", absl::StrJoin(args, " "),
-                                            " (exit ", done.exit_code, "): ",
-                                            absl::StripAsciiWhitespace(done.err)));
+                                            " (exit ", done.exit_code,
+                                            "): ", absl::StripAsciiWhitespace(done.err)));
   }
   return done.out;
 }

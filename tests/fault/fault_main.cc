@@ -44,7 +44,8 @@ constexpr char kUsage[] = R"(usage: stead-fault --stead=PATH --netns-script=PATH
 Runs a stead cluster in network namespaces (needs root) under a client workload while
 a nemesis injects faults chosen by the seed, then heals everything, waits for the
 members to converge and prints one line:
-  RESULT seed=N ops_ok=N ops_failed=N ops_unknown=N faults=KIND:N,... longest_unavailable_ms=N converged=0|1
+  RESULT seed=N ops_ok=N ops_failed=N ops_unknown=N faults=KIND:N,...
+         longest_unavailable_ms=N converged=0|1
 
   --seed=N             schedule and workload seed (default 1)
   --duration=D         how long the workload and nemesis run (default 30s)
@@ -97,8 +98,7 @@ absl::Status ParseFlags(int argc, char** argv, Flags* flags) {
     } else if (name == "members") {
       ok = absl::SimpleAtoi(value, &flags->members) && flags->members >= 1 && flags->members <= 9;
     } else if (name == "clients") {
-      ok = absl::SimpleAtoi(value, &flags->clients) && flags->clients >= 1 &&
-           flags->clients <= 256;
+      ok = absl::SimpleAtoi(value, &flags->clients) && flags->clients >= 1 && flags->clients <= 256;
     } else if (name == "keys") {
       ok = absl::SimpleAtoi(value, &flags->keys) && flags->keys >= 1 && flags->keys <= 1000;
     } else if (name == "faults") {
@@ -119,9 +119,10 @@ absl::Status ParseFlags(int argc, char** argv, Flags* flags) {
     if (!ok) return absl::InvalidArgumentError(absl::StrCat("bad value for --", name, ": ", value));
   }
   if (flags->help) return absl::OkStatus();
-  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"stead", &flags->stead},
-                                    {"netns-script", &flags->netns_script},
-                                    {"out", &flags->out}}) {
+  for (const auto& [name, value] :
+       {std::pair<const char*, const std::string*>{"stead", &flags->stead},
+        {"netns-script", &flags->netns_script},
+        {"out", &flags->out}}) {
     if (value->empty()) return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
   }
   return absl::OkStatus();
@@ -160,8 +161,8 @@ bool WaitConverged(const FaultCluster& cluster, absl::Duration timeout, bool* di
         answers.push_back(absl::StrCat(endpoint, ": ", hash.status().message()));
         continue;
       }
-      answers.push_back(absl::StrCat(endpoint, ": index ", hash->applied_index, " hash ",
-                                     absl::Hex(hash->hash)));
+      answers.push_back(
+          absl::StrCat(endpoint, ": index ", hash->applied_index, " hash ", absl::Hex(hash->hash)));
       hashes.push_back(*hash);
     }
     *last = absl::StrJoin(answers, "; ");
@@ -212,7 +213,8 @@ int Run(const Flags& flags) {
     std::cerr << "stead-fault: starting the members: " << started.message() << "\n";
     return kExitSetup;
   }
-  if (!(*cluster)->WaitReady(absl::Seconds(60)) || (*cluster)->WaitForLeader(absl::Seconds(30)) < 0) {
+  if (!(*cluster)->WaitReady(absl::Seconds(60)) ||
+      (*cluster)->WaitForLeader(absl::Seconds(30)) < 0) {
     std::cerr << "stead-fault: the members were not ready with a leader within 90 s (logs in "
               << flags.out << ")\n";
     return kExitSetup;
@@ -223,10 +225,9 @@ int Run(const Flags& flags) {
                      .keys = flags.keys,
                      .seed = flags.seed,
                      .start = start});
-  Nemesis nemesis(cluster->get(), {.seed = flags.seed,
-                                   .kinds = *kinds,
-                                   .start = start,
-                                   .log_path = flags.out + "/faults.log"});
+  Nemesis nemesis(
+      cluster->get(),
+      {.seed = flags.seed, .kinds = *kinds, .start = start, .log_path = flags.out + "/faults.log"});
   const int64_t workload_start_ns = now_ns();
   if (absl::Status status = workload.Start(); !status.ok()) {
     std::cerr << "stead-fault: workload: " << status.message() << "\n";
@@ -252,7 +253,8 @@ int Run(const Flags& flags) {
   const bool converged = WaitConverged(**cluster, absl::Seconds(60), &diverged, &hashes);
   if (!converged) {
     std::cerr << "stead-fault: members "
-              << (diverged ? "DIVERGED (same applied index, different content)" : "did not converge")
+              << (diverged ? "DIVERGED (same applied index, different content)"
+                           : "did not converge")
               << ": " << hashes << "\n";
   }
 
@@ -264,7 +266,8 @@ int Run(const Flags& flags) {
   const int64_t longest_ns = LongestUnavailableNs(history, workload_start_ns, workload_end_ns);
   std::cout << "RESULT seed=" << flags.seed << " ops_ok=" << counts.ok
             << " ops_failed=" << counts.failed << " ops_unknown=" << counts.unknown
-            << " faults=" << nemesis.Summary() << " longest_unavailable_ms=" << longest_ns / 1'000'000
+            << " faults=" << nemesis.Summary()
+            << " longest_unavailable_ms=" << longest_ns / 1'000'000
             << " converged=" << (converged ? 1 : 0) << std::endl;
   if (interrupted) {
     std::cerr << "stead-fault: interrupted\n";

@@ -16,9 +16,14 @@ namespace stead::fault {
 namespace {
 
 constexpr FaultKind kKinds[] = {
-    FaultKind::kPartitionLeader, FaultKind::kPartitionRandom, FaultKind::kBridge,
-    FaultKind::kKill,            FaultKind::kStop,            FaultKind::kDelay,
-    FaultKind::kLoss,            FaultKind::kTransfer,
+    FaultKind::kPartitionLeader,
+    FaultKind::kPartitionRandom,
+    FaultKind::kBridge,
+    FaultKind::kKill,
+    FaultKind::kStop,
+    FaultKind::kDelay,
+    FaultKind::kLoss,
+    FaultKind::kTransfer,
 };
 
 // Longer than the members' longest election timeout (20 ticks of 50 ms), so that a
@@ -29,14 +34,22 @@ constexpr absl::Duration kMinStopHold = absl::Seconds(2);
 
 std::string FaultKindName(FaultKind kind) {
   switch (kind) {
-    case FaultKind::kPartitionLeader: return "partition-leader";
-    case FaultKind::kPartitionRandom: return "partition-random";
-    case FaultKind::kBridge: return "bridge";
-    case FaultKind::kKill: return "kill";
-    case FaultKind::kStop: return "stop";
-    case FaultKind::kDelay: return "delay";
-    case FaultKind::kLoss: return "loss";
-    case FaultKind::kTransfer: return "transfer";
+    case FaultKind::kPartitionLeader:
+      return "partition-leader";
+    case FaultKind::kPartitionRandom:
+      return "partition-random";
+    case FaultKind::kBridge:
+      return "bridge";
+    case FaultKind::kKill:
+      return "kill";
+    case FaultKind::kStop:
+      return "stop";
+    case FaultKind::kDelay:
+      return "delay";
+    case FaultKind::kLoss:
+      return "loss";
+    case FaultKind::kTransfer:
+      return "transfer";
   }
   return "unknown";
 }
@@ -47,8 +60,9 @@ absl::StatusOr<std::vector<FaultKind>> ParseFaultKinds(const std::string& text) 
   if (text == "all") return AllFaultKinds();
   std::vector<FaultKind> kinds;
   for (absl::string_view name : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    const FaultKind* found = std::find_if(std::begin(kKinds), std::end(kKinds),
-                                          [&](FaultKind kind) { return FaultKindName(kind) == name; });
+    const FaultKind* found =
+        std::find_if(std::begin(kKinds), std::end(kKinds),
+                     [&](FaultKind kind) { return FaultKindName(kind) == name; });
     if (found == std::end(kKinds)) {
       std::vector<std::string> names;
       for (FaultKind kind : kKinds) names.push_back(FaultKindName(kind));
@@ -106,9 +120,10 @@ void Nemesis::Record(const FaultEvent& event, bool healing) {
   MutexLock lock(&mu_);
   if (!options_.log_path.empty()) {
     std::ofstream log(options_.log_path, std::ios::app);
-    log << absl::StrFormat("%.3f", static_cast<double>(healing ? event.heal_ns : event.inject_ns) / 1e9) << "s "
-        << (healing ? "heal " : "inject ") << FaultKindName(event.kind) << " " << event.target
-        << (event.error.empty() ? " ok" : " FAILED: " + event.error) << "\n";
+    log << absl::StrFormat("%.3f",
+                           static_cast<double>(healing ? event.heal_ns : event.inject_ns) / 1e9)
+        << "s " << (healing ? "heal " : "inject ") << FaultKindName(event.kind) << " "
+        << event.target << (event.error.empty() ? " ok" : " FAILED: " + event.error) << "\n";
   }
   // One entry per episode: the heal replaces the injection's entry.
   if (!log_.empty() && log_.back().inject_ns == event.inject_ns && log_.back().kind == event.kind) {
@@ -166,8 +181,8 @@ void Nemesis::Episode(FaultKind kind) {
         for (int m : side) pods.push_back(cluster_->PodName(m));
         return absl::StrJoin(pods, ",");
       };
-      event.target = absl::StrCat(names(left), "|", names(right), " via ",
-                                  cluster_->PodName(order[0]));
+      event.target =
+          absl::StrCat(names(left), "|", names(right), " via ", cluster_->PodName(order[0]));
       if (right.empty()) {
         injected = absl::FailedPreconditionError("a bridge needs 3 members");
         break;
@@ -209,10 +224,11 @@ void Nemesis::Episode(FaultKind kind) {
       ClientOptions client_options{.endpoints = cluster_->ClientEndpoints(),
                                    .route_to_leader = false};
       absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(client_options);
-      injected = client.ok() ? (*client)->LeaderTransfer(cluster_->PodName(to),
-                                                         {.timeout = absl::Seconds(5)})
-                                   .status()
-                             : client.status();
+      injected = client.ok()
+                     ? (*client)
+                           ->LeaderTransfer(cluster_->PodName(to), {.timeout = absl::Seconds(5)})
+                           .status()
+                     : client.status();
       hold = absl::ZeroDuration();  // nothing to heal
       break;
     }

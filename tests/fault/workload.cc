@@ -28,9 +28,15 @@ OpCounts CountOutcomes(const History& history) {
   OpCounts counts;
   for (const RegisterOp& op : history.registers) {
     switch (op.outcome) {
-      case Outcome::kOk: ++counts.ok; break;
-      case Outcome::kFailed: ++counts.failed; break;
-      case Outcome::kUnknown: ++counts.unknown; break;
+      case Outcome::kOk:
+        ++counts.ok;
+        break;
+      case Outcome::kFailed:
+        ++counts.failed;
+        break;
+      case Outcome::kUnknown:
+        ++counts.unknown;
+        break;
     }
   }
   return counts;
@@ -113,7 +119,8 @@ void Workload::RunClient(uint32_t index) {
     op.key = absl::StrCat("r", pick_key(rng));
     const int roll = pick_op(rng);
     const bool known = last_read.count(op.key) > 0;
-    if (roll < options_.get_percent || (roll >= options_.get_percent + options_.put_percent && !known)) {
+    if (roll < options_.get_percent ||
+        (roll >= options_.get_percent + options_.put_percent && !known)) {
       op.kind = RegisterOp::Kind::kGet;
     } else if (roll < options_.get_percent + options_.put_percent) {
       op.kind = RegisterOp::Kind::kPut;
@@ -161,7 +168,8 @@ void Workload::RunClient(uint32_t index) {
       op.complete_ns = op.outcome == Outcome::kFailed ? done_ns : kNever;
     }
     // What this client's next CAS expects: after its own successful write, that value.
-    if (op.outcome == Outcome::kOk && op.kind == RegisterOp::Kind::kPut) last_read[op.key] = op.value;
+    if (op.outcome == Outcome::kOk && op.kind == RegisterOp::Kind::kPut)
+      last_read[op.key] = op.value;
     if (op.outcome == Outcome::kOk && op.kind == RegisterOp::Kind::kCas && op.swapped) {
       last_read[op.key] = op.value;
     }

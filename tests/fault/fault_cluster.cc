@@ -1,0 +1,258 @@
+#include "tests/fault/fault_cluster.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "tests/testing/kv_test_client.h"
+
+namespace stead::fault {
+namespace {
+
+using testing::CompletedRun;
+using testing::Subprocess;
+using testing::SubprocessOptions;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Up(FaultClusterOptions options) {
+  if (options.stead_binary.empty() || options.netns_script.empty() || options.run_dir.empty()) {
+    return absl::InvalidArgumentError("stead binary, netns script and run folder are required");
+  }
+  if (options.members < 1 || options.members > 9) {
+    return absl::InvalidArgumentError(absl::StrCat("members ", options.members, " not in 1..9"));
+  }
+  if (::geteuid() != 0) return absl::FailedPreconditionError("network namespaces need root");
+  std::error_code error;
+  // The script's stderr files go to scratch/, away from the volumes and logs.
+  std::filesystem::create_directories(options.run_dir + "/scratch", error);
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot create ", options.run_dir, ": ", error.message()));
+  }
+  std::unique_ptr<FaultCluster> cluster(new FaultCluster(std::move(options)));
+  const FaultClusterOptions& o = cluster->options_;
+  absl::string_view subnet = o.subnet;
+  if (!absl::ConsumeSuffix(&subnet, ".0/24")) {
+    return absl::InvalidArgumentError(absl::StrCat("subnet ", o.subnet, " is not a.b.c.0/24"));
+  }
+  cluster->net_ = std::string(subnet);
+  absl::StatusOr<std::string> up =
+      cluster->Script({"up", absl::StrCat(o.members), o.subnet}, absl::Seconds(60));
+  if (!up.ok()) return absl::FailedPreconditionError(up.status().message());
+  cluster->up_ = true;
+  return cluster;
+}
+
+FaultCluster::FaultCluster(FaultClusterOptions options) : options_(std::move(options)) {
+  processes_.resize(options_.members);
+}
+
+FaultCluster::~FaultCluster() {
+  {
+    MutexLock lock(&mu_);
+    for (std::unique_ptr<Subprocess>& process : processes_) {
+      if (process != nullptr) process->Kill();
+      process.reset();
+    }
+  }
+  if (up_) Script({"down"}, absl::Seconds(60)).IgnoreError();  // best effort on every path
+}
+
+std::string FaultCluster::PodName(int member) const {
+  return absl::StrCat(options_.sts, "-", member);
+}
+
+std::string FaultCluster::Ip(int member) const { return absl::StrCat(net_, ".", 10 + member); }
+
+std::string FaultCluster::LogPath(int member) const {
+  return absl::StrCat(options_.run_dir, "/", PodName(member), ".log");
+}
+
+std::vector<std::string> FaultCluster::ClientEndpoints() const {
+  std::vector<std::string> endpoints;
+  for (int i = 0; i < options_.members; ++i)
+    endpoints.push_back(absl::StrCat(Ip(i), ":", kClientPort));
+  return endpoints;
+}
+
+std::vector<std::string> FaultCluster::ScriptEnv() const {
+  return {"CLUSTER_PREFIX=" + options_.prefix, "CLUSTER_STS=" + options_.sts,
+          "CLUSTER_SVC=" + options_.service, "CLUSTER_NAMESPACE=default",
+          "CLUSTER_DOMAIN=cluster.local"};
+}
+
+absl::StatusOr<std::string> FaultCluster::Script(const std::vector<std::string>& args,
+                                                 absl::Duration timeout) const {
+  MutexLock lock(&script_mu_);
+  SubprocessOptions run{.argv = {"/bin/bash", options_.netns_script}, .env = ScriptEnv()};
+  run.argv.insert(run.argv.end(), args.begin(), args.end());
+  CompletedRun done =
+      testing::RunToCompletion(std::move(run), options_.run_dir + "/scratch", timeout);
+  if (done.exit_code != 0) {
+    return absl::InternalError(absl::StrCat("netns_cluster.sh ", absl::StrJoin(args, " "),
+                                            " (exit ", done.exit_code,
+                                            "): ", absl::StripAsciiWhitespace(done.err)));
+  }
+  return done.out;
+}
+
+std::vector<std::string> FaultCluster::MemberArgv(int member) const {
+  const std::string dir = absl::StrCat(options_.run_dir, "/", PodName(member));
+  std::vector<std::string> argv = {
+      "/bin/bash",
+      options_.netns_script,
+      "exec",
+      absl::StrCat(member),
+      options_.stead_binary,
+      "--name=" + PodName(member),
+      "--data-dir=" + dir + "/data",
+      "--wal-dir=" + dir + "/wal",
+      absl::StrCat("--client-addr=0.0.0.0:", kClientPort),
+      absl::StrCat("--peer-addr=0.0.0.0:", kPeerPort),
+      absl::StrCat("--http-addr=0.0.0.0:", kHttpPort),
+      // Peers by their headless-Service names, as the StatefulSet runs them.
+      "--peer-service=" + options_.service,
+      absl::StrCat("--advertise-host=", PodName(member), ".", options_.service,
+                   ".default.svc.cluster.local"),
+      absl::StrCat("--initial-cluster-size=", options_.members),
+      absl::StrCat("--tick-interval=", absl::ToInt64Milliseconds(options_.tick), "ms"),
+      "--shutdown-timeout=5s",
+      "--io-threads=1",
+  };
+  argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
+  return argv;
+}
+
+absl::Status FaultCluster::Start(int member) {
+  MutexLock lock(&mu_);
+  std::unique_ptr<Subprocess>& process = processes_.at(member);
+  if (process != nullptr && process->running()) {
+    return absl::InternalError(absl::StrCat(PodName(member), " runs already"));
+  }
+  process.reset();
+  // `exec` replaces the script with stead, so the child PID is the member's.
+  absl::StatusOr<std::unique_ptr<Subprocess>> started =
+      Subprocess::Start(MemberArgv(member), ScriptEnv(), LogPath(member));
+  if (!started.ok()) return started.status();
+  process = std::move(started).value();
+  return absl::OkStatus();
+}
+
+absl::Status FaultCluster::StartAll() {
+  for (int i = 0; i < options_.members; ++i) {
+    if (absl::Status status = Start(i); !status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FaultCluster::Kill(int member) {
+  MutexLock lock(&mu_);
+  std::unique_ptr<Subprocess>& process = processes_.at(member);
+  if (process != nullptr) process->Kill();
+  process.reset();
+  return absl::OkStatus();
+}
+
+absl::Status FaultCluster::Restart(int member) {
+  if (absl::Status status = Kill(member); !status.ok()) return status;
+  return Start(member);
+}
+
+absl::Status FaultCluster::Stop(int member) {
+  MutexLock lock(&mu_);
+  std::unique_ptr<Subprocess>& process = processes_.at(member);
+  if (process == nullptr) return absl::FailedPreconditionError(PodName(member) + " not running");
+  return process->Signal(SIGSTOP);
+}
+
+absl::Status FaultCluster::Continue(int member) {
+  MutexLock lock(&mu_);
+  std::unique_ptr<Subprocess>& process = processes_.at(member);
+  if (process == nullptr) return absl::FailedPreconditionError(PodName(member) + " not running");
+  return process->Signal(SIGCONT);
+}
+
+bool FaultCluster::Running(int member) {
+  MutexLock lock(&mu_);
+  std::unique_ptr<Subprocess>& process = processes_.at(member);
+  return process != nullptr && process->running();
+}
+
+absl::Status FaultCluster::Partition(int member, const std::vector<std::string>& from) {
+  std::vector<std::string> args = {"partition", absl::StrCat(member)};
+  args.insert(args.end(), from.begin(), from.end());
+  return Script(args).status();
+}
+
+absl::Status FaultCluster::Heal(int member) {
+  return Script({"heal", absl::StrCat(member)}).status();
+}
+
+absl::Status FaultCluster::HealAll() { return Script({"heal", "all"}).status(); }
+
+absl::Status FaultCluster::Delay(int member, int ms, int jitter_ms) {
+  return Script({"delay", absl::StrCat(member), absl::StrCat(ms), absl::StrCat(jitter_ms)})
+      .status();
+}
+
+absl::Status FaultCluster::Loss(int member, int percent) {
+  return Script({"loss", absl::StrCat(member), absl::StrCat(percent)}).status();
+}
+
+int FaultCluster::HttpStatus(int member, const std::string& path, absl::Duration timeout) const {
+  absl::StatusOr<testing::HttpResponse> response =
+      testing::HttpGet(Ip(member), kHttpPort, path, timeout);
+  return response.ok() ? response->status_code : 0;
+}
+
+int FaultCluster::Leader() const {
+  for (int i = 0; i < options_.members; ++i) {
+    absl::StatusOr<testing::HttpResponse> response =
+        testing::HttpGet(Ip(i), kHttpPort, "/metrics", absl::Milliseconds(500));
+    if (!response.ok() || response->status_code != 200) continue;
+    for (absl::string_view line : absl::StrSplit(response->body, '\n')) {
+      double value = 0;
+      if (absl::ConsumePrefix(&line, "stead_raft_is_leader ") && absl::SimpleAtod(line, &value) &&
+          value == 1.0) {
+        return i;
+      }
+    }
+  }
+  return -1;
+}
+
+int FaultCluster::WaitForLeader(absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (int round = 0; round < 100000; ++round) {
+    if (int leader = Leader(); leader >= 0) return leader;
+    if (absl::Now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
+}
+
+bool FaultCluster::WaitReady(absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (int round = 0; round < 100000; ++round) {
+    bool ready = true;
+    for (int i = 0; i < options_.members && ready; ++i) ready = HttpStatus(i, "/readyz") == 200;
+    if (ready) return true;
+    if (absl::Now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+}  // namespace stead::fault

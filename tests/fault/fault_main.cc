@@ -1,0 +1,298 @@
+// stead-fault: one fault run. Brings up a cluster of real members in network
+// namespaces (fault_cluster.h), runs the workload (workload.h) and the nemesis
+// (nemesis.h) together for --duration, heals everything, waits for the members to
+// converge and prints one RESULT line. See tests/fault/README.md.
+//
+// Exit codes: 0 the run completed and nothing was found wrong; 1 a violation (members
+// that diverged or never converged; the checkers' verdict once wired in); 2 a setup
+// error (bad flags, not root, the cluster did not come up).
+#include <signal.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "stead/client.h"
+#include "tests/fault/fault_cluster.h"
+#include "tests/fault/history.h"
+#include "tests/fault/nemesis.h"
+#include "tests/fault/workload.h"
+
+namespace stead::fault {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitViolation = 1;
+constexpr int kExitSetup = 2;
+
+constexpr char kUsage[] = R"(usage: stead-fault --stead=PATH --netns-script=PATH --out=DIR [flags]
+
+Runs a stead cluster in network namespaces (needs root) under a client workload while
+a nemesis injects faults chosen by the seed, then heals everything, waits for the
+members to converge and prints one line:
+  RESULT seed=N ops_ok=N ops_failed=N ops_unknown=N faults=KIND:N,...
+         longest_unavailable_ms=N converged=0|1
+
+  --seed=N             schedule and workload seed (default 1)
+  --duration=D         how long the workload and nemesis run (default 30s)
+  --members=N          members, 1..9 (default 3)
+  --clients=N          concurrent clients (default 16)
+  --keys=N             hot keys (default 4)
+  --faults=KINDS       comma-separated: partition-leader, partition-random, bridge, kill,
+                       stop, delay, loss, transfer; or all (default all)
+  --stead=PATH         the stead binary
+  --netns-script=PATH  tests/tools/netns_cluster.sh
+  --out=DIR            run folder: member volumes and logs, faults.log
+  --prefix=P           namespace prefix (default frun)
+  --subnet=S           a.b.c.0/24 (default 10.79.10.0/24)
+Exit: 0 ok, 1 violation, 2 setup error.
+)";
+
+struct Flags {
+  uint64_t seed = 1;
+  absl::Duration duration = absl::Seconds(30);
+  int members = 3;
+  int clients = 16;
+  int keys = 4;
+  std::string faults = "all";
+  std::string stead;
+  std::string netns_script;
+  std::string out;
+  std::string prefix = "frun";
+  std::string subnet = "10.79.10.0/24";
+  bool help = false;
+};
+
+absl::Status ParseFlags(int argc, char** argv, Flags* flags) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      flags->help = true;
+      continue;
+    }
+    const size_t equals = arg.find('=');
+    if (!absl::StartsWith(arg, "--") || equals == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("expected --name=value, got '", arg, "'"));
+    }
+    const std::string name = arg.substr(2, equals - 2);
+    const std::string value = arg.substr(equals + 1);
+    bool ok = true;
+    if (name == "seed") {
+      ok = absl::SimpleAtoi(value, &flags->seed);
+    } else if (name == "duration") {
+      ok = absl::ParseDuration(value, &flags->duration) && flags->duration > absl::ZeroDuration();
+    } else if (name == "members") {
+      ok = absl::SimpleAtoi(value, &flags->members) && flags->members >= 1 && flags->members <= 9;
+    } else if (name == "clients") {
+      ok = absl::SimpleAtoi(value, &flags->clients) && flags->clients >= 1 && flags->clients <= 256;
+    } else if (name == "keys") {
+      ok = absl::SimpleAtoi(value, &flags->keys) && flags->keys >= 1 && flags->keys <= 1000;
+    } else if (name == "faults") {
+      flags->faults = value;
+    } else if (name == "stead") {
+      flags->stead = value;
+    } else if (name == "netns-script") {
+      flags->netns_script = value;
+    } else if (name == "out") {
+      flags->out = value;
+    } else if (name == "prefix") {
+      flags->prefix = value;
+    } else if (name == "subnet") {
+      flags->subnet = value;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+    }
+    if (!ok) return absl::InvalidArgumentError(absl::StrCat("bad value for --", name, ": ", value));
+  }
+  if (flags->help) return absl::OkStatus();
+  for (const auto& [name, value] :
+       {std::pair<const char*, const std::string*>{"stead", &flags->stead},
+        {"netns-script", &flags->netns_script},
+        {"out", &flags->out}}) {
+    if (value->empty()) return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
+  }
+  return absl::OkStatus();
+}
+
+volatile std::sig_atomic_t interrupted = 0;
+void OnSignal(int) { interrupted = 1; }
+
+// Sleeps up to `duration`, in short steps so that SIGINT or SIGTERM ends the run early
+// (and still cleanly: members killed, namespaces down).
+void SleepUnlessInterrupted(absl::Duration duration) {
+  const absl::Time deadline = absl::Now() + duration;
+  for (int step = 0; step < 1'000'000 && !interrupted && absl::Now() < deadline; ++step) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// Whether every member answers the same content hash at the same applied index within
+// `timeout` (writes have stopped). Sets *diverged when two members hashed the same
+// index differently: a safety violation, not a slow member.
+bool WaitConverged(const FaultCluster& cluster, absl::Duration timeout, bool* diverged,
+                   std::string* last) {
+  absl::StatusOr<std::unique_ptr<Client>> client =
+      Client::Create({.endpoints = cluster.ClientEndpoints()});
+  if (!client.ok()) {
+    *last = std::string(client.status().message());
+    return false;
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  for (int round = 0; round < 10000 && absl::Now() < deadline && !interrupted; ++round) {
+    std::vector<ContentHash> hashes;
+    std::vector<std::string> answers;
+    for (const std::string& endpoint : cluster.ClientEndpoints()) {
+      absl::StatusOr<ContentHash> hash = (*client)->Hash(endpoint, {.timeout = absl::Seconds(2)});
+      if (!hash.ok()) {
+        answers.push_back(absl::StrCat(endpoint, ": ", hash.status().message()));
+        continue;
+      }
+      answers.push_back(
+          absl::StrCat(endpoint, ": index ", hash->applied_index, " hash ", absl::Hex(hash->hash)));
+      hashes.push_back(*hash);
+    }
+    *last = absl::StrJoin(answers, "; ");
+    if (hashes.size() == static_cast<size_t>(cluster.size())) {
+      bool equal = true;
+      for (const ContentHash& hash : hashes) {
+        if (hash.applied_index != hashes[0].applied_index) {
+          equal = false;
+        } else if (hash.hash != hashes[0].hash) {
+          *diverged = true;
+          return false;
+        }
+      }
+      if (equal) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
+}
+
+int Run(const Flags& flags) {
+  absl::StatusOr<std::vector<FaultKind>> kinds = ParseFaultKinds(flags.faults);
+  if (!kinds.ok()) {
+    std::cerr << "stead-fault: " << kinds.status().message() << "\n";
+    return kExitSetup;
+  }
+  std::filesystem::create_directories(flags.out);
+  const auto start = std::chrono::steady_clock::now();
+  auto now_ns = [&] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                                start)
+        .count();
+  };
+
+  absl::StatusOr<std::unique_ptr<FaultCluster>> cluster = FaultCluster::Up({
+      .members = flags.members,
+      .stead_binary = flags.stead,
+      .netns_script = flags.netns_script,
+      .run_dir = flags.out,
+      .prefix = flags.prefix,
+      .subnet = flags.subnet,
+  });
+  if (!cluster.ok()) {
+    std::cerr << "stead-fault: cluster: " << cluster.status().message() << "\n";
+    return kExitSetup;
+  }
+  if (absl::Status started = (*cluster)->StartAll(); !started.ok()) {
+    std::cerr << "stead-fault: starting the members: " << started.message() << "\n";
+    return kExitSetup;
+  }
+  if (!(*cluster)->WaitReady(absl::Seconds(60)) ||
+      (*cluster)->WaitForLeader(absl::Seconds(30)) < 0) {
+    std::cerr << "stead-fault: the members were not ready with a leader within 90 s (logs in "
+              << flags.out << ")\n";
+    return kExitSetup;
+  }
+
+  Workload workload({.endpoints = (*cluster)->ClientEndpoints(),
+                     .clients = flags.clients,
+                     .keys = flags.keys,
+                     .seed = flags.seed,
+                     .start = start});
+  Nemesis nemesis(
+      cluster->get(),
+      {.seed = flags.seed, .kinds = *kinds, .start = start, .log_path = flags.out + "/faults.log"});
+  const int64_t workload_start_ns = now_ns();
+  if (absl::Status status = workload.Start(); !status.ok()) {
+    std::cerr << "stead-fault: workload: " << status.message() << "\n";
+    return kExitSetup;
+  }
+  nemesis.Start();
+  SleepUnlessInterrupted(flags.duration);
+  nemesis.StopAndHeal();
+  workload.Stop();
+  const int64_t workload_end_ns = now_ns();
+
+  // Whatever the episodes left: every network fault healed, every member running.
+  (*cluster)->HealAll().IgnoreError();  // fails only when the script lacks `heal`
+  for (int i = 0; i < (*cluster)->size(); ++i) {
+    if ((*cluster)->Running(i)) {
+      (*cluster)->Continue(i).IgnoreError();
+    } else {
+      (*cluster)->Start(i).IgnoreError();
+    }
+  }
+  bool diverged = false;
+  std::string hashes;
+  const bool converged = WaitConverged(**cluster, absl::Seconds(60), &diverged, &hashes);
+  if (!converged) {
+    std::cerr << "stead-fault: members "
+              << (diverged ? "DIVERGED (same applied index, different content)"
+                           : "did not converge")
+              << ": " << hashes << "\n";
+  }
+
+  const History history = workload.TakeHistory();
+  // CHECKERS: save the history (history_io.h, to <out>/history.jsonl) and decide the
+  // verdict with CheckRegisters (checkers.h) here; a violation exits kExitViolation.
+
+  const OpCounts counts = CountOutcomes(history);
+  const int64_t longest_ns = LongestUnavailableNs(history, workload_start_ns, workload_end_ns);
+  std::cout << "RESULT seed=" << flags.seed << " ops_ok=" << counts.ok
+            << " ops_failed=" << counts.failed << " ops_unknown=" << counts.unknown
+            << " faults=" << nemesis.Summary()
+            << " longest_unavailable_ms=" << longest_ns / 1'000'000
+            << " converged=" << (converged ? 1 : 0) << std::endl;
+  if (interrupted) {
+    std::cerr << "stead-fault: interrupted\n";
+    return kExitSetup;
+  }
+  return converged ? kExitOk : kExitViolation;
+}
+
+}  // namespace
+}  // namespace stead::fault
+
+int main(int argc, char** argv) {
+  stead::fault::Flags flags;
+  if (absl::Status status = stead::fault::ParseFlags(argc, argv, &flags); !status.ok()) {
+    std::cerr << "stead-fault: " << status.message() << "\n" << stead::fault::kUsage;
+    return stead::fault::kExitSetup;
+  }
+  if (flags.help) {
+    std::cout << stead::fault::kUsage;
+    return 0;
+  }
+  struct sigaction action = {};
+  action.sa_handler = stead::fault::OnSignal;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  return stead::fault::Run(flags);
+}

@@ -1,0 +1,78 @@
+// The pure parts of the fault runner: fault kinds, how a failed write is classified,
+// and the summary numbers of a history.
+#include <string>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fault/history.h"
+#include "tests/fault/nemesis.h"
+#include "tests/fault/workload.h"
+
+namespace stead::fault {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+TEST(FaultKindsTest, ParsesNamesAndAll) {
+  absl::StatusOr<std::vector<FaultKind>> kinds = ParseFaultKinds("kill,stop,kill");
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_THAT(*kinds, ElementsAre(FaultKind::kKill, FaultKind::kStop));
+  kinds = ParseFaultKinds("all");
+  ASSERT_TRUE(kinds.ok());
+  EXPECT_EQ(kinds->size(), AllFaultKinds().size());
+  for (FaultKind kind : AllFaultKinds()) {
+    absl::StatusOr<std::vector<FaultKind>> one = ParseFaultKinds(FaultKindName(kind));
+    ASSERT_TRUE(one.ok()) << FaultKindName(kind);
+    EXPECT_THAT(*one, ElementsAre(kind));
+  }
+}
+
+TEST(FaultKindsTest, RefusesUnknownAndEmpty) {
+  absl::StatusOr<std::vector<FaultKind>> kinds = ParseFaultKinds("kill,flood");
+  ASSERT_FALSE(kinds.ok());
+  EXPECT_THAT(kinds.status().message(), HasSubstr("flood"));
+  EXPECT_FALSE(ParseFaultKinds("").ok());
+}
+
+TEST(ClassifyWriteErrorTest, OnlyRefusalsBeforeSendingAreDefiniteFailures) {
+  EXPECT_EQ(ClassifyWriteError(absl::InvalidArgumentError("too big")), Outcome::kFailed);
+  EXPECT_EQ(ClassifyWriteError(absl::ResourceExhaustedError("in flight")), Outcome::kFailed);
+  EXPECT_EQ(ClassifyWriteError(absl::PermissionDeniedError("no")), Outcome::kFailed);
+  // An earlier attempt may have reached a leader: the write may still commit.
+  EXPECT_EQ(ClassifyWriteError(absl::UnavailableError("no leader")), Outcome::kUnknown);
+  EXPECT_EQ(ClassifyWriteError(absl::DeadlineExceededError("late")), Outcome::kUnknown);
+  EXPECT_EQ(ClassifyWriteError(absl::CancelledError("gone")), Outcome::kUnknown);
+}
+
+RegisterOp Op(Outcome outcome, int64_t complete_ns) {
+  RegisterOp op;
+  op.outcome = outcome;
+  op.complete_ns = complete_ns;
+  return op;
+}
+
+TEST(HistorySummaryTest, CountsOutcomes) {
+  History history;
+  history.registers = {Op(Outcome::kOk, 1), Op(Outcome::kOk, 2), Op(Outcome::kFailed, 3),
+                       Op(Outcome::kUnknown, kNever)};
+  const OpCounts counts = CountOutcomes(history);
+  EXPECT_EQ(counts.ok, 2);
+  EXPECT_EQ(counts.failed, 1);
+  EXPECT_EQ(counts.unknown, 1);
+}
+
+TEST(HistorySummaryTest, LongestUnavailableIsTheWidestGapBetweenOkCompletions) {
+  History history;
+  // ok at 10, 20, 70 (a failure at 40 does not count) within [0, 80].
+  history.registers = {Op(Outcome::kOk, 20), Op(Outcome::kOk, 10), Op(Outcome::kFailed, 40),
+                       Op(Outcome::kOk, 70), Op(Outcome::kUnknown, kNever)};
+  EXPECT_EQ(LongestUnavailableNs(history, 0, 80), 50);
+  // The stretches before the first and after the last count too.
+  EXPECT_EQ(LongestUnavailableNs(history, 0, 200), 130);
+  EXPECT_EQ(LongestUnavailableNs(History{}, 5, 105), 100);
+}
+
+}  // namespace
+}  // namespace stead::fault

@@ -1,0 +1,276 @@
+#include "tests/fault/nemesis.h"
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "stead/client.h"
+
+namespace stead::fault {
+namespace {
+
+constexpr FaultKind kKinds[] = {
+    FaultKind::kPartitionLeader,
+    FaultKind::kPartitionRandom,
+    FaultKind::kBridge,
+    FaultKind::kKill,
+    FaultKind::kStop,
+    FaultKind::kDelay,
+    FaultKind::kLoss,
+    FaultKind::kTransfer,
+};
+
+// Longer than the members' longest election timeout (20 ticks of 50 ms), so that a
+// stopped leader is replaced while it sleeps.
+constexpr absl::Duration kMinStopHold = absl::Seconds(2);
+
+}  // namespace
+
+std::string FaultKindName(FaultKind kind) {
+  switch (kind) {
+    case FaultKind::kPartitionLeader:
+      return "partition-leader";
+    case FaultKind::kPartitionRandom:
+      return "partition-random";
+    case FaultKind::kBridge:
+      return "bridge";
+    case FaultKind::kKill:
+      return "kill";
+    case FaultKind::kStop:
+      return "stop";
+    case FaultKind::kDelay:
+      return "delay";
+    case FaultKind::kLoss:
+      return "loss";
+    case FaultKind::kTransfer:
+      return "transfer";
+  }
+  return "unknown";
+}
+
+std::vector<FaultKind> AllFaultKinds() { return {std::begin(kKinds), std::end(kKinds)}; }
+
+absl::StatusOr<std::vector<FaultKind>> ParseFaultKinds(const std::string& text) {
+  if (text == "all") return AllFaultKinds();
+  std::vector<FaultKind> kinds;
+  for (absl::string_view name : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    const FaultKind* found =
+        std::find_if(std::begin(kKinds), std::end(kKinds),
+                     [&](FaultKind kind) { return FaultKindName(kind) == name; });
+    if (found == std::end(kKinds)) {
+      std::vector<std::string> names;
+      for (FaultKind kind : kKinds) names.push_back(FaultKindName(kind));
+      return absl::InvalidArgumentError(absl::StrCat("unknown fault kind '", name, "' (one of ",
+                                                     absl::StrJoin(names, ","), ", or all)"));
+    }
+    if (std::find(kinds.begin(), kinds.end(), *found) == kinds.end()) kinds.push_back(*found);
+  }
+  if (kinds.empty()) return absl::InvalidArgumentError("no fault kinds given");
+  return kinds;
+}
+
+Nemesis::Nemesis(FaultCluster* cluster, NemesisOptions options)
+    : cluster_(cluster), options_(std::move(options)), rng_(options_.seed) {}
+
+Nemesis::~Nemesis() { StopAndHeal(); }
+
+void Nemesis::Start() {
+  if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+}
+
+void Nemesis::StopAndHeal() {
+  {
+    MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  stopped_cv_.SignalAll();
+  if (thread_.joinable()) thread_.join();
+}
+
+int64_t Nemesis::NowNs() const {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                              options_.start)
+      .count();
+}
+
+bool Nemesis::Sleep(absl::Duration duration) {
+  const absl::Time deadline = absl::Now() + duration;
+  MutexLock lock(&mu_);
+  for (int wakeups = 0; !stop_ && wakeups < 10000; ++wakeups) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return true;
+    stopped_cv_.WaitWithTimeout(&mu_, left);
+  }
+  return !stop_ && absl::Now() >= deadline;
+}
+
+absl::Duration Nemesis::Between(absl::Duration low, absl::Duration high) {
+  const int64_t low_ms = absl::ToInt64Milliseconds(low);
+  const int64_t high_ms = std::max(low_ms, absl::ToInt64Milliseconds(high));
+  return absl::Milliseconds(std::uniform_int_distribution<int64_t>(low_ms, high_ms)(rng_));
+}
+
+void Nemesis::Record(const FaultEvent& event, bool healing) {
+  MutexLock lock(&mu_);
+  if (!options_.log_path.empty()) {
+    std::ofstream log(options_.log_path, std::ios::app);
+    log << absl::StrFormat("%.3f",
+                           static_cast<double>(healing ? event.heal_ns : event.inject_ns) / 1e9)
+        << "s " << (healing ? "heal " : "inject ") << FaultKindName(event.kind) << " "
+        << event.target << (event.error.empty() ? " ok" : " FAILED: " + event.error) << "\n";
+  }
+  // One entry per episode: the heal replaces the injection's entry.
+  if (!log_.empty() && log_.back().inject_ns == event.inject_ns && log_.back().kind == event.kind) {
+    log_.back() = event;
+  } else {
+    log_.push_back(event);
+  }
+}
+
+void Nemesis::Run() {
+  if (!Sleep(options_.initial_quiet)) return;
+  if (options_.kinds.empty()) return;
+  std::uniform_int_distribution<size_t> pick_kind(0, options_.kinds.size() - 1);
+  for (int episode = 0; episode < 100000; ++episode) {
+    Episode(options_.kinds[pick_kind(rng_)]);
+    if (!Sleep(Between(options_.settle_min, options_.settle_max))) return;
+  }
+}
+
+void Nemesis::Episode(FaultKind kind) {
+  const int members = cluster_->size();
+  // Drawn for every kind, so that the schedule does not depend on which kinds ran.
+  int target = std::uniform_int_distribution<int>(0, members - 1)(rng_);
+  absl::Duration hold = Between(options_.hold_min, options_.hold_max);
+  const int delay_ms = std::uniform_int_distribution<int>(50, 300)(rng_);
+  const int loss_percent = std::uniform_int_distribution<int>(10, 50)(rng_);
+  std::vector<int> order(members);
+  for (int i = 0; i < members; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng_);
+
+  FaultEvent event;
+  event.inject_ns = NowNs();
+  event.kind = kind;
+  absl::Status injected;
+  std::function<absl::Status()> heal = [] { return absl::OkStatus(); };
+  switch (kind) {
+    case FaultKind::kPartitionLeader:
+    case FaultKind::kPartitionRandom: {
+      if (kind == FaultKind::kPartitionLeader) {
+        const int leader = cluster_->Leader();
+        if (leader >= 0) target = leader;
+      }
+      event.target = cluster_->PodName(target);
+      injected = cluster_->Partition(target);
+      heal = [this, target] { return cluster_->Heal(target); };
+      break;
+    }
+    case FaultKind::kBridge: {
+      // order[0] is the bridge; the others alternate between two sides that are cut
+      // off from each other but both still see the bridge.
+      std::vector<int> left, right;
+      for (int i = 1; i < members; ++i) (i % 2 ? left : right).push_back(order[i]);
+      auto names = [&](const std::vector<int>& side) {
+        std::vector<std::string> pods;
+        for (int m : side) pods.push_back(cluster_->PodName(m));
+        return absl::StrJoin(pods, ",");
+      };
+      event.target =
+          absl::StrCat(names(left), "|", names(right), " via ", cluster_->PodName(order[0]));
+      if (right.empty()) {
+        injected = absl::FailedPreconditionError("a bridge needs 3 members");
+        break;
+      }
+      for (int a : left) {
+        std::vector<std::string> from;
+        for (int b : right) from.push_back(absl::StrCat(b));
+        if (injected = cluster_->Partition(a, from); !injected.ok()) break;
+      }
+      heal = [this] { return cluster_->HealAll(); };
+      break;
+    }
+    case FaultKind::kKill:
+      event.target = cluster_->PodName(target);
+      injected = cluster_->Kill(target);
+      heal = [this, target] { return cluster_->Start(target); };
+      break;
+    case FaultKind::kStop:
+      event.target = cluster_->PodName(target);
+      hold = std::max(hold, kMinStopHold);
+      injected = cluster_->Stop(target);
+      heal = [this, target] { return cluster_->Continue(target); };
+      break;
+    case FaultKind::kDelay:
+      event.target = absl::StrCat(cluster_->PodName(target), " delay ", delay_ms, "ms");
+      injected = cluster_->Delay(target, delay_ms, delay_ms / 4);
+      heal = [this, target] { return cluster_->Heal(target); };
+      break;
+    case FaultKind::kLoss:
+      event.target = absl::StrCat(cluster_->PodName(target), " loss ", loss_percent, "%");
+      injected = cluster_->Loss(target, loss_percent);
+      heal = [this, target] { return cluster_->Heal(target); };
+      break;
+    case FaultKind::kTransfer: {
+      const int leader = cluster_->Leader();
+      int to = order[0] == leader ? order[members > 1 ? 1 : 0] : order[0];
+      event.target = absl::StrCat(leader >= 0 ? cluster_->PodName(leader) : "?", " -> ",
+                                  cluster_->PodName(to));
+      ClientOptions client_options{.endpoints = cluster_->ClientEndpoints(),
+                                   .route_to_leader = false};
+      absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(client_options);
+      injected = client.ok()
+                     ? (*client)
+                           ->LeaderTransfer(cluster_->PodName(to), {.timeout = absl::Seconds(5)})
+                           .status()
+                     : client.status();
+      hold = absl::ZeroDuration();  // nothing to heal
+      break;
+    }
+  }
+  event.injected = injected.ok();
+  if (!injected.ok()) {
+    event.error = std::string(injected.message());
+    // A partial injection (one partition of a bridge) is healed all the same.
+    if (kind == FaultKind::kBridge) cluster_->HealAll().IgnoreError();
+    Record(event, /*healing=*/false);
+    return;
+  }
+  Record(event, /*healing=*/false);
+  Sleep(hold);  // cut short by StopAndHeal; the heal below runs either way
+  const absl::Status healed = heal();
+  event.heal_ns = NowNs();
+  event.healed = healed.ok();
+  if (!healed.ok()) event.error = std::string(healed.message());
+  Record(event, /*healing=*/true);
+}
+
+std::vector<FaultEvent> Nemesis::Log() const {
+  MutexLock lock(&mu_);
+  return log_;
+}
+
+std::map<std::string, int> Nemesis::CountsByKind() const {
+  std::map<std::string, int> counts;
+  for (const FaultEvent& event : Log()) {
+    if (event.injected) ++counts[FaultKindName(event.kind)];
+  }
+  return counts;
+}
+
+std::string Nemesis::Summary() const {
+  const std::map<std::string, int> counts = CountsByKind();
+  std::vector<std::string> parts;
+  for (FaultKind kind : kKinds) {
+    auto it = counts.find(FaultKindName(kind));
+    if (it != counts.end()) parts.push_back(absl::StrCat(it->first, ":", it->second));
+  }
+  return parts.empty() ? "none" : absl::StrJoin(parts, ",");
+}
+
+}  // namespace stead::fault

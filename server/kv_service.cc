@@ -62,7 +62,8 @@ void KvService::Handle(pb::ClientRequest request, ResponseCallback done) {
                                             "or retry")),
                       done);
       }
-      if (request.range().consistency() == pb::READ_CONSISTENCY_SERIALIZABLE) {
+      if (request.range().consistency() == pb::READ_CONSISTENCY_SERIALIZABLE ||
+          options_.unsafe_local_reads) {
         ServeRead(id, request.range(), done);
         return;
       }

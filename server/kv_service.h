@@ -61,6 +61,10 @@ struct KvServiceOptions {
   // stopped before it goes. Null: both are refused. The checks of who may do what
   // happen before a request reaches the service (auth_check.h). Default: null.
   const Authorizer* authorizer = nullptr;
+  // A planted bug, for the fault suite only (failpoint unsafe-local-reads,
+  // base/failpoint.h): linearizable reads served from this member's own state with no
+  // read barrier. Default: false.
+  bool unsafe_local_reads = false;
 };
 
 // Who a node id is, for leader hints: member name and client address ("host:port").

@@ -20,20 +20,19 @@
 #include "absl/strings/str_join.h"
 #include "base/asio.h"
 #include "base/check.h"
+#include "base/failpoint.h"
 #include "base/log.h"
 #include "base/mutex.h"
 #include "base/status_macros.h"
 #include "proto/peer.pb.h"
 #include "raft/conf_change.h"
+#include "server/auth_check.h"
+#include "server/auth_store.h"
 #include "server/backup_service.h"
 #include "server/client_service.h"
-#include "server/watch_hub.h"
 #include "server/config.h"
 #include "server/cpus.h"
 #include "server/discovery.h"
-#include "wire/tls_context.h"
-#include "server/auth_check.h"
-#include "server/auth_store.h"
 #include "server/forwarder.h"
 #include "server/http_server.h"
 #include "server/kv_apply.h"
@@ -45,11 +44,13 @@
 #include "server/peer_transport.h"
 #include "server/raft_node.h"
 #include "server/snapshot_store.h"
+#include "server/watch_hub.h"
 #include "storage/checkpoint_files.h"
 #include "storage/reidentify.h"
 #include "storage/restore.h"
 #include "storage/state_machine.h"
 #include "storage/wal.h"
+#include "wire/tls_context.h"
 
 namespace stead {
 
@@ -146,7 +147,23 @@ struct Node::Impl {
 
   // --- start ---------------------------------------------------------------------
 
+  // The planted bugs of STEAD_FAILPOINTS (base/failpoint.h): each named loudly, an
+  // unknown name refused, so a typo cannot pass for a test of a planted bug.
+  absl::Status CheckFailpoints() {
+    for (const std::string& name : NamedFailpoints()) {
+      if (!IsKnownFailpoint(name)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("STEAD_FAILPOINTS names an unknown failpoint '", name,
+                         "': unset the variable (it is for tests only)"));
+      }
+      STEAD_LOG(logger, Warning) << "failpoint " << name
+                                 << " is on: this member has a planted bug, for tests only";
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Start() {
+    STEAD_RETURN_IF_ERROR(CheckFailpoints());
     // Decided before anything touches the volumes.
     STEAD_ASSIGN_OR_RETURN(const bool restore, ShouldRestore());
     STEAD_ASSIGN_OR_RETURN(const bool reidentify, CheckIdentityToken());
@@ -759,6 +776,7 @@ struct Node::Impl {
     kv_options.authorizer = authorizer.get();
     kv_options.cluster_id = cluster;
     kv_options.max_response_bytes = config.max_response_bytes;
+    kv_options.unsafe_local_reads = FailpointEnabled(kFailpointUnsafeLocalReads);
     kv = std::make_unique<server::KvService>(
         kv_options, logger.WithContext("part", "kv"), raft.get(), state.get(),
         [this](raft::NodeId member_id) { return MemberAddressOf(member_id); },

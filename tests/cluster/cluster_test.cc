@@ -785,10 +785,11 @@ TEST(ClusterTest, PeerPortFloodDoesNotDelayARestartedFollower) {
 TEST(StandaloneBinaryTest, HelpAndConfigurationErrors) {
   const std::string root = TestRoot();
   std::filesystem::create_directories(root);
-  auto run = [&](std::vector<std::string> args, const std::string& log) {
+  auto run = [&](std::vector<std::string> args, const std::string& log,
+                 std::vector<std::string> env = {}) {
     args.insert(args.begin(), STEAD_BINARY);
     absl::StatusOr<std::unique_ptr<Subprocess>> process =
-        Subprocess::Start(std::move(args), {}, root + "/" + log);
+        Subprocess::Start(std::move(args), std::move(env), root + "/" + log);
     EXPECT_TRUE(process.ok()) << process.status();
     std::optional<testing::ExitStatus> status = (*process)->WaitFor(absl::Seconds(10));
     EXPECT_TRUE(status.has_value());
@@ -834,6 +835,15 @@ TEST(StandaloneBinaryTest, HelpAndConfigurationErrors) {
   EXPECT_EQ(half.exit_code, 1);
   EXPECT_THAT(half_log, ::testing::HasSubstr("start again with the same --new-cluster-identity"));
   EXPECT_TRUE(std::filesystem::exists(root + "/half/checkpoints/reidentify/CLEARING"));
+  // A failpoint name it does not know (base/failpoint.h) stops the start before the
+  // volumes are touched: a typo cannot pass for a planted bug.
+  auto [failpoint, failpoint_log] =
+      run({"--name=stead-0", "--data-dir=" + root + "/fp", "--wal-dir=" + root + "/fpw",
+           "--peers=stead-0=127.0.0.1:1", "--initial-cluster-size=1"},
+          "failpoint.log", {"STEAD_FAILPOINTS=unsafe-local-reads,no-such-failpoint"});
+  EXPECT_EQ(failpoint.exit_code, 1);
+  EXPECT_THAT(failpoint_log, ::testing::HasSubstr("unknown failpoint 'no-such-failpoint'"));
+  EXPECT_FALSE(std::filesystem::exists(root + "/fp"));
   std::filesystem::remove_all(root);
 }
 

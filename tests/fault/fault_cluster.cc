@@ -88,9 +88,12 @@ std::vector<std::string> FaultCluster::ClientEndpoints() const {
 }
 
 std::vector<std::string> FaultCluster::ScriptEnv() const {
-  return {"CLUSTER_PREFIX=" + options_.prefix, "CLUSTER_STS=" + options_.sts,
-          "CLUSTER_SVC=" + options_.service, "CLUSTER_NAMESPACE=default",
-          "CLUSTER_DOMAIN=cluster.local"};
+  std::vector<std::string> env = {"CLUSTER_PREFIX=" + options_.prefix,
+                                  "CLUSTER_STS=" + options_.sts,
+                                  "CLUSTER_SVC=" + options_.service, "CLUSTER_NAMESPACE=default",
+                                  "CLUSTER_DOMAIN=cluster.local"};
+  env.insert(env.end(), options_.env.begin(), options_.env.end());
+  return env;
 }
 
 absl::StatusOr<std::string> FaultCluster::Script(const std::vector<std::string>& args,

@@ -52,6 +52,9 @@ struct FaultClusterOptions {
   absl::Duration tick = absl::Milliseconds(50);
   // Flags added to every member's command line.
   std::vector<std::string> extra_flags = {};
+  // "NAME=value" entries for the script and the members (NETNS_NFQ_DELAY for the
+  // delay fault, STEAD_FAILPOINTS for a planted bug).
+  std::vector<std::string> env = {};
 };
 
 // The ports every member listens on (each in its own namespace, so all alike).

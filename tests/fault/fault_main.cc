@@ -59,6 +59,12 @@ members to converge and prints one line:
   --out=DIR            run folder: member volumes and logs, faults.log
   --prefix=P           namespace prefix (default frun)
   --subnet=S           a.b.c.0/24 (default 10.79.10.0/24)
+  --nfq-delay=PATH     the delay helper (tests/tools/nfq_delay), needed by the delay fault
+  --snapshot-entries=N members checkpoint every N entries, so that a member cut off for
+                       a while catches up by a snapshot transfer (default 0: the
+                       members' default)
+  --failpoints=NAMES   plant bugs in every member (STEAD_FAILPOINTS, base/failpoint.h),
+                       e.g. unsafe-local-reads: the run must then find a violation
 Exit: 0 ok, 1 violation, 2 setup error.
 )";
 
@@ -74,6 +80,9 @@ struct Flags {
   std::string out;
   std::string prefix = "frun";
   std::string subnet = "10.79.10.0/24";
+  std::string nfq_delay;
+  int64_t snapshot_entries = 0;
+  std::string failpoints;
   bool help = false;
 };
 
@@ -113,6 +122,12 @@ absl::Status ParseFlags(int argc, char** argv, Flags* flags) {
       flags->prefix = value;
     } else if (name == "subnet") {
       flags->subnet = value;
+    } else if (name == "nfq-delay") {
+      flags->nfq_delay = value;
+    } else if (name == "snapshot-entries") {
+      ok = absl::SimpleAtoi(value, &flags->snapshot_entries) && flags->snapshot_entries >= 0;
+    } else if (name == "failpoints") {
+      flags->failpoints = value;
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
     }
@@ -197,14 +212,24 @@ int Run(const Flags& flags) {
         .count();
   };
 
-  absl::StatusOr<std::unique_ptr<FaultCluster>> cluster = FaultCluster::Up({
+  FaultClusterOptions cluster_options{
       .members = flags.members,
       .stead_binary = flags.stead,
       .netns_script = flags.netns_script,
       .run_dir = flags.out,
       .prefix = flags.prefix,
       .subnet = flags.subnet,
-  });
+  };
+  if (flags.snapshot_entries > 0) {
+    cluster_options.extra_flags.push_back(
+        absl::StrCat("--snapshot-entries=", flags.snapshot_entries));
+  }
+  if (!flags.nfq_delay.empty()) cluster_options.env.push_back("NETNS_NFQ_DELAY=" + flags.nfq_delay);
+  if (!flags.failpoints.empty()) {
+    cluster_options.env.push_back("STEAD_FAILPOINTS=" + flags.failpoints);
+  }
+  absl::StatusOr<std::unique_ptr<FaultCluster>> cluster =
+      FaultCluster::Up(std::move(cluster_options));
   if (!cluster.ok()) {
     std::cerr << "stead-fault: cluster: " << cluster.status().message() << "\n";
     return kExitSetup;

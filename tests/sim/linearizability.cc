@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -36,22 +37,111 @@ struct CacheKey {
   }
 };
 
-std::string Describe(const std::vector<KvOperation>& ops) {
-  std::string out;
-  constexpr size_t kMaxShown = 40;
-  for (size_t i = 0; i < ops.size() && i < kMaxShown; ++i) {
-    const KvOperation& op = ops[i];
-    absl::StrAppend(&out, "\n  ", op.kind == KvOperation::Kind::kPut ? "put" : "get", " id=", op.id,
-                    " value=", op.value, " call=", op.call_time, " return=",
-                    op.return_time == kUnknownReturnTime ? std::string("unknown")
-                                                         : absl::StrCat(op.return_time));
+std::string DescribeOne(const KvOperation& op) {
+  const std::string ret = op.return_time == kUnknownReturnTime ? std::string("unknown")
+                                                                 : absl::StrCat(op.return_time);
+  switch (op.kind) {
+    case KvOperation::Kind::kPut:
+      return absl::StrCat("put id=", op.id, " value=", op.value, " call=", op.call_time,
+                          " return=", ret);
+    case KvOperation::Kind::kGet:
+      return absl::StrCat("get id=", op.id, " value=", op.value, " call=", op.call_time,
+                          " return=", ret);
+    case KvOperation::Kind::kCas:
+      return absl::StrCat("cas id=", op.id, " expected=", op.expected, " value=", op.value,
+                          op.return_time == kUnknownReturnTime ? " outcome unknown"
+                          : op.swapped                         ? " swapped"
+                                                               : " not swapped",
+                          " call=", op.call_time, " return=", ret);
   }
-  if (ops.size() > kMaxShown) absl::StrAppend(&out, "\n  ... ", ops.size() - kMaxShown, " more");
-  return out;
+  return "?";
 }
 
-// Runs the WGL search on one key's operations. Returns {linearizable, exhausted}.
-std::pair<bool, bool> CheckKey(const std::vector<KvOperation>& ops, uint64_t max_search_steps) {
+// The register's value after `op` takes effect at a point where it holds `value`, or
+// nullopt if `op` cannot take effect there (a read or a known CAS outcome contradicts
+// it).
+std::optional<int64_t> Apply(const KvOperation& op, int64_t value) {
+  switch (op.kind) {
+    case KvOperation::Kind::kPut:
+      return op.value;
+    case KvOperation::Kind::kGet:
+      if (op.value != value) return std::nullopt;
+      return value;
+    case KvOperation::Kind::kCas:
+      // A CAS of unknown outcome swaps exactly when the value matches; its "did not take
+      // effect" branch is the search never linearizing it.
+      if (op.return_time == kUnknownReturnTime) return op.expected == value ? op.value : value;
+      if ((op.expected == value) != op.swapped) return std::nullopt;
+      return op.swapped ? op.value : value;
+  }
+  return std::nullopt;
+}
+
+struct KeyVerdict {
+  bool linearizable = true;
+  bool exhausted = false;
+  // On a refutation: indices into the key's operations (see LinearizabilityResult).
+  std::vector<size_t> window;
+  size_t blocked = 0;       // the operation the deepest branch could not linearize
+  int64_t blocked_at = 0;   // the register's value there
+};
+
+// The operations around the deepest point the search reached: `blocked` could not be
+// linearized after the set `linearized`, where the register held `value`.
+std::vector<size_t> Window(const std::vector<KvOperation>& ops, size_t blocked,
+                           const std::vector<uint64_t>& linearized, int64_t value) {
+  constexpr size_t kMaxShown = 24;
+  auto is_linearized = [&](size_t i) { return (linearized[i / 64] >> (i % 64)) & 1; };
+  const KvOperation& stuck = ops[blocked];
+  // Everything still pending when `stuck` returned, and whatever overlaps that span.
+  uint64_t low = stuck.call_time;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (!is_linearized(i) && ops[i].call_time <= stuck.return_time) {
+      low = std::min(low, ops[i].call_time);
+    }
+  }
+  std::vector<size_t> required = {blocked};
+  auto add_writer = [&](int64_t written) {
+    if (written == kAbsentValue) return;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].kind != KvOperation::Kind::kGet && ops[i].value == written) {
+        required.push_back(i);
+      }
+    }
+  };
+  add_writer(value);
+  if (stuck.kind == KvOperation::Kind::kGet) add_writer(stuck.value);
+  if (stuck.kind == KvOperation::Kind::kCas) add_writer(stuck.expected);
+  std::vector<size_t> overlapping;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].call_time <= stuck.return_time && ops[i].return_time >= low) {
+      overlapping.push_back(i);
+    }
+  }
+  // Closest to the stuck operation first, so a long tail of old unknown writes does not
+  // crowd out its neighbours.
+  std::stable_sort(overlapping.begin(), overlapping.end(), [&](size_t a, size_t b) {
+    const auto distance = [&](size_t i) {
+      const uint64_t t = ops[i].call_time;
+      return t > stuck.call_time ? t - stuck.call_time : stuck.call_time - t;
+    };
+    return distance(a) < distance(b);
+  });
+  std::vector<size_t> window = required;
+  for (const size_t i : overlapping) {
+    if (window.size() >= kMaxShown) break;
+    window.push_back(i);
+  }
+  std::sort(window.begin(), window.end(), [&](size_t a, size_t b) {
+    if (ops[a].call_time != ops[b].call_time) return ops[a].call_time < ops[b].call_time;
+    return a < b;
+  });
+  window.erase(std::unique(window.begin(), window.end()), window.end());
+  return window;
+}
+
+// Runs the WGL search on one key's operations.
+KeyVerdict CheckKey(const std::vector<KvOperation>& ops, uint64_t max_search_steps) {
   const size_t op_count = ops.size();
   // Event 0 is the list head (a sentinel); events 1..2n are calls and returns.
   struct Timed {
@@ -113,24 +203,26 @@ std::pair<bool, bool> CheckKey(const std::vector<KvOperation>& ops, uint64_t max
   int64_t value = kAbsentValue;
   size_t entry = events[0].next;
   uint64_t steps = 0;
+  // The deepest dead end seen, for the report: which operation could not be linearized
+  // after which set, with which value.
+  KeyVerdict failed;
+  failed.linearizable = false;
+  size_t deepest = 0;
+  std::vector<uint64_t> deepest_linearized;
   while (events[0].next != kNone) {
-    if (++steps > max_search_steps) return {false, true};
-    if (entry == kNone) return {false, false};  // cannot happen: a return ends the walk
+    if (++steps > max_search_steps) {
+      failed.exhausted = true;
+      return failed;
+    }
+    if (entry == kNone) return failed;  // cannot happen: a return ends the walk
     const Event& event = events[entry];
     if (event.is_call) {
-      const KvOperation& op = ops[event.op];
-      bool legal = true;
-      int64_t next_value = value;
-      if (op.kind == KvOperation::Kind::kPut) {
-        next_value = op.value;
-      } else {
-        legal = op.value == value;
-      }
-      if (legal) {
+      const std::optional<int64_t> next_value = Apply(ops[event.op], value);
+      if (next_value.has_value()) {
         linearized[event.op / 64] |= uint64_t{1} << (event.op % 64);
-        if (cache.insert(CacheKey{linearized, next_value}).second) {
+        if (cache.insert(CacheKey{linearized, *next_value}).second) {
           stack.emplace_back(entry, value);
-          value = next_value;
+          value = *next_value;
           lift(entry);
           entry = events[0].next;
           continue;
@@ -146,9 +238,18 @@ std::pair<bool, bool> CheckKey(const std::vector<KvOperation>& ops, uint64_t max
       // Every known operation returns before any unknown one, so reaching an unknown
       // return means every known operation is linearized; the remaining writes of
       // unknown outcome simply never took effect.
-      return {true, false};
+      return KeyVerdict{};
     }
-    if (stack.empty()) return {false, false};
+    if (deepest_linearized.empty() || stack.size() > deepest) {
+      deepest = stack.size();
+      deepest_linearized = linearized;
+      failed.blocked = event.op;
+      failed.blocked_at = value;
+    }
+    if (stack.empty()) {
+      failed.window = Window(ops, failed.blocked, deepest_linearized, failed.blocked_at);
+      return failed;
+    }
     const auto [call, previous_value] = stack.back();
     stack.pop_back();
     value = previous_value;
@@ -156,7 +257,7 @@ std::pair<bool, bool> CheckKey(const std::vector<KvOperation>& ops, uint64_t max
     unlift(call);
     entry = events[call].next;
   }
-  return {true, false};
+  return KeyVerdict{};
 }
 
 }  // namespace
@@ -164,29 +265,46 @@ std::pair<bool, bool> CheckKey(const std::vector<KvOperation>& ops, uint64_t max
 LinearizabilityResult CheckKvLinearizable(const std::vector<KvOperation>& history,
                                           uint64_t max_search_steps) {
   // std::map: keys are checked in a fixed order so the first failure reported is
-  // always the same one.
-  std::map<uint64_t, std::vector<KvOperation>> by_key;
-  for (const KvOperation& op : history) {
+  // always the same one. Each key keeps the operations' indices in `history`.
+  std::map<uint64_t, std::pair<std::vector<KvOperation>, std::vector<size_t>>> by_key;
+  for (size_t i = 0; i < history.size(); ++i) {
+    const KvOperation& op = history[i];
     const bool unknown = op.return_time == kUnknownReturnTime;
-    if (op.call_time >= op.return_time || (unknown && op.kind != KvOperation::Kind::kPut) ||
-        (op.kind == KvOperation::Kind::kPut && op.value < 0)) {
+    const bool writes = op.kind != KvOperation::Kind::kGet;
+    if (op.call_time >= op.return_time || (unknown && !writes) || (writes && op.value < 0) ||
+        (op.kind == KvOperation::Kind::kCas && op.expected < kAbsentValue)) {
       LinearizabilityResult result;
       result.linearizable = false;
       result.key = op.key;
-      result.explanation = absl::StrCat("malformed operation id=", op.id);
+      result.explanation = absl::StrCat("malformed operation ", DescribeOne(op));
+      result.window = {i};
       return result;
     }
-    by_key[op.key].push_back(op);
+    auto& [ops, indices] = by_key[op.key];
+    ops.push_back(op);
+    indices.push_back(i);
   }
-  for (const auto& [key, ops] : by_key) {
-    const auto [ok, exhausted] = CheckKey(ops, max_search_steps);
-    if (ok) continue;
+  for (const auto& [key, entry] : by_key) {
+    const auto& [ops, indices] = entry;
+    const KeyVerdict verdict = CheckKey(ops, max_search_steps);
+    if (verdict.linearizable) continue;
     LinearizabilityResult result;
     result.linearizable = false;
-    result.search_exhausted = exhausted;
+    result.search_exhausted = verdict.exhausted;
     result.key = key;
-    result.explanation = absl::StrCat(exhausted ? "search exhausted" : "not linearizable",
-                                      " on key ", key, ":", Describe(ops));
+    if (verdict.exhausted) {
+      result.explanation = absl::StrCat("search exhausted after ", max_search_steps,
+                                        " steps on key ", key, " (", ops.size(), " operations)");
+      return result;
+    }
+    result.explanation = absl::StrCat("not linearizable on key ", key, ": ",
+                                      DescribeOne(ops[verdict.blocked]),
+                                      " cannot be linearized (deepest order tried leaves value ",
+                                      verdict.blocked_at, "); operations around it:");
+    for (const size_t i : verdict.window) {
+      result.window.push_back(indices[i]);
+      absl::StrAppend(&result.explanation, "\n  ", DescribeOne(ops[i]));
+    }
     return result;
   }
   return LinearizabilityResult{};

@@ -1,16 +1,18 @@
 // A Wing & Gong linearizability checker (with Lowe's memoization) for a key-value
-// register: puts of unique values and gets.
+// register: puts of unique values, gets and compare-and-swaps.
 //
 // The simulator records every client operation against the Raft cluster (writes
 // proposed through the leader, ReadIndex reads) with its call and return times and
 // asks this checker whether some total order of the operations, consistent with
 // real time, explains every observed read. Keys are independent (linearizability is
-// local, Herlihy & Wing), so each key's sub-history is searched separately.
+// local, Herlihy & Wing), so each key's sub-history is searched separately. The fault
+// suite (tests/fault/checkers.h) checks the histories of real clusters with it too.
 //
 // Thread-safety: pure functions; safe to call from any thread.
 #ifndef STEAD_TESTS_SIM_LINEARIZABILITY_H_
 #define STEAD_TESTS_SIM_LINEARIZABILITY_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -25,18 +27,25 @@ inline constexpr int64_t kAbsentValue = -1;
 inline constexpr uint64_t kUnknownReturnTime = std::numeric_limits<uint64_t>::max();
 
 struct KvOperation {
-  enum class Kind { kPut, kGet };
+  enum class Kind { kPut, kGet, kCas };
   Kind kind = Kind::kPut;
   uint64_t key = 0;
   // kPut: the value written (unique per history, >= 0). kGet: the value observed, or
-  // kAbsentValue.
+  // kAbsentValue. kCas: the value written if the swap happens (unique, >= 0).
   int64_t value = kAbsentValue;
-  // Logical times; call_time < return_time. Only kPut may use kUnknownReturnTime
-  // (reads of unknown outcome carry no information and are left out by the caller).
+  // Logical times; call_time < return_time. Only kPut and kCas may use
+  // kUnknownReturnTime (reads of unknown outcome carry no information and are left out
+  // by the caller).
   uint64_t call_time = 0;
   uint64_t return_time = 0;
   // For messages only: which client / request this was.
   uint64_t id = 0;
+  // kCas: the value the key must hold for the swap (kAbsentValue: the key must be
+  // absent), and, when the outcome is known, whether it swapped. A CAS of unknown
+  // outcome takes effect at some point after its call (swapping if the key then holds
+  // `expected`) or never.
+  int64_t expected = kAbsentValue;
+  bool swapped = false;
 };
 
 struct LinearizabilityResult {
@@ -44,9 +53,15 @@ struct LinearizabilityResult {
   // The search gave up after `max_search_steps` on one key; the history is then
   // neither proven nor refuted and callers must treat it as a failure.
   bool search_exhausted = false;
-  // On failure: the key and a short description of its sub-history.
+  // On failure: the key and a short description of the operations around the
+  // violation.
   uint64_t key = 0;
   std::string explanation;
+  // On a refutation: indices into the checked history of the operations around the
+  // point the search could not get past (the operation that could not be linearized,
+  // those concurrent with it, the last write before it and the writes of the values it
+  // read or expected), in call order. Empty when the search was exhausted.
+  std::vector<size_t> window;
 };
 
 // Checks `history` against the register model. `max_search_steps` bounds the work per

@@ -278,6 +278,7 @@ LinearizabilityResult CheckKvLinearizable(const std::vector<KvOperation>& histor
       result.key = op.key;
       result.explanation = absl::StrCat("malformed operation ", DescribeOne(op));
       result.window = {i};
+      result.blocked = i;
       return result;
     }
     auto& [ops, indices] = by_key[op.key];
@@ -301,6 +302,7 @@ LinearizabilityResult CheckKvLinearizable(const std::vector<KvOperation>& histor
                                       DescribeOne(ops[verdict.blocked]),
                                       " cannot be linearized (deepest order tried leaves value ",
                                       verdict.blocked_at, "); operations around it:");
+    result.blocked = indices[verdict.blocked];
     for (const size_t i : verdict.window) {
       result.window.push_back(indices[i]);
       absl::StrAppend(&result.explanation, "\n  ", DescribeOne(ops[i]));

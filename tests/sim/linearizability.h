@@ -62,6 +62,9 @@ struct LinearizabilityResult {
   // those concurrent with it, the last write before it and the writes of the values it
   // read or expected), in call order. Empty when the search was exhausted.
   std::vector<size_t> window;
+  // On a refutation: the index in the checked history of the operation the deepest
+  // order tried could not linearize (also in `window`).
+  size_t blocked = 0;
 };
 
 // Checks `history` against the register model. `max_search_steps` bounds the work per

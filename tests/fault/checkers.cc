@@ -6,10 +6,10 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/match.h"
 #include "tests/sim/linearizability.h"
 
 namespace stead::fault {
@@ -53,8 +53,8 @@ CheckResult Failure(std::string verdict, std::vector<std::string> problems) {
   result.ok = false;
   result.verdict = std::move(verdict);
   const size_t shown = std::min(problems.size(), kMaxProblems);
-  result.details = absl::StrJoin(problems.begin(), problems.begin() + static_cast<long>(shown),
-                                 "\n");
+  result.details =
+      absl::StrJoin(problems.begin(), problems.begin() + static_cast<long>(shown), "\n");
   if (problems.size() > shown) {
     absl::StrAppend(&result.details, "\n... ", problems.size() - shown, " more");
   }
@@ -92,8 +92,8 @@ Translation Translate(const std::vector<RegisterOp>& history) {
     if (op.outcome == Outcome::kFailed || op.kind == RegisterOp::Kind::kGet) continue;
     const uint64_t key = key_id(op.key);
     if (!value_ids.try_emplace({key, op.value}, next_value).second) {
-      t.malformed = absl::StrCat("value '", op.value, "' written twice to key ", op.key,
-                                 " (op #", i, ": ", DescribeOp(op), ")");
+      t.malformed = absl::StrCat("value '", op.value, "' written twice to key ", op.key, " (op #",
+                                 i, ": ", DescribeOp(op), ")");
       return t;
     }
     ++next_value;
@@ -105,7 +105,8 @@ Translation Translate(const std::vector<RegisterOp>& history) {
       ++t.dropped;
       continue;
     }
-    if (op.invoke_ns < 0 || (!unknown && (op.complete_ns == kNever || op.complete_ns < op.invoke_ns))) {
+    if (op.invoke_ns < 0 ||
+        (!unknown && (op.complete_ns == kNever || op.complete_ns < op.invoke_ns))) {
       t.malformed = absl::StrCat("bad times in op #", i, ": ", DescribeOp(op));
       return t;
     }
@@ -129,8 +130,7 @@ Translation Translate(const std::vector<RegisterOp>& history) {
       case RegisterOp::Kind::kCas:
         kv.kind = KvOperation::Kind::kCas;
         kv.value = value_id(kv.key, op.value);
-        kv.expected =
-            op.expected.has_value() ? value_id(kv.key, *op.expected) : sim::kAbsentValue;
+        kv.expected = op.expected.has_value() ? value_id(kv.key, *op.expected) : sim::kAbsentValue;
         kv.swapped = op.swapped;
         break;
     }
@@ -143,8 +143,7 @@ Translation Translate(const std::vector<RegisterOp>& history) {
 }  // namespace
 
 bool CheckReport::ok() const {
-  return std::all_of(results.begin(), results.end(),
-                     [](const CheckResult& r) { return r.ok; });
+  return std::all_of(results.begin(), results.end(), [](const CheckResult& r) { return r.ok; });
 }
 
 std::string CheckReport::Summary() const {
@@ -178,7 +177,8 @@ std::string DescribeOp(const RegisterOp& op) {
       absl::StrAppend(&out, "cas key=", op.key, " expected=",
                       op.expected.has_value() ? *op.expected : std::string("(absent)"),
                       " value=", op.value);
-      if (op.outcome == Outcome::kOk) absl::StrAppend(&out, op.swapped ? " swapped" : " not-swapped");
+      if (op.outcome == Outcome::kOk)
+        absl::StrAppend(&out, op.swapped ? " swapped" : " not-swapped");
       break;
   }
   absl::StrAppend(&out, " invoke=", Ms(op.invoke_ns), " complete=", Ms(op.complete_ns), " ",
@@ -203,11 +203,11 @@ CheckResult CheckRegisters(const std::vector<RegisterOp>& ops, uint64_t max_sear
   }
   const std::string& key = t.key_names[result.key];
   if (result.search_exhausted) {
-    return Failure(absl::StrCat("registers: UNDECIDED key=", key, ": the search ran out of ",
-                                WithCommas(static_cast<int64_t>(max_search_steps)),
-                                " steps, so the history is neither proven nor refuted (",
-                                counts, ")"),
-                   {});
+    return Failure(
+        absl::StrCat("registers: UNDECIDED key=", key, ": the search ran out of ",
+                     WithCommas(static_cast<int64_t>(max_search_steps)),
+                     " steps, so the history is neither proven nor refuted (", counts, ")"),
+        {});
   }
   if (result.window.empty()) {  // cannot happen: a refutation always names its window
     return Failure(absl::StrCat("registers: NOT LINEARIZABLE key=", key), {result.explanation});
@@ -247,10 +247,12 @@ CheckResult CheckBank(const std::map<std::string, int64_t>& initial,
     for (const auto& [account, balance] : op.balances) {
       sum += balance;
       if (balance < 0) problems.push_back(absl::StrCat("negative balance ", account, "=", balance));
-      if (initial.count(account) == 0) problems.push_back(absl::StrCat("unknown account ", account));
+      if (initial.count(account) == 0)
+        problems.push_back(absl::StrCat("unknown account ", account));
     }
     for (const auto& [account, balance] : initial) {
-      if (op.balances.count(account) == 0) problems.push_back(absl::StrCat("missing account ", account));
+      if (op.balances.count(account) == 0)
+        problems.push_back(absl::StrCat("missing account ", account));
     }
     if (sum != total) problems.push_back(absl::StrCat("sum ", sum, " != initial total ", total));
     if (problems.empty()) continue;
@@ -291,7 +293,8 @@ std::string DescribeEvent(const EventId& e) {
 void CheckOneWatcher(const WatchRecord& record,
                      const std::map<std::string, std::set<std::string>>& written,
                      std::vector<std::string>* problems) {
-  const std::string who = absl::StrCat("watcher ", record.watcher, " (prefix '", record.prefix, "')");
+  const std::string who =
+      absl::StrCat("watcher ", record.watcher, " (prefix '", record.prefix, "')");
   std::set<std::pair<int64_t, std::string>> seen;
   int64_t last_revision = 0;
   for (size_t i = 0; i < record.events.size(); ++i) {
@@ -375,16 +378,17 @@ CheckResult CheckWatches(const std::vector<WatchRecord>& records,
   }
   for (size_t i = 0; i < records.size(); ++i) {
     for (size_t j = i + 1; j < records.size(); ++j) {
-      if (records[i].prefix == records[j].prefix) CompareWatchers(records[i], records[j], &problems);
+      if (records[i].prefix == records[j].prefix)
+        CompareWatchers(records[i], records[j], &problems);
     }
   }
   if (!problems.empty()) {
     const std::string first = problems.front();
-    return Failure(absl::StrCat("watches: BAD ", first,
-                                problems.size() > 1
-                                    ? absl::StrCat(" (and ", problems.size() - 1, " more)")
-                                    : std::string()),
-                   std::move(problems));
+    return Failure(
+        absl::StrCat("watches: BAD ", first,
+                     problems.size() > 1 ? absl::StrCat(" (and ", problems.size() - 1, " more)")
+                                         : std::string()),
+        std::move(problems));
   }
   CheckResult ok;
   ok.verdict = absl::StrCat("watches: ok (", records.size(), " watchers, ",

@@ -68,11 +68,16 @@ Json ToJson(const RegisterOp& op) {
 }
 
 Json ToJson(const BankOp& op) {
-  return Json{{"kind", Word(op.kind)},        {"from", op.from},
-              {"to", op.to},                  {"amount", op.amount},
-              {"applied", op.applied},        {"balances", op.balances},
-              {"outcome", Word(op.outcome)},  {"invoke_ns", op.invoke_ns},
-              {"complete_ns", Time(op.complete_ns)}, {"client", op.client}};
+  return Json{{"kind", Word(op.kind)},
+              {"from", op.from},
+              {"to", op.to},
+              {"amount", op.amount},
+              {"applied", op.applied},
+              {"balances", op.balances},
+              {"outcome", Word(op.outcome)},
+              {"invoke_ns", op.invoke_ns},
+              {"complete_ns", Time(op.complete_ns)},
+              {"client", op.client}};
 }
 
 Json ToJson(const WatchRecord& record) {
@@ -180,8 +185,8 @@ class Fields {
     }
     const Json& j = object_.at(name);
     // nlohmann stores non-negative integers as unsigned; both are integers here.
-    const bool matches = type == Json::value_t::number_integer ? j.is_number_integer()
-                                                              : j.type() == type;
+    const bool matches =
+        type == Json::value_t::number_integer ? j.is_number_integer() : j.type() == type;
     if (!matches) {
       Fail(absl::StrCat("field '", name, "' must be ", what, ", not ", j.dump()));
       return nullptr;
@@ -308,7 +313,8 @@ absl::Status WriteHistory(const History& history, const std::filesystem::path& d
     initial = Json(history.bank_initial).dump() + "\n";
   } catch (const Json::exception& e) {
     // Only a string that is not valid UTF-8 makes dump() throw.
-    return absl::InvalidArgumentError(absl::StrCat("history cannot be written as JSON: ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("history cannot be written as JSON: ", e.what()));
   }
   STEAD_RETURN_IF_ERROR(WriteFile(dir / kRegisters, registers));
   STEAD_RETURN_IF_ERROR(WriteFile(dir / kBank, bank));

@@ -16,8 +16,8 @@ using ::stead::testing::StatusIs;
 // A fresh, empty folder per test.
 std::filesystem::path RunFolder() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) /
-                                    "history_io_test" / info->name();
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / "history_io_test" / info->name();
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;

@@ -12,6 +12,11 @@
 namespace stead::sim {
 namespace {
 
+// The value written by every write of unknown outcome that nobody observed (see
+// ResolveUnknownWrites): no get reads it and no CAS that swapped expected it, so these
+// writes are interchangeable.
+constexpr int64_t kUnobservedValue = -2;
+
 // One call or return event in the doubly linked list the search walks. The list is
 // ordered by time; linearizing an operation unlinks ("lifts") its two events, and
 // backtracking links them back in place.
@@ -38,8 +43,8 @@ struct CacheKey {
 };
 
 std::string DescribeOne(const KvOperation& op) {
-  const std::string ret = op.return_time == kUnknownReturnTime ? std::string("unknown")
-                                                                 : absl::StrCat(op.return_time);
+  const std::string ret =
+      op.return_time == kUnknownReturnTime ? std::string("unknown") : absl::StrCat(op.return_time);
   switch (op.kind) {
     case KvOperation::Kind::kPut:
       return absl::StrCat("put id=", op.id, " value=", op.value, " call=", op.call_time,
@@ -82,8 +87,8 @@ struct KeyVerdict {
   bool exhausted = false;
   // On a refutation: indices into the key's operations (see LinearizabilityResult).
   std::vector<size_t> window;
-  size_t blocked = 0;       // the operation the deepest branch could not linearize
-  int64_t blocked_at = 0;   // the register's value there
+  size_t blocked = 0;      // the operation the deepest branch could not linearize
+  int64_t blocked_at = 0;  // the register's value there
 };
 
 // The operations around the deepest point the search reached: `blocked` could not be
@@ -102,7 +107,7 @@ std::vector<size_t> Window(const std::vector<KvOperation>& ops, size_t blocked,
   }
   std::vector<size_t> required = {blocked};
   auto add_writer = [&](int64_t written) {
-    if (written == kAbsentValue) return;
+    if (written < 0) return;  // absent, or a value nobody observed
     for (size_t i = 0; i < ops.size(); ++i) {
       if (ops[i].kind != KvOperation::Kind::kGet && ops[i].value == written) {
         required.push_back(i);
@@ -197,6 +202,27 @@ KeyVerdict CheckKey(const std::vector<KvOperation>& ops, uint64_t max_search_ste
     relink(call);
   };
 
+  // Unobserved unknown writes that act alike are interchangeable: all puts, and CAS
+  // with the same expected value. Within such a group the search only ever places the
+  // earliest-called one not yet placed, so the placed ones are always a prefix of the
+  // group's call order: k + 1 states instead of 2^k subsets. (Any placement of some of
+  // them can be redone with the earliest-called ones, each called no later than the
+  // one it replaces.)
+  struct Group {
+    std::vector<size_t> order;  // ops, by call event
+    size_t placed = 0;
+  };
+  std::map<std::pair<bool, int64_t>, Group> groups;  // (is a CAS, its expected value)
+  std::vector<Group*> group_of(op_count, nullptr);
+  for (size_t i = 1; i < events.size(); ++i) {
+    const KvOperation& op = ops[events[i].op];
+    if (!events[i].is_call || op.value != kUnobservedValue) continue;
+    const bool cas = op.kind == KvOperation::Kind::kCas;
+    Group& group = groups[{cas, cas ? op.expected : 0}];
+    group.order.push_back(events[i].op);
+    group_of[events[i].op] = &group;
+  }
+
   std::vector<uint64_t> linearized((op_count + 63) / 64, 0);
   absl::flat_hash_set<CacheKey> cache;
   std::vector<std::pair<size_t, int64_t>> stack;  // (call event, value before it)
@@ -217,11 +243,23 @@ KeyVerdict CheckKey(const std::vector<KvOperation>& ops, uint64_t max_search_ste
     if (entry == kNone) return failed;  // cannot happen: a return ends the walk
     const Event& event = events[entry];
     if (event.is_call) {
-      const std::optional<int64_t> next_value = Apply(ops[event.op], value);
+      const KvOperation& op = ops[event.op];
+      std::optional<int64_t> next_value = Apply(op, value);
+      if (op.return_time == kUnknownReturnTime) {
+        // Placing an unknown write where it changes nothing is never better than
+        // leaving it unplaced: it stays free to take effect later, or never.
+        if (next_value == value) next_value.reset();
+        const Group* group = group_of[event.op];
+        if (group != nullptr &&
+            (group->placed == group->order.size() || group->order[group->placed] != event.op)) {
+          next_value.reset();
+        }
+      }
       if (next_value.has_value()) {
         linearized[event.op / 64] |= uint64_t{1} << (event.op % 64);
         if (cache.insert(CacheKey{linearized, *next_value}).second) {
           stack.emplace_back(entry, value);
+          if (group_of[event.op] != nullptr) ++group_of[event.op]->placed;
           value = *next_value;
           lift(entry);
           entry = events[0].next;
@@ -252,12 +290,84 @@ KeyVerdict CheckKey(const std::vector<KvOperation>& ops, uint64_t max_search_ste
     }
     const auto [call, previous_value] = stack.back();
     stack.pop_back();
+    if (group_of[events[call].op] != nullptr) --group_of[events[call].op]->placed;
     value = previous_value;
     linearized[events[call].op / 64] &= ~(uint64_t{1} << (events[call].op % 64));
     unlift(call);
     entry = events[call].next;
   }
   return KeyVerdict{};
+}
+
+// Settles what unique values say about one key's writes of unknown outcome before the
+// search, which otherwise may place each of them anywhere after its call or nowhere,
+// multiplying the states it must refute on a long history:
+// - a write whose value a known operation observed (a get that read it, a CAS that
+//   swapped from it) took effect, before the first such observer returned: it becomes a
+//   known write returning then (a CAS, one that swapped);
+// - a write nobody observed can be taken never to have happened, unless a known CAS
+//   that did not swap might have needed the register to hold that value (it returned
+//   after the write's call): anything else that could run while the register held a
+//   value nobody reads is a write, which does not care, or an unknown CAS, which may
+//   equally never have happened. Such a write keeps its place but writes
+//   kUnobservedValue, the one value standing for all values nobody reads.
+void ResolveUnknownWrites(std::vector<KvOperation>* ops, std::vector<size_t>* indices) {
+  std::vector<bool> unknown(ops->size());
+  uint64_t last_unswapped_return = 0;  // of a known CAS that did not swap
+  for (size_t i = 0; i < ops->size(); ++i) {
+    const KvOperation& op = (*ops)[i];
+    unknown[i] = op.return_time == kUnknownReturnTime;
+    if (!unknown[i] && op.kind == KvOperation::Kind::kCas && !op.swapped) {
+      last_unswapped_return = std::max(last_unswapped_return, op.return_time);
+    }
+  }
+  // A resolved CAS observes the value it swapped from in turn, so observation spreads
+  // along chains of unknown CAS: iterate until nothing changes. Return times only
+  // decrease, so this ends (within one pass per link of the longest chain).
+  std::map<int64_t, uint64_t> first_observed;  // value -> earliest observer's return
+  for (size_t pass = 0; pass <= ops->size(); ++pass) {
+    first_observed.clear();
+    for (const KvOperation& op : *ops) {
+      if (op.return_time == kUnknownReturnTime) continue;
+      int64_t observed = kAbsentValue;
+      if (op.kind == KvOperation::Kind::kGet) observed = op.value;
+      if (op.kind == KvOperation::Kind::kCas && op.swapped) observed = op.expected;
+      if (observed == kAbsentValue) continue;
+      auto [it, inserted] = first_observed.try_emplace(observed, op.return_time);
+      if (!inserted) it->second = std::min(it->second, op.return_time);
+    }
+    bool changed = false;
+    for (size_t i = 0; i < ops->size(); ++i) {
+      KvOperation& op = (*ops)[i];
+      if (!unknown[i]) continue;
+      const auto it = first_observed.find(op.value);
+      // Observed before its call: left unknown, for the search to refute.
+      if (it == first_observed.end() || it->second <= op.call_time) continue;
+      if (op.return_time != it->second) {
+        op.return_time = it->second;
+        op.swapped = true;
+        changed = true;
+      }
+    }
+    if (!changed) break;
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < ops->size(); ++i) {
+    KvOperation op = (*ops)[i];
+    if (op.return_time == kUnknownReturnTime) {
+      // Still unknown yet observed: observed before its call, left for the search to
+      // refute.
+      if (first_observed.count(op.value) == 0) {
+        if (last_unswapped_return <= op.call_time) continue;  // nobody needs it: never happened
+        op.value = kUnobservedValue;
+      }
+    }
+    (*ops)[kept] = op;
+    (*indices)[kept] = (*indices)[i];
+    ++kept;
+  }
+  ops->resize(kept);
+  indices->resize(kept);
 }
 
 }  // namespace
@@ -285,8 +395,9 @@ LinearizabilityResult CheckKvLinearizable(const std::vector<KvOperation>& histor
     ops.push_back(op);
     indices.push_back(i);
   }
-  for (const auto& [key, entry] : by_key) {
-    const auto& [ops, indices] = entry;
+  for (auto& [key, entry] : by_key) {
+    auto& [ops, indices] = entry;
+    ResolveUnknownWrites(&ops, &indices);
     const KeyVerdict verdict = CheckKey(ops, max_search_steps);
     if (verdict.linearizable) continue;
     LinearizabilityResult result;
@@ -298,10 +409,10 @@ LinearizabilityResult CheckKvLinearizable(const std::vector<KvOperation>& histor
                                         " steps on key ", key, " (", ops.size(), " operations)");
       return result;
     }
-    result.explanation = absl::StrCat("not linearizable on key ", key, ": ",
-                                      DescribeOne(ops[verdict.blocked]),
-                                      " cannot be linearized (deepest order tried leaves value ",
-                                      verdict.blocked_at, "); operations around it:");
+    result.explanation =
+        absl::StrCat("not linearizable on key ", key, ": ", DescribeOne(ops[verdict.blocked]),
+                     " cannot be linearized (deepest order tried leaves value ", verdict.blocked_at,
+                     "); operations around it:");
     result.blocked = indices[verdict.blocked];
     for (const size_t i : verdict.window) {
       result.window.push_back(indices[i]);

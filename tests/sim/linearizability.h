@@ -5,7 +5,12 @@
 // proposed through the leader, ReadIndex reads) with its call and return times and
 // asks this checker whether some total order of the operations, consistent with
 // real time, explains every observed read. Keys are independent (linearizability is
-// local, Herlihy & Wing), so each key's sub-history is searched separately. The fault
+// local, Herlihy & Wing), so each key's sub-history is searched separately. Before the
+// search, unique values settle most writes of unknown outcome: one whose value a known
+// operation observed took effect before that observer returned; one nobody observed
+// is dropped, or, if a CAS that did not swap might have needed it, kept as one of a
+// group of interchangeable writes. A long history with many unobserved unknown writes
+// and failed CAS can still exhaust the search (reported, never passed). The fault
 // suite (tests/fault/checkers.h) checks the histories of real clusters with it too.
 //
 // Thread-safety: pure functions; safe to call from any thread.

@@ -22,8 +22,8 @@ KvOperation Get(uint64_t key, int64_t value, uint64_t call, uint64_t ret) {
 // A CAS from `expected` (kAbsentValue: the key must be absent) to `value`.
 KvOperation Cas(uint64_t key, int64_t expected, int64_t value, bool swapped, uint64_t call,
                 uint64_t ret) {
-  return KvOperation{Kind::kCas, key, value, call, ret, static_cast<uint64_t>(value), expected,
-                     swapped};
+  return KvOperation{Kind::kCas, key,    value, call, ret, static_cast<uint64_t>(value),
+                     expected,   swapped};
 }
 
 // Hand-made histories, each with the verdict the register model demands.
@@ -107,7 +107,8 @@ TEST(KvLinearizability, CompareAndSwapHistories) {
       {"concurrent cas: the loser must be ordered after the winner",
        {Put(1, 0, 1, 2), Cas(1, 0, 1, true, 3, 8), Cas(1, 0, 2, false, 4, 7), Get(1, 0, 5, 6)},
        true},
-      {"read of a failed cas's value", {Put(1, 0, 1, 2), Cas(1, 5, 1, false, 3, 4), Get(1, 1, 5, 6)},
+      {"read of a failed cas's value",
+       {Put(1, 0, 1, 2), Cas(1, 5, 1, false, 3, 4), Get(1, 1, 5, 6)},
        false},
       {"unknown cas takes effect late",
        {Put(1, 0, 1, 2), Cas(1, 0, 1, false, 3, kUnknown), Get(1, 0, 4, 5), Get(1, 1, 6, 7)},
@@ -129,6 +130,39 @@ TEST(KvLinearizability, CompareAndSwapHistories) {
        {Cas(1, kAbsentValue, 1, false, 1, kUnknown), Get(1, 1, 2, 3), Put(1, 2, 4, 5),
         Put(1, 3, 6, 7), Get(1, 1, 8, 9)},
        false},
+      {"unknown put observed through a chain of unknown cas",
+       {Put(1, 1, 1, kUnknown), Cas(1, 1, 2, false, 2, kUnknown), Cas(1, 2, 3, false, 3, kUnknown),
+        Get(1, 3, 4, 5), Get(1, 3, 6, 7)},
+       true},
+      {"chain of unknown cas observed before the first was called",
+       {Get(1, 3, 1, 2), Put(1, 1, 3, kUnknown), Cas(1, 1, 2, false, 3, kUnknown),
+        Cas(1, 2, 3, false, 3, kUnknown)},
+       false},
+      {"unobserved unknown put explains a cas that did not swap",
+       {Put(1, 0, 1, 2), Put(1, 5, 3, kUnknown), Cas(1, 0, 1, false, 4, 6)},
+       true},
+      {"unobserved unknown put called after the cas cannot explain it",
+       {Put(1, 0, 1, 2), Cas(1, 0, 1, false, 4, 6), Put(1, 5, 7, kUnknown)},
+       false},
+      {"unobserved unknown cas explains a cas that did not swap",
+       {Put(1, 0, 1, 2), Cas(1, 0, 5, false, 3, kUnknown), Cas(1, 0, 1, false, 4, 6)},
+       true},
+      {"a later read shows that unknown cas did not swap",
+       {Put(1, 0, 1, 2), Cas(1, 0, 5, false, 3, kUnknown), Cas(1, 0, 1, false, 4, 6),
+        Get(1, 0, 7, 8)},
+       false},
+      {"one unobserved unknown put explains two cas between writes",
+       {Put(1, 0, 1, 2), Put(1, 5, 3, kUnknown), Cas(1, 0, 1, false, 4, 6),
+        Cas(1, 0, 2, false, 7, 8), Put(1, 9, 9, 10), Get(1, 9, 11, 12)},
+       true},
+      {"unobserved unknown puts are used once each",
+       {Put(1, 0, 1, 2), Put(1, 5, 3, kUnknown), Cas(1, 0, 1, false, 4, 6), Put(1, 7, 7, 8),
+        Cas(1, 7, 2, true, 9, 10), Put(1, 8, 11, 12), Cas(1, 8, 3, false, 13, 14)},
+       false},
+      {"two unobserved unknown puts explain two such cas",
+       {Put(1, 0, 1, 2), Put(1, 5, 3, kUnknown), Put(1, 6, 3, kUnknown), Cas(1, 0, 1, false, 4, 6),
+        Put(1, 7, 7, 8), Cas(1, 7, 2, true, 9, 10), Put(1, 8, 11, 12), Cas(1, 8, 3, false, 13, 14)},
+       true},
       {"negative cas value is malformed", {Cas(1, kAbsentValue, -5, true, 1, 2)}, false},
   };
   for (const auto& c : cases) {
@@ -145,9 +179,9 @@ TEST(KvLinearizability, CompareAndSwapHistories) {
 // On a violation the result names the operations around it, by their index in the input.
 TEST(KvLinearizability, ViolationWindowNamesTheOperationsInvolved) {
   // A lost write: 1 and 2 were acknowledged in turn, a later read returns 1.
-  const std::vector<KvOperation> history = {
-      Put(2, 100, 1, 2),  // another key: not in the window
-      Put(1, 1, 1, 2), Put(1, 2, 3, 4), Get(1, 2, 5, 6), Get(1, 1, 7, 8)};
+  const std::vector<KvOperation> history = {Put(2, 100, 1, 2),  // another key: not in the window
+                                            Put(1, 1, 1, 2), Put(1, 2, 3, 4), Get(1, 2, 5, 6),
+                                            Get(1, 1, 7, 8)};
   const LinearizabilityResult result = CheckKvLinearizable(history);
   ASSERT_FALSE(result.linearizable);
   EXPECT_EQ(result.key, 1u);

@@ -1,6 +1,7 @@
 #include "tests/fault/checkers.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <iterator>
 #include <set>
 #include <tuple>
@@ -54,7 +55,7 @@ CheckResult Failure(std::string verdict, std::vector<std::string> problems) {
   result.verdict = std::move(verdict);
   const size_t shown = std::min(problems.size(), kMaxProblems);
   result.details =
-      absl::StrJoin(problems.begin(), problems.begin() + static_cast<long>(shown), "\n");
+      absl::StrJoin(problems.begin(), problems.begin() + static_cast<std::ptrdiff_t>(shown), "\n");
   if (problems.size() > shown) {
     absl::StrAppend(&result.details, "\n... ", problems.size() - shown, " more");
   }

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -27,8 +28,10 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "stead/client.h"
+#include "tests/fault/checkers.h"
 #include "tests/fault/fault_cluster.h"
 #include "tests/fault/history.h"
+#include "tests/fault/history_io.h"
 #include "tests/fault/nemesis.h"
 #include "tests/fault/workload.h"
 
@@ -40,12 +43,17 @@ constexpr int kExitViolation = 1;
 constexpr int kExitSetup = 2;
 
 constexpr char kUsage[] = R"(usage: stead-fault --stead=PATH --netns-script=PATH --out=DIR [flags]
+       stead-fault --check=DIR
 
 Runs a stead cluster in network namespaces (needs root) under a client workload while
 a nemesis injects faults chosen by the seed, then heals everything, waits for the
-members to converge and prints one line:
+members to converge, checks the history (linearizability of every key) and prints:
   RESULT seed=N ops_ok=N ops_failed=N ops_unknown=N faults=KIND:N,...
-         longest_unavailable_ms=N converged=0|1
+         longest_unavailable_ms=N converged=0|1 registers=ok|FAILED
+  CHECKS <each checker's verdict>
+The run folder keeps the history (*.jsonl), the fault log (faults.log), the checkers'
+verdicts with their evidence (check.txt) and each member's volumes and log.
+--check=DIR runs the checkers again on the history saved in DIR.
 
   --seed=N             schedule and workload seed (default 1)
   --duration=D         how long the workload and nemesis run (default 30s)
@@ -83,6 +91,7 @@ struct Flags {
   std::string nfq_delay;
   int64_t snapshot_entries = 0;
   std::string failpoints;
+  std::string check;
   bool help = false;
 };
 
@@ -128,12 +137,14 @@ absl::Status ParseFlags(int argc, char** argv, Flags* flags) {
       ok = absl::SimpleAtoi(value, &flags->snapshot_entries) && flags->snapshot_entries >= 0;
     } else if (name == "failpoints") {
       flags->failpoints = value;
+    } else if (name == "check") {
+      flags->check = value;
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
     }
     if (!ok) return absl::InvalidArgumentError(absl::StrCat("bad value for --", name, ": ", value));
   }
-  if (flags->help) return absl::OkStatus();
+  if (flags->help || !flags->check.empty()) return absl::OkStatus();
   for (const auto& [name, value] :
        {std::pair<const char*, const std::string*>{"stead", &flags->stead},
         {"netns-script", &flags->netns_script},
@@ -196,6 +207,25 @@ bool WaitConverged(const FaultCluster& cluster, absl::Duration timeout, bool* di
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   return false;
+}
+
+// "registers=ok bank=ok": each checker's name and ok or FAILED, for the RESULT line.
+std::string CompactVerdicts(const CheckReport& report) {
+  std::vector<std::string> parts;
+  for (const CheckResult& result : report.results) {
+    const std::string name = result.verdict.substr(0, result.verdict.find(':'));
+    parts.push_back(absl::StrCat(name, "=", result.ok ? "ok" : "FAILED"));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+// Runs the checkers, keeps every verdict with its evidence in <dir>/check.txt, and
+// prints the evidence of a failed one.
+CheckReport ReportChecks(const History& history, const std::string& dir) {
+  CheckReport report = CheckHistory(history);
+  std::ofstream(dir + "/check.txt") << report.Details();
+  if (!report.ok()) std::cerr << report.Details() << "\n";
+  return report;
 }
 
 int Run(const Flags& flags) {
@@ -284,8 +314,10 @@ int Run(const Flags& flags) {
   }
 
   const History history = workload.TakeHistory();
-  // CHECKERS: save the history (history_io.h, to <out>/history.jsonl) and decide the
-  // verdict with CheckRegisters (checkers.h) here; a violation exits kExitViolation.
+  if (absl::Status saved = WriteHistory(history, flags.out); !saved.ok()) {
+    std::cerr << "stead-fault: saving the history: " << saved.message() << "\n";
+  }
+  const CheckReport report = ReportChecks(history, flags.out);
 
   const OpCounts counts = CountOutcomes(history);
   const int64_t longest_ns = LongestUnavailableNs(history, workload_start_ns, workload_end_ns);
@@ -293,12 +325,26 @@ int Run(const Flags& flags) {
             << " ops_failed=" << counts.failed << " ops_unknown=" << counts.unknown
             << " faults=" << nemesis.Summary()
             << " longest_unavailable_ms=" << longest_ns / 1'000'000
-            << " converged=" << (converged ? 1 : 0) << std::endl;
+            << " converged=" << (converged ? 1 : 0) << " " << CompactVerdicts(report)
+            << std::endl;
+  std::cout << "CHECKS " << report.Summary() << std::endl;
   if (interrupted) {
     std::cerr << "stead-fault: interrupted\n";
     return kExitSetup;
   }
-  return converged ? kExitOk : kExitViolation;
+  return converged && report.ok() ? kExitOk : kExitViolation;
+}
+
+// --check=DIR: the checkers again on a run's saved history.
+int CheckSaved(const std::string& dir) {
+  absl::StatusOr<History> history = ReadHistory(dir);
+  if (!history.ok()) {
+    std::cerr << "stead-fault: " << history.status().message() << "\n";
+    return kExitSetup;
+  }
+  const CheckReport report = ReportChecks(*history, dir);
+  std::cout << "CHECKS " << report.Summary() << std::endl;
+  return report.ok() ? kExitOk : kExitViolation;
 }
 
 }  // namespace
@@ -314,6 +360,7 @@ int main(int argc, char** argv) {
     std::cout << stead::fault::kUsage;
     return 0;
   }
+  if (!flags.check.empty()) return stead::fault::CheckSaved(flags.check);
   struct sigaction action = {};
   action.sa_handler = stead::fault::OnSignal;
   sigaction(SIGINT, &action, nullptr);

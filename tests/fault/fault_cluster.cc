@@ -1,7 +1,12 @@
 #include "tests/fault/fault_cluster.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <filesystem>
@@ -24,11 +29,40 @@ using testing::CompletedRun;
 using testing::Subprocess;
 using testing::SubprocessOptions;
 
+constexpr char kBallast[] = "ballast";
+
+absl::Status ErrnoError(absl::string_view what, const std::string& path, int error) {
+  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(error)));
+}
+
+// Removes every entry of `dir` but keeps `dir` itself (it may be a mount point).
+absl::Status EmptyDir(const std::string& dir) {
+  std::error_code error;
+  std::filesystem::directory_iterator it(dir, error);
+  for (; !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    std::error_code remove_error;
+    std::filesystem::remove_all(it->path(), remove_error);
+    if (remove_error) {
+      return absl::InternalError(
+          absl::StrCat("cannot remove ", it->path().string(), ": ", remove_error.message()));
+    }
+  }
+  if (error && error != std::errc::no_such_file_or_directory) {
+    return absl::InternalError(absl::StrCat("cannot list ", dir, ": ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Up(FaultClusterOptions options) {
   if (options.stead_binary.empty() || options.netns_script.empty() || options.run_dir.empty()) {
     return absl::InvalidArgumentError("stead binary, netns script and run folder are required");
+  }
+  if (options.wal_tmpfs_mb != 0 && options.wal_tmpfs_mb < kMinWalTmpfsMb) {
+    return absl::InvalidArgumentError(absl::StrCat("a WAL tmpfs of ", options.wal_tmpfs_mb,
+                                                   " MiB is too small: at least ",
+                                                   kMinWalTmpfsMb, " MiB"));
   }
   if (options.members < 1 || options.members > 9) {
     return absl::InvalidArgumentError(absl::StrCat("members ", options.members, " not in 1..9"));
@@ -52,6 +86,24 @@ absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Up(FaultClusterOptio
       cluster->Script({"up", absl::StrCat(o.members), o.subnet}, absl::Seconds(60));
   if (!up.ok()) return absl::FailedPreconditionError(up.status().message());
   cluster->up_ = true;
+  if (o.wal_tmpfs_mb > 0) {
+    for (int i = 0; i < o.members; ++i) {
+      const std::string wal = cluster->WalDir(i);
+      std::filesystem::create_directories(wal, error);
+      // A tmpfs over an earlier run's log would hide it from a member whose data volume
+      // still expects it.
+      if (error || !std::filesystem::is_empty(wal, error) || error) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(wal, " is not an empty directory: use a fresh run folder"));
+      }
+      const std::string data = absl::StrCat("size=", o.wal_tmpfs_mb, "m,mode=0755");
+      if (::mount("tmpfs", wal.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, data.c_str()) != 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("mount -t tmpfs on ", wal, ": ", std::strerror(errno)));
+      }
+      cluster->mounted_.push_back(wal);
+    }
+  }
   return cluster;
 }
 
@@ -67,6 +119,11 @@ FaultCluster::~FaultCluster() {
       process.reset();
     }
   }
+  // The members are gone, so nothing holds the tmpfs busy; a lazy unmount all the same
+  // if something does (it goes once released).
+  for (const std::string& wal : mounted_) {
+    if (::umount2(wal.c_str(), 0) != 0) ::umount2(wal.c_str(), MNT_DETACH);
+  }
   if (up_) Script({"down"}, absl::Seconds(60)).IgnoreError();  // best effort on every path
 }
 
@@ -78,6 +135,14 @@ std::string FaultCluster::Ip(int member) const { return absl::StrCat(net_, ".", 
 
 std::string FaultCluster::LogPath(int member) const {
   return absl::StrCat(options_.run_dir, "/", PodName(member), ".log");
+}
+
+std::string FaultCluster::DataDir(int member) const {
+  return absl::StrCat(options_.run_dir, "/", PodName(member), "/data");
+}
+
+std::string FaultCluster::WalDir(int member) const {
+  return absl::StrCat(options_.run_dir, "/", PodName(member), "/wal");
 }
 
 std::vector<std::string> FaultCluster::ClientEndpoints() const {
@@ -112,7 +177,6 @@ absl::StatusOr<std::string> FaultCluster::Script(const std::vector<std::string>&
 }
 
 std::vector<std::string> FaultCluster::MemberArgv(int member) const {
-  const std::string dir = absl::StrCat(options_.run_dir, "/", PodName(member));
   std::vector<std::string> argv = {
       "/bin/bash",
       options_.netns_script,
@@ -120,8 +184,8 @@ std::vector<std::string> FaultCluster::MemberArgv(int member) const {
       absl::StrCat(member),
       options_.stead_binary,
       "--name=" + PodName(member),
-      "--data-dir=" + dir + "/data",
-      "--wal-dir=" + dir + "/wal",
+      "--data-dir=" + DataDir(member),
+      "--wal-dir=" + WalDir(member),
       absl::StrCat("--client-addr=0.0.0.0:", kClientPort),
       absl::StrCat("--peer-addr=0.0.0.0:", kPeerPort),
       absl::StrCat("--http-addr=0.0.0.0:", kHttpPort),
@@ -191,6 +255,54 @@ bool FaultCluster::Running(int member) {
   MutexLock lock(&mu_);
   std::unique_ptr<Subprocess>& process = processes_.at(member);
   return process != nullptr && process->running();
+}
+
+absl::Status FaultCluster::Wipe(int member) {
+  MutexLock lock(&mu_);
+  std::unique_ptr<Subprocess>& process = processes_.at(member);
+  if (process != nullptr && process->running()) {
+    return absl::FailedPreconditionError(PodName(member) + " runs: kill it before the wipe");
+  }
+  if (absl::Status status = EmptyDir(DataDir(member)); !status.ok()) return status;
+  return EmptyDir(WalDir(member));
+}
+
+absl::StatusOr<int64_t> FaultCluster::FillWal(int member) {
+  if (options_.wal_tmpfs_mb <= 0) {
+    return absl::FailedPreconditionError("the WAL volumes are not on a tmpfs (wal_tmpfs_mb)");
+  }
+  const std::string path = absl::StrCat(WalDir(member), "/", kBallast);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError("open", path, errno);
+  const std::string chunk(1 << 20, 'b');
+  int64_t written = 0;
+  int error = 0;
+  // Bounded: the tmpfs holds at most wal_tmpfs_mb chunks.
+  for (int64_t round = 0; round <= int64_t{options_.wal_tmpfs_mb} * 4 + 16; ++round) {
+    const ssize_t n = ::write(fd, chunk.data(), chunk.size());
+    if (n > 0) {
+      written += n;
+      continue;
+    }
+    error = n < 0 ? errno : ENOSPC;
+    if (error == EINTR) continue;
+    break;
+  }
+  ::close(fd);
+  if (error != ENOSPC) {
+    return error == 0 ? absl::InternalError(absl::StrCat(path, " never filled the tmpfs"))
+                      : ErrnoError("write", path, error);
+  }
+  return written;
+}
+
+absl::Status FaultCluster::RemoveBallast(int member) {
+  if (options_.wal_tmpfs_mb <= 0) {
+    return absl::FailedPreconditionError("the WAL volumes are not on a tmpfs (wal_tmpfs_mb)");
+  }
+  const std::string path = absl::StrCat(WalDir(member), "/", kBallast);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError("unlink", path, errno);
+  return absl::OkStatus();
 }
 
 absl::Status FaultCluster::Partition(int member, const std::vector<std::string>& from) {

@@ -55,7 +55,15 @@ struct FaultClusterOptions {
   // "NAME=value" entries for the script and the members (NETNS_NFQ_DELAY for the
   // delay fault, STEAD_FAILPOINTS for a planted bug).
   std::vector<std::string> env = {};
+  // When > 0, each member's WAL directory is a tmpfs of this many MiB, mounted by Up
+  // (on an empty directory) and unmounted by the destructor: FillWal can then fill it.
+  // At least kMinWalTmpfsMb, since the WAL preallocates two 64 MiB segments. 0: off.
+  int wal_tmpfs_mb = 0;
 };
+
+// Room for the two preallocated WAL segments a member needs (docs/resize-volumes.md),
+// and a little for its lock file.
+inline constexpr int kMinWalTmpfsMb = 130;
 
 // The ports every member listens on (each in its own namespace, so all alike).
 inline constexpr uint16_t kClientPort = 2479;
@@ -79,6 +87,9 @@ class FaultCluster {
   std::string PodName(int member) const;
   std::string Ip(int member) const;
   std::string LogPath(int member) const;
+  // The member's volumes, under the run folder.
+  std::string DataDir(int member) const;
+  std::string WalDir(int member) const;
   // "ip:2479" of every member: what a client outside the namespaces dials.
   std::vector<std::string> ClientEndpoints() const;
 
@@ -94,6 +105,16 @@ class FaultCluster {
   absl::Status Continue(int member);
   // Whether the member's process runs (stopped counts as running).
   bool Running(int member);
+  // Deletes everything on the member's data and WAL volumes, as for a lost volume
+  // (docs/lost-volume.md): started again, it joins as a new member. FailedPrecondition
+  // while it runs.
+  absl::Status Wipe(int member);
+
+  // Disk faults, with wal_tmpfs_mb set (FailedPrecondition otherwise). FillWal writes a
+  // ballast file on the member's WAL tmpfs until the tmpfs is full (ENOSPC): the bytes
+  // it wrote. RemoveBallast deletes it (OK when there is none).
+  absl::StatusOr<int64_t> FillWal(int member);
+  absl::Status RemoveBallast(int member);
 
   // Network faults, the script's commands of the same names. `Partition(i, {})` cuts
   // member i off from every other member and the host; otherwise from the listed
@@ -129,6 +150,7 @@ class FaultCluster {
   const FaultClusterOptions options_;
   std::string net_;  // a.b.c of the subnet
   bool up_ = false;
+  std::vector<std::string> mounted_;  // the WAL tmpfs mount points, to unmount
   mutable Mutex script_mu_;  // one script command at a time
   Mutex mu_;
   std::vector<std::unique_ptr<testing::Subprocess>> processes_ ABSL_GUARDED_BY(mu_);

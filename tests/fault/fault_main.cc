@@ -61,7 +61,8 @@ verdicts with their evidence (check.txt) and each member's volumes and log.
   --clients=N          concurrent clients (default 16)
   --keys=N             hot keys (default 4)
   --faults=KINDS       comma-separated: partition-leader, partition-random, bridge, kill,
-                       stop, delay, loss, transfer; or all (default all)
+                       stop, delay, loss, transfer, membership, disk-full; or all
+                       (default all; all leaves disk-full out without --wal-tmpfs-mb)
   --stead=PATH         the stead binary
   --netns-script=PATH  tests/tools/netns_cluster.sh
   --out=DIR            run folder: member volumes and logs, faults.log
@@ -73,6 +74,8 @@ verdicts with their evidence (check.txt) and each member's volumes and log.
                        members' default)
   --failpoints=NAMES   plant bugs in every member (STEAD_FAILPOINTS, base/failpoint.h),
                        e.g. unsafe-local-reads: the run must then find a violation
+  --wal-tmpfs-mb=N     each member's WAL volume is a tmpfs of N MiB (at least 130: two
+                       preallocated 64 MiB segments); needed by the disk-full fault
 Exit: 0 ok, 1 violation, 2 setup error.
 )";
 
@@ -92,6 +95,7 @@ struct Flags {
   int64_t snapshot_entries = 0;
   std::string failpoints;
   std::string check;
+  int wal_tmpfs_mb = 0;
   bool help = false;
 };
 
@@ -139,6 +143,9 @@ absl::Status ParseFlags(int argc, char** argv, Flags* flags) {
       flags->failpoints = value;
     } else if (name == "check") {
       flags->check = value;
+    } else if (name == "wal-tmpfs-mb") {
+      ok = absl::SimpleAtoi(value, &flags->wal_tmpfs_mb) && flags->wal_tmpfs_mb >= kMinWalTmpfsMb &&
+           flags->wal_tmpfs_mb <= 65536;
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
     }
@@ -229,7 +236,16 @@ CheckReport ReportChecks(const History& history, const std::string& dir) {
 }
 
 int Run(const Flags& flags) {
-  absl::StatusOr<std::vector<FaultKind>> kinds = ParseFaultKinds(flags.faults);
+  FaultClusterOptions cluster_options{
+      .members = flags.members,
+      .stead_binary = flags.stead,
+      .netns_script = flags.netns_script,
+      .run_dir = flags.out,
+      .prefix = flags.prefix,
+      .subnet = flags.subnet,
+      .wal_tmpfs_mb = flags.wal_tmpfs_mb,
+  };
+  absl::StatusOr<std::vector<FaultKind>> kinds = FaultKindsFor(flags.faults, cluster_options);
   if (!kinds.ok()) {
     std::cerr << "stead-fault: " << kinds.status().message() << "\n";
     return kExitSetup;
@@ -242,14 +258,6 @@ int Run(const Flags& flags) {
         .count();
   };
 
-  FaultClusterOptions cluster_options{
-      .members = flags.members,
-      .stead_binary = flags.stead,
-      .netns_script = flags.netns_script,
-      .run_dir = flags.out,
-      .prefix = flags.prefix,
-      .subnet = flags.subnet,
-  };
   if (flags.snapshot_entries > 0) {
     cluster_options.extra_flags.push_back(
         absl::StrCat("--snapshot-entries=", flags.snapshot_entries));

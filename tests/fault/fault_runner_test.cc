@@ -36,6 +36,68 @@ TEST(FaultKindsTest, RefusesUnknownAndEmpty) {
   EXPECT_FALSE(ParseFaultKinds("").ok());
 }
 
+TEST(FaultKindsTest, NamesTheMembershipAndDiskFaults) {
+  absl::StatusOr<std::vector<FaultKind>> kinds = ParseFaultKinds("membership,disk-full");
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_THAT(*kinds, ElementsAre(FaultKind::kMembership, FaultKind::kDiskFull));
+  EXPECT_THAT(AllFaultKinds(), ::testing::IsSupersetOf({FaultKind::kMembership,
+                                                        FaultKind::kDiskFull}));
+}
+
+TEST(FaultKindsTest, DiskFullNeedsAWalTmpfs) {
+  FaultClusterOptions plain;
+  absl::StatusOr<std::vector<FaultKind>> kinds = FaultKindsFor("kill,disk-full", plain);
+  ASSERT_FALSE(kinds.ok());
+  EXPECT_EQ(kinds.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(kinds.status().message(), HasSubstr("--wal-tmpfs-mb"));
+  // "all" means every kind this cluster can run.
+  kinds = FaultKindsFor("all", plain);
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_THAT(*kinds, ::testing::Not(::testing::Contains(FaultKind::kDiskFull)));
+  EXPECT_THAT(*kinds, ::testing::Contains(FaultKind::kMembership));
+  EXPECT_EQ(kinds->size(), AllFaultKinds().size() - 1);
+
+  FaultClusterOptions tmpfs;
+  tmpfs.wal_tmpfs_mb = kMinWalTmpfsMb;
+  kinds = FaultKindsFor("all", tmpfs);
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_EQ(kinds->size(), AllFaultKinds().size());
+  kinds = FaultKindsFor("disk-full", tmpfs);
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_THAT(*kinds, ElementsAre(FaultKind::kDiskFull));
+  EXPECT_FALSE(FaultKindsFor("kill,flood", tmpfs).ok());
+}
+
+TEST(PickMemberToReplaceTest, PicksThePreferredFollower) {
+  const std::vector<MemberView> members = {
+      {.name = "kv-0", .leader = true}, {.name = "kv-1"}, {.name = "kv-2"}};
+  absl::StatusOr<std::string> picked = PickMemberToReplace(members, {"kv-0", "kv-2", "kv-1"});
+  ASSERT_TRUE(picked.ok()) << picked.status();
+  EXPECT_EQ(*picked, "kv-2");  // kv-0 leads
+  picked = PickMemberToReplace(members, {"kv-1", "kv-2"});
+  ASSERT_TRUE(picked.ok()) << picked.status();
+  EXPECT_EQ(*picked, "kv-1");
+}
+
+TEST(PickMemberToReplaceTest, NeverTakesAVoterTheQuorumNeeds) {
+  // Two voters: removing one would leave one that no fault may touch.
+  absl::StatusOr<std::string> picked =
+      PickMemberToReplace({{.name = "kv-0", .leader = true}, {.name = "kv-1"}}, {"kv-1"});
+  ASSERT_FALSE(picked.ok());
+  EXPECT_EQ(picked.status().code(), absl::StatusCode::kFailedPrecondition);
+  // A member still joining as a learner: one replacement at a time.
+  picked = PickMemberToReplace(
+      {{.name = "kv-0", .leader = true}, {.name = "kv-1"}, {.name = "kv-2", .learner = true},
+       {.name = "kv-3"}},
+      {"kv-1"});
+  ASSERT_FALSE(picked.ok());
+  EXPECT_THAT(picked.status().message(), HasSubstr("kv-2"));
+  // Only the leader is on the preference list.
+  EXPECT_FALSE(PickMemberToReplace(
+                   {{.name = "kv-0", .leader = true}, {.name = "kv-1"}, {.name = "kv-2"}}, {"kv-0"})
+                   .ok());
+}
+
 TEST(ClassifyWriteErrorTest, OnlyRefusalsBeforeSendingAreDefiniteFailures) {
   EXPECT_EQ(ClassifyWriteError(absl::InvalidArgumentError("too big")), Outcome::kFailed);
   EXPECT_EQ(ClassifyWriteError(absl::ResourceExhaustedError("in flight")), Outcome::kFailed);

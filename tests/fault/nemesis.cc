@@ -4,6 +4,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +25,8 @@ constexpr FaultKind kKinds[] = {
     FaultKind::kDelay,
     FaultKind::kLoss,
     FaultKind::kTransfer,
+    FaultKind::kMembership,
+    FaultKind::kDiskFull,
 };
 
 // Longer than the members' longest election timeout (20 ticks of 50 ms), so that a
@@ -50,6 +53,10 @@ std::string FaultKindName(FaultKind kind) {
       return "loss";
     case FaultKind::kTransfer:
       return "transfer";
+    case FaultKind::kMembership:
+      return "membership";
+    case FaultKind::kDiskFull:
+      return "disk-full";
   }
   return "unknown";
 }
@@ -73,6 +80,44 @@ absl::StatusOr<std::vector<FaultKind>> ParseFaultKinds(const std::string& text) 
   }
   if (kinds.empty()) return absl::InvalidArgumentError("no fault kinds given");
   return kinds;
+}
+
+absl::StatusOr<std::vector<FaultKind>> FaultKindsFor(const std::string& text,
+                                                     const FaultClusterOptions& options) {
+  absl::StatusOr<std::vector<FaultKind>> kinds = ParseFaultKinds(text);
+  if (!kinds.ok() || options.wal_tmpfs_mb > 0) return kinds;
+  if (text == "all") {
+    kinds->erase(std::remove(kinds->begin(), kinds->end(), FaultKind::kDiskFull), kinds->end());
+    return kinds;
+  }
+  if (std::find(kinds->begin(), kinds->end(), FaultKind::kDiskFull) != kinds->end()) {
+    return absl::InvalidArgumentError(
+        "the disk-full fault fills a member's WAL tmpfs: give the WAL volumes one "
+        "(--wal-tmpfs-mb=N)");
+  }
+  return kinds;
+}
+
+absl::StatusOr<std::string> PickMemberToReplace(const std::vector<MemberView>& members,
+                                                const std::vector<std::string>& preference) {
+  int voters = 0;
+  for (const MemberView& member : members) {
+    if (member.learner) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(member.name, " is a learner still: one member replaced at a time"));
+    }
+    ++voters;
+  }
+  if (voters < 3) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(voters, " voters: removing one needs at least 3"));
+  }
+  for (const std::string& name : preference) {
+    for (const MemberView& member : members) {
+      if (member.name == name && !member.leader) return name;
+    }
+  }
+  return absl::FailedPreconditionError("no follower to replace");
 }
 
 Nemesis::Nemesis(FaultCluster* cluster, NemesisOptions options)
@@ -123,7 +168,8 @@ void Nemesis::Record(const FaultEvent& event, bool healing) {
     log << absl::StrFormat("%.3f",
                            static_cast<double>(healing ? event.heal_ns : event.inject_ns) / 1e9)
         << "s " << (healing ? "heal " : "inject ") << FaultKindName(event.kind) << " "
-        << event.target << (event.error.empty() ? " ok" : " FAILED: " + event.error) << "\n";
+        << event.target << (healing && !event.note.empty() ? " (" + event.note + ")" : "")
+        << (event.error.empty() ? " ok" : " FAILED: " + event.error) << "\n";
   }
   // One entry per episode: the heal replaces the injection's entry.
   if (!log_.empty() && log_.back().inject_ns == event.inject_ns && log_.back().kind == event.kind) {
@@ -232,12 +278,45 @@ void Nemesis::Episode(FaultKind kind) {
       hold = absl::ZeroDuration();  // nothing to heal
       break;
     }
+    case FaultKind::kMembership: {
+      int picked = -1;
+      injected = RemoveAndWipe(order, &picked);
+      event.target = picked >= 0 ? cluster_->PodName(picked) : "(none)";
+      target = picked;
+      // The heal is the member a voter again; it may take as long as the episode's hold
+      // and settle bounds together.
+      const absl::Duration bound = options_.hold_max + options_.settle_max;
+      heal = [this, target, bound, &event] {
+        if (absl::Status started = cluster_->Start(target); !started.ok()) return started;
+        return WaitVoter(target, bound, &event.note);
+      };
+      break;
+    }
+    case FaultKind::kDiskFull: {
+      event.target = absl::StrCat(cluster_->PodName(target), " wal");
+      absl::StatusOr<int64_t> filled = cluster_->FillWal(target);
+      injected = filled.status();
+      if (filled.ok()) absl::StrAppend(&event.target, " full, ballast ", *filled >> 20, " MiB");
+      heal = [this, target, &event] {
+        if (absl::Status removed = cluster_->RemoveBallast(target); !removed.ok()) return removed;
+        if (cluster_->Running(target)) {
+          event.note = "ballast removed, the member kept running";
+          return absl::OkStatus();
+        }
+        // A member whose WAL cannot grow stops itself (docs/resize-volumes.md) and
+        // recovers from its WAL once started again with room.
+        event.note = "ballast removed, the member had stopped: restarted";
+        return cluster_->Start(target);
+      };
+      break;
+    }
   }
   event.injected = injected.ok();
   if (!injected.ok()) {
     event.error = std::string(injected.message());
     // A partial injection (one partition of a bridge) is healed all the same.
     if (kind == FaultKind::kBridge) cluster_->HealAll().IgnoreError();
+    if (kind == FaultKind::kDiskFull) cluster_->RemoveBallast(target).IgnoreError();
     Record(event, /*healing=*/false);
     return;
   }
@@ -248,6 +327,81 @@ void Nemesis::Episode(FaultKind kind) {
   event.healed = healed.ok();
   if (!healed.ok()) event.error = std::string(healed.message());
   Record(event, /*healing=*/true);
+}
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<Client>> AdminClient(const FaultCluster& cluster) {
+  // Members forward to the leader: its advertised name resolves only in the namespaces.
+  return Client::Create({.endpoints = cluster.ClientEndpoints(), .route_to_leader = false});
+}
+
+std::vector<MemberView> Views(const std::vector<Member>& members) {
+  std::vector<MemberView> views;
+  for (const Member& member : members) {
+    views.push_back({.name = member.name, .learner = member.is_learner, .leader = member.is_leader});
+  }
+  return views;
+}
+
+}  // namespace
+
+absl::Status Nemesis::RemoveAndWipe(const std::vector<int>& order, int* target) {
+  absl::StatusOr<std::unique_ptr<Client>> client = AdminClient(*cluster_);
+  if (!client.ok()) return client.status();
+  absl::StatusOr<std::vector<Member>> members =
+      (*client)->MemberList({.timeout = absl::Seconds(3)});
+  if (!members.ok()) return members.status();
+  std::vector<std::string> preference;
+  for (int member : order) preference.push_back(cluster_->PodName(member));
+  absl::StatusOr<std::string> name = PickMemberToReplace(Views(*members), preference);
+  if (!name.ok()) return name.status();
+  for (int member : order) {
+    if (cluster_->PodName(member) == *name) *target = member;
+  }
+  // Removed first, as for a lost volume: the leader then adds the empty member at once
+  // instead of waiting for the old one to fall silent.
+  absl::StatusOr<std::vector<Member>> removed =
+      (*client)->MemberRemoveByName(*name, {.timeout = absl::Seconds(5)});
+  if (!removed.ok()) {
+    // The answer may be lost after the removal committed: the list decides.
+    members = (*client)->MemberList({.timeout = absl::Seconds(3)});
+    if (!members.ok()) return removed.status();
+    for (const Member& member : *members) {
+      if (member.name == *name) return removed.status();
+    }
+  }
+  if (absl::Status status = cluster_->Kill(*target); !status.ok()) return status;
+  return cluster_->Wipe(*target);
+}
+
+absl::Status Nemesis::WaitVoter(int target, absl::Duration timeout, std::string* note) {
+  const std::string name = cluster_->PodName(target);
+  absl::StatusOr<std::unique_ptr<Client>> client = AdminClient(*cluster_);
+  if (!client.ok()) return client.status();
+  const absl::Time start = absl::Now();
+  std::string seen = "not listed";
+  for (int round = 0; round < 10000 && absl::Now() - start < timeout; ++round) {
+    absl::StatusOr<std::vector<Member>> members =
+        (*client)->MemberList({.timeout = absl::Seconds(1)});
+    if (members.ok()) {
+      seen = "not listed";
+      for (const Member& member : *members) {
+        if (member.name != name) continue;
+        if (!member.is_learner) {
+          *note = absl::StrCat("a voter again after ",
+                               absl::ToInt64Milliseconds(absl::Now() - start), " ms");
+          return absl::OkStatus();
+        }
+        seen = "a learner";
+      }
+    } else {
+      seen = absl::StrCat("unknown (", members.status().message(), ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      name, " not a voter again within ", absl::FormatDuration(timeout), ": ", seen));
 }
 
 std::vector<FaultEvent> Nemesis::Log() const {

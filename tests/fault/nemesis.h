@@ -39,15 +39,41 @@ enum class FaultKind {
   kDelay,            // delay a member's packets
   kLoss,             // drop a share of a member's packets
   kTransfer,         // hand leadership to another member (no heal)
+  // Remove a follower from the configuration, kill it and wipe its volumes; the heal
+  // starts it again on empty volumes under the same pod name, and it must join as a
+  // learner and be promoted to a voter (docs/lost-volume.md) within the hold and
+  // settle bounds.
+  kMembership,
+  // Fill a member's WAL tmpfs with a ballast file (needs wal_tmpfs_mb); the heal
+  // deletes it and starts the member again if the full volume stopped it.
+  kDiskFull,
 };
 
 // "partition-leader", "partition-random", "bridge", "kill", "stop", "delay", "loss",
-// "transfer".
+// "transfer", "membership", "disk-full".
 std::string FaultKindName(FaultKind kind);
 // Every kind.
 std::vector<FaultKind> AllFaultKinds();
 // Parses "kill,stop,..." (or "all"); InvalidArgument naming an unknown kind.
 absl::StatusOr<std::vector<FaultKind>> ParseFaultKinds(const std::string& text);
+// The kinds of `text` (ParseFaultKinds) that a cluster with `options` can run: "all"
+// leaves disk-full out when the WAL volumes are not on a tmpfs; naming disk-full then
+// is InvalidArgument.
+absl::StatusOr<std::vector<FaultKind>> FaultKindsFor(const std::string& text,
+                                                     const FaultClusterOptions& options);
+
+// A member as a membership episode sees the configuration.
+struct MemberView {
+  std::string name;
+  bool learner = false;
+  bool leader = false;
+};
+// The member a membership episode removes: the first name of `preference` that is a
+// voter and does not lead. FailedPrecondition when the configuration still has a
+// learner (an earlier member still joining) or fewer than 3 voters (removing one
+// would leave a cluster without a spare voter, or none), or no candidate.
+absl::StatusOr<std::string> PickMemberToReplace(const std::vector<MemberView>& members,
+                                                const std::vector<std::string>& preference);
 
 // One episode, as the fault log keeps it.
 struct FaultEvent {
@@ -58,6 +84,7 @@ struct FaultEvent {
   bool injected = false;  // the injection succeeded
   bool healed = false;    // the heal succeeded
   std::string error;      // why the injection or heal failed
+  std::string note;       // what the heal had to do, e.g. "kv-1 had stopped: restarted"
 };
 
 struct NemesisOptions {
@@ -107,6 +134,9 @@ class Nemesis {
   int64_t NowNs() const;
   // Logs the injection or the heal of `event` and keeps it as its episode's entry.
   void Record(const FaultEvent& event, bool healing);
+  // The membership episode's steps (see FaultKind::kMembership).
+  absl::Status RemoveAndWipe(const std::vector<int>& order, int* target);
+  absl::Status WaitVoter(int target, absl::Duration timeout, std::string* note);
 
   FaultCluster* const cluster_;
   const NemesisOptions options_;

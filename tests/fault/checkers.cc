@@ -37,18 +37,6 @@ std::string Ms(int64_t ns) {
   return absl::StrFormat("%.3fms", static_cast<double>(ns) / 1e6);
 }
 
-const char* OutcomeName(Outcome outcome) {
-  switch (outcome) {
-    case Outcome::kOk:
-      return "ok";
-    case Outcome::kFailed:
-      return "failed";
-    case Outcome::kUnknown:
-      return "unknown";
-  }
-  return "?";
-}
-
 CheckResult Failure(std::string verdict, std::vector<std::string> problems) {
   CheckResult result;
   result.ok = false;

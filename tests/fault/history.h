@@ -27,6 +27,20 @@ enum class Outcome {
   kUnknown,  // may or may not have taken effect
 };
 
+// "ok", "failed" or "unknown": how the history's files and the checkers' reports name
+// an outcome.
+inline const char* OutcomeName(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kOk:
+      return "ok";
+    case Outcome::kFailed:
+      return "failed";
+    case Outcome::kUnknown:
+      return "unknown";
+  }
+  return "?";
+}
+
 // The completion time of an operation whose outcome is unknown.
 inline constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 

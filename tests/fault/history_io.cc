@@ -26,18 +26,6 @@ constexpr char kBankInitial[] = "bank_initial.json";
 
 // ---- writing ----
 
-const char* Word(Outcome o) {
-  switch (o) {
-    case Outcome::kOk:
-      return "ok";
-    case Outcome::kFailed:
-      return "failed";
-    case Outcome::kUnknown:
-      return "unknown";
-  }
-  return "?";
-}
-
 const char* Word(RegisterOp::Kind k) {
   switch (k) {
     case RegisterOp::Kind::kPut:
@@ -61,7 +49,7 @@ Json ToJson(const RegisterOp& op) {
               {"expected", op.expected.has_value() ? Json(*op.expected) : Json(nullptr)},
               {"found", op.found},
               {"swapped", op.swapped},
-              {"outcome", Word(op.outcome)},
+              {"outcome", OutcomeName(op.outcome)},
               {"invoke_ns", op.invoke_ns},
               {"complete_ns", Time(op.complete_ns)},
               {"client", op.client}};
@@ -74,7 +62,7 @@ Json ToJson(const BankOp& op) {
               {"amount", op.amount},
               {"applied", op.applied},
               {"balances", op.balances},
-              {"outcome", Word(op.outcome)},
+              {"outcome", OutcomeName(op.outcome)},
               {"invoke_ns", op.invoke_ns},
               {"complete_ns", Time(op.complete_ns)},
               {"client", op.client}};

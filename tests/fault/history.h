@@ -62,6 +62,7 @@ struct RegisterOp {
   int64_t invoke_ns = 0;
   int64_t complete_ns = kNever;
   uint32_t client = 0;  // which of the driver's clients
+  bool operator==(const RegisterOp&) const = default;
 };
 
 // Bank: accounts whose balances only transfers change; every read of all accounts
@@ -80,6 +81,7 @@ struct BankOp {
   int64_t invoke_ns = 0;
   int64_t complete_ns = kNever;
   uint32_t client = 0;
+  bool operator==(const BankOp&) const = default;
 };
 
 // Watches: each watcher's events for its prefix, in the order delivered. Every watcher
@@ -94,10 +96,12 @@ struct WatchRecord {
     std::string value;  // empty for a delete
     bool deleted = false;
     int64_t mod_revision = 0;
+    bool operator==(const Event&) const = default;
   };
   std::vector<Event> events;
   // The revision through which the watcher had received every change when it stopped.
   int64_t progress_revision = 0;
+  bool operator==(const WatchRecord&) const = default;
 };
 
 struct History {
@@ -105,6 +109,7 @@ struct History {
   std::vector<BankOp> bank;
   std::map<std::string, int64_t> bank_initial;  // the accounts' balances before the run
   std::vector<WatchRecord> watches;
+  bool operator==(const History&) const = default;
 };
 
 }  // namespace stead::fault

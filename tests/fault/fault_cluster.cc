@@ -53,7 +53,37 @@ absl::Status EmptyDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
+// Mounts a tmpfs of `mb` MiB on `dir`, which must be missing or empty: a tmpfs over an
+// earlier run's volume would hide it from a member that still expects it.
+absl::Status MountTmpfs(const std::string& dir, int mb) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error || !std::filesystem::is_empty(dir, error) || error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " is not an empty directory: use a fresh run folder"));
+  }
+  const std::string data = absl::StrCat("size=", mb, "m,mode=0755");
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, data.c_str()) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("mount -t tmpfs on ", dir, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+int TmpfsMb(const FaultClusterOptions& options, Volume volume) {
+  return volume == Volume::kWal ? options.wal_tmpfs_mb : options.data_tmpfs_mb;
+}
+
 }  // namespace
+
+std::string VolumeName(Volume volume) { return volume == Volume::kWal ? "wal" : "data"; }
+
+std::vector<Volume> TmpfsVolumes(const FaultClusterOptions& options) {
+  std::vector<Volume> volumes;
+  if (options.wal_tmpfs_mb > 0) volumes.push_back(Volume::kWal);
+  if (options.data_tmpfs_mb > 0) volumes.push_back(Volume::kData);
+  return volumes;
+}
 
 absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Up(FaultClusterOptions options) {
   if (options.stead_binary.empty() || options.netns_script.empty() || options.run_dir.empty()) {
@@ -63,6 +93,11 @@ absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Up(FaultClusterOptio
     return absl::InvalidArgumentError(absl::StrCat("a WAL tmpfs of ", options.wal_tmpfs_mb,
                                                    " MiB is too small: at least ",
                                                    kMinWalTmpfsMb, " MiB"));
+  }
+  if (options.data_tmpfs_mb != 0 && options.data_tmpfs_mb < kMinDataTmpfsMb) {
+    return absl::InvalidArgumentError(absl::StrCat("a data tmpfs of ", options.data_tmpfs_mb,
+                                                   " MiB is too small: at least ",
+                                                   kMinDataTmpfsMb, " MiB"));
   }
   if (options.members < 1 || options.members > 9) {
     return absl::InvalidArgumentError(absl::StrCat("members ", options.members, " not in 1..9"));
@@ -86,22 +121,13 @@ absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Up(FaultClusterOptio
       cluster->Script({"up", absl::StrCat(o.members), o.subnet}, absl::Seconds(60));
   if (!up.ok()) return absl::FailedPreconditionError(up.status().message());
   cluster->up_ = true;
-  if (o.wal_tmpfs_mb > 0) {
-    for (int i = 0; i < o.members; ++i) {
-      const std::string wal = cluster->WalDir(i);
-      std::filesystem::create_directories(wal, error);
-      // A tmpfs over an earlier run's log would hide it from a member whose data volume
-      // still expects it.
-      if (error || !std::filesystem::is_empty(wal, error) || error) {
-        return absl::FailedPreconditionError(
-            absl::StrCat(wal, " is not an empty directory: use a fresh run folder"));
+  for (int i = 0; i < o.members; ++i) {
+    for (Volume volume : TmpfsVolumes(o)) {
+      const std::string dir = cluster->VolumeDir(i, volume);
+      if (absl::Status mounted = MountTmpfs(dir, TmpfsMb(o, volume)); !mounted.ok()) {
+        return mounted;
       }
-      const std::string data = absl::StrCat("size=", o.wal_tmpfs_mb, "m,mode=0755");
-      if (::mount("tmpfs", wal.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, data.c_str()) != 0) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("mount -t tmpfs on ", wal, ": ", std::strerror(errno)));
-      }
-      cluster->mounted_.push_back(wal);
+      cluster->mounted_.push_back(dir);
     }
   }
   return cluster;
@@ -121,8 +147,8 @@ FaultCluster::~FaultCluster() {
   }
   // The members are gone, so nothing holds the tmpfs busy; a lazy unmount all the same
   // if something does (it goes once released).
-  for (const std::string& wal : mounted_) {
-    if (::umount2(wal.c_str(), 0) != 0) ::umount2(wal.c_str(), MNT_DETACH);
+  for (const std::string& dir : mounted_) {
+    if (::umount2(dir.c_str(), 0) != 0) ::umount2(dir.c_str(), MNT_DETACH);
   }
   if (up_) Script({"down"}, absl::Seconds(60)).IgnoreError();  // best effort on every path
 }
@@ -143,6 +169,10 @@ std::string FaultCluster::DataDir(int member) const {
 
 std::string FaultCluster::WalDir(int member) const {
   return absl::StrCat(options_.run_dir, "/", PodName(member), "/wal");
+}
+
+std::string FaultCluster::VolumeDir(int member, Volume volume) const {
+  return volume == Volume::kWal ? WalDir(member) : DataDir(member);
 }
 
 std::vector<std::string> FaultCluster::ClientEndpoints() const {
@@ -267,18 +297,20 @@ absl::Status FaultCluster::Wipe(int member) {
   return EmptyDir(WalDir(member));
 }
 
-absl::StatusOr<int64_t> FaultCluster::FillWal(int member) {
-  if (options_.wal_tmpfs_mb <= 0) {
-    return absl::FailedPreconditionError("the WAL volumes are not on a tmpfs (wal_tmpfs_mb)");
+absl::StatusOr<int64_t> FaultCluster::FillVolume(int member, Volume volume) {
+  const int mb = TmpfsMb(options_, volume);
+  if (mb <= 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the ", VolumeName(volume), " volumes are not on a tmpfs"));
   }
-  const std::string path = absl::StrCat(WalDir(member), "/", kBallast);
+  const std::string path = absl::StrCat(VolumeDir(member, volume), "/", kBallast);
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("open", path, errno);
   const std::string chunk(1 << 20, 'b');
   int64_t written = 0;
   int error = 0;
-  // Bounded: the tmpfs holds at most wal_tmpfs_mb chunks.
-  for (int64_t round = 0; round <= int64_t{options_.wal_tmpfs_mb} * 4 + 16; ++round) {
+  // Bounded: the tmpfs holds at most `mb` chunks.
+  for (int64_t round = 0; round <= int64_t{mb} * 4 + 16; ++round) {
     const ssize_t n = ::write(fd, chunk.data(), chunk.size());
     if (n > 0) {
       written += n;
@@ -296,13 +328,21 @@ absl::StatusOr<int64_t> FaultCluster::FillWal(int member) {
   return written;
 }
 
-absl::Status FaultCluster::RemoveBallast(int member) {
-  if (options_.wal_tmpfs_mb <= 0) {
-    return absl::FailedPreconditionError("the WAL volumes are not on a tmpfs (wal_tmpfs_mb)");
+absl::Status FaultCluster::RemoveBallast(int member, Volume volume) {
+  if (TmpfsMb(options_, volume) <= 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the ", VolumeName(volume), " volumes are not on a tmpfs"));
   }
-  const std::string path = absl::StrCat(WalDir(member), "/", kBallast);
+  const std::string path = absl::StrCat(VolumeDir(member, volume), "/", kBallast);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError("unlink", path, errno);
   return absl::OkStatus();
+}
+
+std::optional<testing::ExitStatus> FaultCluster::Exited(int member) {
+  MutexLock lock(&mu_);
+  std::unique_ptr<Subprocess>& process = processes_.at(member);
+  if (process == nullptr) return std::nullopt;
+  return process->WaitFor(absl::ZeroDuration());
 }
 
 absl::Status FaultCluster::Partition(int member, const std::vector<std::string>& from) {

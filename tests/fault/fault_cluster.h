@@ -59,11 +59,24 @@ struct FaultClusterOptions {
   // (on an empty directory) and unmounted by the destructor: FillWal can then fill it.
   // At least kMinWalTmpfsMb, since the WAL preallocates two 64 MiB segments. 0: off.
   int wal_tmpfs_mb = 0;
+  // Likewise for each member's data directory (its RocksDB state machine and its
+  // checkpoints), so that FillVolume can fill that too. At least kMinDataTmpfsMb. 0: off.
+  int data_tmpfs_mb = 0;
 };
 
 // Room for the two preallocated WAL segments a member needs (docs/resize-volumes.md),
 // and a little for its lock file.
 inline constexpr int kMinWalTmpfsMb = 130;
+// Room for a new member's empty database and its first checkpoints.
+inline constexpr int kMinDataTmpfsMb = 16;
+
+// A member's volumes, as the disk faults name them.
+enum class Volume { kWal, kData };
+// "wal", "data".
+std::string VolumeName(Volume volume);
+// The volumes that `options` puts on a tmpfs, which the disk faults can fill: the WAL
+// first, then the data volume.
+std::vector<Volume> TmpfsVolumes(const FaultClusterOptions& options);
 
 // The ports every member listens on (each in its own namespace, so all alike).
 inline constexpr uint16_t kClientPort = 2479;
@@ -110,11 +123,18 @@ class FaultCluster {
   // while it runs.
   absl::Status Wipe(int member);
 
-  // Disk faults, with wal_tmpfs_mb set (FailedPrecondition otherwise). FillWal writes a
-  // ballast file on the member's WAL tmpfs until the tmpfs is full (ENOSPC): the bytes
-  // it wrote. RemoveBallast deletes it (OK when there is none).
-  absl::StatusOr<int64_t> FillWal(int member);
-  absl::Status RemoveBallast(int member);
+  std::string VolumeDir(int member, Volume volume) const;
+
+  // Disk faults, on a volume that is a tmpfs (TmpfsVolumes; FailedPrecondition
+  // otherwise). FillVolume writes a ballast file on the member's volume until the tmpfs
+  // is full (ENOSPC): the bytes it wrote. RemoveBallast deletes it (OK when there is
+  // none).
+  absl::StatusOr<int64_t> FillVolume(int member, Volume volume);
+  absl::Status RemoveBallast(int member, Volume volume);
+
+  // How the member's process ended when it ended by itself (it stopped, or crashed)
+  // and has not been started again; nullopt while it runs or after Kill.
+  std::optional<testing::ExitStatus> Exited(int member);
 
   // Network faults, the script's commands of the same names. `Partition(i, {})` cuts
   // member i off from every other member and the host; otherwise from the listed
@@ -150,7 +170,7 @@ class FaultCluster {
   const FaultClusterOptions options_;
   std::string net_;  // a.b.c of the subnet
   bool up_ = false;
-  std::vector<std::string> mounted_;  // the WAL tmpfs mount points, to unmount
+  std::vector<std::string> mounted_;  // the tmpfs mount points, to unmount
   mutable Mutex script_mu_;  // one script command at a time
   Mutex mu_;
   std::vector<std::unique_ptr<testing::Subprocess>> processes_ ABSL_GUARDED_BY(mu_);

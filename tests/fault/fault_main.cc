@@ -62,7 +62,7 @@ verdicts with their evidence (check.txt) and each member's volumes and log.
   --keys=N             hot keys (default 4)
   --faults=KINDS       comma-separated: partition-leader, partition-random, bridge, kill,
                        stop, delay, loss, transfer, membership, disk-full; or all
-                       (default all; all leaves disk-full out without --wal-tmpfs-mb)
+                       (default all; all leaves disk-full out without a tmpfs volume)
   --stead=PATH         the stead binary
   --netns-script=PATH  tests/tools/netns_cluster.sh
   --out=DIR            run folder: member volumes and logs, faults.log
@@ -75,7 +75,9 @@ verdicts with their evidence (check.txt) and each member's volumes and log.
   --failpoints=NAMES   plant bugs in every member (STEAD_FAILPOINTS, base/failpoint.h),
                        e.g. unsafe-local-reads: the run must then find a violation
   --wal-tmpfs-mb=N     each member's WAL volume is a tmpfs of N MiB (at least 130: two
-                       preallocated 64 MiB segments); needed by the disk-full fault
+                       preallocated 64 MiB segments), which the disk-full fault can fill
+  --data-tmpfs-mb=N    each member's data volume (database, checkpoints) is a tmpfs of
+                       N MiB (at least 16), which the disk-full fault can fill
 Exit: 0 ok, 1 violation, 2 setup error.
 )";
 
@@ -96,6 +98,7 @@ struct Flags {
   std::string failpoints;
   std::string check;
   int wal_tmpfs_mb = 0;
+  int data_tmpfs_mb = 0;
   bool help = false;
 };
 
@@ -146,6 +149,9 @@ absl::Status ParseFlags(int argc, char** argv, Flags* flags) {
     } else if (name == "wal-tmpfs-mb") {
       ok = absl::SimpleAtoi(value, &flags->wal_tmpfs_mb) && flags->wal_tmpfs_mb >= kMinWalTmpfsMb &&
            flags->wal_tmpfs_mb <= 65536;
+    } else if (name == "data-tmpfs-mb") {
+      ok = absl::SimpleAtoi(value, &flags->data_tmpfs_mb) &&
+           flags->data_tmpfs_mb >= kMinDataTmpfsMb && flags->data_tmpfs_mb <= 65536;
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
     }
@@ -244,6 +250,7 @@ int Run(const Flags& flags) {
       .prefix = flags.prefix,
       .subnet = flags.subnet,
       .wal_tmpfs_mb = flags.wal_tmpfs_mb,
+      .data_tmpfs_mb = flags.data_tmpfs_mb,
   };
   absl::StatusOr<std::vector<FaultKind>> kinds = FaultKindsFor(flags.faults, cluster_options);
   if (!kinds.ok()) {

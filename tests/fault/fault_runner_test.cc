@@ -68,6 +68,55 @@ TEST(FaultKindsTest, DiskFullNeedsAWalTmpfs) {
   EXPECT_FALSE(FaultKindsFor("kill,flood", tmpfs).ok());
 }
 
+TEST(FaultKindsTest, DiskFullRunsOnADataTmpfsAlone) {
+  FaultClusterOptions data;
+  data.data_tmpfs_mb = kMinDataTmpfsMb;
+  absl::StatusOr<std::vector<FaultKind>> kinds = FaultKindsFor("all", data);
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_THAT(*kinds, ::testing::Contains(FaultKind::kDiskFull));
+  EXPECT_TRUE(FaultKindsFor("disk-full", data).ok());
+}
+
+TEST(PickVolumeToFillTest, PicksOnlyTmpfsVolumesByTheDraw) {
+  FaultClusterOptions options;
+  EXPECT_EQ(PickVolumeToFill(options, 0).status().code(), absl::StatusCode::kFailedPrecondition);
+  options.wal_tmpfs_mb = kMinWalTmpfsMb;
+  for (uint64_t draw : {0, 1, 2, 7}) EXPECT_EQ(*PickVolumeToFill(options, draw), Volume::kWal);
+  options.data_tmpfs_mb = kMinDataTmpfsMb;
+  EXPECT_EQ(*PickVolumeToFill(options, 0), Volume::kWal);
+  EXPECT_EQ(*PickVolumeToFill(options, 1), Volume::kData);
+  EXPECT_EQ(*PickVolumeToFill(options, 3), Volume::kData);
+  options.wal_tmpfs_mb = 0;
+  for (uint64_t draw : {0, 1, 2, 7}) EXPECT_EQ(*PickVolumeToFill(options, draw), Volume::kData);
+}
+
+TEST(DiskFullHealTest, StopReasonIsTheLastStopLinesCode) {
+  EXPECT_EQ(StopReason(""), "");
+  EXPECT_EQ(StopReason("I0101 took checkpoint index=500\n"), "");
+  EXPECT_EQ(StopReason("E0101 raft_node.cc:611] stopping this member: RESOURCE_EXHAUSTED: "
+                       "apply: rocksdb: IO error: No space left on device; a volume is full\n"
+                       "E0101 node.cc:1762] this member cannot continue: RESOURCE_EXHAUSTED: "
+                       "apply\n"),
+            "ResourceExhausted");
+  EXPECT_EQ(StopReason("stopping this member: DATA_LOSS: x\nstopping this member: INTERNAL: y"),
+            "Internal");
+  EXPECT_EQ(StopReason("stopping this member: no code here"), "");
+}
+
+TEST(DiskFullHealTest, NoteSaysWhichVolumeAndWhatTheMemberDid) {
+  EXPECT_EQ(DiskFullHealNote(Volume::kData, testing::ExitStatus{.exit_code = 1},
+                             "ResourceExhausted", false),
+            "data volume: the member stopped (ResourceExhausted), restarted");
+  EXPECT_EQ(DiskFullHealNote(Volume::kWal, std::nullopt, "", true),
+            "wal volume: the member kept running (ready)");
+  EXPECT_EQ(DiskFullHealNote(Volume::kData, std::nullopt, "", false),
+            "data volume: the member kept running (not ready)");
+  EXPECT_THAT(DiskFullHealNote(Volume::kData, testing::ExitStatus{.signal = 6}, "", false),
+              HasSubstr("data volume: the member died (killed by signal 6"));
+  EXPECT_THAT(DiskFullHealNote(Volume::kWal, testing::ExitStatus{.exit_code = 1}, "", false),
+              HasSubstr("stopped (exited with code 1), restarted"));
+}
+
 TEST(PickMemberToReplaceTest, PicksThePreferredFollower) {
   const std::vector<MemberView> members = {
       {.name = "kv-0", .leader = true}, {.name = "kv-1"}, {.name = "kv-2"}};

@@ -1,12 +1,14 @@
 #include "tests/fault/nemesis.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -15,6 +17,23 @@
 
 namespace stead::fault {
 namespace {
+
+// The text of the file at `path` from byte `from` on; empty if unreadable. Bounded to the
+// last 1 MiB, where the member's last words are.
+std::string ReadFrom(const std::string& path, uintmax_t from) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  in.seekg(0, std::ios::end);
+  const std::streamoff end = in.tellg();
+  std::streamoff start = static_cast<std::streamoff>(from);
+  if (end < 0 || start > end) return "";
+  start = std::max<std::streamoff>(start, end - (1 << 20));
+  in.seekg(start);
+  std::string text(static_cast<size_t>(end - start), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
+}
 
 constexpr FaultKind kKinds[] = {
     FaultKind::kPartitionLeader,
@@ -85,15 +104,15 @@ absl::StatusOr<std::vector<FaultKind>> ParseFaultKinds(const std::string& text) 
 absl::StatusOr<std::vector<FaultKind>> FaultKindsFor(const std::string& text,
                                                      const FaultClusterOptions& options) {
   absl::StatusOr<std::vector<FaultKind>> kinds = ParseFaultKinds(text);
-  if (!kinds.ok() || options.wal_tmpfs_mb > 0) return kinds;
+  if (!kinds.ok() || !TmpfsVolumes(options).empty()) return kinds;
   if (text == "all") {
     kinds->erase(std::remove(kinds->begin(), kinds->end(), FaultKind::kDiskFull), kinds->end());
     return kinds;
   }
   if (std::find(kinds->begin(), kinds->end(), FaultKind::kDiskFull) != kinds->end()) {
     return absl::InvalidArgumentError(
-        "the disk-full fault fills a member's WAL tmpfs: give the WAL volumes one "
-        "(--wal-tmpfs-mb=N)");
+        "the disk-full fault fills a member's WAL or data tmpfs: give the volumes one "
+        "(--wal-tmpfs-mb=N, --data-tmpfs-mb=N)");
   }
   return kinds;
 }
@@ -118,6 +137,57 @@ absl::StatusOr<std::string> PickMemberToReplace(const std::vector<MemberView>& m
     }
   }
   return absl::FailedPreconditionError("no follower to replace");
+}
+
+absl::StatusOr<Volume> PickVolumeToFill(const FaultClusterOptions& options, uint64_t draw) {
+  const std::vector<Volume> volumes = TmpfsVolumes(options);
+  if (volumes.empty()) return absl::FailedPreconditionError("no volume is a tmpfs");
+  return volumes[draw % volumes.size()];
+}
+
+std::string StopReason(absl::string_view log) {
+  size_t at = absl::string_view::npos;
+  size_t length = 0;
+  for (absl::string_view marker : {"stopping this member: ", "this member cannot continue: "}) {
+    const size_t found = log.rfind(marker);
+    if (found != absl::string_view::npos && (at == absl::string_view::npos || found > at)) {
+      at = found;
+      length = marker.size();
+    }
+  }
+  if (at == absl::string_view::npos) return "";
+  absl::string_view rest = log.substr(at + length);
+  const absl::string_view code = rest.substr(0, rest.find(':'));
+  // absl's names ("RESOURCE_EXHAUSTED") as the code's C++ name ("ResourceExhausted").
+  for (int c = 1; c <= 16; ++c) {
+    if (absl::StatusCodeToString(static_cast<absl::StatusCode>(c)) != code) continue;
+    std::string name;
+    bool upper = true;
+    for (char ch : code) {
+      if (ch == '_') {
+        upper = true;
+        continue;
+      }
+      name.push_back(upper ? ch : absl::ascii_tolower(ch));
+      upper = false;
+    }
+    return name;
+  }
+  return "";
+}
+
+std::string DiskFullHealNote(Volume volume, const std::optional<testing::ExitStatus>& exited,
+                             absl::string_view reason, bool ready) {
+  std::string note = absl::StrCat(VolumeName(volume), " volume: the member ");
+  if (!exited.has_value()) {
+    absl::StrAppend(&note, "kept running (", ready ? "ready" : "not ready", ")");
+  } else if (exited->signaled()) {
+    absl::StrAppend(&note, "died (", exited->ToString(), "), restarted");
+  } else {
+    absl::StrAppend(&note, "stopped (", reason.empty() ? exited->ToString() : reason,
+                    "), restarted");
+  }
+  return note;
 }
 
 Nemesis::Nemesis(FaultCluster* cluster, NemesisOptions options)
@@ -199,6 +269,7 @@ void Nemesis::Episode(FaultKind kind) {
   std::vector<int> order(members);
   for (int i = 0; i < members; ++i) order[i] = i;
   std::shuffle(order.begin(), order.end(), rng_);
+  const uint64_t volume_draw = std::uniform_int_distribution<uint64_t>(0, 1)(rng_);
 
   FaultEvent event;
   event.inject_ns = NowNs();
@@ -293,21 +364,39 @@ void Nemesis::Episode(FaultKind kind) {
       break;
     }
     case FaultKind::kDiskFull: {
-      event.target = absl::StrCat(cluster_->PodName(target), " wal");
-      absl::StatusOr<int64_t> filled = cluster_->FillWal(target);
+      absl::StatusOr<Volume> picked = PickVolumeToFill(cluster_->options(), volume_draw);
+      if (!picked.ok()) {
+        event.target = cluster_->PodName(target);
+        injected = picked.status();
+        break;
+      }
+      const Volume volume = *picked;
+      event.target = absl::StrCat(cluster_->PodName(target), " ", VolumeName(volume));
+      // What the member logs from here on says why it stopped, if it does.
+      std::error_code error;
+      const uintmax_t log_from = std::filesystem::file_size(cluster_->LogPath(target), error);
+      absl::StatusOr<int64_t> filled = cluster_->FillVolume(target, volume);
       injected = filled.status();
       if (filled.ok()) absl::StrAppend(&event.target, " full, ballast ", *filled >> 20, " MiB");
-      heal = [this, target, &event] {
-        if (absl::Status removed = cluster_->RemoveBallast(target); !removed.ok()) return removed;
-        if (cluster_->Running(target)) {
-          event.note = "ballast removed, the member kept running";
-          return absl::OkStatus();
+      heal = [this, target, volume, from = error ? 0 : log_from, &event] {
+        // Whether it still served before the room comes back.
+        const bool ready = cluster_->HttpStatus(target, "/readyz") == 200;
+        if (absl::Status removed = cluster_->RemoveBallast(target, volume); !removed.ok()) {
+          return removed;
         }
-        // A member whose WAL cannot grow stops itself (docs/resize-volumes.md) and
-        // recovers from its WAL once started again with room.
-        event.note = "ballast removed, the member had stopped: restarted";
+        std::string reason = StopReason(ReadFrom(cluster_->LogPath(target), from));
+        // A member that has begun to stop gets its shutdown time to exit.
+        for (int round = 0; round < 80 && !reason.empty() && !cluster_->Exited(target); ++round) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        const std::optional<testing::ExitStatus> exited = cluster_->Exited(target);
+        event.note = DiskFullHealNote(volume, exited, reason, ready);
+        if (!exited.has_value()) return absl::OkStatus();
+        // A member stopped by a full volume recovers from its WAL once started again with
+        // room (docs/resize-volumes.md).
         return cluster_->Start(target);
       };
+      if (!injected.ok()) cluster_->RemoveBallast(target, volume).IgnoreError();
       break;
     }
   }
@@ -316,7 +405,6 @@ void Nemesis::Episode(FaultKind kind) {
     event.error = std::string(injected.message());
     // A partial injection (one partition of a bridge) is healed all the same.
     if (kind == FaultKind::kBridge) cluster_->HealAll().IgnoreError();
-    if (kind == FaultKind::kDiskFull) cluster_->RemoveBallast(target).IgnoreError();
     Record(event, /*healing=*/false);
     return;
   }

@@ -18,15 +18,18 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "base/mutex.h"
 #include "tests/fault/fault_cluster.h"
+#include "tests/testing/subprocess.h"
 
 namespace stead::fault {
 
@@ -44,8 +47,9 @@ enum class FaultKind {
   // learner and be promoted to a voter (docs/lost-volume.md) within the hold and
   // settle bounds.
   kMembership,
-  // Fill a member's WAL tmpfs with a ballast file (needs wal_tmpfs_mb); the heal
-  // deletes it and starts the member again if the full volume stopped it.
+  // Fill a member's WAL or data tmpfs (whichever of the two are tmpfs, by the seed)
+  // with a ballast file; the heal deletes it and starts the member again if the full
+  // volume stopped it.
   kDiskFull,
 };
 
@@ -57,8 +61,8 @@ std::vector<FaultKind> AllFaultKinds();
 // Parses "kill,stop,..." (or "all"); InvalidArgument naming an unknown kind.
 absl::StatusOr<std::vector<FaultKind>> ParseFaultKinds(const std::string& text);
 // The kinds of `text` (ParseFaultKinds) that a cluster with `options` can run: "all"
-// leaves disk-full out when the WAL volumes are not on a tmpfs; naming disk-full then
-// is InvalidArgument.
+// leaves disk-full out when neither the WAL nor the data volumes are on a tmpfs; naming
+// disk-full then is InvalidArgument.
 absl::StatusOr<std::vector<FaultKind>> FaultKindsFor(const std::string& text,
                                                      const FaultClusterOptions& options);
 
@@ -74,6 +78,22 @@ struct MemberView {
 // would leave a cluster without a spare voter, or none), or no candidate.
 absl::StatusOr<std::string> PickMemberToReplace(const std::vector<MemberView>& members,
                                                 const std::vector<std::string>& preference);
+
+// The volume a disk-full episode fills: one of TmpfsVolumes(options), by `draw` (any
+// number the seed gave). FailedPrecondition when no volume is a tmpfs.
+absl::StatusOr<Volume> PickVolumeToFill(const FaultClusterOptions& options, uint64_t draw);
+
+// Why a member stopped itself, from its log since the fault: the status code of its
+// last "stopping this member: CODE: ..." (or "this member cannot continue: CODE: ...")
+// line, as "ResourceExhausted"; empty when there is none.
+std::string StopReason(absl::string_view log);
+
+// What a disk-full heal found, for the fault log: "data volume: the member stopped
+// (ResourceExhausted), restarted", "wal volume: the member kept running (ready)",
+// "data volume: the member died (killed by signal 6 (Aborted)), restarted".
+// `exited`: how the member ended, nullopt when it still runs; `reason`: StopReason.
+std::string DiskFullHealNote(Volume volume, const std::optional<testing::ExitStatus>& exited,
+                             absl::string_view reason, bool ready);
 
 // One episode, as the fault log keeps it.
 struct FaultEvent {

@@ -98,7 +98,13 @@ TEST(DiskFullHealTest, StopReasonIsTheLastStopLinesCode) {
                        "E0101 node.cc:1762] this member cannot continue: RESOURCE_EXHAUSTED: "
                        "apply\n"),
             "ResourceExhausted");
-  EXPECT_EQ(StopReason("stopping this member: DATA_LOSS: x\nstopping this member: INTERNAL: y"),
+  // Without the verdict line, the first error: later apply batches fail after it.
+  EXPECT_EQ(StopReason("stopping this member: RESOURCE_EXHAUSTED: apply: no space\n"
+                       "stopping this member: FAILED_PRECONDITION: apply: entry 11015 after "
+                       "applied index 11012\n"),
+            "ResourceExhausted");
+  EXPECT_EQ(StopReason("this member cannot continue: DATA_LOSS: x\n"
+                       "this member cannot continue: INTERNAL: y"),
             "Internal");
   EXPECT_EQ(StopReason("stopping this member: no code here"), "");
 }

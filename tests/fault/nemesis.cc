@@ -146,14 +146,16 @@ absl::StatusOr<Volume> PickVolumeToFill(const FaultClusterOptions& options, uint
 }
 
 std::string StopReason(absl::string_view log) {
-  size_t at = absl::string_view::npos;
-  size_t length = 0;
-  for (absl::string_view marker : {"stopping this member: ", "this member cannot continue: "}) {
-    const size_t found = log.rfind(marker);
-    if (found != absl::string_view::npos && (at == absl::string_view::npos || found > at)) {
-      at = found;
-      length = marker.size();
-    }
+  // The member's verdict, its fatal status, when it got that far; otherwise the first
+  // error that stopped its Raft node (the apply batches still queued fail after it,
+  // for other reasons).
+  constexpr absl::string_view kVerdict = "this member cannot continue: ";
+  constexpr absl::string_view kFirst = "stopping this member: ";
+  size_t at = log.rfind(kVerdict);
+  size_t length = kVerdict.size();
+  if (at == absl::string_view::npos) {
+    at = log.find(kFirst);
+    length = kFirst.size();
   }
   if (at == absl::string_view::npos) return "";
   absl::string_view rest = log.substr(at + length);

@@ -84,8 +84,9 @@ absl::StatusOr<std::string> PickMemberToReplace(const std::vector<MemberView>& m
 absl::StatusOr<Volume> PickVolumeToFill(const FaultClusterOptions& options, uint64_t draw);
 
 // Why a member stopped itself, from its log since the fault: the status code of its
-// last "stopping this member: CODE: ..." (or "this member cannot continue: CODE: ...")
-// line, as "ResourceExhausted"; empty when there is none.
+// last "this member cannot continue: CODE: ..." line (its fatal status), else of its
+// first "stopping this member: CODE: ..." line, as "ResourceExhausted"; empty when
+// there is none.
 std::string StopReason(absl::string_view log);
 
 // What a disk-full heal found, for the fault log: "data volume: the member stopped

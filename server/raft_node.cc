@@ -598,6 +598,13 @@ void RaftNode::PublishStatus() {
 }
 
 void RaftNode::Fail(absl::Status status) {
+  if (failed_) {
+    // Work queued behind the first failure fails in turn (applies after the one that
+    // did not happen): the first error and its advice are the ones to act on.
+    STEAD_LOG(logger_, Warning) << "after the error that stopped this member: "
+                                << status.ToString();
+    return;
+  }
   // A damaged state machine's error says what to do already (StateMachine::damage()).
   const char* const advice =
       absl::IsResourceExhausted(status)

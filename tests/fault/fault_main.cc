@@ -4,8 +4,8 @@
 // converge and prints one RESULT line. See tests/fault/README.md.
 //
 // Exit codes: 0 the run completed and nothing was found wrong; 1 a violation (members
-// that diverged or never converged; the checkers' verdict once wired in); 2 a setup
-// error (bad flags, not root, the cluster did not come up).
+// that diverged or never converged, a watcher that never caught up, a checker's
+// verdict); 2 a setup error (bad flags, not root, the cluster did not come up).
 #include <signal.h>
 
 #include <chrono>
@@ -47,9 +47,10 @@ constexpr char kUsage[] = R"(usage: stead-fault --stead=PATH --netns-script=PATH
 
 Runs a stead cluster in network namespaces (needs root) under a client workload while
 a nemesis injects faults chosen by the seed, then heals everything, waits for the
-members to converge, checks the history (linearizability of every key) and prints:
+members to converge, checks the history (linearizability of every key, the bank's
+conservation of money, the watchers' events) and prints:
   RESULT seed=N ops_ok=N ops_failed=N ops_unknown=N faults=KIND:N,...
-         longest_unavailable_ms=N converged=0|1 registers=ok|FAILED
+         longest_unavailable_ms=N converged=0|1 registers=ok|FAILED [bank=..] [watches=..]
   CHECKS <each checker's verdict>
 The run folder keeps the history (*.jsonl), the fault log (faults.log), the checkers'
 verdicts with their evidence (check.txt) and each member's volumes and log.
@@ -58,7 +59,12 @@ verdicts with their evidence (check.txt) and each member's volumes and log.
   --seed=N             schedule and workload seed (default 1)
   --duration=D         how long the workload and nemesis run (default 30s)
   --members=N          members, 1..9 (default 3)
-  --clients=N          concurrent clients (default 16)
+  --workloads=NAMES    comma-separated: registers (put, get, CAS on hot keys), bank
+                       (transfers between accounts, reads of all of them), watches
+                       (watchers of the registers' keys); default all three
+  --clients=N          concurrent clients (default 16); with registers and bank, a
+                       quarter of them do bank operations
+  --watchers=N         watchers, each on its own client (default 3)
   --keys=N             hot keys (default 4)
   --faults=KINDS       comma-separated: partition-leader, partition-random, bridge, kill,
                        stop, delay, loss, transfer, membership, disk-full; or all
@@ -86,6 +92,8 @@ struct Flags {
   absl::Duration duration = absl::Seconds(30);
   int members = 3;
   int clients = 16;
+  int watchers = 3;
+  WorkloadMix workloads = {.registers = true, .bank = true, .watches = true};
   int keys = 4;
   std::string faults = "all";
   std::string stead;
@@ -124,6 +132,13 @@ absl::Status ParseFlags(int argc, char** argv, Flags* flags) {
       ok = absl::SimpleAtoi(value, &flags->members) && flags->members >= 1 && flags->members <= 9;
     } else if (name == "clients") {
       ok = absl::SimpleAtoi(value, &flags->clients) && flags->clients >= 1 && flags->clients <= 256;
+    } else if (name == "watchers") {
+      ok = absl::SimpleAtoi(value, &flags->watchers) && flags->watchers >= 1 &&
+           flags->watchers <= 64;
+    } else if (name == "workloads") {
+      absl::StatusOr<WorkloadMix> mix = ParseWorkloads(value);
+      if (!mix.ok()) return mix.status();
+      flags->workloads = *mix;
     } else if (name == "keys") {
       ok = absl::SimpleAtoi(value, &flags->keys) && flags->keys >= 1 && flags->keys <= 1000;
     } else if (name == "faults") {
@@ -290,8 +305,11 @@ int Run(const Flags& flags) {
     return kExitSetup;
   }
 
+  const ClientSplit split = SplitClients(flags.clients, flags.workloads);
   Workload workload({.endpoints = (*cluster)->ClientEndpoints(),
-                     .clients = flags.clients,
+                     .clients = split.registers,
+                     .bank_clients = split.bank,
+                     .watchers = flags.workloads.watches ? flags.watchers : 0,
                      .keys = flags.keys,
                      .seed = flags.seed,
                      .start = start});
@@ -328,6 +346,14 @@ int Run(const Flags& flags) {
               << ": " << hashes << "\n";
   }
 
+  // The watchers' records must cover the same revisions to be compared: up to a fence
+  // written now that the cluster is whole.
+  // A watcher that does not get there on a whole cluster is stuck: a violation too.
+  const bool watches_caught_up = workload.FinishWatches(absl::Seconds(30));
+  if (!watches_caught_up) {
+    std::cerr << "stead-fault: some watcher had not delivered the fence write 30 s after the "
+                 "heal (checked as far as it got)\n";
+  }
   const History history = workload.TakeHistory();
   if (absl::Status saved = WriteHistory(history, flags.out); !saved.ok()) {
     std::cerr << "stead-fault: saving the history: " << saved.message() << "\n";
@@ -347,7 +373,7 @@ int Run(const Flags& flags) {
     std::cerr << "stead-fault: interrupted\n";
     return kExitSetup;
   }
-  return converged && report.ok() ? kExitOk : kExitViolation;
+  return converged && watches_caught_up && report.ok() ? kExitOk : kExitViolation;
 }
 
 // --check=DIR: the checkers again on a run's saved history.

@@ -462,5 +462,54 @@ TEST_F(RaftNodeTest, AWalCompactedPastTheStateMachineIsRefused) {
               StatusIs(absl::StatusCode::kDataLoss, "do not belong together"));
 }
 
+// Goal: a checkpoint taken while entries are applied is named after the state it
+// holds, so the snapshot the log is compacted to (its manifest's index) can always be
+// found and sent. Before, the name came from the applied index read before the
+// checkpoint held up applies: a follower that needed that snapshot waited forever.
+TEST(SnapshotStoreTest, ACheckpointTakenDuringAppliesIsFoundByTheStateItHolds) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/snapshot-store-", ::getpid());
+  std::filesystem::remove_all(dir);
+  storage::StateMachineOptions options;
+  options.data_dir = dir;
+  options.identity = {kCluster, 1, "stead-0"};
+  options.logger = Logger(LogLevel::kWarning);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<storage::StateMachine> state,
+                       storage::StateMachine::Open(options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SnapshotStore> snapshots,
+                       SnapshotStore::Open(dir, Logger(LogLevel::kWarning)));
+  auto apply = [&](raft::Index index) {
+    storage::ApplyBatch batch;
+    batch.index = index;
+    batch.term = 1;
+    batch.mutations.push_back(
+        storage::Mutation::Put("kv", absl::StrCat("k", index % 50), std::string(100, 'v')));
+    return state->Apply(batch);
+  };
+  ASSERT_OK(apply(1));
+  std::atomic<bool> stop{false};
+  std::atomic<raft::Index> applied{1};
+  std::thread applier([&] {
+    for (raft::Index index = 2; !stop && index < 2'000'000; ++index) {
+      if (!apply(index).ok()) return;
+      applied = index;
+    }
+  });
+  int taken = 0;
+  for (int round = 0; round < 40; ++round) {
+    absl::StatusOr<pb::SnapshotManifest> manifest = snapshots->Take(*state);
+    if (!manifest.ok()) continue;  // AlreadyExists: no apply since the last one
+    ++taken;
+    EXPECT_OK(snapshots->PinTaken(manifest->raft()).status())
+        << "checkpoint of index " << manifest->raft().index() << " not found by its state";
+  }
+  stop = true;
+  applier.join();
+  EXPECT_GE(taken, 20);
+  EXPECT_GT(applied.load(), 40u) << "applies ran while the checkpoints were taken";
+  snapshots.reset();
+  state.reset();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace stead::server

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "storage/checkpoint.h"
 #include "storage/checkpoint_files.h"
 #include "storage/crc32c.h"
 #include "storage/state_machine_dir.h"
@@ -59,10 +60,24 @@ absl::StatusOr<std::unique_ptr<SnapshotStore>> SnapshotStore::Open(const std::st
 
 absl::StatusOr<pb::SnapshotManifest> SnapshotStore::Take(storage::StateMachine& state) {
   MutexLock lock(&taken_mu_);
-  const pb::SnapshotMetadata applied = state.applied();
-  const std::string dir =
-      files::JoinPath(taken_dir_, storage::CheckpointDirName(applied.index(), applied.term()));
-  return state.CreateCheckpoint(dir);
+  // The checkpoint is named after the state it holds, which only CreateCheckpoint
+  // knows: applies run on until it holds them up, so an index read before it may be
+  // behind, and a checkpoint named by that index would never be found by PinTaken for
+  // the snapshot the log was compacted to. So it is taken under a staging name
+  // (".partial": never listed) and renamed once its manifest says what it holds.
+  const std::string staging =
+      files::JoinPath(taken_dir_, absl::StrCat("taking", storage::kPartialSuffix));
+  STEAD_RETURN_IF_ERROR(files::RemoveAll(staging));  // Leftover of a crash.
+  STEAD_ASSIGN_OR_RETURN(pb::SnapshotManifest manifest, state.CreateCheckpoint(staging));
+  const std::string dir = files::JoinPath(
+      taken_dir_, storage::CheckpointDirName(manifest.raft().index(), manifest.raft().term()));
+  if (files::Exists(dir)) {
+    STEAD_RETURN_IF_ERROR(files::RemoveAll(staging));
+    return absl::AlreadyExistsError(absl::StrCat("checkpoint ", dir, " already exists"));
+  }
+  STEAD_RETURN_IF_ERROR(files::Rename(staging, dir));
+  STEAD_RETURN_IF_ERROR(files::SyncPath(taken_dir_));
+  return manifest;
 }
 
 absl::StatusOr<std::vector<storage::CheckpointInfo>> SnapshotStore::List() const {

@@ -58,8 +58,9 @@ class SnapshotStore final : public SnapshotSink {
   SnapshotStore& operator=(const SnapshotStore&) = delete;
 
   // --- checkpoints this member takes ---
-  // A checkpoint of `state`'s applied state in raft/. Errors as
-  // StateMachine::CreateCheckpoint; AlreadyExists when one of that index exists.
+  // A checkpoint of `state`'s applied state in raft/, named after the index and term
+  // its manifest holds (applies may go on while it is taken). Errors as
+  // StateMachine::CreateCheckpoint; AlreadyExists when one of that state exists.
   absl::StatusOr<pb::SnapshotManifest> Take(storage::StateMachine& state);
   // The checkpoints in raft/, oldest first.
   absl::StatusOr<std::vector<storage::CheckpointInfo>> List() const;
